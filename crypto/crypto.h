@@ -1,0 +1,75 @@
+// crypto: the primitives cmkfs is built on, over OpenSSL 3 and nothing else.
+//
+// - SecretBytes: key material in OpenSSL's secure heap (mlocked, MADV_DONTDUMP), wiped on release.
+// - HKDF-SHA256 (RFC 5869), HMAC-SHA256, AES-256-GCM for single messages.
+// - The chunk codec and its layout arithmetic live in chunk_codec.h / chunk_layout.h.
+//
+// Thread-safety: every function here is safe to call from any thread.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "crypto/status.h"
+
+namespace cmkfs::crypto {
+
+inline constexpr size_t kKeySize = 32;    // AES-256, HKDF output for every derived key
+inline constexpr size_t kNonceSize = 12;  // GCM 96-bit nonce
+inline constexpr size_t kTagSize = 16;    // GCM 128-bit tag
+
+using Bytes = std::span<const uint8_t>;
+using MutableBytes = std::span<uint8_t>;
+using Mac256 = std::array<uint8_t, 32>;
+
+inline Bytes as_bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Owns secret bytes. Move-only; the memory is zeroised (OPENSSL_cleanse) before it is freed.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(size_t size);  // zero-filled
+  static SecretBytes copy_of(Bytes b);
+  ~SecretBytes() { wipe(); }
+  SecretBytes(SecretBytes&& o) noexcept;
+  SecretBytes& operator=(SecretBytes&& o) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  Bytes bytes() const { return {data_, size_}; }
+  SecretBytes clone() const { return copy_of(bytes()); }
+  void wipe();  // zeroise and release; empty() afterwards
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Makes the process unfit to leak keys: not dumpable (no core files, no ptrace by the same uid)
+// and a secure heap for SecretBytes. Call once at start, before any key exists.
+Status harden_process();
+
+Status random_bytes(MutableBytes out);
+Result<SecretBytes> random_key();  // kKeySize random bytes
+
+// RFC 5869 with SHA-256. `info` is the context label, e.g. "cmkfs/v1/meta".
+Result<SecretBytes> hkdf_sha256(Bytes ikm, Bytes salt, Bytes info, size_t length = kKeySize);
+
+Mac256 hmac_sha256(Bytes key, Bytes data);
+bool equal_constant_time(Bytes a, Bytes b);
+
+// AES-256-GCM of one message. ct has pt.size() bytes. gcm_open returns EBADMSG when the tag does
+// not verify (wrong key, tampered ciphertext or AAD) and leaves `pt` unspecified.
+Status gcm_seal(Bytes key, Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, MutableBytes tag);
+Status gcm_open(Bytes key, Bytes nonce, Bytes aad, Bytes ct, Bytes tag, MutableBytes pt);
+
+}  // namespace cmkfs::crypto
