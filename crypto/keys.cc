@@ -1,0 +1,33 @@
+#include "crypto/keys.h"
+
+#include <string>
+
+namespace cmkfs::crypto {
+namespace {
+
+Result<SecretBytes> derive(const SecretBytes& dek, std::string_view label) {
+  return hkdf_sha256(dek.bytes(), {}, as_bytes(label));
+}
+
+}  // namespace
+
+Result<StoreKeys> derive_store_keys(const SecretBytes& dek) {
+  if (dek.size() != kKeySize) return Status::InvalidArgument("a data key has 32 bytes");
+  auto meta = derive(dek, "cmkfs/v1/meta");
+  auto name = derive(dek, "cmkfs/v1/name");
+  auto super_mac = derive(dek, "cmkfs/v1/super");
+  if (!meta.ok()) return meta.status();
+  if (!name.ok()) return name.status();
+  if (!super_mac.ok()) return super_mac.status();
+  return StoreKeys{std::move(*meta), std::move(*name), std::move(*super_mac)};
+}
+
+Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id) {
+  std::array<uint8_t, 13 + 16> info{};
+  std::string_view label = "cmkfs/v1/file";
+  std::copy(label.begin(), label.end(), info.begin());
+  std::copy(file_id.begin(), file_id.end(), info.begin() + label.size());
+  return hkdf_sha256(dek.bytes(), {}, info);
+}
+
+}  // namespace cmkfs::crypto

@@ -1,0 +1,31 @@
+// On-disk constants of a store's metadata. The prose description is in README.md ("On-disk format").
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace cmkfs::meta {
+
+// Bumped on any incompatible change; a store with another version is refused.
+inline constexpr uint32_t kFormatVersion = 1;
+
+// LMDB named databases.
+inline constexpr std::string_view kTableSuper = "super";      // "superblock" -> JSON, plaintext + MAC
+inline constexpr std::string_view kTableKeys = "keys";        // be32 generation -> wrapped DEK (opaque)
+inline constexpr std::string_view kTableInodes = "inodes";    // be64 ino -> sealed inode record
+inline constexpr std::string_view kTableDirents = "dirents";  // be64 parent | be64 slot -> sealed entry
+inline constexpr std::string_view kTableOrphans = "orphans";  // be64 ino -> "" (unlinked, still open)
+inline constexpr std::string_view kSuperKey = "superblock";
+
+inline constexpr uint8_t kInodeRecordVersion = 1;
+inline constexpr uint8_t kDirentRecordVersion = 1;
+
+// A directory entry lives in the first free slot of a window that starts at a keyed hash of its
+// parent and name. Slots below kFirstSlot are reserved for readdir's "." and "..".
+inline constexpr uint64_t kFirstSlot = 16;
+inline constexpr uint64_t kSlotWindow = 16;
+
+inline constexpr uint64_t kRootIno = 1;
+inline constexpr uint64_t kLmdbMapSize = uint64_t{256} << 30;  // address space only, not disk
+
+}  // namespace cmkfs::meta

@@ -1,0 +1,43 @@
+// Internal to meta/: RAII owners of LMDB handles and the error mapping.
+#pragma once
+
+#include <lmdb.h>
+
+#include <string>
+#include <string_view>
+
+#include "crypto/status.h"
+
+namespace cmkfs::meta {
+
+// Maps an LMDB return code to a Status: MDB_NOTFOUND -> ENOENT, MDB_MAP_FULL -> ENOSPC,
+// positive codes are errno values; anything else is EIO.
+inline Status lmdb_status(int rc, std::string_view what) {
+  if (rc == MDB_SUCCESS) return Status::Ok();
+  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
+  if (rc == MDB_NOTFOUND) return Status::NotFound(msg);
+  if (rc == MDB_MAP_FULL || rc == ENOSPC) return Status::NoSpace(msg);
+  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) return Status::Corruption(msg);
+  if (rc > 0) return Status::IOError(rc, msg);
+  return Status::IOError(EIO, msg);
+}
+
+inline MDB_val mdb_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+inline std::string_view as_view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+class MdbCursor {
+ public:
+  MdbCursor() = default;
+  explicit MdbCursor(MDB_cursor* c) : c_(c) {}
+  ~MdbCursor() {
+    if (c_ != nullptr) mdb_cursor_close(c_);
+  }
+  MdbCursor(const MdbCursor&) = delete;
+  MdbCursor& operator=(const MdbCursor&) = delete;
+  MDB_cursor* get() const { return c_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+};
+
+}  // namespace cmkfs::meta

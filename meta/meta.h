@@ -1,0 +1,144 @@
+// meta: a store's metadata in LMDB: superblock, wrapped data keys, inodes, directory entries and
+// orphans (unlinked while open).
+//
+// Every inode and directory-entry value is sealed with AES-256-GCM under the meta key, with
+// AAD = table name | record key, so records can be neither read nor swapped without the key; a
+// record that does not authenticate reads as EIO. Directory entries are keyed by an HMAC of
+// (parent, name), so the backing store shows no names and no equal names across directories.
+// The superblock is plaintext (it says which key opens the store) and carries a MAC.
+//
+// Thread-safety: MetaStore may be shared by threads; a Txn belongs to one thread at a time.
+// LMDB runs one write transaction at a time (others wait) beside any number of readers.
+// Durability: commits are not synced (MDB_NOSYNC); sync() makes every committed one durable.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/chunk_codec.h"
+#include "crypto/keys.h"
+#include "crypto/status.h"
+#include "meta/format.h"
+
+struct MDB_env;
+struct MDB_txn;
+
+namespace cmkfs::meta {
+
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;
+  bool operator==(const Timespec&) const = default;
+};
+
+inline constexpr uint32_t kInodeMayBeSparse = 1;  // flag: an all-zero chunk is a hole, not tampering
+
+struct InodeRecord {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // st_mode: type and permission bits
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint32_t flags = 0;
+  uint64_t size = 0;
+  uint64_t rdev = 0;
+  Timespec atime, mtime, ctime;
+  uint32_t dek_generation = 0;
+  crypto::Id128 file_id{};    // names the object file of a regular file
+  uint64_t chunk_writes = 0;  // chunks sealed under this file's key: the random-nonce budget
+  std::string symlink;        // target of a symlink
+  bool operator==(const InodeRecord&) const = default;
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t type = 0;    // S_IFMT bits of the child
+  uint64_t slot = 0;    // position in the directory; readdir resumes after it
+};
+
+struct Superblock {
+  uint32_t format_version = kFormatVersion;
+  crypto::Id128 store_id{};
+  uint32_t chunk_size = 0;
+  int64_t created = 0;           // unix seconds
+  uint32_t dek_generation = 1;   // the generation new files use
+  std::string kek = "{}";        // JSON object: the key provider's settings (opaque to meta)
+  std::string mac;               // hex HMAC-SHA256 of the fields above
+
+  std::string to_json() const;
+  // EIO for a damaged superblock, ENOTSUP for a format version this build does not read.
+  static Result<Superblock> from_json(std::string_view json);
+  void seal(crypto::Bytes mac_key);
+  Status verify(crypto::Bytes mac_key) const;  // EIO when the MAC does not match
+};
+
+class MetaStore;
+
+// A transaction; aborts in its destructor unless committed. Inode and entry calls need the store
+// keys given to begin() (EACCES without them).
+class Txn {
+ public:
+  Txn(Txn&& o) noexcept;
+  Txn& operator=(Txn&&) = delete;
+  Txn(const Txn&) = delete;
+  ~Txn();
+
+  Result<InodeRecord> get_inode(uint64_t ino);  // ENOENT, EIO
+  Status put_inode(const InodeRecord& rec);
+  Status delete_inode(uint64_t ino);
+  Result<uint64_t> last_inode();  // highest inode number in use
+
+  Result<DirEntry> lookup(uint64_t parent, std::string_view name);  // ENOENT
+  Status add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint32_t type);  // EEXIST
+  Status remove_entry(uint64_t parent, std::string_view name);  // ENOENT
+  // Calls fn for each entry of `parent` with slot > after, in slot order, until fn returns false.
+  Status list_entries(uint64_t parent, uint64_t after, const std::function<bool(const DirEntry&)>& fn);
+  Result<bool> has_entries(uint64_t parent);
+
+  Status add_orphan(uint64_t ino);
+  Status remove_orphan(uint64_t ino);
+  Result<std::vector<uint64_t>> orphans();
+
+  Result<Superblock> superblock();
+  Status put_superblock(const Superblock& sb);  // REQUIRES: sb sealed by the caller
+  Result<std::string> wrapped_dek(uint32_t generation);
+  Status put_wrapped_dek(uint32_t generation, std::string_view blob);
+
+  Status commit();
+
+ private:
+  friend class MetaStore;
+  Txn(MetaStore* store, MDB_txn* txn, const crypto::StoreKeys* keys) : store_(store), txn_(txn), keys_(keys) {}
+  Result<std::string> get_raw(unsigned dbi, std::string_view key);
+  Status put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags = 0);
+  Status del_raw(unsigned dbi, std::string_view key);
+  Status need_keys() const;
+
+  MetaStore* store_;
+  MDB_txn* txn_;
+  const crypto::StoreKeys* keys_;
+};
+
+class MetaStore {
+ public:
+  // Opens (create=true: creates) the LMDB environment in directory `dir`.
+  static Result<std::unique_ptr<MetaStore>> open(const std::string& dir, bool create, bool read_only);
+  ~MetaStore();
+
+  // keys may be null for the superblock and wrapped-key tables. REQUIRES: keys outlive the Txn.
+  Result<Txn> begin(bool write, const crypto::StoreKeys* keys = nullptr);
+  Status sync();  // makes every committed transaction durable
+
+ private:
+  friend class Txn;
+  MetaStore() = default;
+  MDB_env* env_ = nullptr;
+  unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0;
+};
+
+}  // namespace cmkfs::meta

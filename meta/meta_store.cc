@@ -1,0 +1,179 @@
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include "crypto/coding.h"
+#include "meta/lmdb_handles.h"
+#include "meta/meta.h"
+#include "meta/records.h"
+
+namespace cmkfs::meta {
+
+// ---- MetaStore ----
+
+Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool create, bool read_only) {
+  std::unique_ptr<MetaStore> store(new MetaStore());
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_create(&store->env_), "mdb_env_create"));
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_maxdbs(store->env_, 8), "mdb_env_set_maxdbs"));
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_mapsize(store->env_, kLmdbMapSize), "mdb_env_set_mapsize"));
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_maxreaders(store->env_, 512), "mdb_env_set_maxreaders"));
+  // NOTLS: read transactions are not tied to threads (FUSE workers come and go).
+  // NOSYNC: commits reach the page cache only; sync() makes them durable (fsync, periodic flush).
+  unsigned flags = MDB_NOTLS | MDB_NOSYNC | MDB_NORDAHEAD | (read_only ? MDB_RDONLY : 0);
+  if (!create) {
+    struct stat st;
+    if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return Status::NotFound("no metadata database in " + dir);
+  }
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_open(store->env_, dir.c_str(), flags, 0600), "opening " + dir));
+
+  MDB_txn* txn = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(store->env_, nullptr, read_only ? MDB_RDONLY : 0, &txn), "begin"));
+  unsigned dbi_flags = create ? MDB_CREATE : 0;
+  struct {
+    std::string_view name;
+    unsigned* dbi;
+  } tables[] = {{kTableSuper, &store->super_},
+                {kTableKeys, &store->keys_},
+                {kTableInodes, &store->inodes_},
+                {kTableDirents, &store->dirents_},
+                {kTableOrphans, &store->orphans_}};
+  for (auto& t : tables) {
+    int rc = mdb_dbi_open(txn, std::string(t.name).c_str(), dbi_flags, t.dbi);
+    if (rc != MDB_SUCCESS) {
+      mdb_txn_abort(txn);
+      if (rc == MDB_NOTFOUND) return Status::Corruption("metadata table '" + std::string(t.name) + "' is missing");
+      return lmdb_status(rc, "opening table " + std::string(t.name));
+    }
+  }
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_commit(txn), "commit"));
+  return store;
+}
+
+MetaStore::~MetaStore() {
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
+  MDB_txn* txn = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, nullptr, write ? 0 : MDB_RDONLY, &txn), "begin"));
+  return Txn(this, txn, keys);
+}
+
+Status MetaStore::sync() { return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata"); }
+
+// ---- Txn: raw access ----
+
+Txn::Txn(Txn&& o) noexcept : store_(o.store_), txn_(o.txn_), keys_(o.keys_) { o.txn_ = nullptr; }
+
+Txn::~Txn() {
+  if (txn_ != nullptr) mdb_txn_abort(txn_);
+}
+
+Status Txn::commit() {
+  MDB_txn* t = txn_;
+  txn_ = nullptr;
+  return lmdb_status(mdb_txn_commit(t), "commit");
+}
+
+Result<std::string> Txn::get_raw(unsigned dbi, std::string_view key) {
+  MDB_val k = mdb_val(key), v;
+  int rc = mdb_get(txn_, dbi, &k, &v);
+  if (rc != MDB_SUCCESS) return lmdb_status(rc, "get");
+  return std::string(as_view(v));
+}
+
+Status Txn::put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags) {
+  MDB_val k = mdb_val(key), v = mdb_val(value);
+  return lmdb_status(mdb_put(txn_, dbi, &k, &v, flags), "put");
+}
+
+Status Txn::del_raw(unsigned dbi, std::string_view key) {
+  MDB_val k = mdb_val(key);
+  return lmdb_status(mdb_del(txn_, dbi, &k, nullptr), "delete");
+}
+
+Status Txn::need_keys() const {
+  if (keys_ == nullptr || keys_->empty()) return Status::AccessDenied("the store's keys are not available");
+  return Status::Ok();
+}
+
+// ---- superblock and wrapped keys ----
+
+Result<Superblock> Txn::superblock() {
+  auto raw = get_raw(store_->super_, kSuperKey);
+  if (!raw.ok()) {
+    if (raw.status().code() == ENOENT) return Status::Corruption("the superblock is missing");
+    return raw.status();
+  }
+  return Superblock::from_json(*raw);
+}
+
+Status Txn::put_superblock(const Superblock& sb) { return put_raw(store_->super_, kSuperKey, sb.to_json()); }
+
+Result<std::string> Txn::wrapped_dek(uint32_t generation) {
+  auto raw = get_raw(store_->keys_, be64_key(generation));
+  if (!raw.ok() && raw.status().code() == ENOENT) {
+    return Status::Corruption("wrapped data key generation " + std::to_string(generation) + " is missing");
+  }
+  return raw;
+}
+
+Status Txn::put_wrapped_dek(uint32_t generation, std::string_view blob) {
+  return put_raw(store_->keys_, be64_key(generation), blob);
+}
+
+// ---- inodes ----
+
+Result<InodeRecord> Txn::get_inode(uint64_t ino) {
+  CMKFS_RETURN_IF_ERROR(need_keys());
+  std::string key = be64_key(ino);
+  auto sealed = get_raw(store_->inodes_, key);
+  if (!sealed.ok()) return sealed.status();
+  auto plain = open_record(keys_->meta.bytes(), kTableInodes, key, *sealed);
+  if (!plain.ok()) return Status::Corruption("inode " + std::to_string(ino) + ": " + plain.status().message());
+  return decode_inode(ino, *plain);
+}
+
+Status Txn::put_inode(const InodeRecord& rec) {
+  CMKFS_RETURN_IF_ERROR(need_keys());
+  std::string key = be64_key(rec.ino);
+  auto sealed = seal_record(keys_->meta.bytes(), kTableInodes, key, encode_inode(rec));
+  if (!sealed.ok()) return sealed.status();
+  return put_raw(store_->inodes_, key, *sealed);
+}
+
+Status Txn::delete_inode(uint64_t ino) { return del_raw(store_->inodes_, be64_key(ino)); }
+
+Result<uint64_t> Txn::last_inode() {
+  MDB_cursor* c = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn_, store_->inodes_, &c), "cursor"));
+  MdbCursor cursor(c);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  if (rc == MDB_NOTFOUND) return uint64_t{0};
+  if (rc != MDB_SUCCESS) return lmdb_status(rc, "last inode");
+  if (k.mv_size != 8) return Status::Corruption("inode table: malformed key");
+  return get_be64(static_cast<const uint8_t*>(k.mv_data));
+}
+
+// ---- orphans ----
+
+Status Txn::add_orphan(uint64_t ino) { return put_raw(store_->orphans_, be64_key(ino), ""); }
+
+Status Txn::remove_orphan(uint64_t ino) {
+  Status s = del_raw(store_->orphans_, be64_key(ino));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+Result<std::vector<uint64_t>> Txn::orphans() {
+  MDB_cursor* c = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn_, store_->orphans_, &c), "cursor"));
+  MdbCursor cursor(c);
+  std::vector<uint64_t> out;
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (k.mv_size == 8) out.push_back(get_be64(static_cast<const uint8_t*>(k.mv_data)));
+  }
+  return out;
+}
+
+}  // namespace cmkfs::meta

@@ -1,0 +1,257 @@
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "meta/meta.h"
+#include "meta/records.h"
+
+namespace cmkfs::meta {
+namespace {
+
+namespace fs = std::filesystem;
+
+class MetaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("cmkfs-meta-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto s = MetaStore::open(dir, /*create=*/true, /*read_only=*/false);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    store = std::move(*s);
+    auto dek = crypto::random_key();
+    ASSERT_TRUE(dek.ok());
+    keys = std::move(*crypto::derive_store_keys(*dek));
+  }
+  void TearDown() override {
+    store.reset();
+    fs::remove_all(dir);
+  }
+  Txn write() { return std::move(*store->begin(true, &keys)); }
+  Txn read() { return std::move(*store->begin(false, &keys)); }
+
+  // Overwrites the raw value of `key` in `table`, bypassing sealing: what an attacker can do.
+  void poke(std::string_view table, const std::string& key, const std::function<void(std::string&)>& edit) {
+    MDB_env* env;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 8);
+    store.reset();
+    ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
+    MDB_txn* txn;
+    MDB_dbi dbi;
+    mdb_txn_begin(env, nullptr, 0, &txn);
+    ASSERT_EQ(mdb_dbi_open(txn, std::string(table).c_str(), 0, &dbi), 0);
+    MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+    ASSERT_EQ(mdb_get(txn, dbi, &k, &v), 0);
+    std::string value(static_cast<char*>(v.mv_data), v.mv_size);
+    edit(value);
+    MDB_val nv{value.size(), value.data()};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &nv, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    store = std::move(*MetaStore::open(dir, false, false));
+  }
+
+  fs::path dir;
+  std::unique_ptr<MetaStore> store;
+  crypto::StoreKeys keys;
+};
+
+InodeRecord sample_inode(uint64_t ino) {
+  InodeRecord r;
+  r.ino = ino;
+  r.mode = S_IFREG | 0640;
+  r.uid = 1000;
+  r.gid = 100;
+  r.nlink = 1;
+  r.size = (uint64_t{5} << 30) + 17;
+  r.mtime = {1700000000, 123456789};
+  r.dek_generation = 1;
+  r.file_id = {1, 2, 3, 4};
+  r.chunk_writes = 42;
+  r.symlink = "target";
+  return r;
+}
+
+TEST_F(MetaTest, InodeRoundTripsThroughSealing) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(7)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read().get_inode(7);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, sample_inode(7));
+  EXPECT_EQ(read().get_inode(8).status().code(), ENOENT);
+  EXPECT_EQ(*read().last_inode(), 7u);
+}
+
+TEST_F(MetaTest, InodeValueHoldsNoPlaintext) {
+  auto t = write();
+  InodeRecord r = sample_inode(9);
+  r.symlink = "very-recognisable-symlink-target";
+  ASSERT_TRUE(t.put_inode(r).ok());
+  ASSERT_TRUE(t.commit().ok());
+  poke(kTableInodes, be64_key(9), [](std::string& v) {
+    EXPECT_EQ(v.find("very-recognisable"), std::string::npos);
+  });
+}
+
+TEST_F(MetaTest, TamperedInodeRecordIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  poke(kTableInodes, be64_key(3), [](std::string& v) { v[v.size() / 2] ^= 4; });
+  EXPECT_EQ(read().get_inode(3).status().code(), EIO);
+}
+
+TEST_F(MetaTest, InodeRecordCopiedToAnotherInodeIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.put_inode(sample_inode(4)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::string three;
+  poke(kTableInodes, be64_key(3), [&](std::string& v) { three = v; });
+  poke(kTableInodes, be64_key(4), [&](std::string& v) { v = three; });
+  EXPECT_TRUE(read().get_inode(3).ok());
+  EXPECT_EQ(read().get_inode(4).status().code(), EIO);
+}
+
+TEST_F(MetaTest, WrongKeysCannotReadRecords) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto other = crypto::derive_store_keys(*crypto::random_key());
+  EXPECT_EQ(store->begin(false, &*other)->get_inode(3).status().code(), EIO);
+  EXPECT_EQ(store->begin(false, nullptr)->get_inode(3).status().code(), EACCES);
+}
+
+TEST_F(MetaTest, EntriesAddLookupRemove) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "layer.tar", 5, S_IFREG).ok());
+  EXPECT_EQ(t.add_entry(1, "layer.tar", 6, S_IFREG).code(), EEXIST);
+  ASSERT_TRUE(t.add_entry(2, "layer.tar", 6, S_IFREG).ok());  // same name, other directory
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read();
+  auto e = r.lookup(1, "layer.tar");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->ino, 5u);
+  EXPECT_EQ(r.lookup(2, "layer.tar")->ino, 6u);
+  EXPECT_EQ(r.lookup(1, "missing").status().code(), ENOENT);
+  auto w = write();
+  ASSERT_TRUE(w.remove_entry(1, "layer.tar").ok());
+  EXPECT_EQ(w.remove_entry(1, "layer.tar").code(), ENOENT);
+  EXPECT_FALSE(*w.has_entries(1));
+  EXPECT_TRUE(*w.has_entries(2));
+}
+
+TEST_F(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
+  auto t = write();
+  const int n = 3000;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(t.add_entry(1, "f" + std::to_string(i), 100 + i, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  // Read in pages of 100, resuming from the last slot seen, deleting entries as we go.
+  std::set<std::string> seen;
+  uint64_t after = 0;
+  for (;;) {
+    std::vector<DirEntry> page;
+    auto r = read();
+    ASSERT_TRUE(r.list_entries(1, after, [&](const DirEntry& e) {
+      page.push_back(e);
+      return page.size() < 100;
+    }).ok());
+    if (page.empty()) break;
+    for (auto& e : page) {
+      EXPECT_GT(e.slot, after);
+      EXPECT_TRUE(seen.insert(e.name).second) << "listed twice: " << e.name;
+    }
+    after = page.back().slot;
+    auto w = write();  // concurrent removal of an already-listed entry must not shift the listing
+    ASSERT_TRUE(w.remove_entry(1, page.front().name).ok());
+    ASSERT_TRUE(w.commit().ok());
+  }
+  EXPECT_EQ(seen.size(), size_t{n});
+}
+
+TEST_F(MetaTest, EntryNamesAreNotStoredInTheClear) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "_manifests", 5, S_IFDIR).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto e = read().lookup(1, "_manifests");
+  ASSERT_TRUE(e.ok());
+  poke(kTableDirents, entry_key(1, e->slot), [](std::string& v) {
+    EXPECT_EQ(v.find("_manifests"), std::string::npos);
+  });
+}
+
+TEST_F(MetaTest, TamperedEntryIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "name", 5, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  uint64_t slot = read().lookup(1, "name")->slot;
+  poke(kTableDirents, entry_key(1, slot), [](std::string& v) { v.back() ^= 1; });
+  EXPECT_EQ(read().lookup(1, "name").status().code(), EIO);
+}
+
+TEST_F(MetaTest, OrphansAreRemembered) {
+  auto t = write();
+  ASSERT_TRUE(t.add_orphan(12).ok());
+  ASSERT_TRUE(t.add_orphan(13).ok());
+  ASSERT_TRUE(t.remove_orphan(12).ok());
+  ASSERT_TRUE(t.remove_orphan(99).ok());
+  ASSERT_TRUE(t.commit().ok());
+  EXPECT_EQ(*read().orphans(), std::vector<uint64_t>{13});
+}
+
+Superblock sample_super() {
+  Superblock sb;
+  sb.store_id = {0xab};
+  sb.chunk_size = 65536;
+  sb.created = 1700000000;
+  sb.kek = R"({"provider":"local","key_file":"/etc/cmkfs/keys/x.key"})";
+  return sb;
+}
+
+TEST(Superblock, MacVerifiesAndDetectsChanges) {
+  auto k = crypto::random_key();
+  Superblock sb = sample_super();
+  sb.seal(k->bytes());
+  auto back = Superblock::from_json(sb.to_json());
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->verify(k->bytes()).ok());
+  back->chunk_size = 4096;
+  EXPECT_EQ(back->verify(k->bytes()).code(), EIO);
+  auto other = crypto::random_key();
+  EXPECT_EQ(sb.verify(other->bytes()).code(), EIO);
+}
+
+TEST(Superblock, UnknownFormatVersionIsRefused) {
+  auto j = nlohmann::json::parse(sample_super().to_json());
+  j["format_version"] = 99;
+  auto r = Superblock::from_json(j.dump());
+  EXPECT_EQ(r.status().code(), ENOTSUP);
+  EXPECT_NE(r.status().message().find("99"), std::string::npos);
+}
+
+TEST(Superblock, GarbageIsCorruption) {
+  EXPECT_EQ(Superblock::from_json("{not json").status().code(), EIO);
+  EXPECT_EQ(Superblock::from_json("{}").status().code(), EIO);
+  auto j = nlohmann::json::parse(sample_super().to_json());
+  j["chunk_size"] = 1000;
+  EXPECT_EQ(Superblock::from_json(j.dump()).status().code(), EIO);
+}
+
+TEST(Records, TruncatedInodeRecordIsCorruption) {
+  std::string enc = encode_inode(sample_inode(1));
+  for (size_t n = 0; n < enc.size(); ++n) {
+    EXPECT_EQ(decode_inode(1, enc.substr(0, n)).status().code(), EIO) << n;
+  }
+  EXPECT_EQ(decode_inode(1, enc + "x").status().code(), EIO);
+}
+
+}  // namespace
+}  // namespace cmkfs::meta
