@@ -20,10 +20,9 @@ struct EvpCipherCtxFree {
 };
 using EvpCipherCtx = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxFree>;
 
-// Seals or opens any number of messages under one key with the calling thread's cipher context:
-// the key schedule is computed once per session. The destructor resets the context, which wipes
-// the expanded key, so no key material outlives the session (revocation relies on this).
-// Not copyable; use on one thread, within one scope.
+// Seals or opens any number of messages under one key: the key schedule is computed once per
+// session. The destructor frees the context, which cleanses the expanded key, so no key material
+// outlives the session (revocation relies on this). Not copyable; one thread, one scope.
 class GcmSession {
  public:
   GcmSession(Bytes key, bool encrypt);

@@ -12,16 +12,11 @@ const EVP_CIPHER* aes256gcm() {
   return cipher;
 }
 
-EVP_CIPHER_CTX* thread_ctx() {
-  thread_local EvpCipherCtx ctx(EVP_CIPHER_CTX_new());
-  return ctx.get();
-}
-
 bool fits_int(size_t n) { return n <= static_cast<size_t>(INT_MAX); }
 
 }  // namespace
 
-GcmSession::GcmSession(Bytes key, bool encrypt) : ctx_(thread_ctx()), encrypt_(encrypt) {
+GcmSession::GcmSession(Bytes key, bool encrypt) : ctx_(EVP_CIPHER_CTX_new()), encrypt_(encrypt) {
   if (ctx_ == nullptr || aes256gcm() == nullptr) {
     status_ = Status::IOError(ENOMEM, "AES-256-GCM is not available");
   } else if (key.size() != kKeySize) {
@@ -31,9 +26,7 @@ GcmSession::GcmSession(Bytes key, bool encrypt) : ctx_(thread_ctx()), encrypt_(e
   }
 }
 
-GcmSession::~GcmSession() {
-  if (ctx_ != nullptr) EVP_CIPHER_CTX_reset(ctx_);
-}
+GcmSession::~GcmSession() { EVP_CIPHER_CTX_free(ctx_); }  // cleanses the key schedule
 
 Status GcmSession::seal(Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, MutableBytes tag) {
   if (!status_.ok()) return status_;

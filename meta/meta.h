@@ -9,7 +9,8 @@
 //
 // Thread-safety: MetaStore may be shared by threads; a Txn belongs to one thread at a time.
 // LMDB runs one write transaction at a time (others wait) beside any number of readers.
-// Durability: commits are not synced (MDB_NOSYNC); sync() makes every committed one durable.
+// Durability: a commit survives a crash of the process; after a power loss the database is intact
+// but may lack the last commit (MDB_NOMETASYNC). sync() makes every committed one durable.
 #pragma once
 
 #include <cstdint>

@@ -17,8 +17,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool 
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_mapsize(store->env_, kLmdbMapSize), "mdb_env_set_mapsize"));
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_maxreaders(store->env_, 512), "mdb_env_set_maxreaders"));
   // NOTLS: read transactions are not tied to threads (FUSE workers come and go).
-  // NOSYNC: commits reach the page cache only; sync() makes them durable (fsync, periodic flush).
-  unsigned flags = MDB_NOTLS | MDB_NOSYNC | MDB_NORDAHEAD | (read_only ? MDB_RDONLY : 0);
+  // NOMETASYNC: a commit syncs its data pages but not the meta page, which the next commit or
+  // sync() makes durable. Unlike NOSYNC this keeps LMDB's write ordering, so a power loss can
+  // lose the last commit but never tear the database.
+  unsigned flags = MDB_NOTLS | MDB_NOMETASYNC | MDB_NORDAHEAD | (read_only ? MDB_RDONLY : 0);
   if (!create) {
     struct stat st;
     if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return Status::NotFound("no metadata database in " + dir);

@@ -1,0 +1,70 @@
+// keyclient: key-encryption-key (KEK) providers. A provider wraps and unwraps a store's data key
+// (DEK); the KEK never leaves it. The local provider keeps the KEK in a file outside the store
+// (the "service-managed key"); the vault provider asks a key vault (the customer-managed key).
+//
+// Errors are classified by code, so the key monitor can tell a revocation from an outage:
+//   definitive (is_definitive_refusal): EACCES no access, EKEYREVOKED key disabled,
+//                                       ENOKEY key or identity gone;
+//   transient: anything else (EAGAIN network or 5xx, ETIMEDOUT, EBADMSG malformed reply).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crypto/chunk_codec.h"
+#include "crypto/crypto.h"
+#include "crypto/status.h"
+
+namespace cmkfs::keyclient {
+
+bool is_definitive_refusal(const Status& s);
+
+// A DEK as a provider wrapped it. Stored in the store's "keys" table as JSON.
+struct WrappedKey {
+  std::string provider;  // "local" or "vault"
+  std::string key_id;    // what wrapped it: a versioned vault key id, or the local key's id
+  std::string alg;       // "A256GCM" (local) or "RSA-OAEP-256" (vault)
+  std::vector<uint8_t> blob;
+
+  std::string to_json() const;
+  static Result<WrappedKey> from_json(std::string_view json);  // EIO when malformed
+};
+
+// Where the KEK is; kept in the superblock as JSON so that `cmkfs mount` needs no key flags.
+struct KekConfig {
+  std::string provider = "local";  // "local" or "vault"
+  std::string key_file;            // local: path of the key file
+  // vault:
+  std::string key_identifier;            // as given: without a version => automatic rotation
+  std::string versioned_key_identifier;  // the version that wraps the DEK now
+  std::string identity;                  // managed identity client id, or "[system]"
+  std::string identity_endpoint;         // IMDS-compatible token endpoint
+  std::string vault_ca;                  // CA file for the vault's TLS certificate, if not public
+  int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
+
+  bool rotation_enabled() const;  // vault key id without a version
+  std::string to_json() const;
+  static Result<KekConfig> from_json(std::string_view json);
+};
+
+class KeyProvider {
+ public:
+  virtual ~KeyProvider() = default;
+  virtual Result<WrappedKey> wrap(const crypto::SecretBytes& dek) = 0;
+  virtual Result<crypto::SecretBytes> unwrap(const WrappedKey& wrapped) = 0;
+  // The key id new wraps use: the vault key's latest version, or the local key's id.
+  virtual Result<std::string> current_key_id() = 0;
+  // Whether the KEK can be revoked from outside (a vault); the key monitor checks only these.
+  virtual bool revocable() const = 0;
+};
+
+// The local KEK file: created with mode 0600, refused when group or others can read it.
+std::string default_local_key_path(const crypto::Id128& store_id);
+Status create_local_key_file(const std::string& path);  // EEXIST if it exists
+
+// Builds the provider `config` describes, bound to one store (local wraps carry the store id).
+Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const crypto::Id128& store_id);
+
+}  // namespace cmkfs::keyclient

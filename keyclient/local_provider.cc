@@ -1,0 +1,162 @@
+// The built-in local KEK: 32 random bytes in a file outside the store, wrapping the DEK with
+// AES-256-GCM. The wrap's AAD names the store, so a wrapped DEK is useless in another store.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "crypto/hex.h"
+#include "keyclient/keyclient.h"
+
+namespace cmkfs::keyclient {
+namespace {
+
+constexpr std::string_view kHeader = "cmkfs-local-key-v1 ";
+constexpr std::string_view kAlg = "A256GCM";
+
+Result<crypto::SecretBytes> read_key_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return Status(ENOKEY, "local key file " + path + " does not exist");
+    return Status(err == EACCES ? EACCES : err, "cannot open local key file " + path + ": " + std::strerror(err));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument("local key file " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    return Status::AccessDenied("local key file " + path + " is accessible by group or others; run: chmod 600 " + path);
+  }
+  crypto::SecretBytes text(kHeader.size() + 64 + 1);
+  ssize_t n = ::read(fd, text.data(), text.size());
+  ::close(fd);
+  std::string_view view(reinterpret_cast<const char*>(text.data()), n > 0 ? size_t(n) : 0);
+  if (view.size() < kHeader.size() + 64 || view.substr(0, kHeader.size()) != kHeader) {
+    return Status::InvalidArgument("local key file " + path + " is not a cmkfs key file");
+  }
+  crypto::SecretBytes key(crypto::kKeySize);
+  for (size_t i = 0; i < crypto::kKeySize; ++i) {
+    auto byte = from_hex(view.substr(kHeader.size() + 2 * i, 2));
+    if (!byte) return Status::InvalidArgument("local key file " + path + " is damaged");
+    key.data()[i] = (*byte)[0];
+  }
+  return key;
+}
+
+std::string local_key_id(const crypto::SecretBytes& kek) {
+  auto mac = crypto::hmac_sha256(kek.bytes(), crypto::as_bytes("cmkfs/v1/local-key-id"));
+  return "local:" + to_hex(std::span<const uint8_t>(mac.data(), 8));
+}
+
+class LocalProvider : public KeyProvider {
+ public:
+  LocalProvider(std::string path, crypto::SecretBytes kek, const crypto::Id128& store_id)
+      : path_(std::move(path)), kek_(std::move(kek)), key_id_(local_key_id(kek_)) {
+    aad_ = "cmkfs/v1/local-wrap";
+    aad_.append(reinterpret_cast<const char*>(store_id.data()), store_id.size());
+  }
+
+  Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
+    WrappedKey w{"local", key_id_, std::string(kAlg), {}};
+    w.blob.resize(crypto::kNonceSize + dek.size() + crypto::kTagSize);
+    crypto::MutableBytes b(w.blob);
+    CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
+    CMKFS_RETURN_IF_ERROR(crypto::gcm_seal(kek_.bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(aad_),
+                                           dek.bytes(), b.subspan(crypto::kNonceSize, dek.size()),
+                                           b.last(crypto::kTagSize)));
+    return w;
+  }
+
+  Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {
+    if (w.provider != "local" || w.alg != kAlg || w.blob.size() != crypto::kNonceSize + 32 + crypto::kTagSize) {
+      return Status::InvalidArgument("the data key was not wrapped by a local key");
+    }
+    if (w.key_id != key_id_) {
+      return Status(EKEYREJECTED, "local key file " + path_ + " is not this store's key (it is " + key_id_ +
+                                      ", the store needs " + w.key_id + ")");
+    }
+    crypto::SecretBytes dek(32);
+    crypto::Bytes b(w.blob);
+    Status s = crypto::gcm_open(kek_.bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(aad_),
+                                b.subspan(crypto::kNonceSize, 32), b.last(crypto::kTagSize), {dek.data(), dek.size()});
+    if (!s.ok()) return Status(EKEYREJECTED, "the wrapped data key does not open with local key file " + path_);
+    return dek;
+  }
+
+  Result<std::string> current_key_id() override { return key_id_; }
+  bool revocable() const override { return false; }
+
+ private:
+  std::string path_;
+  crypto::SecretBytes kek_;
+  std::string key_id_;
+  std::string aad_;
+};
+
+}  // namespace
+
+std::string default_local_key_path(const crypto::Id128& store_id) {
+  std::string dir;
+  if (::geteuid() == 0) {
+    dir = "/etc/cmkfs/keys";
+  } else if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg != '\0') {
+    dir = std::string(xdg) + "/cmkfs/keys";
+  } else {
+    const char* home = std::getenv("HOME");
+    dir = std::string(home != nullptr ? home : ".") + "/.config/cmkfs/keys";
+  }
+  return dir + "/" + to_hex(store_id) + ".key";
+}
+
+Status create_local_key_file(const std::string& path) {
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Status::IOError(ec.value(), "cannot create " + parent.string() + ": " + ec.message());
+  }
+  auto kek = crypto::random_key();
+  if (!kek.ok()) return kek.status();
+  crypto::SecretBytes text(kHeader.size() + 64 + 1);
+  std::copy(kHeader.begin(), kHeader.end(), text.data());
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (size_t i = 0; i < crypto::kKeySize; ++i) {
+    text.data()[kHeader.size() + 2 * i] = kDigits[kek->data()[i] >> 4];
+    text.data()[kHeader.size() + 2 * i + 1] = kDigits[kek->data()[i] & 15];
+  }
+  text.data()[text.size() - 1] = '\n';
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EEXIST) return Status::Exists("local key file " + path + " already exists; choose another --local-key-file");
+    return Status::IOError(err, "cannot create local key file " + path + ": " + std::strerror(err));
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    return Status::IOError(err, "cannot write local key file " + path);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config, const crypto::Id128& store_id) {
+  auto kek = read_key_file(config.key_file);
+  if (!kek.ok()) return kek.status();
+  return std::unique_ptr<KeyProvider>(new LocalProvider(config.key_file, std::move(*kek), store_id));
+}
+
+Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const crypto::Id128& store_id) {
+  if (config.provider == "local") return make_local_provider(config, store_id);
+  return Status::InvalidArgument("key provider '" + config.provider + "' is not available in this build");
+}
+
+}  // namespace cmkfs::keyclient

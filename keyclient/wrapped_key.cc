@@ -1,0 +1,79 @@
+#include <nlohmann/json.hpp>
+
+#include "crypto/hex.h"
+#include "keyclient/keyclient.h"
+
+namespace cmkfs::keyclient {
+
+using nlohmann::json;
+
+bool is_definitive_refusal(const Status& s) {
+  return s.code() == EACCES || s.code() == EKEYREVOKED || s.code() == ENOKEY;
+}
+
+std::string WrappedKey::to_json() const {
+  return json{{"provider", provider}, {"key_id", key_id}, {"alg", alg}, {"blob", to_hex(blob)}}.dump();
+}
+
+Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
+  try {
+    json j = json::parse(text);
+    WrappedKey w{j.at("provider"), j.at("key_id"), j.at("alg"), {}};
+    auto blob = from_hex(j.at("blob").get<std::string>());
+    if (!blob) return Status::Corruption("wrapped data key: bad blob");
+    w.blob = std::move(*blob);
+    return w;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("wrapped data key record is damaged: ") + e.what());
+  }
+}
+
+bool KekConfig::rotation_enabled() const {
+  // https://vault/keys/NAME has three path segments after the host's root; a version adds one.
+  if (provider != "vault") return false;
+  auto pos = key_identifier.find("/keys/");
+  if (pos == std::string::npos) return false;
+  std::string rest = key_identifier.substr(pos + 6);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  return rest.find('/') == std::string::npos;
+}
+
+std::string KekConfig::to_json() const {
+  json j{{"provider", provider}};
+  if (provider == "local") {
+    j["key_file"] = key_file;
+  } else {
+    j["key_identifier"] = key_identifier;
+    j["versioned_key_identifier"] = versioned_key_identifier;
+    j["identity"] = identity;
+    j["identity_endpoint"] = identity_endpoint;
+    j["vault_ca"] = vault_ca;
+    j["last_rotation"] = last_rotation;
+  }
+  return j.dump();
+}
+
+Result<KekConfig> KekConfig::from_json(std::string_view text) {
+  try {
+    json j = json::parse(text);
+    KekConfig c;
+    c.provider = j.at("provider");
+    if (c.provider == "local") {
+      c.key_file = j.at("key_file");
+    } else if (c.provider == "vault") {
+      c.key_identifier = j.at("key_identifier");
+      c.versioned_key_identifier = j.at("versioned_key_identifier");
+      c.identity = j.at("identity");
+      c.identity_endpoint = j.at("identity_endpoint");
+      c.vault_ca = j.value("vault_ca", "");
+      c.last_rotation = j.value("last_rotation", int64_t{0});
+    } else {
+      return Status::Corruption("unknown key provider '" + c.provider + "'");
+    }
+    return c;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("key settings in the superblock are damaged: ") + e.what());
+  }
+}
+
+}  // namespace cmkfs::keyclient
