@@ -47,6 +47,7 @@ struct InodeRecord {
   uint32_t flags = 0;
   uint64_t size = 0;
   uint64_t rdev = 0;
+  uint64_t parent = 0;  // directories: the parent, for ".."
   Timespec atime, mtime, ctime;
   uint32_t dek_generation = 0;
   crypto::Id128 file_id{};    // names the object file of a regular file

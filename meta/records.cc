@@ -90,6 +90,7 @@ std::string encode_inode(const InodeRecord& r) {
   w.u32(r.flags);
   w.u64(r.size);
   w.u64(r.rdev);
+  w.u64(r.parent);
   w.time(r.atime);
   w.time(r.mtime);
   w.time(r.ctime);
@@ -112,6 +113,7 @@ Result<InodeRecord> decode_inode(uint64_t ino, std::string_view bytes) {
   r.flags = rd.u32();
   r.size = rd.u64();
   r.rdev = rd.u64();
+  r.parent = rd.u64();
   r.atime = rd.time();
   r.mtime = rd.time();
   r.ctime = rd.time();

@@ -71,6 +71,7 @@ InodeRecord sample_inode(uint64_t ino) {
   r.gid = 100;
   r.nlink = 1;
   r.size = (uint64_t{5} << 30) + 17;
+  r.parent = 77;
   r.mtime = {1700000000, 123456789};
   r.dek_generation = 1;
   r.file_id = {1, 2, 3, 4};

@@ -1,0 +1,136 @@
+// Filesystem: open files — open, create, read, write, flush, fsync, release.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include "fs/chunk_file.h"
+#include "fs/filesystem.h"
+
+namespace cmkfs::fs {
+namespace {
+
+// A file key seals at most this many chunks: 2^32 random 96-bit nonces keep the chance of a
+// repeat below 2^-32 (NIST SP 800-38D, 8.3).
+constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
+
+}  // namespace
+
+int Filesystem::open(uint64_t ino, int flags, Handle** out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto loaded = node_of(ino, access);
+  if (!loaded.ok()) return fail(loaded.status(), "open", ino);
+  std::shared_ptr<Inode> node = *loaded;
+  if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
+  std::unique_lock<std::shared_mutex> g(node->data_mu);
+  Status s = ensure_object(*node);
+  if (!s.ok()) return fail(s, "open", ino);
+  if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
+    if (int err = resize(*node, 0, access); err != 0) return err;
+  }
+  inodes_.opened(*node);
+  *out = new Handle{node, flags};
+  return 0;
+}
+
+int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
+                       meta::InodeRecord* out, Handle** handle) {
+  meta::InodeRecord rec;
+  rec.mode = S_IFREG | (mode & 07777);
+  rec.nlink = 1;
+  std::shared_ptr<Inode> node;
+  if (int err = make_node(parent, name, rec, c, out, &node); err != 0) return err;
+  std::unique_lock<std::shared_mutex> g(node->data_mu);
+  inodes_.opened(*node);
+  *handle = new Handle{node, flags};
+  return 0;
+}
+
+int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Inode& node = *h->node;
+  std::shared_lock<std::shared_mutex> g(node.data_mu);
+  meta::InodeRecord rec = node.snapshot();
+  auto key = file_key(access, rec);
+  if (!key.ok()) return fail(key.status(), "read", rec.ino);
+  crypto::ChunkBinding b = binding(rec);
+  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
+  auto got = read_chunks(f, rec.size, offset, buf);
+  if (!got.ok()) return fail(got.status(), "read", rec.ino);
+  *n = *got;
+  return 0;
+}
+
+int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Inode& node = *h->node;
+  std::unique_lock<std::shared_mutex> g(node.data_mu);
+  meta::InodeRecord rec = node.snapshot();
+  if (h->flags & O_APPEND) offset = rec.size;
+  if (rec.chunk_writes >= kMaxChunkWritesPerKey) {
+    return fail(Status(EFBIG, "the file's key has sealed 2^32 chunks; copy the file to renew it"), "write", rec.ino);
+  }
+  auto key = file_key(access, rec);
+  if (!key.ok()) return fail(key.status(), "write", rec.ino);
+  crypto::ChunkBinding b = binding(rec);
+  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
+  auto w = write_chunks(f, rec.size, offset, data);
+  if (!w.ok()) {
+    // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.
+    (void)node.object->truncate(layout_.phys_size(rec.size));
+    return fail(w.status(), "write", rec.ino);
+  }
+  meta::Timespec now = now_timespec();
+  node.update([&](meta::InodeRecord& r) {
+    r.size = w->new_size;
+    r.mtime = r.ctime = now;
+    r.chunk_writes += w->chunks_sealed;
+    if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
+    r.mode &= ~static_cast<uint32_t>(S_ISUID);  // a write drops set-user-ID, as on local filesystems
+  });
+  *n = data.size();
+  return 0;
+}
+
+int Filesystem::flush(Handle* h) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Status s = persist(*h->node, access);
+  return s.ok() ? 0 : fail(s, "flush", h->node->rec.ino);
+}
+
+int Filesystem::fsync(Handle* h, bool /*datasync: the size is metadata a reader needs*/) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Inode& node = *h->node;
+  {
+    std::shared_lock<std::shared_mutex> g(node.data_mu);
+    Status s = node.object->sync();
+    if (!s.ok()) return fail(s, "fsync", node.rec.ino);
+  }
+  Status s = persist(node, access);
+  if (s.ok()) s = store_.meta->sync();
+  return s.ok() ? 0 : fail(s, "fsync", node.rec.ino);
+}
+
+void Filesystem::release(Handle* h) {
+  std::shared_ptr<Inode> node = std::move(h->node);
+  delete h;
+  bool unused;
+  {
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    unused = inodes_.closed(*node);
+    if (!inodes_.is_open(*node)) node->object.reset();
+  }
+  {
+    auto access = keyring_.access();
+    if (access.ok()) {
+      Status s = persist(*node, access);
+      if (!s.ok()) fail(s, "release", node->rec.ino);
+    }
+  }
+  if (unused) drop_if_unused(node);
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,266 @@
+// Filesystem: start and shutdown, inode bookkeeping, attributes.
+#include "fs/filesystem.h"
+
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <cstring>
+#include <set>
+
+#include "fs/chunk_file.h"
+#include "fs/inode_writer.h"
+
+namespace cmkfs::fs {
+
+meta::Timespec now_timespec() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+Filesystem::Filesystem(OpenStore& store, Keyring& keyring)
+    : store_(store), keyring_(keyring), layout_(store.super.chunk_size) {}
+
+int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
+  if (s.code() == EIO || s.code() == ENOSPC || s.code() == EFBIG) {
+    // Once per distinct problem: a damaged chunk read in a loop must not flood the log.
+    static std::mutex mu;
+    static std::set<std::string> seen;
+    std::string key = std::to_string(ino) + ":" + s.message();
+    std::lock_guard<std::mutex> g(mu);
+    if (seen.size() < 4096 && seen.insert(key).second) {
+      spdlog::error("{} on inode {}: {} ({})", op, ino, s.message(), std::strerror(s.code()));
+    }
+  } else {
+    spdlog::debug("{} on inode {}: {}", op, ino, s.message());
+  }
+  return s.code();
+}
+
+crypto::ChunkBinding Filesystem::binding(const meta::InodeRecord& rec) const {
+  return crypto::ChunkBinding{meta::kFormatVersion, store_.super.store_id, rec.file_id, rec.dek_generation};
+}
+
+Result<Keyring::FileKey> Filesystem::file_key(const Keyring::Access& a, const meta::InodeRecord& rec) {
+  return a.file_key(rec.file_id, rec.dek_generation);
+}
+
+Status Filesystem::start() {
+  auto access = keyring_.access();
+  std::vector<uint64_t> orphans;
+  {
+    auto txn = store_.meta->begin(false, &access.store_keys());
+    if (!txn.ok()) return txn.status();
+    auto last = txn->last_inode();
+    if (!last.ok()) return last.status();
+    next_ino_ = *last + 1;
+    auto o = txn->orphans();
+    if (!o.ok()) return o.status();
+    orphans = std::move(*o);
+    auto root = inodes_.get(meta::kRootIno, *txn, 1);  // pinned: the kernel never forgets the root
+    if (!root.ok()) return root.status();
+  }
+  for (uint64_t ino : orphans) {
+    spdlog::info("removing inode {}, unlinked while open before the last unmount", ino);
+    CMKFS_RETURN_IF_ERROR(reap(ino, access));
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::shutdown() {
+  auto access = keyring_.access();
+  if (!access.ok()) {
+    spdlog::warn("unmounting while the key is revoked: unsaved attribute changes are lost");
+    return Status::AccessDenied("key revoked");
+  }
+  Status first;
+  for (auto& node : inodes_.all()) {
+    {
+      std::unique_lock<std::shared_mutex> g(node->data_mu);
+      if (node->object) {
+        Status s = node->object->sync();
+        if (!s.ok() && first.ok()) first = s;
+      }
+    }
+    Status s = persist(*node, access);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  Status s = store_.meta->sync();
+  return first.ok() ? s : first;
+}
+
+Status Filesystem::persist(Inode& node, const Keyring::Access& access) {
+  if (!node.dirty()) return Status::Ok();
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  uint64_t seq;
+  meta::InodeRecord rec = node.snapshot(&seq);  // inside the write txn: commits are ordered
+  CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  node.mark_saved(seq);
+  return Status::Ok();
+}
+
+Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  auto rec = txn->get_inode(ino);
+  if (rec.ok() && S_ISREG(rec->mode)) {
+    // The object goes first: a crash before the commit leaves the orphan entry to finish later.
+    CMKFS_RETURN_IF_ERROR(store_.objects->remove(rec->file_id));
+  } else if (!rec.ok() && rec.status().code() != ENOENT) {
+    return rec.status();
+  }
+  if (rec.ok()) CMKFS_RETURN_IF_ERROR(txn->delete_inode(ino));
+  CMKFS_RETURN_IF_ERROR(txn->remove_orphan(ino));
+  return txn->commit();
+}
+
+void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
+  auto access = keyring_.access();
+  if (!access.ok()) return;  // kept in memory until the key returns; orphans are reaped at mount
+  meta::InodeRecord rec = node->snapshot();
+  Status s = rec.nlink == 0 ? reap(rec.ino, access) : persist(*node, access);
+  if (!s.ok()) {
+    fail(s, "releasing", rec.ino);
+    return;
+  }
+  inodes_.erase_if_unused(rec.ino);
+}
+
+Status Filesystem::ensure_object(Inode& node) {
+  if (node.object) return Status::Ok();
+  meta::InodeRecord rec = node.snapshot();
+  auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0);
+  if (!obj.ok()) {
+    if (obj.status().code() == ENOENT) return Status::Corruption("the object file is missing");
+    return obj.status();
+  }
+  // After a crash the object may hold chunks written past the last saved size: drop them, so the
+  // object is again exactly as long as the size says.
+  auto len = (*obj)->length();
+  if (!len.ok()) return len.status();
+  uint64_t want = layout_.phys_size(rec.size);
+  if (*len > want) {
+    spdlog::warn("inode {}: object is {} bytes longer than its saved size; trimming unsaved data", rec.ino,
+                 *len - want);
+    CMKFS_RETURN_IF_ERROR((*obj)->truncate(want));
+  }
+  node.object = std::move(*obj);
+  return Status::Ok();
+}
+
+int Filesystem::lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out) {
+  if (name.size() > 255) return ENAMETOOLONG;
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto txn = store_.meta->begin(false, &access.store_keys());
+  if (!txn.ok()) return fail(txn.status(), "lookup", parent);
+  auto entry = txn->lookup(parent, name);
+  if (!entry.ok()) return entry.status().code() == ENOENT ? ENOENT : fail(entry.status(), "lookup", parent);
+  auto node = inodes_.get(entry->ino, *txn, 1);
+  if (!node.ok()) return fail(node.status(), "lookup", entry->ino);
+  *out = (*node)->snapshot();
+  return 0;
+}
+
+void Filesystem::forget(uint64_t ino, uint64_t n) {
+  auto node = inodes_.find(ino);
+  if (!node) return;
+  if (inodes_.forget(*node, n)) drop_if_unused(node);
+}
+
+Result<std::shared_ptr<Inode>> Filesystem::node_of(uint64_t ino, const Keyring::Access& access) {
+  if (auto node = inodes_.find(ino)) return node;
+  auto txn = store_.meta->begin(false, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  return inodes_.get(ino, *txn);
+}
+
+int Filesystem::getattr(uint64_t ino, meta::InodeRecord* out) {
+  auto access = keyring_.access();
+  if (!access.ok() && ino != meta::kRootIno) return EACCES;
+  auto node = ino == meta::kRootIno ? Result<std::shared_ptr<Inode>>(inodes_.find(ino)) : node_of(ino, access);
+  if (!node.ok()) return fail(node.status(), "getattr", ino);
+  *out = (*node)->snapshot();
+  return 0;
+}
+
+int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access) {
+  meta::InodeRecord rec = node.snapshot();
+  auto key = file_key(access, rec);
+  if (!key.ok()) return fail(key.status(), "truncate", rec.ino);
+  crypto::ChunkBinding b = binding(rec);
+  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
+  auto w = resize_chunks(f, rec.size, size);
+  if (!w.ok()) return fail(w.status(), "truncate", rec.ino);
+  meta::Timespec now = now_timespec();
+  node.update([&](meta::InodeRecord& r) {
+    r.size = size;
+    r.mtime = r.ctime = now;
+    r.chunk_writes += w->chunks_sealed;
+    if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
+  });
+  return 0;
+}
+
+int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::InodeRecord* out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  std::shared_ptr<Inode> node = h != nullptr ? h->node : inodes_.find(ino);
+  if (!node) return ENOENT;
+  if (c.size) {
+    if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    bool was_open = node->object != nullptr;
+    Status s = ensure_object(*node);
+    if (!s.ok()) return fail(s, "truncate", ino);
+    int err = resize(*node, *c.size, access);
+    if (!was_open && !inodes_.is_open(*node)) node->object.reset();
+    if (err != 0) return err;
+  }
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return fail(txn.status(), "setattr", ino);
+  meta::Timespec now = now_timespec();
+  InodeWriter writer(*txn);
+  Status s = writer.stage(node, [&c, now](meta::InodeRecord& r) {
+    if (c.mode) r.mode = (r.mode & S_IFMT) | (*c.mode & 07777);
+    if (c.uid) r.uid = *c.uid;
+    if (c.gid) r.gid = *c.gid;
+    if (c.atime) r.atime = *c.atime;
+    if (c.mtime) r.mtime = *c.mtime;
+    r.ctime = now;
+  });
+  if (s.ok()) s = writer.commit();
+  if (!s.ok()) return fail(s, "setattr", ino);
+  *out = node->snapshot();
+  return 0;
+}
+
+int Filesystem::readlink(uint64_t ino, std::string* out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto node = node_of(ino, access);
+  if (!node.ok()) return fail(node.status(), "readlink", ino);
+  meta::InodeRecord rec = (*node)->snapshot();
+  if (!S_ISLNK(rec.mode)) return EINVAL;
+  *out = rec.symlink;
+  return 0;
+}
+
+int Filesystem::statfs(struct statvfs* out) {
+  auto st = store_.objects->statfs();
+  if (!st.ok()) return fail(st.status(), "statfs", meta::kRootIno);
+  *out = *st;
+  out->f_namemax = 255;
+  return 0;
+}
+
+int Filesystem::fsyncdir() {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Status s = store_.meta->sync();
+  return s.ok() ? 0 : fail(s, "fsyncdir", meta::kRootIno);
+}
+
+}  // namespace cmkfs::fs

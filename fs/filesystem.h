@@ -1,0 +1,112 @@
+// The filesystem's operations, one method per FUSE operation, each returning 0 or an errno.
+// fuse_bridge.cc turns them into FUSE replies (exactly one per request); nothing here knows FUSE,
+// so the operations can be driven directly by tests.
+//
+// While the keyring is revoked every operation answers EACCES, except statfs, getattr of the
+// root, forget and release.
+//
+// Thread-safety: all operations may run concurrently (see inode_table.h for the lock order).
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "crypto/chunk_layout.h"
+#include "fs/inode_table.h"
+#include "fs/keyring.h"
+#include "fs/store.h"
+
+namespace cmkfs::fs {
+
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// An open file: what fuse_file_info::fh points to.
+struct Handle {
+  std::shared_ptr<Inode> node;
+  int flags = 0;
+};
+
+// What setattr changes (a subset of FUSE_SET_ATTR_*, decoded by the bridge).
+struct AttrChange {
+  std::optional<uint32_t> mode, uid, gid;
+  std::optional<uint64_t> size;
+  std::optional<meta::Timespec> atime, mtime;  // "now" already resolved
+};
+
+class Filesystem {
+ public:
+  Filesystem(OpenStore& store, Keyring& keyring);
+  // Reaps inodes left unlinked-but-open by an earlier mount and finds the next inode number.
+  Status start();
+  // Writes every changed inode and syncs: after this the store is consistent on disk.
+  Status shutdown();
+
+  int lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out);
+  void forget(uint64_t ino, uint64_t n);
+  int getattr(uint64_t ino, meta::InodeRecord* out);
+  int setattr(uint64_t ino, const AttrChange& change, Handle* h, meta::InodeRecord* out);
+  int readlink(uint64_t ino, std::string* out);
+  int statfs(struct statvfs* out);
+
+  int mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, const Caller& c,
+            meta::InodeRecord* out);
+  int mkdir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c, meta::InodeRecord* out);
+  int symlink(std::string_view target, uint64_t parent, std::string_view name, const Caller& c,
+              meta::InodeRecord* out);
+  int link(uint64_t ino, uint64_t parent, std::string_view name, meta::InodeRecord* out);
+  int unlink(uint64_t parent, std::string_view name);
+  int rmdir(uint64_t parent, std::string_view name);
+  int rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+             unsigned flags);
+  int opendir(uint64_t ino);
+  // Calls fn(name, ino, type, next_offset) per entry after `offset` until it returns false.
+  using DirFiller = std::function<bool(std::string_view, uint64_t, uint32_t, uint64_t)>;
+  int readdir(uint64_t ino, uint64_t offset, const DirFiller& fn);
+
+  int open(uint64_t ino, int flags, Handle** out);
+  int create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
+             meta::InodeRecord* out, Handle** handle);
+  int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
+  int write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n);
+  int flush(Handle* h);
+  int fsync(Handle* h, bool datasync);
+  void release(Handle* h);
+  int fsyncdir();
+
+  uint32_t block_size() const { return layout_.chunk_size(); }
+
+ private:
+  // The inode, from the table or loaded from LMDB (without adding a kernel reference).
+  Result<std::shared_ptr<Inode>> node_of(uint64_t ino, const Keyring::Access& access);
+  Status persist(Inode& node, const Keyring::Access& access);
+  void drop_if_unused(const std::shared_ptr<Inode>& node);
+  Status reap(uint64_t ino, const Keyring::Access& access);
+  Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
+  Result<Keyring::FileKey> file_key(const Keyring::Access& a, const meta::InodeRecord& rec);
+  crypto::ChunkBinding binding(const meta::InodeRecord& rec) const;
+  int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
+                meta::InodeRecord* out, std::shared_ptr<Inode>* created);
+  int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
+  int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
+  int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
+
+  OpenStore& store_;
+  Keyring& keyring_;
+  crypto::ChunkLayout layout_;
+  InodeTable inodes_;
+  std::atomic<uint64_t> next_ino_{0};
+};
+
+meta::Timespec now_timespec();
+
+}  // namespace cmkfs::fs

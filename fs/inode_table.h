@@ -1,0 +1,93 @@
+// The inodes the kernel holds references to (lookup counts) or that are open. While the mount
+// lives, an Inode's record is the authoritative copy; it is written to LMDB by the filesystem
+// (InodeWriter) on namespace changes, flush, fsync and release.
+//
+// Lock order: Inode::data_mu, then an LMDB write transaction, then Inode::mu, then InodeTable's
+// mutex. Nothing holding a later lock takes an earlier one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/object_store.h"
+#include "meta/meta.h"
+
+namespace cmkfs::fs {
+
+struct Inode {
+  explicit Inode(meta::InodeRecord r) : rec(std::move(r)) {}
+
+  // Content: exclusive for write and resize, shared for read. Also guards `object`.
+  std::shared_mutex data_mu;
+  std::unique_ptr<ObjectFile> object;  // while open (regular files)
+
+  // The record and its save state.
+  std::mutex mu;
+  meta::InodeRecord rec;
+  uint64_t change_seq = 0;  // bumped by every change of rec
+  uint64_t saved_seq = 0;   // the change_seq LMDB holds
+
+  // Guarded by InodeTable's mutex.
+  uint64_t lookups = 0;
+  uint32_t opens = 0;
+
+  meta::InodeRecord snapshot(uint64_t* seq = nullptr) {
+    std::lock_guard<std::mutex> g(mu);
+    if (seq != nullptr) *seq = change_seq;
+    return rec;
+  }
+  template <class F>
+  void update(F&& change) {
+    std::lock_guard<std::mutex> g(mu);
+    change(rec);
+    ++change_seq;
+  }
+  bool dirty() {
+    std::lock_guard<std::mutex> g(mu);
+    return change_seq != saved_seq;
+  }
+  void mark_saved(uint64_t seq) {
+    std::lock_guard<std::mutex> g(mu);
+    if (seq > saved_seq) saved_seq = seq;
+  }
+  // Applies `change`, which a transaction committed on top of the snapshot taken at `seq`. The
+  // record counts as saved only if nothing else changed it since that snapshot.
+  template <class F>
+  void apply_committed(F&& change, uint64_t seq) {
+    std::lock_guard<std::mutex> g(mu);
+    change(rec);
+    ++change_seq;
+    if (change_seq == seq + 1) saved_seq = change_seq;
+  }
+};
+
+class InodeTable {
+ public:
+  std::shared_ptr<Inode> find(uint64_t ino);
+  // The inode, loaded through `txn` when absent; adds `lookups` kernel references.
+  Result<std::shared_ptr<Inode>> get(uint64_t ino, meta::Txn& txn, uint64_t lookups = 0);
+  // Adds a just-created inode with `lookups` references.
+  std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
+
+  // Drops n kernel references; true when the inode is now unused (no references, not open).
+  // An inode that would go below zero is a kernel/bookkeeping bug: it aborts.
+  bool forget(Inode& node, uint64_t n);
+  void add_lookups(Inode& node, uint64_t n);
+  void opened(Inode& node);
+  bool is_open(Inode& node);
+  bool closed(Inode& node);  // true when now unused
+  // Removes the inode if it is still unused.
+  void erase_if_unused(uint64_t ino);
+  std::vector<std::shared_ptr<Inode>> all();
+  size_t size();
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Inode>> map_;
+};
+
+}  // namespace cmkfs::fs

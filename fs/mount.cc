@@ -1,0 +1,293 @@
+#include "fs/mount.h"
+
+#include <fcntl.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "crypto/hex.h"
+#include "fs/fuse_bridge.h"
+
+namespace cmkfs::fs {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// Decodes the octal escapes (\040 for a space) of /proc mount tables.
+std::string unescape_mount_path(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+struct MountEntry {
+  std::string source, target, type;
+};
+
+std::vector<MountEntry> mounts() {
+  std::vector<MountEntry> v;
+  std::ifstream in("/proc/self/mounts");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    MountEntry e;
+    ls >> e.source >> e.target >> e.type;
+    e.source = unescape_mount_path(e.source);
+    e.target = unescape_mount_path(e.target);
+    v.push_back(e);
+  }
+  return v;
+}
+
+Status check_mountpoint(const std::string& mp) {
+  struct stat st;
+  if (::stat(mp.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) return Status(EBUSY, "mountpoint " + mp + " is a dead FUSE mount; run: cmkfs umount " + mp);
+    return Status(ENOENT, "mountpoint " + mp + " does not exist");
+  }
+  if (!S_ISDIR(st.st_mode)) return Status(ENOTDIR, "mountpoint " + mp + " is not a directory");
+  for (const auto& m : mounts()) {
+    if (m.target == mp) return Status(EBUSY, "mountpoint " + mp + " is busy: " + m.source + " is mounted there");
+  }
+  return Status::Ok();
+}
+
+std::string default_log_file(const crypto::Id128& store_id) {
+  std::string dir = ::geteuid() == 0 ? "/var/log/cmkfs" : std::string(std::getenv("HOME") ? std::getenv("HOME") : ".") + "/.local/state/cmkfs";
+  return dir + "/" + to_hex(store_id) + ".log";
+}
+
+void use_file_log(const std::string& path, const std::string& level) {
+  std::error_code ec;
+  stdfs::create_directories(stdfs::path(path).parent_path(), ec);
+  auto logger = spdlog::basic_logger_mt("cmkfs-daemon", path);
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+// Tells the waiting parent how the start went: "0" or "<exit code> <message>".
+class Readiness {
+ public:
+  explicit Readiness(int fd) : fd_(fd) {}
+  void report(int code, const std::string& message) {
+    if (fd_ < 0) return;
+    std::string s = std::to_string(code) + " " + message;
+    (void)!::write(fd_, s.data(), s.size());
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// The parent side of daemonizing: waits for the child's report and returns the exit code.
+int wait_for_daemon(int fd, pid_t child) {
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (msg.empty()) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    std::cerr << "cmkfs: the mount daemon exited during start (status " << status << ")\n";
+    return kExitMount;
+  }
+  int code = std::atoi(msg.c_str());
+  auto space = msg.find(' ');
+  std::string text = space == std::string::npos ? "" : msg.substr(space + 1);
+  if (code != 0) std::cerr << "cmkfs: " << text << "\n";
+  return code;
+}
+
+int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
+  auto fail = [&](const Status& s, int code) {
+    spdlog::error("{}", s.message());
+    ready.report(code, s.message());
+    return code;
+  };
+  Status hardened = crypto::harden_process();
+  if (!hardened.ok()) spdlog::warn("{}", hardened.message());
+
+  auto store = open_store(o.store, /*exclusive=*/true, /*read_only=*/false);
+  if (!store.ok()) {
+    int code = store.status().code() == EBUSY ? kExitBusy : kExitNotAStore;
+    return fail(store.status(), code);
+  }
+  OpenStore& st = **store;
+  if (!o.foreground) use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+
+  auto provider = keyclient::make_provider(st.kek, st.super.store_id);
+  if (!provider.ok()) return fail(provider.status(), kExitKey);
+  auto dek = unlock(st, **provider);
+  if (!dek.ok()) return fail(dek.status(), dek.status().code() == EIO ? kExitNotAStore : kExitKey);
+  Keyring keyring;
+  Status s = keyring.install(st.super.dek_generation, std::move(*dek));
+  if (!s.ok()) return fail(s, kExitKey);
+  Filesystem fs(st, keyring);
+  s = fs.start();
+  if (!s.ok()) return fail(s, kExitNotAStore);
+
+  std::string opts = "fsname=cmkfs:" + st.paths.root + ",subtype=cmkfs,default_permissions";
+  for (const auto& extra : o.fuse_options) opts += "," + extra;
+  std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout}};
+  fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
+  if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
+  if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
+  }
+  spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
+  ready.report(0, "");
+  if (!o.foreground) {
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      if (devnull > 2) ::close(devnull);
+    }
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  fuse_session_unmount(se);
+  s = fs.shutdown();
+  if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
+  else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  return rc == 0 && s.ok() ? kExitOk : kExitError;
+}
+
+}  // namespace
+
+int run_mount(const MountOptions& in, const std::string& log_level) {
+  MountOptions o = in;
+  std::error_code ec;
+  Status s = check_mountpoint(o.mountpoint);
+  if (!s.ok()) {
+    std::cerr << "cmkfs: " << s.message() << "\n";
+    return kExitMount;
+  }
+  o.mountpoint = stdfs::canonical(o.mountpoint, ec).string();
+  if (stdfs::is_directory(o.store, ec)) o.store = stdfs::canonical(o.store, ec).string();
+
+  if (o.foreground) {
+    Readiness none(-1);
+    return serve(o, log_level, none);
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::cerr << "cmkfs: pipe: " << std::strerror(errno) << "\n";
+    return kExitError;
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::cerr << "cmkfs: fork: " << std::strerror(errno) << "\n";
+    return kExitError;
+  }
+  if (pid > 0) {
+    ::close(fds[1]);
+    return wait_for_daemon(fds[0], pid);
+  }
+  ::close(fds[0]);
+  ::setsid();
+  if (::chdir("/") != 0) _exit(kExitError);
+  Readiness ready(fds[1]);
+  _exit(serve(o, log_level, ready));
+}
+
+Status run_umount(const std::string& mp_arg, std::ostream& out) {
+  std::string mp = stdfs::absolute(mp_arg).lexically_normal().string();
+  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
+  std::string store;
+  bool found = false;
+  for (const auto& m : mounts()) {
+    if (m.target == mp) {
+      found = true;
+      if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);
+    }
+  }
+  if (!found) return Status(EINVAL, mp + " is not mounted");
+  if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");
+  if (::umount2(mp.c_str(), 0) != 0) {
+    int err = errno;
+    if (err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");
+    if (err == EPERM) {
+      std::string cmd = "fusermount3 -u '" + mp + "'";
+      if (std::system(cmd.c_str()) != 0) return Status(EPERM, "fusermount3 -u " + mp + " failed");
+    } else {
+      return Status::IOError(err, "umount " + mp + ": " + std::strerror(err));
+    }
+  }
+  // The daemon holds the store lock until it has flushed and exited.
+  int fd = ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::close(fd);
+  }
+  out << "unmounted " << mp << "\n";
+  return Status::Ok();
+}
+
+Status show_encryption(const std::string& store_dir, std::ostream& out) {
+  auto store = open_store(store_dir, /*exclusive=*/false, /*read_only=*/true);
+  if (!store.ok()) return store.status();
+  const OpenStore& st = **store;
+  using nlohmann::json;
+  const keyclient::KekConfig& k = st.kek;
+  bool vault = k.provider == "vault";
+  json props = json::object();
+  props["identity"] = vault ? json(k.identity) : json(nullptr);
+  props["keyIdentifier"] = vault ? json(k.key_identifier) : json(nullptr);
+  props["keyRotationEnabled"] = vault ? json(k.rotation_enabled()) : json(nullptr);
+  props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(k.last_rotation) : json(nullptr);
+  props["versionedKeyIdentifier"] = vault ? json(k.versioned_key_identifier) : json(nullptr);
+  json j{{"status", vault ? "enabled" : "disabled"},
+         {"keyVaultProperties", props},
+         {"keySource", vault ? "Microsoft.KeyVault" : "cmkfs.local"},
+         {"formatVersion", st.super.format_version},
+         {"cipher", "AES-256-GCM"},
+         {"chunkSize", st.super.chunk_size},
+         {"storeId", to_hex(st.super.store_id)}};
+  if (!vault) j["localKeyFile"] = k.key_file;
+  out << j.dump(2) << "\n";
+  return Status::Ok();
+}
+
+}  // namespace cmkfs::fs
