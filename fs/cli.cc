@@ -19,6 +19,7 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   CLI::App app{"cmkfs: an encrypted FUSE filesystem for container registry storage, with keys you own"};
   app.set_version_flag("--version", "cmkfs 0.1.0");
   app.require_subcommand(1);
+  app.fallthrough();  // global options also after the subcommand
   app.add_option("--log-level", cmd->log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 

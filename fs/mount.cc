@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -186,7 +187,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
-  return rc == 0 && s.ok() ? kExitOk : kExitError;
+  // libfuse reports the signal that ended the loop; SIGTERM, SIGINT and SIGHUP are a clean stop.
+  bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
+  return clean && s.ok() ? kExitOk : kExitError;
 }
 
 }  // namespace
@@ -201,6 +204,7 @@ int run_mount(const MountOptions& in, const std::string& log_level) {
   }
   o.mountpoint = stdfs::canonical(o.mountpoint, ec).string();
   if (stdfs::is_directory(o.store, ec)) o.store = stdfs::canonical(o.store, ec).string();
+  if (!o.log_file.empty()) o.log_file = stdfs::absolute(o.log_file).string();  // the daemon runs in /
 
   if (o.foreground) {
     Readiness none(-1);

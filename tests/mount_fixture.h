@@ -1,0 +1,167 @@
+// Integration-test fixture: a fresh store in a temporary directory, mounted through the real
+// cmkfs binary. Every mount is undone in TearDown and, should a test crash, by a lazy unmount of
+// anything left under the test root when the next fixture starts.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <signal.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cmkfs::testing {
+
+namespace stdfs = std::filesystem;
+
+struct CommandResult {
+  int rc = -1;
+  std::string output;  // stdout and stderr
+};
+
+inline CommandResult run(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+inline std::string cmkfs_binary() { return CMKFS_BINARY; }
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void write_file(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+// Lazily unmounts every FUSE mount below `root` (left over by a crashed test).
+inline void detach_mounts_below(const std::string& root) {
+  std::ifstream in("/proc/self/mounts");
+  std::string src, target, rest;
+  std::vector<std::string> targets;
+  while (in >> src >> target && std::getline(in, rest)) {
+    if (target.rfind(root, 0) == 0) targets.push_back(target);
+  }
+  for (auto& t : targets) ::umount2(t.c_str(), MNT_DETACH);
+}
+
+// The pid of the daemon serving `store`, or -1: scans /proc for "cmkfs mount STORE ...".
+inline pid_t daemon_pid(const std::string& store) {
+  for (auto& e : stdfs::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path().string() + "/cmdline");
+    std::vector<std::string> argv;
+    size_t start = 0;
+    for (size_t i = 0; i < cmdline.size(); ++i) {
+      if (cmdline[i] == '\0') {
+        argv.push_back(cmdline.substr(start, i - start));
+        start = i + 1;
+      }
+    }
+    if (argv.size() >= 3 && argv[0].find("cmkfs") != std::string::npos && argv[1] == "mount" && argv[2] == store) {
+      return std::stoi(name);
+    }
+  }
+  return -1;
+}
+
+// Waits up to `seconds` for process `pid` to exit; true if it did.
+// A zombie counts as gone: the daemon's parent has exited and init may be slow to reap it.
+inline bool wait_gone(pid_t pid, double seconds) {
+  for (int i = 0; i < seconds * 100; ++i) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    auto close_paren = stat.rfind(')');
+    if (stat.empty() || (close_paren != std::string::npos && stat.substr(close_paren + 2, 1) == "Z")) return true;
+    ::usleep(10000);
+  }
+  return false;
+}
+
+class MountTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kRoot = "/tmp/cmkfs-it";
+
+  void SetUp() override {
+    detach_mounts_below(kRoot);
+    dir = std::string(kRoot) + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+          std::to_string(::getpid());
+    stdfs::remove_all(dir);
+    stdfs::create_directories(dir + "/mnt");
+    store = dir + "/store";
+    mnt = dir + "/mnt";
+    key = dir + "/key";
+    log = dir + "/cmkfs.log";
+  }
+
+  void TearDown() override {
+    if (mounted) umount();
+    detach_mounts_below(dir);
+    if (!HasFailure()) stdfs::remove_all(dir);
+  }
+
+  void init(const std::string& extra = "") {
+    auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + " " + extra);
+    ASSERT_EQ(r.rc, 0) << r.output;
+  }
+  CommandResult try_mount(const std::string& extra = "") {
+    auto r = run(cmkfs_binary() + " mount " + store + " " + mnt + " --log-file " + log + " " + extra);
+    if (r.rc == 0) mounted = true;
+    return r;
+  }
+  void mount(const std::string& extra = "") {
+    auto r = try_mount(extra);
+    ASSERT_EQ(r.rc, 0) << r.output << "\nlog:\n" << read_file(log);
+  }
+  void umount() {
+    auto r = run(cmkfs_binary() + " umount " + mnt);
+    mounted = false;
+    EXPECT_EQ(r.rc, 0) << r.output;
+  }
+  void remount() {
+    umount();
+    mount();
+  }
+  std::string at(const std::string& rel) const { return mnt + "/" + rel; }
+
+  // Every file in the backing store, for tampering and plaintext scans.
+  std::vector<std::string> store_files() const {
+    std::vector<std::string> v;
+    for (auto& e : stdfs::recursive_directory_iterator(store)) {
+      if (e.is_regular_file()) v.push_back(e.path().string());
+    }
+    return v;
+  }
+  std::vector<std::string> object_files() const {
+    std::vector<std::string> v;
+    for (auto& e : stdfs::recursive_directory_iterator(store + "/objects")) {
+      if (e.is_regular_file()) v.push_back(e.path().string());
+    }
+    return v;
+  }
+
+  std::string dir, store, mnt, key, log;
+  bool mounted = false;
+};
+
+}  // namespace cmkfs::testing
