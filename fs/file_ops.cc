@@ -28,8 +28,15 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out) {
     if (int err = resize(*node, 0, access); err != 0) return err;
   }
   inodes_.opened(*node);
-  *out = new Handle{node, flags};
+  *out = new_handle(node, flags);
   return 0;
+}
+
+Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags) {
+  auto* h = new Handle{std::move(node), flags};
+  std::lock_guard<std::mutex> g(handles_mu_);
+  handles_.insert(h);
+  return h;
 }
 
 int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
@@ -41,7 +48,7 @@ int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, in
   if (int err = make_node(parent, name, rec, c, out, &node); err != 0) return err;
   std::unique_lock<std::shared_mutex> g(node->data_mu);
   inodes_.opened(*node);
-  *handle = new Handle{node, flags};
+  *handle = new_handle(node, flags);
   return 0;
 }
 
@@ -116,6 +123,10 @@ int Filesystem::fsync(Handle* h, bool /*datasync: the size is metadata a reader 
 
 void Filesystem::release(Handle* h) {
   std::shared_ptr<Inode> node = std::move(h->node);
+  {
+    std::lock_guard<std::mutex> g(handles_mu_);
+    handles_.erase(h);
+  }
   delete h;
   bool unused;
   {

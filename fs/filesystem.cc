@@ -86,6 +86,9 @@ Status Filesystem::shutdown() {
     if (!s.ok() && first.ok()) first = s;
   }
   Status s = store_.meta->sync();
+  std::lock_guard<std::mutex> g(handles_mu_);
+  for (Handle* h : handles_) delete h;  // the kernel sends no release after an unmount
+  handles_.clear();
   return first.ok() ? s : first;
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "crypto/chunk_layout.h"
 #include "fs/inode_table.h"
@@ -100,8 +101,13 @@ class Filesystem {
   int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
 
+  Handle* new_handle(std::shared_ptr<Inode> node, int flags);
+
   OpenStore& store_;
   Keyring& keyring_;
+  // Handles the kernel has not released; those left at unmount are freed by shutdown().
+  std::mutex handles_mu_;
+  std::unordered_set<Handle*> handles_;
   crypto::ChunkLayout layout_;
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};

@@ -125,8 +125,10 @@ int wait_for_daemon(int fd, pid_t child) {
 }
 
 int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
+  bool file_log = false;
+  // In the foreground the log is stderr; daemonized, the waiting parent prints the one line.
   auto fail = [&](const Status& s, int code) {
-    spdlog::error("{}", s.message());
+    if (o.foreground || file_log) spdlog::error("{}", s.message());
     ready.report(code, s.message());
     return code;
   };
@@ -139,7 +141,10 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     return fail(store.status(), code);
   }
   OpenStore& st = **store;
-  if (!o.foreground) use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+  if (!o.foreground) {
+    use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+    file_log = true;
+  }
 
   auto provider = keyclient::make_provider(st.kek, st.super.store_id);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
@@ -160,6 +165,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout}};
   fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
+  fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
   if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
     fuse_session_destroy(se);
@@ -230,7 +236,7 @@ int run_mount(const MountOptions& in, const std::string& log_level) {
   ::setsid();
   if (::chdir("/") != 0) _exit(kExitError);
   Readiness ready(fds[1]);
-  _exit(serve(o, log_level, ready));
+  std::exit(serve(o, log_level, ready));  // not _exit: LeakSanitizer checks the daemon too
 }
 
 Status run_umount(const std::string& mp_arg, std::ostream& out) {

@@ -1,6 +1,7 @@
 // Integration-test fixture: a fresh store in a temporary directory, mounted through the real
-// cmkfs binary. Every mount is undone in TearDown and, should a test crash, by a lazy unmount of
-// anything left under the test root when the next fixture starts.
+// cmkfs binary. Every mount is undone in TearDown; should a test process crash, scripts/test.sh
+// lazily unmounts whatever is left under /tmp/cmkfs-it (tests run in parallel, so a fixture only
+// ever touches its own directory).
 #pragma once
 
 #include <fcntl.h>
@@ -103,7 +104,6 @@ class MountTest : public ::testing::Test {
   static constexpr const char* kRoot = "/tmp/cmkfs-it";
 
   void SetUp() override {
-    detach_mounts_below(kRoot);
     dir = std::string(kRoot) + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
           std::to_string(::getpid());
     stdfs::remove_all(dir);

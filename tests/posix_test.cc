@@ -447,3 +447,34 @@ TEST_F(PosixTest, AllowOtherEnforcesPermissions) {
 
 }  // namespace
 }  // namespace cmkfs::testing
+
+namespace cmkfs::testing {
+namespace {
+
+using ConfidentialityTest = MountTest;
+
+TEST_F(ConfidentialityTest, BackingStoreHoldsNoNamesContentsOrLinkTargets) {
+  init();
+  mount();
+  const std::vector<std::string> markers = {"MARKER-CONTENT-7f3a9c", "sha256", "_manifests", "_uploads",
+                                            "repositories", "e3b0c44298fc1c149afbf4c8996fb924", "link-target-x91"};
+  ASSERT_EQ(run("mkdir -p " + at("docker/registry/v2/repositories/app/_manifests/revisions/sha256")).rc, 0);
+  ASSERT_EQ(run("mkdir -p " + at("docker/registry/v2/repositories/app/_uploads")).rc, 0);
+  write_file(at("docker/registry/v2/repositories/app/_manifests/revisions/sha256/link"),
+             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  std::string content;
+  for (int i = 0; i < 2000; ++i) content += "MARKER-CONTENT-7f3a9c ";
+  write_file(at("blob"), content);
+  ASSERT_EQ(::symlink("link-target-x91", at("sym").c_str()), 0);
+  umount();
+  for (const auto& f : store_files()) {
+    std::string bytes = read_file(f);
+    for (const auto& m : markers) EXPECT_EQ(bytes.find(m), std::string::npos) << m << " found in " << f;
+  }
+  for (auto& e : stdfs::recursive_directory_iterator(store)) {
+    for (const auto& m : markers) EXPECT_EQ(e.path().string().find(m), std::string::npos) << e.path();
+  }
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

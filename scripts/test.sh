@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds cmkfs and runs every test: unit tests, tests that really mount, the registry end-to-end,
+# then all of it again built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# Idempotent; installs what it needs (Debian 12, as root).
+#   CMKFS_SKIP_SANITIZERS=1  skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_root
+install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+trap cleanup_test_mounts EXIT
+cleanup_test_mounts
+
+echo "== build (RelWithDebInfo) and test"
+build build RelWithDebInfo
+(cd build && ctest --output-on-failure -j "$(nproc)")
+
+if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== build with ASan+UBSan and test"
+  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF
+  reports=$(mktemp -d /tmp/cmkfs-sanitizer.XXXXXX)
+  # Daemons log to files, not stderr: sanitizer reports go to $reports and fail the run.
+  export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1"
+  export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+  (cd build-asan && ctest --output-on-failure -j "$(nproc)")
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "sanitizer reports:" >&2
+    cat "$reports"/* >&2
+    exit 1
+  fi
+  rm -rf "$reports"
+fi
+echo "== all tests passed"

@@ -1,0 +1,245 @@
+// The command line: the parser alone, then every kind of bad input through the real binary, each
+// a clear one-line error and a named exit code, nothing lost.
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "fs/cli.h"
+#include "lmdb_poke.h"
+#include "mount_fixture.h"
+#include "test_util.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using fs::Command;
+
+int parse(std::vector<std::string> args, Command* cmd, std::string* out = nullptr) {
+  args.insert(args.begin(), "cmkfs");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream o, e;
+  int rc = fs::parse_command_line(static_cast<int>(argv.size()), argv.data(), cmd, o, e);
+  if (out != nullptr) *out = o.str() + e.str();
+  return rc;
+}
+
+TEST(CliParser, InitWithChunkSizeAndKeyFile) {
+  Command c;
+  ASSERT_EQ(parse({"init", "/s", "--chunk-size", "1MiB", "--local-key-file", "/k"}, &c), -1);
+  EXPECT_EQ(c.kind, Command::Kind::kInit);
+  EXPECT_EQ(c.init.store, "/s");
+  EXPECT_EQ(c.init.chunk_size, 1u << 20);
+  EXPECT_EQ(c.init.kek.key_file, "/k");
+  ASSERT_EQ(parse({"init", "/s"}, &c), -1);
+  EXPECT_EQ(c.init.chunk_size, 64u << 10);
+}
+
+TEST(CliParser, BadChunkSizeIsAUsageError) {
+  Command c;
+  std::string out;
+  EXPECT_EQ(parse({"init", "/s", "--chunk-size", "3000"}, &c, &out), fs::kExitUsage);
+  EXPECT_NE(out.find("power of two"), std::string::npos);
+  EXPECT_EQ(parse({"init", "/s", "--chunk-size", "2MiB"}, &c), fs::kExitUsage);
+}
+
+TEST(CliParser, MountOptionsAndGlobalFlagsAnywhere) {
+  Command c;
+  ASSERT_EQ(parse({"mount", "/s", "/m", "-f", "-o", "ro,allow_other", "--log-level", "debug"}, &c), -1);
+  EXPECT_EQ(c.kind, Command::Kind::kMount);
+  EXPECT_TRUE(c.mount.foreground);
+  EXPECT_EQ(c.mount.fuse_options, std::vector<std::string>{"ro,allow_other"});
+  EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(CliParser, HelpExitsZeroAndDescribesEveryCommand) {
+  Command c;
+  std::string out;
+  EXPECT_EQ(parse({"--help"}, &c, &out), 0);
+  for (const char* word : {"init", "mount", "umount", "encryption"}) EXPECT_NE(out.find(word), std::string::npos);
+  EXPECT_EQ(parse({"mount", "--help"}, &c, &out), 0);
+  EXPECT_NE(out.find("allow_other"), std::string::npos);
+}
+
+TEST(CliParser, MissingArgumentsAreUsageErrors) {
+  Command c;
+  EXPECT_EQ(parse({}, &c), fs::kExitUsage);
+  EXPECT_EQ(parse({"mount", "/s"}, &c), fs::kExitUsage);
+  EXPECT_EQ(parse({"frobnicate"}, &c), fs::kExitUsage);
+}
+
+TEST(CliParser, SizesParse) {
+  EXPECT_EQ(fs::parse_size("65536"), 65536u);
+  EXPECT_EQ(fs::parse_size("64K"), 65536u);
+  EXPECT_EQ(fs::parse_size("64KiB"), 65536u);
+  EXPECT_EQ(fs::parse_size("1MiB"), 1u << 20);
+  EXPECT_FALSE(fs::parse_size("lots"));
+  EXPECT_FALSE(fs::parse_size("12XB"));
+  EXPECT_FALSE(fs::parse_size(""));
+}
+
+// One line on stderr, no stack traces, no secrets.
+void expect_one_clear_line(const CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+  EXPECT_LE(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+using BadInputTest = MountTest;
+
+TEST_F(BadInputTest, InitRefusesANonEmptyDirectoryAndAnExistingStore) {
+  stdfs::create_directories(store);
+  write_file(store + "/something", "x");
+  auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key);
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "not empty");
+  stdfs::remove(store + "/something");
+  init();
+  r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + "2");
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "already a cmkfs store");
+}
+
+TEST_F(BadInputTest, LocalKeyFileIsCreatedMode0600OutsideTheStore) {
+  init();
+  struct stat st;
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  for (auto& f : store_files()) EXPECT_NE(read_file(f).find(read_file(key).substr(19, 64)), 0u);
+}
+
+TEST_F(BadInputTest, MountingADirectoryThatIsNotAStore) {
+  stdfs::create_directories(store);
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "is not a cmkfs store");
+  r = run(cmkfs_binary() + " mount " + dir + "/missing " + mnt);
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "does not exist");
+}
+
+TEST_F(BadInputTest, MissingWrongOrExposedKeyFile) {
+  init();
+  stdfs::rename(key, key + ".away");
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "does not exist");
+  // Another store's key.
+  auto other = run(cmkfs_binary() + " init " + dir + "/other --local-key-file " + key);
+  ASSERT_EQ(other.rc, 0);
+  r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "is not this store's key");
+  stdfs::rename(key + ".away", key);
+  ::chmod(key.c_str(), 0644);
+  r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "chmod 600");
+  ::chmod(key.c_str(), 0600);
+  mount();  // and with the right key all is well
+}
+
+TEST_F(BadInputTest, CorruptOrTamperedSuperblock) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) { v = "{garbage"; });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "superblock is damaged");
+}
+
+TEST_F(BadInputTest, SuperblockChangedWithoutTheKeyFailsItsMac) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
+    auto j = nlohmann::json::parse(v);
+    j["chunk_size"] = 8192;
+    v = j.dump();
+  });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "superblock MAC does not match");
+}
+
+TEST_F(BadInputTest, UnknownFormatVersionIsRefused) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
+    auto j = nlohmann::json::parse(v);
+    j["format_version"] = 2;
+    v = j.dump();
+  });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "format version 2 is not supported");
+}
+
+TEST_F(BadInputTest, MissingOrBusyMountpoint) {
+  init();
+  auto r = run(cmkfs_binary() + " mount " + store + " " + dir + "/nowhere");
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "does not exist");
+  mount();
+  stdfs::create_directories(dir + "/other");
+  auto s2 = run(cmkfs_binary() + " init " + dir + "/s2 --local-key-file " + dir + "/k2");
+  ASSERT_EQ(s2.rc, 0);
+  r = run(cmkfs_binary() + " mount " + dir + "/s2 " + mnt);
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "is busy");
+  r = run(cmkfs_binary() + " mount " + store + " " + dir + "/other");
+  EXPECT_EQ(r.rc, fs::kExitBusy);
+  expect_one_clear_line(r, "is in use");
+}
+
+TEST_F(BadInputTest, UmountOfSomethingNotMounted) {
+  auto r = run(cmkfs_binary() + " umount " + mnt);
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "is not mounted");
+}
+
+TEST_F(BadInputTest, FullBackingDiskGivesEnospcAndLosesNothing) {
+  std::string small = dir + "/small";
+  stdfs::create_directories(small);
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=24m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{small};
+  store = small + "/store";
+  init();
+  mount();
+  std::string keep = std::string(2 << 20, 'k');
+  write_file(at("keep"), keep);
+  int fd = ::open(at("big").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  std::string chunk(1 << 20, 'b');
+  int err = 0;
+  for (int i = 0; i < 64 && err == 0; ++i) {
+    if (::write(fd, chunk.data(), chunk.size()) < 0) err = errno;
+  }
+  EXPECT_EQ(err, ENOSPC);
+  ::close(fd);
+  EXPECT_EQ(read_file(at("keep")), keep);
+  struct stat st;
+  ASSERT_EQ(::stat(at("big").c_str(), &st), 0);
+  std::string big = read_file(at("big"));  // what was accepted reads back whole
+  EXPECT_EQ(big.size(), static_cast<size_t>(st.st_size));
+  EXPECT_EQ(big, std::string(big.size(), 'b'));
+  ASSERT_EQ(::unlink(at("big").c_str()), 0);
+  write_file(at("after"), "space again");
+  remount();
+  EXPECT_EQ(read_file(at("keep")), keep);
+  EXPECT_EQ(read_file(at("after")), "space again");
+  umount();
+}
+
+TEST_F(BadInputTest, EncryptionShowForALocalKeyStore) {
+  init("--chunk-size 128KiB");
+  auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["status"], "disabled");
+  EXPECT_TRUE(j["keyVaultProperties"].contains("keyIdentifier"));
+  EXPECT_TRUE(j["keyVaultProperties"]["keyIdentifier"].is_null());
+  EXPECT_EQ(j["cipher"], "AES-256-GCM");
+  EXPECT_EQ(j["chunkSize"], 131072);
+  EXPECT_EQ(j["formatVersion"], 1);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
