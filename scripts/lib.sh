@@ -25,18 +25,19 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# build DIR BUILD_TYPE [cmake args...]
+# build DIR BUILD_TYPE [cmake args...]; BUILD_TARGET=name builds one target only.
 build() {
   local dir=$1 type=$2
   shift 2
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
-  cmake --build "$dir" -j "$(nproc)"
+  cmake --build "$dir" -j "$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"} | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
+  [ "${PIPESTATUS[0]}" = 0 ]
 }
 
 # Lazily unmounts every FUSE mount under the test roots and stops stray daemons and registries.
 cleanup_test_mounts() {
   local m
-  for m in $(awk '$2 ~ "^/tmp/cmkfs-(it|e2e|demo)" {print $2}' /proc/mounts | sort -r); do
+  for m in $(awk '$2 ~ "^/tmp/cmkfs-(it|e2e)" {print $2}' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
   done
   pkill -f "^[^ ]*cmkfs mount /tmp/cmkfs-(it|e2e)" 2>/dev/null || true
