@@ -9,11 +9,52 @@ int exit_code_for(const Status& s) {
   switch (s.code()) {
     case 0: return kExitOk;
     case EBUSY: return kExitBusy;
-    case ENOKEY: case EKEYREJECTED: case EKEYREVOKED: case EACCES: return kExitKey;
+    case ENOKEY: case EKEYREJECTED: case EKEYREVOKED: case EACCES: case EAGAIN: case ETIMEDOUT: case EBADMSG:
+      return kExitKey;
     case ENOTSUP: return kExitNotAStore;
     default: return kExitError;
   }
 }
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  size_t i = 0;
+  uint64_t v = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    if (v > 1000000000000ull) return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string_view unit = text.substr(i);
+  uint64_t ms_per = unit == "ms" ? 1 : unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+  if (ms_per == 0) return std::nullopt;
+  return std::chrono::milliseconds(v * ms_per);
+}
+
+namespace {
+
+void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
+  auto* kek = cmd->add_option("--key-encryption-key", v->key_encryption_key,
+                              "Vault key id https://VAULT/keys/NAME[/VERSION]; without a version the latest "
+                              "version is followed (automatic rotation)");
+  if (key_required) kek->required();
+  cmd->add_option("--identity", v->identity, "Managed identity client id, or [system]");
+  cmd->add_option("--identity-endpoint", v->identity_endpoint,
+                  "IMDS-compatible token endpoint (default " + std::string(kAzureImdsEndpoint) + ")");
+  cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");
+}
+
+bool set_duration(const std::string& text, std::chrono::milliseconds* out, const char* flag, std::ostream& err) {
+  if (text.empty()) return true;
+  auto d = parse_duration(text);
+  if (!d || d->count() == 0) {
+    err << "cmkfs: " << flag << " " << text << " is not a duration (like 500ms, 30s, 15m, 1h)\n";
+    return false;
+  }
+  *out = *d;
+  return true;
+}
+
+}  // namespace
 
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   CLI::App app{"cmkfs: an encrypted FUSE filesystem for container registry storage, with keys you own"};
@@ -28,8 +69,10 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   init->add_option("STORE", cmd->init.store, "The directory to hold the store (created if missing)")->required();
   init->add_option("--chunk-size", chunk_size, "Encryption chunk size, a power of two from 4KiB to 1MiB")
       ->capture_default_str();
-  init->add_option("--local-key-file", cmd->init.kek.key_file,
-                   "Where to keep the built-in key (default /etc/cmkfs/keys/<store id>.key for root)");
+  auto* local_key = init->add_option("--local-key-file", cmd->init.kek.key_file,
+                                     "Where to keep the built-in key (default /etc/cmkfs/keys/<store id>.key for root)");
+  add_vault_options(init, &cmd->vault, false);
+  local_key->excludes(init->get_option("--key-encryption-key"));
 
   auto* mount = app.add_subcommand("mount", "Mount a store; returns once the mount is ready");
   mount->add_option("STORE", cmd->mount.store, "The store directory")->required();
@@ -45,14 +88,28 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   mount->add_option("--threads", cmd->mount.max_threads, "Most FUSE worker threads")->capture_default_str();
   mount->add_option("--log-file", cmd->mount.log_file,
                     "Log file when daemonized (default /var/log/cmkfs/<store id>.log for root)");
+  mount->add_option("--audit-log", cmd->mount.audit_log,
+                    "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl for root)");
+  std::string check_interval, rotation_poll, offline_grace;
+  mount->add_option("--key-check-interval", check_interval, "How often access to a vault key is proven (default 30s)");
+  mount->add_option("--rotation-poll-interval", rotation_poll,
+                    "How often the latest key version is looked up, for automatic rotation (default 1h)");
+  mount->add_option("--offline-grace", offline_grace,
+                    "How long to serve from the cached key while the vault is unreachable (default 15m)");
 
   auto* umount = app.add_subcommand("umount", "Unmount, waiting until everything is flushed");
   umount->add_option("MOUNTPOINT", cmd->mountpoint, "The mountpoint")->required();
 
   auto* encryption = app.add_subcommand("encryption", "Show or change how the store's data key is protected");
   encryption->require_subcommand(1);
-  auto* show = encryption->add_subcommand("show", "Print the encryption settings as JSON");
+  auto* show = encryption->add_subcommand("show", "Print the encryption settings (and, if mounted, the live key state) as JSON");
   show->add_option("STORE", cmd->store, "The store directory")->required();
+  auto* enable = encryption->add_subcommand("enable", "Move a local-key store to a vault key (there is no way back)");
+  enable->add_option("STORE", cmd->store, "The store directory")->required();
+  add_vault_options(enable, &cmd->vault, true);
+  auto* rotate = encryption->add_subcommand("rotate-key", "Rewrap the data key under another vault key or version");
+  rotate->add_option("STORE", cmd->store, "The store directory")->required();
+  add_vault_options(rotate, &cmd->vault, true);
 
   try {
     app.parse(argc, argv);
@@ -68,12 +125,22 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
       return kExitUsage;
     }
     cmd->init.chunk_size = static_cast<uint32_t>(*size);
+    if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = "vault";
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;
+    if (!set_duration(check_interval, &cmd->mount.monitor.check_interval, "--key-check-interval", err) ||
+        !set_duration(rotation_poll, &cmd->mount.monitor.rotation_poll_interval, "--rotation-poll-interval", err) ||
+        !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {
+      return kExitUsage;
+    }
   } else if (umount->parsed()) {
     cmd->kind = Command::Kind::kUmount;
   } else if (show->parsed()) {
     cmd->kind = Command::Kind::kEncryptionShow;
+  } else if (enable->parsed()) {
+    cmd->kind = Command::Kind::kEncryptionEnable;
+  } else if (rotate->parsed()) {
+    cmd->kind = Command::Kind::kRotateKey;
   }
   return -1;
 }

@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+#include <optional>
+
 #include "crypto/status.h"
+#include "fs/key_monitor.h"
 #include "fs/store.h"
 
 namespace cmkfs::fs {
@@ -33,16 +37,32 @@ struct MountOptions {
   double entry_timeout = 1.0;
   unsigned max_threads = 16;
   std::string log_file;  // default: chosen by store id when daemonized
+  std::string audit_log;  // default: default_audit_path(store id)
+  MonitorOptions monitor;
 };
 
+// The vault key options shared by init, encryption enable and encryption rotate-key.
+struct VaultKeyOptions {
+  std::string key_encryption_key;  // https://VAULT/keys/NAME[/VERSION]
+  std::string identity;            // client id, or [system]
+  std::string identity_endpoint;   // default: the Azure IMDS address
+  std::string vault_ca;            // CA file for the vault's and identity endpoint's TLS
+};
+
+inline constexpr const char* kAzureImdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
+
 struct Command {
-  enum class Kind { kNone, kInit, kMount, kUmount, kEncryptionShow } kind = Kind::kNone;
+  enum class Kind { kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;
   MountOptions mount;
   std::string store;       // encryption show
   std::string mountpoint;  // umount
+  VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key
 };
+
+// Parses durations such as "500ms", "30s", "15m", "1h" (a bare number is seconds).
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // Parses argv. Returns -1 when `cmd` is ready to run, otherwise the exit code to end with
 // (0 after --help, kExitUsage after a usage error, with the message already written).

@@ -19,7 +19,13 @@ meta::Timespec now_timespec() {
 }
 
 Filesystem::Filesystem(OpenStore& store, Keyring& keyring)
-    : store_(store), keyring_(keyring), layout_(store.super.chunk_size) {}
+    : store_(store), keyring_(keyring), layout_(store.super.chunk_size), store_id_(store.super.store_id) {}
+
+std::vector<uint64_t> Filesystem::known_inodes() {
+  std::vector<uint64_t> v;
+  for (const auto& node : inodes_.all()) v.push_back(node->rec.ino);
+  return v;
+}
 
 int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
   if (s.code() == EIO || s.code() == ENOSPC || s.code() == EFBIG) {
@@ -38,7 +44,7 @@ int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
 }
 
 crypto::ChunkBinding Filesystem::binding(const meta::InodeRecord& rec) const {
-  return crypto::ChunkBinding{meta::kFormatVersion, store_.super.store_id, rec.file_id, rec.dek_generation};
+  return crypto::ChunkBinding{meta::kFormatVersion, store_id_, rec.file_id, rec.dek_generation};
 }
 
 Result<Keyring::FileKey> Filesystem::file_key(const Keyring::Access& a, const meta::InodeRecord& rec) {

@@ -85,6 +85,8 @@ class Filesystem {
   int fsyncdir();
 
   uint32_t block_size() const { return layout_.chunk_size(); }
+  // Every inode the kernel may cache, for invalidation after a revocation.
+  std::vector<uint64_t> known_inodes();
 
  private:
   // The inode, from the table or loaded from LMDB (without adding a kernel reference).
@@ -109,6 +111,7 @@ class Filesystem {
   std::mutex handles_mu_;
   std::unordered_set<Handle*> handles_;
   crypto::ChunkLayout layout_;
+  const crypto::Id128 store_id_;  // a copy: the key monitor may replace store_.super
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
 };

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "fs/cli.h"
+#include "fs/key_admin.h"
 #include "fs/mount.h"
 
 using namespace cmkfs;
@@ -22,7 +23,20 @@ int main(int argc, char** argv) {
   Status s;
   switch (cmd.kind) {
     case Command::Kind::kInit:
+      if (cmd.init.kek.provider == "vault") {
+        if (cmd.vault.identity.empty()) {
+          std::cerr << "cmkfs: a vault key needs --identity CLIENT_ID or [system]\n";
+          return kExitUsage;
+        }
+        cmd.init.kek = vault_kek(cmd.vault);
+      }
       s = init_store(cmd.init, std::cout);
+      break;
+    case Command::Kind::kEncryptionEnable:
+      s = enable_vault_key(cmd.store, cmd.vault, std::cout);
+      break;
+    case Command::Kind::kRotateKey:
+      s = rotate_key(cmd.store, cmd.vault, std::cout);
       break;
     case Command::Kind::kMount:
       return run_mount(cmd.mount, cmd.log_level);

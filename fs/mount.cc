@@ -21,7 +21,9 @@
 #include <thread>
 
 #include "crypto/hex.h"
+#include "fs/audit.h"
 #include "fs/fuse_bridge.h"
+#include "fs/key_monitor.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -146,10 +148,17 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     file_log = true;
   }
 
+  AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
   auto provider = keyclient::make_provider(st.kek, st.super.store_id);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto dek = unlock(st, **provider);
-  if (!dek.ok()) return fail(dek.status(), dek.status().code() == EIO ? kExitNotAStore : kExitKey);
+  std::string key_id = st.kek.provider == "vault" ? st.kek.versioned_key_identifier : "local:" + st.kek.key_file;
+  audit.record("unwrap", key_id, dek.ok() ? "ok" : "failed",
+               dek.ok() ? nlohmann::json{{"reason", "mount"}} : nlohmann::json{{"reason", "mount"}, {"error", dek.status().message()}});
+  if (!dek.ok()) {
+    Status s(dek.status().code(), "cannot unlock the store's data key: " + dek.status().message());
+    return fail(s, dek.status().code() == EIO ? kExitNotAStore : kExitKey);
+  }
   Keyring keyring;
   Status s = keyring.install(st.super.dek_generation, std::move(*dek));
   if (!s.ok()) return fail(s, kExitKey);
@@ -172,6 +181,12 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
   }
   spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
+  // Revocation must also empty the kernel's caches; this runs on the monitor's thread.
+  auto invalidate = [&fs, se] {
+    for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+  };
+  KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
+  monitor.start();
   ready.report(0, "");
   if (!o.foreground) {
     int devnull = ::open("/dev/null", O_RDWR);
@@ -187,6 +202,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  monitor.stop();
   fuse_session_unmount(se);
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
@@ -296,6 +312,15 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
          {"chunkSize", st.super.chunk_size},
          {"storeId", to_hex(st.super.store_id)}};
   if (!vault) j["localKeyFile"] = k.key_file;
+  // A mounted store publishes its live key state; a stale file (daemon gone) is ignored.
+  std::ifstream status(status_path(st.super.store_id));
+  json live = json::parse(status, nullptr, false);
+  if (status && live.is_object() && live.contains("pid") && ::kill(live["pid"].get<int>(), 0) == 0) {
+    j["liveKeyState"] = json{{"state", live["state"]},
+                             {"since", live["since"]},
+                             {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},
+                             {"mountpoint", live["mountpoint"]}};
+  }
   out << j.dump(2) << "\n";
   return Status::Ok();
 }

@@ -13,6 +13,7 @@
 #include <ostream>
 
 #include "crypto/hex.h"
+#include "fs/audit.h"
 
 namespace cmkfs::fs {
 
@@ -109,9 +110,12 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   }
   auto provider = keyclient::make_provider(kek, sb.store_id);
   if (!provider.ok()) return provider.status();
+  CMKFS_RETURN_IF_ERROR((*provider)->validate());
   auto dek = crypto::random_key();
   if (!dek.ok()) return dek.status();
   auto wrapped = (*provider)->wrap(*dek);
+  AuditLog(default_audit_path(sb.store_id), to_hex(sb.store_id))
+      .record("wrap", wrapped.ok() ? wrapped->key_id : kek.key_identifier, wrapped.ok() ? "ok" : "failed", {{"reason", "init"}});
   if (!wrapped.ok()) return wrapped.status();
   if (kek.provider == "vault") kek.versioned_key_identifier = wrapped->key_id;
   sb.kek = kek.to_json();
@@ -175,6 +179,28 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   s->kek = std::move(*kek);
   s->objects = make_local_object_store(s->paths.objects);
   return s;
+}
+
+Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
+                                     keyclient::KeyProvider& provider) {
+  auto wrapped = provider.wrap(dek);
+  if (!wrapped.ok()) return wrapped.status();
+  kek.versioned_key_identifier = wrapped->key_id;
+  kek.last_rotation = unix_now();
+  auto keys = crypto::derive_store_keys(dek);
+  if (!keys.ok()) return keys.status();
+  meta::Superblock sb = store.super;
+  sb.kek = kek.to_json();
+  sb.seal(keys->super_mac.bytes());
+  auto txn = store.meta->begin(true);
+  if (!txn.ok()) return txn.status();
+  CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
+  CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  CMKFS_RETURN_IF_ERROR(store.meta->sync());
+  store.super = std::move(sb);
+  store.kek = std::move(kek);
+  return wrapped;
 }
 
 Result<crypto::SecretBytes> unlock(OpenStore& store, keyclient::KeyProvider& provider) {

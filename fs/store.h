@@ -45,6 +45,13 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool excl
 // Unwraps the store's current data key with `provider` and verifies the superblock MAC with it.
 Result<crypto::SecretBytes> unlock(OpenStore& store, keyclient::KeyProvider& provider);
 
+// Wraps `dek` with `provider` (whose settings are `kek`) and stores the result and the new key
+// settings in one durable commit: until it lands the old wrapped key stays valid. Updates
+// store.super and store.kek. Used by `encryption enable`, `encryption rotate-key` and the key
+// monitor's automatic rotation.
+Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
+                                     keyclient::KeyProvider& provider);
+
 // Parses sizes such as "65536", "64K", "64KiB", "1MiB". nullopt when malformed.
 std::optional<uint64_t> parse_size(std::string_view text);
 

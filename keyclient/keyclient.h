@@ -4,7 +4,7 @@
 //
 // Errors are classified by code, so the key monitor can tell a revocation from an outage:
 //   definitive (is_definitive_refusal): EACCES no access, EKEYREVOKED key disabled,
-//                                       ENOKEY key or identity gone;
+//                                       ENOKEY key or identity gone, EKEYREJECTED unwrap refused;
 //   transient: anything else (EAGAIN network or 5xx, ETIMEDOUT, EBADMSG malformed reply).
 #pragma once
 
@@ -58,6 +58,9 @@ class KeyProvider {
   virtual Result<std::string> current_key_id() = 0;
   // Whether the KEK can be revoked from outside (a vault); the key monitor checks only these.
   virtual bool revocable() const = 0;
+  // Checks, before a store is bound to it, that the KEK can serve: an RSA key that allows
+  // wrapKey and unwrapKey, which this identity may use. A clear error otherwise.
+  virtual Status validate() = 0;
 };
 
 // The local KEK file: created with mode 0600, refused when group or others can read it.

@@ -92,6 +92,7 @@ class LocalProvider : public KeyProvider {
 
   Result<std::string> current_key_id() override { return key_id_; }
   bool revocable() const override { return false; }
+  Status validate() override { return Status::Ok(); }
 
  private:
   std::string path_;
@@ -154,8 +155,11 @@ Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config
   return std::unique_ptr<KeyProvider>(new LocalProvider(config.key_file, std::move(*kek), store_id));
 }
 
+Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config);
+
 Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const crypto::Id128& store_id) {
   if (config.provider == "local") return make_local_provider(config, store_id);
+  if (config.provider == "vault") return make_vault_provider(config);
   return Status::InvalidArgument("key provider '" + config.provider + "' is not available in this build");
 }
 

@@ -8,7 +8,7 @@ namespace cmkfs::keyclient {
 using nlohmann::json;
 
 bool is_definitive_refusal(const Status& s) {
-  return s.code() == EACCES || s.code() == EKEYREVOKED || s.code() == ENOKEY;
+  return s.code() == EACCES || s.code() == EKEYREVOKED || s.code() == ENOKEY || s.code() == EKEYREJECTED;
 }
 
 std::string WrappedKey::to_json() const {

@@ -1,0 +1,93 @@
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <mutex>
+
+#include "keyclient/http.h"
+
+namespace cmkfs::keyclient {
+namespace {
+
+struct CurlFree {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistFree {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+size_t on_body(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* out) {
+  std::string line(data, size * n);
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon), value = line.substr(colon + 1);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    value.erase(0, value.find_first_not_of(" \t"));
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+  }
+  return size * n;
+}
+
+class CurlTransport : public HttpTransport {
+ public:
+  explicit CurlTransport(HttpOptions o) : options_(std::move(o)) {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  }
+
+  Result<HttpResponse> send(const HttpRequest& req) override {
+    std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
+    if (!curl) return Status::IOError(ENOMEM, "curl_easy_init failed");
+    CURL* c = curl.get();
+    HttpResponse resp;
+    std::unique_ptr<curl_slist, SlistFree> headers;
+    for (const auto& [k, v] : req.headers) headers.reset(curl_slist_append(headers.release(), (k + ": " + v).c_str()));
+    curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_seconds * 1000));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(options_.timeout_seconds, 5.0) * 1000));
+    if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    if (req.method != "GET" && req.method != "DELETE") {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.c_str());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp.body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp.headers);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+      int code = rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EAGAIN;
+      return Status(code, std::string(curl_easy_strerror(rc)) + " (" + host_of(req.url) + ")");
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+    return resp;
+  }
+
+ private:
+  // For error messages: never the query string (it may carry identities).
+  static std::string host_of(const std::string& url) {
+    auto start = url.find("://");
+    start = start == std::string::npos ? 0 : start + 3;
+    return url.substr(0, url.find('/', start));
+  }
+  HttpOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<HttpTransport> make_curl_transport(const HttpOptions& options) {
+  return std::make_unique<CurlTransport>(options);
+}
+
+}  // namespace cmkfs::keyclient

@@ -1,0 +1,335 @@
+#include "keyclient/devvault/server.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "crypto/crypto.h"
+#include "crypto/hex.h"
+#include "keyclient/base64url.h"
+
+namespace cmkfs::devvault {
+namespace {
+
+using httplib::Request;
+using httplib::Response;
+
+std::string iso_time(int64_t t) {
+  char buf[32];
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&tt));
+  return buf;
+}
+
+struct Context {
+  std::mutex mu;  // guards vault and audit
+  std::unique_ptr<Vault> vault;
+  std::string secret;
+  std::string tenant;
+  int64_t token_lifetime = 3600;
+  std::ofstream audit;
+
+  void log(const Principal* who, const std::string& op, const std::string& key, const std::string& version, int status) {
+    json line{{"time", iso_time(unix_now())},
+              {"identity", who != nullptr ? json{{"appid", who->client_id}, {"oid", who->principal_id}} : json(nullptr)},
+              {"operation", op},
+              {"key", key},
+              {"version", version},
+              {"result", status}};
+    audit << line.dump() << "\n";
+    audit.flush();
+  }
+};
+
+void send(Response& res, const Reply& r) {
+  res.status = r.status;
+  if (!r.body.is_null()) res.set_content(r.body.dump(), "application/json; charset=utf-8");
+}
+
+// Query parameter `name`, also when the client percent-encoded its name (api%2Dversion).
+std::string param(const Request& req, const std::string& name) {
+  if (req.has_param(name.c_str())) return req.get_param_value(name.c_str());
+  for (const auto& [k, v] : req.params) {
+    if (httplib::detail::decode_url(k, false) == name) return v;
+  }
+  return "";
+}
+
+// Checks the bearer token and the principal's permission. Fills `res` and returns nullopt when
+// the request may not go on.
+std::optional<Principal> authorize(Context& c, const Request& req, Response& res, const std::string& permission) {
+  std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) != 0) {
+    res.set_header("WWW-Authenticate", "Bearer authorization=\"https://login.windows.net/" + c.tenant +
+                                           "\", resource=\"https://vault.azure.net\"");
+    send(res, Reply::error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."));
+    return std::nullopt;
+  }
+  auto who = verify_token(c.secret, auth.substr(7));
+  if (!who) {
+    send(res, Reply::error(401, "Unauthorized", "AKV10022: Invalid or expired token."));
+    return std::nullopt;
+  }
+  if (who->principal_id != kAdmin.principal_id && !c.vault->allowed(who->principal_id, permission)) {
+    send(res, Reply::error(403, "Forbidden",
+                           "The user, group or application 'appid=" + who->client_id + ";oid=" + who->principal_id +
+                               "' does not have keys " + permission + " permission on key vault 'cmkfs-vault;location=local'.",
+                           "ForbiddenByPolicy"));
+    return std::nullopt;
+  }
+  return who;
+}
+
+// The shape every keys operation shares: api-version, auth, JSON body, the call, the audit line.
+void handle(Context& c, const Request& req, Response& res, const std::string& op, const std::string& permission,
+            const std::string& key, const std::string& version, const std::function<Reply(const json&)>& fn) {
+  std::lock_guard<std::mutex> g(c.mu);
+  if (param(req, "api-version").empty()) {
+    send(res, Reply::error(400, "BadParameter", "The api-version query parameter is required."));
+    return;
+  }
+  auto who = authorize(c, req, res, permission);
+  if (!who) {
+    c.log(nullptr, op, key, version, res.status);
+    return;
+  }
+  json body = json::object();
+  if (!req.body.empty()) {
+    body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded()) {
+      send(res, Reply::error(400, "BadParameter", "The request body is not JSON."));
+      c.log(&*who, op, key, version, 400);
+      return;
+    }
+  }
+  Reply r = fn(body);
+  send(res, r);
+  c.log(&*who, op, key, c.vault->resolve_version(key, version), r.status);
+}
+
+void add_routes(httplib::Server& s, Context& c) {
+  s.Post(R"(/keys/([^/]+)/create)", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "create", "create", k, "", [&](const json& b) { return c.vault->create_key(k, b); });
+  });
+  s.Post(R"(/keys/([^/]+)/rotate)", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "rotate", "rotate", k, "", [&](const json&) { return c.vault->rotate_key(k); });
+  });
+  s.Get(R"(/keys/([^/]+)/versions)", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    size_t max = std::strtoul(param(q, "maxresults").c_str(), nullptr, 10);
+    size_t skip = std::strtoul(param(q, "$skiptoken").c_str(), nullptr, 10);
+    handle(c, q, r, "listversions", "list", k, "", [&](const json&) { return c.vault->list_versions(k, max, skip); });
+  });
+  for (const char* op : {"wrapkey", "unwrapkey"}) {
+    bool unwrap = std::string(op) == "unwrapkey";
+    s.Post(std::string(R"(/keys/([^/]+)/([^/]*)/)") + op, [&, unwrap](const Request& q, Response& r) {
+      std::string k = q.matches[1], v = q.matches[2];
+      handle(c, q, r, unwrap ? "unwrapKey" : "wrapKey", unwrap ? "unwrapKey" : "wrapKey", k, v,
+             [&](const json& b) { return c.vault->wrap(k, v, b, unwrap); });
+    });
+  }
+  s.Get(R"(/keys/([^/]+)/?([^/]*))", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1], v = q.matches[2];
+    handle(c, q, r, "get", "get", k, v, [&](const json&) { return c.vault->get_key(k, v); });
+  });
+  s.Patch(R"(/keys/([^/]+)/?([^/]*))", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1], v = q.matches[2];
+    handle(c, q, r, "update", "update", k, v, [&](const json& b) { return c.vault->update_key(k, v, b); });
+  });
+  s.Delete(R"(/keys/([^/]+))", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "delete", "delete", k, "", [&](const json&) { return c.vault->delete_key(k); });
+  });
+  s.Get(R"(/deletedkeys/([^/]+))", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "getdeleted", "get", k, "", [&](const json&) { return c.vault->get_deleted_key(k); });
+  });
+  s.Post(R"(/deletedkeys/([^/]+)/recover)", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "recover", "recover", k, "", [&](const json&) { return c.vault->recover_key(k); });
+  });
+  s.Delete(R"(/deletedkeys/([^/]+))", [&](const Request& q, Response& r) {
+    std::string k = q.matches[1];
+    handle(c, q, r, "purge", "purge", k, "", [&](const json&) { return c.vault->purge_key(k); });
+  });
+
+  // IMDS-compatible tokens for identities; no client_id means the system-assigned identity.
+  s.Get("/metadata/identity/oauth2/token", [&](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    auto fail = [&](int status, const std::string& desc) {
+      r.status = status;
+      r.set_content(json{{"error", "invalid_request"}, {"error_description", desc}}.dump(), "application/json");
+      c.log(nullptr, "token", "", "", status);
+    };
+    if (q.get_header_value("Metadata") != "true") return fail(400, "Required metadata header not specified");
+    std::string resource = param(q, "resource");
+    if (resource.empty()) return fail(400, "Required query variable 'resource' is missing");
+    std::string client_id = param(q, "client_id");
+    std::optional<Principal> who = client_id.empty() ? std::optional(c.vault->system_identity())
+                                                     : c.vault->identity_by_client_id(client_id);
+    if (!who) return fail(400, "Identity not found");
+    int64_t now = unix_now();
+    json body{{"access_token", mint_token(c.secret, *who, c.token_lifetime)},
+              {"client_id", who->client_id},
+              {"expires_in", std::to_string(c.token_lifetime - 1)},
+              {"expires_on", std::to_string(now + c.token_lifetime)},
+              {"ext_expires_in", std::to_string(c.token_lifetime - 1)},
+              {"not_before", std::to_string(now)},
+              {"resource", resource},
+              {"token_type", "Bearer"}};
+    r.set_content(body.dump(), "application/json");
+    c.log(&*who, "token", "", "", 200);
+  });
+
+  // Administration (the control plane Azure keeps in ARM): identities and access policies.
+  auto admin = [&](const Request& q, Response& r) -> bool {
+    std::string auth = q.get_header_value("Authorization");
+    auto who = auth.rfind("Bearer ", 0) == 0 ? verify_token(c.secret, auth.substr(7)) : std::nullopt;
+    if (!who || who->principal_id != kAdmin.principal_id) {
+      send(r, Reply::error(401, "Unauthorized", "admin token required"));
+      return false;
+    }
+    return true;
+  };
+  auto principal_json = [](const Principal& p) {
+    return json{{"name", p.name}, {"clientId", p.client_id}, {"principalId", p.principal_id},
+                {"id", "/cmkfs-vault/identities/" + p.name}, {"type", "Microsoft.ManagedIdentity/userAssignedIdentities"}};
+  };
+  s.Post("/admin/identities", [&, admin, principal_json](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!admin(q, r)) return;
+    json b = json::parse(q.body, nullptr, false);
+    if (b.is_discarded() || !b.contains("name")) return send(r, Reply::error(400, "BadParameter", "name required"));
+    send(r, Reply{200, principal_json(c.vault->create_identity(b["name"]))});
+  });
+  s.Get("/admin/identities", [&, admin, principal_json](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!admin(q, r)) return;
+    json all = json::array();
+    for (const auto& p : c.vault->identities()) all.push_back(principal_json(p));
+    send(r, Reply{200, all});
+  });
+  s.Put(R"(/admin/policies/([^/]+))", [&, admin](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!admin(q, r)) return;
+    json b = json::parse(q.body, nullptr, false);
+    if (b.is_discarded() || !b.contains("permissions")) return send(r, Reply::error(400, "BadParameter", "permissions required"));
+    std::string oid = q.matches[1];
+    c.vault->set_policy(oid, b["permissions"].get<std::set<std::string>>());
+    c.log(&kAdmin, "setpolicy", oid, "", 200);
+    send(r, Reply{200, json{{"objectId", oid}, {"permissions", {{"keys", b["permissions"]}}}}});
+  });
+  s.Delete(R"(/admin/policies/([^/]+))", [&, admin](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!admin(q, r)) return;
+    std::string oid = q.matches[1];
+    bool had = c.vault->delete_policy(oid);
+    c.log(&kAdmin, "deletepolicy", oid, "", had ? 200 : 404);
+    send(r, had ? Reply{200, json{{"objectId", oid}}} : Reply::error(404, "NotFound", "no policy for " + oid));
+  });
+  s.Get("/healthz", [](const Request&, Response& r) { r.set_content("ok", "text/plain"); });
+}
+
+}  // namespace
+
+std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime) {
+  std::string claims = keyclient::base64url_encode(json{{"sub", p.principal_id}, {"appid", p.client_id}, {"name", p.name},
+                                                 {"exp", unix_now() + lifetime}}.dump());
+  auto mac = crypto::hmac_sha256(crypto::as_bytes(secret), crypto::as_bytes(claims));
+  return "cmkv1." + claims + "." + keyclient::base64url_encode(mac);
+}
+
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token) {
+  if (token.rfind("cmkv1.", 0) != 0) return std::nullopt;
+  auto dot = token.find('.', 6);
+  if (dot == std::string::npos) return std::nullopt;
+  std::string claims = token.substr(6, dot - 6);
+  auto mac = crypto::hmac_sha256(crypto::as_bytes(secret), crypto::as_bytes(claims));
+  std::string expect = keyclient::base64url_encode(mac);
+  if (!crypto::equal_constant_time(crypto::as_bytes(expect), crypto::as_bytes(std::string_view(token).substr(dot + 1)))) {
+    return std::nullopt;
+  }
+  auto raw = keyclient::base64url_decode(claims);
+  if (!raw) return std::nullopt;
+  json j = json::parse(std::string(raw->begin(), raw->end()), nullptr, false);
+  if (j.is_discarded() || j.value("exp", int64_t{0}) < unix_now()) return std::nullopt;
+  return Principal{j.value("name", ""), j.value("appid", ""), j.value("sub", "")};
+}
+
+Result<std::string> load_or_create_secret(const std::string& dir) {
+  std::string path = dir + "/token.secret";
+  std::ifstream in(path);
+  std::string s;
+  if (in >> s && s.size() == 64) return s;
+  s = random_hex(32);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError(errno, "cannot write " + path);
+  bool ok = ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Status::IOError(errno, "cannot write " + path);
+  return s;
+}
+
+Status serve(const ServeOptions& o) {
+  std::error_code ec;
+  std::filesystem::create_directories(o.dir, ec);
+  if (ec) return Status::IOError(ec.value(), "cannot create " + o.dir + ": " + ec.message());
+  ::chmod(o.dir.c_str(), 0700);
+  CMKFS_RETURN_IF_ERROR(ensure_tls_files(o.dir, o.host));
+  Context c;
+  auto vault = Vault::open(o.dir, o.purge_protection);
+  if (!vault.ok()) return vault.status();
+  c.vault = std::move(*vault);
+  auto secret = load_or_create_secret(o.dir);
+  if (!secret.ok()) return secret.status();
+  c.secret = *secret;
+  c.tenant = c.vault->system_identity().principal_id;
+  c.token_lifetime = o.token_lifetime;
+  c.audit.open(o.dir + "/audit.log", std::ios::app);
+
+  // Signals are taken by one thread with sigwait, which stops the server cleanly.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  httplib::SSLServer server((o.dir + "/server.pem").c_str(), (o.dir + "/server.key").c_str());
+  if (!server.is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + o.dir);
+  add_routes(server, c);
+  int port = o.port == 0 ? server.bind_to_any_port(o.host.c_str()) : (server.bind_to_port(o.host.c_str(), o.port) ? o.port : -1);
+  if (port <= 0) return Status(EADDRINUSE, "cannot listen on " + o.host + ":" + std::to_string(o.port));
+  std::string host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host;
+  std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  c.vault->set_base_url(url);
+  {
+    std::ofstream info(o.dir + "/server.json.tmp");
+    info << json{{"url", url}, {"pid", ::getpid()}, {"ca", o.dir + "/ca.pem"}}.dump() << "\n";
+  }
+  std::filesystem::rename(o.dir + "/server.json.tmp", o.dir + "/server.json");
+  std::cerr << "cmkfs-vault: serving " << url << " (state in " << o.dir << ", CA " << o.dir << "/ca.pem)\n";
+
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    server.stop();
+  });
+  bool ok = server.listen_after_bind();
+  pthread_kill(stopper.native_handle(), SIGTERM);  // wakes the waiter if the server ended on its own
+  stopper.join();
+  std::filesystem::remove(o.dir + "/server.json", ec);
+  return ok ? Status::Ok() : Status::IOError(EIO, "the server stopped with an error");
+}
+
+}  // namespace cmkfs::devvault

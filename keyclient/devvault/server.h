@@ -1,0 +1,36 @@
+// The HTTPS server of cmkfs-vault: the Key Vault keys REST API (api-version 7.x subset), an
+// IMDS-compatible token endpoint, admin endpoints for identities and policies, an audit log.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "crypto/status.h"
+#include "keyclient/devvault/vault.h"
+
+namespace cmkfs::devvault {
+
+struct ServeOptions {
+  std::string dir;
+  std::string host = "127.0.0.1";
+  int port = 8443;  // 0: any free port (written to DIR/server.json)
+  bool purge_protection = true;
+  int64_t token_lifetime = 3600;
+};
+
+// Creates DIR (0700), its CA (DIR/ca.pem) and server certificate on first start, then serves
+// until SIGTERM or SIGINT. Writes DIR/server.json {url, pid} once listening.
+Status serve(const ServeOptions& options);
+
+// Bearer tokens: "cmkv1.<claims>.<hmac>", claims = {sub: principal id, appid: client id, exp}.
+std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime);
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token);
+Result<std::string> load_or_create_secret(const std::string& dir);
+
+// The principal the cmkfs-vault CLI acts as: all permissions, on every key.
+inline const Principal kAdmin{"admin", "admin", "admin"};
+
+// DIR/ca.pem, DIR/ca.key, DIR/server.pem, DIR/server.key; created if missing.
+Status ensure_tls_files(const std::string& dir, const std::string& host);
+
+}  // namespace cmkfs::devvault

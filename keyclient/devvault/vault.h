@@ -1,0 +1,103 @@
+// The state of the local development vault: keys with versions and soft delete, identities and
+// access policies, persisted in DIR/state.json. Operations answer in the Azure Key Vault keys
+// REST shapes (KeyBundle, error JSON); the HTTP layer (server.cc) adds auth and routing.
+//
+// Thread-safety: none; the server serialises every call with one mutex.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crypto/status.h"
+
+namespace cmkfs::devvault {
+
+using nlohmann::json;
+
+// An HTTP answer: status and JSON body (error bodies in Azure's {"error":{code,message,innererror}}).
+struct Reply {
+  int status = 200;
+  json body = json::object();
+  static Reply error(int status, std::string code, std::string message, std::string inner = "");
+};
+
+struct Principal {
+  std::string name;
+  std::string client_id;
+  std::string principal_id;  // the object id policies name
+};
+
+class Vault {
+ public:
+  // Loads DIR/state.json, or starts an empty vault with a system-assigned identity.
+  static Result<std::unique_ptr<Vault>> open(const std::string& dir, bool purge_protection);
+  void set_base_url(std::string url) { base_url_ = std::move(url); }
+  const std::string& base_url() const { return base_url_; }
+
+  Principal create_identity(const std::string& name);
+  std::optional<Principal> identity_by_client_id(const std::string& client_id) const;
+  const Principal& system_identity() const { return system_; }
+  std::vector<Principal> identities() const;
+  void set_policy(const std::string& principal_id, const std::set<std::string>& permissions);
+  bool delete_policy(const std::string& principal_id);
+  bool allowed(const std::string& principal_id, const std::string& permission) const;
+
+  Reply create_key(const std::string& name, const json& body);
+  Reply get_key(const std::string& name, const std::string& version) const;
+  Reply list_versions(const std::string& name, size_t max_results, size_t skip) const;
+  Reply rotate_key(const std::string& name);
+  Reply update_key(const std::string& name, const std::string& version, const json& body);
+  Reply delete_key(const std::string& name);
+  Reply get_deleted_key(const std::string& name) const;
+  Reply recover_key(const std::string& name);
+  Reply purge_key(const std::string& name);
+  // wrapkey / unwrapkey with RSA-OAEP-256 or RSA-OAEP. `version` empty means the latest.
+  Reply wrap(const std::string& name, const std::string& version, const json& body, bool unwrap) const;
+
+  // The key version a request names, for the audit log ("" when unknown).
+  std::string resolve_version(const std::string& name, const std::string& version) const;
+
+ private:
+  struct KeyVersion {
+    std::string version, kty, pem;
+    std::vector<std::string> key_ops;
+    bool enabled = true;
+    int64_t created = 0, updated = 0, nbf = 0, exp = 0;
+  };
+  struct Key {
+    std::vector<KeyVersion> versions;  // oldest first
+    bool deleted = false;
+    int64_t deleted_date = 0, scheduled_purge = 0;
+  };
+
+  Vault(std::string dir, bool purge_protection) : dir_(std::move(dir)), purge_protection_(purge_protection) {}
+  Status save() const;
+  json to_json() const;
+  Status load(const json& j);
+  Result<KeyVersion> new_version(const std::string& kty, int size, const std::string& crv, const json& body) const;
+  json bundle(const std::string& name, const KeyVersion& v) const;
+  json attributes(const KeyVersion& v) const;
+  const Key* live_key(const std::string& name) const;
+  const KeyVersion* find_version(const Key& k, const std::string& version) const;
+  std::string kid(const std::string& name, const std::string& version) const;
+  Reply not_found(const std::string& name) const;
+
+  std::string dir_;
+  bool purge_protection_;
+  std::string base_url_;
+  Principal system_;
+  std::vector<Principal> identities_;
+  std::map<std::string, std::set<std::string>> policies_;
+  std::map<std::string, Key> keys_;
+};
+
+int64_t unix_now();
+std::string random_hex(size_t bytes);
+std::string random_guid();
+
+}  // namespace cmkfs::devvault

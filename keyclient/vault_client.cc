@@ -1,0 +1,157 @@
+#include "keyclient/vault_client.h"
+
+#include <regex>
+#include <thread>
+
+#include "keyclient/base64url.h"
+
+namespace cmkfs::keyclient {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kApiVersion = "7.4";
+constexpr const char* kResource = "https://vault.azure.net";
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool transient_status(long status) { return status == 429 || status == 408 || status >= 500; }
+
+std::string percent_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// The error a non-2xx Key Vault reply stands for.
+Status classify(const HttpResponse& r, const std::string& what) {
+  json j = json::parse(r.body, nullptr, false);
+  std::string code, inner, message;
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    code = j["error"].value("code", "");
+    message = j["error"].value("message", "");
+    if (j["error"].contains("innererror")) inner = j["error"]["innererror"].value("code", "");
+  }
+  std::string detail = what + ": HTTP " + std::to_string(r.status) + (code.empty() ? "" : " " + code) +
+                       (inner.empty() ? "" : "/" + inner) + (message.empty() ? "" : ": " + message);
+  if (r.status == 401 || (r.status == 403 && inner != "KeyDisabled")) return Status(EACCES, detail);
+  if (r.status == 403) return Status(EKEYREVOKED, detail);
+  if (r.status == 404) return Status(ENOKEY, detail);
+  if (r.status == 400) return Status(EKEYREJECTED, detail);
+  if (transient_status(r.status)) return Status(EAGAIN, detail);
+  return Status(EBADMSG, detail);
+}
+
+}  // namespace
+
+std::optional<KeyId> KeyId::parse(const std::string& url) {
+  static const std::regex re(R"(^(https?://[^/]+)/keys/([0-9a-zA-Z-]+)(?:/([0-9a-zA-Z]*))?/?$)");
+  std::smatch m;
+  if (!std::regex_match(url, m, re)) return std::nullopt;
+  return KeyId{m[1], m[2], m[3]};
+}
+
+VaultClient::VaultClient(std::unique_ptr<HttpTransport> transport, VaultClientOptions options)
+    : transport_(std::move(transport)), options_(std::move(options)) {}
+
+Result<HttpResponse> VaultClient::send_with_retries(const HttpRequest& req) {
+  auto backoff = options_.first_backoff;
+  for (int attempt = 1;; ++attempt) {
+    ++calls_;
+    auto resp = transport_->send(req);
+    bool retry = !resp.ok() || transient_status(resp->status);
+    if (!retry || attempt >= options_.max_attempts) return resp;
+    auto wait = backoff;
+    if (resp.ok() && resp->headers.count("retry-after")) {
+      long secs = std::strtol(resp->headers["retry-after"].c_str(), nullptr, 10);
+      wait = std::min(std::chrono::milliseconds(std::max(0L, secs) * 1000), std::chrono::milliseconds(5000));
+    }
+    std::this_thread::sleep_for(wait);
+    backoff *= 4;
+  }
+}
+
+Result<std::string> VaultClient::token(bool refresh) {
+  std::lock_guard<std::mutex> g(token_mu_);
+  if (!refresh && !token_.empty() && now_seconds() < token_expires_ - 30) return token_;
+  std::string url = options_.identity_endpoint + "?api-version=2018-02-01&resource=" + percent_encode(kResource);
+  if (!options_.identity.empty() && options_.identity != "[system]") url += "&client_id=" + percent_encode(options_.identity);
+  auto resp = send_with_retries({"GET", url, {{"Metadata", "true"}}, ""});
+  if (!resp.ok()) return Status(resp.status().code(), "identity endpoint unreachable: " + resp.status().message());
+  json j = json::parse(resp->body, nullptr, false);
+  if (resp->status != 200) {
+    std::string desc = j.is_object() ? j.value("error_description", resp->body) : resp->body;
+    if (resp->status == 400 || resp->status == 403) {
+      return Status(ENOKEY, "identity " + options_.identity + " is not known to the identity endpoint: " + desc);
+    }
+    return Status(EAGAIN, "identity endpoint: HTTP " + std::to_string(resp->status) + ": " + desc);
+  }
+  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string()) {
+    return Status(EBADMSG, "identity endpoint: malformed token reply");
+  }
+  token_ = j["access_token"];
+  std::string expires = j.value("expires_on", "0");
+  token_expires_ = std::strtoll(expires.c_str(), nullptr, 10);
+  if (token_expires_ == 0) token_expires_ = now_seconds() + 300;
+  return token_;
+}
+
+Result<json> VaultClient::call(const std::string& method, const std::string& url, const json& body) {
+  for (int auth_try = 0;; ++auth_try) {
+    auto tok = token(auth_try > 0);
+    if (!tok.ok()) return tok.status();
+    HttpRequest req{method, url + "?api-version=" + kApiVersion, {{"Authorization", "Bearer " + *tok}}, ""};
+    if (!body.is_null()) {
+      req.body = body.dump();
+      req.headers.push_back({"Content-Type", "application/json"});
+    }
+    auto resp = send_with_retries(req);
+    if (!resp.ok()) return Status(resp.status().code(), "key vault unreachable: " + resp.status().message());
+    if (resp->status == 401 && auth_try == 0) continue;  // the token may have just expired
+    if (resp->status < 200 || resp->status >= 300) return classify(*resp, method + " " + url);
+    json j = json::parse(resp->body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return Status(EBADMSG, "key vault: malformed reply to " + method + " " + url);
+    return j;
+  }
+}
+
+Result<json> VaultClient::get_key(const KeyId& id) {
+  auto j = call("GET", id.str(), nullptr);
+  if (!j.ok()) return j;
+  if (!j->contains("key") || !(*j)["key"].is_object() || !(*j)["key"].contains("kid")) {
+    return Status(EBADMSG, "key vault: reply to get key has no key");
+  }
+  return j;
+}
+
+Result<VaultClient::Wrapped> VaultClient::wrap(const KeyId& id, crypto::Bytes key) {
+  auto j = call("POST", id.str() + "/wrapkey", json{{"alg", "RSA-OAEP-256"}, {"value", base64url_encode(key)}});
+  if (!j.ok()) return j.status();
+  auto value = j->contains("value") && (*j)["value"].is_string() ? base64url_decode((*j)["value"].get<std::string>()) : std::nullopt;
+  if (!value || !j->contains("kid") || !(*j)["kid"].is_string()) return Status(EBADMSG, "key vault: malformed wrapkey reply");
+  return Wrapped{(*j)["kid"], std::move(*value)};
+}
+
+Result<crypto::SecretBytes> VaultClient::unwrap(const KeyId& id, crypto::Bytes wrapped) {
+  auto j = call("POST", id.str() + "/unwrapkey", json{{"alg", "RSA-OAEP-256"}, {"value", base64url_encode(wrapped)}});
+  if (!j.ok()) return j.status();
+  if (!j->contains("value") || !(*j)["value"].is_string()) return Status(EBADMSG, "key vault: malformed unwrapkey reply");
+  auto value = base64url_decode((*j)["value"].get<std::string>());
+  if (!value) return Status(EBADMSG, "key vault: unwrapkey value is not base64url");
+  crypto::SecretBytes out = crypto::SecretBytes::copy_of(*value);
+  std::fill(value->begin(), value->end(), 0);
+  return out;
+}
+
+}  // namespace cmkfs::keyclient

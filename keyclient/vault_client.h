@@ -1,0 +1,68 @@
+// A client of the Azure Key Vault keys REST protocol (api-version 7.4): managed-identity tokens
+// from an IMDS-compatible endpoint, get key, wrapkey and unwrapkey with RSA-OAEP-256.
+//
+// Every failure is classified (see keyclient.h): 401/403 -> EACCES, a disabled key ->
+// EKEYREVOKED, 404 or an unknown identity -> ENOKEY, a refused unwrap -> EKEYREJECTED; network
+// errors, timeouts, 429 and 5xx are retried with backoff and then reported as EAGAIN/ETIMEDOUT;
+// a reply that is not the expected JSON is EBADMSG.
+//
+// Thread-safety: safe to share; the token cache has its own lock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "crypto/crypto.h"
+#include "keyclient/http.h"
+
+namespace cmkfs::keyclient {
+
+// https://VAULT/keys/NAME[/VERSION]
+struct KeyId {
+  std::string vault;  // https://host[:port]
+  std::string name;
+  std::string version;  // empty: the latest
+  static std::optional<KeyId> parse(const std::string& url);
+  std::string str() const { return vault + "/keys/" + name + (version.empty() ? "" : "/" + version); }
+};
+
+struct VaultClientOptions {
+  std::string identity;           // client id of a user-assigned identity, or "[system]"
+  std::string identity_endpoint;  // IMDS token URL
+  int max_attempts = 3;           // per call, for transient failures
+  std::chrono::milliseconds first_backoff{200};
+};
+
+class VaultClient {
+ public:
+  VaultClient(std::unique_ptr<HttpTransport> transport, VaultClientOptions options);
+
+  Result<nlohmann::json> get_key(const KeyId& id);  // the KeyBundle
+  struct Wrapped {
+    std::string kid;  // the versioned id that wrapped
+    std::vector<uint8_t> value;
+  };
+  Result<Wrapped> wrap(const KeyId& id, crypto::Bytes key);
+  Result<crypto::SecretBytes> unwrap(const KeyId& id, crypto::Bytes wrapped);
+
+  uint64_t calls() const { return calls_; }  // HTTP requests sent (for tests: none on the data path)
+
+ private:
+  Result<std::string> token(bool refresh);
+  Result<nlohmann::json> call(const std::string& method, const std::string& url, const nlohmann::json& body);
+  Result<HttpResponse> send_with_retries(const HttpRequest& req);
+
+  std::unique_ptr<HttpTransport> transport_;
+  VaultClientOptions options_;
+  std::mutex token_mu_;
+  std::string token_;
+  int64_t token_expires_ = 0;
+  std::atomic<uint64_t> calls_{0};
+};
+
+}  // namespace cmkfs::keyclient

@@ -1,0 +1,96 @@
+// The customer-managed key: the DEK is wrapped with RSA-OAEP-256 by a key in a key vault.
+#include <algorithm>
+
+#include "keyclient/keyclient.h"
+#include "keyclient/vault_client.h"
+
+namespace cmkfs::keyclient {
+namespace {
+
+constexpr const char* kAlg = "RSA-OAEP-256";
+
+class VaultProvider : public KeyProvider {
+ public:
+  VaultProvider(KeyId configured, std::unique_ptr<VaultClient> client)
+      : configured_(std::move(configured)), client_(std::move(client)) {}
+
+  Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
+    // Always wrap under an explicit version, so unwrap can name the same one.
+    auto kid = current_key_id();
+    if (!kid.ok()) return kid.status();
+    auto id = KeyId::parse(*kid);
+    if (!id) return Status(EBADMSG, "key vault returned a malformed key id: " + *kid);
+    auto w = client_->wrap(*id, dek.bytes());
+    if (!w.ok()) return w.status();
+    return WrappedKey{"vault", w->kid, kAlg, std::move(w->value)};
+  }
+
+  Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {
+    if (w.provider != "vault" || w.alg != kAlg) return Status::InvalidArgument("the data key was not wrapped by a vault key");
+    auto id = KeyId::parse(w.key_id);
+    if (!id || id->version.empty()) return Status::Corruption("wrapped data key names no key version: " + w.key_id);
+    auto dek = client_->unwrap(*id, w.blob);
+    if (dek.ok() && dek->size() != crypto::kKeySize) return Status(EKEYREJECTED, "the vault unwrapped a key of the wrong size");
+    return dek;
+  }
+
+  Result<std::string> current_key_id() override {
+    if (!configured_.version.empty()) return configured_.str();  // manual rotation: pinned
+    auto bundle = client_->get_key(configured_);
+    if (!bundle.ok()) return bundle.status();
+    return (*bundle)["key"]["kid"].get<std::string>();
+  }
+
+  bool revocable() const override { return true; }
+
+  Status validate() override {
+    auto bundle = client_->get_key(configured_);
+    if (!bundle.ok()) return bundle.status();
+    const auto& key = (*bundle)["key"];
+    std::string kty = key.value("kty", "");
+    if (kty != "RSA" && kty != "RSA-HSM") {
+      return Status(EKEYREJECTED, "key " + configured_.str() + " is an " + kty +
+                                     " key; cmkfs supports only RSA and RSA-HSM keys");
+    }
+    auto ops = key.value("key_ops", std::vector<std::string>{});
+    for (const char* op : {"wrapKey", "unwrapKey"}) {
+      if (std::find(ops.begin(), ops.end(), op) == ops.end()) {
+        return Status(EKEYREJECTED, "key " + configured_.str() + " does not allow " + op);
+      }
+    }
+    if ((*bundle).contains("attributes") && !(*bundle)["attributes"].value("enabled", true)) {
+      return Status(EKEYREVOKED, "key " + configured_.str() + " is disabled");
+    }
+    // Prove both permissions with a throwaway key.
+    auto probe = crypto::random_key();
+    if (!probe.ok()) return probe.status();
+    auto w = wrap(*probe);
+    if (!w.ok()) return w.status();
+    auto back = unwrap(*w);
+    if (!back.ok()) return back.status();
+    if (!crypto::equal_constant_time(back->bytes(), probe->bytes())) {
+      return Status(EKEYREJECTED, "the vault's unwrap does not give back what it wrapped");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  KeyId configured_;
+  std::unique_ptr<VaultClient> client_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config) {
+  auto id = KeyId::parse(config.key_identifier);
+  if (!id) {
+    return Status::InvalidArgument("'" + config.key_identifier + "' is not a key identifier (https://VAULT/keys/NAME[/VERSION])");
+  }
+  if (config.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or [system]");
+  if (config.identity_endpoint.empty()) return Status::InvalidArgument("a vault key needs an identity endpoint");
+  auto client = std::make_unique<VaultClient>(make_curl_transport({config.vault_ca, 10}),
+                                              VaultClientOptions{config.identity, config.identity_endpoint});
+  return std::unique_ptr<KeyProvider>(new VaultProvider(std::move(*id), std::move(client)));
+}
+
+}  // namespace cmkfs::keyclient
