@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Benchmarks cmkfs against the raw backing directory, unencrypted FUSE passthroughs (mergerfs,
+# bindfs) and the encrypted FUSE filesystems in Debian (gocryptfs, securefs, cryfs), side by side:
+# targets are interleaved within each repetition, and ratios are computed per repetition.
+#
+#   scripts/bench.sh [--reps 3] [--targets raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs]
+#                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--no-registry] [--no-readme]
+#
+# Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
+# reads after dropping caches; random 4 KiB reads for 8 s; then FILES files of 4 KiB in 50
+# directories created and synced, stat'ed after dropping caches, and removed. Also the cmkfs
+# daemon's RSS (idle, and peak over the run) and a registry round trip (skopeo push and pull
+# through docker-registry) on cmkfs vs. on a plain directory.
+# Results: build-bench/results/ (CSV, table, PNG) and, unless --no-readme, README.md's
+# "Performance" section. Debian 12, as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+REPS=3 TARGETS=raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs SIZE=1G FILES=3000 BACKING=tmpfs
+REGISTRY=1 README=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) REPS=$2; shift ;;
+    --targets) TARGETS=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --files) FILES=$2; shift ;;
+    --backing) BACKING=$2; shift ;;
+    --no-registry) REGISTRY=0 ;;
+    --no-readme) README=0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need_root
+install_packages "${BUILD_PACKAGES[@]}" fio gocryptfs securefs cryfs bindfs mergerfs gnuplot-nox python3 \
+  docker-registry skopeo umoci curl
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=ON >/dev/null
+cmake --build build-bench -j "$(nproc)" --target cmkfs smallfiles chunk_codec_bench | grep -Ev '^\[ *[0-9]+%\]' || true
+CMKFS=$PWD/build-bench/fs/cmkfs
+SMALL=$PWD/build-bench/tests/smallfiles
+OUT=$PWD/build-bench/results
+WORK=/tmp/cmkfs-bench
+mkdir -p "$OUT"
+
+cleanup() {
+  for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  pkill -f "docker-registry serve $WORK" 2>/dev/null || true
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$WORK"
+mkdir -p "$WORK/backing"
+if [ "$BACKING" = tmpfs ]; then
+  mount -t tmpfs -o size=12g tmpfs "$WORK/backing"
+  BACKING_DESC="tmpfs"
+else
+  WORK_BACKING=$(realpath "$BACKING")/cmkfs-bench-backing
+  rm -rf "$WORK_BACKING"
+  mkdir -p "$WORK_BACKING"
+  ln -sfn "$WORK_BACKING" "$WORK/backing-disk"
+  BACKING_DESC="disk ($(df -T "$WORK_BACKING" | awk 'NR==2 {print $2}'), $WORK_BACKING)"
+fi
+backing_dir() { if [ "$BACKING" = tmpfs ]; then echo "$WORK/backing/$1"; else echo "$WORK/backing-disk/$1"; fi; }
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# mount_target NAME -> prints the directory to benchmark in
+mount_target() {
+  local t=$1 b m
+  b=$(backing_dir "$t")
+  m=$WORK/mnt/$t
+  rm -rf "$b"
+  mkdir -p "$b" "$m"
+  case $t in
+    raw) echo "$b"; return ;;
+    mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" ;;
+    bindfs) bindfs --multithreaded "$b" "$m" ;;
+    gocryptfs)
+      mkdir -p "$b/c"
+      gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c"
+      gocryptfs -q -extpass "echo benchpass" "$b/c" "$m" ;;
+    securefs)
+      securefs create --pass benchpass "$b/c" >/dev/null
+      securefs mount -b --pass benchpass "$b/c" "$m" >/dev/null 2>&1 ;;
+    cryfs)
+      echo benchpass | CRYFS_FRONTEND=noninteractive CRYFS_NO_UPDATE_CHECK=true \
+        cryfs --cipher aes-256-gcm "$b/c" "$m" >/dev/null 2>&1 ;;
+    cmkfs)
+      "$CMKFS" init "$b/store" --local-key-file "$b/key" >/dev/null
+      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" ;;
+  esac
+  for _ in $(seq 100); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
+  grep -q " $m " /proc/mounts || { echo "could not mount $t" >&2; exit 1; }
+  echo "$m"
+}
+
+umount_target() {
+  local t=$1 m=$WORK/mnt/$1
+  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
+  elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
+  rm -rf "$(backing_dir "$t")"
+}
+
+cmkfs_pid() { pgrep -f "cmkfs mount $(backing_dir cmkfs)/store" | head -n1; }
+vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+fio_run() {  # fio_run DIR RW BS [extra...] -> JSON on stdout
+  local dir=$1 rw=$2 bs=$3
+  shift 3
+  fio --name=bench --directory="$dir" --filename=fio.dat --rw="$rw" --bs="$bs" --size="$SIZE" \
+    --ioengine=psync --numjobs=1 --output-format=json "$@"
+}
+json_get() { python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; print($1)"; }
+
+CSV=$OUT/results.csv
+echo "rep,target,write_MBps,read_MBps,randread_iops,create_s,stat_s,rm_s,rss_idle_kB,rss_peak_kB" >"$CSV"
+IFS=, read -ra TLIST <<<"$TARGETS"
+for rep in $(seq "$REPS"); do
+  # Rotate the order each repetition so no target always runs first or last.
+  n=${#TLIST[@]}
+  for i in $(seq 0 $((n - 1))); do
+    t=${TLIST[$(( (i + rep - 1) % n ))]}
+    d=$(mount_target "$t")
+    rss_idle=""
+    [ "$t" = cmkfs ] && rss_idle=$(vm "$(cmkfs_pid)" VmRSS)
+    w=$(fio_run "$d" write 1M --end_fsync=1 | json_get "j['write']['bw_bytes']/1e6")
+    drop_caches
+    r=$(fio_run "$d" read 1M | json_get "j['read']['bw_bytes']/1e6")
+    drop_caches
+    rr=$(fio_run "$d" randread 4k --runtime=8 --time_based | json_get "j['read']['iops']")
+    rm -f "$d/fio.dat"
+    c=$("$SMALL" create "$d" "$FILES" 50 4096)
+    drop_caches
+    s=$("$SMALL" stat "$d" "$FILES" 50 4096)
+    x=$("$SMALL" remove "$d" "$FILES" 50 4096)
+    rss_peak=""
+    [ "$t" = cmkfs ] && rss_peak=$(vm "$(cmkfs_pid)" VmHWM)
+    umount_target "$t"
+    printf "%s,%s,%.1f,%.1f,%.0f,%s,%s,%s,%s,%s\n" "$rep" "$t" "$w" "$r" "$rr" "$c" "$s" "$x" "$rss_idle" "$rss_peak" | tee -a "$CSV"
+  done
+done
+
+# --- the registry round trip: skopeo push + pull through docker-registry, cmkfs vs plain dir ---
+REG_CSV=$OUT/registry.csv
+echo "rep,target,seconds" >"$REG_CSV"
+if [ $REGISTRY = 1 ]; then
+  OCI=$WORK/oci
+  umoci init --layout "$OCI"
+  umoci new --image "$OCI:base"
+  for img in 1 2 3; do
+    b=$WORK/bundle
+    umoci unpack --image "$OCI:base" "$b" >/dev/null
+    for layer in 1 2 3; do
+      mkdir -p "$b/rootfs/l$layer"
+      head -c 20000000 /dev/urandom >"$b/rootfs/l$layer/blob-$img"
+      umoci repack --image "$OCI:img$img" "$b"
+    done
+    rm -rf "$b"
+  done
+  for rep in $(seq "$REPS"); do
+    for t in raw cmkfs; do
+      d=$(mount_target "$t")
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$d" "$port" >"$WORK/registry.yml"
+      docker-registry serve "$WORK/registry.yml" >/dev/null 2>&1 &
+      regpid=$!
+      for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+      start=$(date +%s.%N)
+      for img in 1 2 3; do
+        skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:img$img" "docker://127.0.0.1:$port/bench/img$img:v1"
+      done
+      for img in 1 2 3; do
+        rm -rf "$WORK/pulled"
+        skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$port/bench/img$img:v1" "oci:$WORK/pulled:img$img"
+      done
+      end=$(date +%s.%N)
+      kill "$regpid"
+      wait "$regpid" 2>/dev/null || true
+      umount_target "$t"
+      echo "$rep,$t,$(echo "$end - $start" | bc)" | tee -a "$REG_CSV"
+    done
+  done
+fi
+
+# --- the codec alone, and openssl speed on the same machine ---
+"$PWD/build-bench/tests/chunk_codec_bench" --benchmark_filter='Seal|Open|Bare' --benchmark_min_time=0.2 \
+  --benchmark_format=csv 2>/dev/null >"$OUT/codec.csv" || true
+openssl speed -evp aes-256-gcm -seconds 1 2>/dev/null | tail -n 1 >"$OUT/openssl-speed.txt" || true
+
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r); backing: $BACKING_DESC; $REPS repetitions, file size $SIZE, $FILES small files"
+python3 scripts/bench_report.py "$OUT" "$MACHINE" $([ $README = 1 ] && echo README.md)

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's CSV files into a table of medians, cmkfs's ratios per repetition,
+a PNG plot (gnuplot) and, if asked, README.md's Performance section.
+
+usage: bench_report.py RESULTS_DIR MACHINE_DESCRIPTION [README.md]
+"""
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+ENCRYPTED_PEERS = ["gocryptfs", "securefs", "cryfs"]
+METRICS = [  # column, header, higher is better
+    ("write_MBps", "write MB/s", True),
+    ("read_MBps", "read MB/s", True),
+    ("randread_iops", "rand 4k IOPS", True),
+    ("create_s", "create s", False),
+    ("stat_s", "stat s", False),
+    ("rm_s", "rm s", False),
+]
+
+
+def load(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def fmt(v, col):
+    if v is None:
+        return "-"
+    if col.endswith("_s"):
+        return f"{v:.2f}"
+    return f"{v:.0f}"
+
+
+def main():
+    out, machine = sys.argv[1], sys.argv[2]
+    readme = sys.argv[3] if len(sys.argv) > 3 else None
+    rows = load(os.path.join(out, "results.csv"))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    reps = sorted({int(r["rep"]) for r in rows})
+    by = {(int(r["rep"]), r["target"]): r for r in rows}
+
+    def val(rep, t, col):
+        r = by.get((rep, t))
+        return float(r[col]) if r and r[col] not in ("", None) else None
+
+    def median(t, col):
+        vs = [v for v in (val(rep, t, col) for rep in reps) if v is not None]
+        return statistics.median(vs) if vs else None
+
+    lines = ["| target | " + " | ".join(h for _, h, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for t in targets:
+        lines.append(f"| {t} | " + " | ".join(fmt(median(t, c), c) for c, _, _ in METRICS) + " |")
+    table = "\n".join(lines)
+
+    # Ratios inside each repetition, then their median: the machine's noise mostly cancels.
+    def ratio_rows():
+        peers = [p for p in ENCRYPTED_PEERS if p in targets]
+        checks = []
+
+        def per_rep(fn):
+            vs = [fn(rep) for rep in reps]
+            vs = [v for v in vs if v is not None]
+            return (statistics.median(vs), vs) if vs else (None, [])
+
+        def best_peer(rep, col, higher):
+            vals = [val(rep, p, col) for p in peers]
+            vals = [v for v in vals if v is not None]
+            return (max(vals) if higher else min(vals)) if vals else None
+
+        def rel(rep, col, other, invert=False):
+            a, b = val(rep, "cmkfs", col), other
+            if a is None or b is None or a == 0 or b == 0:
+                return None
+            return b / a if invert else a / b
+
+        if "cmkfs" not in targets:
+            return checks
+        if "gocryptfs" in targets:
+            checks.append(("sequential write vs gocryptfs", ">= 2.0x", per_rep(lambda r: rel(r, "write_MBps", val(r, "gocryptfs", "write_MBps"))), 2.0, True))
+            checks.append(("sequential read vs gocryptfs", ">= 1.2x", per_rep(lambda r: rel(r, "read_MBps", val(r, "gocryptfs", "read_MBps"))), 1.2, True))
+        if peers:
+            checks.append(("random 4k read vs best encrypted peer", ">= 1.3x", per_rep(lambda r: rel(r, "randread_iops", best_peer(r, "randread_iops", True))), 1.3, True))
+            checks.append(("create time vs best peer", "<= 0.6x", per_rep(lambda r: (val(r, "cmkfs", "create_s") or 0) / best_peer(r, "create_s", False) if best_peer(r, "create_s", False) else None), 0.6, False))
+            checks.append(("stat time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "stat_s") or 0) / best_peer(r, "stat_s", False) if best_peer(r, "stat_s", False) else None), 1.0, False))
+            checks.append(("remove time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "rm_s") or 0) / best_peer(r, "rm_s", False) if best_peer(r, "rm_s", False) else None), 1.0, False))
+        for ceiling in ("mergerfs", "bindfs"):
+            if ceiling in targets:
+                checks.append((f"sequential write vs {ceiling} (unencrypted)", "info", per_rep(lambda r, c=ceiling: rel(r, "write_MBps", val(r, c, "write_MBps"))), None, True))
+                checks.append((f"sequential read vs {ceiling} (unencrypted)", "info", per_rep(lambda r, c=ceiling: rel(r, "read_MBps", val(r, c, "read_MBps"))), None, True))
+        return checks
+
+    checks = ratio_rows()
+    reg_path = os.path.join(out, "registry.csv")
+    if os.path.exists(reg_path):
+        reg = load(reg_path)
+        rr = {}
+        for r in reg:
+            rr.setdefault(int(r["rep"]), {})[r["target"]] = float(r["seconds"])
+        vs = [d["cmkfs"] / d["raw"] for d in rr.values() if "cmkfs" in d and "raw" in d and d["raw"] > 0]
+        if vs:
+            checks.append(("registry push+pull vs plain directory", "<= 1.2x", (statistics.median(vs), vs), 1.2, False))
+
+    ratio_lines = ["| cmkfs | target | median ratio | per repetition | met |", "|---|---|---|---|---|"]
+    for name, target, (med, vs), bound, higher in checks:
+        met = "" if bound is None or med is None else ("yes" if (med >= bound if higher else med <= bound) else "**no**")
+        ratio_lines.append(f"| {name} | {target} | {med:.2f}x | {', '.join(f'{v:.2f}' for v in vs)} | {met} |")
+
+    rss_idle = [float(r["rss_idle_kB"]) for r in rows if r["target"] == "cmkfs" and r["rss_idle_kB"]]
+    rss_peak = [float(r["rss_peak_kB"]) for r in rows if r["target"] == "cmkfs" and r["rss_peak_kB"]]
+    extra = []
+    if rss_idle:
+        extra.append(f"cmkfs daemon RSS: {max(rss_idle) / 1024:.1f} MiB idle after mount (target < 64 MiB), "
+                     f"peak {max(rss_peak) / 1024:.1f} MiB over the fio and small-file runs.")
+    codec = os.path.join(out, "codec.csv")
+    if os.path.exists(codec):
+        speeds = {}
+        with open(codec) as f:
+            for line in f:
+                if line.startswith('"BM_') and "1048576" in line or line.startswith('"BM_SealChunk/65536') or line.startswith('"BM_BareGcm/65536'):
+                    parts = line.split(",")
+                    name = parts[0].strip('"')
+                    try:
+                        speeds[name] = float(parts[5]) / 1e6
+                    except (ValueError, IndexError):
+                        pass
+        if speeds:
+            extra.append("Chunk codec alone (Google Benchmark, MB/s): " +
+                         ", ".join(f"{k} {v:.0f}" for k, v in sorted(speeds.items())) + ".")
+    ossl = os.path.join(out, "openssl-speed.txt")
+    if os.path.exists(ossl) and open(ossl).read().strip():
+        extra.append("`openssl speed -evp aes-256-gcm` on the same machine (kB/s for 16 B ... 16 KiB blocks): `" +
+                     " ".join(open(ossl).read().split()[1:]) + "`.")
+
+    report = "\n".join([f"Machine: {machine}.", "", "Medians:", "", table, "", "cmkfs's ratios, computed inside each repetition:", "",
+                        "\n".join(ratio_lines), "", *[e + "\n" for e in extra]])
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(report)
+    print(report)
+
+    # The plot: throughput per target, and the small-file times.
+    dat = os.path.join(out, "plot.dat")
+    with open(dat, "w") as f:
+        f.write("target write read randk create stat rm\n")
+        for t in targets:
+            m = [median(t, c) or 0 for c, _, _ in METRICS]
+            f.write(f"{t} {m[0]} {m[1]} {m[2] / 1000} {m[3]} {m[4]} {m[5]}\n")
+    png = os.path.join(out, "bench.png")
+    gp = f"""
+set terminal pngcairo size 1100,420 font ",10"
+set output "{png}"
+set multiplot layout 1,3 title "cmkfs vs FUSE filesystems ({machine.split(';')[1].strip() if ';' in machine else ''})"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -35 nomirror
+set key top left
+set grid ytics
+set title "sequential 1 MiB (MB/s)"
+plot "{dat}" using 2:xtic(1) title "write", "" using 3 title "read"
+set title "random 4 KiB read (kIOPS)"
+plot "{dat}" using 4:xtic(1) title "rand read" lc rgb "#2a9d8f"
+set title "{int(rows and 3000)} small files (s, lower is better)"
+plot "{dat}" using 5:xtic(1) title "create+sync", "" using 6 title "stat", "" using 7 title "rm"
+unset multiplot
+"""
+    try:
+        subprocess.run(["gnuplot"], input=gp.encode(), check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"gnuplot failed: {e}", file=sys.stderr)
+
+    if readme:
+        keep = os.path.join(os.path.dirname(os.path.abspath(readme)), "scripts", "bench")
+        os.makedirs(keep, exist_ok=True)
+        for name in ("results.csv", "registry.csv", "results.md", "bench.png"):
+            if os.path.exists(os.path.join(out, name)):
+                shutil.copy(os.path.join(out, name), os.path.join(keep, name))
+        text = open(readme).read()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        section = f"{start}\n![benchmark](scripts/bench/bench.png)\n\n{report}\n{end}"
+        if start in text and end in text:
+            text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+        else:
+            text += f"\n## Performance\n\n{section}\n"
+        open(readme, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
