@@ -154,12 +154,16 @@ int Filesystem::remove_name(uint64_t parent, std::string_view name, bool dir_wan
   if (!child.ok()) return fail(child.status(), "unlink", entry->ino);
   if (!dir.ok()) return fail(dir.status(), "unlink", parent);
   meta::Timespec now = now_timespec();
-  bool gone = is_dir || (*child)->snapshot().nlink <= 1;
+  std::shared_ptr<Inode> node = *child;
+  bool gone = is_dir || node->snapshot().nlink <= 1;
+  // A last link to a file nobody has open goes at once, record and all; one still open stays as
+  // an orphan until its release (or the next mount, after a crash).
+  bool delete_now = gone && !inodes_.is_open(*node);
   InodeWriter writer(*txn);
   Status s = txn->remove_entry(parent, name);
-  if (s.ok() && gone) s = txn->add_orphan(entry->ino);  // reaped once the kernel lets go
-  if (s.ok()) {
-    s = writer.stage(*child, [is_dir, now](meta::InodeRecord& r) {
+  if (s.ok() && gone) s = delete_now ? txn->delete_inode(entry->ino) : txn->add_orphan(entry->ino);
+  if (s.ok() && !delete_now) {
+    s = writer.stage(node, [is_dir, now](meta::InodeRecord& r) {
       r.nlink = is_dir ? 0 : r.nlink - 1;
       r.ctime = now;
     });
@@ -172,14 +176,30 @@ int Filesystem::remove_name(uint64_t parent, std::string_view name, bool dir_wan
   }
   if (s.ok()) s = writer.commit();
   if (!s.ok()) return fail(s, "unlink", parent);
-  if (gone) {
-    inodes_.erase_if_unused(entry->ino);  // not known to the kernel and not open: reap now
-    if (!inodes_.find(entry->ino)) {
-      Status r = reap(entry->ino, access);
-      if (!r.ok()) fail(r, "unlink", entry->ino);
-    }
+  if (delete_now) {
+    node->update([now](meta::InodeRecord& r) {
+      r.nlink = 0;
+      r.ctime = now;
+    });
+    forget_on_disk(*node);
+    inodes_.erase_if_unused(entry->ino);  // loaded just for this unlink: the kernel never knew it
   }
   return 0;
+}
+
+// After a record was deleted: the object goes too, unless someone opened the file meanwhile; then
+// release() removes it.
+void Filesystem::forget_on_disk(Inode& node) {
+  std::unique_lock<std::shared_mutex> g(node.data_mu);
+  meta::InodeRecord rec = node.snapshot();
+  {
+    std::lock_guard<std::mutex> m(node.mu);
+    node.on_disk = false;
+  }
+  if (S_ISREG(rec.mode) && !inodes_.is_open(node)) {
+    Status s = store_.objects->remove(rec.file_id);
+    if (!s.ok()) fail(s, "unlink", rec.ino);
+  }
 }
 
 int Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,

@@ -100,13 +100,6 @@ int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n)
   return 0;
 }
 
-int Filesystem::flush(Handle* h) {
-  auto access = keyring_.access();
-  if (!access.ok()) return EACCES;
-  Status s = persist(*h->node, access);
-  return s.ok() ? 0 : fail(s, "flush", h->node->rec.ino);
-}
-
 int Filesystem::fsync(Handle* h, bool /*datasync: the size is metadata a reader needs*/) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;

@@ -129,7 +129,17 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
   auto access = keyring_.access();
   if (!access.ok()) return;  // kept in memory until the key returns; orphans are reaped at mount
   meta::InodeRecord rec = node->snapshot();
-  Status s = rec.nlink == 0 ? reap(rec.ino, access) : persist(*node, access);
+  bool on_disk;
+  {
+    std::lock_guard<std::mutex> g(node->mu);
+    on_disk = node->on_disk;
+  }
+  Status s;
+  if (!on_disk) {  // deleted at unlink; its object too, unless it was open then
+    if (S_ISREG(rec.mode)) s = store_.objects->remove(rec.file_id);
+  } else {
+    s = rec.nlink == 0 ? reap(rec.ino, access) : persist(*node, access);
+  }
   if (!s.ok()) {
     fail(s, "releasing", rec.ino);
     return;

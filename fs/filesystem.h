@@ -79,7 +79,6 @@ class Filesystem {
              meta::InodeRecord* out, Handle** handle);
   int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
   int write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n);
-  int flush(Handle* h);
   int fsync(Handle* h, bool datasync);
   void release(Handle* h);
   int fsyncdir();
@@ -101,6 +100,7 @@ class Filesystem {
                 meta::InodeRecord* out, std::shared_ptr<Inode>* created);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
   int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
+  void forget_on_disk(Inode& node);  // REQUIRES: its record was deleted
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
 
   Handle* new_handle(std::shared_ptr<Inode> node, int flags);

@@ -30,6 +30,7 @@ struct Inode {
   meta::InodeRecord rec;
   uint64_t change_seq = 0;  // bumped by every change of rec
   uint64_t saved_seq = 0;   // the change_seq LMDB holds
+  bool on_disk = true;      // false once unlinked and its record and object are gone
 
   // Guarded by InodeTable's mutex.
   uint64_t lookups = 0;
@@ -48,7 +49,7 @@ struct Inode {
   }
   bool dirty() {
     std::lock_guard<std::mutex> g(mu);
-    return change_seq != saved_seq;
+    return on_disk && change_seq != saved_seq;
   }
   void mark_saved(uint64_t seq) {
     std::lock_guard<std::mutex> g(mu);

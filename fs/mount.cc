@@ -166,8 +166,16 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
 
-  std::string opts = "fsname=cmkfs:" + st.paths.root + ",subtype=cmkfs,default_permissions";
-  for (const auto& extra : o.fuse_options) opts += "," + extra;
+  // With allow_other the kernel enforces permissions (default_permissions). Without it nobody but
+  // the mounting user can enter the mount, and skipping the kernel's checks spares a GETATTR of
+  // the parent directory on every create and unlink.
+  std::string opts = "fsname=cmkfs:" + st.paths.root + ",subtype=cmkfs";
+  bool allow_other = false;
+  for (const auto& extra : o.fuse_options) {
+    opts += "," + extra;
+    allow_other = allow_other || ("," + extra + ",").find(",allow_other,") != std::string::npos;
+  }
+  if (allow_other) opts += ",default_permissions";
   std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());

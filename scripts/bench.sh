@@ -4,7 +4,8 @@
 # targets are interleaved within each repetition, and ratios are computed per repetition.
 #
 #   scripts/bench.sh [--reps 3] [--targets raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs]
-#                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--no-registry] [--no-readme]
+#                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--rand-seconds 8]
+#                    [--no-registry] [--no-readme]
 #
 # Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
 # reads after dropping caches; random 4 KiB reads for 8 s; then FILES files of 4 KiB in 50
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 REPS=3 TARGETS=raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs SIZE=1G FILES=3000 BACKING=tmpfs
-REGISTRY=1 README=1
+REGISTRY=1 README=1 RAND_SECONDS=8
 while [ $# -gt 0 ]; do
   case $1 in
     --reps) REPS=$2; shift ;;
@@ -26,6 +27,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --files) FILES=$2; shift ;;
     --backing) BACKING=$2; shift ;;
+    --rand-seconds) RAND_SECONDS=$2; shift ;;
     --no-registry) REGISTRY=0 ;;
     --no-readme) README=0 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
@@ -76,24 +78,26 @@ mount_target() {
   mkdir -p "$b" "$m"
   case $t in
     raw) echo "$b"; return ;;
-    mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" ;;
-    bindfs) bindfs --multithreaded "$b" "$m" ;;
+    # Daemons must not keep this function's stdout (a command substitution) open: logs go to files.
+    mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
+    bindfs) bindfs --multithreaded "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
     gocryptfs)
       mkdir -p "$b/c"
-      gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c"
-      gocryptfs -q -extpass "echo benchpass" "$b/c" "$m" ;;
+      gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c" >"$WORK/$t.log" 2>&1
+      gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
     securefs)
-      securefs create --pass benchpass "$b/c" >/dev/null
-      securefs mount -b --pass benchpass "$b/c" "$m" >/dev/null 2>&1 ;;
+      securefs create --pass benchpass "$b/c" >"$WORK/$t.log" 2>&1
+      securefs mount -b --pass benchpass "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
     cryfs)
+      mkdir -p "$b/c"
       echo benchpass | CRYFS_FRONTEND=noninteractive CRYFS_NO_UPDATE_CHECK=true \
-        cryfs --cipher aes-256-gcm "$b/c" "$m" >/dev/null 2>&1 ;;
+        cryfs --cipher aes-256-gcm --allow-replaced-filesystem "$b/c" "$m" >"$WORK/$t.log" 2>&1 ;;
     cmkfs)
-      "$CMKFS" init "$b/store" --local-key-file "$b/key" >/dev/null
-      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" ;;
+      "$CMKFS" init "$b/store" --local-key-file "$b/key" >"$WORK/$t.log" 2>&1
+      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
   esac
-  for _ in $(seq 100); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
-  grep -q " $m " /proc/mounts || { echo "could not mount $t" >&2; exit 1; }
+  for _ in $(seq 600); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
+  grep -q " $m " /proc/mounts || { echo "could not mount $t:" >&2; cat "$WORK/$t.log" >&2; exit 1; }
   echo "$m"
 }
 
@@ -130,7 +134,7 @@ for rep in $(seq "$REPS"); do
     drop_caches
     r=$(fio_run "$d" read 1M | json_get "j['read']['bw_bytes']/1e6")
     drop_caches
-    rr=$(fio_run "$d" randread 4k --runtime=8 --time_based | json_get "j['read']['iops']")
+    rr=$(fio_run "$d" randread 4k --runtime="$RAND_SECONDS" --time_based | json_get "j['read']['iops']")
     rm -f "$d/fio.dat"
     c=$("$SMALL" create "$d" "$FILES" 50 4096)
     drop_caches
