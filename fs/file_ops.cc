@@ -74,7 +74,7 @@ int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n)
   Inode& node = *h->node;
   std::unique_lock<std::shared_mutex> g(node.data_mu);
   meta::InodeRecord rec = node.snapshot();
-  if (h->flags & O_APPEND) offset = rec.size;
+  if ((h->flags & O_APPEND) && !kernel_appends_) offset = rec.size;
   if (rec.chunk_writes >= kMaxChunkWritesPerKey) {
     return fail(Status(EFBIG, "the file's key has sealed 2^32 chunks; copy the file to renew it"), "write", rec.ino);
   }

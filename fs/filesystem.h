@@ -84,6 +84,8 @@ class Filesystem {
   int fsyncdir();
 
   uint32_t block_size() const { return layout_.chunk_size(); }
+  // With the writeback cache the kernel turns O_APPEND writes into writes at its end of file.
+  void set_kernel_appends(bool on) { kernel_appends_ = on; }
   // Every inode the kernel may cache, for invalidation after a revocation.
   std::vector<uint64_t> known_inodes();
 
@@ -112,6 +114,7 @@ class Filesystem {
   std::unordered_set<Handle*> handles_;
   crypto::ChunkLayout layout_;
   const crypto::Id128 store_id_;  // a copy: the key monitor may replace store_.super
+  bool kernel_appends_ = false;
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
 };

@@ -71,6 +71,15 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   conn->max_readahead = 1 << 20;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  // The writeback cache lets write(2) return once the data is in the page cache; the kernel
+  // sends it on in large requests, in parallel with the writer, and at close(2) and fsync(2).
+  if (b->config.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    b->fs->set_kernel_appends(true);
+  } else {
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+  }
+  if (getenv("CMKFS_WBC") && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   spdlog::info("FUSE session: protocol {}.{}, max_write {}, capabilities {:#x}", conn->proto_major,
                conn->proto_minor, conn->max_write, conn->want);

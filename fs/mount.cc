@@ -24,6 +24,7 @@
 #include "fs/audit.h"
 #include "fs/fuse_bridge.h"
 #include "fs/key_monitor.h"
+#include "fs/shutdown.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -180,11 +181,11 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout}};
+  Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout, 1 << 20, o.writeback_cache}};
   fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
-  if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+  if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
     fuse_session_destroy(se);
     return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
   }
@@ -193,6 +194,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   auto invalidate = [&fs, se] {
     for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
   };
+  ShutdownOnSignal shutdown(se, o.mountpoint);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   monitor.start();
   ready.report(0, "");
@@ -215,7 +217,6 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
-  fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   // libfuse reports the signal that ended the loop; SIGTERM, SIGINT and SIGHUP are a clean stop.
   bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;

@@ -102,7 +102,7 @@ inline bool wait_gone(pid_t pid, double seconds) {
 }
 
 class MountTest : public ::testing::Test {
- protected:
+ public:  // also used by helper functions of the tests
   static constexpr const char* kRoot = "/tmp/cmkfs-it";
 
   void SetUp() override {

@@ -1,0 +1,33 @@
+// Orderly shutdown on SIGTERM, SIGINT and SIGHUP: first write the kernel's dirty pages back
+// (syncfs) while the FUSE workers still serve, then end the session loop. libfuse's own handlers
+// would end the loop at once and lose whatever the writeback cache still held.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+
+#include <string>
+#include <thread>
+
+namespace cmkfs::fs {
+
+class ShutdownOnSignal {
+ public:
+  // REQUIRES: called on the thread that will run the session loop, before any other thread
+  // starts (they inherit the blocked signals).
+  ShutdownOnSignal(fuse_session* se, std::string mountpoint);
+  ~ShutdownOnSignal();  // restores the default handlers; joins the watcher
+  ShutdownOnSignal(const ShutdownOnSignal&) = delete;
+  ShutdownOnSignal& operator=(const ShutdownOnSignal&) = delete;
+
+ private:
+  void watch();
+
+  fuse_session* se_;
+  std::string mountpoint_;
+  pthread_t loop_thread_;
+  std::thread watcher_;
+};
+
+}  // namespace cmkfs::fs
