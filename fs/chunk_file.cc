@@ -2,12 +2,37 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <vector>
+
+#include "fs/parallel.h"
 
 namespace cmkfs::fs {
 namespace {
 
 using crypto::kChunkOverhead;
+
+// Large requests split across cores in pieces of at least this many bytes: below that the
+// handoff costs more than the crypto it would share.
+constexpr size_t kParallelBytes = 256 << 10;
+
+size_t chunks_per_task(const crypto::ChunkLayout& L) {
+  return std::max<size_t>(1, kParallelBytes / L.chunk_size());
+}
+
+// The first error any piece of a parallel loop met.
+class FirstError {
+ public:
+  void set(Status s) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (status_.ok()) status_ = std::move(s);
+  }
+  Status take() { return std::move(status_); }
+
+ private:
+  std::mutex mu_;
+  Status status_;
+};
 
 // Staging buffers reused per thread: at most one request (1 MiB + overhead) and one chunk each.
 std::vector<uint8_t>& staging() {
@@ -75,28 +100,33 @@ Result<size_t> read_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, c
   auto got = f.object.read_at(phys_begin, phys);
   if (!got.ok()) return got.status();
 
-  crypto::ChunkOpener opener(f.key, f.binding);
-  std::vector<uint8_t> partial;
-  size_t done = 0;
-  for (uint64_t i = first; i <= last; ++i) {
-    uint32_t len = L.length(i, size);
-    uint64_t at = L.phys_offset(i) - phys_begin;
-    if (at + len + kChunkOverhead > *got) {
-      return Status::Corruption(where(i) + " is missing: the object is truncated");
+  FirstError error;
+  parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
+    crypto::ChunkOpener opener(f.key, f.binding);
+    std::vector<uint8_t> partial;
+    for (uint64_t i = first + b; i < first + e; ++i) {
+      uint32_t len = L.length(i, size);
+      uint64_t at = L.phys_offset(i) - phys_begin;
+      if (at + len + kChunkOverhead > *got) {
+        return error.set(Status::Corruption(where(i) + " is missing: the object is truncated"));
+      }
+      crypto::Bytes sealed(phys.data() + at, len + kChunkOverhead);
+      uint64_t start = L.start_of(i);
+      uint64_t a = std::max(offset, start) - start, z = std::min(end, start + len) - start;
+      size_t dst = std::max(offset, start) - offset;
+      Status s;
+      if (a == 0 && z == len) {  // the whole chunk is wanted: open it in place
+        s = open_chunk(f, opener, i, sealed, out.subspan(dst, len));
+      } else {
+        partial.resize(len);
+        s = open_chunk(f, opener, i, sealed, partial);
+        if (s.ok()) std::memcpy(out.data() + dst, partial.data() + a, z - a);
+      }
+      if (!s.ok()) return error.set(std::move(s));
     }
-    crypto::Bytes sealed(phys.data() + at, len + kChunkOverhead);
-    uint64_t start = L.start_of(i);
-    uint64_t a = std::max(offset, start) - start, b = std::min(end, start + len) - start;
-    if (a == 0 && b == len) {  // the whole chunk is wanted: open it in place
-      CMKFS_RETURN_IF_ERROR(open_chunk(f, opener, i, sealed, out.subspan(done, len)));
-    } else {
-      partial.resize(len);
-      CMKFS_RETURN_IF_ERROR(open_chunk(f, opener, i, sealed, partial));
-      std::memcpy(out.data() + done, partial.data() + a, b - a);
-    }
-    done += b - a;
-  }
-  return done;
+  });
+  CMKFS_RETURN_IF_ERROR(error.take());
+  return static_cast<size_t>(end - offset);
 }
 
 Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, crypto::Bytes data) {
@@ -132,21 +162,27 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
   uint64_t phys_begin = L.phys_offset(first);
   std::vector<uint8_t>& phys = staging();
   phys.resize(L.phys_offset(last) + L.length(last, w.new_size) + kChunkOverhead - phys_begin);
-  crypto::ChunkSealer sealer(f.key, f.binding);
-  for (uint64_t i = first; i <= last; ++i) {
-    uint64_t start = L.start_of(i);
-    uint32_t len = L.length(i, w.new_size);
-    crypto::MutableBytes dst(phys.data() + (L.phys_offset(i) - phys_begin), len + kChunkOverhead);
-    if (covers_whole(i)) {
-      CMKFS_RETURN_IF_ERROR(sealer.seal(i, data.subspan(start - offset, len), dst));
-      continue;
+  FirstError error;
+  parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
+    crypto::ChunkSealer sealer(f.key, f.binding);
+    for (uint64_t i = first + b; i < first + e; ++i) {
+      uint64_t start = L.start_of(i);
+      uint32_t len = L.length(i, w.new_size);
+      crypto::MutableBytes dst(phys.data() + (L.phys_offset(i) - phys_begin), len + kChunkOverhead);
+      Status s;
+      if (covers_whole(i)) {
+        s = sealer.seal(i, data.subspan(start - offset, len), dst);
+      } else {
+        std::vector<uint8_t>& plain = i == first ? head : tail;  // only the ends are partial
+        plain.resize(len, 0);  // bytes past the old end read as zeros
+        uint64_t a = std::max(offset, start), z = std::min(end, start + len);
+        std::memcpy(plain.data() + (a - start), data.data() + (a - offset), z - a);
+        s = sealer.seal(i, plain, dst);
+      }
+      if (!s.ok()) return error.set(std::move(s));
     }
-    std::vector<uint8_t>& plain = i == first ? head : tail;
-    plain.resize(len, 0);  // bytes past the old end read as zeros
-    uint64_t a = std::max(offset, start), b = std::min(end, start + len);
-    std::memcpy(plain.data() + (a - start), data.data() + (a - offset), b - a);
-    CMKFS_RETURN_IF_ERROR(sealer.seal(i, plain, dst));
-  }
+  });
+  CMKFS_RETURN_IF_ERROR(error.take());
   CMKFS_RETURN_IF_ERROR(f.object.write_at(phys_begin, phys));
   w.chunks_sealed += last - first + 1;
   return w;

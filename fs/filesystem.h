@@ -51,6 +51,9 @@ class Filesystem {
   Status start();
   // Writes every changed inode and syncs: after this the store is consistent on disk.
   Status shutdown();
+  // Commits every changed inode in one transaction (no sync); run periodically so that times and
+  // the sizes of files held open never lag far behind in LMDB.
+  Status flush_dirty();
 
   int lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out);
   void forget(uint64_t ino, uint64_t n);

@@ -24,6 +24,7 @@
 #include "fs/audit.h"
 #include "fs/fuse_bridge.h"
 #include "fs/key_monitor.h"
+#include "fs/periodic.h"
 #include "fs/shutdown.h"
 
 namespace cmkfs::fs {
@@ -197,6 +198,10 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   ShutdownOnSignal shutdown(se, o.mountpoint);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   monitor.start();
+  Periodic flusher(std::chrono::seconds(1), [&fs] {
+    Status s = fs.flush_dirty();
+    if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
+  });
   ready.report(0, "");
   if (!o.foreground) {
     int devnull = ::open("/dev/null", O_RDWR);

@@ -160,6 +160,17 @@ TEST_F(ChunkFileTest, FullDiskFailsTheWriteAndKeepsEarlierData) {
   EXPECT_EQ(read(0, 3000), pattern(3000, 10));
 }
 
+// Requests of more than 256 KiB are opened and sealed on several threads.
+TEST_F(ChunkFileTest, LargeRequestsSplitAcrossCoresRoundTrip) {
+  write(1000, pattern(3 << 20, 13));                 // unaligned at both ends
+  write((2 << 20) + 77, pattern(1 << 20, 14));      // overwrite in the middle
+  expect_matches_model();
+  EXPECT_EQ(read(5000, 2 << 20), std::vector<uint8_t>(model.begin() + 5000, model.begin() + 5000 + (2 << 20)));
+  obj.byte(layout.phys_offset(300) + 40) ^= 1;       // a chunk deep inside a large read
+  std::vector<uint8_t> out(3 << 20);
+  EXPECT_EQ(read_chunks(file(), size, 0, out).status().code(), EIO);
+}
+
 TEST_F(ChunkFileTest, AlignedFullChunkWritesSealEachChunkOnce) {
   auto w = write_chunks(file(), 0, 0, pattern(8 * 4096, 12));
   ASSERT_TRUE(w.ok());

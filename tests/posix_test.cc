@@ -423,6 +423,35 @@ TEST_F(PosixTest, SigtermWithOpenFilesFlushesEverything) {
   EXPECT_EQ(read_file(at("open-at-exit")), data);
 }
 
+// With the writeback cache, written data may still be in the kernel when SIGTERM comes: it must
+// be written back before the daemon lets go.
+TEST_F(PosixTest, SigtermWithTheWritebackCacheWritesBackCachedData) {
+  umount();
+  mount("--writeback-cache");
+  int fd = open_or_die(at("cached"), O_CREAT | O_RDWR);
+  std::string data = bytes(pattern(3 << 20, 10));
+  pwrite_all(fd, data, 0);
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_TRUE(wait_gone(pid, 30));
+  ::close(fd);
+  mounted = false;
+  detach_mounts_below(mnt);
+  mount();
+  EXPECT_EQ(read_file(at("cached")), data);
+}
+
+TEST_F(PosixTest, AppendWithTheWritebackCache) {
+  umount();
+  mount("--writeback-cache");
+  int fd = open_or_die(at("log"), O_CREAT | O_WRONLY | O_APPEND);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(::write(fd, "0123456789", 10), 10);
+  ::close(fd);
+  remount();
+  EXPECT_EQ(read_file(at("log")).size(), 200u);
+}
+
 TEST_F(PosixTest, AllowOtherEnforcesPermissions) {
   umount();
   mount("-o allow_other");
