@@ -1,5 +1,7 @@
 #include "crypto/chunk_codec.h"
 
+#include <openssl/crypto.h>
+
 #include <cstring>
 
 #include "crypto/coding.h"
@@ -17,13 +19,24 @@ std::array<uint8_t, kChunkAadSize> chunk_aad(const ChunkBinding& b, uint64_t ind
   return aad;
 }
 
+Status ChunkSealer::next_nonce(MutableBytes out) {
+  // An all-zero chunk means "hole"; a zero nonce would make that ambiguous, so it is never used.
+  do {
+    if (nonces_left_ == 0) {
+      CMKFS_RETURN_IF_ERROR(random_bytes(nonces_));
+      nonces_left_ = kNonceBatch;
+    }
+    --nonces_left_;
+    std::memcpy(out.data(), nonces_.data() + nonces_left_ * kNonceSize, kNonceSize);
+    OPENSSL_cleanse(nonces_.data() + nonces_left_ * kNonceSize, kNonceSize);  // used once, then gone
+  } while (is_all_zero(out.first(kNonceSize)));
+  return Status::Ok();
+}
+
 Status ChunkSealer::seal(uint64_t index, Bytes plain, MutableBytes phys) {
   if (phys.size() < plain.size() + kChunkOverhead) return Status::InvalidArgument("chunk buffer too small");
   MutableBytes nonce = phys.first(kNonceSize);
-  // An all-zero chunk means "hole"; a zero nonce would make that ambiguous, so it is never used.
-  do {
-    CMKFS_RETURN_IF_ERROR(random_bytes(nonce));
-  } while (is_all_zero(nonce));
+  CMKFS_RETURN_IF_ERROR(next_nonce(nonce));
   auto aad = chunk_aad(binding_, index);
   return session_.seal(nonce, aad, plain, phys.subspan(kNonceSize, plain.size()),
                        phys.subspan(kNonceSize + plain.size(), kTagSize));

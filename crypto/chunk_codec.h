@@ -35,8 +35,14 @@ class ChunkSealer {
   Status seal(uint64_t index, Bytes plain, MutableBytes phys);
 
  private:
+  Status next_nonce(MutableBytes out);
+
   GcmSession session_;
   const ChunkBinding& binding_;
+  // Nonces are drawn from the RNG in batches: one call per 32 chunks, not one per chunk.
+  static constexpr size_t kNonceBatch = 32;
+  std::array<uint8_t, kNonceBatch * kNonceSize> nonces_{};
+  size_t nonces_left_ = 0;
 };
 
 // Opens chunks under one key. EBADMSG when a chunk does not authenticate.

@@ -64,7 +64,7 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   app.add_option("--log-level", cmd->log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
-  std::string chunk_size = "64KiB";
+  std::string chunk_size = "4KiB";  // measured: random 4 KiB reads 1.85x of 64 KiB chunks, sequential within 5-8%
   auto* init = app.add_subcommand("init", "Turn an empty directory into an encrypted store");
   init->add_option("STORE", cmd->init.store, "The directory to hold the store (created if missing)")->required();
   init->add_option("--chunk-size", chunk_size, "Encryption chunk size, a power of two from 4KiB to 1MiB")

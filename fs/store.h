@@ -22,7 +22,7 @@ struct StorePaths {
 
 struct InitOptions {
   std::string store;
-  uint32_t chunk_size = 64 << 10;
+  uint32_t chunk_size = 4 << 10;
   keyclient::KekConfig kek;  // provider "local": key_file may be empty (default path)
 };
 

@@ -31,7 +31,7 @@ TEST(CliParser, InitWithChunkSizeAndKeyFile) {
   EXPECT_EQ(c.init.chunk_size, 1u << 20);
   EXPECT_EQ(c.init.kek.key_file, "/k");
   ASSERT_EQ(parse({"init", "/s"}, &c), -1);
-  EXPECT_EQ(c.init.chunk_size, 64u << 10);
+  EXPECT_EQ(c.init.chunk_size, 4u << 10);
 }
 
 TEST(CliParser, BadChunkSizeIsAUsageError) {
