@@ -58,11 +58,9 @@ int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_
   Inode& node = *h->node;
   std::shared_lock<std::shared_mutex> g(node.data_mu);
   meta::InodeRecord rec = node.snapshot();
-  auto key = file_key(access, rec);
-  if (!key.ok()) return fail(key.status(), "read", rec.ino);
-  crypto::ChunkBinding b = binding(rec);
-  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
-  auto got = read_chunks(f, rec.size, offset, buf);
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "read", rec.ino);
+  auto got = read_chunks(chunks(*node.object, *fc), rec.size, offset, buf);
   if (!got.ok()) return fail(got.status(), "read", rec.ino);
   *n = *got;
   return 0;
@@ -78,11 +76,9 @@ int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n)
   if (rec.chunk_writes >= kMaxChunkWritesPerKey) {
     return fail(Status(EFBIG, "the file's key has sealed 2^32 chunks; copy the file to renew it"), "write", rec.ino);
   }
-  auto key = file_key(access, rec);
-  if (!key.ok()) return fail(key.status(), "write", rec.ino);
-  crypto::ChunkBinding b = binding(rec);
-  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
-  auto w = write_chunks(f, rec.size, offset, data);
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "write", rec.ino);
+  auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
   if (!w.ok()) {
     // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.
     (void)node.object->truncate(layout_.phys_size(rec.size));

@@ -43,12 +43,11 @@ int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
   return s.code();
 }
 
-crypto::ChunkBinding Filesystem::binding(const meta::InodeRecord& rec) const {
-  return crypto::ChunkBinding{meta::kFormatVersion, store_id_, rec.file_id, rec.dek_generation};
-}
-
-Result<Keyring::FileKey> Filesystem::file_key(const Keyring::Access& a, const meta::InodeRecord& rec) {
-  return a.file_key(rec.file_id, rec.dek_generation);
+Result<Filesystem::FileCrypto> Filesystem::file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) {
+  auto key = a.file_key(rec.file_id, rec.dek_generation);
+  if (!key.ok()) return key.status();
+  return FileCrypto{std::move(*key), crypto::ChunkBinding{meta::kFormatVersion, store_id_, rec.file_id, rec.dek_generation},
+                    (rec.flags & meta::kInodeMayBeSparse) != 0};
 }
 
 Status Filesystem::start() {
@@ -207,11 +206,9 @@ int Filesystem::getattr(uint64_t ino, meta::InodeRecord* out) {
 
 int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access) {
   meta::InodeRecord rec = node.snapshot();
-  auto key = file_key(access, rec);
-  if (!key.ok()) return fail(key.status(), "truncate", rec.ino);
-  crypto::ChunkBinding b = binding(rec);
-  ChunkFile f{*node.object, layout_, b, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
-  auto w = resize_chunks(f, rec.size, size);
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "truncate", rec.ino);
+  auto w = resize_chunks(chunks(*node.object, *fc), rec.size, size);
   if (!w.ok()) return fail(w.status(), "truncate", rec.ino);
   meta::Timespec now = now_timespec();
   node.update([&](meta::InodeRecord& r) {

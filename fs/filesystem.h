@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include "crypto/chunk_layout.h"
+#include "fs/chunk_file.h"
 #include "fs/inode_table.h"
 #include "fs/keyring.h"
 #include "fs/store.h"
@@ -99,8 +100,16 @@ class Filesystem {
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);
   Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
-  Result<Keyring::FileKey> file_key(const Keyring::Access& a, const meta::InodeRecord& rec);
-  crypto::ChunkBinding binding(const meta::InodeRecord& rec) const;
+  // What opening or sealing one file's chunks needs, held for one operation.
+  struct FileCrypto {
+    Keyring::FileKey key;
+    crypto::ChunkBinding binding;
+    bool may_be_sparse;
+  };
+  Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec);
+  ChunkFile chunks(ObjectFile& object, const FileCrypto& fc) const {
+    return ChunkFile{object, layout_, fc.binding, fc.key->bytes(), fc.may_be_sparse};
+  }
   int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
                 meta::InodeRecord* out, std::shared_ptr<Inode>* created);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "lmdb_poke.h"
 #include "meta/meta.h"
 #include "meta/records.h"
 
@@ -38,23 +39,8 @@ class MetaTest : public ::testing::Test {
 
   // Overwrites the raw value of `key` in `table`, bypassing sealing: what an attacker can do.
   void poke(std::string_view table, const std::string& key, const std::function<void(std::string&)>& edit) {
-    MDB_env* env;
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 8);
     store.reset();
-    ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
-    MDB_txn* txn;
-    MDB_dbi dbi;
-    mdb_txn_begin(env, nullptr, 0, &txn);
-    ASSERT_EQ(mdb_dbi_open(txn, std::string(table).c_str(), 0, &dbi), 0);
-    MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
-    ASSERT_EQ(mdb_get(txn, dbi, &k, &v), 0);
-    std::string value(static_cast<char*>(v.mv_data), v.mv_size);
-    edit(value);
-    MDB_val nv{value.size(), value.data()};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &nv, 0), 0);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    cmkfs::testing::poke_lmdb(dir, std::string(table), key, edit);
     store = std::move(*MetaStore::open(dir, false, false));
   }
 
