@@ -97,20 +97,23 @@ Result<size_t> read_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, c
 
   std::vector<uint8_t>& phys = staging();
   phys.resize(phys_end - phys_begin);
-  auto got = f.object.read_at(phys_begin, phys);
-  if (!got.ok()) return got.status();
 
+  // Each part reads its own byte range and opens its chunks: the copies run in parallel too.
   FirstError error;
   parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
+    uint64_t lo = L.phys_offset(first + b);
+    uint64_t hi = L.phys_offset(first + e - 1) + L.length(first + e - 1, size) + kChunkOverhead;
+    auto got = f.object.read_at(lo, {phys.data() + (lo - phys_begin), hi - lo});
+    if (!got.ok()) return error.set(got.status());
     crypto::ChunkOpener opener(f.key, f.binding);
     std::vector<uint8_t> partial;
     for (uint64_t i = first + b; i < first + e; ++i) {
       uint32_t len = L.length(i, size);
-      uint64_t at = L.phys_offset(i) - phys_begin;
+      uint64_t at = L.phys_offset(i) - lo;
       if (at + len + kChunkOverhead > *got) {
         return error.set(Status::Corruption(where(i) + " is missing: the object is truncated"));
       }
-      crypto::Bytes sealed(phys.data() + at, len + kChunkOverhead);
+      crypto::Bytes sealed(phys.data() + (lo - phys_begin) + at, len + kChunkOverhead);
       uint64_t start = L.start_of(i);
       uint64_t a = std::max(offset, start) - start, z = std::min(end, start + len) - start;
       size_t dst = std::max(offset, start) - offset;
@@ -162,6 +165,7 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
   uint64_t phys_begin = L.phys_offset(first);
   std::vector<uint8_t>& phys = staging();
   phys.resize(L.phys_offset(last) + L.length(last, w.new_size) + kChunkOverhead - phys_begin);
+  // Each part seals its chunks and writes them; ranges of parts are disjoint.
   FirstError error;
   parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
     crypto::ChunkSealer sealer(f.key, f.binding);
@@ -181,9 +185,13 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
       }
       if (!s.ok()) return error.set(std::move(s));
     }
+    // Each part writes its own contiguous byte range: the copies run in parallel too.
+    uint64_t lo = L.phys_offset(first + b);
+    uint64_t hi = L.phys_offset(first + e - 1) + L.length(first + e - 1, w.new_size) + kChunkOverhead;
+    Status s = f.object.write_at(lo, {phys.data() + (lo - phys_begin), hi - lo});
+    if (!s.ok()) error.set(std::move(s));
   });
   CMKFS_RETURN_IF_ERROR(error.take());
-  CMKFS_RETURN_IF_ERROR(f.object.write_at(phys_begin, phys));
   w.chunks_sealed += last - first + 1;
   return w;
 }

@@ -1,10 +1,12 @@
-// An in-memory, sparse ObjectFile for tests, with fault injection.
+// An in-memory, sparse ObjectFile for tests, with fault injection. Thread-safe, as parallel
+// reads and writes of one request touch it from several threads.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "fs/object_store.h"
@@ -18,12 +20,14 @@ class MemObjectFile : public fs::ObjectFile {
   uint64_t space_left = UINT64_MAX;  // writes growing the object by more than this fail: ENOSPC
 
   Result<size_t> read_at(uint64_t off, crypto::MutableBytes buf) override {
+    std::lock_guard<std::mutex> g(mu_);
     if (off >= size) return size_t{0};
     size_t n = std::min<uint64_t>(buf.size(), size - off);
     for (size_t i = 0; i < n; ++i) buf[i] = byte(off + i);
     return n;
   }
   Status write_at(uint64_t off, crypto::Bytes data) override {
+    std::lock_guard<std::mutex> g(mu_);
     uint64_t end = off + data.size();
     if (end > size && end - size > space_left) return Status::NoSpace("injected: disk full");
     if (end > size) {
@@ -34,6 +38,10 @@ class MemObjectFile : public fs::ObjectFile {
     return Status::Ok();
   }
   Status truncate(uint64_t len) override {
+    std::lock_guard<std::mutex> g(mu_);
+    return truncate_locked(len);
+  }
+  Status truncate_locked(uint64_t len) {
     // Drop whole pages past the end and zero the tail of the last one.
     pages_.erase(pages_.lower_bound((len + kPage - 1) / kPage), pages_.end());
     for (uint64_t p = len; p % kPage != 0 && p < size; ++p) byte_if_present(p, 0);
@@ -61,6 +69,7 @@ class MemObjectFile : public fs::ObjectFile {
     auto it = pages_.find(pos / kPage);
     if (it != pages_.end()) it->second[pos % kPage] = v;
   }
+  std::mutex mu_;
   std::map<uint64_t, std::array<uint8_t, kPage>> pages_;  // value-initialised: zeros
 };
 
