@@ -86,9 +86,10 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   mount->add_option("--entry-timeout", cmd->mount.entry_timeout, "Seconds the kernel caches names")
       ->capture_default_str();
   mount->add_option("--threads", cmd->mount.max_threads, "Most FUSE worker threads")->capture_default_str();
-  mount->add_flag("--writeback-cache", cmd->mount.writeback_cache,
-                  "Let the kernel gather writes in its page cache; a full disk is then reported at "
-                  "fsync(2) or close(2) instead of write(2)");
+  bool no_writeback_cache = false;
+  mount->add_flag("--no-writeback-cache", no_writeback_cache,
+                  "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "
+                  "by fsync(2) or close(2)); slower for streams of small writes");
   mount->add_option("--log-file", cmd->mount.log_file,
                     "Log file when daemonized (default /var/log/cmkfs/<store id>.log for root)");
   mount->add_option("--audit-log", cmd->mount.audit_log,
@@ -131,6 +132,7 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = "vault";
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;
+    cmd->mount.writeback_cache = !no_writeback_cache;
     if (!set_duration(check_interval, &cmd->mount.monitor.check_interval, "--key-check-interval", err) ||
         !set_duration(rotation_poll, &cmd->mount.monitor.rotation_poll_interval, "--rotation-poll-interval", err) ||
         !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {

@@ -36,7 +36,7 @@ struct MountOptions {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   unsigned max_threads = 16;
-  bool writeback_cache = false;
+  bool writeback_cache = true;
   std::string log_file;  // default: chosen by store id when daemonized
   std::string audit_log;  // default: default_audit_path(store id)
   MonitorOptions monitor;

@@ -13,7 +13,7 @@ struct BridgeConfig {
   double attr_timeout = 1.0;   // seconds the kernel may cache attributes
   double entry_timeout = 1.0;  // ... names, and the absence of names
   uint32_t max_write = 1 << 20;
-  bool writeback_cache = false;  // the kernel gathers writes and writes them back in large requests
+  bool writeback_cache = true;  // the kernel gathers writes and writes them back in large requests
 };
 
 struct Bridge {

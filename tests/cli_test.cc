@@ -192,8 +192,8 @@ TEST_F(BadInputTest, UmountOfSomethingNotMounted) {
   expect_one_clear_line(r, "is not mounted");
 }
 
-// A real full disk: a 24 MiB tmpfs under the store. The error reaches the writer at write(2); with
-// the kernel's writeback cache (--writeback-cache), at fsync(2) or close(2).
+// A real full disk: a 24 MiB tmpfs under the store. With the kernel's writeback cache (the default)
+// the error reaches the writer at fsync(2) or close(2); with --no-writeback-cache, at write(2).
 void fill_the_disk(MountTest& t, const std::string& mount_flags, bool error_at_write) {
   std::string small = t.dir + "/small";
   stdfs::create_directories(small);
@@ -234,10 +234,10 @@ void fill_the_disk(MountTest& t, const std::string& mount_flags, bool error_at_w
   t.umount();
 }
 
-TEST_F(BadInputTest, FullBackingDiskGivesEnospcToTheWriteAndLosesNothing) { fill_the_disk(*this, "", true); }
+TEST_F(BadInputTest, FullBackingDiskGivesEnospcAtFsyncOrCloseAndLosesNothing) { fill_the_disk(*this, "", false); }
 
-TEST_F(BadInputTest, FullBackingDiskWithTheWritebackCacheFailsAtFsyncOrClose) {
-  fill_the_disk(*this, "--writeback-cache", false);
+TEST_F(BadInputTest, FullBackingDiskWithoutTheWritebackCacheFailsTheWrite) {
+  fill_the_disk(*this, "--no-writeback-cache", true);
 }
 
 TEST_F(BadInputTest, EncryptionShowForALocalKeyStore) {
