@@ -1,5 +1,7 @@
 #include "fs/parallel.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -13,9 +15,19 @@ namespace {
 
 class Pool {
  public:
+  // Built on first use; at exit the helpers are stopped and joined, so that OpenSSL's per-thread
+  // state (the RNG behind the nonces) is freed with them.
   static Pool& get() {
-    static Pool* pool = new Pool(std::max(1u, std::thread::hardware_concurrency()) - 1);  // lives until exit
-    return *pool;
+    static Pool pool(std::max(1u, std::thread::hardware_concurrency()) - 1);
+    return pool;
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
   }
   size_t helpers() const { return threads_.size(); }
 
@@ -35,19 +47,21 @@ class Pool {
           std::function<void()> task;
           {
             std::unique_lock<std::mutex> g(mu_);
-            cv_.wait(g, [this] { return !tasks_.empty(); });
+            cv_.wait(g, [this] { return stopping_ || !tasks_.empty(); });
+            if (tasks_.empty()) break;  // stopping, and nothing left to do
             task = std::move(tasks_.front());
             tasks_.pop_front();
           }
           task();
         }
+        OPENSSL_thread_stop();
       });
-      threads_.back().detach();
     }
   }
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
 
