@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 
 need_root
-install_packages "${BUILD_PACKAGES[@]}" fio gocryptfs securefs cryfs bindfs mergerfs gnuplot-nox python3 \
+install_packages "${BUILD_PACKAGES[@]}" fio gocryptfs securefs cryfs bindfs mergerfs gnuplot-nox python3 bc openssl \
   docker-registry skopeo umoci curl
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=ON >/dev/null
 cmake --build build-bench -j "$(nproc)" --target cmkfs smallfiles chunk_codec_bench | grep -Ev '^\[ *[0-9]+%\]' || true
