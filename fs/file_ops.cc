@@ -123,13 +123,8 @@ void Filesystem::release(Handle* h) {
     unused = inodes_.closed(*node);
     if (!inodes_.is_open(*node)) node->object.reset();
   }
-  {
-    auto access = keyring_.access();
-    if (access.ok()) {
-      Status s = persist(*node, access);
-      if (!s.ok()) fail(s, "release", node->rec.ino);
-    }
-  }
+  // A changed size is committed by the next periodic flush (within a second, batched with every
+  // other change), or at once if the kernel has let go of the inode too. fsync(2) commits at once.
   if (unused) drop_if_unused(node);
 }
 

@@ -51,6 +51,8 @@ Result<Filesystem::FileCrypto> Filesystem::file_crypto(const Keyring::Access& a,
 }
 
 Status Filesystem::start() {
+  Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
+  if (!reserved.ok()) spdlog::warn("{}", reserved.message());  // a full disk must not stop a mount
   auto access = keyring_.access();
   std::vector<uint64_t> orphans;
   {
@@ -260,6 +262,8 @@ int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::Inod
 }
 
 Status Filesystem::flush_dirty() {
+  Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
+  if (!reserved.ok()) spdlog::warn("{}", reserved.message());
   auto access = keyring_.access();
   if (!access.ok()) return Status::Ok();  // nothing can be sealed; kept until the key returns
   std::vector<std::shared_ptr<Inode>> dirty;

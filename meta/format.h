@@ -27,5 +27,7 @@ inline constexpr uint64_t kSlotWindow = 16;
 
 inline constexpr uint64_t kRootIno = 1;
 inline constexpr uint64_t kLmdbMapSize = uint64_t{256} << 30;  // address space only, not disk
+// Disk kept allocated ahead of LMDB's last page, so deletes can commit on a full disk.
+inline constexpr uint64_t kMetaReserveBytes = uint64_t{4} << 20;
 
 }  // namespace cmkfs::meta

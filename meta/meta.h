@@ -135,11 +135,15 @@ class MetaStore {
   // keys may be null for the superblock and wrapped-key tables. REQUIRES: keys outlive the Txn.
   Result<Txn> begin(bool write, const crypto::StoreKeys* keys = nullptr);
   Status sync();  // makes every committed transaction durable
+  // Keeps `bytes` of disk allocated past the last page LMDB uses, so that commits (above all the
+  // deletes that free space) still succeed when the backing disk is full. Cheap when nothing grew.
+  Status reserve_space(uint64_t bytes);
 
  private:
   friend class Txn;
   MetaStore() = default;
   MDB_env* env_ = nullptr;
+  uint64_t reserved_end_ = 0;  // guarded by the callers' serialisation (mount, periodic flush)
   unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0;
 };
 

@@ -1,5 +1,8 @@
+#include <fcntl.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+
+#include <cstring>
 
 #include "crypto/coding.h"
 #include "meta/lmdb_handles.h"
@@ -61,6 +64,22 @@ Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
 }
 
 Status MetaStore::sync() { return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata"); }
+
+Status MetaStore::reserve_space(uint64_t bytes) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &st);
+  uint64_t used = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (used + bytes / 2 <= reserved_end_) return Status::Ok();  // still more than half left
+  int fd = -1;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_get_fd(env_, &fd), "metadata file"));
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(used + bytes)) != 0) {
+    return Status::IOError(errno, std::string("reserving space for metadata: ") + std::strerror(errno));
+  }
+  reserved_end_ = used + bytes;
+  return Status::Ok();
+}
 
 // ---- Txn: raw access ----
 
