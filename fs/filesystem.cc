@@ -64,7 +64,7 @@ Status Filesystem::start() {
     auto o = txn->orphans();
     if (!o.ok()) return o.status();
     orphans = std::move(*o);
-    auto root = inodes_.get(meta::kRootIno, *txn, 1);  // pinned: the kernel never forgets the root
+    auto root = inodes_.get(meta::kRootIno, loader(meta::kRootIno, access), 1);  // pinned: never forgotten
     if (!root.ok()) return root.status();
   }
   for (uint64_t ino : orphans) {
@@ -104,7 +104,8 @@ Status Filesystem::persist(Inode& node, const Keyring::Access& access) {
   auto txn = store_.meta->begin(true, &access.store_keys());
   if (!txn.ok()) return txn.status();
   uint64_t seq;
-  meta::InodeRecord rec = node.snapshot(&seq);  // inside the write txn: commits are ordered
+  meta::InodeRecord rec;
+  if (!node.snapshot_if_dirty(&rec, &seq)) return Status::Ok();  // inside the write txn: ordered
   CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
   CMKFS_RETURN_IF_ERROR(txn->commit());
   node.mark_saved(seq);
@@ -138,8 +139,14 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
   Status s;
   if (!on_disk) {  // deleted at unlink; its object too, unless it was open then
     if (S_ISREG(rec.mode)) s = store_.objects->remove(rec.file_id);
+  } else if (rec.nlink == 0) {
+    s = reap(rec.ino, access);
+    if (s.ok()) {
+      std::lock_guard<std::mutex> g(node->mu);
+      node->on_disk = false;  // a flush holding this node must not write its record back
+    }
   } else {
-    s = rec.nlink == 0 ? reap(rec.ino, access) : persist(*node, access);
+    s = persist(*node, access);
   }
   if (!s.ok()) {
     fail(s, "releasing", rec.ino);
@@ -178,7 +185,7 @@ int Filesystem::lookup(uint64_t parent, std::string_view name, meta::InodeRecord
   if (!txn.ok()) return fail(txn.status(), "lookup", parent);
   auto entry = txn->lookup(parent, name);
   if (!entry.ok()) return entry.status().code() == ENOENT ? ENOENT : fail(entry.status(), "lookup", parent);
-  auto node = inodes_.get(entry->ino, *txn, 1);
+  auto node = inodes_.get(entry->ino, loader(entry->ino, access), 1);
   if (!node.ok()) return fail(node.status(), "lookup", entry->ino);
   *out = (*node)->snapshot();
   return 0;
@@ -190,11 +197,16 @@ void Filesystem::forget(uint64_t ino, uint64_t n) {
   if (inodes_.forget(*node, n)) drop_if_unused(node);
 }
 
+InodeTable::Loader Filesystem::loader(uint64_t ino, const Keyring::Access& access) {
+  return [this, ino, &access]() -> Result<meta::InodeRecord> {
+    auto txn = store_.meta->begin(false, &access.store_keys());  // begun after the table missed
+    if (!txn.ok()) return txn.status();
+    return txn->get_inode(ino);
+  };
+}
+
 Result<std::shared_ptr<Inode>> Filesystem::node_of(uint64_t ino, const Keyring::Access& access) {
-  if (auto node = inodes_.find(ino)) return node;
-  auto txn = store_.meta->begin(false, &access.store_keys());
-  if (!txn.ok()) return txn.status();
-  return inodes_.get(ino, *txn);
+  return inodes_.get(ino, loader(ino, access));
 }
 
 int Filesystem::getattr(uint64_t ino, meta::InodeRecord* out) {
@@ -276,7 +288,10 @@ Status Filesystem::flush_dirty() {
   std::vector<std::pair<Inode*, uint64_t>> saved;
   for (auto& node : dirty) {
     uint64_t seq;
-    meta::InodeRecord rec = node->snapshot(&seq);  // inside the write txn: commits are ordered
+    meta::InodeRecord rec;
+    // Checked again inside the write txn: since the list was made, the inode may have been saved
+    // and evicted (a newer copy may be in use), or deleted.
+    if (!node->snapshot_if_dirty(&rec, &seq)) continue;
     CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
     saved.emplace_back(node.get(), seq);
   }

@@ -96,6 +96,8 @@ class Filesystem {
  private:
   // The inode, from the table or loaded from LMDB (without adding a kernel reference).
   Result<std::shared_ptr<Inode>> node_of(uint64_t ino, const Keyring::Access& access);
+  // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
+  InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
   Status persist(Inode& node, const Keyring::Access& access);
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);

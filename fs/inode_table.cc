@@ -11,7 +11,7 @@ std::shared_ptr<Inode> InodeTable::find(uint64_t ino) {
   return it == map_.end() ? nullptr : it->second;
 }
 
-Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, meta::Txn& txn, uint64_t lookups) {
+Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load, uint64_t lookups) {
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);
@@ -20,7 +20,7 @@ Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, meta::Txn& txn, uin
       return it->second;
     }
   }
-  auto rec = txn.get_inode(ino);
+  auto rec = load();
   if (!rec.ok()) {
     if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
     return rec.status();

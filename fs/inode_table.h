@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -41,6 +42,14 @@ struct Inode {
     if (seq != nullptr) *seq = change_seq;
     return rec;
   }
+  // The record if it has changes LMDB lacks (and the inode still has a record), else false.
+  bool snapshot_if_dirty(meta::InodeRecord* rec, uint64_t* seq) {
+    std::lock_guard<std::mutex> g(mu);
+    if (!on_disk || change_seq == saved_seq) return false;
+    *rec = this->rec;
+    *seq = change_seq;
+    return true;
+  }
   template <class F>
   void update(F&& change) {
     std::lock_guard<std::mutex> g(mu);
@@ -69,8 +78,16 @@ struct Inode {
 class InodeTable {
  public:
   std::shared_ptr<Inode> find(uint64_t ino);
-  // The inode, loaded through `txn` when absent; adds `lookups` kernel references.
-  Result<std::shared_ptr<Inode>> get(uint64_t ino, meta::Txn& txn, uint64_t lookups = 0);
+  // The inode, with `lookups` more kernel references; when it is not in the table, `load` reads
+  // its record. An inode leaves the table only after its changes were committed, so `load` must
+  // read a snapshot taken after the miss: begin a new read transaction in it, or use the write
+  // transaction the caller holds (no commit can land while it is open).
+  using Loader = std::function<Result<meta::InodeRecord>()>;
+  Result<std::shared_ptr<Inode>> get(uint64_t ino, const Loader& load, uint64_t lookups = 0);
+  // REQUIRES: `write_txn` is a write transaction (see above).
+  Result<std::shared_ptr<Inode>> get(uint64_t ino, meta::Txn& write_txn, uint64_t lookups = 0) {
+    return get(ino, [&] { return write_txn.get_inode(ino); }, lookups);
+  }
   // Adds a just-created inode with `lookups` references.
   std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
 
