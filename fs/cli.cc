@@ -90,6 +90,10 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   mount->add_flag("--no-writeback-cache", no_writeback_cache,
                   "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "
                   "by fsync(2) or close(2)); slower for streams of small writes");
+  std::string read_ahead = "4MiB";
+  mount->add_option("--read-ahead", read_ahead,
+                    "The kernel's readahead window for sequential reads, set as root (0: the kernel's 128KiB)")
+      ->capture_default_str();
   mount->add_option("--log-file", cmd->mount.log_file,
                     "Log file when daemonized (default /var/log/cmkfs/<store id>.log for root)");
   mount->add_option("--audit-log", cmd->mount.audit_log,
@@ -133,6 +137,12 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;
     cmd->mount.writeback_cache = !no_writeback_cache;
+    auto ra = parse_size(read_ahead);
+    if (!ra || *ra > (uint64_t{1} << 30)) {
+      err << "cmkfs: --read-ahead " << read_ahead << " is not a size up to 1GiB (e.g. 4MiB, or 0)\n";
+      return kExitUsage;
+    }
+    cmd->mount.read_ahead = *ra;
     if (!set_duration(check_interval, &cmd->mount.monitor.check_interval, "--key-check-interval", err) ||
         !set_duration(rotation_poll, &cmd->mount.monitor.rotation_poll_interval, "--rotation-poll-interval", err) ||
         !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {

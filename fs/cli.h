@@ -37,6 +37,7 @@ struct MountOptions {
   double entry_timeout = 1.0;
   unsigned max_threads = 16;
   bool writeback_cache = true;
+  uint64_t read_ahead = 4 << 20;  // the kernel's readahead window; 0 leaves its default (128 KiB)
   std::string log_file;  // default: chosen by store id when daemonized
   std::string audit_log;  // default: default_audit_path(store id)
   MonitorOptions monitor;

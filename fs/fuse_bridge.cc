@@ -82,8 +82,8 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   } else {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   }
-  if (getenv("CMKFS_WBC") && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  b->initialized.store(true);
   spdlog::info("FUSE session: protocol {}.{}, max_write {}, capabilities {:#x}", conn->proto_major,
                conn->proto_minor, conn->max_write, conn->want);
 }

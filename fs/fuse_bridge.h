@@ -3,6 +3,7 @@
 #pragma once
 
 #define FUSE_USE_VERSION 314
+#include <atomic>
 #include <fuse_lowlevel.h>
 
 #include "fs/filesystem.h"
@@ -19,6 +20,7 @@ struct BridgeConfig {
 struct Bridge {
   Filesystem* fs;
   BridgeConfig config;
+  std::atomic<bool> initialized{false};  // INIT has been answered (or is being answered)
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

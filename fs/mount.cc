@@ -24,46 +24,15 @@
 #include "fs/audit.h"
 #include "fs/fuse_bridge.h"
 #include "fs/key_monitor.h"
+#include "fs/mount_table.h"
 #include "fs/periodic.h"
+#include "fs/read_ahead.h"
 #include "fs/shutdown.h"
 
 namespace cmkfs::fs {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-// Decodes the octal escapes (\040 for a space) of /proc mount tables.
-std::string unescape_mount_path(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-struct MountEntry {
-  std::string source, target, type;
-};
-
-std::vector<MountEntry> mounts() {
-  std::vector<MountEntry> v;
-  std::ifstream in("/proc/self/mounts");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    MountEntry e;
-    ls >> e.source >> e.target >> e.type;
-    e.source = unescape_mount_path(e.source);
-    e.target = unescape_mount_path(e.target);
-    v.push_back(e);
-  }
-  return v;
-}
 
 Status check_mountpoint(const std::string& mp) {
   struct stat st;
@@ -72,7 +41,7 @@ Status check_mountpoint(const std::string& mp) {
     return Status(ENOENT, "mountpoint " + mp + " does not exist");
   }
   if (!S_ISDIR(st.st_mode)) return Status(ENOTDIR, "mountpoint " + mp + " is not a directory");
-  for (const auto& m : mounts()) {
+  for (const auto& m : current_mounts()) {
     if (m.target == mp) return Status(EBUSY, "mountpoint " + mp + " is busy: " + m.source + " is mounted there");
   }
   return Status::Ok();
@@ -198,7 +167,17 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   ShutdownOnSignal shutdown(se, o.mountpoint);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   monitor.start();
-  Periodic flusher(std::chrono::seconds(1), [&fs] {
+  // Once a second: the batched inode flush; and, a tick after INIT (the kernel lowers the window
+  // to its own limit when it reads our INIT reply), the read-ahead window.
+  enum class ReadAhead { kWaitForInit, kInitSeen, kDone } read_ahead = o.read_ahead > 0 ? ReadAhead::kWaitForInit : ReadAhead::kDone;
+  Periodic flusher(std::chrono::seconds(1), [&] {
+    if (read_ahead == ReadAhead::kInitSeen) {
+      Status ra = set_read_ahead(o.mountpoint, "cmkfs:" + st.paths.root, o.read_ahead);
+      if (ra.ok()) spdlog::info("read-ahead window: {} KiB", o.read_ahead / 1024);
+      else spdlog::info("read-ahead window left at the kernel's default: {}", ra.message());
+      read_ahead = ReadAhead::kDone;
+    }
+    if (read_ahead == ReadAhead::kWaitForInit && bridge.initialized.load()) read_ahead = ReadAhead::kInitSeen;
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
   });
@@ -274,7 +253,7 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
   if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
   std::string store;
   bool found = false;
-  for (const auto& m : mounts()) {
+  for (const auto& m : current_mounts()) {
     if (m.target == mp) {
       found = true;
       if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);

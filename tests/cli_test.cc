@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "fs/cli.h"
+#include "fs/mount_table.h"
 #include "lmdb_poke.h"
 #include "mount_fixture.h"
 #include "test_util.h"
@@ -75,6 +76,35 @@ TEST(CliParser, SizesParse) {
   EXPECT_FALSE(fs::parse_size("lots"));
   EXPECT_FALSE(fs::parse_size("12XB"));
   EXPECT_FALSE(fs::parse_size(""));
+}
+
+TEST(CliParser, ReadAheadIsASizeOrZero) {
+  Command c;
+  ASSERT_EQ(parse({"mount", "/s", "/m"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 4u << 20);
+  ASSERT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "0"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 0u);
+  ASSERT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "512KiB"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 512u << 10);
+  std::string out;
+  EXPECT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "lots"}, &c, &out), fs::kExitUsage);
+  EXPECT_NE(out.find("--read-ahead lots"), std::string::npos) << out;
+}
+
+TEST(MountTable, ParsesMountinfoWithEscapesAndOptionalFields) {
+  std::string text =
+      "22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
+      "97 29 0:52 / /tmp/a\\040b rw,nosuid,nodev shared:40 master:1 - fuse.cmkfs cmkfs:/srv/my\\040store rw\n"
+      "truncated line\n"
+      "98 29 0:53 / /mnt rw - tmpfs tmpfs rw\n";
+  auto m = fs::parse_mountinfo(text);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[1].device, "0:52");
+  EXPECT_EQ(m[1].target, "/tmp/a b");
+  EXPECT_EQ(m[1].type, "fuse.cmkfs");
+  EXPECT_EQ(m[1].source, "cmkfs:/srv/my store");
+  EXPECT_EQ(m[2].target, "/mnt");
+  EXPECT_EQ(m[2].type, "tmpfs");
 }
 
 // One line on stderr, no stack traces, no secrets.
