@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "fs/read_ahead.h"
+
 namespace cmkfs::fs {
 namespace {
 
@@ -68,7 +70,13 @@ void reply_attr(fuse_req_t req, int err, const meta::InodeRecord& rec) {
 void ll_init(void* userdata, fuse_conn_info* conn) {
   auto* b = static_cast<Bridge*>(userdata);
   conn->max_write = b->config.max_write;
-  conn->max_readahead = 1 << 20;
+  // The kernel keeps the smaller of the mount's current window and the one in this reply, so the
+  // window is raised in sysfs first and then asked for here.
+  if (b->config.read_ahead > conn->max_readahead) {
+    Status s = set_read_ahead(b->config.mountpoint, b->config.source, b->config.read_ahead);
+    if (s.ok()) conn->max_readahead = static_cast<unsigned>(b->config.read_ahead);
+    else spdlog::info("read-ahead window left at {} KiB: {}", conn->max_readahead / 1024, s.message());
+  }
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   // The writeback cache lets write(2) return once the data is in the page cache; the kernel
@@ -83,9 +91,8 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   }
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-  b->initialized.store(true);
-  spdlog::info("FUSE session: protocol {}.{}, max_write {}, capabilities {:#x}", conn->proto_major,
-               conn->proto_minor, conn->max_write, conn->want);
+  spdlog::info("FUSE session: protocol {}.{}, max_write {}, read-ahead {} KiB, capabilities {:#x}",
+               conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead / 1024, conn->want);
 }
 
 void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -3,7 +3,8 @@
 #pragma once
 
 #define FUSE_USE_VERSION 314
-#include <atomic>
+#include <cstdint>
+#include <string>
 #include <fuse_lowlevel.h>
 
 #include "fs/filesystem.h"
@@ -15,12 +16,13 @@ struct BridgeConfig {
   double entry_timeout = 1.0;  // ... names, and the absence of names
   uint32_t max_write = 1 << 20;
   bool writeback_cache = true;  // the kernel gathers writes and writes them back in large requests
+  uint64_t read_ahead = 0;      // the readahead window set at INIT, when above the kernel's; 0: its own
+  std::string mountpoint, source;  // where the mount is, to find it in the mount table
 };
 
 struct Bridge {
   Filesystem* fs;
   BridgeConfig config;
-  std::atomic<bool> initialized{false};  // INIT has been answered (or is being answered)
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

@@ -26,7 +26,6 @@
 #include "fs/key_monitor.h"
 #include "fs/mount_table.h"
 #include "fs/periodic.h"
-#include "fs/read_ahead.h"
 #include "fs/shutdown.h"
 
 namespace cmkfs::fs {
@@ -151,7 +150,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout, 1 << 20, o.writeback_cache}};
+  Bridge bridge{&fs, BridgeConfig{o.attr_timeout, o.entry_timeout, 1 << 20, o.writeback_cache, o.read_ahead,
+                                  o.mountpoint, "cmkfs:" + st.paths.root}};
   fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
@@ -167,17 +167,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   ShutdownOnSignal shutdown(se, o.mountpoint);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   monitor.start();
-  // Once a second: the batched inode flush; and, a tick after INIT (the kernel lowers the window
-  // to its own limit when it reads our INIT reply), the read-ahead window.
-  enum class ReadAhead { kWaitForInit, kInitSeen, kDone } read_ahead = o.read_ahead > 0 ? ReadAhead::kWaitForInit : ReadAhead::kDone;
-  Periodic flusher(std::chrono::seconds(1), [&] {
-    if (read_ahead == ReadAhead::kInitSeen) {
-      Status ra = set_read_ahead(o.mountpoint, "cmkfs:" + st.paths.root, o.read_ahead);
-      if (ra.ok()) spdlog::info("read-ahead window: {} KiB", o.read_ahead / 1024);
-      else spdlog::info("read-ahead window left at the kernel's default: {}", ra.message());
-      read_ahead = ReadAhead::kDone;
-    }
-    if (read_ahead == ReadAhead::kWaitForInit && bridge.initialized.load()) read_ahead = ReadAhead::kInitSeen;
+  Periodic flusher(std::chrono::seconds(1), [&fs] {
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
   });
