@@ -108,6 +108,9 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   auto* umount = app.add_subcommand("umount", "Unmount, waiting until everything is flushed");
   umount->add_option("MOUNTPOINT", cmd->mountpoint, "The mountpoint")->required();
 
+  auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk (repairs nothing)");
+  fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+
   auto* encryption = app.add_subcommand("encryption", "Show or change how the store's data key is protected");
   encryption->require_subcommand(1);
   auto* show = encryption->add_subcommand("show", "Print the encryption settings (and, if mounted, the live key state) as JSON");
@@ -148,6 +151,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
         !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {
       return kExitUsage;
     }
+  } else if (fsck->parsed()) {
+    cmd->kind = Command::Kind::kFsck;
   } else if (umount->parsed()) {
     cmd->kind = Command::Kind::kUmount;
   } else if (show->parsed()) {

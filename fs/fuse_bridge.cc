@@ -222,6 +222,7 @@ void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 }
 
 void ll_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+  bridge(req).writes.fetch_add(1, std::memory_order_relaxed);  // before the reply frees req
   size_t n = 0;
   int err = fs_of(req).write(handle_of(fi), static_cast<uint64_t>(off),
                              {reinterpret_cast<const uint8_t*>(data), size}, &n);

@@ -3,6 +3,7 @@
 #pragma once
 
 #define FUSE_USE_VERSION 314
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <fuse_lowlevel.h>
@@ -23,6 +24,7 @@ struct BridgeConfig {
 struct Bridge {
   Filesystem* fs;
   BridgeConfig config;
+  std::atomic<uint64_t> writes{0};  // WRITE requests served; a SIGTERM waits until they stop
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

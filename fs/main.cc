@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "fs/cli.h"
+#include "fs/fsck.h"
 #include "fs/key_admin.h"
 #include "fs/mount.h"
 
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
       break;
+    case Command::Kind::kFsck:
+      return run_fsck(cmd.store, std::cout, std::cerr);
     case Command::Kind::kEncryptionShow:
       s = show_encryption(cmd.store, std::cout);
       break;

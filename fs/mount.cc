@@ -164,7 +164,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   auto invalidate = [&fs, se] {
     for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
   };
-  ShutdownOnSignal shutdown(se, o.mountpoint);  // before any other thread starts
+  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   monitor.start();
   Periodic flusher(std::chrono::seconds(1), [&fs] {

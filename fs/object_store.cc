@@ -4,12 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "crypto/hex.h"
 
 namespace cmkfs::fs {
 namespace {
+
+namespace stdfs = std::filesystem;
 
 Status errno_status(int err, const std::string& what) { return Status::IOError(err, what + ": " + std::strerror(err)); }
 
@@ -81,6 +85,32 @@ class LocalObjectStore : public ObjectStore {
 
   Status remove(const crypto::Id128& id) override {
     if (::unlink(path(id).c_str()) != 0 && errno != ENOENT) return errno_status(errno, "removing object");
+    return Status::Ok();
+  }
+
+  Status list(const std::function<void(const crypto::Id128&)>& fn,
+              const std::function<void(const std::string&)>& stray) override {
+    std::error_code ec;
+    for (const auto& sub : stdfs::directory_iterator(dir_, ec)) {
+      std::string prefix = sub.path().filename().string();
+      if (!sub.is_directory() || prefix.size() != 2 || !from_hex(prefix)) {
+        stray(sub.path().string());
+        continue;
+      }
+      for (const auto& e : stdfs::directory_iterator(sub.path(), ec)) {
+        std::string name = e.path().filename().string();
+        auto bytes = from_hex(name);
+        crypto::Id128 id{};
+        if (!e.is_regular_file() || !bytes || bytes->size() != id.size() || name.compare(0, 2, prefix) != 0) {
+          stray(e.path().string());
+          continue;
+        }
+        std::copy(bytes->begin(), bytes->end(), id.begin());
+        fn(id);
+      }
+      if (ec) break;
+    }
+    if (ec) return Status::IOError(ec.value(), "listing objects: " + ec.message());
     return Status::Ok();
   }
 

@@ -7,6 +7,7 @@
 
 #include <sys/statvfs.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,13 @@ class ObjectStore {
   virtual Result<std::unique_ptr<ObjectFile>> open(const crypto::Id128& id, bool create) = 0;
   virtual Status remove(const crypto::Id128& id) = 0;  // missing objects are not an error
   virtual Result<struct statvfs> statfs() = 0;
+  // Calls fn for every object; a name that is not an object id goes to `stray` (fsck reports
+  // both). ENOTSUP where a backend cannot list.
+  virtual Status list(const std::function<void(const crypto::Id128&)>& fn,
+                      const std::function<void(const std::string&)>& stray) {
+    (void)fn, (void)stray;
+    return Status(ENOTSUP, "this object store cannot list its objects");
+  }
 };
 
 // The directory layout of a local store's objects: creates DIR/objects/00..ff.

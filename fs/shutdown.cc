@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 namespace cmkfs::fs {
@@ -22,8 +23,8 @@ void on_wake_signal(int) {}  // only interrupts the loop thread's wait
 
 }  // namespace
 
-ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint)
-    : se_(se), mountpoint_(std::move(mountpoint)), loop_thread_(pthread_self()) {
+ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes)
+    : se_(se), mountpoint_(std::move(mountpoint)), writes_(writes), loop_thread_(pthread_self()) {
   g_event_fd = ::eventfd(0, EFD_CLOEXEC);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: the loop thread's wait must see EINTR
@@ -58,9 +59,18 @@ void ShutdownOnSignal::watch() {
   }
   if ((v & kStop) == 0) return;
   spdlog::info("signal received: writing cached data back, then unmounting {}", mountpoint_);
+  // syncfs may return while WRITE requests it caused are still queued for the daemon (kernels
+  // whose FUSE writeback ends a page's writeback once its request is built); under a loaded test
+  // run a stop twice lost the tail of a file left open. So the loop keeps serving until a syncfs
+  // and the 100 ms after it see no WRITE at all (at most ~10 s).
   int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
-    if (::syncfs(fd) != 0) spdlog::warn("syncfs before unmount: {}", std::strerror(errno));
+    for (int round = 0; round < 100; ++round) {
+      uint64_t before = writes_->load();
+      if (::syncfs(fd) != 0) spdlog::warn("syncfs before unmount: {}", std::strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (writes_->load() == before) break;
+    }
     ::close(fd);
   }
   fuse_session_exit(se_);

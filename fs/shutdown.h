@@ -7,6 +7,8 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -16,7 +18,8 @@ class ShutdownOnSignal {
  public:
   // REQUIRES: called on the thread that will run the session loop, before any other thread
   // starts (they inherit the blocked signals).
-  ShutdownOnSignal(fuse_session* se, std::string mountpoint);
+  // `writes` counts the WRITE requests served: the stop waits until they cease.
+  ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes);
   ~ShutdownOnSignal();  // restores the default handlers; joins the watcher
   ShutdownOnSignal(const ShutdownOnSignal&) = delete;
   ShutdownOnSignal& operator=(const ShutdownOnSignal&) = delete;
@@ -26,6 +29,7 @@ class ShutdownOnSignal {
 
   fuse_session* se_;
   std::string mountpoint_;
+  const std::atomic<uint64_t>* writes_;
   pthread_t loop_thread_;
   std::thread watcher_;
 };

@@ -102,6 +102,12 @@ class Txn {
   Status list_entries(uint64_t parent, uint64_t after, const std::function<bool(const DirEntry&)>& fn);
   Result<bool> has_entries(uint64_t parent);
 
+  // Whole-table walks (fsck): every record in key order, each passed with its own result, so a
+  // record that does not authenticate (EIO) is reported without ending the walk. fn returns false
+  // to stop. A malformed key ends the walk with EIO.
+  Status for_each_inode(const std::function<bool(uint64_t ino, Result<InodeRecord> rec)>& fn);
+  Status for_each_entry(const std::function<bool(uint64_t parent, Result<DirEntry> entry)>& fn);
+
   Status add_orphan(uint64_t ino);
   Status remove_orphan(uint64_t ino);
   Result<std::vector<uint64_t>> orphans();

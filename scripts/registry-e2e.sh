@@ -164,4 +164,7 @@ for root, dirs, files in os.walk(store):
 print(f"[e2e] scanned the backing store for {len(needles)} plaintext needles: {found} found")
 sys.exit(1 if found else 0)
 PY
+
+# --- and it checks clean offline: every record, link count and chunk ------------------------------
+"$CMKFS" fsck "$STORE" | sed 's/^/[e2e] fsck: /'  # pipefail: a problem found fails the run
 log "PASS"

@@ -56,7 +56,7 @@ TEST(CliParser, HelpExitsZeroAndDescribesEveryCommand) {
   Command c;
   std::string out;
   EXPECT_EQ(parse({"--help"}, &c, &out), 0);
-  for (const char* word : {"init", "mount", "umount", "encryption"}) EXPECT_NE(out.find(word), std::string::npos);
+  for (const char* word : {"init", "mount", "umount", "fsck", "encryption"}) EXPECT_NE(out.find(word), std::string::npos);
   EXPECT_EQ(parse({"mount", "--help"}, &c, &out), 0);
   EXPECT_NE(out.find("allow_other"), std::string::npos);
 }

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -90,12 +91,20 @@ inline pid_t daemon_pid(const std::string& store) {
 }
 
 // Waits up to `seconds` for process `pid` to exit; true if it did.
-// A zombie counts as gone: the daemon's parent has exited and init may be slow to reap it.
+// A zombie counts as gone (the daemon's parent has exited and init may be slow to reap it), but
+// only once its other threads are gone too: until the last one exits, its files (the store lock
+// among them) stay open.
 inline bool wait_gone(pid_t pid, double seconds) {
+  std::string proc = "/proc/" + std::to_string(pid);
   for (int i = 0; i < seconds * 100; ++i) {
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat = read_file(proc + "/stat");
     auto close_paren = stat.rfind(')');
-    if (stat.empty() || (close_paren != std::string::npos && stat.substr(close_paren + 2, 1) == "Z")) return true;
+    if (stat.empty()) return true;
+    if (close_paren != std::string::npos && stat.substr(close_paren + 2, 1) == "Z") {
+      std::error_code ec;
+      auto tasks = std::distance(stdfs::directory_iterator(proc + "/task", ec), stdfs::directory_iterator());
+      if (ec || tasks <= 1) return true;
+    }
     ::usleep(10000);
   }
   return false;

@@ -25,6 +25,16 @@ class PosixTest : public MountTest {
     init("--chunk-size 4KiB");  // small chunks put many boundaries in small files
     mount();
   }
+  // After every test, whatever it did, the store must check clean offline: link counts, names,
+  // chunks and objects all agree.
+  void TearDown() override {
+    if (mounted) umount();
+    if (!HasFailure() && stdfs::exists(store + "/meta")) {
+      auto r = run(cmkfs_binary() + " fsck " + store);
+      EXPECT_EQ(r.rc, 0) << r.output;
+    }
+    MountTest::TearDown();
+  }
 
   static std::string bytes(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
   void expect_sigterm_keeps_open_file(size_t size);

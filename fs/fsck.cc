@@ -1,0 +1,175 @@
+#include "fs/fsck.h"
+
+#include <sys/stat.h>
+
+#include <map>
+#include <ostream>
+#include <set>
+
+#include "crypto/chunk_layout.h"
+#include "crypto/hex.h"
+#include "fs/audit.h"
+#include "fs/chunk_file.h"
+#include "fs/cli.h"
+#include "fs/keyring.h"
+#include "meta/format.h"
+
+namespace cmkfs::fs {
+namespace {
+
+struct Tree {
+  std::map<uint64_t, meta::InodeRecord> inodes;
+  std::map<uint64_t, uint32_t> names;    // ino -> directory entries naming it
+  std::map<uint64_t, uint32_t> subdirs;  // directory -> entries that are directories
+  std::set<uint64_t> orphans;
+};
+
+std::string inode_name(uint64_t ino) { return "inode " + std::to_string(ino); }
+
+Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
+  CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
+    if (rec.ok()) t.inodes.emplace(ino, std::move(*rec));
+    else r.problems.push_back(rec.status().message());
+    return true;
+  }));
+  CMKFS_RETURN_IF_ERROR(txn.for_each_entry([&](uint64_t parent, Result<meta::DirEntry> e) {
+    ++r.entries;
+    if (!e.ok()) return r.problems.push_back(e.status().message()), true;
+    std::string where = "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent);
+    auto dir = t.inodes.find(parent);
+    auto child = t.inodes.find(e->ino);
+    if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) r.problems.push_back(where + ": the directory is missing");
+    if (child == t.inodes.end()) return r.problems.push_back(where + ": names missing " + inode_name(e->ino)), true;
+    if ((child->second.mode & S_IFMT) != e->type) r.problems.push_back(where + ": type differs from " + inode_name(e->ino));
+    ++t.names[e->ino];
+    if (S_ISDIR(child->second.mode)) ++t.subdirs[parent];
+    return true;
+  }));
+  auto orphans = txn.orphans();
+  if (!orphans.ok()) return orphans.status();
+  t.orphans.insert(orphans->begin(), orphans->end());
+  return Status::Ok();
+}
+
+// Link counts and reachability: a file's nlink is its number of names, a directory's is 2 plus
+// its subdirectories; an inode with no name must be an orphan (or the root).
+void check_links(const Tree& t, FsckReport& r) {
+  if (!t.inodes.contains(meta::kRootIno)) r.problems.push_back("the root directory is missing");
+  for (const auto& [ino, rec] : t.inodes) {
+    auto count = [](const std::map<uint64_t, uint32_t>& m, uint64_t k) { auto i = m.find(k); return i == m.end() ? 0u : i->second; };
+    uint32_t names = count(t.names, ino);
+    bool orphan = t.orphans.contains(ino);
+    if (orphan) ++r.orphans;
+    if (S_ISDIR(rec.mode)) {
+      ++r.directories;
+      uint32_t want_names = ino == meta::kRootIno ? 0 : 1;
+      if (names != want_names) r.problems.push_back(inode_name(ino) + ": a directory with " + std::to_string(names) + " names");
+      if (rec.nlink != 2 + count(t.subdirs, ino)) r.problems.push_back(inode_name(ino) + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(2 + count(t.subdirs, ino)));
+      continue;
+    }
+    if (S_ISREG(rec.mode)) ++r.files;
+    else if (S_ISLNK(rec.mode)) ++r.symlinks;
+    else ++r.others;
+    if (names == 0 && !orphan) r.problems.push_back(inode_name(ino) + ": unreachable (no name, not an orphan)");
+    if (rec.nlink != names) r.problems.push_back(inode_name(ino) + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
+  }
+  for (uint64_t ino : t.orphans) {
+    if (!t.inodes.contains(ino)) r.problems.push_back("orphan " + inode_name(ino) + " has no record");
+  }
+}
+
+// Reads the whole file through the mount's own read path: every chunk must authenticate.
+void check_file(OpenStore& st, const Keyring::Access& access, const crypto::ChunkLayout& layout,
+                const meta::InodeRecord& rec, FsckReport& r) {
+  std::string who = inode_name(rec.ino);
+  auto object = st.objects->open(rec.file_id, false);
+  if (!object.ok()) {
+    if (object.status().code() != ENOENT || rec.size > 0) r.problems.push_back(who + ": " + object.status().message());
+    return;
+  }
+  auto length = (*object)->length();
+  if (!length.ok() || *length != layout.phys_size(rec.size)) {
+    r.problems.push_back(who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
+                         std::to_string(layout.phys_size(rec.size)) + " expected for its size");
+  }
+  auto key = access.file_key(rec.file_id, rec.dek_generation);
+  if (!key.ok()) return r.problems.push_back(who + ": no data key: " + key.status().message());
+  crypto::ChunkBinding binding{meta::kFormatVersion, st.super.store_id, rec.file_id, rec.dek_generation};
+  ChunkFile f{**object, layout, binding, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
+  std::vector<uint8_t> buf(1 << 20);
+  for (uint64_t off = 0; off < rec.size; off += buf.size()) {
+    auto n = read_chunks(f, rec.size, off, buf);
+    if (!n.ok()) return r.problems.push_back(who + ": " + n.status().message());
+  }
+  r.chunks += layout.count(rec.size);
+  r.bytes += rec.size;
+}
+
+void check_objects(OpenStore& st, const Tree& t, FsckReport& r) {
+  std::set<crypto::Id128> owned;
+  for (const auto& [ino, rec] : t.inodes) {
+    if (S_ISREG(rec.mode)) owned.insert(rec.file_id);
+  }
+  Status s = st.objects->list(
+      [&](const crypto::Id128& id) {
+        if (!owned.contains(id)) r.problems.push_back("object " + to_hex(id) + " belongs to no file (leaked)");
+      },
+      [&](const std::string& path) { r.problems.push_back(path + ": not an object of this store"); });
+  if (!s.ok() && s.code() != ENOTSUP) r.problems.push_back(s.message());
+}
+
+}  // namespace
+
+Result<FsckReport> check_store(OpenStore& st, crypto::SecretBytes dek) {
+  Keyring keyring;
+  CMKFS_RETURN_IF_ERROR(keyring.install(st.super.dek_generation, std::move(dek)));
+  auto access = keyring.access();
+  FsckReport report;
+  Tree tree;
+  {
+    auto txn = st.meta->begin(false, &access.store_keys());
+    if (!txn.ok()) return txn.status();
+    CMKFS_RETURN_IF_ERROR(load_records(*txn, tree, report));
+  }
+  check_links(tree, report);
+  crypto::ChunkLayout layout(st.super.chunk_size);
+  for (const auto& [ino, rec] : tree.inodes) {
+    if (S_ISREG(rec.mode)) check_file(st, access, layout, rec, report);
+  }
+  check_objects(st, tree, report);
+  return report;
+}
+
+int run_fsck(const std::string& store, std::ostream& out, std::ostream& err) {
+  auto fail = [&err](const Status& s, int code) {
+    err << "cmkfs: " << s.message() << "\n";
+    return code;
+  };
+  auto st = open_store(store, /*exclusive=*/true, /*read_only=*/true);
+  if (!st.ok()) return fail(st.status(), st.status().code() == EBUSY ? kExitBusy : kExitNotAStore);
+  AuditLog audit(default_audit_path((*st)->super.store_id), to_hex((*st)->super.store_id));
+  auto provider = keyclient::make_provider((*st)->kek, (*st)->super.store_id);
+  if (!provider.ok()) return fail(provider.status(), kExitKey);
+  auto dek = unlock(**st, **provider);
+  std::string key_id = (*st)->kek.provider == "vault" ? (*st)->kek.versioned_key_identifier : "local";
+  audit.record("unwrap", key_id, dek.ok() ? "ok" : "failed", {{"reason", "fsck"}});
+  if (!dek.ok()) {
+    return fail(Status(dek.status().code(), "cannot unlock the store's data key: " + dek.status().message()),
+                dek.status().code() == EIO ? kExitNotAStore : kExitKey);
+  }
+  auto report = check_store(**st, std::move(*dek));
+  if (!report.ok()) return fail(report.status(), kExitNotAStore);
+  const FsckReport& r = *report;
+  out << "store " << (*st)->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
+      << r.symlinks << " symlinks, " << r.others << " others, " << r.entries << " names; " << r.chunks
+      << " chunks (" << r.bytes << " bytes) authenticated; " << r.orphans << " orphans\n";
+  for (const auto& p : r.problems) out << "problem: " << p << "\n";
+  if (r.problems.empty()) {
+    out << "clean\n";
+    return kExitOk;
+  }
+  err << "cmkfs: fsck found " << r.problems.size() << " problem(s) in " << (*st)->paths.root << "\n";
+  return kExitNotAStore;
+}
+
+}  // namespace cmkfs::fs
