@@ -38,9 +38,13 @@ Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
     std::string where = "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent);
     auto dir = t.inodes.find(parent);
     auto child = t.inodes.find(e->ino);
-    if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) r.problems.push_back(where + ": the directory is missing");
+    if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) {
+      r.problems.push_back(where + ": the directory is missing");
+    }
     if (child == t.inodes.end()) return r.problems.push_back(where + ": names missing " + inode_name(e->ino)), true;
-    if ((child->second.mode & S_IFMT) != e->type) r.problems.push_back(where + ": type differs from " + inode_name(e->ino));
+    if ((child->second.mode & S_IFMT) != e->type) {
+      r.problems.push_back(where + ": type differs from " + inode_name(e->ino));
+    }
     ++t.names[e->ino];
     if (S_ISDIR(child->second.mode)) ++t.subdirs[parent];
     return true;
@@ -53,25 +57,35 @@ Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
 
 // Link counts and reachability: a file's nlink is its number of names, a directory's is 2 plus
 // its subdirectories; an inode with no name must be an orphan (or the root).
+uint32_t count_of(const std::map<uint64_t, uint32_t>& m, uint64_t k) {
+  auto i = m.find(k);
+  return i == m.end() ? 0 : i->second;
+}
+
 void check_links(const Tree& t, FsckReport& r) {
   if (!t.inodes.contains(meta::kRootIno)) r.problems.push_back("the root directory is missing");
   for (const auto& [ino, rec] : t.inodes) {
-    auto count = [](const std::map<uint64_t, uint32_t>& m, uint64_t k) { auto i = m.find(k); return i == m.end() ? 0u : i->second; };
-    uint32_t names = count(t.names, ino);
+    std::string who = inode_name(ino);
+    uint32_t names = count_of(t.names, ino);
     bool orphan = t.orphans.contains(ino);
-    if (orphan) ++r.orphans;
+    r.orphans += orphan;
     if (S_ISDIR(rec.mode)) {
       ++r.directories;
-      uint32_t want_names = ino == meta::kRootIno ? 0 : 1;
-      if (names != want_names) r.problems.push_back(inode_name(ino) + ": a directory with " + std::to_string(names) + " names");
-      if (rec.nlink != 2 + count(t.subdirs, ino)) r.problems.push_back(inode_name(ino) + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(2 + count(t.subdirs, ino)));
+      uint32_t want_names = ino == meta::kRootIno || orphan ? 0 : 1;
+      uint32_t want_links = orphan ? 0 : 2 + count_of(t.subdirs, ino);
+      if (names != want_names) r.problems.push_back(who + ": a directory with " + std::to_string(names) + " names");
+      if (rec.nlink != want_links) {
+        r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(want_links));
+      }
       continue;
     }
     if (S_ISREG(rec.mode)) ++r.files;
     else if (S_ISLNK(rec.mode)) ++r.symlinks;
     else ++r.others;
-    if (names == 0 && !orphan) r.problems.push_back(inode_name(ino) + ": unreachable (no name, not an orphan)");
-    if (rec.nlink != names) r.problems.push_back(inode_name(ino) + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
+    if (names == 0 && !orphan) r.problems.push_back(who + ": unreachable (no name, not an orphan)");
+    if (rec.nlink != names) {
+      r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
+    }
   }
   for (uint64_t ino : t.orphans) {
     if (!t.inodes.contains(ino)) r.problems.push_back("orphan " + inode_name(ino) + " has no record");
