@@ -111,6 +111,11 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk (repairs nothing)");
   fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
 
+  auto* inspect = app.add_subcommand("inspect", "Show what an unmounted store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
+  inspect->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+  inspect->add_option("--registry-root", cmd->registry_root,
+                      "The registry's rootdirectory inside the store")->capture_default_str();
+
   auto* encryption = app.add_subcommand("encryption", "Show or change how the store's data key is protected");
   encryption->require_subcommand(1);
   auto* show = encryption->add_subcommand("show", "Print the encryption settings (and, if mounted, the live key state) as JSON");
@@ -151,6 +156,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
         !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {
       return kExitUsage;
     }
+  } else if (inspect->parsed()) {
+    cmd->kind = Command::Kind::kInspect;
   } else if (fsck->parsed()) {
     cmd->kind = Command::Kind::kFsck;
   } else if (umount->parsed()) {

@@ -54,11 +54,12 @@ struct VaultKeyOptions {
 inline constexpr const char* kAzureImdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 struct Command {
-  enum class Kind { kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kFsck } kind = Kind::kNone;
+  enum class Kind { kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kFsck, kInspect } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;
   MountOptions mount;
-  std::string store;       // encryption show, fsck
+  std::string store;       // encryption show, fsck, inspect
+  std::string registry_root = "/";  // inspect
   std::string mountpoint;  // umount
   VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key
 };

@@ -8,10 +8,8 @@
 
 #include "crypto/chunk_layout.h"
 #include "crypto/hex.h"
-#include "fs/audit.h"
-#include "fs/chunk_file.h"
 #include "fs/cli.h"
-#include "fs/keyring.h"
+#include "fs/offline.h"
 #include "meta/format.h"
 
 namespace cmkfs::fs {
@@ -92,11 +90,10 @@ void check_links(const Tree& t, FsckReport& r) {
   }
 }
 
-// Reads the whole file through the mount's own read path: every chunk must authenticate.
-void check_file(OpenStore& st, const Keyring::Access& access, const crypto::ChunkLayout& layout,
-                const meta::InodeRecord& rec, FsckReport& r) {
+// Every chunk must authenticate, in an object of the length the size implies.
+void check_file(OfflineStore& o, const crypto::ChunkLayout& layout, const meta::InodeRecord& rec, FsckReport& r) {
   std::string who = inode_name(rec.ino);
-  auto object = st.objects->open(rec.file_id, false);
+  auto object = o.store->objects->open(rec.file_id, false);
   if (!object.ok()) {
     if (object.status().code() != ENOENT || rec.size > 0) r.problems.push_back(who + ": " + object.status().message());
     return;
@@ -106,15 +103,8 @@ void check_file(OpenStore& st, const Keyring::Access& access, const crypto::Chun
     r.problems.push_back(who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
                          std::to_string(layout.phys_size(rec.size)) + " expected for its size");
   }
-  auto key = access.file_key(rec.file_id, rec.dek_generation);
-  if (!key.ok()) return r.problems.push_back(who + ": no data key: " + key.status().message());
-  crypto::ChunkBinding binding{meta::kFormatVersion, st.super.store_id, rec.file_id, rec.dek_generation};
-  ChunkFile f{**object, layout, binding, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
-  std::vector<uint8_t> buf(1 << 20);
-  for (uint64_t off = 0; off < rec.size; off += buf.size()) {
-    auto n = read_chunks(f, rec.size, off, buf);
-    if (!n.ok()) return r.problems.push_back(who + ": " + n.status().message());
-  }
+  Status s = read_plaintext(o, rec, [](crypto::Bytes) {});
+  if (!s.ok()) return r.problems.push_back(who + ": " + s.message());
   r.chunks += layout.count(rec.size);
   r.bytes += rec.size;
 }
@@ -134,10 +124,9 @@ void check_objects(OpenStore& st, const Tree& t, FsckReport& r) {
 
 }  // namespace
 
-Result<FsckReport> check_store(OpenStore& st, crypto::SecretBytes dek) {
-  Keyring keyring;
-  CMKFS_RETURN_IF_ERROR(keyring.install(st.super.dek_generation, std::move(dek)));
-  auto access = keyring.access();
+Result<FsckReport> check_store(OfflineStore& o) {
+  OpenStore& st = *o.store;
+  auto access = o.keyring.access();
   FsckReport report;
   Tree tree;
   {
@@ -148,33 +137,23 @@ Result<FsckReport> check_store(OpenStore& st, crypto::SecretBytes dek) {
   check_links(tree, report);
   crypto::ChunkLayout layout(st.super.chunk_size);
   for (const auto& [ino, rec] : tree.inodes) {
-    if (S_ISREG(rec.mode)) check_file(st, access, layout, rec, report);
+    if (S_ISREG(rec.mode)) check_file(o, layout, rec, report);
   }
   check_objects(st, tree, report);
   return report;
 }
 
 int run_fsck(const std::string& store, std::ostream& out, std::ostream& err) {
-  auto fail = [&err](const Status& s, int code) {
-    err << "cmkfs: " << s.message() << "\n";
-    return code;
-  };
-  auto st = open_store(store, /*exclusive=*/true, /*read_only=*/true);
-  if (!st.ok()) return fail(st.status(), st.status().code() == EBUSY ? kExitBusy : kExitNotAStore);
-  AuditLog audit(default_audit_path((*st)->super.store_id), to_hex((*st)->super.store_id));
-  auto provider = keyclient::make_provider((*st)->kek, (*st)->super.store_id);
-  if (!provider.ok()) return fail(provider.status(), kExitKey);
-  auto dek = unlock(**st, **provider);
-  std::string key_id = (*st)->kek.provider == "vault" ? (*st)->kek.versioned_key_identifier : "local";
-  audit.record("unwrap", key_id, dek.ok() ? "ok" : "failed", {{"reason", "fsck"}});
-  if (!dek.ok()) {
-    return fail(Status(dek.status().code(), "cannot unlock the store's data key: " + dek.status().message()),
-                dek.status().code() == EIO ? kExitNotAStore : kExitKey);
+  int code = kExitOk;
+  auto o = open_offline(store, "fsck", err, &code);
+  if (!o) return code;
+  auto report = check_store(*o);
+  if (!report.ok()) {
+    err << "cmkfs: " << report.status().message() << "\n";
+    return kExitNotAStore;
   }
-  auto report = check_store(**st, std::move(*dek));
-  if (!report.ok()) return fail(report.status(), kExitNotAStore);
   const FsckReport& r = *report;
-  out << "store " << (*st)->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
+  out << "store " << o->store->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
       << r.symlinks << " symlinks, " << r.others << " others, " << r.entries << " names; " << r.chunks
       << " chunks (" << r.bytes << " bytes) authenticated; " << r.orphans << " orphans\n";
   for (const auto& p : r.problems) out << "problem: " << p << "\n";
@@ -182,7 +161,7 @@ int run_fsck(const std::string& store, std::ostream& out, std::ostream& err) {
     out << "clean\n";
     return kExitOk;
   }
-  err << "cmkfs: fsck found " << r.problems.size() << " problem(s) in " << (*st)->paths.root << "\n";
+  err << "cmkfs: fsck found " << r.problems.size() << " problem(s) in " << o->store->paths.root << "\n";
   return kExitNotAStore;
 }
 

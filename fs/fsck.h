@@ -10,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "crypto/crypto.h"
-#include "fs/store.h"
+#include "fs/offline.h"
 
 namespace cmkfs::fs {
 
@@ -22,8 +21,8 @@ struct FsckReport {
   std::vector<std::string> problems;  // one line each
 };
 
-// Checks `store` (opened exclusively) whose data key is `dek`.
-Result<FsckReport> check_store(OpenStore& store, crypto::SecretBytes dek);
+// Checks a store opened with open_offline().
+Result<FsckReport> check_store(OfflineStore& store);
 
 // The command: opens and unlocks the store, checks it, prints the report. Returns the exit code:
 // 0 when clean, kExitNotAStore when problems were found, others as for every command.

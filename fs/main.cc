@@ -6,6 +6,7 @@
 
 #include "fs/cli.h"
 #include "fs/fsck.h"
+#include "fs/inspect.h"
 #include "fs/key_admin.h"
 #include "fs/mount.h"
 
@@ -44,6 +45,8 @@ int main(int argc, char** argv) {
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
       break;
+    case Command::Kind::kInspect:
+      return run_inspect(cmd.store, cmd.registry_root, std::cout, std::cerr);
     case Command::Kind::kFsck:
       return run_fsck(cmd.store, std::cout, std::cerr);
     case Command::Kind::kEncryptionShow:

@@ -167,4 +167,19 @@ PY
 
 # --- and it checks clean offline: every record, link count and chunk ------------------------------
 "$CMKFS" fsck "$STORE" | sed 's/^/[e2e] fsck: /'  # pipefail: a problem found fails the run
+
+# --- and cmkfs inspect reads the registry's tags back through the encryption ---------------------
+"$CMKFS" inspect "$STORE" >"$WORK/inspect.json"
+python3 - "$WORK/inspect.json" "$(manifest_digest img1)" "$(manifest_digest img2)" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+repos = {r["name"]: r for r in j["registry"]["repositories"]}
+for name, digest in (("apps/img1", sys.argv[2]), ("apps/img2", sys.argv[3])):
+    got = repos.get(name, {}).get("tags", {}).get("v1")
+    if got != digest:
+        sys.exit(f"[e2e] inspect shows {name}:v1 -> {got}, pushed {digest}")
+blobs = j["registry"]["blobs"]
+print(f"[e2e] inspect: {len(repos)} repositories, {blobs['count']} blobs ({blobs['bytes']} bytes), "
+      f"sealed under data key generation {j['protection']['dataKeyGeneration']}")
+PY
 log "PASS"

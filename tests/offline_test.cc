@@ -1,7 +1,10 @@
-// cmkfs fsck on real stores: clean after ordinary use (links, holes, an orphan left by a crash),
-// every kind of damage reported by inode and chunk with exit code 10, nothing changed by the
-// check, a mounted store and a wrong key refused.
+// The offline commands on real stores. fsck: clean after ordinary use (links, holes, an orphan
+// left by a crash), every kind of damage reported by inode and chunk with exit code 10, nothing
+// changed by the check, a mounted store and a wrong key refused. inspect: a registry's
+// repositories, tags and blobs and an OCI layout's refs, read back through the encryption.
 #include <fcntl.h>
+
+#include <nlohmann/json.hpp>
 
 #include <csignal>
 
@@ -122,6 +125,50 @@ TEST_F(FsckTest, RefusesAMountedStoreAndAWrongKey) {
   write_file(key, std::string(32, '\x07'));
   r = fsck();
   EXPECT_EQ(r.rc, 11) << r.output;
+}
+
+using InspectTest = FsckTest;
+
+TEST_F(InspectTest, ShowsRepositoriesTagsBlobsAndOciLayouts) {
+  std::string v2 = "reg/docker/registry/v2";
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_manifests/tags/v1/current"));
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_manifests/revisions/sha256/abcd"));
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_layers/sha256/ef01"));
+  stdfs::create_directories(at(v2 + "/blobs/sha256/ab/abcd"));
+  stdfs::create_directories(at(v2 + "/blobs/sha256/ef/ef01"));
+  write_file(at(v2 + "/repositories/apps/web/_manifests/tags/v1/current/link"), "sha256:abcd");
+  write_file(at(v2 + "/blobs/sha256/ab/abcd/data"), std::string(1000, 'm'));
+  write_file(at(v2 + "/blobs/sha256/ef/ef01/data"), std::string(5000, 'l'));
+  stdfs::create_directories(at("layouts/app/blobs"));
+  write_file(at("layouts/app/oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
+  write_file(at("layouts/app/index.json"), R"({"schemaVersion":2,"manifests":[{"digest":"sha256:1234","size":500,)"
+                                           R"("annotations":{"org.opencontainers.image.ref.name":"v2"}}]})");
+  umount();
+
+  auto r = run(cmkfs_binary() + " inspect " + store + " --registry-root /reg 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["protection"]["keyEncryptionKey"], "local key file");
+  EXPECT_EQ(j["protection"]["dataKeyGeneration"], 1);
+  const auto& reg = j["registry"];
+  EXPECT_EQ(reg["root"], "/reg/docker/registry/v2");
+  ASSERT_EQ(reg["repositories"].size(), 1u) << r.output;
+  EXPECT_EQ(reg["repositories"][0]["name"], "apps/web");
+  EXPECT_EQ(reg["repositories"][0]["tags"]["v1"], "sha256:abcd");
+  EXPECT_EQ(reg["repositories"][0]["manifestRevisions"], 1);
+  EXPECT_EQ(reg["blobs"]["count"], 2);
+  EXPECT_EQ(reg["blobs"]["bytes"], 6000);
+  ASSERT_EQ(j["ociLayouts"].size(), 1u) << r.output;
+  EXPECT_EQ(j["ociLayouts"][0]["path"], "/layouts/app");
+  EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["ref"], "v2");
+  EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["digest"], "sha256:1234");
+
+  // Without the registry's root there is no registry to show, and a mounted store is refused.
+  r = run(cmkfs_binary() + " inspect " + store + " 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_FALSE(nlohmann::json::parse(r.output).contains("registry"));
+  mount();
+  EXPECT_EQ(run(cmkfs_binary() + " inspect " + store).rc, 13);
 }
 
 }  // namespace
