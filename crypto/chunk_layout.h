@@ -38,10 +38,15 @@ class ChunkLayout {
     return static_cast<uint32_t>(std::min<uint64_t>(cs_, file_size - start));
   }
 
+  // One past the sealed bytes of chunk `index` in a file of `file_size` bytes.
+  constexpr uint64_t phys_end(uint64_t index, uint64_t file_size) const {
+    return phys_offset(index) + length(index, file_size) + kChunkOverhead;
+  }
+
   // Length of the object file for a file of `file_size` bytes.
   constexpr uint64_t phys_size(uint64_t file_size) const {
     uint64_t n = count(file_size);
-    return n == 0 ? 0 : phys_offset(n - 1) + length(n - 1, file_size) + kChunkOverhead;
+    return n == 0 ? 0 : phys_end(n - 1, file_size);
   }
 
   // The largest file: 2^32 chunks (the random-nonce budget of one key), within off_t.

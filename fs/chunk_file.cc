@@ -93,7 +93,7 @@ Result<size_t> read_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, c
   uint64_t end = std::min<uint64_t>(size, offset + out.size());
   uint64_t first = L.index_of(offset), last = L.index_of(end - 1);
   uint64_t phys_begin = L.phys_offset(first);
-  uint64_t phys_end = L.phys_offset(last) + L.length(last, size) + kChunkOverhead;
+  uint64_t phys_end = L.phys_end(last, size);
 
   std::vector<uint8_t>& phys = staging();
   phys.resize(phys_end - phys_begin);
@@ -102,7 +102,7 @@ Result<size_t> read_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, c
   FirstError error;
   parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
     uint64_t lo = L.phys_offset(first + b);
-    uint64_t hi = L.phys_offset(first + e - 1) + L.length(first + e - 1, size) + kChunkOverhead;
+    uint64_t hi = L.phys_end(first + e - 1, size);
     auto got = f.object.read_at(lo, {phys.data() + (lo - phys_begin), hi - lo});
     if (!got.ok()) return error.set(got.status());
     crypto::ChunkOpener opener(f.key, f.binding);
@@ -164,7 +164,7 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
 
   uint64_t phys_begin = L.phys_offset(first);
   std::vector<uint8_t>& phys = staging();
-  phys.resize(L.phys_offset(last) + L.length(last, w.new_size) + kChunkOverhead - phys_begin);
+  phys.resize(L.phys_end(last, w.new_size) - phys_begin);
   // Each part seals its chunks and writes them; ranges of parts are disjoint.
   FirstError error;
   parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
@@ -187,7 +187,7 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
     }
     // Each part writes its own contiguous byte range: the copies run in parallel too.
     uint64_t lo = L.phys_offset(first + b);
-    uint64_t hi = L.phys_offset(first + e - 1) + L.length(first + e - 1, w.new_size) + kChunkOverhead;
+    uint64_t hi = L.phys_end(first + e - 1, w.new_size);
     Status s = f.object.write_at(lo, {phys.data() + (lo - phys_begin), hi - lo});
     if (!s.ok()) error.set(std::move(s));
   });

@@ -188,18 +188,16 @@ int Filesystem::remove_name(uint64_t parent, std::string_view name, bool dir_wan
 }
 
 // After a record was deleted: the object goes too, unless someone opened the file meanwhile; then
-// release() removes it.
+// its last release removes it.
 void Filesystem::forget_on_disk(Inode& node) {
   std::unique_lock<std::shared_mutex> g(node.data_mu);
   meta::InodeRecord rec = node.snapshot();
-  {
-    std::lock_guard<std::mutex> m(node.mu);
-    node.on_disk = false;
-  }
-  if (S_ISREG(rec.mode) && !inodes_.is_open(node)) {
-    Status s = store_.objects->remove(rec.file_id);
-    if (!s.ok()) fail(s, "unlink", rec.ino);
-  }
+  bool object_stays = S_ISREG(rec.mode) && inodes_.is_open(node);
+  node.set_disk_state(S_ISREG(rec.mode) ? Inode::OnDisk::kObjectOnly : Inode::OnDisk::kNothing);
+  if (!S_ISREG(rec.mode) || object_stays) return;
+  Status s = store_.objects->remove(rec.file_id);
+  if (s.ok()) node.set_disk_state(Inode::OnDisk::kNothing);
+  else fail(s, "unlink", rec.ino);  // tried again when the kernel lets go of the inode
 }
 
 int Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,

@@ -43,13 +43,6 @@ int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
   return s.code();
 }
 
-Result<Filesystem::FileCrypto> Filesystem::file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) {
-  auto key = a.file_key(rec.file_id, rec.dek_generation);
-  if (!key.ok()) return key.status();
-  return FileCrypto{std::move(*key), crypto::ChunkBinding{meta::kFormatVersion, store_id_, rec.file_id, rec.dek_generation},
-                    (rec.flags & meta::kInodeMayBeSparse) != 0};
-}
-
 Status Filesystem::start() {
   Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
   if (!reserved.ok()) spdlog::warn("{}", reserved.message());  // a full disk must not stop a mount
@@ -81,17 +74,17 @@ Status Filesystem::shutdown() {
     return Status::AccessDenied("key revoked");
   }
   Status first;
-  for (auto& node : inodes_.all()) {
-    {
-      std::unique_lock<std::shared_mutex> g(node->data_mu);
-      if (node->object) {
-        Status s = node->object->sync();
-        if (!s.ok() && first.ok()) first = s;
-      }
+  auto all = inodes_.all();
+  std::vector<Inode*> nodes;
+  for (auto& node : all) {
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    if (node->object) {
+      Status s = node->object->sync();
+      if (!s.ok() && first.ok()) first = s;
     }
-    Status s = persist(*node, access);
-    if (!s.ok() && first.ok()) first = s;
+    nodes.push_back(node.get());
   }
+  if (Status s = save(nodes, access); !s.ok() && first.ok()) first = s;
   Status s = store_.meta->sync();
   std::lock_guard<std::mutex> g(handles_mu_);
   for (Handle* h : handles_) delete h;  // the kernel sends no release after an unmount
@@ -100,15 +93,26 @@ Status Filesystem::shutdown() {
 }
 
 Status Filesystem::persist(Inode& node, const Keyring::Access& access) {
-  if (!node.dirty()) return Status::Ok();
+  return node.dirty() ? save({&node}, access) : Status::Ok();
+}
+
+Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access& access) {
+  if (nodes.empty()) return Status::Ok();
   auto txn = store_.meta->begin(true, &access.store_keys());
   if (!txn.ok()) return txn.status();
-  uint64_t seq;
-  meta::InodeRecord rec;
-  if (!node.snapshot_if_dirty(&rec, &seq)) return Status::Ok();  // inside the write txn: ordered
-  CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
+  std::vector<std::pair<Inode*, uint64_t>> saved;
+  for (Inode* node : nodes) {
+    uint64_t seq;
+    meta::InodeRecord rec;
+    // Checked again inside the write txn: since it was picked, the inode may have been saved and
+    // evicted (a newer copy may be in use), or deleted.
+    if (!node->snapshot_if_dirty(&rec, &seq)) continue;
+    CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
+    saved.emplace_back(node, seq);
+  }
+  if (saved.empty()) return Status::Ok();
   CMKFS_RETURN_IF_ERROR(txn->commit());
-  node.mark_saved(seq);
+  for (auto& [node, seq] : saved) node->mark_saved(seq);
   return Status::Ok();
 }
 
@@ -131,22 +135,23 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
   auto access = keyring_.access();
   if (!access.ok()) return;  // kept in memory until the key returns; orphans are reaped at mount
   meta::InodeRecord rec = node->snapshot();
-  bool on_disk;
-  {
-    std::lock_guard<std::mutex> g(node->mu);
-    on_disk = node->on_disk;
-  }
   Status s;
-  if (!on_disk) {  // deleted at unlink; its object too, unless it was open then
-    if (S_ISREG(rec.mode)) s = store_.objects->remove(rec.file_id);
-  } else if (rec.nlink == 0) {
-    s = reap(rec.ino, access);
-    if (s.ok()) {
-      std::lock_guard<std::mutex> g(node->mu);
-      node->on_disk = false;  // a flush holding this node must not write its record back
-    }
-  } else {
-    s = persist(*node, access);
+  switch (node->disk_state()) {
+    case Inode::OnDisk::kNothing:
+      break;
+    case Inode::OnDisk::kObjectOnly:  // its record went at unlink, while it was open
+      s = store_.objects->remove(rec.file_id);
+      if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
+      break;
+    case Inode::OnDisk::kRecord:
+      if (rec.nlink > 0) {
+        s = persist(*node, access);
+      } else {
+        s = reap(rec.ino, access);
+        // A flush holding this node must not write its record back.
+        if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
+      }
+      break;
   }
   if (!s.ok()) {
     fail(s, "releasing", rec.ino);
@@ -278,26 +283,12 @@ Status Filesystem::flush_dirty() {
   if (!reserved.ok()) spdlog::warn("{}", reserved.message());
   auto access = keyring_.access();
   if (!access.ok()) return Status::Ok();  // nothing can be sealed; kept until the key returns
-  std::vector<std::shared_ptr<Inode>> dirty;
-  for (auto& node : inodes_.all()) {
-    if (node->dirty()) dirty.push_back(std::move(node));
+  auto all = inodes_.all();  // holds them while they are saved
+  std::vector<Inode*> dirty;
+  for (auto& node : all) {
+    if (node->dirty()) dirty.push_back(node.get());
   }
-  if (dirty.empty()) return Status::Ok();
-  auto txn = store_.meta->begin(true, &access.store_keys());
-  if (!txn.ok()) return txn.status();
-  std::vector<std::pair<Inode*, uint64_t>> saved;
-  for (auto& node : dirty) {
-    uint64_t seq;
-    meta::InodeRecord rec;
-    // Checked again inside the write txn: since the list was made, the inode may have been saved
-    // and evicted (a newer copy may be in use), or deleted.
-    if (!node->snapshot_if_dirty(&rec, &seq)) continue;
-    CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
-    saved.emplace_back(node.get(), seq);
-  }
-  CMKFS_RETURN_IF_ERROR(txn->commit());
-  for (auto& [node, seq] : saved) node->mark_saved(seq);
-  return Status::Ok();
+  return save(dirty, access);
 }
 
 int Filesystem::readlink(uint64_t ino, std::string* out) {

@@ -21,6 +21,7 @@
 
 #include "crypto/chunk_layout.h"
 #include "fs/chunk_file.h"
+#include "fs/file_crypto.h"
 #include "fs/inode_table.h"
 #include "fs/keyring.h"
 #include "fs/store.h"
@@ -98,20 +99,16 @@ class Filesystem {
   Result<std::shared_ptr<Inode>> node_of(uint64_t ino, const Keyring::Access& access);
   // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
   InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
-  Status persist(Inode& node, const Keyring::Access& access);
+  Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
+  // Commits the changes of `nodes` (those still changed) in one write transaction.
+  Status save(const std::vector<Inode*>& nodes, const Keyring::Access& access);
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);
   Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
-  // What opening or sealing one file's chunks needs, held for one operation.
-  struct FileCrypto {
-    Keyring::FileKey key;
-    crypto::ChunkBinding binding;
-    bool may_be_sparse;
-  };
-  Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec);
-  ChunkFile chunks(ObjectFile& object, const FileCrypto& fc) const {
-    return ChunkFile{object, layout_, fc.binding, fc.key->bytes(), fc.may_be_sparse};
+  Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) const {
+    return fs::file_crypto(a, store_id_, rec);
   }
+  ChunkFile chunks(ObjectFile& object, const FileCrypto& fc) const { return fc.chunks(object, layout_); }
   int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
                 meta::InodeRecord* out, std::shared_ptr<Inode>* created);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive

@@ -103,7 +103,7 @@ void check_file(OfflineStore& o, const crypto::ChunkLayout& layout, const meta::
     r.problems.push_back(who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
                          std::to_string(layout.phys_size(rec.size)) + " expected for its size");
   }
-  Status s = read_plaintext(o, rec, [](crypto::Bytes) {});
+  Status s = read_plaintext(o, **object, rec, [](crypto::Bytes) {});
   if (!s.ok()) return r.problems.push_back(who + ": " + s.message());
   r.chunks += layout.count(rec.size);
   r.bytes += rec.size;

@@ -31,7 +31,10 @@ struct Inode {
   meta::InodeRecord rec;
   uint64_t change_seq = 0;  // bumped by every change of rec
   uint64_t saved_seq = 0;   // the change_seq LMDB holds
-  bool on_disk = true;      // false once unlinked and its record and object are gone
+  // What of the file is on disk: its record (and object); after an unlink that deleted the
+  // record while the file was open, only its object (removed at the last release); or nothing.
+  enum class OnDisk { kRecord, kObjectOnly, kNothing };
+  OnDisk on_disk = OnDisk::kRecord;
 
   // Guarded by InodeTable's mutex.
   uint64_t lookups = 0;
@@ -45,7 +48,7 @@ struct Inode {
   // The record if it has changes LMDB lacks (and the inode still has a record), else false.
   bool snapshot_if_dirty(meta::InodeRecord* rec, uint64_t* seq) {
     std::lock_guard<std::mutex> g(mu);
-    if (!on_disk || change_seq == saved_seq) return false;
+    if (on_disk != OnDisk::kRecord || change_seq == saved_seq) return false;
     *rec = this->rec;
     *seq = change_seq;
     return true;
@@ -58,7 +61,15 @@ struct Inode {
   }
   bool dirty() {
     std::lock_guard<std::mutex> g(mu);
-    return on_disk && change_seq != saved_seq;
+    return on_disk == OnDisk::kRecord && change_seq != saved_seq;
+  }
+  OnDisk disk_state() {
+    std::lock_guard<std::mutex> g(mu);
+    return on_disk;
+  }
+  void set_disk_state(OnDisk state) {
+    std::lock_guard<std::mutex> g(mu);
+    on_disk = state;
   }
   void mark_saved(uint64_t seq) {
     std::lock_guard<std::mutex> g(mu);

@@ -3,12 +3,10 @@
 #include <ostream>
 #include <vector>
 
-#include "crypto/chunk_layout.h"
 #include "crypto/hex.h"
 #include "fs/audit.h"
-#include "fs/chunk_file.h"
 #include "fs/cli.h"
-#include "meta/format.h"
+#include "fs/file_crypto.h"
 
 namespace cmkfs::fs {
 
@@ -39,15 +37,12 @@ std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* 
   return o;
 }
 
-Status read_plaintext(OfflineStore& o, const meta::InodeRecord& rec, const std::function<void(crypto::Bytes)>& fn) {
-  OpenStore& st = *o.store;
-  auto object = st.objects->open(rec.file_id, false);
-  if (!object.ok()) return object.status();
-  auto key = o.keyring.access().file_key(rec.file_id, rec.dek_generation);
-  if (!key.ok()) return key.status();
-  crypto::ChunkLayout layout(st.super.chunk_size);
-  crypto::ChunkBinding binding{meta::kFormatVersion, st.super.store_id, rec.file_id, rec.dek_generation};
-  ChunkFile f{**object, layout, binding, (*key)->bytes(), (rec.flags & meta::kInodeMayBeSparse) != 0};
+Status read_plaintext(OfflineStore& o, ObjectFile& object, const meta::InodeRecord& rec,
+                      const std::function<void(crypto::Bytes)>& fn) {
+  auto fc = file_crypto(o.keyring.access(), o.store->super.store_id, rec);
+  if (!fc.ok()) return fc.status();
+  crypto::ChunkLayout layout(o.store->super.chunk_size);
+  ChunkFile f = fc->chunks(object, layout);
   std::vector<uint8_t> buf(1 << 20);
   for (uint64_t off = 0; off < rec.size; off += buf.size()) {
     auto n = read_chunks(f, rec.size, off, buf);
@@ -55,6 +50,12 @@ Status read_plaintext(OfflineStore& o, const meta::InodeRecord& rec, const std::
     fn({buf.data(), *n});
   }
   return Status::Ok();
+}
+
+Status read_plaintext(OfflineStore& o, const meta::InodeRecord& rec, const std::function<void(crypto::Bytes)>& fn) {
+  auto object = o.store->objects->open(rec.file_id, false);
+  if (!object.ok()) return object.status();
+  return read_plaintext(o, **object, rec, fn);
 }
 
 }  // namespace cmkfs::fs

@@ -25,5 +25,8 @@ std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* 
 // Calls fn with a regular file's plaintext, in order, in windows of up to 1 MiB, through the
 // mount's own read path: EIO when a chunk does not authenticate, ENOENT when the object is missing.
 Status read_plaintext(OfflineStore& o, const meta::InodeRecord& rec, const std::function<void(crypto::Bytes)>& fn);
+// The same from an object already open.
+Status read_plaintext(OfflineStore& o, ObjectFile& object, const meta::InodeRecord& rec,
+                      const std::function<void(crypto::Bytes)>& fn);
 
 }  // namespace cmkfs::fs
