@@ -58,6 +58,12 @@ int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_
   Inode& node = *h->node;
   std::shared_lock<std::shared_mutex> g(node.data_mu);
   meta::InodeRecord rec = node.snapshot();
+  if (node.lost.first_in(offset, offset + buf.size()) < offset + buf.size()) {
+    // Not a short read: the kernel would fill the rest with zeros.
+    return fail(Status(EIO, "a write failed after the writer was told it had succeeded (writeback "
+                            "cache); its bytes read as EIO until written again"),
+                "read", rec.ino);
+  }
   auto fc = file_crypto(access, rec);
   if (!fc.ok()) return fail(fc.status(), "read", rec.ino);
   auto got = read_chunks(chunks(*node.object, *fc), rec.size, offset, buf);
@@ -67,12 +73,20 @@ int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_
 }
 
 int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n) {
-  auto access = keyring_.access();
-  if (!access.ok()) return EACCES;
   Inode& node = *h->node;
   std::unique_lock<std::shared_mutex> g(node.data_mu);
+  int err = write_locked(node, h->flags, offset, data);
+  if (err == 0) node.lost.forget(offset, offset + data.size());
+  else if (writeback_cache_) node.lost.add(offset, offset + data.size());
+  *n = err == 0 ? data.size() : 0;
+  return err;
+}
+
+int Filesystem::write_locked(Inode& node, int flags, uint64_t offset, crypto::Bytes data) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
   meta::InodeRecord rec = node.snapshot();
-  if ((h->flags & O_APPEND) && !kernel_appends_) offset = rec.size;
+  if ((flags & O_APPEND) && !writeback_cache_) offset = rec.size;
   if (rec.chunk_writes >= kMaxChunkWritesPerKey) {
     return fail(Status(EFBIG, "the file's key has sealed 2^32 chunks; copy the file to renew it"), "write", rec.ino);
   }
@@ -92,7 +106,6 @@ int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n)
     if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
     r.mode &= ~static_cast<uint32_t>(S_ISUID);  // a write drops set-user-ID, as on local filesystems
   });
-  *n = data.size();
   return 0;
 }
 

@@ -229,6 +229,7 @@ int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access
   if (!fc.ok()) return fail(fc.status(), "truncate", rec.ino);
   auto w = resize_chunks(chunks(*node.object, *fc), rec.size, size);
   if (!w.ok()) return fail(w.status(), "truncate", rec.ino);
+  node.lost.forget(std::min(rec.size, size), UINT64_MAX);  // cut off, or now a hole of zeros
   meta::Timespec now = now_timespec();
   node.update([&](meta::InodeRecord& r) {
     r.size = size;

@@ -89,8 +89,9 @@ class Filesystem {
   int fsyncdir();
 
   uint32_t block_size() const { return layout_.chunk_size(); }
-  // With the writeback cache the kernel turns O_APPEND writes into writes at its end of file.
-  void set_kernel_appends(bool on) { kernel_appends_ = on; }
+  // With the writeback cache the kernel turns O_APPEND writes into writes at its end of file, and
+  // a failed write loses bytes the writer was told were written (see lost_ranges.h).
+  void set_writeback_cache(bool on) { writeback_cache_ = on; }
   // Every inode the kernel may cache, for invalidation after a revocation.
   std::vector<uint64_t> known_inodes();
 
@@ -112,6 +113,7 @@ class Filesystem {
   int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
                 meta::InodeRecord* out, std::shared_ptr<Inode>* created);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
+  int write_locked(Inode& node, int flags, uint64_t offset, crypto::Bytes data);  // same
   int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
   void forget_on_disk(Inode& node);  // REQUIRES: its record was deleted
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
@@ -125,7 +127,7 @@ class Filesystem {
   std::unordered_set<Handle*> handles_;
   crypto::ChunkLayout layout_;
   const crypto::Id128 store_id_;  // a copy: the key monitor may replace store_.super
-  bool kernel_appends_ = false;
+  bool writeback_cache_ = false;
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
 };

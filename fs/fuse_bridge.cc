@@ -86,7 +86,7 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   // and a full disk's ENOSPC comes from fsync(2)/close(2) instead of write(2).
   if (b->config.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
-    b->fs->set_kernel_appends(true);
+    b->fs->set_writeback_cache(true);
   } else {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   }

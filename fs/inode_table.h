@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fs/lost_ranges.h"
 #include "fs/object_store.h"
 #include "meta/meta.h"
 
@@ -25,6 +26,7 @@ struct Inode {
   // Content: exclusive for write and resize, shared for read. Also guards `object`.
   std::shared_mutex data_mu;
   std::unique_ptr<ObjectFile> object;  // while open (regular files)
+  LostRanges lost;                     // also guarded by data_mu
 
   // The record and its save state.
   std::mutex mu;
