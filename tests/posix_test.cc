@@ -361,6 +361,35 @@ TEST_F(PosixTest, ChmodChownUtimensPersist) {
   EXPECT_EQ(st.st_mtim.tv_nsec, 222);
 }
 
+// Times the kernel shows while it caches them (writeback cache) are the ones the store keeps,
+// whether or not writing moved them (a write within the clock tick of the create does not).
+TEST_F(PosixTest, TimesSeenBeforeARemountAreTheTimesStored) {
+  struct timespec before;
+  ::clock_gettime(CLOCK_REALTIME, &before);
+  write_file(at("quick"), std::string(4096, 'q'));
+  int fd = ::open(at("slow").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::usleep(20000);  // several ticks: this write moves mtime
+  ASSERT_EQ(::write(fd, "s", 1), 1);
+  ASSERT_EQ(::close(fd), 0);
+  ASSERT_EQ(::mkdir(at("d").c_str(), 0755), 0);
+  std::map<std::string, struct stat> seen;
+  for (const char* name : {"quick", "slow", "d"}) ASSERT_EQ(::stat(at(name).c_str(), &seen[name]), 0);
+  EXPECT_GE(seen["slow"].st_mtim.tv_sec * 1000000000LL + seen["slow"].st_mtim.tv_nsec,
+            seen["quick"].st_mtim.tv_sec * 1000000000LL + seen["quick"].st_mtim.tv_nsec + 10000000LL);
+  EXPECT_GE(seen["quick"].st_mtim.tv_sec, before.tv_sec);
+  remount();
+  for (const char* name : {"quick", "slow", "d"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(at(name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, seen[name].st_mtim.tv_sec) << name;
+    EXPECT_EQ(st.st_mtim.tv_nsec, seen[name].st_mtim.tv_nsec) << name;
+    EXPECT_EQ(st.st_ctim.tv_sec, seen[name].st_ctim.tv_sec) << name;
+    EXPECT_EQ(st.st_ctim.tv_nsec, seen[name].st_ctim.tv_nsec) << name;
+    EXPECT_EQ(st.st_size, seen[name].st_size) << name;
+  }
+}
+
 TEST_F(PosixTest, StatfsReportsTheBackingFilesystem) {
   struct statvfs st;
   ASSERT_EQ(::statvfs(mnt.c_str(), &st), 0);
