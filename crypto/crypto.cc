@@ -110,6 +110,32 @@ Mac256 hmac_sha256(Bytes key, Bytes data) {
   return mac;
 }
 
+void HmacKey::Free::operator()(evp_mac_ctx_st* c) const { EVP_MAC_CTX_free(c); }
+
+Result<HmacKey> HmacKey::make(Bytes key) {
+  static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (hmac == nullptr) return Status::IOError(EIO, "HMAC is not available in this OpenSSL");
+  HmacKey k;
+  k.keyed_.reset(EVP_MAC_CTX_new(hmac));
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  if (!k.keyed_ || EVP_MAC_init(k.keyed_.get(), key.data(), key.size(), params) != 1) {
+    return Status::IOError(EIO, "HMAC-SHA256 key setup failed");
+  }
+  return k;
+}
+
+Mac256 HmacKey::mac(Bytes data) const {
+  std::unique_ptr<EVP_MAC_CTX, Free> ctx(EVP_MAC_CTX_dup(keyed_.get()));
+  Mac256 mac{};
+  size_t len = 0;
+  if (!ctx || EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), mac.data(), &len, mac.size()) != 1 || len != mac.size()) {
+    throw std::bad_alloc();  // the only way a keyed HMAC fails
+  }
+  return mac;
+}
+
 bool equal_constant_time(Bytes a, Bytes b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

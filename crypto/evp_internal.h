@@ -26,6 +26,7 @@ using EvpCipherCtx = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxFree>;
 class GcmSession {
  public:
   GcmSession(Bytes key, bool encrypt);
+  GcmSession(const GcmKey& key, bool encrypt);  // REQUIRES: !key.empty()
   ~GcmSession();
   GcmSession(const GcmSession&) = delete;
   GcmSession& operator=(const GcmSession&) = delete;

@@ -26,7 +26,34 @@ GcmSession::GcmSession(Bytes key, bool encrypt) : ctx_(EVP_CIPHER_CTX_new()), en
   }
 }
 
+GcmSession::GcmSession(const GcmKey& key, bool encrypt) : ctx_(EVP_CIPHER_CTX_new()), encrypt_(encrypt) {
+  if (ctx_ == nullptr || EVP_CIPHER_CTX_copy(ctx_, key.keyed_.get()) != 1) {
+    status_ = Status::IOError(ENOMEM, "AES-256-GCM context copy failed");
+  }
+}
+
 GcmSession::~GcmSession() { EVP_CIPHER_CTX_free(ctx_); }  // cleanses the key schedule
+
+void GcmKey::Free::operator()(evp_cipher_ctx_st* c) const { EVP_CIPHER_CTX_free(c); }
+
+Result<GcmKey> GcmKey::make(Bytes key) {
+  GcmKey k;
+  k.keyed_.reset(EVP_CIPHER_CTX_new());
+  if (!k.keyed_ || aes256gcm() == nullptr) return Status::IOError(ENOMEM, "AES-256-GCM is not available");
+  if (key.size() != kKeySize) return Status::InvalidArgument("AES-256-GCM needs a 32-byte key");
+  if (EVP_CipherInit_ex2(k.keyed_.get(), aes256gcm(), key.data(), nullptr, 1, nullptr) != 1) {
+    return Status::IOError(EIO, "AES-256-GCM key setup failed");
+  }
+  return k;
+}
+
+Status GcmKey::seal(Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, MutableBytes tag) const {
+  return GcmSession(*this, /*encrypt=*/true).seal(nonce, aad, pt, ct, tag);
+}
+
+Status GcmKey::open(Bytes nonce, Bytes aad, Bytes ct, Bytes tag, MutableBytes pt) const {
+  return GcmSession(*this, /*encrypt=*/false).open(nonce, aad, ct, tag, pt);
+}
 
 Status GcmSession::seal(Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, MutableBytes tag) {
   if (!status_.ok()) return status_;

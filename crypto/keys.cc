@@ -13,12 +13,16 @@ Result<SecretBytes> derive(const SecretBytes& dek, std::string_view label) {
 
 Result<StoreKeys> derive_store_keys(const SecretBytes& dek) {
   if (dek.size() != kKeySize) return Status::InvalidArgument("a data key has 32 bytes");
-  auto meta = derive(dek, "cmkfs/v1/meta");
-  auto name = derive(dek, "cmkfs/v1/name");
+  auto meta_key = derive(dek, "cmkfs/v1/meta");
+  auto name_key = derive(dek, "cmkfs/v1/name");
   auto super_mac = derive(dek, "cmkfs/v1/super");
+  if (!meta_key.ok()) return meta_key.status();
+  if (!name_key.ok()) return name_key.status();
+  if (!super_mac.ok()) return super_mac.status();
+  auto meta = GcmKey::make(meta_key->bytes());
+  auto name = HmacKey::make(name_key->bytes());
   if (!meta.ok()) return meta.status();
   if (!name.ok()) return name.status();
-  if (!super_mac.ok()) return super_mac.status();
   return StoreKeys{std::move(*meta), std::move(*name), std::move(*super_mac)};
 }
 

@@ -13,8 +13,8 @@
 namespace cmkfs::crypto {
 
 struct StoreKeys {
-  SecretBytes meta;       // record sealing
-  SecretBytes name;       // dirent name HMAC
+  GcmKey meta;            // record sealing
+  HmacKey name;           // dirent name HMAC
   SecretBytes super_mac;  // superblock MAC
   void wipe() {
     meta.wipe();

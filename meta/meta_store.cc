@@ -149,7 +149,7 @@ Result<InodeRecord> Txn::get_inode(uint64_t ino) {
   std::string key = be64_key(ino);
   auto sealed = get_raw(store_->inodes_, key);
   if (!sealed.ok()) return sealed.status();
-  auto plain = open_record(keys_->meta.bytes(), kTableInodes, key, *sealed);
+  auto plain = open_record(keys_->meta, kTableInodes, key, *sealed);
   if (!plain.ok()) return Status::Corruption("inode " + std::to_string(ino) + ": " + plain.status().message());
   return decode_inode(ino, *plain);
 }
@@ -157,7 +157,7 @@ Result<InodeRecord> Txn::get_inode(uint64_t ino) {
 Status Txn::put_inode(const InodeRecord& rec) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   std::string key = be64_key(rec.ino);
-  auto sealed = seal_record(keys_->meta.bytes(), kTableInodes, key, encode_inode(rec));
+  auto sealed = seal_record(keys_->meta, kTableInodes, key, encode_inode(rec));
   if (!sealed.ok()) return sealed.status();
   return put_raw(store_->inodes_, key, *sealed);
 }

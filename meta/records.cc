@@ -150,20 +150,19 @@ Result<DirEntry> decode_entry(uint64_t slot, std::string_view bytes) {
   return e;
 }
 
-Result<std::string> seal_record(crypto::Bytes key, std::string_view table, std::string_view rec_key,
+Result<std::string> seal_record(const crypto::GcmKey& key, std::string_view table, std::string_view rec_key,
                                 std::string_view plain) {
   std::string out(crypto::kNonceSize + plain.size() + crypto::kTagSize, '\0');
   auto* p = reinterpret_cast<uint8_t*>(out.data());
   crypto::MutableBytes nonce(p, crypto::kNonceSize);
   CMKFS_RETURN_IF_ERROR(crypto::random_bytes(nonce));
   std::string aad = aad_of(table, rec_key);
-  CMKFS_RETURN_IF_ERROR(crypto::gcm_seal(key, nonce, crypto::as_bytes(aad), crypto::as_bytes(plain),
-                                         {p + crypto::kNonceSize, plain.size()},
-                                         {p + crypto::kNonceSize + plain.size(), crypto::kTagSize}));
+  CMKFS_RETURN_IF_ERROR(key.seal(nonce, crypto::as_bytes(aad), crypto::as_bytes(plain), {p + crypto::kNonceSize, plain.size()},
+                                 {p + crypto::kNonceSize + plain.size(), crypto::kTagSize}));
   return out;
 }
 
-Result<std::string> open_record(crypto::Bytes key, std::string_view table, std::string_view rec_key,
+Result<std::string> open_record(const crypto::GcmKey& key, std::string_view table, std::string_view rec_key,
                                 std::string_view sealed) {
   if (sealed.size() < crypto::kNonceSize + crypto::kTagSize) {
     return Status::Corruption(std::string(table) + " record too short");
@@ -172,9 +171,8 @@ Result<std::string> open_record(crypto::Bytes key, std::string_view table, std::
   auto* p = reinterpret_cast<const uint8_t*>(sealed.data());
   std::string plain(n, '\0');
   std::string aad = aad_of(table, rec_key);
-  Status s = crypto::gcm_open(key, {p, crypto::kNonceSize}, crypto::as_bytes(aad), {p + crypto::kNonceSize, n},
-                              {p + crypto::kNonceSize + n, crypto::kTagSize},
-                              {reinterpret_cast<uint8_t*>(plain.data()), n});
+  Status s = key.open({p, crypto::kNonceSize}, crypto::as_bytes(aad), {p + crypto::kNonceSize, n},
+                      {p + crypto::kNonceSize + n, crypto::kTagSize}, {reinterpret_cast<uint8_t*>(plain.data()), n});
   if (!s.ok()) return Status::Corruption(std::string(table) + " record does not authenticate (tampered or wrong key)");
   return plain;
 }
@@ -187,10 +185,10 @@ std::string be64_key(uint64_t v) {
 
 std::string entry_key(uint64_t parent, uint64_t slot) { return be64_key(parent) + be64_key(slot); }
 
-uint64_t entry_home_slot(crypto::Bytes name_key, uint64_t parent, std::string_view name) {
+uint64_t entry_home_slot(const crypto::HmacKey& name_key, uint64_t parent, std::string_view name) {
   std::string msg = be64_key(parent);
   msg.append(name);
-  crypto::Mac256 mac = crypto::hmac_sha256(name_key, crypto::as_bytes(msg));
+  crypto::Mac256 mac = name_key.mac(crypto::as_bytes(msg));
   // 62 bits leave room for the window above and the reserved slots below.
   uint64_t h = get_be64(mac.data()) >> 2;
   return h < kFirstSlot ? kFirstSlot : h;

@@ -15,15 +15,15 @@ std::string encode_entry(const DirEntry& e);
 Result<DirEntry> decode_entry(uint64_t slot, std::string_view bytes);
 
 // nonce | AES-256-GCM(plain) | tag, with AAD = table | 0 | key: a record only opens in its place.
-Result<std::string> seal_record(crypto::Bytes key, std::string_view table, std::string_view rec_key,
+Result<std::string> seal_record(const crypto::GcmKey& key, std::string_view table, std::string_view rec_key,
                                 std::string_view plain);
 // EIO (naming table and record) when the value does not authenticate.
-Result<std::string> open_record(crypto::Bytes key, std::string_view table, std::string_view rec_key,
+Result<std::string> open_record(const crypto::GcmKey& key, std::string_view table, std::string_view rec_key,
                                 std::string_view sealed);
 
 std::string be64_key(uint64_t v);
 std::string entry_key(uint64_t parent, uint64_t slot);
 // The first slot of the window where `name` may live in `parent`.
-uint64_t entry_home_slot(crypto::Bytes name_key, uint64_t parent, std::string_view name);
+uint64_t entry_home_slot(const crypto::HmacKey& name_key, uint64_t parent, std::string_view name);
 
 }  // namespace cmkfs::meta

@@ -32,7 +32,7 @@ Status Txn::for_each_inode(const std::function<bool(uint64_t, Result<InodeRecord
   CMKFS_RETURN_IF_ERROR(need_keys());
   return walk(txn_, store_->inodes_, 8, "inode", [&](const MDB_val& k, const MDB_val& v) {
     uint64_t ino = be64_at(k, 0);
-    auto plain = open_record(keys_->meta.bytes(), kTableInodes, as_view(k), as_view(v));
+    auto plain = open_record(keys_->meta, kTableInodes, as_view(k), as_view(v));
     if (!plain.ok()) return fn(ino, Status::Corruption("inode " + std::to_string(ino) + ": " + plain.status().message()));
     return fn(ino, decode_inode(ino, *plain));
   });
@@ -42,7 +42,7 @@ Status Txn::for_each_entry(const std::function<bool(uint64_t, Result<DirEntry>)>
   CMKFS_RETURN_IF_ERROR(need_keys());
   return walk(txn_, store_->dirents_, 16, "directory", [&](const MDB_val& k, const MDB_val& v) {
     uint64_t parent = be64_at(k, 0), slot = be64_at(k, 8);
-    auto plain = open_record(keys_->meta.bytes(), kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(keys_->meta, kTableDirents, as_view(k), as_view(v));
     if (!plain.ok()) {
       return fn(parent, Status::Corruption("entry " + std::to_string(slot) + " of directory " + std::to_string(parent) +
                                            ": " + plain.status().message()));

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "crypto/chunk_codec.h"
 #include "crypto/crypto.h"
 #include "test_util.h"
@@ -83,6 +87,29 @@ TEST(Hkdf, MatchesRfc5869) {
 TEST(Hmac, MatchesRfc4231) {
   auto mac = hmac_sha256(unhex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"), as_bytes("Hi There"));
   EXPECT_EQ(to_hex(mac), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+}
+
+// The keyed form gives the one-shot answers (dirent slots on disk depend on it), every time, on
+// any number of threads; wiped, it holds no key.
+TEST(Hmac, KeyedOnceMatchesOneShotOnManyThreads) {
+  auto key = unhex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+  auto keyed = HmacKey::make(key);
+  ASSERT_TRUE(keyed.ok());
+  EXPECT_EQ(to_hex(keyed->mac(as_bytes("Hi There"))), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        std::string msg = "name-" + std::to_string(t) + "-" + std::to_string(i);
+        if (keyed->mac(as_bytes(msg)) != hmac_sha256(key, as_bytes(msg))) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  keyed->wipe();
+  EXPECT_TRUE(keyed->empty());
 }
 
 TEST(SecretBytes, MoveTransfersAndWipeEmpties) {
