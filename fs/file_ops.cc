@@ -101,7 +101,9 @@ int Filesystem::write_locked(Inode& node, int flags, uint64_t offset, crypto::By
   meta::Timespec now = now_timespec();
   node.update([&](meta::InodeRecord& r) {
     r.size = w->new_size;
-    r.mtime = r.ctime = now;
+    // With the writeback cache the kernel keeps the times and sends them in a SETATTR when
+    // write(2) moved them: stamping them here would store times nobody was shown.
+    if (!writeback_cache_) r.mtime = r.ctime = now;
     r.chunk_writes += w->chunks_sealed;
     if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
     r.mode &= ~static_cast<uint32_t>(S_ISUID);  // a write drops set-user-ID, as on local filesystems

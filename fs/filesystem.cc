@@ -266,7 +266,7 @@ int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::Inod
     if (c.gid) r.gid = *c.gid;
     if (c.atime) r.atime = *c.atime;
     if (c.mtime) r.mtime = *c.mtime;
-    r.ctime = now;
+    r.ctime = c.ctime ? *c.ctime : now;
   };
   if (!c.mode && !c.uid && !c.gid) {
     // Times only (the writeback cache sends them at every close): saved by the next flush.

@@ -44,6 +44,7 @@ struct AttrChange {
   std::optional<uint32_t> mode, uid, gid;
   std::optional<uint64_t> size;
   std::optional<meta::Timespec> atime, mtime;  // "now" already resolved
+  std::optional<meta::Timespec> ctime;         // the kernel's, with the writeback cache; else now
 };
 
 class Filesystem {

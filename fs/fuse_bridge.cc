@@ -134,6 +134,7 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   else if (to_set & FUSE_SET_ATTR_ATIME) c.atime = meta::Timespec{attr->st_atim.tv_sec, static_cast<uint32_t>(attr->st_atim.tv_nsec)};
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) c.mtime = now;
   else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = meta::Timespec{attr->st_mtim.tv_sec, static_cast<uint32_t>(attr->st_mtim.tv_nsec)};
+  if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = meta::Timespec{attr->st_ctim.tv_sec, static_cast<uint32_t>(attr->st_ctim.tv_nsec)};
   meta::InodeRecord rec;
   int err = fs_of(req).setattr(ino, c, fi != nullptr ? handle_of(fi) : nullptr, &rec);
   reply_attr(req, err, rec);
