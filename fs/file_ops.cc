@@ -73,18 +73,18 @@ int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_
 }
 
 int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n) {
+  auto access = keyring_.access();  // before data_mu, as everywhere
   Inode& node = *h->node;
   std::unique_lock<std::shared_mutex> g(node.data_mu);
-  int err = write_locked(node, h->flags, offset, data);
+  int err = access.ok() ? write_locked(node, access, h->flags, offset, data) : EACCES;
   if (err == 0) node.lost.forget(offset, offset + data.size());
   else if (writeback_cache_) node.lost.add(offset, offset + data.size());
   *n = err == 0 ? data.size() : 0;
   return err;
 }
 
-int Filesystem::write_locked(Inode& node, int flags, uint64_t offset, crypto::Bytes data) {
-  auto access = keyring_.access();
-  if (!access.ok()) return EACCES;
+int Filesystem::write_locked(Inode& node, const Keyring::Access& access, int flags, uint64_t offset,
+                             crypto::Bytes data) {
   meta::InodeRecord rec = node.snapshot();
   if ((flags & O_APPEND) && !writeback_cache_) offset = rec.size;
   if (rec.chunk_writes >= kMaxChunkWritesPerKey) {

@@ -114,7 +114,8 @@ class Filesystem {
   int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
                 meta::InodeRecord* out, std::shared_ptr<Inode>* created);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
-  int write_locked(Inode& node, int flags, uint64_t offset, crypto::Bytes data);  // same
+  int write_locked(Inode& node, const Keyring::Access& a, int flags, uint64_t offset,
+                   crypto::Bytes data);  // REQUIRES: data_mu exclusive, a.ok()
   int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
   void forget_on_disk(Inode& node);  // REQUIRES: its record was deleted
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno

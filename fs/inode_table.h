@@ -2,8 +2,9 @@
 // lives, an Inode's record is the authoritative copy; it is written to LMDB by the filesystem
 // (InodeWriter) on namespace changes, flush, fsync and release.
 //
-// Lock order: Inode::data_mu, then an LMDB write transaction, then Inode::mu, then InodeTable's
-// mutex. Nothing holding a later lock takes an earlier one.
+// Lock order: the keyring gate (Keyring::Access), then Inode::data_mu, then an LMDB write
+// transaction, then Inode::mu, then InodeTable's mutex. Nothing holding a later lock takes an
+// earlier one.
 #pragma once
 
 #include <cstdint>
