@@ -88,6 +88,7 @@ class HmacKey {
   };
   std::unique_ptr<evp_mac_ctx_st, Free> keyed_;
 };
+
 bool equal_constant_time(Bytes a, Bytes b);
 
 // AES-256-GCM of one message. ct has pt.size() bytes. gcm_open returns EBADMSG when the tag does

@@ -20,6 +20,7 @@ Caller caller(fuse_req_t req) {
 }
 
 struct timespec to_timespec(const meta::Timespec& t) { return {static_cast<time_t>(t.sec), static_cast<long>(t.nsec)}; }
+meta::Timespec from_timespec(const struct timespec& t) { return {t.tv_sec, static_cast<uint32_t>(t.tv_nsec)}; }
 
 struct stat to_stat(const meta::InodeRecord& r, uint32_t block_size) {
   struct stat st;
@@ -131,10 +132,10 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if (to_set & FUSE_SET_ATTR_SIZE) c.size = static_cast<uint64_t>(attr->st_size);
   meta::Timespec now = now_timespec();
   if (to_set & FUSE_SET_ATTR_ATIME_NOW) c.atime = now;
-  else if (to_set & FUSE_SET_ATTR_ATIME) c.atime = meta::Timespec{attr->st_atim.tv_sec, static_cast<uint32_t>(attr->st_atim.tv_nsec)};
+  else if (to_set & FUSE_SET_ATTR_ATIME) c.atime = from_timespec(attr->st_atim);
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) c.mtime = now;
-  else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = meta::Timespec{attr->st_mtim.tv_sec, static_cast<uint32_t>(attr->st_mtim.tv_nsec)};
-  if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = meta::Timespec{attr->st_ctim.tv_sec, static_cast<uint32_t>(attr->st_ctim.tv_nsec)};
+  else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = from_timespec(attr->st_mtim);
+  if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = from_timespec(attr->st_ctim);
   meta::InodeRecord rec;
   int err = fs_of(req).setattr(ino, c, fi != nullptr ? handle_of(fi) : nullptr, &rec);
   reply_attr(req, err, rec);
