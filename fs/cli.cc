@@ -85,7 +85,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
       ->capture_default_str();
   mount->add_option("--entry-timeout", cmd->mount.entry_timeout, "Seconds the kernel caches names")
       ->capture_default_str();
-  mount->add_option("--threads", cmd->mount.max_threads, "Most FUSE worker threads (default: twice the cores, at least 4)");
+  mount->add_option("--threads", cmd->mount.max_threads,
+                    "Most FUSE worker threads (default: twice the cores, at least 4)");
   bool no_writeback_cache = false;
   mount->add_flag("--no-writeback-cache", no_writeback_cache,
                   "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "

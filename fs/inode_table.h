@@ -51,7 +51,7 @@ struct Inode {
   // The record if it has changes LMDB lacks (and the inode still has a record), else false.
   bool snapshot_if_dirty(meta::InodeRecord* rec, uint64_t* seq) {
     std::lock_guard<std::mutex> g(mu);
-    if (on_disk != OnDisk::kRecord || change_seq == saved_seq) return false;
+    if (!unsaved()) return false;
     *rec = this->rec;
     *seq = change_seq;
     return true;
@@ -64,7 +64,7 @@ struct Inode {
   }
   bool dirty() {
     std::lock_guard<std::mutex> g(mu);
-    return on_disk == OnDisk::kRecord && change_seq != saved_seq;
+    return unsaved();
   }
   OnDisk disk_state() {
     std::lock_guard<std::mutex> g(mu);
@@ -87,6 +87,9 @@ struct Inode {
     ++change_seq;
     if (change_seq == seq + 1) saved_seq = change_seq;
   }
+
+ private:
+  bool unsaved() const { return on_disk == OnDisk::kRecord && change_seq != saved_seq; }  // REQUIRES: mu
 };
 
 class InodeTable {

@@ -125,15 +125,11 @@ Status count_blobs(TreeView& t, uint64_t blobs, json& out) {
       auto digests = t.children(prefix.ino);
       if (!digests.ok()) return digests.status();
       for (const auto& d : *digests) {
-        auto data = t.children(d.ino);
-        if (!data.ok()) continue;
-        for (const auto& f : *data) {
-          if (f.name != "data") continue;
-          auto rec = t.inode(f.ino);
-          if (!rec.ok()) return rec.status();
-          ++count, bytes += rec->size;
-          generations.insert(rec->dek_generation);
-        }
+        auto data = t.child(d.ino, "data");
+        if (data.status().code() == ENOENT) continue;  // an upload not committed yet
+        if (!data.ok()) return data.status();
+        ++count, bytes += data->size;
+        generations.insert(data->dek_generation);
       }
     }
   }
