@@ -149,7 +149,9 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
       break;
     case Inode::OnDisk::kRecord:
       if (rec.nlink > 0) {
-        s = persist(*node, access);
+        // Unsaved changes (a new file's size) go with the next flush, which then drops the
+        // inode: one commit for every inode the kernel evicts in that second, not one each.
+        if (node->dirty()) return;
       } else {
         s = reap(rec.ino, access);
         // A flush holding this node must not write its record back.
@@ -293,7 +295,9 @@ Status Filesystem::flush_dirty() {
   for (auto& node : all) {
     if (node->dirty()) dirty.push_back(node.get());
   }
-  return save(dirty, access);
+  CMKFS_RETURN_IF_ERROR(save(dirty, access));
+  for (Inode* node : dirty) inodes_.erase_if_unused(node->snapshot().ino);  // kept only to be saved
+  return Status::Ok();
 }
 
 int Filesystem::readlink(uint64_t ino, std::string* out) {

@@ -55,7 +55,8 @@ class Filesystem {
   // Writes every changed inode and syncs: after this the store is consistent on disk.
   Status shutdown();
   // Commits every changed inode in one transaction (no sync); run periodically so that times and
-  // the sizes of files held open never lag far behind in LMDB.
+  // the sizes of files held open never lag far behind in LMDB. Drops the saved inodes the kernel
+  // no longer holds.
   Status flush_dirty();
 
   int lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out);

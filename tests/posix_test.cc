@@ -196,8 +196,9 @@ TEST_F(PosixTest, ReaddirWhileDeletingSeesEveryRemainingEntryOnce) {
   EXPECT_EQ(::rmdir(at("d").c_str()), 0);
 }
 
-// Regression: sizes are committed when the kernel forgets an inode; a lookup racing with that
-// commit once loaded the older record from a stale snapshot (a 4096-byte file read as 0 bytes).
+// An inode the kernel forgets keeps its unsaved size in memory until the next flush commits it.
+// Regression: a lookup racing with that commit once loaded the older record from a stale snapshot
+// (a 4096-byte file read as 0 bytes).
 TEST_F(PosixTest, SizesSurviveTheKernelForgettingInodesUnderLoad) {
   for (int round = 0; round < 4; ++round) {
     std::string d = at("r" + std::to_string(round));
@@ -209,6 +210,14 @@ TEST_F(PosixTest, SizesSurviveTheKernelForgettingInodesUnderLoad) {
       ASSERT_EQ(::stat((d + "/f" + std::to_string(i)).c_str(), &st), 0);
       ASSERT_EQ(st.st_size, 4096) << "round " << round << " file " << i;
     }
+  }
+  // The last round was forgotten just now, before any flush: unmounting must commit it.
+  write_file("/proc/sys/vm/drop_caches", "3");
+  remount();
+  for (int i = 0; i < 1500; ++i) {
+    struct stat st;
+    ASSERT_EQ(::stat(at("r3/f" + std::to_string(i)).c_str(), &st), 0);
+    ASSERT_EQ(st.st_size, 4096) << "after remount, file " << i;
   }
 }
 
