@@ -148,15 +148,12 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
       if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
       break;
     case Inode::OnDisk::kRecord:
-      if (rec.nlink > 0) {
-        // Unsaved changes (a new file's size) go with the next flush, which then drops the
-        // inode: one commit for every inode the kernel evicts in that second, not one each.
-        if (node->dirty()) return;
-      } else {
-        s = reap(rec.ino, access);
-        // A flush holding this node must not write its record back.
-        if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
-      }
+      // A linked inode with unsaved changes (a new file's size) stays in the table until the next
+      // flush: one commit for all the inodes the kernel evicts in that second, not one each.
+      if (rec.nlink > 0) break;
+      s = reap(rec.ino, access);
+      // A flush holding this node must not write its record back.
+      if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
       break;
   }
   if (!s.ok()) {

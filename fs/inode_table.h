@@ -3,7 +3,7 @@
 // (InodeWriter) on namespace changes, flush, fsync and release.
 //
 // Lock order: the keyring gate (Keyring::Access), then Inode::data_mu, then an LMDB write
-// transaction, then Inode::mu, then InodeTable's mutex. Nothing holding a later lock takes an
+// transaction, then InodeTable's mutex, then Inode::mu. Nothing holding a later lock takes an
 // earlier one.
 #pragma once
 
@@ -115,7 +115,7 @@ class InodeTable {
   void opened(Inode& node);
   bool is_open(Inode& node);
   bool closed(Inode& node);  // true when now unused
-  // Removes the inode if it is still unused.
+  // Removes the inode if it is still unused and has no unsaved changes (those wait for a flush).
   void erase_if_unused(uint64_t ino);
   std::vector<std::shared_ptr<Inode>> all();
   size_t size();
