@@ -91,6 +91,11 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   mount->add_flag("--no-writeback-cache", no_writeback_cache,
                   "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "
                   "by fsync(2) or close(2)); slower for streams of small writes");
+  bool no_io_uring = false;
+  mount->add_flag("--no-io-uring", no_io_uring,
+                  "Take every request over /dev/fuse. By default, where the kernel has it (Linux 6.14+; "
+                  "as root cmkfs turns on the fuse module's enable_uring), requests come over io_uring, "
+                  "one queue per CPU");
   std::string read_ahead = "4MiB";
   mount->add_option("--read-ahead", read_ahead,
                     "The kernel's readahead window for sequential reads, set as root (0: the kernel's 128KiB)")
@@ -146,6 +151,7 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;
     cmd->mount.writeback_cache = !no_writeback_cache;
+    cmd->mount.io_uring = !no_io_uring;
     auto ra = parse_size(read_ahead);
     if (!ra || *ra > (uint64_t{1} << 30)) {
       err << "cmkfs: --read-ahead " << read_ahead << " is not a size up to 1GiB (e.g. 4MiB, or 0)\n";

@@ -22,6 +22,7 @@
 #include "crypto/hex.h"
 #include "fs/audit.h"
 #include "fs/fuse_bridge.h"
+#include "fs/fuse_uring.h"
 #include "fs/key_monitor.h"
 #include "fs/mount_table.h"
 #include "fs/periodic.h"
@@ -154,9 +155,24 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
+  // The kernel offers io_uring in INIT only once its switch is on, so it is turned on first.
+  std::unique_ptr<UringTransport> uring;
+  if (o.io_uring) {
+    Status on = enable_kernel_uring();
+    unsigned per_cpu = o.max_threads / std::max(1u, std::thread::hardware_concurrency());
+    if (on.ok()) uring = std::make_unique<UringTransport>(se, per_cpu);
+    else spdlog::info("{}: serving over /dev/fuse", on.message());
+  }
   if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
     fuse_session_destroy(se);
     return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
+  }
+  if (uring) {
+    Status installed = uring->install();
+    if (!installed.ok()) {
+      spdlog::warn("{}: serving over /dev/fuse", installed.message());
+      uring.reset();
+    }
   }
   spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
   // Revocation must also empty the kernel's caches; this runs on the monitor's thread.
@@ -187,6 +203,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_loop_cfg_destroy(cfg);
   monitor.stop();
   fuse_session_unmount(se);
+  uring.reset();  // its workers end with the connection
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());

@@ -38,6 +38,7 @@ class PosixTest : public MountTest {
 
   static std::string bytes(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
   void expect_sigterm_keeps_open_file(size_t size);
+  void expect_files_read_back(const std::string& mount_options);
 };
 
 int open_or_die(const std::string& path, int flags, mode_t mode = 0644) {
@@ -58,15 +59,38 @@ std::string pread_n(int fd, size_t n, off_t off) {
   return s;
 }
 
-TEST_F(PosixTest, WrittenBytesReadBackAcrossRemount) {
+// Files of awkward sizes read back byte for byte: from the page cache, after the kernel dropped it
+// (every byte through READ), and after a remount with `mount_options`.
+void PosixTest::expect_files_read_back(const std::string& mount_options) {
   std::map<std::string, std::string> files;
   for (size_t n : {0, 1, 4095, 4096, 4097, 65536 * 3 + 5, 3 << 20}) {
     files["f" + std::to_string(n)] = bytes(pattern(n, static_cast<uint32_t>(n)));
   }
   for (auto& [name, data] : files) write_file(at(name), data);
   for (auto& [name, data] : files) EXPECT_EQ(read_file(at(name)), data) << name;
-  remount();
-  for (auto& [name, data] : files) EXPECT_EQ(read_file(at(name)), data) << name;
+  write_file("/proc/sys/vm/drop_caches", "3");
+  for (auto& [name, data] : files) EXPECT_EQ(read_file(at(name)), data) << name << " after dropping caches";
+  umount();
+  mount(mount_options);
+  for (auto& [name, data] : files) EXPECT_EQ(read_file(at(name)), data) << name << " after a remount";
+}
+
+TEST_F(PosixTest, WrittenBytesReadBackAcrossRemount) { expect_files_read_back(""); }
+
+bool kernel_has_fuse_uring() { return ::access("/sys/module/fuse/parameters/enable_uring", F_OK) == 0; }
+
+TEST_F(PosixTest, RequestsComeOverIoUringWhereTheKernelHasIt) {
+  if (::geteuid() != 0 || !kernel_has_fuse_uring()) GTEST_SKIP() << "needs root and Linux 6.14+";
+  expect_files_read_back("");
+  EXPECT_NE(read_file(log).find("FUSE over io_uring"), std::string::npos) << read_file(log);
+}
+
+TEST_F(PosixTest, WithoutIoUringRequestsComeOverDevFuse) {
+  umount();
+  stdfs::remove(log);
+  mount("--no-io-uring");
+  expect_files_read_back("--no-io-uring");
+  EXPECT_EQ(read_file(log).find("FUSE over io_uring"), std::string::npos) << read_file(log);
 }
 
 TEST_F(PosixTest, OverwriteInTheMiddleKeepsTheRest) {
