@@ -1,5 +1,5 @@
 // The libfuse low-level operation table over a Filesystem: each callback calls one Filesystem
-// operation and replies exactly once.
+// operation and replies exactly once, before it returns (the io_uring transport relies on it).
 #pragma once
 
 #define FUSE_USE_VERSION 314
