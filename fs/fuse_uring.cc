@@ -102,24 +102,27 @@ bool is_bulk(const Slot& slot) {
   return read.size >= kBulk;
 }
 
-// A worker's CPU affinity: its queue's CPU, or any; changed only when it must be.
+// The calling thread's CPU affinity: pinned to its queue's CPU from the start, or free to run on
+// any CPU the process may use; changed only when it must be.
 class Affinity {
  public:
   explicit Affinity(unsigned cpu) {
-    pthread_getaffinity_np(pthread_self(), sizeof(any_), &any_);  // what the process may use
+    pthread_getaffinity_np(pthread_self(), sizeof(any_), &any_);
     CPU_ZERO(&one_);
     CPU_SET(cpu, &one_);
+    set(true);
   }
   void pin(bool pinned) {
-    if (known_ && pinned == pinned_) return;
-    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), pinned ? &one_ : &any_);  // may fail: stays
-    known_ = true;
-    pinned_ = pinned;
+    if (pinned != pinned_) set(pinned);
   }
 
  private:
+  void set(bool pinned) {
+    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), pinned ? &one_ : &any_);  // an offline CPU: stays
+    pinned_ = pinned;
+  }
   cpu_set_t any_, one_;
-  bool known_ = false, pinned_ = false;
+  bool pinned_ = false;
 };
 
 // The CPUs the kernel may queue on: one ring queue each ("0-1", "0-3,6").
@@ -260,7 +263,6 @@ void UringTransport::Impl::answer(Slot& slot) {
 
 void UringTransport::Impl::serve(unsigned cpu, bool always_pinned, unsigned slots) {
   Affinity affinity(cpu);
-  affinity.pin(true);
   io_uring ring;
   io_uring_params params{};
   params.flags = IORING_SETUP_SQE128;

@@ -32,9 +32,9 @@ std::span<uint8_t> uring_reply_space(size_t size);
 class UringTransport {
  public:
   // `workers_per_cpu` (at least 2) workers per CPU queue, each with its own ring: one pinned to
-  // the CPU with two request buffers, the rest free to move with one each, so that large requests
-  // in flight together still spread over the cores and one blocked on the disk does not hold up
-  // the queue.
+  // the CPU with two request buffers, the rest with one each, on the CPU too except while serving
+  // a large READ or WRITE, so that large requests in flight together spread over the cores and
+  // one blocked on the disk does not hold up the queue.
   UringTransport(fuse_session* se, unsigned workers_per_cpu);
   ~UringTransport();  // joins the workers; the mount must be gone by then
   UringTransport(const UringTransport&) = delete;
