@@ -147,11 +147,10 @@ struct UringTransport::Impl {
   std::atomic<bool> offered{false};
   size_t payload = 0;
   std::atomic<bool> stopping{false};
-  std::mutex mu;
+  std::mutex mu;  // guards the two below
   std::vector<std::thread> workers;
-  std::mutex registered_mu;
+  size_t registered = 0;  // workers whose entries the kernel has (or that failed to register)
   std::condition_variable registered_cv;
-  size_t registered = 0;  // workers whose entries the kernel has
 
   static inline std::atomic<Impl*> current{nullptr};  // libfuse's I/O hooks carry no context of ours
 
@@ -199,7 +198,7 @@ ssize_t UringTransport::Impl::hook_writev(int fd, iovec* iov, int count, void*) 
 }
 
 void UringTransport::Impl::start() {
-  std::lock_guard<std::mutex> g(mu);
+  std::unique_lock<std::mutex> lk(mu);
   unsigned cpus = possible_cpus();
   for (unsigned cpu = 0; cpu < cpus; ++cpu) {
     // The first worker stays on its CPU and takes two requests at a time; with the request that
@@ -212,9 +211,7 @@ void UringTransport::Impl::start() {
   }
   // The kernel hands a request to the entry made ready last: registered after the others, the
   // pinned workers' entries come first.
-  std::unique_lock<std::mutex> lk(registered_mu);
   registered_cv.wait(lk, [&] { return registered == workers.size(); });
-  lk.unlock();
   for (unsigned cpu = 0; cpu < cpus; ++cpu) workers.emplace_back([this, cpu] { serve(cpu, true, 2); });
   spdlog::info("FUSE over io_uring: {} queues, {} workers each", cpus, per_cpu);
 }
@@ -277,8 +274,8 @@ void UringTransport::Impl::serve(unsigned cpu, bool always_pinned, unsigned slot
     ok = slot.back()->buf != nullptr && submit(&ring, *slot.back(), i, kCmdRegister, cpu);
   }
   {
-    std::lock_guard<std::mutex> g(registered_mu);
-    ++registered;  // counted even when it failed: start() must not wait forever
+    std::lock_guard<std::mutex> g(mu);
+    ++registered;
   }
   registered_cv.notify_all();
   while (ok && !stopping.load()) {
