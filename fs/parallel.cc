@@ -3,9 +3,10 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <latch>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -65,6 +66,25 @@ class Pool {
   std::vector<std::thread> threads_;
 };
 
+// One parallel_for call. Its pieces are claimed in order by whoever comes first, the caller or a
+// helper: a caller whose helper is busy with another request's pieces runs its own instead of
+// waiting (with two requests at once on two cores, waiting left a core idle).
+struct Job {
+  const std::function<void(size_t, size_t)>* fn;
+  size_t n, per, parts;
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> finished{0};
+
+  // Runs unclaimed pieces until none is left.
+  void work() {
+    for (size_t p; (p = next.fetch_add(1)) < parts;) {
+      size_t b = p * per, e = std::min(n, b + per);
+      if (b < e) (*fn)(b, e);
+      if (finished.fetch_add(1) + 1 == parts) finished.notify_all();
+    }
+  }
+};
+
 }  // namespace
 
 void parallel_for(size_t n, size_t min_per_task, const std::function<void(size_t, size_t)>& fn) {
@@ -74,17 +94,16 @@ void parallel_for(size_t n, size_t min_per_task, const std::function<void(size_t
     fn(0, n);
     return;
   }
-  size_t per = (n + parts - 1) / parts;
-  std::latch done(static_cast<ptrdiff_t>(parts - 1));
-  for (size_t p = 1; p < parts; ++p) {
-    size_t b = p * per, e = std::min(n, b + per);
-    pool.submit([&, b, e] {
-      if (b < e) fn(b, e);
-      done.count_down();
-    });
-  }
-  fn(0, std::min(n, per));
-  done.wait();
+  // Shared: a helper may reach its task after the caller has returned, and then finds no piece
+  // left (fn, on the caller's stack, is only called for a claimed piece, which the caller awaits).
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  job->per = (n + parts - 1) / parts;
+  job->parts = parts;
+  for (size_t p = 1; p < parts; ++p) pool.submit([job] { job->work(); });
+  job->work();
+  for (size_t done = job->finished.load(); done < parts; done = job->finished.load()) job->finished.wait(done);
 }
 
 }  // namespace cmkfs::fs

@@ -423,6 +423,29 @@ TEST_F(PosixTest, TimesSeenBeforeARemountAreTheTimesStored) {
   }
 }
 
+// A directory's mtime and ctime move when a name is added to it or removed from it, and the
+// last ones seen are the ones a remount shows (they are saved lazily, like a file's times).
+TEST_F(PosixTest, DirectoryTimesMoveWithItsNamesAndSurviveARemount) {
+  auto ns = [](const struct timespec& t) { return t.tv_sec * 1000000000LL + t.tv_nsec; };
+  ASSERT_EQ(::mkdir(at("d").c_str(), 0755), 0);
+  struct stat made, added, removed;
+  ASSERT_EQ(::stat(at("d").c_str(), &made), 0);
+  ::usleep(20000);
+  write_file(at("d/f"), "x");
+  ASSERT_EQ(::stat(at("d").c_str(), &added), 0);
+  EXPECT_GT(ns(added.st_mtim), ns(made.st_mtim));
+  EXPECT_GT(ns(added.st_ctim), ns(made.st_ctim));
+  ::usleep(20000);
+  ASSERT_EQ(::unlink(at("d/f").c_str()), 0);
+  ASSERT_EQ(::stat(at("d").c_str(), &removed), 0);
+  EXPECT_GT(ns(removed.st_mtim), ns(added.st_mtim));
+  remount();
+  struct stat st;
+  ASSERT_EQ(::stat(at("d").c_str(), &st), 0);
+  EXPECT_EQ(ns(st.st_mtim), ns(removed.st_mtim));
+  EXPECT_EQ(ns(st.st_ctim), ns(removed.st_ctim));
+}
+
 TEST_F(PosixTest, StatfsReportsTheBackingFilesystem) {
   struct statvfs st;
   ASSERT_EQ(::statvfs(mnt.c_str(), &st), 0);
