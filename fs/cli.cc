@@ -96,6 +96,11 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
                   "Take every request over /dev/fuse. By default, where the kernel has it (Linux 6.14+; "
                   "as root cmkfs turns on the fuse module's enable_uring), requests come over io_uring, "
                   "one queue per CPU");
+  mount->add_option("--commit-interval", cmd->mount.commit_interval_ms,
+                    "Milliseconds a metadata change (create, rename, unlink) may wait to reach the disk "
+                    "with others; fsync(2) and unmount write at once; 0 writes each change alone")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1000.0));
   std::string read_ahead = "4MiB";
   mount->add_option("--read-ahead", read_ahead,
                     "The kernel's readahead window for sequential reads, set as root (0: the kernel's 128KiB)")

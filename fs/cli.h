@@ -43,6 +43,8 @@ struct MountOptions {
   unsigned max_threads = std::max(4u, 2 * std::thread::hardware_concurrency());
   bool writeback_cache = true;
   bool io_uring = true;  // FUSE over io_uring (fs/fuse_uring.h), where the kernel has it
+  // Metadata changes reach the disk in batches at most this old (meta/batcher.h); 0: each alone.
+  double commit_interval_ms = 10;
   uint64_t read_ahead = 4 << 20;  // the kernel's readahead window; 0 leaves its default (128 KiB)
   std::string log_file;  // default: chosen by store id when daemonized
   std::string audit_log;  // default: default_audit_path(store id)

@@ -192,11 +192,8 @@ void Filesystem::forget_on_disk(Inode& node) {
   std::unique_lock<std::shared_mutex> g(node.data_mu);
   meta::InodeRecord rec = node.snapshot();
   bool object_stays = S_ISREG(rec.mode) && inodes_.is_open(node);
-  node.set_disk_state(S_ISREG(rec.mode) ? Inode::OnDisk::kObjectOnly : Inode::OnDisk::kNothing);
-  if (!S_ISREG(rec.mode) || object_stays) return;
-  Status s = store_.objects->remove(rec.file_id);
-  if (s.ok()) node.set_disk_state(Inode::OnDisk::kNothing);
-  else fail(s, "unlink", rec.ino);  // tried again when the kernel lets go of the inode
+  node.set_disk_state(object_stays ? Inode::OnDisk::kObjectOnly : Inode::OnDisk::kNothing);
+  if (S_ISREG(rec.mode) && !object_stays) remove_object_when_durable(rec);
 }
 
 int Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,

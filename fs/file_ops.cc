@@ -93,6 +93,12 @@ int Filesystem::write_locked(Inode& node, const Keyring::Access& access, int fla
   auto fc = file_crypto(access, rec);
   if (!fc.ok()) return fail(fc.status(), "write", rec.ino);
   auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
+  if (!w.ok() && w.status().code() == ENOSPC) {
+    // Deleted files give their space back once their unlink is on disk (within the commit
+    // interval): write that now and try once more, as ext4 commits its journal on ENOSPC.
+    (void)node.object->truncate(layout_.phys_size(rec.size));
+    if (store_.meta->sync().ok()) w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
+  }
   if (!w.ok()) {
     // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.
     (void)node.object->truncate(layout_.phys_size(rec.size));

@@ -124,15 +124,23 @@ Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
   auto txn = store_.meta->begin(true, &access.store_keys());
   if (!txn.ok()) return txn.status();
   auto rec = txn->get_inode(ino);
-  if (rec.ok() && S_ISREG(rec->mode)) {
-    // The object goes first: a crash before the commit leaves the orphan entry to finish later.
-    CMKFS_RETURN_IF_ERROR(store_.objects->remove(rec->file_id));
-  } else if (!rec.ok() && rec.status().code() != ENOENT) {
-    return rec.status();
-  }
+  if (!rec.ok() && rec.status().code() != ENOENT) return rec.status();
   if (rec.ok()) CMKFS_RETURN_IF_ERROR(txn->delete_inode(ino));
   CMKFS_RETURN_IF_ERROR(txn->remove_orphan(ino));
-  return txn->commit();
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  if (rec.ok() && S_ISREG(rec->mode)) remove_object_when_durable(*rec);
+  return Status::Ok();
+}
+
+// An object goes only once the metadata that no longer names it is on disk: a crash before
+// then must find the file whole (its name, or its orphan entry, and its bytes), never a record
+// without its object. A crash after the commit but before the removal leaks the object, which
+// fsck reports. Runs on the group committer's thread: it uses nothing of this Filesystem.
+void Filesystem::remove_object_when_durable(const meta::InodeRecord& rec) {
+  store_.meta->when_durable([objects = store_.objects.get(), id = rec.file_id, ino = rec.ino] {
+    Status s = objects->remove(id);
+    if (!s.ok()) spdlog::error("inode {}: its object stays behind (fsck reports it as leaked): {}", ino, s.message());
+  });
 }
 
 void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
@@ -144,8 +152,8 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
     case Inode::OnDisk::kNothing:
       break;
     case Inode::OnDisk::kObjectOnly:  // its record went at unlink, while it was open
-      s = store_.objects->remove(rec.file_id);
-      if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
+      remove_object_when_durable(rec);
+      node->set_disk_state(Inode::OnDisk::kNothing);
       break;
     case Inode::OnDisk::kRecord:
       // A linked inode with unsaved changes (a new file's size) stays in the table until the next
@@ -316,10 +324,13 @@ int Filesystem::statfs(struct statvfs* out) {
   return 0;
 }
 
+// Writes every metadata change made so far, the unsaved sizes of files written through the
+// writeback cache included (as a journal commit would), not just this directory's names.
 int Filesystem::fsyncdir() {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
-  Status s = store_.meta->sync();
+  Status s = flush_dirty();
+  if (s.ok()) s = store_.meta->sync();
   return s.ok() ? 0 : fail(s, "fsyncdir", meta::kRootIno);
 }
 

@@ -107,6 +107,7 @@ class Filesystem {
   Status save(const std::vector<Inode*>& nodes, const Keyring::Access& access);
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);
+  void remove_object_when_durable(const meta::InodeRecord& rec);
   Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
   Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) const {
     return fs::file_crypto(a, store_id_, rec);

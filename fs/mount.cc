@@ -135,6 +135,10 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Filesystem fs(st, keyring);
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
+  if (o.commit_interval_ms > 0) {
+    // 128 changes dirty at most ~512 pages, well inside the space kept past LMDB's last page.
+    st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)), 128);
+  }
 
   // With allow_other the kernel enforces permissions (default_permissions). Without it nobody but
   // the mounting user can enter the mount, and skipping the kernel's checks spares a GETATTR of

@@ -10,12 +10,16 @@
 // Thread-safety: MetaStore may be shared by threads; a Txn belongs to one thread at a time.
 // LMDB runs one write transaction at a time (others wait) beside any number of readers.
 // Durability: a commit survives a crash of the process; after a power loss the database is intact
-// but may lack the last commit (MDB_NOMETASYNC). sync() makes every committed one durable.
+// but may lack the last commit (MDB_NOMETASYNC). sync() makes every committed one durable. With
+// group commit (start_group_commit) a commit reaches the disk with its batch, a few milliseconds
+// later: a crash loses at most that batch, and never tears the database.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,6 +84,7 @@ struct Superblock {
 };
 
 class MetaStore;
+class Batcher;
 
 // A transaction; aborts in its destructor unless committed. Inode and entry calls need the store
 // keys given to begin() (EACCES without them).
@@ -121,7 +126,12 @@ class Txn {
 
  private:
   friend class MetaStore;
-  Txn(MetaStore* store, MDB_txn* txn, const crypto::StoreKeys* keys) : store_(store), txn_(txn), keys_(keys) {}
+  // kOwn: an LMDB transaction of its own. kBatchWrite: nested in the open batch; kBatchRead: reads
+  // the open batch; both hold the batch's lock. kBorrowed: a read inside one of those, on its txn.
+  enum class Kind { kOwn, kBatchWrite, kBatchRead, kBorrowed };
+  Txn(MetaStore* store, MDB_txn* txn, const crypto::StoreKeys* keys, Kind kind = Kind::kOwn)
+      : store_(store), txn_(txn), keys_(keys), kind_(kind) {}
+  void release_batch();
   Result<std::string> get_raw(unsigned dbi, std::string_view key);
   Status put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags = 0);
   Status del_raw(unsigned dbi, std::string_view key);
@@ -130,6 +140,8 @@ class Txn {
   MetaStore* store_;
   MDB_txn* txn_;
   const crypto::StoreKeys* keys_;
+  Kind kind_;
+  std::unique_lock<std::mutex> batch_lock_;
 };
 
 class MetaStore {
@@ -141,6 +153,13 @@ class MetaStore {
   // keys may be null for the superblock and wrapped-key tables. REQUIRES: keys outlive the Txn.
   Result<Txn> begin(bool write, const crypto::StoreKeys* keys = nullptr);
   Status sync();  // makes every committed transaction durable
+  // From now on write transactions commit into batches written every `interval` or `max_ops`
+  // transactions (see batcher.h). For a mounted store, after its recovery at mount.
+  void start_group_commit(std::chrono::microseconds interval, size_t max_ops);
+  // Runs `fn` once every transaction committed so far is durable (at once without group commit).
+  // For what must not happen before the metadata that allows it is on disk: removing a deleted
+  // file's object. Never runs if that batch fails to reach the disk.
+  void when_durable(std::function<void()> fn);
   // Keeps `bytes` of disk allocated past the last page LMDB uses, so that commits (above all the
   // deletes that free space) still succeed when the backing disk is full. Cheap when nothing grew.
   Status reserve_space(uint64_t bytes);
@@ -149,7 +168,9 @@ class MetaStore {
   friend class Txn;
   MetaStore() = default;
   MDB_env* env_ = nullptr;
-  uint64_t reserved_end_ = 0;  // guarded by the callers' serialisation (mount, periodic flush)
+  std::unique_ptr<Batcher> batcher_;  // with group commit
+  std::mutex reserve_mu_;
+  uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
   unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0;
 };
 

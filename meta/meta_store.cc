@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "crypto/coding.h"
+#include "meta/batcher.h"
 #include "meta/lmdb_handles.h"
 #include "meta/meta.h"
 #include "meta/records.h"
@@ -54,18 +55,63 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool 
 }
 
 MetaStore::~MetaStore() {
+  batcher_.reset();  // writes the last batch
   if (env_ != nullptr) mdb_env_close(env_);
 }
 
+namespace {
+// The store and transaction whose batch lock this thread holds, so that a read inside a
+// transaction (loading an inode while creating a name) runs on it instead of waiting for itself.
+thread_local const MetaStore* held_store = nullptr;
+thread_local MDB_txn* held_txn = nullptr;
+}  // namespace
+
 Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
+  if (batcher_) {
+    if (held_store == this) {
+      if (write) return Status(EDEADLK, "a write transaction inside another transaction");
+      return Txn(this, held_txn, keys, Txn::Kind::kBorrowed);
+    }
+    std::unique_lock<std::mutex> lock(batcher_->mu);
+    MDB_txn* txn = batcher_->open_batch();
+    Txn::Kind kind = Txn::Kind::kBatchRead;
+    if (write) {
+      auto child = batcher_->begin_write(lock);
+      if (!child.ok()) return child.status();
+      txn = *child;
+      kind = Txn::Kind::kBatchWrite;
+    }
+    if (txn != nullptr) {
+      Txn t(this, txn, keys, kind);
+      t.batch_lock_ = std::move(lock);
+      held_store = this;
+      held_txn = txn;
+      return t;
+    }
+  }
   MDB_txn* txn = nullptr;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, nullptr, write ? 0 : MDB_RDONLY, &txn), "begin"));
   return Txn(this, txn, keys);
 }
 
-Status MetaStore::sync() { return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata"); }
+void MetaStore::start_group_commit(std::chrono::microseconds interval, size_t max_ops) {
+  batcher_ = std::make_unique<Batcher>(env_, interval, max_ops, [this] { return reserve_space(kMetaReserveBytes); });
+}
+
+void MetaStore::when_durable(std::function<void()> fn) {
+  if (!batcher_) return fn();
+  if (held_store == this) return batcher_->defer_locked(std::move(fn));
+  std::unique_lock<std::mutex> lock(batcher_->mu);
+  batcher_->when_durable(std::move(fn), lock);
+}
+
+Status MetaStore::sync() {
+  if (batcher_) CMKFS_RETURN_IF_ERROR(batcher_->flush());
+  return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata");
+}
 
 Status MetaStore::reserve_space(uint64_t bytes) {
+  std::lock_guard<std::mutex> g(reserve_mu_);
   MDB_envinfo info;
   MDB_stat st;
   mdb_env_info(env_, &info);
@@ -83,16 +129,41 @@ Status MetaStore::reserve_space(uint64_t bytes) {
 
 // ---- Txn: raw access ----
 
-Txn::Txn(Txn&& o) noexcept : store_(o.store_), txn_(o.txn_), keys_(o.keys_) { o.txn_ = nullptr; }
+Txn::Txn(Txn&& o) noexcept
+    : store_(o.store_), txn_(o.txn_), keys_(o.keys_), kind_(o.kind_), batch_lock_(std::move(o.batch_lock_)) {
+  o.txn_ = nullptr;
+}
 
 Txn::~Txn() {
-  if (txn_ != nullptr) mdb_txn_abort(txn_);
+  // An aborted nested transaction leaves its batch as it was.
+  if (txn_ != nullptr && (kind_ == Kind::kOwn || kind_ == Kind::kBatchWrite)) mdb_txn_abort(txn_);
+  release_batch();
+}
+
+void Txn::release_batch() {
+  if (!batch_lock_.owns_lock()) return;
+  held_store = nullptr;
+  held_txn = nullptr;
+  batch_lock_.unlock();
 }
 
 Status Txn::commit() {
   MDB_txn* t = txn_;
   txn_ = nullptr;
-  return lmdb_status(mdb_txn_commit(t), "commit");
+  switch (kind_) {
+    case Kind::kOwn:
+      return lmdb_status(mdb_txn_commit(t), "commit");
+    case Kind::kBatchWrite:
+      held_store = nullptr;
+      held_txn = nullptr;
+      return store_->batcher_->commit(t, batch_lock_);  // releases the lock
+    case Kind::kBatchRead:
+      release_batch();
+      return Status::Ok();
+    case Kind::kBorrowed:
+      break;
+  }
+  return Status::Ok();  // the enclosing transaction commits
 }
 
 Result<std::string> Txn::get_raw(unsigned dbi, std::string_view key) {

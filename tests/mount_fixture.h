@@ -59,6 +59,14 @@ inline void write_file(const std::string& path, const std::string& data) {
 }
 
 // Lazily unmounts every FUSE mount below `root` (left over by a crashed test).
+// fsync(2) of a directory: cmkfs writes every metadata change made so far to disk.
+inline void sync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0) << dir;
+  EXPECT_EQ(::fsync(fd), 0) << dir;
+  ::close(fd);
+}
+
 inline void detach_mounts_below(const std::string& root) {
   std::ifstream in("/proc/self/mounts");
   std::string src, target, rest;

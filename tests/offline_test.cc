@@ -57,6 +57,7 @@ TEST_F(FsckTest, OrphanLeftByACrashIsNotAProblem) {
   int fd = ::open(at("f").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::unlink(at("f").c_str()), 0);
+  sync_dir(mnt);  // the unlink is on disk (group commit would write it within milliseconds)
   pid_t pid = daemon_pid(store);
   ASSERT_GT(pid, 0);
   ASSERT_EQ(::kill(pid, SIGKILL), 0);

@@ -1,0 +1,133 @@
+#include "meta/batcher.h"
+
+#include "meta/lmdb_handles.h"
+
+namespace cmkfs::meta {
+
+Batcher::Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve)
+    : env_(env), interval_(interval), max_ops_(max_ops), reserve_(std::move(reserve)), committer_([this] { run(); }) {}
+
+Batcher::~Batcher() {
+  {
+    std::lock_guard<std::mutex> g(mu);
+    stopping_ = true;
+  }
+  committer_cv_.notify_all();
+  committer_.join();
+}
+
+Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
+  for (;;) {
+    if (!failed_.ok()) return failed_;
+    if (parent_ != nullptr) break;
+    open_wanted_ = true;
+    committer_cv_.notify_one();
+    state_cv_.wait(lock, [this] { return parent_ != nullptr || !open_wanted_ || !failed_.ok(); });
+    if (parent_ == nullptr && !open_error_.ok()) return open_error_;
+  }
+  MDB_txn* child = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, parent_, 0, &child), "begin"));
+  return child;
+}
+
+Status Batcher::commit(MDB_txn* child, std::unique_lock<std::mutex>& lock) {
+  Status s = lmdb_status(mdb_txn_commit(child), "commit");
+  if (!s.ok()) {
+    lock.unlock();
+    return s;
+  }
+  ++ops_;
+  if (!one_at_a_time_) {
+    ++acknowledged_;
+    if (ops_ >= max_ops_) committer_cv_.notify_one();
+    lock.unlock();
+    return Status::Ok();
+  }
+  // Per-transaction mode (the disk is full): this transaction's outcome is the batch's.
+  uint64_t batch = batches_written_;
+  flush_wanted_ = true;
+  committer_cv_.notify_one();
+  state_cv_.wait(lock, [&] { return batches_written_ != batch; });
+  s = last_batch_;
+  lock.unlock();
+  return s;
+}
+
+Status Batcher::flush() {
+  std::unique_lock<std::mutex> lock(mu);
+  if (parent_ != nullptr || writing_) {
+    uint64_t batch = batches_written_;
+    flush_wanted_ = parent_ != nullptr;
+    committer_cv_.notify_one();
+    state_cv_.wait(lock, [&] { return batches_written_ != batch; });
+  }
+  return failed_;
+}
+
+void Batcher::when_durable(std::function<void()> fn, std::unique_lock<std::mutex>& lock) {
+  if (parent_ != nullptr) {
+    on_durable_.push_back(std::move(fn));
+    return;
+  }
+  lock.unlock();
+  fn();
+  lock.lock();
+}
+
+void Batcher::run() {
+  std::unique_lock<std::mutex> lock(mu);
+  for (;;) {
+    committer_cv_.wait(lock, [this] { return stopping_ || open_wanted_; });
+    if (!open_wanted_) return;  // stopping, nothing pending
+    // LMDB's writer lock may be held by another process: waited for without holding mu, so that
+    // readers carry on with their snapshots meanwhile.
+    lock.unlock();
+    MDB_txn* parent = nullptr;
+    Status opened = lmdb_status(mdb_txn_begin(env_, nullptr, 0, &parent), "beginning a metadata batch");
+    lock.lock();
+    open_wanted_ = false;
+    open_error_ = opened;
+    if (opened.ok()) {
+      parent_ = parent;
+      ops_ = acknowledged_ = 0;
+    }
+    state_cv_.notify_all();
+    if (!opened.ok()) continue;
+    auto due = std::chrono::steady_clock::now() + interval_;
+    committer_cv_.wait_until(lock, due, [&] { return stopping_ || flush_wanted_ || ops_ >= max_ops_; });
+    commit_batch(lock);  // holding mu: no transaction is running
+  }
+}
+
+void Batcher::commit_batch(std::unique_lock<std::mutex>& lock) {
+  MDB_txn* parent = parent_;
+  parent_ = nullptr;
+  writing_ = true;
+  Status s = ops_ == 0 ? (mdb_txn_abort(parent), Status::Ok())
+                       : lmdb_status(mdb_txn_commit(parent), "writing a metadata batch");
+  std::vector<std::function<void()>> callbacks;
+  if (s.ok()) {
+    callbacks.swap(on_durable_);
+  } else {
+    on_durable_.clear();  // their changes did not reach the disk: the objects they free stay
+    if (acknowledged_ > 0) {
+      failed_ = Status(s.code(), s.message() + " (" + std::to_string(acknowledged_) +
+                                     " acknowledged metadata changes lost; unmount and run cmkfs fsck)");
+    }
+  }
+  // Batches are kept small enough for the space reserved past LMDB's last page; when that space
+  // cannot be renewed, writes go one at a time until it can.
+  one_at_a_time_ = !reserve_().ok();
+  if (!callbacks.empty()) {
+    lock.unlock();
+    for (auto& fn : callbacks) fn();
+    lock.lock();
+  }
+  // Announced after the callbacks: a flush() on a full disk waits for the space they free.
+  last_batch_ = s;
+  ++batches_written_;
+  flush_wanted_ = writing_ = false;
+  state_cv_.notify_all();
+}
+
+}  // namespace cmkfs::meta

@@ -1,0 +1,82 @@
+// Internal to meta/: group commit. Write transactions run as nested transactions of one LMDB
+// write transaction (the batch), which a committer thread writes to disk once it is `interval`
+// old or holds `max_ops` transactions, or at once for sync(). A create or an unlink then costs
+// page copies in memory instead of page writes and an fdatasync of its own.
+//
+// LMDB ties the batch's writer lock to the thread that began it, so the committer thread begins
+// and commits every batch; a writer that finds none open asks it for one. Outside a batch nothing
+// holds the writer lock, so other processes (cmkfs encryption rotate-key) can write in between.
+//
+// Transactions run one at a time while a batch is open (`mu` is held for a transaction's life):
+// a reader must see what the batch holds. Without an open batch, readers use their own snapshot.
+#pragma once
+
+#include <lmdb.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "crypto/status.h"
+
+namespace cmkfs::meta {
+
+class Batcher {
+ public:
+  // `reserve` keeps disk allocated for the next batches; while it fails (a full disk), each write
+  // transaction is committed alone and waits for it, so a failed write fails only itself.
+  Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve);
+  ~Batcher();  // commits what is pending
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  std::mutex mu;
+
+  // REQUIRES: `lock` holds mu. A nested transaction of the open batch (opened if need be).
+  Result<MDB_txn*> begin_write(std::unique_lock<std::mutex>& lock);
+  // REQUIRES: `lock` holds mu. The open batch to read from, or null: read a snapshot instead.
+  MDB_txn* open_batch() const { return parent_; }
+  // REQUIRES: `lock` holds mu, `child` came from begin_write. Commits it into the batch; in
+  // per-transaction mode also writes the batch and returns how that went. Releases the lock.
+  Status commit(MDB_txn* child, std::unique_lock<std::mutex>& lock);
+  // Writes the open batch now and waits; then whatever was committed is on disk (data pages).
+  Status flush();
+  // Runs `fn` once everything committed so far is on disk: at once if no batch is open, else
+  // after the batch is written (never, if writing it fails: see failed()).
+  // REQUIRES: `lock` holds mu.
+  void when_durable(std::function<void()> fn, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: mu held by the caller's open transaction (so a batch is open).
+  void defer_locked(std::function<void()> fn) { on_durable_.push_back(std::move(fn)); }
+  // Not OK once a batch holding acknowledged transactions failed to reach the disk: their
+  // changes are lost, and every later transaction fails with this error (stop, fsck).
+  const Status& failed() const { return failed_; }
+
+ private:
+  void run();
+  void commit_batch(std::unique_lock<std::mutex>& lock);
+
+  MDB_env* env_;
+  const std::chrono::microseconds interval_;
+  const size_t max_ops_;
+  std::function<Status()> reserve_;
+
+  // Guarded by mu.
+  MDB_txn* parent_ = nullptr;
+  size_t ops_ = 0;           // nested transactions in the open batch
+  size_t acknowledged_ = 0;  // of those, committed without waiting for the disk
+  bool one_at_a_time_ = false;
+  bool writing_ = false;  // a batch is being written, or its callbacks run
+  bool open_wanted_ = false, flush_wanted_ = false, stopping_ = false;
+  Status open_error_, failed_, last_batch_;
+  uint64_t batches_written_ = 0;
+  std::vector<std::function<void()>> on_durable_;
+  std::condition_variable committer_cv_;  // wakes the committer
+  std::condition_variable state_cv_;      // a batch opened or was written
+
+  std::thread committer_;  // last: starts once the rest is ready
+};
+
+}  // namespace cmkfs::meta
