@@ -1,5 +1,7 @@
 #include "meta/batcher.h"
 
+#include <pthread.h>
+
 #include "meta/lmdb_handles.h"
 
 namespace cmkfs::meta {
@@ -75,6 +77,7 @@ void Batcher::when_durable(std::function<void()> fn, std::unique_lock<std::mutex
 }
 
 void Batcher::run() {
+  pthread_setname_np(pthread_self(), "cmkfs-commit");  // for top -H and perf
   std::unique_lock<std::mutex> lock(mu);
   for (;;) {
     committer_cv_.wait(lock, [this] { return stopping_ || open_wanted_; });
@@ -111,8 +114,8 @@ void Batcher::commit_batch(std::unique_lock<std::mutex>& lock) {
   } else {
     on_durable_.clear();  // their changes did not reach the disk: the objects they free stay
     if (acknowledged_ > 0) {
-      failed_ = Status(s.code(), s.message() + " (" + std::to_string(acknowledged_) +
-                                     " acknowledged metadata changes lost; unmount and run cmkfs fsck)");
+      failed_ = Status::IOError(EIO, s.message() + " (" + std::to_string(acknowledged_) +
+                                         " acknowledged metadata changes lost; unmount and run cmkfs fsck)");
     }
   }
   // Batches are kept small enough for the space reserved past LMDB's last page; when that space

@@ -130,7 +130,12 @@ Status MetaStore::reserve_space(uint64_t bytes) {
 // ---- Txn: raw access ----
 
 Txn::Txn(Txn&& o) noexcept
-    : store_(o.store_), txn_(o.txn_), keys_(o.keys_), kind_(o.kind_), batch_lock_(std::move(o.batch_lock_)) {
+    : store_(o.store_),
+      txn_(o.txn_),
+      keys_(o.keys_),
+      kind_(o.kind_),
+      broken_(o.broken_),
+      batch_lock_(std::move(o.batch_lock_)) {
   o.txn_ = nullptr;
 }
 
@@ -156,6 +161,11 @@ Status Txn::commit() {
     case Kind::kBatchWrite:
       held_store = nullptr;
       held_txn = nullptr;
+      if (broken_) {
+        mdb_txn_abort(t);  // leaves the batch as it was
+        batch_lock_.unlock();
+        return Status::IOError(EIO, "commit: the transaction failed earlier");
+      }
       return store_->batcher_->commit(t, batch_lock_);  // releases the lock
     case Kind::kBatchRead:
       release_batch();
@@ -166,21 +176,28 @@ Status Txn::commit() {
   return Status::Ok();  // the enclosing transaction commits
 }
 
+// LMDB marks a transaction failed on any error but these two; committing a failed nested
+// transaction would fail its whole batch.
+int Txn::note(int rc) {
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST) broken_ = true;
+  return rc;
+}
+
 Result<std::string> Txn::get_raw(unsigned dbi, std::string_view key) {
   MDB_val k = mdb_val(key), v;
-  int rc = mdb_get(txn_, dbi, &k, &v);
+  int rc = note(mdb_get(txn_, dbi, &k, &v));
   if (rc != MDB_SUCCESS) return lmdb_status(rc, "get");
   return std::string(as_view(v));
 }
 
 Status Txn::put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags) {
   MDB_val k = mdb_val(key), v = mdb_val(value);
-  return lmdb_status(mdb_put(txn_, dbi, &k, &v, flags), "put");
+  return lmdb_status(note(mdb_put(txn_, dbi, &k, &v, flags)), "put");
 }
 
 Status Txn::del_raw(unsigned dbi, std::string_view key) {
   MDB_val k = mdb_val(key);
-  return lmdb_status(mdb_del(txn_, dbi, &k, nullptr), "delete");
+  return lmdb_status(note(mdb_del(txn_, dbi, &k, nullptr)), "delete");
 }
 
 Status Txn::need_keys() const {
