@@ -111,7 +111,11 @@ Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access&
     // Checked again inside the write txn: since it was picked, the inode may have been saved and
     // evicted (a newer copy may be in use), or deleted.
     if (!node->snapshot_if_dirty(&rec, &seq)) continue;
-    CMKFS_RETURN_IF_ERROR(txn->put_inode(rec));
+    // Only ever rewrites a record: an unlink may have deleted it since it was picked (the node's
+    // disk state changes just after that commit), and must not see it come back.
+    Status s = txn->update_inode(rec);
+    if (s.code() == ENOENT) continue;
+    CMKFS_RETURN_IF_ERROR(s);
     saved.emplace_back(node, seq);
   }
   if (saved.empty()) return Status::Ok();

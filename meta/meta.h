@@ -97,6 +97,7 @@ class Txn {
 
   Result<InodeRecord> get_inode(uint64_t ino);  // ENOENT, EIO
   Status put_inode(const InodeRecord& rec);
+  Status update_inode(const InodeRecord& rec);  // ENOENT if the record is gone (deleted)
   Status delete_inode(uint64_t ino);
   Result<uint64_t> last_inode();  // highest inode number in use
 

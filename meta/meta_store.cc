@@ -242,6 +242,12 @@ Result<InodeRecord> Txn::get_inode(uint64_t ino) {
   return decode_inode(ino, *plain);
 }
 
+Status Txn::update_inode(const InodeRecord& rec) {
+  auto existing = get_raw(store_->inodes_, be64_key(rec.ino));
+  if (!existing.ok()) return existing.status();
+  return put_inode(rec);
+}
+
 Status Txn::put_inode(const InodeRecord& rec) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   std::string key = be64_key(rec.ino);
