@@ -85,6 +85,31 @@ TEST_F(PosixTest, RequestsComeOverIoUringWhereTheKernelHasIt) {
   EXPECT_NE(read_file(log).find("FUSE over io_uring"), std::string::npos) << read_file(log);
 }
 
+// The workers poll their rings briefly after a reply; once the requests stop, the daemon sleeps.
+TEST_F(PosixTest, AnIdleDaemonUsesNoCpu) {
+  for (int i = 0; i < 200; ++i) write_file(at("f" + std::to_string(i % 20)), "busy");
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  auto cpu_ticks = [pid] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stol(field);
+      if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+  };
+  ::usleep(200000);
+  long before = cpu_ticks();
+  ::sleep(2);
+  long used = cpu_ticks() - before;
+  EXPECT_LE(used, 10) << "clock ticks of CPU in 2 idle seconds (" << ::sysconf(_SC_CLK_TCK) << " per second)";
+}
+
 TEST_F(PosixTest, WithoutIoUringRequestsComeOverDevFuse) {
   umount();
   stdfs::remove(log);
