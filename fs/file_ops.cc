@@ -92,18 +92,17 @@ int Filesystem::write_locked(Inode& node, const Keyring::Access& access, int fla
   }
   auto fc = file_crypto(access, rec);
   if (!fc.ok()) return fail(fc.status(), "write", rec.ino);
-  auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
-  if (!w.ok() && w.status().code() == ENOSPC) {
-    // Deleted files give their space back once their unlink is on disk (within the commit
-    // interval): write that now and try once more, as ext4 commits its journal on ENOSPC.
-    (void)node.object->truncate(layout_.phys_size(rec.size));
-    if (store_.meta->sync().ok()) w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
-  }
-  if (!w.ok()) {
+  auto attempt = [&] {
+    auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
     // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.
-    (void)node.object->truncate(layout_.phys_size(rec.size));
-    return fail(w.status(), "write", rec.ino);
-  }
+    if (!w.ok()) (void)node.object->truncate(layout_.phys_size(rec.size));
+    return w;
+  };
+  auto w = attempt();
+  // Deleted files give their space back once their unlink is on disk (within the commit
+  // interval): on ENOSPC write that now and try once more, as ext4 commits its journal.
+  if (!w.ok() && w.status().code() == ENOSPC && store_.meta->sync().ok()) w = attempt();
+  if (!w.ok()) return fail(w.status(), "write", rec.ino);
   meta::Timespec now = now_timespec();
   node.update([&](meta::InodeRecord& r) {
     r.size = w->new_size;

@@ -136,8 +136,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
   if (o.commit_interval_ms > 0) {
-    // 128 changes dirty at most ~512 pages, well inside the space kept past LMDB's last page.
-    st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)), 128);
+    st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)));
   }
 
   // With allow_other the kernel enforces permissions (default_permissions). Without it nobody but

@@ -66,14 +66,15 @@ Status Batcher::flush() {
   return failed_;
 }
 
-void Batcher::when_durable(std::function<void()> fn, std::unique_lock<std::mutex>& lock) {
-  if (parent_ != nullptr) {
-    on_durable_.push_back(std::move(fn));
-    return;
+void Batcher::when_durable(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (parent_ != nullptr) {
+      on_durable_.push_back(std::move(fn));
+      return;
+    }
   }
-  lock.unlock();
   fn();
-  lock.lock();
 }
 
 void Batcher::run() {

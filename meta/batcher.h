@@ -46,8 +46,7 @@ class Batcher {
   Status flush();
   // Runs `fn` once everything committed so far is on disk: at once if no batch is open, else
   // after the batch is written (never, if writing it fails: see failed()).
-  // REQUIRES: `lock` holds mu.
-  void when_durable(std::function<void()> fn, std::unique_lock<std::mutex>& lock);
+  void when_durable(std::function<void()> fn);
   // REQUIRES: mu held by the caller's open transaction (so a batch is open).
   void defer_locked(std::function<void()> fn) { on_durable_.push_back(std::move(fn)); }
   // Not OK once a batch holding acknowledged transactions failed to reach the disk: their

@@ -1,6 +1,7 @@
 // On-disk constants of a store's metadata. The prose description is in README.md ("On-disk format").
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -29,5 +30,8 @@ inline constexpr uint64_t kRootIno = 1;
 inline constexpr uint64_t kLmdbMapSize = uint64_t{256} << 30;  // address space only, not disk
 // Disk kept allocated ahead of LMDB's last page, so deletes can commit on a full disk.
 inline constexpr uint64_t kMetaReserveBytes = uint64_t{4} << 20;
+// Changes per group-commit batch: even if each dirtied four pages of its own, a batch stays well
+// inside kMetaReserveBytes, so writing it cannot fail for want of space.
+inline constexpr size_t kBatchMaxChanges = 128;
 
 }  // namespace cmkfs::meta

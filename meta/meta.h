@@ -156,9 +156,9 @@ class MetaStore {
   // keys may be null for the superblock and wrapped-key tables. REQUIRES: keys outlive the Txn.
   Result<Txn> begin(bool write, const crypto::StoreKeys* keys = nullptr);
   Status sync();  // makes every committed transaction durable
-  // From now on write transactions commit into batches written every `interval` or `max_ops`
-  // transactions (see batcher.h). For a mounted store, after its recovery at mount.
-  void start_group_commit(std::chrono::microseconds interval, size_t max_ops);
+  // From now on write transactions commit into batches written every `interval` or
+  // kBatchMaxChanges transactions (see batcher.h). For a mounted store, after its recovery.
+  void start_group_commit(std::chrono::microseconds interval);
   // Runs `fn` once every transaction committed so far is durable (at once without group commit).
   // For what must not happen before the metadata that allows it is on disk: removing a deleted
   // file's object. Never runs if that batch fails to reach the disk.

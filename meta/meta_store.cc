@@ -94,15 +94,14 @@ Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
   return Txn(this, txn, keys);
 }
 
-void MetaStore::start_group_commit(std::chrono::microseconds interval, size_t max_ops) {
-  batcher_ = std::make_unique<Batcher>(env_, interval, max_ops, [this] { return reserve_space(kMetaReserveBytes); });
+void MetaStore::start_group_commit(std::chrono::microseconds interval) {
+  batcher_ = std::make_unique<Batcher>(env_, interval, kBatchMaxChanges, [this] { return reserve_space(kMetaReserveBytes); });
 }
 
 void MetaStore::when_durable(std::function<void()> fn) {
   if (!batcher_) return fn();
   if (held_store == this) return batcher_->defer_locked(std::move(fn));
-  std::unique_lock<std::mutex> lock(batcher_->mu);
-  batcher_->when_durable(std::move(fn), lock);
+  batcher_->when_durable(std::move(fn));
 }
 
 Status MetaStore::sync() {
@@ -159,13 +158,13 @@ Status Txn::commit() {
     case Kind::kOwn:
       return lmdb_status(mdb_txn_commit(t), "commit");
     case Kind::kBatchWrite:
-      held_store = nullptr;
-      held_txn = nullptr;
       if (broken_) {
         mdb_txn_abort(t);  // leaves the batch as it was
-        batch_lock_.unlock();
+        release_batch();
         return Status::IOError(EIO, "commit: the transaction failed earlier");
       }
+      held_store = nullptr;
+      held_txn = nullptr;
       return store_->batcher_->commit(t, batch_lock_);  // releases the lock
     case Kind::kBatchRead:
       release_batch();

@@ -210,7 +210,7 @@ class GroupCommitTest : public MetaTest {
  protected:
   void SetUp() override {
     MetaTest::SetUp();
-    store->start_group_commit(std::chrono::seconds(10), 1000);  // only sync() or closing writes
+    store->start_group_commit(std::chrono::seconds(10));  // sync(), closing or 128 changes write
   }
   void reopen() {
     store.reset();
