@@ -105,6 +105,8 @@ void MetaStore::when_durable(std::function<void()> fn) {
 }
 
 Status MetaStore::sync() {
+  // Inside a transaction the batch cannot be written (this thread holds it): say so, not hang.
+  if (held_store == this) return Status(EDEADLK, "sync inside a transaction");
   if (batcher_) CMKFS_RETURN_IF_ERROR(batcher_->flush());
   return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata");
 }

@@ -257,7 +257,7 @@ TEST_F(GroupCommitTest, WhenDurableWaitsForTheBatch) {
   EXPECT_FALSE(ran.load());
 }
 
-TEST_F(GroupCommitTest, ReadInsideAWriteSeesItsChangesAndNestedWritesAreRefused) {
+TEST_F(GroupCommitTest, ReadInsideAWriteSeesItsChangesAndNestedWritesOrSyncsAreRefused) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
   {
@@ -266,6 +266,7 @@ TEST_F(GroupCommitTest, ReadInsideAWriteSeesItsChangesAndNestedWritesAreRefused)
     EXPECT_TRUE(inner->get_inode(5).ok());
   }
   EXPECT_EQ(store->begin(true, &keys).status().code(), EDEADLK);
+  EXPECT_EQ(store->sync().code(), EDEADLK);
   ASSERT_TRUE(t.commit().ok());
 }
 
