@@ -33,16 +33,11 @@ Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
 }
 
 Status Batcher::commit(MDB_txn* child, std::unique_lock<std::mutex>& lock) {
-  Status s = lmdb_status(mdb_txn_commit(child), "commit");
-  if (!s.ok()) {
-    lock.unlock();
-    return s;
-  }
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_commit(child), "commit"));
   ++ops_;
   if (!one_at_a_time_) {
     ++acknowledged_;
     if (ops_ >= max_ops_) committer_cv_.notify_one();
-    lock.unlock();
     return Status::Ok();
   }
   // Per-transaction mode (the disk is full): this transaction's outcome is the batch's.
@@ -50,9 +45,7 @@ Status Batcher::commit(MDB_txn* child, std::unique_lock<std::mutex>& lock) {
   flush_wanted_ = true;
   committer_cv_.notify_one();
   state_cv_.wait(lock, [&] { return batches_written_ != batch; });
-  s = last_batch_;
-  lock.unlock();
-  return s;
+  return last_batch_;
 }
 
 Status Batcher::flush() {

@@ -40,18 +40,15 @@ class Batcher {
   // REQUIRES: `lock` holds mu. The open batch to read from, or null: read a snapshot instead.
   MDB_txn* open_batch() const { return parent_; }
   // REQUIRES: `lock` holds mu, `child` came from begin_write. Commits it into the batch; in
-  // per-transaction mode also writes the batch and returns how that went. Releases the lock.
+  // per-transaction mode also writes the batch (waiting on `lock`) and returns how that went.
   Status commit(MDB_txn* child, std::unique_lock<std::mutex>& lock);
   // Writes the open batch now and waits; then whatever was committed is on disk (data pages).
   Status flush();
   // Runs `fn` once everything committed so far is on disk: at once if no batch is open, else
-  // after the batch is written (never, if writing it fails: see failed()).
+  // after the batch is written (never, if writing it fails).
   void when_durable(std::function<void()> fn);
   // REQUIRES: mu held by the caller's open transaction (so a batch is open).
   void defer_locked(std::function<void()> fn) { on_durable_.push_back(std::move(fn)); }
-  // Not OK once a batch holding acknowledged transactions failed to reach the disk: their
-  // changes are lost, and every later transaction fails with this error (stop, fsck).
-  const Status& failed() const { return failed_; }
 
  private:
   void run();
@@ -69,7 +66,10 @@ class Batcher {
   bool one_at_a_time_ = false;
   bool writing_ = false;  // a batch is being written, or its callbacks run
   bool open_wanted_ = false, flush_wanted_ = false, stopping_ = false;
-  Status open_error_, failed_, last_batch_;
+  Status open_error_, last_batch_;
+  // Not OK once a batch holding acknowledged transactions failed to reach the disk: their
+  // changes are lost, and every later write transaction fails with it (stop, fsck).
+  Status failed_;
   uint64_t batches_written_ = 0;
   std::vector<std::function<void()>> on_durable_;
   std::condition_variable committer_cv_;  // wakes the committer

@@ -159,15 +159,16 @@ Status Txn::commit() {
   switch (kind_) {
     case Kind::kOwn:
       return lmdb_status(mdb_txn_commit(t), "commit");
-    case Kind::kBatchWrite:
+    case Kind::kBatchWrite: {
       if (broken_) {
         mdb_txn_abort(t);  // leaves the batch as it was
         release_batch();
         return Status::IOError(EIO, "commit: the transaction failed earlier");
       }
-      held_store = nullptr;
-      held_txn = nullptr;
-      return store_->batcher_->commit(t, batch_lock_);  // releases the lock
+      Status s = store_->batcher_->commit(t, batch_lock_);
+      release_batch();
+      return s;
+    }
     case Kind::kBatchRead:
       release_batch();
       return Status::Ok();
