@@ -1,6 +1,9 @@
 #include "fs/parallel.h"
 
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -42,8 +45,13 @@ class Pool {
 
  private:
   explicit Pool(unsigned n) {
+    // Threads inherit their creator's CPU affinity, and the first caller may be a worker pinned to
+    // one CPU; the helpers take the main thread's (the process's) instead.
+    cpu_set_t cpus;
+    bool have_cpus = sched_getaffinity(getpid(), sizeof(cpus), &cpus) == 0;
     for (unsigned i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
+      threads_.emplace_back([this, have_cpus, cpus] {
+        if (have_cpus) pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
         for (;;) {
           std::function<void()> task;
           {

@@ -2,12 +2,54 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace cmkfs::fs {
 namespace {
+
+std::string cpus_allowed(const std::string& status_path) {
+  std::ifstream in(status_path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
+  }
+  return "";
+}
+
+// The pool starts on first use, often from a FUSE worker pinned to one CPU. Its helpers must not
+// inherit that pin: on a many-core machine every helper would then share one CPU. (ctest runs each
+// test in its own process, so here the pinned caller is the pool's first user.)
+TEST(ParallelFor, HelpersAreNotPinnedToTheirCreatorsCpu) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
+  std::string process_cpus = cpus_allowed("/proc/self/status");
+  pid_t pinned_tid = 0;
+  std::thread caller([&pinned_tid] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
+    pinned_tid = gettid();
+    std::atomic<int> pieces{0};
+    parallel_for(64, 8, [&pieces](size_t, size_t) { pieces.fetch_add(1); });
+    EXPECT_GE(pieces.load(), 2);
+  });
+  caller.join();
+  int helpers = 0;
+  for (auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (task.path().filename() == std::to_string(pinned_tid)) continue;
+    ++helpers;
+    EXPECT_EQ(cpus_allowed(task.path() / "status"), process_cpus) << "thread " << task.path().filename();
+  }
+  EXPECT_GE(helpers, 2);  // the main thread and at least one helper
+}
 
 // Several callers at once (FUSE workers each splitting a large read) share the helpers: each call
 // still covers its whole range exactly once and returns only when every piece is done.
