@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,38 @@ TEST(ParallelFor, HelpersAreNotPinnedToTheirCreatorsCpu) {
     EXPECT_EQ(cpus_allowed(task.path() / "status"), process_cpus) << "thread " << task.path().filename();
   }
   EXPECT_GE(helpers, 2);  // the main thread and at least one helper
+}
+
+// A call splits when it is alone (one large O_DIRECT read gets every core) and runs whole on its
+// own thread when another is in progress (readahead's requests each already have a core).
+TEST(ParallelFor, SplitsOnlyWhenNoOtherCallIsInProgress) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
+  std::atomic<int> alone_pieces{0};
+  parallel_for(64, 8, [&](size_t, size_t) { alone_pieces.fetch_add(1); });
+  EXPECT_GE(alone_pieces.load(), 2);
+
+  std::atomic<bool> first_running{false}, release{false};
+  std::thread first([&] {
+    parallel_for(64, 8, [&](size_t b, size_t) {
+      if (b != 0) return;
+      first_running = true;
+      while (!release) std::this_thread::yield();
+    });
+  });
+  while (!first_running) std::this_thread::yield();
+  std::vector<std::pair<size_t, size_t>> ranges;
+  std::vector<std::thread::id> threads;
+  std::mutex mu;
+  parallel_for(64, 8, [&](size_t b, size_t e) {
+    std::lock_guard<std::mutex> g(mu);
+    ranges.emplace_back(b, e);
+    threads.push_back(std::this_thread::get_id());
+  });
+  release = true;
+  first.join();
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0], std::make_pair(size_t{0}, size_t{64}));
+  EXPECT_EQ(threads[0], std::this_thread::get_id());
 }
 
 // Several callers at once (FUSE workers each splitting a large read) share the helpers: each call
