@@ -11,8 +11,10 @@
 
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "crypto/evp_internal.h"
 
@@ -110,29 +112,65 @@ Mac256 hmac_sha256(Bytes key, Bytes data) {
   return mac;
 }
 
-void HmacKey::Free::operator()(evp_mac_ctx_st* c) const { EVP_MAC_CTX_free(c); }
+// Copies of the keyed context are kept for reuse: re-initialising one with the same key costs a
+// fraction of duplicating the keyed one (several allocations) for every name.
+struct HmacKey::State {
+  EVP_MAC_CTX* keyed = nullptr;
+  std::mutex mu;
+  std::vector<EVP_MAC_CTX*> spare;
+  ~State() {
+    for (EVP_MAC_CTX* c : spare) EVP_MAC_CTX_free(c);  // cleanses the key material
+    EVP_MAC_CTX_free(keyed);
+  }
+  EVP_MAC_CTX* take() {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (!spare.empty()) {
+        EVP_MAC_CTX* c = spare.back();
+        spare.pop_back();
+        return c;
+      }
+    }
+    return EVP_MAC_CTX_dup(keyed);
+  }
+  void give_back(EVP_MAC_CTX* c) {
+    std::lock_guard<std::mutex> g(mu);
+    spare.push_back(c);
+  }
+};
+
+HmacKey::HmacKey() = default;
+HmacKey::~HmacKey() = default;
+HmacKey::HmacKey(HmacKey&&) noexcept = default;
+HmacKey& HmacKey::operator=(HmacKey&&) noexcept = default;
+void HmacKey::wipe() { state_.reset(); }
 
 Result<HmacKey> HmacKey::make(Bytes key) {
   static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   if (hmac == nullptr) return Status::IOError(EIO, "HMAC is not available in this OpenSSL");
   HmacKey k;
-  k.keyed_.reset(EVP_MAC_CTX_new(hmac));
+  k.state_ = std::make_unique<State>();
+  k.state_->keyed = EVP_MAC_CTX_new(hmac);
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-  if (!k.keyed_ || EVP_MAC_init(k.keyed_.get(), key.data(), key.size(), params) != 1) {
+  if (k.state_->keyed == nullptr || EVP_MAC_init(k.state_->keyed, key.data(), key.size(), params) != 1) {
     return Status::IOError(EIO, "HMAC-SHA256 key setup failed");
   }
   return k;
 }
 
 Mac256 HmacKey::mac(Bytes data) const {
-  std::unique_ptr<EVP_MAC_CTX, Free> ctx(EVP_MAC_CTX_dup(keyed_.get()));
+  EVP_MAC_CTX* ctx = state_->take();
   Mac256 mac{};
   size_t len = 0;
-  if (!ctx || EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_MAC_final(ctx.get(), mac.data(), &len, mac.size()) != 1 || len != mac.size()) {
+  bool ok = ctx != nullptr && EVP_MAC_init(ctx, nullptr, 0, nullptr) == 1 &&
+            EVP_MAC_update(ctx, data.data(), data.size()) == 1 &&
+            EVP_MAC_final(ctx, mac.data(), &len, mac.size()) == 1 && len == mac.size();
+  if (!ok) {
+    EVP_MAC_CTX_free(ctx);
     throw std::bad_alloc();  // the only way a keyed HMAC fails
   }
+  state_->give_back(ctx);
   return mac;
 }
 

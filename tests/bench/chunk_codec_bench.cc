@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "crypto/chunk_codec.h"
+#include "crypto/crypto.h"
 #include "crypto/keys.h"
 
 namespace cmkfs::crypto {
@@ -84,6 +85,15 @@ void BM_BareGcm(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n));
 }
 
+// The keyed name hash every lookup, create and unlink computes (parent inode | name).
+void BM_NameMac(benchmark::State& state) {
+  Fixture f;
+  auto key = HmacKey::make(f.key.bytes());
+  if (!key.ok()) return state.SkipWithError("HMAC key setup failed");
+  std::vector<uint8_t> msg(8 + 32, 0x61);
+  for (auto _ : state) benchmark::DoNotOptimize(key->mac(msg));
+}
+
 void BM_DeriveFileKey(benchmark::State& state) {
   Fixture f;
   Id128 id{3};
@@ -95,6 +105,7 @@ BENCHMARK(BM_OpenChunk)->RangeMultiplier(4)->Range(4 << 10, 1 << 20);
 BENCHMARK(BM_BareGcm)->RangeMultiplier(4)->Range(4 << 10, 1 << 20);
 BENCHMARK(BM_SealRequest1MiB)->Arg(4 << 10)->Arg(16 << 10)->Arg(64 << 10)->Arg(256 << 10);
 BENCHMARK(BM_OpenRequest1MiB)->Arg(4 << 10)->Arg(16 << 10)->Arg(64 << 10)->Arg(256 << 10);
+BENCHMARK(BM_NameMac)->Threads(1)->Threads(2);
 BENCHMARK(BM_DeriveFileKey);
 
 }  // namespace
