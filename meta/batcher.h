@@ -9,12 +9,16 @@
 //
 // Transactions run one at a time while a batch is open (`mu` is held for a transaction's life):
 // a reader must see what the batch holds. Without an open batch, readers use their own snapshot.
+//
+// What waits for a batch to be on disk (removing a deleted file's object) runs on a reaper thread,
+// so that a large removal does not hold up the next batch.
 #pragma once
 
 #include <lmdb.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -42,7 +46,8 @@ class Batcher {
   // REQUIRES: `lock` holds mu, `child` came from begin_write. Commits it into the batch; in
   // per-transaction mode also writes the batch (waiting on `lock`) and returns how that went.
   Status commit(MDB_txn* child, std::unique_lock<std::mutex>& lock);
-  // Writes the open batch now and waits; then whatever was committed is on disk (data pages).
+  // Writes the open batch now and waits for it and for what waited on it (the space that freed);
+  // then whatever was committed is on disk (data pages).
   Status flush();
   // Runs `fn` once everything committed so far is on disk: at once if no batch is open, else
   // after the batch is written (never, if writing it fails).
@@ -52,7 +57,8 @@ class Batcher {
 
  private:
   void run();
-  void commit_batch(std::unique_lock<std::mutex>& lock);
+  void commit_batch();  // REQUIRES: mu held
+  void reap();
 
   MDB_env* env_;
   const std::chrono::microseconds interval_;
@@ -64,18 +70,24 @@ class Batcher {
   size_t ops_ = 0;           // nested transactions in the open batch
   size_t acknowledged_ = 0;  // of those, committed without waiting for the disk
   bool one_at_a_time_ = false;
-  bool writing_ = false;  // a batch is being written, or its callbacks run
+  bool writing_ = false;  // a batch is being written
   bool open_wanted_ = false, flush_wanted_ = false, stopping_ = false;
   Status open_error_, last_batch_;
   // Not OK once a batch holding acknowledged transactions failed to reach the disk: their
   // changes are lost, and every later write transaction fails with it (stop, fsck).
   Status failed_;
   uint64_t batches_written_ = 0;
-  std::vector<std::function<void()>> on_durable_;
+  uint64_t batches_reaped_ = 0;  // written batches whose callbacks have run
+  std::vector<std::function<void()>> on_durable_;                  // of the open batch
+  std::deque<std::vector<std::function<void()>>> written_batches_;  // callbacks, one entry per batch written
+  bool reaper_stopping_ = false;
   std::condition_variable committer_cv_;  // wakes the committer
-  std::condition_variable state_cv_;      // a batch opened or was written
+  std::condition_variable reaper_cv_;     // wakes the reaper
+  std::condition_variable state_cv_;      // a batch opened, was written or was reaped
 
-  std::thread committer_;  // last: starts once the rest is ready
+  // Last: they start once the rest is ready.
+  std::thread reaper_;
+  std::thread committer_;
 };
 
 }  // namespace cmkfs::meta

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -255,6 +256,30 @@ TEST_F(GroupCommitTest, WhenDurableWaitsForTheBatch) {
   EXPECT_TRUE(ran.load());
   store->when_durable([&] { ran = false; });  // nothing pending: at once
   EXPECT_FALSE(ran.load());
+}
+
+// What waits for a batch (removing a deleted file's object, 60 ms for 1 GiB on tmpfs) must not
+// hold up the changes after it.
+TEST_F(GroupCommitTest, ASlowWhenDurableCallbackDoesNotHoldUpTheNextBatch) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::atomic<bool> started{false}, release{false};
+  store->when_durable([&] {
+    started = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  std::thread syncer([this] { EXPECT_TRUE(store->sync().ok()); });  // returns once the callback has run
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto next = std::async(std::launch::async, [this] {
+    auto t2 = store->begin(true, &keys);
+    return t2.ok() && t2->put_inode(sample_inode(6)).ok() && t2->commit().ok();
+  });
+  bool done_while_blocked = next.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release = true;
+  syncer.join();
+  EXPECT_TRUE(done_while_blocked);
+  EXPECT_TRUE(next.get());
 }
 
 TEST_F(GroupCommitTest, ReadInsideAWriteSeesItsChangesAndNestedWritesOrSyncsAreRefused) {
