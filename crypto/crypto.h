@@ -16,7 +16,6 @@
 
 #include "crypto/status.h"
 
-struct evp_mac_ctx_st;     // OpenSSL's EVP_MAC_CTX
 struct evp_cipher_ctx_st;  // OpenSSL's EVP_CIPHER_CTX
 
 namespace cmkfs::crypto {
