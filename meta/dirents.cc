@@ -22,7 +22,8 @@ Status scan(MDB_txn* txn, unsigned dbi, uint64_t parent, uint64_t from, Fn&& fn)
   MdbCursor cursor(c);
   std::string start = entry_key(parent, from);
   MDB_val k = mdb_val(start), v;
-  for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc != MDB_NOTFOUND; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+  for (int rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)); rc != MDB_NOTFOUND;
+       rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
     if (rc != MDB_SUCCESS) return lmdb_status(rc, "directory scan");
     if (k.mv_size != 16) return Status::Corruption("directory table: malformed key");
     if (parent_of(k) != parent) break;

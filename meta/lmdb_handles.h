@@ -22,6 +22,12 @@ inline Status lmdb_status(int rc, std::string_view what) {
   return Status::IOError(EIO, msg);
 }
 
+// Every LMDB call on a transaction passes its result through here. LMDB refuses to commit a
+// transaction after any error but MDB_NOTFOUND and MDB_KEYEXIST, and a failed nested transaction,
+// committed, fails its whole batch: so when `txn` is the batch transaction this thread holds (its
+// own write or a read borrowed inside it), the write is marked to abort instead. Returns rc.
+int note(MDB_txn* txn, int rc);
+
 inline MDB_val mdb_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 inline std::string_view as_view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
 

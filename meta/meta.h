@@ -133,7 +133,6 @@ class Txn {
   Txn(MetaStore* store, MDB_txn* txn, const crypto::StoreKeys* keys, Kind kind = Kind::kOwn)
       : store_(store), txn_(txn), keys_(keys), kind_(kind) {}
   void release_batch();
-  int note(int rc);
   Result<std::string> get_raw(unsigned dbi, std::string_view key);
   Status put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags = 0);
   Status del_raw(unsigned dbi, std::string_view key);
@@ -143,7 +142,6 @@ class Txn {
   MDB_txn* txn_;
   const crypto::StoreKeys* keys_;
   Kind kind_;
-  bool broken_ = false;  // an LMDB call failed: LMDB refuses to commit it
   std::unique_lock<std::mutex> batch_lock_;
 };
 

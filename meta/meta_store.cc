@@ -64,7 +64,13 @@ namespace {
 // transaction (loading an inode while creating a name) runs on it instead of waiting for itself.
 thread_local const MetaStore* held_store = nullptr;
 thread_local MDB_txn* held_txn = nullptr;
+thread_local bool held_txn_failed = false;  // see note()
 }  // namespace
+
+int note(MDB_txn* txn, int rc) {
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST && txn == held_txn) held_txn_failed = true;
+  return rc;
+}
 
 Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
   if (batcher_) {
@@ -86,6 +92,7 @@ Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
       t.batch_lock_ = std::move(lock);
       held_store = this;
       held_txn = txn;
+      held_txn_failed = false;
       return t;
     }
   }
@@ -135,7 +142,6 @@ Txn::Txn(Txn&& o) noexcept
       txn_(o.txn_),
       keys_(o.keys_),
       kind_(o.kind_),
-      broken_(o.broken_),
       batch_lock_(std::move(o.batch_lock_)) {
   o.txn_ = nullptr;
 }
@@ -160,7 +166,7 @@ Status Txn::commit() {
     case Kind::kOwn:
       return lmdb_status(mdb_txn_commit(t), "commit");
     case Kind::kBatchWrite: {
-      if (broken_) {
+      if (held_txn_failed) {
         mdb_txn_abort(t);  // leaves the batch as it was
         release_batch();
         return Status::IOError(EIO, "commit: the transaction failed earlier");
@@ -178,28 +184,21 @@ Status Txn::commit() {
   return Status::Ok();  // the enclosing transaction commits
 }
 
-// LMDB marks a transaction failed on any error but these two; committing a failed nested
-// transaction would fail its whole batch.
-int Txn::note(int rc) {
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST) broken_ = true;
-  return rc;
-}
-
 Result<std::string> Txn::get_raw(unsigned dbi, std::string_view key) {
   MDB_val k = mdb_val(key), v;
-  int rc = note(mdb_get(txn_, dbi, &k, &v));
+  int rc = note(txn_, mdb_get(txn_, dbi, &k, &v));
   if (rc != MDB_SUCCESS) return lmdb_status(rc, "get");
   return std::string(as_view(v));
 }
 
 Status Txn::put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags) {
   MDB_val k = mdb_val(key), v = mdb_val(value);
-  return lmdb_status(note(mdb_put(txn_, dbi, &k, &v, flags)), "put");
+  return lmdb_status(note(txn_, mdb_put(txn_, dbi, &k, &v, flags)), "put");
 }
 
 Status Txn::del_raw(unsigned dbi, std::string_view key) {
   MDB_val k = mdb_val(key);
-  return lmdb_status(note(mdb_del(txn_, dbi, &k, nullptr)), "delete");
+  return lmdb_status(note(txn_, mdb_del(txn_, dbi, &k, nullptr)), "delete");
 }
 
 Status Txn::need_keys() const {
@@ -265,7 +264,7 @@ Result<uint64_t> Txn::last_inode() {
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn_, store_->inodes_, &c), "cursor"));
   MdbCursor cursor(c);
   MDB_val k, v;
-  int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  int rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_LAST));
   if (rc == MDB_NOTFOUND) return uint64_t{0};
   if (rc != MDB_SUCCESS) return lmdb_status(rc, "last inode");
   if (k.mv_size != 8) return Status::Corruption("inode table: malformed key");
@@ -287,7 +286,8 @@ Result<std::vector<uint64_t>> Txn::orphans() {
   MdbCursor cursor(c);
   std::vector<uint64_t> out;
   MDB_val k, v;
-  for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+  for (int rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_FIRST)); rc == MDB_SUCCESS;
+       rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
     if (k.mv_size == 8) out.push_back(get_be64(static_cast<const uint8_t*>(k.mv_data)));
   }
   return out;

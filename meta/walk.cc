@@ -16,7 +16,8 @@ Status walk(MDB_txn* txn, unsigned dbi, size_t key_size, const char* table, Fn&&
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn, dbi, &c), "cursor"));
   MdbCursor cursor(c);
   MDB_val k, v;
-  for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+  for (int rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_FIRST)); rc != MDB_NOTFOUND;
+       rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
     if (rc != MDB_SUCCESS) return lmdb_status(rc, std::string(table) + " walk");
     if (k.mv_size != key_size) return Status::Corruption(std::string(table) + " table: malformed key");
     if (!fn(k, v)) break;
