@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "crypto/coding.h"
+#include "crypto/base/coding.h"
 
 namespace cmkfs::crypto {
 

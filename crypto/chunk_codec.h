@@ -8,13 +8,11 @@
 #include <array>
 #include <cstdint>
 
+#include "crypto/base/id128.h"
 #include "crypto/chunk_layout.h"
 #include "crypto/crypto.h"
-#include "crypto/evp_internal.h"
 
 namespace cmkfs::crypto {
-
-using Id128 = std::array<uint8_t, 16>;
 
 struct ChunkBinding {
   uint32_t format_version = 0;

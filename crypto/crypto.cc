@@ -69,6 +69,8 @@ Status harden_process() {
   return Status::Ok();
 }
 
+void release_thread_state() { OPENSSL_thread_stop(); }
+
 Status random_bytes(MutableBytes out) {
   if (out.empty()) return Status::Ok();
   if (out.size() > INT_MAX || RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {

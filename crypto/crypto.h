@@ -14,7 +14,8 @@
 #include <span>
 #include <string_view>
 
-#include "crypto/status.h"
+#include "crypto/base/id128.h"
+#include "crypto/base/status.h"
 
 struct evp_cipher_ctx_st;  // OpenSSL's EVP_CIPHER_CTX
 
@@ -60,6 +61,10 @@ class SecretBytes {
 // Makes the process unfit to leak keys: not dumpable (no core files, no ptrace by the same uid)
 // and a secure heap for SecretBytes. Call once at start, before any key exists.
 Status harden_process();
+
+// Frees OpenSSL's state of the calling thread (its RNG among it); for threads that end before
+// the process does.
+void release_thread_state();
 
 Status random_bytes(MutableBytes out);
 Result<SecretBytes> random_key();  // kKeySize random bytes
@@ -116,6 +121,27 @@ class GcmKey {
     void operator()(evp_cipher_ctx_st* c) const;
   };
   std::unique_ptr<evp_cipher_ctx_st, Free> keyed_;
+};
+
+// Seals or opens any number of messages under one key: the key schedule is computed once per
+// session. The destructor frees the context, which cleanses the expanded key, so no key material
+// outlives the session (revocation relies on this). Not copyable; one thread, one scope.
+class GcmSession {
+ public:
+  GcmSession(Bytes key, bool encrypt);
+  GcmSession(const GcmKey& key, bool encrypt);  // REQUIRES: !key.empty()
+  ~GcmSession();
+  GcmSession(const GcmSession&) = delete;
+  GcmSession& operator=(const GcmSession&) = delete;
+
+  const Status& status() const { return status_; }
+  Status seal(Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, MutableBytes tag);
+  Status open(Bytes nonce, Bytes aad, Bytes ct, Bytes tag, MutableBytes pt);
+
+ private:
+  evp_cipher_ctx_st* ctx_;
+  bool encrypt_;
+  Status status_;
 };
 
 }  // namespace cmkfs::crypto

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "crypto/status.h"
+#include "crypto/base/status.h"
 
 namespace cmkfs::keyclient {
 

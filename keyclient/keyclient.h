@@ -10,21 +10,31 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
-#include "crypto/chunk_codec.h"
+#include "crypto/base/id128.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
+#include "crypto/base/status.h"
 
 namespace cmkfs::keyclient {
 
 bool is_definitive_refusal(const Status& s);
 
+// The Azure instance metadata service's token endpoint: the default identity endpoint.
+inline constexpr const char* kAzureImdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
+
+// Where a KEK lives. Stored by name ("local", "vault") in the superblock and wrapped keys.
+enum class ProviderKind { kLocal, kVault };
+const char* to_string(ProviderKind k);
+std::optional<ProviderKind> provider_kind(std::string_view name);
+
 // A DEK as a provider wrapped it. Stored in the store's "keys" table as JSON.
 struct WrappedKey {
-  std::string provider;  // "local" or "vault"
-  std::string key_id;    // what wrapped it: a versioned vault key id, or the local key's id
+  ProviderKind provider = ProviderKind::kLocal;
+  std::string key_id;  // what wrapped it: a versioned vault key id, or the local key's id (the audit id)
   std::string alg;       // "A256GCM" (local) or "RSA-OAEP-256" (vault)
   std::vector<uint8_t> blob;
 
@@ -34,8 +44,8 @@ struct WrappedKey {
 
 // Where the KEK is; kept in the superblock as JSON so that `cmkfs mount` needs no key flags.
 struct KekConfig {
-  std::string provider = "local";  // "local" or "vault"
-  std::string key_file;            // local: path of the key file
+  ProviderKind provider = ProviderKind::kLocal;
+  std::string key_file;  // local: path of the key file
   // vault:
   std::string key_identifier;            // as given: without a version => automatic rotation
   std::string versioned_key_identifier;  // the version that wraps the DEK now
@@ -64,10 +74,10 @@ class KeyProvider {
 };
 
 // The local KEK file: created with mode 0600, refused when group or others can read it.
-std::string default_local_key_path(const crypto::Id128& store_id);
+std::string default_local_key_path(const Id128& store_id);
 Status create_local_key_file(const std::string& path);  // EEXIST if it exists
 
 // Builds the provider `config` describes, bound to one store (local wraps carry the store id).
-Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const crypto::Id128& store_id);
+Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id);
 
 }  // namespace cmkfs::keyclient

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-#include "crypto/hex.h"
+#include "crypto/base/hex.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::keyclient {
@@ -57,14 +57,14 @@ std::string local_key_id(const crypto::SecretBytes& kek) {
 
 class LocalProvider : public KeyProvider {
  public:
-  LocalProvider(std::string path, crypto::SecretBytes kek, const crypto::Id128& store_id)
+  LocalProvider(std::string path, crypto::SecretBytes kek, const Id128& store_id)
       : path_(std::move(path)), kek_(std::move(kek)), key_id_(local_key_id(kek_)) {
     aad_ = "cmkfs/v1/local-wrap";
     aad_.append(reinterpret_cast<const char*>(store_id.data()), store_id.size());
   }
 
   Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
-    WrappedKey w{"local", key_id_, std::string(kAlg), {}};
+    WrappedKey w{ProviderKind::kLocal, key_id_, std::string(kAlg), {}};
     w.blob.resize(crypto::kNonceSize + dek.size() + crypto::kTagSize);
     crypto::MutableBytes b(w.blob);
     CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
@@ -75,7 +75,7 @@ class LocalProvider : public KeyProvider {
   }
 
   Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {
-    if (w.provider != "local" || w.alg != kAlg || w.blob.size() != crypto::kNonceSize + 32 + crypto::kTagSize) {
+    if (w.provider != ProviderKind::kLocal || w.alg != kAlg || w.blob.size() != crypto::kNonceSize + 32 + crypto::kTagSize) {
       return Status::InvalidArgument("the data key was not wrapped by a local key");
     }
     if (w.key_id != key_id_) {
@@ -103,7 +103,7 @@ class LocalProvider : public KeyProvider {
 
 }  // namespace
 
-std::string default_local_key_path(const crypto::Id128& store_id) {
+std::string default_local_key_path(const Id128& store_id) {
   std::string dir;
   if (::geteuid() == 0) {
     dir = "/etc/cmkfs/keys";
@@ -149,7 +149,7 @@ Status create_local_key_file(const std::string& path) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config, const crypto::Id128& store_id) {
+Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config, const Id128& store_id) {
   auto kek = read_key_file(config.key_file);
   if (!kek.ok()) return kek.status();
   return std::unique_ptr<KeyProvider>(new LocalProvider(config.key_file, std::move(*kek), store_id));
@@ -157,10 +157,12 @@ Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config
 
 Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config);
 
-Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const crypto::Id128& store_id) {
-  if (config.provider == "local") return make_local_provider(config, store_id);
-  if (config.provider == "vault") return make_vault_provider(config);
-  return Status::InvalidArgument("key provider '" + config.provider + "' is not available in this build");
+Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id) {
+  switch (config.provider) {
+    case ProviderKind::kLocal: return make_local_provider(config, store_id);
+    case ProviderKind::kVault: return make_vault_provider(config);
+  }
+  return Status::InvalidArgument("unknown key provider");
 }
 
 }  // namespace cmkfs::keyclient

@@ -22,11 +22,11 @@ class VaultProvider : public KeyProvider {
     if (!id) return Status(EBADMSG, "key vault returned a malformed key id: " + *kid);
     auto w = client_->wrap(*id, dek.bytes());
     if (!w.ok()) return w.status();
-    return WrappedKey{"vault", w->kid, kAlg, std::move(w->value)};
+    return WrappedKey{ProviderKind::kVault, w->kid, kAlg, std::move(w->value)};
   }
 
   Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {
-    if (w.provider != "vault" || w.alg != kAlg) return Status::InvalidArgument("the data key was not wrapped by a vault key");
+    if (w.provider != ProviderKind::kVault || w.alg != kAlg) return Status::InvalidArgument("the data key was not wrapped by a vault key");
     auto id = KeyId::parse(w.key_id);
     if (!id || id->version.empty()) return Status::Corruption("wrapped data key names no key version: " + w.key_id);
     auto dek = client_->unwrap(*id, w.blob);

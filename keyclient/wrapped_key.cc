@@ -1,6 +1,6 @@
 #include <nlohmann/json.hpp>
 
-#include "crypto/hex.h"
+#include "crypto/base/hex.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::keyclient {
@@ -11,14 +11,24 @@ bool is_definitive_refusal(const Status& s) {
   return s.code() == EACCES || s.code() == EKEYREVOKED || s.code() == ENOKEY || s.code() == EKEYREJECTED;
 }
 
+const char* to_string(ProviderKind k) { return k == ProviderKind::kVault ? "vault" : "local"; }
+
+std::optional<ProviderKind> provider_kind(std::string_view name) {
+  if (name == "local") return ProviderKind::kLocal;
+  if (name == "vault") return ProviderKind::kVault;
+  return std::nullopt;
+}
+
 std::string WrappedKey::to_json() const {
-  return json{{"provider", provider}, {"key_id", key_id}, {"alg", alg}, {"blob", to_hex(blob)}}.dump();
+  return json{{"provider", to_string(provider)}, {"key_id", key_id}, {"alg", alg}, {"blob", to_hex(blob)}}.dump();
 }
 
 Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
   try {
     json j = json::parse(text);
-    WrappedKey w{j.at("provider"), j.at("key_id"), j.at("alg"), {}};
+    auto kind = provider_kind(j.at("provider").get<std::string>());
+    if (!kind) return Status::Corruption("wrapped data key: unknown key provider");
+    WrappedKey w{*kind, j.at("key_id"), j.at("alg"), {}};
     auto blob = from_hex(j.at("blob").get<std::string>());
     if (!blob) return Status::Corruption("wrapped data key: bad blob");
     w.blob = std::move(*blob);
@@ -30,7 +40,7 @@ Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
 
 bool KekConfig::rotation_enabled() const {
   // https://vault/keys/NAME has three path segments after the host's root; a version adds one.
-  if (provider != "vault") return false;
+  if (provider != ProviderKind::kVault) return false;
   auto pos = key_identifier.find("/keys/");
   if (pos == std::string::npos) return false;
   std::string rest = key_identifier.substr(pos + 6);
@@ -39,8 +49,8 @@ bool KekConfig::rotation_enabled() const {
 }
 
 std::string KekConfig::to_json() const {
-  json j{{"provider", provider}};
-  if (provider == "local") {
+  json j{{"provider", to_string(provider)}};
+  if (provider == ProviderKind::kLocal) {
     j["key_file"] = key_file;
   } else {
     j["key_identifier"] = key_identifier;
@@ -57,18 +67,19 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
   try {
     json j = json::parse(text);
     KekConfig c;
-    c.provider = j.at("provider");
-    if (c.provider == "local") {
+    std::string name = j.at("provider");
+    auto kind = provider_kind(name);
+    if (!kind) return Status::Corruption("unknown key provider '" + name + "'");
+    c.provider = *kind;
+    if (c.provider == ProviderKind::kLocal) {
       c.key_file = j.at("key_file");
-    } else if (c.provider == "vault") {
+    } else {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");
       c.identity = j.at("identity");
       c.identity_endpoint = j.at("identity_endpoint");
       c.vault_ca = j.value("vault_ca", "");
       c.last_rotation = j.value("last_rotation", int64_t{0});
-    } else {
-      return Status::Corruption("unknown key provider '" + c.provider + "'");
     }
     return c;
   } catch (const json::exception& e) {

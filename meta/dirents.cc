@@ -3,7 +3,7 @@
 
 #include <bitset>
 
-#include "crypto/coding.h"
+#include "crypto/base/coding.h"
 #include "meta/lmdb_handles.h"
 #include "meta/meta.h"
 #include "meta/records.h"

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "crypto/status.h"
+#include "crypto/base/status.h"
 
 namespace cmkfs::meta {
 

@@ -26,7 +26,7 @@
 
 #include "crypto/chunk_codec.h"
 #include "crypto/keys.h"
-#include "crypto/status.h"
+#include "crypto/base/status.h"
 #include "meta/format.h"
 
 struct MDB_env;
@@ -54,7 +54,7 @@ struct InodeRecord {
   uint64_t parent = 0;  // directories: the parent, for ".."
   Timespec atime, mtime, ctime;
   uint32_t dek_generation = 0;
-  crypto::Id128 file_id{};    // names the object file of a regular file
+  Id128 file_id{};    // names the object file of a regular file
   uint64_t chunk_writes = 0;  // chunks sealed under this file's key: the random-nonce budget
   std::string symlink;        // target of a symlink
   bool operator==(const InodeRecord&) const = default;
@@ -69,7 +69,7 @@ struct DirEntry {
 
 struct Superblock {
   uint32_t format_version = kFormatVersion;
-  crypto::Id128 store_id{};
+  Id128 store_id{};
   uint32_t chunk_size = 0;
   int64_t created = 0;           // unix seconds
   uint32_t dek_generation = 1;   // the generation new files use

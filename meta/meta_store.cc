@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "crypto/coding.h"
+#include "crypto/base/coding.h"
 #include "meta/batcher.h"
 #include "meta/lmdb_handles.h"
 #include "meta/meta.h"

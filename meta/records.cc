@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "crypto/coding.h"
+#include "crypto/base/coding.h"
 
 namespace cmkfs::meta {
 namespace {

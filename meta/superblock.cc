@@ -1,6 +1,6 @@
 #include <nlohmann/json.hpp>
 
-#include "crypto/hex.h"
+#include "crypto/base/hex.h"
 #include "meta/meta.h"
 
 namespace cmkfs::meta {

@@ -1,7 +1,7 @@
 // Whole-table walks for fsck: every inode and every directory entry, authenticated one by one.
 #include <lmdb.h>
 
-#include "crypto/coding.h"
+#include "crypto/base/coding.h"
 #include "meta/lmdb_handles.h"
 #include "meta/meta.h"
 #include "meta/records.h"

@@ -41,8 +41,8 @@ install_packages "${BUILD_PACKAGES[@]}" fio gocryptfs securefs cryfs bindfs merg
   docker-registry skopeo umoci curl
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=ON >/dev/null
 cmake --build build-bench -j "$(nproc)" --target cmkfs smallfiles chunk_codec_bench | grep -Ev '^\[ *[0-9]+%\]' || true
-CMKFS=$PWD/build-bench/fs/cmkfs
-SMALL=$PWD/build-bench/tests/smallfiles
+CMKFS=$PWD/build-bench/bin/cmkfs
+SMALL=$PWD/build-bench/bin/smallfiles
 OUT=$PWD/build-bench/results
 WORK=/tmp/cmkfs-bench
 mkdir -p "$OUT"
@@ -191,7 +191,7 @@ if [ $REGISTRY = 1 ]; then
 fi
 
 # --- the codec alone, and openssl speed on the same machine ---
-"$PWD/build-bench/tests/chunk_codec_bench" --benchmark_filter='Seal|Open|Bare' --benchmark_min_time=0.2 \
+"$PWD/build-bench/bin/chunk_codec_bench" --benchmark_filter='Seal|Open|Bare' --benchmark_min_time=0.2 \
   --benchmark_format=csv 2>/dev/null >"$OUT/codec.csv" || true
 openssl speed -evp aes-256-gcm -seconds 1 2>/dev/null | tail -n 1 >"$OUT/openssl-speed.txt" || true
 

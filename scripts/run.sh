@@ -27,8 +27,8 @@ for arg in "$@"; do
 done
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-CMKFS=$PWD/build/fs/cmkfs
-VAULT="$PWD/build/keyclient/cmkfs-vault --dir $DEMO/vault"
+CMKFS=$PWD/build/bin/cmkfs
+VAULT="$PWD/build/bin/cmkfs-vault --dir $DEMO/vault"
 json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
 
 stop_demo() {

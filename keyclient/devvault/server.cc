@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "crypto/crypto.h"
-#include "crypto/hex.h"
+#include "crypto/base/hex.h"
 #include "keyclient/base64url.h"
 
 namespace cmkfs::devvault {

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "crypto/status.h"
+#include "crypto/base/status.h"
 #include "keyclient/devvault/vault.h"
 
 namespace cmkfs::devvault {

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "crypto/asymmetric.h"
-#include "crypto/hex.h"
+#include "crypto/base/hex.h"
 #include "keyclient/base64url.h"
 
 namespace cmkfs::devvault {

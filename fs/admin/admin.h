@@ -1,0 +1,43 @@
+// fs/admin: the commands that act on a store without serving it: fsck and inspect (offline, with
+// the key), encryption show, and the changes to how the data key is protected (encryption enable,
+// encryption rotate-key), which also work while the store is mounted.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "crypto/base/status.h"
+#include "keyclient/keyclient.h"
+
+namespace cmkfs::fs {
+
+// The vault key options shared by init, encryption enable and encryption rotate-key.
+struct VaultKeyOptions {
+  std::string key_encryption_key;  // https://VAULT/keys/NAME[/VERSION]
+  std::string identity;            // client id, or [system]
+  std::string identity_endpoint;   // default: the Azure IMDS address
+  std::string vault_ca;            // CA file for the vault's and identity endpoint's TLS
+};
+
+// The key settings the vault options describe (relative CA paths made absolute, IMDS default).
+keyclient::KekConfig vault_kek(const VaultKeyOptions& v);
+
+// Checks an unmounted store: every record, link count and chunk (fsck.h). Returns the exit code:
+// 0 when clean, kExitNotAStore when problems were found, others as for every command.
+int run_fsck(const std::string& store, std::ostream& out, std::ostream& err);
+
+// What an unmounted store holds, as JSON (inspect.h). Returns the exit code.
+int run_inspect(const std::string& store, const std::string& registry_root, std::ostream& out, std::ostream& err);
+
+// Prints the store's encryption settings as JSON, in the shape of `az acr encryption show`, with
+// the live key state when it is mounted.
+Status show_encryption(const std::string& store, std::ostream& out);
+
+// Moves a local-key store to a vault key. A vault-key store never goes back to the local key.
+Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std::ostream& out);
+
+// Rewraps a vault-key store's data key under another key or version (and identity). Works while
+// the store is mounted: the mount follows within one key-check interval.
+Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out);
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,168 @@
+#include "fs/admin/fsck.h"
+
+#include <sys/stat.h>
+
+#include <map>
+#include <ostream>
+#include <set>
+
+#include "crypto/chunk_layout.h"
+#include "crypto/base/hex.h"
+#include "fs/admin/admin.h"
+#include "fs/admin/offline.h"
+#include "meta/format.h"
+
+namespace cmkfs::fs {
+namespace {
+
+struct Tree {
+  std::map<uint64_t, meta::InodeRecord> inodes;
+  std::map<uint64_t, uint32_t> names;    // ino -> directory entries naming it
+  std::map<uint64_t, uint32_t> subdirs;  // directory -> entries that are directories
+  std::set<uint64_t> orphans;
+};
+
+std::string inode_name(uint64_t ino) { return "inode " + std::to_string(ino); }
+
+Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
+  CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
+    if (rec.ok()) t.inodes.emplace(ino, std::move(*rec));
+    else r.problems.push_back(rec.status().message());
+    return true;
+  }));
+  CMKFS_RETURN_IF_ERROR(txn.for_each_entry([&](uint64_t parent, Result<meta::DirEntry> e) {
+    ++r.entries;
+    if (!e.ok()) return r.problems.push_back(e.status().message()), true;
+    std::string where = "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent);
+    auto dir = t.inodes.find(parent);
+    auto child = t.inodes.find(e->ino);
+    if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) {
+      r.problems.push_back(where + ": the directory is missing");
+    }
+    if (child == t.inodes.end()) return r.problems.push_back(where + ": names missing " + inode_name(e->ino)), true;
+    if ((child->second.mode & S_IFMT) != e->type) {
+      r.problems.push_back(where + ": type differs from " + inode_name(e->ino));
+    }
+    ++t.names[e->ino];
+    if (S_ISDIR(child->second.mode)) ++t.subdirs[parent];
+    return true;
+  }));
+  auto orphans = txn.orphans();
+  if (!orphans.ok()) return orphans.status();
+  t.orphans.insert(orphans->begin(), orphans->end());
+  return Status::Ok();
+}
+
+// Link counts and reachability: a file's nlink is its number of names, a directory's is 2 plus
+// its subdirectories; an inode with no name must be an orphan (or the root).
+uint32_t count_of(const std::map<uint64_t, uint32_t>& m, uint64_t k) {
+  auto i = m.find(k);
+  return i == m.end() ? 0 : i->second;
+}
+
+void check_links(const Tree& t, FsckReport& r) {
+  if (!t.inodes.contains(meta::kRootIno)) r.problems.push_back("the root directory is missing");
+  for (const auto& [ino, rec] : t.inodes) {
+    std::string who = inode_name(ino);
+    uint32_t names = count_of(t.names, ino);
+    bool orphan = t.orphans.contains(ino);
+    r.orphans += orphan;
+    if (S_ISDIR(rec.mode)) {
+      ++r.directories;
+      uint32_t want_names = ino == meta::kRootIno || orphan ? 0 : 1;
+      uint32_t want_links = orphan ? 0 : 2 + count_of(t.subdirs, ino);
+      if (names != want_names) r.problems.push_back(who + ": a directory with " + std::to_string(names) + " names");
+      if (rec.nlink != want_links) {
+        r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(want_links));
+      }
+      continue;
+    }
+    if (S_ISREG(rec.mode)) ++r.files;
+    else if (S_ISLNK(rec.mode)) ++r.symlinks;
+    else ++r.others;
+    if (names == 0 && !orphan) r.problems.push_back(who + ": unreachable (no name, not an orphan)");
+    if (rec.nlink != names) {
+      r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
+    }
+  }
+  for (uint64_t ino : t.orphans) {
+    if (!t.inodes.contains(ino)) r.problems.push_back("orphan " + inode_name(ino) + " has no record");
+  }
+}
+
+// Every chunk must authenticate, in an object of the length the size implies.
+void check_file(OfflineStore& o, const crypto::ChunkLayout& layout, const meta::InodeRecord& rec, FsckReport& r) {
+  std::string who = inode_name(rec.ino);
+  auto object = o.store->objects->open(rec.file_id, false);
+  if (!object.ok()) {
+    if (object.status().code() != ENOENT || rec.size > 0) r.problems.push_back(who + ": " + object.status().message());
+    return;
+  }
+  auto length = (*object)->length();
+  if (!length.ok() || *length != layout.phys_size(rec.size)) {
+    r.problems.push_back(who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
+                         std::to_string(layout.phys_size(rec.size)) + " expected for its size");
+  }
+  Status s = read_plaintext(*o.store, o.keyring, **object, rec, [](crypto::Bytes) {});
+  if (!s.ok()) return r.problems.push_back(who + ": " + s.message());
+  r.chunks += layout.count(rec.size);
+  r.bytes += rec.size;
+}
+
+void check_objects(OpenStore& st, const Tree& t, FsckReport& r) {
+  std::set<Id128> owned;
+  for (const auto& [ino, rec] : t.inodes) {
+    if (S_ISREG(rec.mode)) owned.insert(rec.file_id);
+  }
+  Status s = st.objects->list(
+      [&](const Id128& id) {
+        if (!owned.contains(id)) r.problems.push_back("object " + to_hex(id) + " belongs to no file (leaked)");
+      },
+      [&](const std::string& path) { r.problems.push_back(path + ": not an object of this store"); });
+  if (!s.ok() && s.code() != ENOTSUP) r.problems.push_back(s.message());
+}
+
+}  // namespace
+
+Result<FsckReport> check_store(OfflineStore& o) {
+  OpenStore& st = *o.store;
+  auto access = o.keyring.access();
+  FsckReport report;
+  Tree tree;
+  {
+    auto txn = st.meta->begin(false, &access.store_keys());
+    if (!txn.ok()) return txn.status();
+    CMKFS_RETURN_IF_ERROR(load_records(*txn, tree, report));
+  }
+  check_links(tree, report);
+  crypto::ChunkLayout layout(st.super.chunk_size);
+  for (const auto& [ino, rec] : tree.inodes) {
+    if (S_ISREG(rec.mode)) check_file(o, layout, rec, report);
+  }
+  check_objects(st, tree, report);
+  return report;
+}
+
+int run_fsck(const std::string& store, std::ostream& out, std::ostream& err) {
+  int code = kExitOk;
+  auto o = open_offline(store, "fsck", err, &code);
+  if (!o) return code;
+  auto report = check_store(*o);
+  if (!report.ok()) {
+    err << "cmkfs: " << report.status().message() << "\n";
+    return kExitNotAStore;
+  }
+  const FsckReport& r = *report;
+  out << "store " << o->store->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
+      << r.symlinks << " symlinks, " << r.others << " others, " << r.entries << " names; " << r.chunks
+      << " chunks (" << r.bytes << " bytes) authenticated; " << r.orphans << " orphans\n";
+  for (const auto& p : r.problems) out << "problem: " << p << "\n";
+  if (r.problems.empty()) {
+    out << "clean\n";
+    return kExitOk;
+  }
+  err << "cmkfs: fsck found " << r.problems.size() << " problem(s) in " << o->store->paths.root << "\n";
+  return kExitNotAStore;
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,49 @@
+// cmkfs encryption show: the store's key settings in the shape of `az acr encryption show`, and
+// the live key state a running mount publishes.
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "crypto/base/hex.h"
+#include "fs/admin/admin.h"
+#include "fs/store/store.h"
+
+namespace cmkfs::fs {
+
+Status show_encryption(const std::string& store_dir, std::ostream& out) {
+  auto store = open_store(store_dir, /*exclusive=*/false, /*read_only=*/true);
+  if (!store.ok()) return store.status();
+  const OpenStore& st = **store;
+  using nlohmann::json;
+  const keyclient::KekConfig& k = st.kek;
+  bool vault = k.provider == keyclient::ProviderKind::kVault;
+  json props = json::object();
+  props["identity"] = vault ? json(k.identity) : json(nullptr);
+  props["keyIdentifier"] = vault ? json(k.key_identifier) : json(nullptr);
+  props["keyRotationEnabled"] = vault ? json(k.rotation_enabled()) : json(nullptr);
+  props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(k.last_rotation) : json(nullptr);
+  props["versionedKeyIdentifier"] = vault ? json(k.versioned_key_identifier) : json(nullptr);
+  json j{{"status", vault ? "enabled" : "disabled"},
+         {"keyVaultProperties", props},
+         {"keySource", vault ? "Microsoft.KeyVault" : "cmkfs.local"},
+         {"formatVersion", st.super.format_version},
+         {"cipher", "AES-256-GCM"},
+         {"chunkSize", st.super.chunk_size},
+         {"storeId", to_hex(st.super.store_id)}};
+  if (!vault) j["localKeyFile"] = k.key_file;
+  // A mounted store publishes its live key state; a stale file (daemon gone) is ignored.
+  std::ifstream status(status_path(st.super.store_id));
+  json live = json::parse(status, nullptr, false);
+  if (status && live.is_object() && live.contains("pid") && ::kill(live["pid"].get<int>(), 0) == 0) {
+    j["liveKeyState"] = json{{"state", live["state"]},
+                             {"since", live["since"]},
+                             {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},
+                             {"mountpoint", live["mountpoint"]}};
+  }
+  out << j.dump(2) << "\n";
+  return Status::Ok();
+}
+
+}  // namespace cmkfs::fs

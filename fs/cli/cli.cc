@@ -1,0 +1,217 @@
+#include "fs/cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <ostream>
+
+namespace cmkfs::fs {
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  size_t i = 0;
+  uint64_t v = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
+    v = v * 10 + (text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit(text.substr(i));
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  int shift = 0;
+  if (unit.empty() || unit == "b") shift = 0;
+  else if (unit == "k" || unit == "kib" || unit == "kb") shift = 10;
+  else if (unit == "m" || unit == "mib" || unit == "mb") shift = 20;
+  else if (unit == "g" || unit == "gib" || unit == "gb") shift = 30;
+  else return std::nullopt;
+  if (shift > 0 && v > (UINT64_MAX >> shift)) return std::nullopt;
+  return v << shift;
+}
+
+std::string format_size(uint64_t bytes) {
+  if (bytes != 0 && bytes % (1 << 20) == 0) return std::to_string(bytes >> 20) + "MiB";
+  if (bytes != 0 && bytes % (1 << 10) == 0) return std::to_string(bytes >> 10) + "KiB";
+  return std::to_string(bytes);
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  size_t i = 0;
+  uint64_t v = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    if (v > 1000000000000ull) return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string_view unit = text.substr(i);
+  uint64_t ms_per = unit == "ms" ? 1 : unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+  if (ms_per == 0) return std::nullopt;
+  return std::chrono::milliseconds(v * ms_per);
+}
+
+namespace {
+
+// The form parse_duration() reads back: "30s", "15m", "1h", "500ms".
+std::string format_duration(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  if (ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
+  auto* kek = cmd->add_option("--key-encryption-key", v->key_encryption_key,
+                              "Vault key id https://VAULT/keys/NAME[/VERSION]; without a version the latest "
+                              "version is followed (automatic rotation)");
+  if (key_required) kek->required();
+  cmd->add_option("--identity", v->identity, "Managed identity client id, or [system]");
+  cmd->add_option("--identity-endpoint", v->identity_endpoint,
+                  "IMDS-compatible token endpoint (default " + std::string(keyclient::kAzureImdsEndpoint) + ")");
+  cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");
+}
+
+bool set_duration(const std::string& text, std::chrono::milliseconds* out, const char* flag, std::ostream& err) {
+  if (text.empty()) return true;
+  auto d = parse_duration(text);
+  if (!d || d->count() == 0) {
+    err << "cmkfs: " << flag << " " << text << " is not a duration (like 500ms, 30s, 15m, 1h)\n";
+    return false;
+  }
+  *out = *d;
+  return true;
+}
+
+}  // namespace
+
+int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
+  *cmd = Command{};  // every default comes from the option structs
+  CLI::App app{"cmkfs: an encrypted FUSE filesystem for container registry storage, with keys you own"};
+  app.set_version_flag("--version", "cmkfs 0.1.0");
+  app.require_subcommand(1);
+  app.fallthrough();  // global options also after the subcommand
+  app.add_option("--log-level", cmd->log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  std::string chunk_size = format_size(cmd->init.chunk_size);
+  auto* init = app.add_subcommand("init", "Turn an empty directory into an encrypted store");
+  init->add_option("STORE", cmd->init.store, "The directory to hold the store (created if missing)")->required();
+  init->add_option("--chunk-size", chunk_size, "Encryption chunk size, a power of two from 4KiB to 1MiB")
+      ->capture_default_str();
+  auto* local_key = init->add_option("--local-key-file", cmd->init.kek.key_file,
+                                     "Where to keep the built-in key (default /etc/cmkfs/keys/<store id>.key for root)");
+  add_vault_options(init, &cmd->vault, false);
+  local_key->excludes(init->get_option("--key-encryption-key"));
+
+  auto* mount = app.add_subcommand("mount", "Mount a store; returns once the mount is ready");
+  mount->add_option("STORE", cmd->mount.store, "The store directory")->required();
+  mount->add_option("MOUNTPOINT", cmd->mount.mountpoint, "An existing directory")->required();
+  mount->add_flag("-f,--foreground", cmd->mount.foreground, "Stay in the foreground and log to stderr");
+  mount->add_option("-o", cmd->mount.fuse_options,
+                    "Mount options, comma separated: ro, allow_other (enforces permissions), ...")
+      ->allow_extra_args(false);
+  mount->add_option("--attr-timeout", cmd->mount.attr_timeout, "Seconds the kernel caches attributes")
+      ->capture_default_str();
+  mount->add_option("--entry-timeout", cmd->mount.entry_timeout, "Seconds the kernel caches names")
+      ->capture_default_str();
+  mount->add_option("--threads", cmd->mount.max_threads, "Most FUSE worker threads (twice the cores, at least 4)")
+      ->capture_default_str();
+  bool no_writeback_cache = false;
+  mount->add_flag("--no-writeback-cache", no_writeback_cache,
+                  "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "
+                  "by fsync(2) or close(2)); slower for streams of small writes");
+  bool no_io_uring = false;
+  mount->add_flag("--no-io-uring", no_io_uring,
+                  "Take every request over /dev/fuse. By default, where the kernel has it (Linux 6.14+; "
+                  "as root cmkfs turns on the fuse module's enable_uring), requests come over io_uring, "
+                  "one queue per CPU");
+  mount->add_option("--commit-interval", cmd->mount.commit_interval_ms,
+                    "Milliseconds a metadata change (create, rename, unlink) may wait to reach the disk "
+                    "with others; fsync(2) and unmount write at once; 0 writes each change alone")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1000.0));
+  std::string read_ahead = format_size(cmd->mount.read_ahead);
+  mount->add_option("--read-ahead", read_ahead,
+                    "The kernel's readahead window for sequential reads, set as root (0: the kernel's 128KiB)")
+      ->capture_default_str();
+  mount->add_option("--log-file", cmd->mount.log_file,
+                    "Log file when daemonized (default /var/log/cmkfs/<store id>.log for root)");
+  mount->add_option("--audit-log", cmd->mount.audit_log,
+                    "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl for root)");
+  const MonitorOptions& m = cmd->mount.monitor;
+  std::string check_interval = format_duration(m.check_interval), rotation_poll = format_duration(m.rotation_poll_interval),
+              offline_grace = format_duration(m.offline_grace);
+  mount->add_option("--key-check-interval", check_interval, "How often access to a vault key is proven")
+      ->capture_default_str();
+  mount->add_option("--rotation-poll-interval", rotation_poll,
+                    "How often the latest key version is looked up, for automatic rotation")
+      ->capture_default_str();
+  mount->add_option("--offline-grace", offline_grace,
+                    "How long to serve from the cached key while the vault is unreachable")
+      ->capture_default_str();
+
+  auto* umount = app.add_subcommand("umount", "Unmount, waiting until everything is flushed");
+  umount->add_option("MOUNTPOINT", cmd->mountpoint, "The mountpoint")->required();
+
+  auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk (repairs nothing)");
+  fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+
+  auto* inspect = app.add_subcommand("inspect", "Show what an unmounted store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
+  inspect->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+  inspect->add_option("--registry-root", cmd->registry_root,
+                      "The registry's rootdirectory inside the store")->capture_default_str();
+
+  auto* encryption = app.add_subcommand("encryption", "Show or change how the store's data key is protected");
+  encryption->require_subcommand(1);
+  auto* show = encryption->add_subcommand("show", "Print the encryption settings (and, if mounted, the live key state) as JSON");
+  show->add_option("STORE", cmd->store, "The store directory")->required();
+  auto* enable = encryption->add_subcommand("enable", "Move a local-key store to a vault key (there is no way back)");
+  enable->add_option("STORE", cmd->store, "The store directory")->required();
+  add_vault_options(enable, &cmd->vault, true);
+  auto* rotate = encryption->add_subcommand("rotate-key", "Rewrap the data key under another vault key or version");
+  rotate->add_option("STORE", cmd->store, "The store directory")->required();
+  add_vault_options(rotate, &cmd->vault, true);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e, out, err);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (init->parsed()) {
+    cmd->kind = Command::Kind::kInit;
+    auto size = parse_size(chunk_size);
+    if (!size || !crypto::ChunkLayout::valid_chunk_size(*size)) {
+      err << "cmkfs: --chunk-size " << chunk_size << " is not a power of two from 4KiB to 1MiB\n";
+      return kExitUsage;
+    }
+    cmd->init.chunk_size = static_cast<uint32_t>(*size);
+    if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = keyclient::ProviderKind::kVault;
+  } else if (mount->parsed()) {
+    cmd->kind = Command::Kind::kMount;
+    cmd->mount.writeback_cache = !no_writeback_cache;
+    cmd->mount.io_uring = !no_io_uring;
+    auto ra = parse_size(read_ahead);
+    if (!ra || *ra > (uint64_t{1} << 30)) {
+      err << "cmkfs: --read-ahead " << read_ahead << " is not a size up to 1GiB (e.g. 4MiB, or 0)\n";
+      return kExitUsage;
+    }
+    cmd->mount.read_ahead = *ra;
+    if (!set_duration(check_interval, &cmd->mount.monitor.check_interval, "--key-check-interval", err) ||
+        !set_duration(rotation_poll, &cmd->mount.monitor.rotation_poll_interval, "--rotation-poll-interval", err) ||
+        !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {
+      return kExitUsage;
+    }
+  } else if (inspect->parsed()) {
+    cmd->kind = Command::Kind::kInspect;
+  } else if (fsck->parsed()) {
+    cmd->kind = Command::Kind::kFsck;
+  } else if (umount->parsed()) {
+    cmd->kind = Command::Kind::kUmount;
+  } else if (show->parsed()) {
+    cmd->kind = Command::Kind::kEncryptionShow;
+  } else if (enable->parsed()) {
+    cmd->kind = Command::Kind::kEncryptionEnable;
+  } else if (rotate->parsed()) {
+    cmd->kind = Command::Kind::kRotateKey;
+  }
+  return -1;
+}
+
+}  // namespace cmkfs::fs

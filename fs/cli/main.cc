@@ -1,0 +1,59 @@
+// cmkfs: the command-line entry point. Parses, then hands over to one command.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "fs/cli/cli.h"
+
+using namespace cmkfs;
+using namespace cmkfs::fs;
+
+int main(int argc, char** argv) {
+  Command cmd;
+  int rc = parse_command_line(argc, argv, &cmd, std::cout, std::cerr);
+  if (rc >= 0) return rc;
+  auto logger = spdlog::stderr_color_mt("cmkfs");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cmd.log_level));
+
+  Status s;
+  switch (cmd.kind) {
+    case Command::Kind::kInit:
+      if (cmd.init.kek.provider == keyclient::ProviderKind::kVault) {
+        if (cmd.vault.identity.empty()) {
+          std::cerr << "cmkfs: a vault key needs --identity CLIENT_ID or [system]\n";
+          return kExitUsage;
+        }
+        cmd.init.kek = vault_kek(cmd.vault);
+      }
+      s = init_store(cmd.init, std::cout);
+      break;
+    case Command::Kind::kEncryptionEnable:
+      s = enable_vault_key(cmd.store, cmd.vault, std::cout);
+      break;
+    case Command::Kind::kRotateKey:
+      s = rotate_key(cmd.store, cmd.vault, std::cout);
+      break;
+    case Command::Kind::kMount:
+      return run_mount(cmd.mount, cmd.log_level);
+    case Command::Kind::kUmount:
+      s = run_umount(cmd.mountpoint, std::cout);
+      break;
+    case Command::Kind::kInspect:
+      return run_inspect(cmd.store, cmd.registry_root, std::cout, std::cerr);
+    case Command::Kind::kFsck:
+      return run_fsck(cmd.store, std::cout, std::cerr);
+    case Command::Kind::kEncryptionShow:
+      s = show_encryption(cmd.store, std::cout);
+      break;
+    case Command::Kind::kNone:
+      return kExitUsage;
+  }
+  if (!s.ok()) {
+    std::cerr << "cmkfs: " << s.message() << "\n";
+    return exit_code_for(s);
+  }
+  return kExitOk;
+}

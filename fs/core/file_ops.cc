@@ -1,0 +1,151 @@
+// Filesystem: open files — open, create, read, write, flush, fsync, release.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include "fs/core/chunk_file.h"
+#include "fs/core/filesystem.h"
+
+namespace cmkfs::fs {
+namespace {
+
+// A file key seals at most this many chunks: 2^32 random 96-bit nonces keep the chance of a
+// repeat below 2^-32 (NIST SP 800-38D, 8.3).
+constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
+
+}  // namespace
+
+int Filesystem::open(uint64_t ino, int flags, Handle** out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto loaded = node_of(ino, access);
+  if (!loaded.ok()) return fail(loaded.status(), "open", ino);
+  std::shared_ptr<Inode> node = *loaded;
+  if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
+  std::unique_lock<std::shared_mutex> g(node->data_mu);
+  Status s = ensure_object(*node);
+  if (!s.ok()) return fail(s, "open", ino);
+  if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
+    if (int err = resize(*node, 0, access); err != 0) return err;
+  }
+  inodes_.opened(*node);
+  *out = new_handle(node, flags);
+  return 0;
+}
+
+Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags) {
+  auto* h = new Handle{std::move(node), flags};
+  std::lock_guard<std::mutex> g(handles_mu_);
+  handles_.insert(h);
+  return h;
+}
+
+int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
+                       meta::InodeRecord* out, Handle** handle) {
+  meta::InodeRecord rec;
+  rec.mode = S_IFREG | (mode & 07777);
+  rec.nlink = 1;
+  std::shared_ptr<Inode> node;
+  if (int err = make_node(parent, name, rec, c, out, &node); err != 0) return err;
+  std::unique_lock<std::shared_mutex> g(node->data_mu);
+  inodes_.opened(*node);
+  *handle = new_handle(node, flags);
+  return 0;
+}
+
+int Filesystem::read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Inode& node = *h->node;
+  std::shared_lock<std::shared_mutex> g(node.data_mu);
+  meta::InodeRecord rec = node.snapshot();
+  if (node.lost.first_in(offset, offset + buf.size()) < offset + buf.size()) {
+    // Not a short read: the kernel would fill the rest with zeros.
+    return fail(Status(EIO, "a write failed after the writer was told it had succeeded (writeback "
+                            "cache); its bytes read as EIO until written again"),
+                "read", rec.ino);
+  }
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "read", rec.ino);
+  auto got = read_chunks(chunks(*node.object, *fc), rec.size, offset, buf);
+  if (!got.ok()) return fail(got.status(), "read", rec.ino);
+  *n = *got;
+  return 0;
+}
+
+int Filesystem::write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n) {
+  auto access = keyring_.access();  // before data_mu, as everywhere
+  Inode& node = *h->node;
+  std::unique_lock<std::shared_mutex> g(node.data_mu);
+  int err = access.ok() ? write_locked(node, access, h->flags, offset, data) : EACCES;
+  if (err == 0) node.lost.forget(offset, offset + data.size());
+  else if (writeback_cache_) node.lost.add(offset, offset + data.size());
+  *n = err == 0 ? data.size() : 0;
+  return err;
+}
+
+int Filesystem::write_locked(Inode& node, const Keyring::Access& access, int flags, uint64_t offset,
+                             crypto::Bytes data) {
+  meta::InodeRecord rec = node.snapshot();
+  if ((flags & O_APPEND) && !writeback_cache_) offset = rec.size;
+  if (rec.chunk_writes >= kMaxChunkWritesPerKey) {
+    return fail(Status(EFBIG, "the file's key has sealed 2^32 chunks; copy the file to renew it"), "write", rec.ino);
+  }
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "write", rec.ino);
+  auto attempt = [&] {
+    auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
+    // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.
+    if (!w.ok()) (void)node.object->truncate(layout_.phys_size(rec.size));
+    return w;
+  };
+  auto w = attempt();
+  // Deleted files give their space back once their unlink is on disk (within the commit
+  // interval): on ENOSPC write that now and try once more, as ext4 commits its journal.
+  if (!w.ok() && w.status().code() == ENOSPC && store_.meta->sync().ok()) w = attempt();
+  if (!w.ok()) return fail(w.status(), "write", rec.ino);
+  meta::Timespec now = now_timespec();
+  node.update([&](meta::InodeRecord& r) {
+    r.size = w->new_size;
+    // With the writeback cache the kernel keeps the times and sends them in a SETATTR when
+    // write(2) moved them: stamping them here would store times nobody was shown.
+    if (!writeback_cache_) r.mtime = r.ctime = now;
+    r.chunk_writes += w->chunks_sealed;
+    if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
+    r.mode &= ~static_cast<uint32_t>(S_ISUID);  // a write drops set-user-ID, as on local filesystems
+  });
+  return 0;
+}
+
+int Filesystem::fsync(Handle* h, bool /*datasync: the size is metadata a reader needs*/) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Inode& node = *h->node;
+  {
+    std::shared_lock<std::shared_mutex> g(node.data_mu);
+    Status s = node.object->sync();
+    if (!s.ok()) return fail(s, "fsync", node.rec.ino);
+  }
+  Status s = persist(node, access);
+  if (s.ok()) s = store_.meta->sync();
+  return s.ok() ? 0 : fail(s, "fsync", node.rec.ino);
+}
+
+void Filesystem::release(Handle* h) {
+  std::shared_ptr<Inode> node = std::move(h->node);
+  {
+    std::lock_guard<std::mutex> g(handles_mu_);
+    handles_.erase(h);
+  }
+  delete h;
+  bool unused;
+  {
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    unused = inodes_.closed(*node);
+    if (!inodes_.is_open(*node)) node->object.reset();
+  }
+  // A changed size is committed by the next periodic flush (within a second, batched with every
+  // other change), or at once if the kernel has let go of the inode too. fsync(2) commits at once.
+  if (unused) drop_if_unused(node);
+}
+
+}  // namespace cmkfs::fs

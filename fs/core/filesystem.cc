@@ -1,0 +1,341 @@
+// Filesystem: start and shutdown, inode bookkeeping, attributes.
+#include "fs/core/filesystem.h"
+
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <cstring>
+#include <set>
+
+#include "fs/core/chunk_file.h"
+#include "fs/core/inode_writer.h"
+
+namespace cmkfs::fs {
+
+// The kernel's clock for file times: the last timer tick, as on ext4 before 6.6. With the
+// writeback cache the kernel keeps a file's times itself and must send them back (a SETATTR at
+// close) once write(2) moved them; stamped from the same clock, a file created and written within
+// one tick is not moved at all. That takes creating a small file from 5 requests to 4.
+meta::Timespec now_timespec() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+Filesystem::Filesystem(OpenStore& store, Keyring& keyring)
+    : store_(store), keyring_(keyring), layout_(store.super.chunk_size), store_id_(store.super.store_id) {}
+
+std::vector<uint64_t> Filesystem::known_inodes() {
+  std::vector<uint64_t> v;
+  for (const auto& node : inodes_.all()) v.push_back(node->rec.ino);
+  return v;
+}
+
+int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
+  if (s.code() == EIO || s.code() == ENOSPC || s.code() == EFBIG) {
+    // Once per distinct problem: a damaged chunk read in a loop must not flood the log.
+    static std::mutex mu;
+    static std::set<std::string> seen;
+    std::string key = std::to_string(ino) + ":" + s.message();
+    std::lock_guard<std::mutex> g(mu);
+    if (seen.size() < 4096 && seen.insert(key).second) {
+      spdlog::error("{} on inode {}: {} ({})", op, ino, s.message(), std::strerror(s.code()));
+    }
+  } else {
+    spdlog::debug("{} on inode {}: {}", op, ino, s.message());
+  }
+  return s.code();
+}
+
+Status Filesystem::start() {
+  Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
+  if (!reserved.ok()) spdlog::warn("{}", reserved.message());  // a full disk must not stop a mount
+  auto access = keyring_.access();
+  std::vector<uint64_t> orphans;
+  {
+    auto txn = store_.meta->begin(false, &access.store_keys());
+    if (!txn.ok()) return txn.status();
+    auto last = txn->last_inode();
+    if (!last.ok()) return last.status();
+    next_ino_ = *last + 1;
+    auto o = txn->orphans();
+    if (!o.ok()) return o.status();
+    orphans = std::move(*o);
+    auto root = inodes_.get(meta::kRootIno, loader(meta::kRootIno, access), 1);  // pinned: never forgotten
+    if (!root.ok()) return root.status();
+  }
+  for (uint64_t ino : orphans) {
+    spdlog::info("removing inode {}, unlinked while open before the last unmount", ino);
+    CMKFS_RETURN_IF_ERROR(reap(ino, access));
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::shutdown() {
+  auto access = keyring_.access();
+  if (!access.ok()) {
+    spdlog::warn("unmounting while the key is revoked: unsaved attribute changes are lost");
+    return Status::AccessDenied("key revoked");
+  }
+  Status first;
+  auto all = inodes_.all();
+  std::vector<Inode*> nodes;
+  for (auto& node : all) {
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    if (node->object) {
+      Status s = node->object->sync();
+      if (!s.ok() && first.ok()) first = s;
+    }
+    nodes.push_back(node.get());
+  }
+  if (Status s = save(nodes, access); !s.ok() && first.ok()) first = s;
+  Status s = store_.meta->sync();
+  std::lock_guard<std::mutex> g(handles_mu_);
+  for (Handle* h : handles_) delete h;  // the kernel sends no release after an unmount
+  handles_.clear();
+  return first.ok() ? s : first;
+}
+
+Status Filesystem::persist(Inode& node, const Keyring::Access& access) {
+  return node.dirty() ? save({&node}, access) : Status::Ok();
+}
+
+Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access& access) {
+  if (nodes.empty()) return Status::Ok();
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  std::vector<std::pair<Inode*, uint64_t>> saved;
+  for (Inode* node : nodes) {
+    uint64_t seq;
+    meta::InodeRecord rec;
+    // Checked again inside the write txn: since it was picked, the inode may have been saved and
+    // evicted (a newer copy may be in use), or deleted.
+    if (!node->snapshot_if_dirty(&rec, &seq)) continue;
+    // Only ever rewrites a record: an unlink may have deleted it since it was picked (the node's
+    // disk state changes just after that commit), and must not see it come back.
+    Status s = txn->update_inode(rec);
+    if (s.code() == ENOENT) continue;
+    CMKFS_RETURN_IF_ERROR(s);
+    saved.emplace_back(node, seq);
+  }
+  if (saved.empty()) return Status::Ok();
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  for (auto& [node, seq] : saved) node->mark_saved(seq);
+  return Status::Ok();
+}
+
+Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  auto rec = txn->get_inode(ino);
+  if (!rec.ok() && rec.status().code() != ENOENT) return rec.status();
+  if (rec.ok()) CMKFS_RETURN_IF_ERROR(txn->delete_inode(ino));
+  CMKFS_RETURN_IF_ERROR(txn->remove_orphan(ino));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  if (rec.ok() && S_ISREG(rec->mode)) remove_object_when_durable(*rec);
+  return Status::Ok();
+}
+
+// An object goes only once the metadata that no longer names it is on disk: a crash before
+// then must find the file whole (its name, or its orphan entry, and its bytes), never a record
+// without its object. A crash after the commit but before the removal leaks the object, which
+// fsck reports. Runs on the group committer's thread: it uses nothing of this Filesystem.
+void Filesystem::remove_object_when_durable(const meta::InodeRecord& rec) {
+  store_.meta->when_durable([objects = store_.objects.get(), id = rec.file_id, ino = rec.ino] {
+    Status s = objects->remove(id);
+    if (!s.ok()) spdlog::error("inode {}: its object stays behind (fsck reports it as leaked): {}", ino, s.message());
+  });
+}
+
+void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
+  auto access = keyring_.access();
+  if (!access.ok()) return;  // kept in memory until the key returns; orphans are reaped at mount
+  meta::InodeRecord rec = node->snapshot();
+  Status s;
+  switch (node->disk_state()) {
+    case Inode::OnDisk::kNothing:
+      break;
+    case Inode::OnDisk::kObjectOnly:  // its record went at unlink, while it was open
+      remove_object_when_durable(rec);
+      node->set_disk_state(Inode::OnDisk::kNothing);
+      break;
+    case Inode::OnDisk::kRecord:
+      // A linked inode with unsaved changes (a new file's size) stays in the table until the next
+      // flush: one commit for all the inodes the kernel evicts in that second, not one each.
+      if (rec.nlink > 0) break;
+      s = reap(rec.ino, access);
+      // A flush holding this node must not write its record back.
+      if (s.ok()) node->set_disk_state(Inode::OnDisk::kNothing);
+      break;
+  }
+  if (!s.ok()) {
+    fail(s, "releasing", rec.ino);
+    return;
+  }
+  inodes_.erase_if_unused(rec.ino);
+}
+
+Status Filesystem::ensure_object(Inode& node) {
+  if (node.object) return Status::Ok();
+  meta::InodeRecord rec = node.snapshot();
+  auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0);
+  if (!obj.ok()) {
+    if (obj.status().code() == ENOENT) return Status::Corruption("the object file is missing");
+    return obj.status();
+  }
+  // After a crash the object may hold chunks written past the last saved size: drop them, so the
+  // object is again exactly as long as the size says.
+  auto len = (*obj)->length();
+  if (!len.ok()) return len.status();
+  uint64_t want = layout_.phys_size(rec.size);
+  if (*len > want) {
+    spdlog::warn("inode {}: object is {} bytes longer than its saved size; trimming unsaved data", rec.ino,
+                 *len - want);
+    CMKFS_RETURN_IF_ERROR((*obj)->truncate(want));
+  }
+  node.object = std::move(*obj);
+  return Status::Ok();
+}
+
+int Filesystem::lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out) {
+  if (name.size() > 255) return ENAMETOOLONG;
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto txn = store_.meta->begin(false, &access.store_keys());
+  if (!txn.ok()) return fail(txn.status(), "lookup", parent);
+  auto entry = txn->lookup(parent, name);
+  if (!entry.ok()) return entry.status().code() == ENOENT ? ENOENT : fail(entry.status(), "lookup", parent);
+  auto node = inodes_.get(entry->ino, loader(entry->ino, access), 1);
+  if (!node.ok()) return fail(node.status(), "lookup", entry->ino);
+  *out = (*node)->snapshot();
+  return 0;
+}
+
+void Filesystem::forget(uint64_t ino, uint64_t n) {
+  auto node = inodes_.find(ino);
+  if (!node) return;
+  if (inodes_.forget(*node, n)) drop_if_unused(node);
+}
+
+InodeTable::Loader Filesystem::loader(uint64_t ino, const Keyring::Access& access) {
+  return [this, ino, &access]() -> Result<meta::InodeRecord> {
+    auto txn = store_.meta->begin(false, &access.store_keys());  // begun after the table missed
+    if (!txn.ok()) return txn.status();
+    return txn->get_inode(ino);
+  };
+}
+
+Result<std::shared_ptr<Inode>> Filesystem::node_of(uint64_t ino, const Keyring::Access& access) {
+  return inodes_.get(ino, loader(ino, access));
+}
+
+int Filesystem::getattr(uint64_t ino, meta::InodeRecord* out) {
+  auto access = keyring_.access();
+  if (!access.ok() && ino != meta::kRootIno) return EACCES;
+  auto node = ino == meta::kRootIno ? Result<std::shared_ptr<Inode>>(inodes_.find(ino)) : node_of(ino, access);
+  if (!node.ok()) return fail(node.status(), "getattr", ino);
+  *out = (*node)->snapshot();
+  return 0;
+}
+
+int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access) {
+  meta::InodeRecord rec = node.snapshot();
+  auto fc = file_crypto(access, rec);
+  if (!fc.ok()) return fail(fc.status(), "truncate", rec.ino);
+  auto w = resize_chunks(chunks(*node.object, *fc), rec.size, size);
+  if (!w.ok()) return fail(w.status(), "truncate", rec.ino);
+  node.lost.forget(std::min(rec.size, size), UINT64_MAX);  // cut off, or now a hole of zeros
+  meta::Timespec now = now_timespec();
+  node.update([&](meta::InodeRecord& r) {
+    r.size = size;
+    r.mtime = r.ctime = now;
+    r.chunk_writes += w->chunks_sealed;
+    if (w->made_hole) r.flags |= meta::kInodeMayBeSparse;
+  });
+  return 0;
+}
+
+int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::InodeRecord* out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  std::shared_ptr<Inode> node = h != nullptr ? h->node : inodes_.find(ino);
+  if (!node) return ENOENT;
+  if (c.size) {
+    if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
+    std::unique_lock<std::shared_mutex> g(node->data_mu);
+    bool was_open = node->object != nullptr;
+    Status s = ensure_object(*node);
+    if (!s.ok()) return fail(s, "truncate", ino);
+    int err = resize(*node, *c.size, access);
+    if (!was_open && !inodes_.is_open(*node)) node->object.reset();
+    if (err != 0) return err;
+  }
+  meta::Timespec now = now_timespec();
+  auto change = [&c, now](meta::InodeRecord& r) {
+    if (c.mode) r.mode = (r.mode & S_IFMT) | (*c.mode & 07777);
+    if (c.uid) r.uid = *c.uid;
+    if (c.gid) r.gid = *c.gid;
+    if (c.atime) r.atime = *c.atime;
+    if (c.mtime) r.mtime = *c.mtime;
+    r.ctime = c.ctime ? *c.ctime : now;
+  };
+  if (!c.mode && !c.uid && !c.gid) {
+    // Times only (the writeback cache sends them at every close): saved by the next flush.
+    node->update(change);
+  } else {
+    auto txn = store_.meta->begin(true, &access.store_keys());
+    if (!txn.ok()) return fail(txn.status(), "setattr", ino);
+    InodeWriter writer(*txn);
+    Status s = writer.stage(node, change);
+    if (s.ok()) s = writer.commit();
+    if (!s.ok()) return fail(s, "setattr", ino);
+  }
+  *out = node->snapshot();
+  return 0;
+}
+
+Status Filesystem::flush_dirty() {
+  Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
+  if (!reserved.ok()) spdlog::warn("{}", reserved.message());
+  auto access = keyring_.access();
+  if (!access.ok()) return Status::Ok();  // nothing can be sealed; kept until the key returns
+  auto all = inodes_.all();  // holds them while they are saved
+  std::vector<Inode*> dirty;
+  for (auto& node : all) {
+    if (node->dirty()) dirty.push_back(node.get());
+  }
+  CMKFS_RETURN_IF_ERROR(save(dirty, access));
+  for (Inode* node : dirty) inodes_.erase_if_unused(node->snapshot().ino);  // kept only to be saved
+  return Status::Ok();
+}
+
+int Filesystem::readlink(uint64_t ino, std::string* out) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  auto node = node_of(ino, access);
+  if (!node.ok()) return fail(node.status(), "readlink", ino);
+  meta::InodeRecord rec = (*node)->snapshot();
+  if (!S_ISLNK(rec.mode)) return EINVAL;
+  *out = rec.symlink;
+  return 0;
+}
+
+int Filesystem::statfs(struct statvfs* out) {
+  auto st = store_.objects->statfs();
+  if (!st.ok()) return fail(st.status(), "statfs", meta::kRootIno);
+  *out = *st;
+  out->f_namemax = 255;
+  return 0;
+}
+
+// Writes every metadata change made so far, the unsaved sizes of files written through the
+// writeback cache included (as a journal commit would), not just this directory's names.
+int Filesystem::fsyncdir() {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Status s = flush_dirty();
+  if (s.ok()) s = store_.meta->sync();
+  return s.ok() ? 0 : fail(s, "fsyncdir", meta::kRootIno);
+}
+
+}  // namespace cmkfs::fs

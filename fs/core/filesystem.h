@@ -1,0 +1,149 @@
+// fs/core: the POSIX filesystem over a store. One method per FUSE operation, each returning 0 or
+// an errno; fs/fuse turns them into FUSE replies (exactly one per request). Nothing here knows
+// FUSE, so tests drive the operations directly (tests/fs/core/filesystem_test.cc).
+//
+// While the keyring is revoked every operation answers EACCES, except statfs, getattr of the
+// root, forget and release.
+//
+// Thread-safety: all operations may run concurrently (see inode_table.h for the lock order).
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+
+#include "crypto/chunk_layout.h"
+#include "fs/core/chunk_file.h"
+#include "fs/core/file_crypto.h"
+#include "fs/core/inode_table.h"
+#include "fs/store/store.h"
+
+namespace cmkfs::fs {
+
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// An open file: what fuse_file_info::fh points to.
+struct Handle {
+  std::shared_ptr<Inode> node;
+  int flags = 0;
+};
+
+// What setattr changes (a subset of FUSE_SET_ATTR_*, decoded by the bridge).
+struct AttrChange {
+  std::optional<uint32_t> mode, uid, gid;
+  std::optional<uint64_t> size;
+  std::optional<meta::Timespec> atime, mtime;  // "now" already resolved
+  std::optional<meta::Timespec> ctime;         // the kernel's, with the writeback cache; else now
+};
+
+class Filesystem {
+ public:
+  Filesystem(OpenStore& store, Keyring& keyring);
+  // Reaps inodes left unlinked-but-open by an earlier mount and finds the next inode number.
+  Status start();
+  // Writes every changed inode and syncs: after this the store is consistent on disk.
+  Status shutdown();
+  // Commits every changed inode in one transaction (no sync); run periodically so that times and
+  // the sizes of files held open never lag far behind in LMDB. Drops the saved inodes the kernel
+  // no longer holds.
+  Status flush_dirty();
+
+  int lookup(uint64_t parent, std::string_view name, meta::InodeRecord* out);
+  void forget(uint64_t ino, uint64_t n);
+  int getattr(uint64_t ino, meta::InodeRecord* out);
+  int setattr(uint64_t ino, const AttrChange& change, Handle* h, meta::InodeRecord* out);
+  int readlink(uint64_t ino, std::string* out);
+  int statfs(struct statvfs* out);
+
+  int mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, const Caller& c,
+            meta::InodeRecord* out);
+  int mkdir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c, meta::InodeRecord* out);
+  int symlink(std::string_view target, uint64_t parent, std::string_view name, const Caller& c,
+              meta::InodeRecord* out);
+  int link(uint64_t ino, uint64_t parent, std::string_view name, meta::InodeRecord* out);
+  int unlink(uint64_t parent, std::string_view name);
+  int rmdir(uint64_t parent, std::string_view name);
+  int rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+             unsigned flags);
+  int opendir(uint64_t ino);
+  // Calls fn(name, ino, type, next_offset) per entry after `offset` until it returns false.
+  using DirFiller = std::function<bool(std::string_view, uint64_t, uint32_t, uint64_t)>;
+  int readdir(uint64_t ino, uint64_t offset, const DirFiller& fn);
+
+  int open(uint64_t ino, int flags, Handle** out);
+  int create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
+             meta::InodeRecord* out, Handle** handle);
+  int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
+  int write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n);
+  int fsync(Handle* h, bool datasync);
+  void release(Handle* h);
+  int fsyncdir();
+
+  uint32_t block_size() const { return layout_.chunk_size(); }
+  // With the writeback cache the kernel turns O_APPEND writes into writes at its end of file, and
+  // a failed write loses bytes the writer was told were written (see lost_ranges.h).
+  void set_writeback_cache(bool on) { writeback_cache_ = on; }
+  // Every inode the kernel may cache, for invalidation after a revocation.
+  std::vector<uint64_t> known_inodes();
+
+ private:
+  // The inode, from the table or loaded from LMDB (without adding a kernel reference).
+  Result<std::shared_ptr<Inode>> node_of(uint64_t ino, const Keyring::Access& access);
+  // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
+  InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
+  Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
+  // Commits the changes of `nodes` (those still changed) in one write transaction.
+  Status save(const std::vector<Inode*>& nodes, const Keyring::Access& access);
+  void drop_if_unused(const std::shared_ptr<Inode>& node);
+  Status reap(uint64_t ino, const Keyring::Access& access);
+  void remove_object_when_durable(const meta::InodeRecord& rec);
+  Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
+  Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) const {
+    return fs::file_crypto(a, store_id_, rec);
+  }
+  ChunkFile chunks(ObjectFile& object, const FileCrypto& fc) const { return fc.chunks(object, layout_); }
+  int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
+                meta::InodeRecord* out, std::shared_ptr<Inode>* created);
+  int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
+  int write_locked(Inode& node, const Keyring::Access& a, int flags, uint64_t offset,
+                   crypto::Bytes data);  // REQUIRES: data_mu exclusive, a.ok()
+  int remove_name(uint64_t parent, std::string_view name, bool dir_wanted);
+  void forget_on_disk(Inode& node);  // REQUIRES: its record was deleted
+  int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
+
+  Handle* new_handle(std::shared_ptr<Inode> node, int flags);
+
+  OpenStore& store_;
+  Keyring& keyring_;
+  // Handles the kernel has not released; those left at unmount are freed by shutdown().
+  std::mutex handles_mu_;
+  std::unordered_set<Handle*> handles_;
+  crypto::ChunkLayout layout_;
+  const Id128 store_id_;  // a copy: the key monitor may replace store_.super
+  bool writeback_cache_ = false;
+  InodeTable inodes_;
+  std::atomic<uint64_t> next_ino_{0};
+};
+
+meta::Timespec now_timespec();
+
+// Reading a file without a mount (fsck, inspect): calls fn with a regular file's plaintext, in
+// order, in windows of up to 1 MiB, through the mount's own read path. EIO when a chunk does not
+// authenticate, ENOENT when the object is missing. REQUIRES: the keyring holds the store's key.
+Status read_plaintext(OpenStore& store, Keyring& keyring, const meta::InodeRecord& rec,
+                      const std::function<void(crypto::Bytes)>& fn);
+// The same from an object already open.
+Status read_plaintext(OpenStore& store, Keyring& keyring, ObjectFile& object, const meta::InodeRecord& rec,
+                      const std::function<void(crypto::Bytes)>& fn);
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,128 @@
+// The inodes the kernel holds references to (lookup counts) or that are open. While the mount
+// lives, an Inode's record is the authoritative copy; it is written to LMDB by the filesystem
+// (InodeWriter) on namespace changes, flush, fsync and release.
+//
+// Lock order: the keyring gate (Keyring::Access), then Inode::data_mu, then an LMDB write
+// transaction, then InodeTable's mutex, then Inode::mu. Nothing holding a later lock takes an
+// earlier one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/core/lost_ranges.h"
+#include "fs/store/store.h"
+#include "meta/meta.h"
+
+namespace cmkfs::fs {
+
+struct Inode {
+  explicit Inode(meta::InodeRecord r) : rec(std::move(r)) {}
+
+  // Content: exclusive for write and resize, shared for read. Also guards `object`.
+  std::shared_mutex data_mu;
+  std::unique_ptr<ObjectFile> object;  // while open (regular files)
+  LostRanges lost;                     // also guarded by data_mu
+
+  // The record and its save state.
+  std::mutex mu;
+  meta::InodeRecord rec;
+  uint64_t change_seq = 0;  // bumped by every change of rec
+  uint64_t saved_seq = 0;   // the change_seq LMDB holds
+  // What of the file is on disk: its record (and object); after an unlink that deleted the
+  // record while the file was open, only its object (removed at the last release); or nothing.
+  enum class OnDisk { kRecord, kObjectOnly, kNothing };
+  OnDisk on_disk = OnDisk::kRecord;
+
+  // Guarded by InodeTable's mutex.
+  uint64_t lookups = 0;
+  uint32_t opens = 0;
+
+  meta::InodeRecord snapshot(uint64_t* seq = nullptr) {
+    std::lock_guard<std::mutex> g(mu);
+    if (seq != nullptr) *seq = change_seq;
+    return rec;
+  }
+  // The record if it has changes LMDB lacks (and the inode still has a record), else false.
+  bool snapshot_if_dirty(meta::InodeRecord* rec, uint64_t* seq) {
+    std::lock_guard<std::mutex> g(mu);
+    if (!unsaved()) return false;
+    *rec = this->rec;
+    *seq = change_seq;
+    return true;
+  }
+  template <class F>
+  void update(F&& change) {
+    std::lock_guard<std::mutex> g(mu);
+    change(rec);
+    ++change_seq;
+  }
+  bool dirty() {
+    std::lock_guard<std::mutex> g(mu);
+    return unsaved();
+  }
+  OnDisk disk_state() {
+    std::lock_guard<std::mutex> g(mu);
+    return on_disk;
+  }
+  void set_disk_state(OnDisk state) {
+    std::lock_guard<std::mutex> g(mu);
+    on_disk = state;
+  }
+  void mark_saved(uint64_t seq) {
+    std::lock_guard<std::mutex> g(mu);
+    if (seq > saved_seq) saved_seq = seq;
+  }
+  // Applies `change`, which a transaction committed on top of the snapshot taken at `seq`. The
+  // record counts as saved only if nothing else changed it since that snapshot.
+  template <class F>
+  void apply_committed(F&& change, uint64_t seq) {
+    std::lock_guard<std::mutex> g(mu);
+    change(rec);
+    ++change_seq;
+    if (change_seq == seq + 1) saved_seq = change_seq;
+  }
+
+ private:
+  bool unsaved() const { return on_disk == OnDisk::kRecord && change_seq != saved_seq; }  // REQUIRES: mu
+};
+
+class InodeTable {
+ public:
+  std::shared_ptr<Inode> find(uint64_t ino);
+  // The inode, with `lookups` more kernel references; when it is not in the table, `load` reads
+  // its record. An inode leaves the table only after its changes were committed, so `load` must
+  // read a snapshot taken after the miss: begin a new read transaction in it, or use the write
+  // transaction the caller holds (no commit can land while it is open).
+  using Loader = std::function<Result<meta::InodeRecord>()>;
+  Result<std::shared_ptr<Inode>> get(uint64_t ino, const Loader& load, uint64_t lookups = 0);
+  // REQUIRES: `write_txn` is a write transaction (see above).
+  Result<std::shared_ptr<Inode>> get(uint64_t ino, meta::Txn& write_txn, uint64_t lookups = 0) {
+    return get(ino, [&] { return write_txn.get_inode(ino); }, lookups);
+  }
+  // Adds a just-created inode with `lookups` references.
+  std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
+
+  // Drops n kernel references; true when the inode is now unused (no references, not open).
+  // An inode that would go below zero is a kernel/bookkeeping bug: it aborts.
+  bool forget(Inode& node, uint64_t n);
+  void add_lookups(Inode& node, uint64_t n);
+  void opened(Inode& node);
+  bool is_open(Inode& node);
+  bool closed(Inode& node);  // true when now unused
+  // Removes the inode if it is still unused and has no unsaved changes (those wait for a flush).
+  void erase_if_unused(uint64_t ino);
+  std::vector<std::shared_ptr<Inode>> all();
+  size_t size();
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Inode>> map_;
+};
+
+}  // namespace cmkfs::fs

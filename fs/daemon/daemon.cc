@@ -1,0 +1,296 @@
+#include "fs/daemon/daemon.h"
+
+#include <fcntl.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "crypto/base/hex.h"
+#include "fs/core/filesystem.h"
+#include "fs/daemon/key_monitor.h"
+#include "fs/daemon/periodic.h"
+#include "fs/fuse/fuse.h"
+#include "fs/store/store.h"
+
+namespace cmkfs::fs {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+Status check_mountpoint(const std::string& mp) {
+  struct stat st;
+  if (::stat(mp.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) return Status(EBUSY, "mountpoint " + mp + " is a dead FUSE mount; run: cmkfs umount " + mp);
+    return Status(ENOENT, "mountpoint " + mp + " does not exist");
+  }
+  if (!S_ISDIR(st.st_mode)) return Status(ENOTDIR, "mountpoint " + mp + " is not a directory");
+  for (const auto& m : current_mounts()) {
+    if (m.target == mp) return Status(EBUSY, "mountpoint " + mp + " is busy: " + m.source + " is mounted there");
+  }
+  return Status::Ok();
+}
+
+std::string default_log_file(const Id128& store_id) {
+  std::string dir = ::geteuid() == 0 ? "/var/log/cmkfs" : std::string(std::getenv("HOME") ? std::getenv("HOME") : ".") + "/.local/state/cmkfs";
+  return dir + "/" + to_hex(store_id) + ".log";
+}
+
+void use_file_log(const std::string& path, const std::string& level) {
+  std::error_code ec;
+  stdfs::create_directories(stdfs::path(path).parent_path(), ec);
+  auto logger = spdlog::basic_logger_mt("cmkfs-daemon", path);
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+// Tells the waiting parent how the start went: "0" or "<exit code> <message>".
+class Readiness {
+ public:
+  explicit Readiness(int fd) : fd_(fd) {}
+  void report(int code, const std::string& message) {
+    if (fd_ < 0) return;
+    std::string s = std::to_string(code) + " " + message;
+    (void)!::write(fd_, s.data(), s.size());
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// The parent side of daemonizing: waits for the child's report and returns the exit code.
+int wait_for_daemon(int fd, pid_t child) {
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (msg.empty()) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    std::cerr << "cmkfs: the mount daemon exited during start (status " << status << ")\n";
+    return kExitMount;
+  }
+  int code = std::atoi(msg.c_str());
+  auto space = msg.find(' ');
+  std::string text = space == std::string::npos ? "" : msg.substr(space + 1);
+  if (code != 0) std::cerr << "cmkfs: " << text << "\n";
+  return code;
+}
+
+int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
+  bool file_log = false;
+  // In the foreground the log is stderr; daemonized, the waiting parent prints the one line.
+  auto fail = [&](const Status& s, int code) {
+    if (o.foreground || file_log) spdlog::error("{}", s.message());
+    ready.report(code, s.message());
+    return code;
+  };
+  Status hardened = crypto::harden_process();
+  if (!hardened.ok()) spdlog::warn("{}", hardened.message());
+
+  auto store = open_store(o.store, /*exclusive=*/true, /*read_only=*/false);
+  if (!store.ok()) {
+    int code = store.status().code() == EBUSY ? kExitBusy : kExitNotAStore;
+    return fail(store.status(), code);
+  }
+  OpenStore& st = **store;
+  if (!o.foreground) {
+    use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+    file_log = true;
+  }
+
+  AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
+  auto provider = keyclient::make_provider(st.kek, st.super.store_id);
+  if (!provider.ok()) return fail(provider.status(), kExitKey);
+  auto unlocked = unlock(st, **provider, audit, "mount");
+  if (!unlocked.ok()) {
+    Status s(unlocked.status().code(), "cannot unlock the store's data key: " + unlocked.status().message());
+    return fail(s, unlock_exit_code(s));
+  }
+  Keyring keyring;
+  Status s = keyring.install(st.super.dek_generation, std::move(unlocked->dek));
+  if (!s.ok()) return fail(s, kExitKey);
+  Filesystem fs(st, keyring);
+  s = fs.start();
+  if (!s.ok()) return fail(s, kExitNotAStore);
+  if (o.commit_interval_ms > 0) {
+    st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)));
+  }
+
+  // With allow_other the kernel enforces permissions (default_permissions). Without it nobody but
+  // the mounting user can enter the mount, and skipping the kernel's checks spares a GETATTR of
+  // the parent directory on every create and unlink.
+  std::string opts = "fsname=cmkfs:" + st.paths.root + ",subtype=cmkfs";
+  bool allow_other = false;
+  for (const auto& extra : o.fuse_options) {
+    opts += "," + extra;
+    allow_other = allow_other || ("," + extra + ",").find(",allow_other,") != std::string::npos;
+  }
+  if (allow_other) opts += ",default_permissions";
+  std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  Bridge bridge{&fs, BridgeConfig{.attr_timeout = o.attr_timeout,
+                                  .entry_timeout = o.entry_timeout,
+                                  .max_write = o.max_write,
+                                  .writeback_cache = o.writeback_cache,
+                                  .read_ahead = o.read_ahead,
+                                  .mountpoint = o.mountpoint,
+                                  .source = "cmkfs:" + st.paths.root}};
+  fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
+  fuse_opt_free_args(&args);
+  if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
+  // The kernel offers io_uring in INIT only once its switch is on, so it is turned on first.
+  std::unique_ptr<UringTransport> uring;
+  if (o.io_uring) {
+    Status on = enable_kernel_uring();
+    unsigned per_cpu = o.max_threads / std::max(1u, std::thread::hardware_concurrency());
+    if (on.ok()) uring = std::make_unique<UringTransport>(se, per_cpu);
+    else spdlog::info("{}: serving over /dev/fuse", on.message());
+  }
+  if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
+  }
+  if (uring) {
+    Status installed = uring->install();
+    if (!installed.ok()) {
+      spdlog::warn("{}: serving over /dev/fuse", installed.message());
+      uring.reset();
+    }
+  }
+  spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
+  // Revocation must also empty the kernel's caches; this runs on the monitor's thread.
+  auto invalidate = [&fs, se] {
+    for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+  };
+  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes);  // before any other thread starts
+  KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
+  monitor.start();
+  Periodic flusher(std::chrono::seconds(1), [&fs] {
+    Status s = fs.flush_dirty();
+    if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
+  });
+  ready.report(0, "");
+  if (!o.foreground) {
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      if (devnull > 2) ::close(devnull);
+    }
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  monitor.stop();
+  fuse_session_unmount(se);
+  uring.reset();  // its workers end with the connection
+  s = fs.shutdown();
+  if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
+  else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
+  fuse_session_destroy(se);
+  // libfuse reports the signal that ended the loop; SIGTERM, SIGINT and SIGHUP are a clean stop.
+  bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
+  return clean && s.ok() ? kExitOk : kExitError;
+}
+
+}  // namespace
+
+int run_mount(const MountOptions& in, const std::string& log_level) {
+  MountOptions o = in;
+  std::error_code ec;
+  Status s = check_mountpoint(o.mountpoint);
+  if (!s.ok()) {
+    std::cerr << "cmkfs: " << s.message() << "\n";
+    return kExitMount;
+  }
+  o.mountpoint = stdfs::canonical(o.mountpoint, ec).string();
+  if (stdfs::is_directory(o.store, ec)) o.store = stdfs::canonical(o.store, ec).string();
+  if (!o.log_file.empty()) o.log_file = stdfs::absolute(o.log_file).string();  // the daemon runs in /
+
+  if (o.foreground) {
+    Readiness none(-1);
+    return serve(o, log_level, none);
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::cerr << "cmkfs: pipe: " << std::strerror(errno) << "\n";
+    return kExitError;
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::cerr << "cmkfs: fork: " << std::strerror(errno) << "\n";
+    return kExitError;
+  }
+  if (pid > 0) {
+    ::close(fds[1]);
+    return wait_for_daemon(fds[0], pid);
+  }
+  ::close(fds[0]);
+  ::setsid();
+  if (::chdir("/") != 0) _exit(kExitError);
+  Readiness ready(fds[1]);
+  std::exit(serve(o, log_level, ready));  // not _exit: LeakSanitizer checks the daemon too
+}
+
+Status run_umount(const std::string& mp_arg, std::ostream& out) {
+  std::string mp = stdfs::absolute(mp_arg).lexically_normal().string();
+  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
+  std::string store;
+  bool found = false;
+  for (const auto& m : current_mounts()) {
+    if (m.target == mp) {
+      found = true;
+      if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);
+    }
+  }
+  if (!found) return Status(EINVAL, mp + " is not mounted");
+  if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");
+  if (::umount2(mp.c_str(), 0) != 0) {
+    int err = errno;
+    if (err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");
+    if (err == EPERM) {
+      std::string cmd = "fusermount3 -u '" + mp + "'";
+      if (std::system(cmd.c_str()) != 0) return Status(EPERM, "fusermount3 -u " + mp + " failed");
+    } else {
+      return Status::IOError(err, "umount " + mp + ": " + std::strerror(err));
+    }
+  }
+  // The daemon holds the store lock until it has flushed and exited.
+  int fd = ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::close(fd);
+  }
+  out << "unmounted " << mp << "\n";
+  return Status::Ok();
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,53 @@
+// fs/daemon: a mounted store's life: the composition of every layer (store, core, FUSE), the key
+// monitor, the periodic flush, signals; and unmounting. Every mount option and its default is here.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crypto/base/status.h"
+
+namespace cmkfs::fs {
+
+// How the key monitor watches a revocable key (see key_monitor.h).
+struct MonitorOptions {
+  std::chrono::milliseconds check_interval{std::chrono::seconds(30)};
+  std::chrono::milliseconds rotation_poll_interval{std::chrono::hours(1)};
+  std::chrono::milliseconds offline_grace{std::chrono::minutes(15)};
+};
+
+struct MountOptions {
+  std::string store;
+  std::string mountpoint;
+  bool foreground = false;
+  std::vector<std::string> fuse_options;  // each -o value, comma lists kept as given
+  double attr_timeout = 1.0;              // seconds the kernel caches attributes
+  double entry_timeout = 1.0;             // ... names, and the absence of names
+  // FUSE worker threads. Each request wakes the idle worker that has waited longest, so idle
+  // workers beyond what the cores can run only add cold wake-ups (docs/performance.md).
+  unsigned max_threads = std::max(4u, 2 * std::thread::hardware_concurrency());
+  bool writeback_cache = true;
+  bool io_uring = true;  // FUSE over io_uring (fs/fuse/fuse_uring.h), where the kernel has it
+  // Metadata changes reach the disk in batches at most this old (meta/batcher.h); 0: each alone.
+  double commit_interval_ms = 10;
+  uint64_t read_ahead = 4 << 20;  // the kernel's readahead window; 0 leaves its default (128 KiB)
+  uint32_t max_write = 1 << 20;   // the largest WRITE request the kernel sends
+  std::string log_file;           // default: chosen by store id when daemonized
+  std::string audit_log;          // default: default_audit_path(store id)
+  MonitorOptions monitor;
+};
+
+// Mounts and serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP), then flushes
+// everything. Unless opts.foreground, returns in the parent once the mount is ready (or failed).
+// Returns the exit code (fs/store/store.h).
+int run_mount(const MountOptions& opts, const std::string& log_level);
+
+// Unmounts and waits until the daemon has flushed and let go of the store.
+Status run_umount(const std::string& mountpoint, std::ostream& out);
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,78 @@
+// The key monitor: a background thread that keeps a mounted store's access to its key honest.
+//
+// Every check interval it proves access by unlocking the stored data key (fs/store/store.h):
+// - a definitive refusal (no access, key disabled or deleted, identity unknown) revokes: the
+//   keyring is wiped and the kernel's caches invalidated, so every operation answers EACCES;
+// - an unreachable vault is tolerated for the offline grace, then fails closed the same way;
+// - when access comes back, the data key is installed again and the mount serves: no remount.
+// With an unversioned key id it also asks for the latest key version every rotation-poll
+// interval and rewraps the data key when it changed. Settings changed by `cmkfs encryption
+// rotate-key` in another process are picked up at the next check.
+//
+// Thread-safety: start() and stop() from one thread; check_once() runs on the monitor's own
+// (or, in tests, on the caller's while no monitor thread runs).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "fs/daemon/clock.h"
+#include "fs/daemon/daemon.h"
+#include "fs/store/store.h"
+
+namespace cmkfs::fs {
+
+enum class KeyState { kAvailable, kRevoked, kUnreachable, kFailedClosed };
+const char* to_string(KeyState s);
+
+class KeyMonitor {
+ public:
+  // invalidate_caches: drops the kernel's page and attribute caches of every inode it knows;
+  // called from the monitor thread, never from a request handler. REQUIRES: store, keyring,
+  // audit and clock outlive the monitor.
+  KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keyclient::KeyProvider> provider,
+             MonitorOptions options, AuditLog& audit, std::function<void()> invalidate_caches, std::string mountpoint,
+             Clock& clock = real_clock());
+  ~KeyMonitor() { stop(); }
+
+  void start();  // publishes the status, then checks on its own thread if the key is revocable
+  void stop();
+  void check_once();  // one round, on the caller's thread
+  KeyState state() const { return state_; }
+
+ private:
+  void run();
+  void reload_settings();
+  void revoke(KeyState why, const std::string& reason);
+  void maybe_rotate(const crypto::SecretBytes& dek, const keyclient::WrappedKey& wrapped);
+  void publish_status();
+  void set_state(KeyState s);
+
+  OpenStore& store_;
+  Keyring& keyring_;
+  std::unique_ptr<keyclient::KeyProvider> provider_;
+  MonitorOptions options_;
+  AuditLog& audit_;
+  std::function<void()> invalidate_caches_;
+  std::string mountpoint_;
+  Clock& clock_;
+
+  KeyState state_ = KeyState::kAvailable;
+  std::chrono::system_clock::time_point state_since_;       // shown in the status
+  std::chrono::system_clock::time_point last_success_wall_;  // shown in the status
+  std::chrono::steady_clock::time_point last_success_;       // the offline grace runs from here
+  std::chrono::steady_clock::time_point last_rotation_poll_;
+  std::string last_key_id_;  // the key id that wrapped the data key at the last check
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace cmkfs::fs

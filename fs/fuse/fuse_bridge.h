@@ -1,0 +1,34 @@
+// The libfuse low-level operation table over a Filesystem: each callback calls one Filesystem
+// operation and replies exactly once, before it returns (the io_uring transport relies on it).
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <fuse_lowlevel.h>
+
+#include "fs/core/filesystem.h"
+
+namespace cmkfs::fs {
+
+// Filled field by field from the mount's options (fs/daemon/daemon.h holds the defaults).
+struct BridgeConfig {
+  double attr_timeout = 0;      // seconds the kernel may cache attributes
+  double entry_timeout = 0;     // ... names, and the absence of names
+  uint32_t max_write = 0;       // the largest WRITE
+  bool writeback_cache = false;  // the kernel gathers writes and writes them back in large requests
+  uint64_t read_ahead = 0;       // the readahead window set at INIT, when above the kernel's; 0: its own
+  std::string mountpoint, source;  // where the mount is, to find it in the mount table
+};
+
+struct Bridge {
+  Filesystem* fs;
+  BridgeConfig config;
+  std::atomic<uint64_t> writes{0};  // WRITE requests served; a SIGTERM waits until they stop
+};
+
+// The operations; fuse_session_new's userdata must be a Bridge*.
+const fuse_lowlevel_ops& fuse_operations();
+
+}  // namespace cmkfs::fs

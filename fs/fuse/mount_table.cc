@@ -1,0 +1,49 @@
+#include "fs/fuse/mount_table.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace cmkfs::fs {
+namespace {
+
+std::string unescape(const std::string& field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    bool octal = field[i] == '\\' && i + 3 < field.size() && field.find_first_not_of("01234567", i + 1) >= i + 4;
+    if (octal) {
+      out += static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 + (field[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += field[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<MountEntry> parse_mountinfo(const std::string& text) {
+  std::vector<MountEntry> mounts;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    // id parent MAJOR:MINOR root mountpoint options [optional fields...] - fstype source superopts
+    std::istringstream in(line);
+    std::vector<std::string> f;
+    for (std::string w; in >> w;) f.push_back(w);
+    size_t dash = 6;
+    while (dash < f.size() && f[dash] != "-") ++dash;
+    if (dash + 2 >= f.size()) continue;
+    mounts.push_back({f[2], unescape(f[4]), f[dash + 1], unescape(f[dash + 2])});
+  }
+  return mounts;
+}
+
+std::vector<MountEntry> current_mounts() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_mountinfo(text.str());
+}
+
+}  // namespace cmkfs::fs

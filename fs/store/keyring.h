@@ -1,0 +1,61 @@
+// The keys of a mounted store, and the gate that revocation closes.
+//
+// Every operation that uses a key holds a Keyring::Access (a shared lock) for its whole length.
+// revoke() takes the lock exclusively: when it returns, no operation is using a key and every key
+// (data key, store keys, cached file keys) has been zeroised. install() opens the gate again.
+//
+// Thread-safety: all members are safe to call concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "crypto/keys.h"
+
+namespace cmkfs::fs {
+
+class Keyring {
+ public:
+  using FileKey = std::shared_ptr<const crypto::SecretBytes>;
+
+  class Access {
+   public:
+    bool ok() const { return ring_->available_; }  // false: answer EACCES
+    const crypto::StoreKeys& store_keys() const { return ring_->store_keys_; }
+    uint32_t generation() const { return ring_->generation_; }  // the generation new files use
+    // The key of one file: derived on first use, then cached (bounded).
+    Result<FileKey> file_key(const Id128& file_id, uint32_t generation) const;
+
+   private:
+    friend class Keyring;
+    explicit Access(Keyring* ring) : lock_(ring->gate_), ring_(ring) {}
+    std::shared_lock<std::shared_mutex> lock_;
+    Keyring* ring_;
+  };
+
+  Access access() { return Access(this); }
+  bool available() const;
+  // Installs the data key of `generation` as the current one and derives the store keys.
+  Status install(uint32_t generation, crypto::SecretBytes dek);
+  void revoke();  // wipes every key; Access::ok() is false until the next install()
+
+ private:
+  static constexpr size_t kMaxCachedFileKeys = 4096;
+
+  mutable std::shared_mutex gate_;
+  bool available_ = false;  // guarded by gate_
+  uint32_t generation_ = 0;
+  std::map<uint32_t, crypto::SecretBytes> deks_;
+  crypto::StoreKeys store_keys_;
+
+  struct IdHash {
+    size_t operator()(const Id128& id) const;
+  };
+  mutable std::mutex cache_mu_;  // guards file_keys_; taken under a shared gate_
+  mutable std::unordered_map<Id128, FileKey, IdHash> file_keys_;
+};
+
+}  // namespace cmkfs::fs

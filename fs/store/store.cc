@@ -1,0 +1,230 @@
+#include "fs/store/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <ostream>
+
+#include "crypto/base/hex.h"
+#include <nlohmann/json.hpp>
+
+namespace cmkfs::fs {
+
+namespace stdfs = std::filesystem;
+
+int exit_code_for(const Status& s) {
+  switch (s.code()) {
+    case 0: return kExitOk;
+    case EBUSY: return kExitBusy;
+    case ENOKEY: case EKEYREJECTED: case EKEYREVOKED: case EACCES: case EAGAIN: case ETIMEDOUT: case EBADMSG:
+      return kExitKey;
+    case ENOTSUP: return kExitNotAStore;
+    default: return kExitError;
+  }
+}
+
+int unlock_exit_code(const Status& s) { return s.code() == EIO ? kExitNotAStore : kExitKey; }
+
+StorePaths StorePaths::of(const std::string& root) {
+  return {root, root + "/meta", root + "/objects", root + "/lock"};
+}
+
+OpenStore::~OpenStore() {
+  meta.reset();
+  if (lock_fd >= 0) ::close(lock_fd);
+}
+
+namespace {
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Status check_empty_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!stdfs::exists(dir, ec)) {
+    stdfs::create_directories(dir, ec);
+    if (ec) return Status::IOError(ec.value(), "cannot create " + dir + ": " + ec.message());
+    return Status::Ok();
+  }
+  if (!stdfs::is_directory(dir, ec)) return Status::InvalidArgument(dir + " is not a directory");
+  if (stdfs::exists(dir + "/meta/data.mdb", ec)) return Status::Exists(dir + " is already a cmkfs store");
+  if (!stdfs::is_empty(dir, ec)) return Status::InvalidArgument(dir + " is not empty; cmkfs init needs an empty directory");
+  return Status::Ok();
+}
+
+meta::InodeRecord root_inode() {
+  meta::InodeRecord r;
+  r.ino = meta::kRootIno;
+  r.parent = meta::kRootIno;
+  r.mode = S_IFDIR | 0755;
+  r.uid = ::getuid();
+  r.gid = ::getgid();
+  r.nlink = 2;
+  r.size = 4096;
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now).count();
+  r.atime = r.mtime = r.ctime = {ns / 1000000000, static_cast<uint32_t>(ns % 1000000000)};
+  return r;
+}
+
+}  // namespace
+
+Status init_store(const InitOptions& opts, std::ostream& out) {
+  if (!crypto::ChunkLayout::valid_chunk_size(opts.chunk_size)) {
+    return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB");
+  }
+  CMKFS_RETURN_IF_ERROR(check_empty_dir(opts.store));
+  std::string root = stdfs::canonical(opts.store).string();
+  StorePaths paths = StorePaths::of(root);
+
+  meta::Superblock sb;
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(sb.store_id));
+  sb.chunk_size = opts.chunk_size;
+  sb.created = unix_now();
+  sb.dek_generation = 1;
+
+  keyclient::KekConfig kek = opts.kek;
+  bool created_key_file = false;
+  if (kek.provider == keyclient::ProviderKind::kLocal) {
+    if (kek.key_file.empty()) kek.key_file = keyclient::default_local_key_path(sb.store_id);
+    kek.key_file = stdfs::absolute(kek.key_file).string();
+    if (!stdfs::exists(kek.key_file)) {
+      CMKFS_RETURN_IF_ERROR(keyclient::create_local_key_file(kek.key_file));
+      created_key_file = true;
+    }
+  }
+  auto provider = keyclient::make_provider(kek, sb.store_id);
+  if (!provider.ok()) return provider.status();
+  CMKFS_RETURN_IF_ERROR((*provider)->validate());
+  auto dek = crypto::random_key();
+  if (!dek.ok()) return dek.status();
+  auto wrapped = (*provider)->wrap(*dek);
+  AuditLog(default_audit_path(sb.store_id), to_hex(sb.store_id))
+      .record("wrap", wrapped.ok() ? wrapped->key_id : kek.key_identifier, wrapped.ok() ? "ok" : "failed", {{"reason", "init"}});
+  if (!wrapped.ok()) return wrapped.status();
+  if (kek.provider == keyclient::ProviderKind::kVault) kek.versioned_key_identifier = wrapped->key_id;
+  sb.kek = kek.to_json();
+  auto keys = crypto::derive_store_keys(*dek);
+  if (!keys.ok()) return keys.status();
+  sb.seal(keys->super_mac.bytes());
+
+  if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
+  CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
+  int lock = ::open(paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
+  ::close(lock);
+
+  auto store = meta::MetaStore::open(paths.meta, /*create=*/true, /*read_only=*/false);
+  if (!store.ok()) return store.status();
+  auto txn = (*store)->begin(true, &*keys);
+  if (!txn.ok()) return txn.status();
+  CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
+  CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
+  CMKFS_RETURN_IF_ERROR(txn->put_inode(root_inode()));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  CMKFS_RETURN_IF_ERROR((*store)->sync());
+
+  out << "initialized cmkfs store " << root << "\n"
+      << "  store id:   " << to_hex(sb.store_id) << "\n"
+      << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n";
+  if (kek.provider == keyclient::ProviderKind::kLocal) {
+    out << "  key:        local key file " << kek.key_file << (created_key_file ? " (created, mode 0600)" : "")
+        << "\n  keep the key file safe and outside the store: without it the data cannot be read\n";
+  } else {
+    out << "  key:        " << kek.versioned_key_identifier << " (identity " << kek.identity << ")\n";
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool exclusive, bool read_only) {
+  std::error_code ec;
+  if (!stdfs::is_directory(root_arg, ec)) return Status::NotFound(root_arg + " does not exist or is not a directory");
+  auto s = std::make_unique<OpenStore>();
+  s->paths = StorePaths::of(stdfs::canonical(root_arg).string());
+  if (!stdfs::exists(s->paths.meta + "/data.mdb", ec)) {
+    return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
+  }
+  if (exclusive) {
+    s->lock_fd = ::open(s->paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) return Status::IOError(errno, "cannot open " + s->paths.lock);
+    if (::flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      return Status(EBUSY, "store " + s->paths.root + " is in use (mounted or being checked by another cmkfs)");
+    }
+  }
+  auto meta = meta::MetaStore::open(s->paths.meta, /*create=*/false, read_only);
+  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+  s->meta = std::move(*meta);
+  auto txn = s->meta->begin(false);
+  if (!txn.ok()) return txn.status();
+  auto sb = txn->superblock();
+  if (!sb.ok()) return sb.status();
+  s->super = std::move(*sb);
+  auto kek = keyclient::KekConfig::from_json(s->super.kek);
+  if (!kek.ok()) return kek.status();
+  s->kek = std::move(*kek);
+  s->objects = make_local_object_store(s->paths.objects);
+  return s;
+}
+
+Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
+                                     keyclient::KeyProvider& provider) {
+  auto wrapped = provider.wrap(dek);
+  if (!wrapped.ok()) return wrapped.status();
+  kek.versioned_key_identifier = wrapped->key_id;
+  kek.last_rotation = unix_now();
+  auto keys = crypto::derive_store_keys(dek);
+  if (!keys.ok()) return keys.status();
+  meta::Superblock sb = store.super;
+  sb.kek = kek.to_json();
+  sb.seal(keys->super_mac.bytes());
+  auto txn = store.meta->begin(true);
+  if (!txn.ok()) return txn.status();
+  CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
+  CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  CMKFS_RETURN_IF_ERROR(store.meta->sync());
+  store.super = std::move(sb);
+  store.kek = std::move(kek);
+  return wrapped;
+}
+
+Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason) {
+  std::string blob;
+  {
+    auto txn = store.meta->begin(false);
+    if (!txn.ok()) return txn.status();
+    auto w = txn->wrapped_dek(store.super.dek_generation);
+    if (!w.ok()) return w.status();
+    blob = std::move(*w);
+  }
+  auto wrapped = keyclient::WrappedKey::from_json(blob);
+  if (!wrapped.ok()) return wrapped.status();
+  auto verified = [&]() -> Result<crypto::SecretBytes> {
+    auto dek = provider.unwrap(*wrapped);
+    if (!dek.ok()) return dek.status();
+    auto keys = crypto::derive_store_keys(*dek);
+    if (!keys.ok()) return keys.status();
+    CMKFS_RETURN_IF_ERROR(store.super.verify(keys->super_mac.bytes()));
+    return dek;
+  }();
+  nlohmann::json extra{{"reason", std::string(reason)}};
+  const char* result = "ok";
+  if (!verified.ok()) {
+    const Status& s = verified.status();
+    result = keyclient::is_definitive_refusal(s) ? "refused" : s.code() == EIO ? "failed" : "unreachable";
+    extra["error"] = s.message();
+  }
+  audit.record("unwrap", wrapped->key_id, result, extra);
+  if (!verified.ok()) return verified.status();
+  return Unlocked{std::move(*verified), std::move(*wrapped)};
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,81 @@
+// fs/store: a store on disk (STORE/meta (LMDB), STORE/objects/xx/<file id>, STORE/lock) and its
+// keys. init_store() creates one, open_store() opens one, unlock() gets its data key from the key
+// provider its superblock names: the one place a data key is unwrapped and audited. Also the
+// pieces every layer above shares: object I/O (object_store.h), the key gate (keyring.h), the
+// key audit log (audit.h) and the exit codes of the commands.
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "crypto/crypto.h"
+#include "fs/store/audit.h"
+#include "fs/store/keyring.h"
+#include "fs/store/object_store.h"
+#include "keyclient/keyclient.h"
+#include "meta/meta.h"
+
+namespace cmkfs::fs {
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitError = 1,       // anything not listed below
+  kExitUsage = 2,       // bad command line
+  kExitNotAStore = 10,  // the directory is not a store, or is damaged
+  kExitKey = 11,        // the key is missing, wrong, or refused
+  kExitMount = 12,      // the mountpoint is missing, busy or the mount failed
+  kExitBusy = 13,       // the store is in use by another cmkfs
+};
+
+// Maps the Status of a failed command to its exit code.
+int exit_code_for(const Status& s);
+
+struct StorePaths {
+  std::string root, meta, objects, lock;
+  static StorePaths of(const std::string& root);
+};
+
+struct InitOptions {
+  std::string store;
+  uint32_t chunk_size = 4 << 10;
+  keyclient::KekConfig kek;  // provider "local": key_file may be empty (default path)
+};
+
+// Creates a store in an empty (or missing) directory. Prints what it made to `out`.
+Status init_store(const InitOptions& opts, std::ostream& out);
+
+struct OpenStore {
+  StorePaths paths;
+  int lock_fd = -1;  // flock held for the lifetime of a mount
+  std::unique_ptr<meta::MetaStore> meta;
+  std::unique_ptr<ObjectStore> objects;
+  meta::Superblock super;  // unauthenticated until unlock()
+  keyclient::KekConfig kek;
+  ~OpenStore();
+};
+
+// Opens the store at `root`. exclusive: take the store lock (EBUSY when mounted elsewhere).
+Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only);
+
+// Unwraps the store's current data key with `provider`, verifies the superblock MAC with it and
+// audits the unwrap (the key id that wrapped it, `reason`, the outcome: ok, refused,
+// unreachable or failed). Errors keep the provider's code (see keyclient.h); a MAC that does not
+// match is EIO.
+struct Unlocked {
+  crypto::SecretBytes dek;
+  keyclient::WrappedKey wrapped;  // what was unwrapped
+};
+Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason);
+// The exit code for a failed unlock: a damaged store (EIO) or a key problem.
+int unlock_exit_code(const Status& s);
+
+// Wraps `dek` with `provider` (whose settings are `kek`) and stores the result and the new key
+// settings in one durable commit: until it lands the old wrapped key stays valid. Updates
+// store.super and store.kek. Used by `encryption enable`, `encryption rotate-key` and the key
+// monitor's automatic rotation.
+Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
+                                     keyclient::KeyProvider& provider);
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,91 @@
+// The command line's parser alone: what each command fills in, and the usage errors.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "fs/cli/cli.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using fs::Command;
+
+int parse(std::vector<std::string> args, Command* cmd, std::string* out = nullptr) {
+  args.insert(args.begin(), "cmkfs");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream o, e;
+  int rc = fs::parse_command_line(static_cast<int>(argv.size()), argv.data(), cmd, o, e);
+  if (out != nullptr) *out = o.str() + e.str();
+  return rc;
+}
+
+TEST(CliParser, InitWithChunkSizeAndKeyFile) {
+  Command c;
+  ASSERT_EQ(parse({"init", "/s", "--chunk-size", "1MiB", "--local-key-file", "/k"}, &c), -1);
+  EXPECT_EQ(c.kind, Command::Kind::kInit);
+  EXPECT_EQ(c.init.store, "/s");
+  EXPECT_EQ(c.init.chunk_size, 1u << 20);
+  EXPECT_EQ(c.init.kek.key_file, "/k");
+  ASSERT_EQ(parse({"init", "/s"}, &c), -1);
+  EXPECT_EQ(c.init.chunk_size, 4u << 10);
+}
+
+TEST(CliParser, BadChunkSizeIsAUsageError) {
+  Command c;
+  std::string out;
+  EXPECT_EQ(parse({"init", "/s", "--chunk-size", "3000"}, &c, &out), fs::kExitUsage);
+  EXPECT_NE(out.find("power of two"), std::string::npos);
+  EXPECT_EQ(parse({"init", "/s", "--chunk-size", "2MiB"}, &c), fs::kExitUsage);
+}
+
+TEST(CliParser, MountOptionsAndGlobalFlagsAnywhere) {
+  Command c;
+  ASSERT_EQ(parse({"mount", "/s", "/m", "-f", "-o", "ro,allow_other", "--log-level", "debug"}, &c), -1);
+  EXPECT_EQ(c.kind, Command::Kind::kMount);
+  EXPECT_TRUE(c.mount.foreground);
+  EXPECT_EQ(c.mount.fuse_options, std::vector<std::string>{"ro,allow_other"});
+  EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(CliParser, HelpExitsZeroAndDescribesEveryCommand) {
+  Command c;
+  std::string out;
+  EXPECT_EQ(parse({"--help"}, &c, &out), 0);
+  for (const char* word : {"init", "mount", "umount", "fsck", "encryption"}) EXPECT_NE(out.find(word), std::string::npos);
+  EXPECT_EQ(parse({"mount", "--help"}, &c, &out), 0);
+  EXPECT_NE(out.find("allow_other"), std::string::npos);
+}
+
+TEST(CliParser, MissingArgumentsAreUsageErrors) {
+  Command c;
+  EXPECT_EQ(parse({}, &c), fs::kExitUsage);
+  EXPECT_EQ(parse({"mount", "/s"}, &c), fs::kExitUsage);
+  EXPECT_EQ(parse({"frobnicate"}, &c), fs::kExitUsage);
+}
+
+TEST(CliParser, SizesParse) {
+  EXPECT_EQ(fs::parse_size("65536"), 65536u);
+  EXPECT_EQ(fs::parse_size("64K"), 65536u);
+  EXPECT_EQ(fs::parse_size("64KiB"), 65536u);
+  EXPECT_EQ(fs::parse_size("1MiB"), 1u << 20);
+  EXPECT_FALSE(fs::parse_size("lots"));
+  EXPECT_FALSE(fs::parse_size("12XB"));
+  EXPECT_FALSE(fs::parse_size(""));
+}
+
+TEST(CliParser, ReadAheadIsASizeOrZero) {
+  Command c;
+  ASSERT_EQ(parse({"mount", "/s", "/m"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 4u << 20);
+  ASSERT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "0"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 0u);
+  ASSERT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "512KiB"}, &c), -1);
+  EXPECT_EQ(c.mount.read_ahead, 512u << 10);
+  std::string out;
+  EXPECT_EQ(parse({"mount", "/s", "/m", "--read-ahead", "lots"}, &c, &out), fs::kExitUsage);
+  EXPECT_NE(out.find("--read-ahead lots"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

@@ -1,0 +1,354 @@
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <atomic>
+
+#include "tests/support/lmdb_poke.h"
+#include "meta/meta.h"
+#include "meta/records.h"
+
+namespace cmkfs::meta {
+namespace {
+
+namespace fs = std::filesystem;
+
+class MetaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("cmkfs-meta-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto s = MetaStore::open(dir, /*create=*/true, /*read_only=*/false);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    store = std::move(*s);
+    auto dek = crypto::random_key();
+    ASSERT_TRUE(dek.ok());
+    keys = std::move(*crypto::derive_store_keys(*dek));
+  }
+  void TearDown() override {
+    store.reset();
+    fs::remove_all(dir);
+  }
+  Txn write() { return std::move(*store->begin(true, &keys)); }
+  Txn read() { return std::move(*store->begin(false, &keys)); }
+
+  // Overwrites the raw value of `key` in `table`, bypassing sealing: what an attacker can do.
+  void poke(std::string_view table, const std::string& key, const std::function<void(std::string&)>& edit) {
+    store.reset();
+    cmkfs::testing::poke_lmdb(dir, std::string(table), key, edit);
+    store = std::move(*MetaStore::open(dir, false, false));
+  }
+
+  fs::path dir;
+  std::unique_ptr<MetaStore> store;
+  crypto::StoreKeys keys;
+};
+
+InodeRecord sample_inode(uint64_t ino) {
+  InodeRecord r;
+  r.ino = ino;
+  r.mode = S_IFREG | 0640;
+  r.uid = 1000;
+  r.gid = 100;
+  r.nlink = 1;
+  r.size = (uint64_t{5} << 30) + 17;
+  r.parent = 77;
+  r.mtime = {1700000000, 123456789};
+  r.dek_generation = 1;
+  r.file_id = {1, 2, 3, 4};
+  r.chunk_writes = 42;
+  r.symlink = "target";
+  return r;
+}
+
+TEST_F(MetaTest, InodeRoundTripsThroughSealing) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(7)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read().get_inode(7);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, sample_inode(7));
+  EXPECT_EQ(read().get_inode(8).status().code(), ENOENT);
+  EXPECT_EQ(*read().last_inode(), 7u);
+}
+
+TEST_F(MetaTest, InodeValueHoldsNoPlaintext) {
+  auto t = write();
+  InodeRecord r = sample_inode(9);
+  r.symlink = "very-recognisable-symlink-target";
+  ASSERT_TRUE(t.put_inode(r).ok());
+  ASSERT_TRUE(t.commit().ok());
+  poke(kTableInodes, be64_key(9), [](std::string& v) {
+    EXPECT_EQ(v.find("very-recognisable"), std::string::npos);
+  });
+}
+
+TEST_F(MetaTest, TamperedInodeRecordIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  poke(kTableInodes, be64_key(3), [](std::string& v) { v[v.size() / 2] ^= 4; });
+  EXPECT_EQ(read().get_inode(3).status().code(), EIO);
+}
+
+TEST_F(MetaTest, InodeRecordCopiedToAnotherInodeIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.put_inode(sample_inode(4)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::string three;
+  poke(kTableInodes, be64_key(3), [&](std::string& v) { three = v; });
+  poke(kTableInodes, be64_key(4), [&](std::string& v) { v = three; });
+  EXPECT_TRUE(read().get_inode(3).ok());
+  EXPECT_EQ(read().get_inode(4).status().code(), EIO);
+}
+
+TEST_F(MetaTest, WrongKeysCannotReadRecords) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto other = crypto::derive_store_keys(*crypto::random_key());
+  EXPECT_EQ(store->begin(false, &*other)->get_inode(3).status().code(), EIO);
+  EXPECT_EQ(store->begin(false, nullptr)->get_inode(3).status().code(), EACCES);
+}
+
+TEST_F(MetaTest, EntriesAddLookupRemove) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "layer.tar", 5, S_IFREG).ok());
+  EXPECT_EQ(t.add_entry(1, "layer.tar", 6, S_IFREG).code(), EEXIST);
+  ASSERT_TRUE(t.add_entry(2, "layer.tar", 6, S_IFREG).ok());  // same name, other directory
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read();
+  auto e = r.lookup(1, "layer.tar");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->ino, 5u);
+  EXPECT_EQ(r.lookup(2, "layer.tar")->ino, 6u);
+  EXPECT_EQ(r.lookup(1, "missing").status().code(), ENOENT);
+  auto w = write();
+  ASSERT_TRUE(w.remove_entry(1, "layer.tar").ok());
+  EXPECT_EQ(w.remove_entry(1, "layer.tar").code(), ENOENT);
+  EXPECT_FALSE(*w.has_entries(1));
+  EXPECT_TRUE(*w.has_entries(2));
+}
+
+TEST_F(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
+  auto t = write();
+  const int n = 3000;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(t.add_entry(1, "f" + std::to_string(i), 100 + i, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  // Read in pages of 100, resuming from the last slot seen, deleting entries as we go.
+  std::set<std::string> seen;
+  uint64_t after = 0;
+  for (;;) {
+    std::vector<DirEntry> page;
+    auto r = read();
+    ASSERT_TRUE(r.list_entries(1, after, [&](const DirEntry& e) {
+      page.push_back(e);
+      return page.size() < 100;
+    }).ok());
+    if (page.empty()) break;
+    for (auto& e : page) {
+      EXPECT_GT(e.slot, after);
+      EXPECT_TRUE(seen.insert(e.name).second) << "listed twice: " << e.name;
+    }
+    after = page.back().slot;
+    auto w = write();  // concurrent removal of an already-listed entry must not shift the listing
+    ASSERT_TRUE(w.remove_entry(1, page.front().name).ok());
+    ASSERT_TRUE(w.commit().ok());
+  }
+  EXPECT_EQ(seen.size(), size_t{n});
+}
+
+TEST_F(MetaTest, EntryNamesAreNotStoredInTheClear) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "_manifests", 5, S_IFDIR).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto e = read().lookup(1, "_manifests");
+  ASSERT_TRUE(e.ok());
+  poke(kTableDirents, entry_key(1, e->slot), [](std::string& v) {
+    EXPECT_EQ(v.find("_manifests"), std::string::npos);
+  });
+}
+
+TEST_F(MetaTest, TamperedEntryIsCorruption) {
+  auto t = write();
+  ASSERT_TRUE(t.add_entry(1, "name", 5, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  uint64_t slot = read().lookup(1, "name")->slot;
+  poke(kTableDirents, entry_key(1, slot), [](std::string& v) { v.back() ^= 1; });
+  EXPECT_EQ(read().lookup(1, "name").status().code(), EIO);
+}
+
+TEST_F(MetaTest, OrphansAreRemembered) {
+  auto t = write();
+  ASSERT_TRUE(t.add_orphan(12).ok());
+  ASSERT_TRUE(t.add_orphan(13).ok());
+  ASSERT_TRUE(t.remove_orphan(12).ok());
+  ASSERT_TRUE(t.remove_orphan(99).ok());
+  ASSERT_TRUE(t.commit().ok());
+  EXPECT_EQ(*read().orphans(), std::vector<uint64_t>{13});
+}
+
+Superblock sample_super() {
+  Superblock sb;
+  sb.store_id = {0xab};
+  sb.chunk_size = 65536;
+  sb.created = 1700000000;
+  sb.kek = R"({"provider":"local","key_file":"/etc/cmkfs/keys/x.key"})";
+  return sb;
+}
+
+// Group commit (a mounted store): transactions commit into a batch that reaches the disk later.
+class GroupCommitTest : public MetaTest {
+ protected:
+  void SetUp() override {
+    MetaTest::SetUp();
+    store->start_group_commit(std::chrono::seconds(10));  // sync(), closing or 128 changes write
+  }
+  void reopen() {
+    store.reset();
+    store = std::move(*MetaStore::open(dir, false, false));
+  }
+};
+
+TEST_F(GroupCommitTest, ReadsSeeCommittedChangesBeforeTheBatchIsWritten) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  ASSERT_TRUE(t.add_entry(1, "name", 5, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read();
+  EXPECT_EQ(r.get_inode(5)->size, sample_inode(5).size);
+  EXPECT_EQ(r.lookup(1, "name")->ino, 5u);
+}
+
+TEST_F(GroupCommitTest, CommittedChangesSurviveClosingAndAbortedOnesLeaveNoTrace) {
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(6)).ok());
+  }  // aborted: the batch keeps inode 5 only
+  reopen();
+  auto r = read();
+  EXPECT_TRUE(r.get_inode(5).ok());
+  EXPECT_EQ(r.get_inode(6).status().code(), ENOENT);
+}
+
+TEST_F(GroupCommitTest, WhenDurableWaitsForTheBatch) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::atomic<bool> ran{false};
+  store->when_durable([&] { ran = true; });
+  EXPECT_FALSE(ran.load());
+  ASSERT_TRUE(store->sync().ok());
+  EXPECT_TRUE(ran.load());
+  store->when_durable([&] { ran = false; });  // nothing pending: at once
+  EXPECT_FALSE(ran.load());
+}
+
+// What waits for a batch (removing a deleted file's object, 60 ms for 1 GiB on tmpfs) must not
+// hold up the changes after it.
+TEST_F(GroupCommitTest, ASlowWhenDurableCallbackDoesNotHoldUpTheNextBatch) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::atomic<bool> started{false}, release{false};
+  store->when_durable([&] {
+    started = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  std::thread syncer([this] { EXPECT_TRUE(store->sync().ok()); });  // returns once the callback has run
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto next = std::async(std::launch::async, [this] {
+    auto t2 = store->begin(true, &keys);
+    return t2.ok() && t2->put_inode(sample_inode(6)).ok() && t2->commit().ok();
+  });
+  bool done_while_blocked = next.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release = true;
+  syncer.join();
+  EXPECT_TRUE(done_while_blocked);
+  EXPECT_TRUE(next.get());
+}
+
+TEST_F(GroupCommitTest, ReadInsideAWriteSeesItsChangesAndNestedWritesOrSyncsAreRefused) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  {
+    auto inner = store->begin(false, &keys);
+    ASSERT_TRUE(inner.ok());
+    EXPECT_TRUE(inner->get_inode(5).ok());
+  }
+  EXPECT_EQ(store->begin(true, &keys).status().code(), EDEADLK);
+  EXPECT_EQ(store->sync().code(), EDEADLK);
+  ASSERT_TRUE(t.commit().ok());
+}
+
+TEST_F(GroupCommitTest, ConcurrentWritersAllLand) {
+  std::vector<std::thread> writers;
+  for (uint64_t w = 0; w < 4; ++w) {
+    writers.emplace_back([this, w] {
+      for (uint64_t i = 0; i < 100; ++i) {
+        auto t = store->begin(true, &keys);
+        ASSERT_TRUE(t.ok());
+        ASSERT_TRUE(t->put_inode(sample_inode(1000 + w * 100 + i)).ok());
+        ASSERT_TRUE(t->commit().ok());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  reopen();
+  auto r = read();
+  for (uint64_t ino = 1000; ino < 1400; ++ino) EXPECT_TRUE(r.get_inode(ino).ok()) << ino;
+}
+
+TEST(Superblock, MacVerifiesAndDetectsChanges) {
+  auto k = crypto::random_key();
+  Superblock sb = sample_super();
+  sb.seal(k->bytes());
+  auto back = Superblock::from_json(sb.to_json());
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->verify(k->bytes()).ok());
+  back->chunk_size = 4096;
+  EXPECT_EQ(back->verify(k->bytes()).code(), EIO);
+  auto other = crypto::random_key();
+  EXPECT_EQ(sb.verify(other->bytes()).code(), EIO);
+}
+
+TEST(Superblock, UnknownFormatVersionIsRefused) {
+  auto j = nlohmann::json::parse(sample_super().to_json());
+  j["format_version"] = 99;
+  auto r = Superblock::from_json(j.dump());
+  EXPECT_EQ(r.status().code(), ENOTSUP);
+  EXPECT_NE(r.status().message().find("99"), std::string::npos);
+}
+
+TEST(Superblock, GarbageIsCorruption) {
+  EXPECT_EQ(Superblock::from_json("{not json").status().code(), EIO);
+  EXPECT_EQ(Superblock::from_json("{}").status().code(), EIO);
+  auto j = nlohmann::json::parse(sample_super().to_json());
+  j["chunk_size"] = 1000;
+  EXPECT_EQ(Superblock::from_json(j.dump()).status().code(), EIO);
+}
+
+TEST(Records, TruncatedInodeRecordIsCorruption) {
+  std::string enc = encode_inode(sample_inode(1));
+  for (size_t n = 0; n < enc.size(); ++n) {
+    EXPECT_EQ(decode_inode(1, enc.substr(0, n)).status().code(), EIO) << n;
+  }
+  EXPECT_EQ(decode_inode(1, enc + "x").status().code(), EIO);
+}
+
+}  // namespace
+}  // namespace cmkfs::meta

@@ -1,0 +1,215 @@
+// Every kind of bad input through the real binary: each a clear one-line error and a named exit
+// code, nothing lost.
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "fs/store/store.h"
+#include "tests/support/lmdb_poke.h"
+#include "tests/support/mount_fixture.h"
+#include "tests/support/test_util.h"
+
+namespace cmkfs::testing {
+namespace {
+
+// One line on stderr, no stack traces, no secrets.
+void expect_one_clear_line(const CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+  EXPECT_LE(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+using BadInputTest = MountTest;
+
+TEST_F(BadInputTest, InitRefusesANonEmptyDirectoryAndAnExistingStore) {
+  stdfs::create_directories(store);
+  write_file(store + "/something", "x");
+  auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key);
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "not empty");
+  stdfs::remove(store + "/something");
+  init();
+  r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + "2");
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "already a cmkfs store");
+}
+
+TEST_F(BadInputTest, LocalKeyFileIsCreatedMode0600OutsideTheStore) {
+  init();
+  struct stat st;
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  for (auto& f : store_files()) EXPECT_NE(read_file(f).find(read_file(key).substr(19, 64)), 0u);
+}
+
+TEST_F(BadInputTest, MountingADirectoryThatIsNotAStore) {
+  stdfs::create_directories(store);
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "is not a cmkfs store");
+  r = run(cmkfs_binary() + " mount " + dir + "/missing " + mnt);
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "does not exist");
+}
+
+TEST_F(BadInputTest, MissingWrongOrExposedKeyFile) {
+  init();
+  stdfs::rename(key, key + ".away");
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "does not exist");
+  // Another store's key.
+  auto other = run(cmkfs_binary() + " init " + dir + "/other --local-key-file " + key);
+  ASSERT_EQ(other.rc, 0);
+  r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "is not this store's key");
+  stdfs::rename(key + ".away", key);
+  ::chmod(key.c_str(), 0644);
+  r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "chmod 600");
+  ::chmod(key.c_str(), 0600);
+  mount();  // and with the right key all is well
+}
+
+TEST_F(BadInputTest, CorruptOrTamperedSuperblock) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) { v = "{garbage"; });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "superblock is damaged");
+}
+
+TEST_F(BadInputTest, SuperblockChangedWithoutTheKeyFailsItsMac) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
+    auto j = nlohmann::json::parse(v);
+    j["chunk_size"] = 8192;
+    v = j.dump();
+  });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "superblock MAC does not match");
+}
+
+TEST_F(BadInputTest, UnknownFormatVersionIsRefused) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
+    auto j = nlohmann::json::parse(v);
+    j["format_version"] = 2;
+    v = j.dump();
+  });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitNotAStore);
+  expect_one_clear_line(r, "format version 2 is not supported");
+}
+
+TEST_F(BadInputTest, MissingOrBusyMountpoint) {
+  init();
+  auto r = run(cmkfs_binary() + " mount " + store + " " + dir + "/nowhere");
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "does not exist");
+  mount();
+  stdfs::create_directories(dir + "/other");
+  auto s2 = run(cmkfs_binary() + " init " + dir + "/s2 --local-key-file " + dir + "/k2");
+  ASSERT_EQ(s2.rc, 0);
+  r = run(cmkfs_binary() + " mount " + dir + "/s2 " + mnt);
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "is busy");
+  r = run(cmkfs_binary() + " mount " + store + " " + dir + "/other");
+  EXPECT_EQ(r.rc, fs::kExitBusy);
+  expect_one_clear_line(r, "is in use");
+}
+
+TEST_F(BadInputTest, UmountOfSomethingNotMounted) {
+  auto r = run(cmkfs_binary() + " umount " + mnt);
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "is not mounted");
+}
+
+// A real full disk: a 24 MiB tmpfs under the store. With the kernel's writeback cache (the default)
+// the error reaches the writer at fsync(2) or close(2); with --no-writeback-cache, at write(2).
+void fill_the_disk(MountTest& t, const std::string& mount_flags, bool error_at_write) {
+  std::string small = t.dir + "/small";
+  stdfs::create_directories(small);
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=24m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{small};
+  t.store = small + "/store";
+  t.init();
+  t.mount(mount_flags);
+  std::string keep = std::string(2 << 20, 'k');
+  write_file(t.at("keep"), keep);
+  int fd = ::open(t.at("big").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  std::string chunk(1 << 20, 'b');
+  int write_err = 0, later_err = 0;
+  for (int i = 0; i < 64 && write_err == 0; ++i) {
+    if (::write(fd, chunk.data(), chunk.size()) < 0) write_err = errno;
+  }
+  if (::fsync(fd) != 0) later_err = errno;
+  if (::close(fd) != 0 && later_err == 0) later_err = errno;
+  if (error_at_write) {
+    EXPECT_EQ(write_err, ENOSPC);
+  } else {
+    EXPECT_TRUE(write_err == ENOSPC || later_err == ENOSPC) << write_err << " " << later_err;
+  }
+  EXPECT_EQ(read_file(t.at("keep")), keep);
+  struct stat st;
+  ASSERT_EQ(::stat(t.at("big").c_str(), &st), 0);
+  // What was stored reads back whole. With the writeback cache the kernel may still hold pages
+  // whose write failed (and reads them back) or may have dropped them: those read as EIO, never
+  // as zeros.
+  int big_fd = ::open(t.at("big").c_str(), O_RDONLY);
+  ASSERT_GE(big_fd, 0);
+  ::posix_fadvise(big_fd, 0, 0, POSIX_FADV_DONTNEED);  // as memory pressure would, every time
+  size_t good = 0, lost = 0;
+  for (off_t off = 0; off < st.st_size; off += 4096) {
+    char page[4096];
+    ssize_t got = ::pread(big_fd, page, sizeof page, off);
+    if (got < 0) {
+      EXPECT_EQ(errno, EIO) << "at " << off;
+      EXPECT_FALSE(error_at_write) << "the write(2) that failed added nothing";
+      ++lost;
+      continue;
+    }
+    ASSERT_EQ(got, std::min<off_t>(4096, st.st_size - off));
+    ASSERT_EQ(std::string(page, got), std::string(got, 'b')) << "at " << off;
+    ++good;
+  }
+  ::close(big_fd);
+  EXPECT_GT(good, 0u);
+  if (!error_at_write && later_err == ENOSPC) {
+    EXPECT_GT(lost, 0u) << "the failed write read back";
+  }
+  std::printf("big: %zu pages read back, %zu lost (EIO)\n", good, lost);
+  ASSERT_EQ(::unlink(t.at("big").c_str()), 0);
+  write_file(t.at("after"), "space again");
+  t.remount();
+  EXPECT_EQ(read_file(t.at("keep")), keep);
+  EXPECT_EQ(read_file(t.at("after")), "space again");
+  t.umount();
+}
+
+TEST_F(BadInputTest, FullBackingDiskGivesEnospcAtFsyncOrCloseAndLosesNothing) { fill_the_disk(*this, "", false); }
+
+TEST_F(BadInputTest, FullBackingDiskWithoutTheWritebackCacheFailsTheWrite) {
+  fill_the_disk(*this, "--no-writeback-cache", true);
+}
+
+TEST_F(BadInputTest, EncryptionShowForALocalKeyStore) {
+  init("--chunk-size 128KiB");
+  auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["status"], "disabled");
+  EXPECT_TRUE(j["keyVaultProperties"].contains("keyIdentifier"));
+  EXPECT_TRUE(j["keyVaultProperties"]["keyIdentifier"].is_null());
+  EXPECT_EQ(j["cipher"], "AES-256-GCM");
+  EXPECT_EQ(j["chunkSize"], 131072);
+  EXPECT_EQ(j["formatVersion"], 1);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

@@ -1,0 +1,280 @@
+// Customer-managed keys through a real mount and a real cmkfs-vault over HTTPS: init, show,
+// manual and automatic rotation, revocation (policy, disable, delete) and restore, the vault
+// going away (offline grace), and refusals at init.
+#include <atomic>
+#include <thread>
+
+#include "tests/support/test_util.h"
+#include "tests/support/vault_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using nlohmann::json;
+
+// Runs `probe` every 100 ms until it returns true or `seconds` pass.
+bool eventually(double seconds, const std::function<bool()>& probe) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (probe()) return true;
+    ::usleep(100000);
+  }
+  return probe();
+}
+
+int open_errno(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::close(fd);
+    return 0;
+  }
+  return errno;
+}
+
+int read_errno(int fd) {
+  char buf[16];
+  return ::pread(fd, buf, sizeof buf, 0) < 0 ? errno : 0;
+}
+
+class CmkTest : public VaultTest {
+ protected:
+  // A vault-key store, mounted with fast checks, holding one file; `held` is open on it.
+  void mount_with_file(const std::string& key, const std::string& extra = "") {
+    init_vault(key);
+    mount("--key-check-interval 500ms --audit-log " + dir + "/audit.jsonl " + extra);
+    write_file(at("f"), content);
+    held = ::open(at("f").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(held, 0);
+    char buf[8];
+    ASSERT_EQ(::pread(held, buf, 8, 0), 8);  // its pages are in the kernel's cache now
+  }
+  void TearDown() override {
+    if (held >= 0) ::close(held);
+    VaultTest::TearDown();
+  }
+  // Two check intervals, plus slack for a loaded machine.
+  void expect_revoked() {
+    EXPECT_TRUE(eventually(3, [&] { return open_errno(at("f")) == EACCES; })) << read_file(log);
+    EXPECT_EQ(read_errno(held), EACCES);  // already open, pages were cached
+    struct stat st;
+    EXPECT_EQ(::stat(at("f").c_str(), &st), -1);
+    EXPECT_EQ(errno, EACCES);
+    EXPECT_EQ(::open(at("new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
+    EXPECT_EQ(errno, EACCES);
+    struct statvfs vfs;
+    EXPECT_EQ(::statvfs(mnt.c_str(), &vfs), 0);  // statfs and the root's attributes still answer
+    EXPECT_EQ(::stat(mnt.c_str(), &st), 0);
+    EXPECT_EQ(show()["liveKeyState"]["state"], "revoked");
+  }
+  void expect_serving() {
+    EXPECT_TRUE(eventually(3, [&] { return open_errno(at("f")) == 0; })) << read_file(log);
+    EXPECT_EQ(read_file(at("f")), content);
+    EXPECT_EQ(read_errno(held), 0);
+    EXPECT_EQ(show()["liveKeyState"]["state"], "available");
+  }
+
+  std::string content = std::string(200000, 'c') + "end";
+  int held = -1;
+};
+
+TEST_F(CmkTest, InitWithAVaultKeyAndShowTheSeedShape) {
+  init_vault(key_url);
+  json j = show();
+  EXPECT_EQ(j["status"], "enabled");
+  EXPECT_EQ(j["keyVaultProperties"]["identity"], client_id);
+  EXPECT_EQ(j["keyVaultProperties"]["keyIdentifier"], key_url);
+  EXPECT_EQ(j["keyVaultProperties"]["keyRotationEnabled"], true);
+  std::string versioned = j["keyVaultProperties"]["versionedKeyIdentifier"];
+  EXPECT_EQ(versioned.rfind(key_url + "/", 0), 0u) << versioned;
+  EXPECT_TRUE(j["keyVaultProperties"]["lastKeyRotationTimestamp"].is_null());
+  mount();
+  write_file(at("x"), "through the vault key");
+  remount();
+  EXPECT_EQ(read_file(at("x")), "through the vault key");
+  EXPECT_EQ(show()["liveKeyState"]["state"], "available");
+}
+
+TEST_F(CmkTest, VersionedKeyIdMeansManualRotation) {
+  std::string versioned = vault_json("key show --name cmk")["key"]["kid"];
+  init_vault(versioned);
+  EXPECT_EQ(show()["keyVaultProperties"]["keyRotationEnabled"], false);
+  EXPECT_EQ(show()["keyVaultProperties"]["versionedKeyIdentifier"], versioned);
+}
+
+TEST_F(CmkTest, InitRefusesAnEcKeyAKeyWithoutWrapAndAnUnreachableVault) {
+  vault_json("key create --name eckey --kty EC");
+  auto r = run(cmkfs_binary() + " init " + store + vault_flags(url + "/keys/eckey"));
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_NE(r.output.find("only RSA and RSA-HSM"), std::string::npos) << r.output;
+  vault_json("key create --name signonly --ops sign verify");
+  r = run(cmkfs_binary() + " init " + store + vault_flags(url + "/keys/signonly"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("does not allow wrapKey"), std::string::npos) << r.output;
+  r = run(cmkfs_binary() + " init " + store + vault_flags(url + "/keys/missing"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("404"), std::string::npos) << r.output;
+  stop_vault();
+  r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("unreachable"), std::string::npos) << r.output;
+  EXPECT_FALSE(stdfs::exists(store + "/meta/data.mdb"));
+}
+
+TEST_F(CmkTest, IdentityWithoutUnwrapPermissionIsRefusedAtInit) {
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey");
+  auto r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_NE(r.output.find("unwrapKey permission"), std::string::npos) << r.output;
+}
+
+TEST_F(CmkTest, RevokedByDeletePolicyRestoredBySetPolicy) {
+  mount_with_file(key_url);
+  vault_json("delete-policy --object-id " + principal_id);
+  expect_revoked();
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey unwrapKey");
+  expect_serving();
+  std::string audit = read_file(dir + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"event\":\"revoke\""), std::string::npos);
+  EXPECT_NE(audit.find("\"event\":\"restore\""), std::string::npos);
+}
+
+TEST_F(CmkTest, RevokedByDisablingTheKeyRestoredByEnabling) {
+  mount_with_file(key_url);
+  vault_json("key disable --name cmk");
+  expect_revoked();
+  vault_json("key enable --name cmk");
+  expect_serving();
+}
+
+TEST_F(CmkTest, RevokedByDeletingTheKeyRestoredByRecovering) {
+  mount_with_file(key_url);
+  vault_json("key delete --name cmk");
+  expect_revoked();
+  auto purge = run(vault_binary() + " --dir " + vault_dir + " key purge --name cmk");
+  EXPECT_NE(purge.rc, 0);  // purge protection
+  EXPECT_NE(purge.output.find("purge protection"), std::string::npos) << purge.output;
+  vault_json("key recover --name cmk");
+  expect_serving();
+}
+
+TEST_F(CmkTest, WritesAfterRestoreLandAndSurviveRemount) {
+  mount_with_file(key_url);
+  vault_json("delete-policy --object-id " + principal_id);
+  expect_revoked();
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey unwrapKey");
+  expect_serving();
+  write_file(at("after"), "written after restore");
+  ::close(held);
+  held = -1;
+  remount();
+  EXPECT_EQ(read_file(at("after")), "written after restore");
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(CmkTest, VaultDownServesWithinTheGraceThenFailsClosedThenRecovers) {
+  mount_with_file(key_url, "--offline-grace 6s");
+  stop_vault();
+  // A check fails after its retries (about a second); the grace runs from the last success, so
+  // there are seconds left to serve from the cached key.
+  EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; }));
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_TRUE(eventually(8, [&] { return open_errno(at("f")) == EACCES; }));
+  EXPECT_EQ(read_errno(held), EACCES);
+  EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
+  start_vault();  // same directory, same port: state was kept
+  expect_serving();
+  std::string l = read_file(log);
+  EXPECT_NE(l.find("unreachable"), std::string::npos);
+  EXPECT_NE(l.find("restored"), std::string::npos);
+}
+
+TEST_F(CmkTest, ManualRotationWithRotateKeyWhileMountedKeepsDataReadable) {
+  std::string v1 = vault_json("key show --name cmk")["key"]["kid"];
+  mount_with_file(v1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::thread reader([&] {
+    while (!stop) {
+      if (read_file(at("f")) != content) ++failures;
+    }
+  });
+  std::string v2 = vault_json("key rotate --name cmk")["key"]["kid"];
+  ASSERT_NE(v1, v2);
+  EXPECT_EQ(show()["keyVaultProperties"]["versionedKeyIdentifier"], v1);  // manual: not followed
+  auto r = run(cmkfs_binary() + " encryption rotate-key " + store + " --key-encryption-key " + v2);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  json j = show();
+  EXPECT_EQ(j["keyVaultProperties"]["versionedKeyIdentifier"], v2);
+  EXPECT_EQ(j["keyVaultProperties"]["keyRotationEnabled"], false);
+  EXPECT_FALSE(j["keyVaultProperties"]["lastKeyRotationTimestamp"].is_null());
+  ::usleep(1200000);  // the mount follows within a check interval
+  // Revoking only the old version must not matter any more.
+  vault_json("key disable --name cmk --version " + v1.substr(v1.rfind('/') + 1));
+  ::usleep(1200000);
+  stop = true;
+  reader.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_EQ(show()["liveKeyState"]["state"], "available");
+  ::close(held);
+  held = -1;
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(CmkTest, AutomaticRotationFollowsTheLatestVersion) {
+  mount_with_file(key_url, "--rotation-poll-interval 1s");
+  std::string v1 = show()["keyVaultProperties"]["versionedKeyIdentifier"];
+  std::string v2 = vault_json("key rotate --name cmk")["key"]["kid"];
+  EXPECT_TRUE(eventually(6, [&] { return show()["keyVaultProperties"]["versionedKeyIdentifier"] == v2; }))
+      << read_file(log);
+  EXPECT_FALSE(show()["keyVaultProperties"]["lastKeyRotationTimestamp"].is_null());
+  EXPECT_EQ(read_file(at("f")), content);
+  // The old version can go: the data key is wrapped by the new one.
+  vault_json("key disable --name cmk --version " + v1.substr(v1.rfind('/') + 1));
+  ::usleep(1200000);
+  EXPECT_EQ(read_file(at("f")), content);
+  ::close(held);
+  held = -1;
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_NE(read_file(dir + "/audit.jsonl").find("\"event\":\"rotate\""), std::string::npos);
+}
+
+TEST_F(CmkTest, EnableMovesALocalKeyStoreToTheVaultForGood) {
+  init();
+  mount();
+  write_file(at("old"), "written under the local key");
+  umount();
+  auto r = run(cmkfs_binary() + " encryption enable " + store + vault_flags(key_url));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(show()["status"], "enabled");
+  r = run(cmkfs_binary() + " encryption enable " + store + vault_flags(key_url));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("already uses a vault key"), std::string::npos);
+  stdfs::remove(key);  // the local key is no longer needed
+  mount();
+  EXPECT_EQ(read_file(at("old")), "written under the local key");
+}
+
+TEST_F(CmkTest, NoVaultCallOnTheDataPath) {
+  init_vault(key_url);
+  mount("--key-check-interval 1h");
+  int before = vault_calls("unwrapKey") + vault_calls("wrapKey") + vault_calls("get") + vault_calls("token");
+  for (int i = 0; i < 300; ++i) write_file(at("f" + std::to_string(i)), std::string(5000 + i, 'x'));
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(read_file(at("f" + std::to_string(i))).size(), size_t(5000 + i));
+  ASSERT_EQ(run("ls -lR " + mnt + " > /dev/null").rc, 0);
+  int after = vault_calls("unwrapKey") + vault_calls("wrapKey") + vault_calls("get") + vault_calls("token");
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(CmkTest, VaultRestartKeepsKeysIdentitiesAndPolicies) {
+  init_vault(key_url);
+  stop_vault();
+  start_vault();
+  mount();  // the same identity unwraps with the same key after the restart
+  write_file(at("x"), "ok");
+  EXPECT_EQ(read_file(at("x")), "ok");
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

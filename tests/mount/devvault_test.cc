@@ -1,0 +1,161 @@
+// cmkfs-vault's REST API, spoken raw over HTTPS: the Azure Key Vault shapes cmkfs relies on.
+#include "crypto/asymmetric.h"
+#include "keyclient/base64url.h"
+#include "keyclient/http.h"
+#include "tests/support/vault_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using nlohmann::json;
+
+class DevVaultTest : public VaultTest {
+ protected:
+  void SetUp() override {
+    VaultTest::SetUp();
+    http = keyclient::make_curl_transport({vault_dir + "/ca.pem", 10});
+    token = vault_json("token --client-id " + client_id)["access_token"];
+  }
+  keyclient::HttpResponse call(const std::string& method, const std::string& path, const json& body = nullptr,
+                               const std::string& tok = "use-default") {
+    keyclient::HttpRequest r{method, url + path, {}, body.is_null() ? "" : body.dump()};
+    std::string t = tok == "use-default" ? token : tok;
+    if (!t.empty()) r.headers.push_back({"Authorization", "Bearer " + t});
+    r.headers.push_back({"Content-Type", "application/json"});
+    auto resp = http->send(r);
+    EXPECT_TRUE(resp.ok()) << resp.status().message();
+    return resp.ok() ? *resp : keyclient::HttpResponse{};
+  }
+  static json body(const keyclient::HttpResponse& r) { return json::parse(r.body, nullptr, false); }
+
+  std::unique_ptr<keyclient::HttpTransport> http;
+  std::string token;
+};
+
+TEST_F(DevVaultTest, MissingTokenGetsAChallenge) {
+  auto r = call("GET", "/keys/cmk?api-version=7.4", nullptr, "");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.headers["www-authenticate"].find("Bearer authorization=\"https://login.windows.net/"), std::string::npos);
+  EXPECT_NE(r.headers["www-authenticate"].find("resource=\"https://vault.azure.net\""), std::string::npos);
+  EXPECT_EQ(body(r)["error"]["code"], "Unauthorized");
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4", nullptr, "cmkv1.forged.token").status, 401);
+}
+
+TEST_F(DevVaultTest, ApiVersionIsRequiredAndMayBePercentEncoded) {
+  EXPECT_EQ(call("GET", "/keys/cmk").status, 400);
+  EXPECT_EQ(call("GET", "/keys/cmk?api%2Dversion=7.4").status, 200);
+}
+
+TEST_F(DevVaultTest, KeyBundleHasTheKeyVaultShape) {
+  json b = body(call("GET", "/keys/cmk/?api-version=7.5"));
+  EXPECT_EQ(b["key"]["kty"], "RSA");
+  EXPECT_EQ(b["key"]["e"], "AQAB");
+  EXPECT_EQ(keyclient::base64url_decode(b["key"]["n"].get<std::string>())->size(), 256u);
+  EXPECT_EQ(b["attributes"]["enabled"], true);
+  EXPECT_EQ(b["attributes"]["recoveryLevel"], "Recoverable");
+  EXPECT_EQ(b["attributes"]["recoverableDays"], 90);
+  std::string kid = b["key"]["kid"];
+  EXPECT_EQ(kid.rfind(url + "/keys/cmk/", 0), 0u);
+}
+
+TEST_F(DevVaultTest, ListVersionsIsPagedWithAnAbsoluteNextLink) {
+  for (int i = 0; i < 4; ++i) vault_json("key rotate --name cmk");
+  std::set<std::string> kids;
+  std::string next = url + "/keys/cmk/versions?api-version=7.4&maxresults=2";
+  int pages = 0;
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions get list wrapKey unwrapKey");
+  while (!next.empty() && pages < 10) {
+    auto r = call("GET", next.substr(url.size()));
+    ASSERT_EQ(r.status, 200) << r.body;
+    json b = body(r);
+    EXPECT_LE(b["value"].size(), 2u);
+    for (auto& v : b["value"]) kids.insert(v["kid"]);
+    next = b["nextLink"].is_null() ? "" : b["nextLink"].get<std::string>();
+    ++pages;
+  }
+  EXPECT_EQ(kids.size(), 5u);
+  EXPECT_EQ(pages, 3);
+}
+
+TEST_F(DevVaultTest, WrapWithEitherOaepAndUnwrapWithTheSameVersion) {
+  auto pub = body(call("GET", "/keys/cmk?api-version=7.4"));
+  std::string kid = pub["key"]["kid"];
+  std::vector<uint8_t> secret(32, 0x5a);
+  for (const char* alg : {"RSA-OAEP-256", "RSA-OAEP"}) {
+    auto w = call("POST", kid.substr(url.size()) + "/wrapkey?api-version=7.4",
+                  {{"alg", alg}, {"value", keyclient::base64url_encode(secret)}});
+    ASSERT_EQ(w.status, 200) << w.body;
+    EXPECT_EQ(body(w)["kid"], kid);
+    auto u = call("POST", kid.substr(url.size()) + "/unwrapkey?api-version=7.4",
+                  {{"alg", alg}, {"value", body(w)["value"]}});
+    ASSERT_EQ(u.status, 200) << u.body;
+    EXPECT_EQ(*keyclient::base64url_decode(body(u)["value"].get<std::string>()), secret);
+  }
+  auto bad = call("POST", kid.substr(url.size()) + "/wrapkey?api-version=7.4",
+                  {{"alg", "RSA1_5"}, {"value", keyclient::base64url_encode(secret)}});
+  EXPECT_EQ(bad.status, 400);
+}
+
+TEST_F(DevVaultTest, SoftDeleteRecoverAndNameReuse) {
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions all");
+  EXPECT_EQ(call("DELETE", "/keys/cmk?api-version=7.4").status, 200);
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 404);
+  json d = body(call("GET", "/deletedkeys/cmk?api-version=7.4"));
+  EXPECT_EQ(d["recoveryId"], url + "/deletedkeys/cmk");
+  EXPECT_GT(d["scheduledPurgeDate"].get<int64_t>(), d["deletedDate"].get<int64_t>());
+  auto again = call("POST", "/keys/cmk/create?api-version=7.4", {{"kty", "RSA"}});
+  EXPECT_EQ(again.status, 409);
+  EXPECT_EQ(body(again)["error"]["innererror"]["code"], "ObjectIsDeletedButRecoverable");
+  auto purge = call("DELETE", "/deletedkeys/cmk?api-version=7.4");
+  EXPECT_EQ(purge.status, 403);
+  EXPECT_NE(body(purge)["error"]["message"].get<std::string>().find("purge protection"), std::string::npos);
+  EXPECT_EQ(call("POST", "/deletedkeys/cmk/recover?api-version=7.4").status, 200);
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);
+}
+
+TEST_F(DevVaultTest, WithoutPurgeProtectionADeletedKeyCanBePurged) {
+  stop_vault();
+  start_vault("--no-purge-protection");
+  token = vault_json("token --client-id " + client_id)["access_token"];
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions all");
+  EXPECT_EQ(call("DELETE", "/keys/cmk?api-version=7.4").status, 200);
+  EXPECT_EQ(call("DELETE", "/deletedkeys/cmk?api-version=7.4").status, 204);
+  EXPECT_EQ(call("GET", "/deletedkeys/cmk?api-version=7.4").status, 404);
+  EXPECT_EQ(call("POST", "/keys/cmk/create?api-version=7.4", {{"kty", "RSA-HSM"}, {"key_size", 3072}}).status, 200);
+}
+
+TEST_F(DevVaultTest, ImdsTokensNeedTheMetadataHeaderAndAKnownIdentity) {
+  auto imds = [&](const std::string& query, bool header) {
+    keyclient::HttpRequest r{"GET", url + "/metadata/identity/oauth2/token?api-version=2018-02-01" + query, {}, ""};
+    if (header) r.headers.push_back({"Metadata", "true"});
+    return *http->send(r);
+  };
+  EXPECT_EQ(imds("&resource=https://vault.azure.net", false).status, 400);
+  auto unknown = imds("&resource=https://vault.azure.net&client_id=00000000-0000-0000-0000-000000000000", true);
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(body(unknown)["error_description"], "Identity not found");
+  auto system = imds("&resource=https://vault.azure.net", true);
+  ASSERT_EQ(system.status, 200);
+  json t = body(system);
+  EXPECT_EQ(t["token_type"], "Bearer");
+  EXPECT_TRUE(t["expires_in"].is_string());
+  // The system identity has no policy yet.
+  auto r = call("POST", "/keys/cmk/create?api-version=7.4", {{"kty", "RSA"}}, t["access_token"]);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(body(r)["error"]["innererror"]["code"], "ForbiddenByPolicy");
+}
+
+TEST_F(DevVaultTest, AuditLogRecordsIdentityOperationVersionAndResult) {
+  call("POST", "/keys/cmk//wrapkey?api-version=7.4", {{"alg", "RSA-OAEP-256"}, {"value", "AAAA"}});
+  std::istringstream in(read_file(vault_dir + "/audit.log"));
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  json j = json::parse(last);
+  EXPECT_EQ(j["operation"], "wrapKey");
+  EXPECT_EQ(j["identity"]["appid"], client_id);
+  EXPECT_EQ(j["result"], 200);
+  EXPECT_EQ(j["version"].get<std::string>().size(), 32u);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

@@ -1,0 +1,176 @@
+// The offline commands on real stores. fsck: clean after ordinary use (links, holes, an orphan
+// left by a crash), every kind of damage reported by inode and chunk with exit code 10, nothing
+// changed by the check, a mounted store and a wrong key refused. inspect: a registry's
+// repositories, tags and blobs and an OCI layout's refs, read back through the encryption.
+#include <fcntl.h>
+
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+
+#include "tests/support/lmdb_poke.h"
+#include "tests/support/mount_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+class FsckTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    init();
+    mount();
+  }
+  CommandResult fsck() { return run(cmkfs_binary() + " fsck " + store); }
+  // Fills the mount with what a registry leaves: directories, files large and small, links, a hole.
+  void populate() {
+    stdfs::create_directories(at("blobs/sha256/ab"));
+    stdfs::create_directories(at("repositories/app/_manifests"));
+    write_file(at("blobs/sha256/ab/data"), std::string(300000, 'L'));
+    write_file(at("repositories/app/_manifests/link"), "sha256:ab");
+    ASSERT_EQ(::link(at("blobs/sha256/ab/data").c_str(), at("repositories/app/layer").c_str()), 0);
+    ASSERT_EQ(::symlink("data", at("blobs/sha256/ab/current").c_str()), 0);
+    int fd = ::open(at("sparse").c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "x", 1, 5 << 20), 1);
+    ::close(fd);
+  }
+  uint64_t ino_of(const std::string& rel) {
+    struct stat st;
+    EXPECT_EQ(::stat(at(rel).c_str(), &st), 0);
+    return st.st_ino;
+  }
+};
+
+TEST_F(FsckTest, CleanStoreAfterOrdinaryUse) {
+  populate();
+  umount();
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("3 files, 1 symlinks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("clean"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("problem"), std::string::npos) << r.output;
+}
+
+TEST_F(FsckTest, OrphanLeftByACrashIsNotAProblem) {
+  write_file(at("f"), "orphan");
+  int fd = ::open(at("f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::unlink(at("f").c_str()), 0);
+  sync_dir(mnt);  // the unlink is on disk (group commit would write it within milliseconds)
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_gone(pid, 10));
+  ::close(fd);
+  detach_mounts_below(mnt);
+  mounted = false;
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("1 orphans"), std::string::npos) << r.output;
+}
+
+TEST_F(FsckTest, ReportsEveryKindOfDamageAndChangesNothing) {
+  populate();
+  uint64_t blob = ino_of("blobs/sha256/ab/data"), link = ino_of("repositories/app/_manifests/link");
+  umount();
+  // A flipped bit in chunk 3 of the blob, a tampered inode record, a stray file, a leaked object.
+  std::string blob_object;  // 300,000 bytes in 74 chunks; the sparse file's object is 5 MiB
+  for (const auto& f : object_files()) {
+    if (stdfs::file_size(f) > 300000 && stdfs::file_size(f) < 400000) blob_object = f;
+  }
+  ASSERT_FALSE(blob_object.empty());
+  std::string s = read_file(blob_object);
+  s[3 * (4096 + 28) + 100] ^= 1;
+  write_file(blob_object, s);
+  poke_lmdb(store + "/meta", "inodes", be64(link), [](std::string& v) { v[v.size() / 2] ^= 1; });
+  write_file(store + "/objects/00/stray", "x");
+  write_file(store + "/objects/ab/abababababababababababababababab", "x");
+  std::string meta_before = read_file(store + "/meta/data.mdb");
+
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(blob) + ": chunk 3 does not authenticate"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(link) + ": "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("names missing inode " + std::to_string(link)), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stray: not an object of this store"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("object abababababababababababababababab belongs to no file"), std::string::npos) << r.output;
+  // The link file's object lost its inode record, so it counts as leaked too.
+  EXPECT_NE(r.output.find("fsck found 6 problem(s)"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(store + "/meta/data.mdb"), meta_before);  // read-only
+  EXPECT_TRUE(stdfs::exists(store + "/objects/00/stray"));
+}
+
+TEST_F(FsckTest, MissingAndTruncatedObjectsAreReported) {
+  write_file(at("a"), std::string(50000, 'a'));
+  uint64_t a = ino_of("a");
+  umount();
+  auto objects = object_files();
+  ASSERT_EQ(objects.size(), 1u);
+  stdfs::resize_file(objects[0], 20000);
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(a) + ": object is 20000 bytes"), std::string::npos) << r.output;
+  stdfs::remove(objects[0]);
+  r = fsck();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(a) + ": object"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
+}
+
+TEST_F(FsckTest, RefusesAMountedStoreAndAWrongKey) {
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 13) << r.output;
+  EXPECT_NE(r.output.find("in use"), std::string::npos) << r.output;
+  umount();
+  write_file(key, std::string(32, '\x07'));
+  r = fsck();
+  EXPECT_EQ(r.rc, 11) << r.output;
+}
+
+using InspectTest = FsckTest;
+
+TEST_F(InspectTest, ShowsRepositoriesTagsBlobsAndOciLayouts) {
+  std::string v2 = "reg/docker/registry/v2";
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_manifests/tags/v1/current"));
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_manifests/revisions/sha256/abcd"));
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_layers/sha256/ef01"));
+  stdfs::create_directories(at(v2 + "/blobs/sha256/ab/abcd"));
+  stdfs::create_directories(at(v2 + "/blobs/sha256/ef/ef01"));
+  write_file(at(v2 + "/repositories/apps/web/_manifests/tags/v1/current/link"), "sha256:abcd");
+  write_file(at(v2 + "/blobs/sha256/ab/abcd/data"), std::string(1000, 'm'));
+  write_file(at(v2 + "/blobs/sha256/ef/ef01/data"), std::string(5000, 'l'));
+  stdfs::create_directories(at("layouts/app/blobs"));
+  write_file(at("layouts/app/oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
+  write_file(at("layouts/app/index.json"), R"({"schemaVersion":2,"manifests":[{"digest":"sha256:1234","size":500,)"
+                                           R"("annotations":{"org.opencontainers.image.ref.name":"v2"}}]})");
+  umount();
+
+  auto r = run(cmkfs_binary() + " inspect " + store + " --registry-root /reg 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["protection"]["keyEncryptionKey"], "local key file");
+  EXPECT_EQ(j["protection"]["dataKeyGeneration"], 1);
+  const auto& reg = j["registry"];
+  EXPECT_EQ(reg["root"], "/reg/docker/registry/v2");
+  ASSERT_EQ(reg["repositories"].size(), 1u) << r.output;
+  EXPECT_EQ(reg["repositories"][0]["name"], "apps/web");
+  EXPECT_EQ(reg["repositories"][0]["tags"]["v1"], "sha256:abcd");
+  EXPECT_EQ(reg["repositories"][0]["manifestRevisions"], 1);
+  EXPECT_EQ(reg["blobs"]["count"], 2);
+  EXPECT_EQ(reg["blobs"]["bytes"], 6000);
+  ASSERT_EQ(j["ociLayouts"].size(), 1u) << r.output;
+  EXPECT_EQ(j["ociLayouts"][0]["path"], "/layouts/app");
+  EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["ref"], "v2");
+  EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["digest"], "sha256:1234");
+
+  // Without the registry's root there is no registry to show, and a mounted store is refused.
+  r = run(cmkfs_binary() + " inspect " + store + " 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_FALSE(nlohmann::json::parse(r.output).contains("registry"));
+  mount();
+  EXPECT_EQ(run(cmkfs_binary() + " inspect " + store).rc, 13);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing

@@ -1,0 +1,76 @@
+// An in-memory, sparse ObjectFile for tests, with fault injection. Thread-safe, as parallel
+// reads and writes of one request touch it from several threads.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "fs/store/object_store.h"
+
+namespace cmkfs::testing {
+
+class MemObjectFile : public fs::ObjectFile {
+ public:
+  static constexpr uint64_t kPage = 4096;
+  uint64_t size = 0;
+  uint64_t space_left = UINT64_MAX;  // writes growing the object by more than this fail: ENOSPC
+
+  Result<size_t> read_at(uint64_t off, crypto::MutableBytes buf) override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (off >= size) return size_t{0};
+    size_t n = std::min<uint64_t>(buf.size(), size - off);
+    for (size_t i = 0; i < n; ++i) buf[i] = byte(off + i);
+    return n;
+  }
+  Status write_at(uint64_t off, crypto::Bytes data) override {
+    std::lock_guard<std::mutex> g(mu_);
+    uint64_t end = off + data.size();
+    if (end > size && end - size > space_left) return Status::NoSpace("injected: disk full");
+    if (end > size) {
+      space_left -= end - size;
+      size = end;
+    }
+    for (size_t i = 0; i < data.size(); ++i) byte(off + i) = data[i];
+    return Status::Ok();
+  }
+  Status truncate(uint64_t len) override {
+    std::lock_guard<std::mutex> g(mu_);
+    return truncate_locked(len);
+  }
+  Status truncate_locked(uint64_t len) {
+    // Drop whole pages past the end and zero the tail of the last one.
+    pages_.erase(pages_.lower_bound((len + kPage - 1) / kPage), pages_.end());
+    for (uint64_t p = len; p % kPage != 0 && p < size; ++p) byte_if_present(p, 0);
+    size = len;
+    return Status::Ok();
+  }
+  Result<uint64_t> length() override { return size; }
+  Status sync() override { return Status::Ok(); }
+
+  // Whole-object access for tampering in tests.
+  std::vector<uint8_t> contents() {
+    std::vector<uint8_t> v(size);
+    for (uint64_t i = 0; i < size; ++i) v[i] = byte(i);
+    return v;
+  }
+  void set_contents(const std::vector<uint8_t>& v) {
+    (void)truncate(0);
+    space_left = UINT64_MAX;
+    (void)write_at(0, v);
+  }
+  uint8_t& byte(uint64_t pos) { return pages_[pos / kPage][pos % kPage]; }
+
+ private:
+  void byte_if_present(uint64_t pos, uint8_t v) {
+    auto it = pages_.find(pos / kPage);
+    if (it != pages_.end()) it->second[pos % kPage] = v;
+  }
+  std::mutex mu_;
+  std::map<uint64_t, std::array<uint8_t, kPage>> pages_;  // value-initialised: zeros
+};
+
+}  // namespace cmkfs::testing
