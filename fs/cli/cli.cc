@@ -96,6 +96,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
       ->capture_default_str();
   auto* local_key = init->add_option("--local-key-file", cmd->init.kek.key_file,
                                      "Where to keep the built-in key (default /etc/cmkfs/keys/<store id>.key for root)");
+  init->add_option("--audit-log", cmd->init.audit_log,
+                   "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl for root)");
   add_vault_options(init, &cmd->vault, false);
   local_key->excludes(init->get_option("--key-encryption-key"));
 

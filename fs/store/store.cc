@@ -107,7 +107,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   auto dek = crypto::random_key();
   if (!dek.ok()) return dek.status();
   auto wrapped = (*provider)->wrap(*dek);
-  AuditLog(default_audit_path(sb.store_id), to_hex(sb.store_id))
+  AuditLog(opts.audit_log.empty() ? default_audit_path(sb.store_id) : opts.audit_log, to_hex(sb.store_id))
       .record("wrap", wrapped.ok() ? wrapped->key_id : kek.key_identifier, wrapped.ok() ? "ok" : "failed", {{"reason", "init"}});
   if (!wrapped.ok()) return wrapped.status();
   if (kek.provider == keyclient::ProviderKind::kVault) kek.versioned_key_identifier = wrapped->key_id;

@@ -41,6 +41,7 @@ struct InitOptions {
   std::string store;
   uint32_t chunk_size = 4 << 10;
   keyclient::KekConfig kek;  // provider "local": key_file may be empty (default path)
+  std::string audit_log;     // where the first wrap is audited; empty: default_audit_path(store id)
 };
 
 // Creates a store in an empty (or missing) directory. Prints what it made to `out`.

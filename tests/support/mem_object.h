@@ -6,10 +6,11 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
-#include "fs/store/object_store.h"
+#include "fs/store/store.h"
 
 namespace cmkfs::testing {
 
@@ -71,6 +72,58 @@ class MemObjectFile : public fs::ObjectFile {
   }
   std::mutex mu_;
   std::map<uint64_t, std::array<uint8_t, kPage>> pages_;  // value-initialised: zeros
+};
+
+// An in-memory ObjectStore of MemObjectFiles: objects outlive the handles open() returns, so a
+// Filesystem can be shut down and started again on the same contents.
+class MemObjectStore : public fs::ObjectStore {
+ public:
+  Result<std::unique_ptr<fs::ObjectFile>> open(const Id128& id, bool create) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = objects_.find(id);
+    if (it == objects_.end()) {
+      if (!create) return Status::NotFound("object is missing");
+      it = objects_.emplace(id, std::make_shared<MemObjectFile>()).first;
+    }
+    return std::unique_ptr<fs::ObjectFile>(new Handle(it->second));
+  }
+  Status remove(const Id128& id) override {
+    std::lock_guard<std::mutex> g(mu_);
+    objects_.erase(id);
+    return Status::Ok();
+  }
+  Result<struct statvfs> statfs() override {
+    struct statvfs st{};
+    st.f_bsize = st.f_frsize = 4096;
+    st.f_blocks = st.f_bfree = st.f_bavail = 1 << 20;
+    return st;
+  }
+  Status list(const std::function<void(const Id128&)>& fn, const std::function<void(const std::string&)>&) override {
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& [id, obj] : objects_) fn(id);
+    return Status::Ok();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> g(mu_);
+    return objects_.size();
+  }
+
+ private:
+  // What open() returns: forwards to an object the store keeps.
+  class Handle : public fs::ObjectFile {
+   public:
+    explicit Handle(std::shared_ptr<MemObjectFile> f) : f_(std::move(f)) {}
+    Result<size_t> read_at(uint64_t off, crypto::MutableBytes buf) override { return f_->read_at(off, buf); }
+    Status write_at(uint64_t off, crypto::Bytes data) override { return f_->write_at(off, data); }
+    Status truncate(uint64_t len) override { return f_->truncate(len); }
+    Result<uint64_t> length() override { return f_->length(); }
+    Status sync() override { return f_->sync(); }
+
+   private:
+    std::shared_ptr<MemObjectFile> f_;
+  };
+  std::mutex mu_;
+  std::map<Id128, std::shared_ptr<MemObjectFile>> objects_;
 };
 
 }  // namespace cmkfs::testing

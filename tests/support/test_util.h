@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,13 @@ inline std::vector<uint8_t> unhex(const std::string& s) {
   auto v = from_hex(s);
   EXPECT_TRUE(v.has_value()) << "bad hex in test: " << s;
   return v.value_or(std::vector<uint8_t>{});
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 inline std::vector<uint8_t> pattern(size_t n, uint32_t seed) {

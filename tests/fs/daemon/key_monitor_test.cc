@@ -1,0 +1,194 @@
+// The key monitor driven by hand: a scripted key provider in place of a vault and a clock the
+// test moves. Revocation, the offline grace, restore and automatic rotation, in milliseconds.
+#include "fs/daemon/key_monitor.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/store_fixture.h"
+#include "tests/support/test_util.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using fs::KeyState;
+
+class FakeClock : public fs::Clock {
+ public:
+  std::chrono::steady_clock::time_point steady() override { return steady_; }
+  std::chrono::system_clock::time_point wall() override { return wall_; }
+  void advance(std::chrono::milliseconds d) {
+    steady_ += d;
+    wall_ += d;
+  }
+  void jump_wall(std::chrono::milliseconds d) { wall_ += d; }
+
+ private:
+  std::chrono::steady_clock::time_point steady_{};
+  std::chrono::system_clock::time_point wall_ = std::chrono::system_clock::now();
+};
+
+// A vault as the monitor sees it: wraps with a key of its own, answers as the test says.
+class ScriptedVault {
+ public:
+  enum class Answer { kServe, kRefuse, kUnreachable };
+  Answer answer = Answer::kServe;
+  std::string latest = "https://vault.test/keys/k/v1";
+  int unwraps = 0, wraps = 0;
+  crypto::SecretBytes kek = std::move(*crypto::random_key());
+};
+
+class ScriptedProvider : public keyclient::KeyProvider {
+ public:
+  explicit ScriptedProvider(ScriptedVault& v) : v_(v) {}
+  Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override {
+    ++v_.wraps;
+    if (Status s = refusal(); !s.ok()) return s;
+    keyclient::WrappedKey w{keyclient::ProviderKind::kVault, v_.latest, "test", {}};
+    w.blob.resize(crypto::kNonceSize + dek.size() + crypto::kTagSize);
+    crypto::MutableBytes b(w.blob);
+    CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
+    CMKFS_RETURN_IF_ERROR(crypto::gcm_seal(v_.kek.bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(w.key_id),
+                                           dek.bytes(), b.subspan(crypto::kNonceSize, dek.size()), b.last(crypto::kTagSize)));
+    return w;
+  }
+  Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override {
+    ++v_.unwraps;
+    if (Status s = refusal(); !s.ok()) return s;
+    crypto::SecretBytes dek(crypto::kKeySize);
+    crypto::Bytes b(w.blob);
+    if (b.size() != crypto::kNonceSize + crypto::kKeySize + crypto::kTagSize) return Status(EKEYREJECTED, "bad blob");
+    Status s = crypto::gcm_open(v_.kek.bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(w.key_id),
+                                b.subspan(crypto::kNonceSize, crypto::kKeySize), b.last(crypto::kTagSize),
+                                {dek.data(), dek.size()});
+    if (!s.ok()) return Status(EKEYREJECTED, "unwrap refused");
+    return dek;
+  }
+  Result<std::string> current_key_id() override {
+    if (Status s = refusal(); !s.ok()) return s;
+    return v_.latest;
+  }
+  bool revocable() const override { return true; }
+  Status validate() override { return Status::Ok(); }
+
+ private:
+  Status refusal() const {
+    if (v_.answer == ScriptedVault::Answer::kRefuse) return Status(EACCES, "HTTP 403 Forbidden");
+    if (v_.answer == ScriptedVault::Answer::kUnreachable) return Status(EAGAIN, "connection refused");
+    return Status::Ok();
+  }
+  ScriptedVault& v_;
+};
+
+class KeyMonitorTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    // Move the store under the scripted vault's key, as `encryption enable` would.
+    keyclient::KekConfig kek;
+    kek.provider = keyclient::ProviderKind::kVault;
+    kek.key_identifier = "https://vault.test/keys/k";  // no version: automatic rotation
+    kek.identity = "registry";
+    kek.identity_endpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
+    ScriptedProvider p(vault);
+    auto w = fs::rewrap(*store, dek, kek, p);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    vault.wraps = 0;
+    options.check_interval = 30s;
+    options.rotation_poll_interval = 1h;
+    options.offline_grace = 15min;
+    audit = std::make_unique<fs::AuditLog>(dir + "/monitor-audit.jsonl", "test");
+  }
+  void TearDown() override {
+    monitor.reset();
+    StoreTest::TearDown();
+  }
+  fs::KeyMonitor& make_monitor() {
+    monitor = std::make_unique<fs::KeyMonitor>(*store, keyring, std::make_unique<ScriptedProvider>(vault), options,
+                                               *audit, [this] { ++invalidations; }, "/mnt/test", clock);
+    return *monitor;
+  }
+  bool serving() { return keyring.access().ok(); }
+
+  ScriptedVault vault;
+  FakeClock clock;
+  fs::MonitorOptions options;
+  std::unique_ptr<fs::AuditLog> audit;
+  int invalidations = 0;
+  std::unique_ptr<fs::KeyMonitor> monitor;
+};
+
+TEST_F(KeyMonitorTest, ARefusalRevokesAndEmptiesTheCachesThenAccessBackRestores) {
+  auto& m = make_monitor();
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+  vault.answer = ScriptedVault::Answer::kRefuse;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kRevoked);
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(invalidations, 1);
+  m.check_once();  // still refused: nothing more to do
+  EXPECT_EQ(invalidations, 1);
+  vault.answer = ScriptedVault::Answer::kServe;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+  std::string log = read_text(dir + "/monitor-audit.jsonl");
+  EXPECT_NE(log.find("\"event\":\"revoke\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"event\":\"restore\""), std::string::npos) << log;
+}
+
+TEST_F(KeyMonitorTest, AnUnreachableVaultIsToleratedForTheGraceThenFailsClosed) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kUnreachable;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kUnreachable);
+  EXPECT_TRUE(serving());
+  clock.advance(14min);
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kUnreachable);
+  EXPECT_TRUE(serving());
+  clock.advance(1min);
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(invalidations, 1);
+  vault.answer = ScriptedVault::Answer::kServe;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+}
+
+TEST_F(KeyMonitorTest, TheGraceRunsOnTheMonotonicClockNotTheWallClock) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kUnreachable;
+  m.check_once();
+  clock.jump_wall(24h);  // someone sets the date: the grace is not used up
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kUnreachable);
+  EXPECT_TRUE(serving());
+}
+
+TEST_F(KeyMonitorTest, AutomaticRotationRewrapsUnderTheLatestVersionOncePerPoll) {
+  auto& m = make_monitor();
+  vault.latest = "https://vault.test/keys/k/v2";
+  m.check_once();
+  EXPECT_EQ(vault.wraps, 0);  // the poll interval has not passed
+  clock.advance(1h);
+  m.check_once();
+  EXPECT_EQ(vault.wraps, 1);
+  EXPECT_EQ(store->kek.versioned_key_identifier, "https://vault.test/keys/k/v2");
+  EXPECT_NE(store->kek.last_rotation, 0);
+  clock.advance(1h);
+  m.check_once();
+  EXPECT_EQ(vault.wraps, 1);  // already under the latest
+  // What is on disk now opens with the new version's wrapped key, and the superblock verifies.
+  monitor.reset();
+  ScriptedProvider p(vault);
+  open(&p);
+  EXPECT_EQ(store->kek.versioned_key_identifier, "https://vault.test/keys/k/v2");
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
