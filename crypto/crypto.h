@@ -75,8 +75,8 @@ Result<SecretBytes> hkdf_sha256(Bytes ikm, Bytes salt, Bytes info, size_t length
 Mac256 hmac_sha256(Bytes key, Bytes data);
 
 // An HMAC-SHA256 key keyed once: each mac() re-initialises a kept copy of the keyed state
-// instead of hashing the key again (one-shot HMAC was a third of a name lookup's CPU time) or
-// duplicating the keyed context (several allocations): 677 -> 280 ns per name. The state is key
+// instead of hashing the key again (one-shot HMAC dominated a name lookup's CPU time) or
+// duplicating the keyed context (several allocations). The state is key
 // material: wipe() and the destructor free it (OpenSSL cleanses it). Move-only; mac() may run on
 // many threads at once.
 class HmacKey {
@@ -103,7 +103,7 @@ Status gcm_seal(Bytes key, Bytes nonce, Bytes aad, Bytes pt, MutableBytes ct, Mu
 Status gcm_open(Bytes key, Bytes nonce, Bytes aad, Bytes ct, Bytes tag, MutableBytes pt);
 
 // An AES-256-GCM key whose key schedule is computed once: each seal or open copies it instead of
-// expanding the key again (metadata records are small, so that was a third of opening one). The
+// expanding the key again (metadata records are small, so expansion dominated opening one). The
 // schedule is key material: wipe() and the destructor free it (OpenSSL cleanses it). Move-only;
 // seal() and open() may run on many threads at once.
 class GcmKey {

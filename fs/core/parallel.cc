@@ -108,8 +108,8 @@ void parallel_for(size_t n, size_t min_per_task, const std::function<void(size_t
   }
   // A call splits only when it is alone. With several large requests in flight (readahead,
   // writeback) each already keeps a core busy, and splitting them too only moved their bytes
-  // between the cores' caches. Ten alternating rounds: fio's sequential reads 1.99 -> 2.13 GB/s,
-  // `dd` 0.53 -> 0.475 s per GiB (medians); one O_DIRECT reader or writer still gets every core.
+  // between the cores' caches (docs/performance.md). One O_DIRECT reader or writer still gets
+  // every core.
   struct Count {
     int others = g_splittable.fetch_add(1);
     ~Count() { g_splittable.fetch_sub(1); }

@@ -83,17 +83,16 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
   }
   // Readahead goes out as background requests, and the kernel lets 12 of them be in flight by
   // default and stops adding async readahead at 9: fio's sequential 1 MiB reads (whose
-  // POSIX_FADV_SEQUENTIAL doubles the window) waited on that. 64: 1.83-2.06 GB/s against
-  // 1.62-1.79 GB/s, five alternating rounds; 24, 48 and 128 read within noise of 64.
+  // POSIX_FADV_SEQUENTIAL doubles the window) waited on that (docs/performance.md).
   conn->max_background = kMaxBackground;
   conn->congestion_threshold = kMaxBackground * 3 / 4;  // the kernel's own default ratio
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   // The writeback cache lets write(2) return once the data is in the page cache; the kernel
   // sends it on in large requests, at close(2) and at fsync(2). A registry upload arrives as
-  // thousands of ~16 KiB writes: merged, the push-and-pull round trip went from 1.3-1.4x a plain
-  // directory to 1.1x. The price: small files get an extra SETATTR (the kernel flushes times),
-  // and a full disk's ENOSPC comes from fsync(2)/close(2) instead of write(2).
+  // thousands of ~16 KiB writes, which the kernel merges. The price: small files get an extra
+  // SETATTR (the kernel flushes times), and a full disk's ENOSPC comes from fsync(2)/close(2)
+  // instead of write(2).
   if (b->config.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
     b->fs->set_writeback_cache(true);

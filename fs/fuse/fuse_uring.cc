@@ -106,13 +106,11 @@ bool is_bulk(const Slot& slot) {
 // After a reply the pinned worker polls its ring for a while before sleeping, yielding to anyone
 // runnable on its CPU. Why: the scheduler places a woken application on an idle CPU if it finds
 // one, and an application that has moved once keeps moving back and forth, every request then
-// waking a halted CPU (random 4 KiB reads at 55k IOPS instead of 88-91k, removing 3,000 files in
-// 0.19-0.25 s instead of 0.08-0.10, with and without a busy loop on the other CPU). While the
-// previous request's worker polls, its CPU is not idle, so the application stays where it is.
-// With it, interleaved: random reads 54-56k -> 83-86k IOPS, removing 0.21-0.27 -> 0.11-0.13 s.
+// waking a halted CPU. While the previous request's worker polls, its CPU is not idle, so the
+// application stays where it is (measurements in docs/performance.md).
 int poll_cqe(io_uring* ring, io_uring_cqe** cqe) {
-  // 100 us covers the application's move and its next request; 25 us often did not (53k IOPS),
-  // 200 us did no better. The cost: at most 100 us of CPU after the last request of a burst.
+  // Long enough to cover the application's move and its next request, short enough to cost
+  // little: at most this much CPU after the last request of a burst.
   constexpr auto kPoll = std::chrono::microseconds(100);
   auto until = std::chrono::steady_clock::now() + kPoll;
   for (;;) {
@@ -225,8 +223,8 @@ void UringTransport::Impl::start() {
     // the application does not wait for (a RELEASE, a write-back) in hand, the next one still
     // lands on this CPU. The others take one request each and stay on the CPU too, except while
     // serving a large READ or WRITE: several 1 MiB readahead READs at once then spread over the
-    // cores (pinned throughout, sequential reads fell from 1.7 to 1.2 GB/s; never pinned, they
-    // also took the small requests of a single stream and served them from the other CPU).
+    // cores (pinned throughout, they could not; never pinned, they also took the small requests
+    // of a single stream and served them from the other CPU).
     for (unsigned i = 1; i < per_cpu; ++i) workers.emplace_back([this, cpu] { serve(cpu, false, 1); });
   }
   // The kernel hands a request to the entry made ready last: registered after the others, the

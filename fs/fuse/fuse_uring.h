@@ -1,8 +1,7 @@
 // FUSE over io_uring (Linux 6.14+, `--io-uring`). The kernel queues each request on the ring of
 // the CPU that made it, and workers pinned to that CPU answer it: the request and its reply are
-// handed over on one CPU, with no wake-up of another. On the 2-vCPU VM the benchmarks ran on, a
-// cross-CPU wake-up is most of a FUSE round trip (random 4 KiB reads: 79k IOPS with fio and the
-// daemon pinned to one CPU, 12k pinned to different ones, 40k left to the scheduler).
+// handed over on one CPU, with no wake-up of another: on small virtual machines a cross-CPU
+// wake-up is most of a FUSE round trip (docs/performance.md).
 //
 // libfuse 3.14 predates the protocol, so this transport feeds libfuse's request decoder
 // (fuse_session_process_buf) from the ring and catches its replies through libfuse's custom I/O
