@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "crypto/base/hex.h"
+
 namespace cmkfs::crypto {
 namespace {
 
@@ -32,6 +34,13 @@ Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id
   std::copy(label.begin(), label.end(), info.begin());
   std::copy(file_id.begin(), file_id.end(), info.begin() + label.size());
   return hkdf_sha256(dek.bytes(), {}, info);
+}
+
+Result<std::string> dek_fingerprint(const SecretBytes& dek) {
+  if (dek.size() != kKeySize) return Status::InvalidArgument("a data key has 32 bytes");
+  auto fp = hkdf_sha256(dek.bytes(), {}, as_bytes("cmkfs/v1/fingerprint"), 16);
+  if (!fp.ok()) return fp.status();
+  return to_hex(fp->bytes());
 }
 
 }  // namespace cmkfs::crypto

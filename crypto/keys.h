@@ -5,9 +5,12 @@
 //       --HKDF "cmkfs/v1/name"          --> HMAC of directory entry names
 //       --HKDF "cmkfs/v1/super"         --> MAC of the superblock
 //       --HKDF "cmkfs/v1/file" | file_id --> AES-256-GCM key of one file's chunks
+//       --HKDF "cmkfs/v1/fingerprint"   --> the DEK's fingerprint, which a host pins
 #pragma once
 
-#include "crypto/chunk_codec.h"
+#include <string>
+
+#include "crypto/base/id128.h"
 #include "crypto/crypto.h"
 
 namespace cmkfs::crypto {
@@ -26,5 +29,8 @@ struct StoreKeys {
 
 Result<StoreKeys> derive_store_keys(const SecretBytes& dek);
 Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id);
+// 128 bits that name a DEK without revealing it (HKDF is a PRF), as hex: what a host pins to
+// recognise the store's data key whatever wrapped it.
+Result<std::string> dek_fingerprint(const SecretBytes& dek);
 
 }  // namespace cmkfs::crypto

@@ -17,12 +17,19 @@ struct SlistFree {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
+// A reply is a small JSON document; anything larger is refused, not buffered.
+constexpr size_t kMaxReplyBytes = 1 << 20;
+
 size_t on_body(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
+  auto* body = static_cast<std::string*>(out);
+  if (body->size() + size * n > kMaxReplyBytes) return 0;  // curl fails with CURLE_WRITE_ERROR
+  body->append(data, size * n);
   return size * n;
 }
 
 size_t on_header(char* data, size_t size, size_t n, void* out) {
+  auto* headers = static_cast<std::map<std::string, std::string>*>(out);
+  if (headers->size() > 100 || size * n > 16384) return 0;  // curl fails: a reply this odd is garbage
   std::string line(data, size * n);
   auto colon = line.find(':');
   if (colon != std::string::npos) {
@@ -30,7 +37,7 @@ size_t on_header(char* data, size_t size, size_t n, void* out) {
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
     value.erase(0, value.find_first_not_of(" \t"));
     while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
-    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+    (*headers)[name] = value;
   }
   return size * n;
 }
@@ -52,7 +59,9 @@ class CurlTransport : public HttpTransport {
     curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");  // callers decide which (vault_client.h)
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);           // never follow a redirect with a token
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");                 // tokens never go through a proxy
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_seconds * 1000));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(options_.timeout_seconds, 5.0) * 1000));
     if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
@@ -67,6 +76,7 @@ class CurlTransport : public HttpTransport {
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp.headers);
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
+      if (rc == CURLE_WRITE_ERROR) return Status(EBADMSG, "reply from " + host_of(req.url) + " is too large");
       int code = rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EAGAIN;
       return Status(code, std::string(curl_easy_strerror(rc)) + " (" + host_of(req.url) + ")");
     }

@@ -55,6 +55,13 @@ struct KekConfig {
   int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
 
   bool rotation_enabled() const;  // vault key id without a version
+  // How these settings differ from `other` in what reaches the key (provider, key file, key
+  // identifier, identity, endpoints, CA; not the version in use or the rotation time): one line
+  // per difference, empty when they name the same key the same way.
+  std::string differences(const KekConfig& other) const;
+  // Whether a DEK wrapped by `key_id` may be unwrapped under these settings: a version of the
+  // configured vault key (the configured version, if it names one), or any local key id.
+  bool admits(const std::string& key_id) const;
   std::string to_json() const;
   static Result<KekConfig> from_json(std::string_view json);
 };
@@ -74,7 +81,6 @@ class KeyProvider {
 };
 
 // The local KEK file: created with mode 0600, refused when group or others can read it.
-std::string default_local_key_path(const Id128& store_id);
 Status create_local_key_file(const std::string& path);  // EEXIST if it exists
 
 // Builds the provider `config` describes, bound to one store (local wraps carry the store id).

@@ -103,19 +103,6 @@ class LocalProvider : public KeyProvider {
 
 }  // namespace
 
-std::string default_local_key_path(const Id128& store_id) {
-  std::string dir;
-  if (::geteuid() == 0) {
-    dir = "/etc/cmkfs/keys";
-  } else if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg != '\0') {
-    dir = std::string(xdg) + "/cmkfs/keys";
-  } else {
-    const char* home = std::getenv("HOME");
-    dir = std::string(home != nullptr ? home : ".") + "/.config/cmkfs/keys";
-  }
-  return dir + "/" + to_hex(store_id) + ".key";
-}
-
 Status create_local_key_file(const std::string& path) {
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();

@@ -1,5 +1,6 @@
 #include "keyclient/vault_client.h"
 
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -12,7 +13,6 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kApiVersion = "7.4";
-constexpr const char* kResource = "https://vault.azure.net";
 
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -53,13 +53,63 @@ Status classify(const HttpResponse& r, const std::string& what) {
   return Status(EBADMSG, detail);
 }
 
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// scheme://host[:port]/... -> {scheme, host (lower-cased, no brackets), port or ""}; nullopt when
+// malformed or carrying user info.
+struct Origin {
+  std::string scheme, host, port;
+};
+std::optional<Origin> origin_of(const std::string& url) {
+  static const std::regex re(R"(^([a-zA-Z][a-zA-Z0-9+.-]*)://(\[[0-9a-fA-F:.]+\]|[^/:?#@\[\]]+)(?::([0-9]{1,5}))?(?:[/?#].*)?$)");
+  std::smatch m;
+  if (!std::regex_match(url, m, re)) return std::nullopt;
+  std::string host = lower(m[2]);
+  if (host.front() == '[') host = host.substr(1, host.size() - 2);
+  return Origin{lower(m[1]), host, m[3]};
+}
+
+// The key="value" pairs of a WWW-Authenticate header ("Bearer a="x", b="y"").
+std::map<std::string, std::string> challenge_params(const std::string& header) {
+  static const std::regex pair(R"(([A-Za-z_]+)=\"([^\"]*)\")");
+  std::map<std::string, std::string> out;
+  for (auto it = std::sregex_iterator(header.begin(), header.end(), pair); it != std::sregex_iterator(); ++it) {
+    out[lower((*it)[1])] = (*it)[2];
+  }
+  return out;
+}
+
 }  // namespace
 
 std::optional<KeyId> KeyId::parse(const std::string& url) {
-  static const std::regex re(R"(^(https?://[^/]+)/keys/([0-9a-zA-Z-]+)(?:/([0-9a-zA-Z]*))?/?$)");
+  static const std::regex re(R"(^(https://[^/?#@]+)/keys/([0-9a-zA-Z-]+)(?:/([0-9a-zA-Z]*))?/?$)");
   std::smatch m;
-  if (!std::regex_match(url, m, re)) return std::nullopt;
-  return KeyId{m[1], m[2], m[3]};
+  if (!std::regex_match(url, m, re) || !origin_of(url)) return std::nullopt;
+  return KeyId{lower(m[1]), m[2], m[3]};
+}
+
+std::string KeyId::host() const { return origin_of(vault)->host; }
+
+Status check_identity_endpoint(const std::string& url) {
+  auto o = origin_of(url);
+  if (!o) return Status::InvalidArgument("identity endpoint '" + url + "' is not a URL");
+  if (o->scheme == "https") return Status::Ok();
+  bool loopback = o->host == "localhost" || o->host == "::1" || o->host.rfind("127.", 0) == 0;
+  if (o->scheme == "http" && (o->host == "169.254.169.254" || loopback)) return Status::Ok();
+  return Status::InvalidArgument("identity endpoint '" + url +
+                                 "' would carry tokens in clear: use https, or http only to the link-local "
+                                 "169.254.169.254 or a loopback address");
+}
+
+bool challenge_resource_matches(const std::string& resource, const std::string& host) {
+  auto o = origin_of(resource);
+  if (!o || o->scheme != "https" || o->host.empty()) return false;
+  const std::string& r = o->host;
+  return host == r || (host.size() > r.size() && host.compare(host.size() - r.size(), r.size(), r) == 0 &&
+                       host[host.size() - r.size() - 1] == '.');
 }
 
 VaultClient::VaultClient(std::unique_ptr<HttpTransport> transport, VaultClientOptions options)
@@ -82,10 +132,10 @@ Result<HttpResponse> VaultClient::send_with_retries(const HttpRequest& req) {
   }
 }
 
-Result<std::string> VaultClient::token(bool refresh) {
+Result<std::string> VaultClient::token(const std::string& resource, bool refresh) {
   std::lock_guard<std::mutex> g(token_mu_);
-  if (!refresh && !token_.empty() && now_seconds() < token_expires_ - 30) return token_;
-  std::string url = options_.identity_endpoint + "?api-version=2018-02-01&resource=" + percent_encode(kResource);
+  if (!refresh && resource == token_resource_ && !token_.empty() && now_seconds() < token_expires_ - 30) return token_;
+  std::string url = options_.identity_endpoint + "?api-version=2018-02-01&resource=" + percent_encode(resource);
   if (!options_.identity.empty() && options_.identity != "[system]") url += "&client_id=" + percent_encode(options_.identity);
   auto resp = send_with_retries({"GET", url, {{"Metadata", "true"}}, ""});
   if (!resp.ok()) return Status(resp.status().code(), "identity endpoint unreachable: " + resp.status().message());
@@ -101,24 +151,74 @@ Result<std::string> VaultClient::token(bool refresh) {
     return Status(EBADMSG, "identity endpoint: malformed token reply");
   }
   token_ = j["access_token"];
+  token_resource_ = resource;
   std::string expires = j.value("expires_on", "0");
   token_expires_ = std::strtoll(expires.c_str(), nullptr, 10);
   if (token_expires_ == 0) token_expires_ = now_seconds() + 300;
   return token_;
 }
 
+// The resource a 401 challenge names, checked against the vault's host; EACCES when it has none
+// or names another service (no token is asked for it).
+Result<std::string> VaultClient::challenged_resource(const HttpResponse& r, const std::string& host) {
+  auto it = r.headers.find("www-authenticate");
+  auto params = challenge_params(it == r.headers.end() ? "" : it->second);
+  std::string resource = params.count("resource") ? params["resource"] : params["scope"];
+  const std::string suffix = "/.default";
+  if (resource.size() > suffix.size() && resource.compare(resource.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    resource.resize(resource.size() - suffix.size());
+  }
+  while (!resource.empty() && resource.back() == '/') resource.pop_back();
+  if (resource.empty()) return Status(EACCES, "key vault " + host + " answered 401 without a usable challenge");
+  if (!challenge_resource_matches(resource, host)) {
+    return Status(EACCES, "key vault " + host + " asked for a token for '" + resource +
+                              "', which is not its own domain: no token sent");
+  }
+  return resource;
+}
+
 Result<json> VaultClient::call(const std::string& method, const std::string& url, const json& body) {
-  for (int auth_try = 0;; ++auth_try) {
-    auto tok = token(auth_try > 0);
-    if (!tok.ok()) return tok.status();
-    HttpRequest req{method, url + "?api-version=" + kApiVersion, {{"Authorization", "Bearer " + *tok}}, ""};
-    if (!body.is_null()) {
-      req.body = body.dump();
-      req.headers.push_back({"Content-Type", "application/json"});
+  auto origin = origin_of(url);
+  if (!origin || origin->scheme != "https") return Status::InvalidArgument("a key vault is reached over https only");
+  const std::string& host = origin->host;
+  std::string resource;
+  {
+    std::lock_guard<std::mutex> g(token_mu_);
+    resource = resource_;
+  }
+  // At most: one request without a token (the challenge), one with the cached token, one with a
+  // fresh token after a 401 (the cached one may have just expired).
+  bool refresh = false;
+  for (int attempt = 0;; ++attempt) {
+    HttpRequest req{method, url + "?api-version=" + kApiVersion, {}, ""};
+    // Until the vault has said which resource its tokens are for, it gets no token and no body.
+    bool with_token = !resource.empty();
+    if (with_token) {
+      auto tok = token(resource, refresh);
+      if (!tok.ok()) return tok.status();
+      req.headers.push_back({"Authorization", "Bearer " + *tok});
+      if (!body.is_null()) {
+        req.body = body.dump();
+        req.headers.push_back({"Content-Type", "application/json"});
+      }
     }
     auto resp = send_with_retries(req);
     if (!resp.ok()) return Status(resp.status().code(), "key vault unreachable: " + resp.status().message());
-    if (resp->status == 401 && auth_try == 0) continue;  // the token may have just expired
+    if (resp->status == 401 && !refresh && attempt < 2) {
+      auto challenged = challenged_resource(*resp, host);
+      if (!challenged.ok()) return challenged.status();
+      refresh = with_token;
+      resource = *challenged;
+      std::lock_guard<std::mutex> g(token_mu_);
+      resource_ = resource;
+      continue;
+    }
+    if (resource.empty()) {
+      if (resp->status >= 200 && resp->status < 300) {
+        return Status(EBADMSG, "key vault " + host + " answered a request without a token");
+      }
+      return classify(*resp, method + " " + url);
+    }
     if (resp->status < 200 || resp->status >= 300) return classify(*resp, method + " " + url);
     json j = json::parse(resp->body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return Status(EBADMSG, "key vault: malformed reply to " + method + " " + url);

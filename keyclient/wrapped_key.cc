@@ -2,6 +2,7 @@
 
 #include "crypto/base/hex.h"
 #include "keyclient/keyclient.h"
+#include "keyclient/vault_client.h"
 
 namespace cmkfs::keyclient {
 
@@ -46,6 +47,32 @@ bool KekConfig::rotation_enabled() const {
   std::string rest = key_identifier.substr(pos + 6);
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   return rest.find('/') == std::string::npos;
+}
+
+std::string KekConfig::differences(const KekConfig& o) const {
+  std::string out;
+  auto differ = [&](const char* what, const std::string& mine, const std::string& theirs) {
+    if (mine != theirs) out += std::string(what) + " '" + mine + "' instead of '" + theirs + "'\n";
+  };
+  differ("provider", to_string(provider), to_string(o.provider));
+  if (provider != o.provider) return out;
+  if (provider == ProviderKind::kLocal) {
+    differ("key file", key_file, o.key_file);
+  } else {
+    differ("key identifier", key_identifier, o.key_identifier);
+    differ("identity", identity, o.identity);
+    differ("identity endpoint", identity_endpoint, o.identity_endpoint);
+    differ("vault CA", vault_ca, o.vault_ca);
+  }
+  return out;
+}
+
+bool KekConfig::admits(const std::string& key_id) const {
+  if (provider == ProviderKind::kLocal) return key_id.rfind("local:", 0) == 0;
+  auto want = KeyId::parse(key_identifier);
+  auto got = KeyId::parse(key_id);
+  if (!want || !got || got->version.empty()) return false;
+  return want->same_key(*got) && (want->version.empty() || want->version == got->version);
 }
 
 std::string KekConfig::to_json() const {

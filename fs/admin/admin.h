@@ -40,4 +40,17 @@ Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std:
 // the store is mounted: the mount follows within one key-check interval.
 Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out);
 
+// cmkfs trust: binds a store to this host (a store made elsewhere, or moved here), or re-points
+// this host's binding of it (a new identity endpoint, CA, identity or key-file path), always with
+// key settings the admin gives, never ones read from the store. The data key must unwrap with
+// them, have the fingerprint already bound (or `fingerprint`, when given) and verify the
+// superblock; the store's own settings are then rewritten to match, sealed with the data key.
+struct TrustOptions {
+  std::string store;
+  std::string local_key_file;  // a local-key store: its key file
+  VaultKeyOptions vault;       // a vault-key store
+  std::string fingerprint;     // the data key's fingerprint, as `encryption show` printed it elsewhere
+};
+Status trust_store(const TrustOptions& o, std::ostream& out);
+
 }  // namespace cmkfs::fs

@@ -67,6 +67,10 @@ void check_links(const Tree& t, FsckReport& r) {
     uint32_t names = count_of(t.names, ino);
     bool orphan = t.orphans.contains(ino);
     r.orphans += orphan;
+    if (orphan && rec.nlink > 0) {  // the orphans table is not sealed; the record is
+      r.problems.push_back(who + ": listed as an orphan but its record has " + std::to_string(rec.nlink) +
+                           " links (a forged entry; the next mount drops it and keeps the inode)");
+    }
     if (S_ISDIR(rec.mode)) {
       ++r.directories;
       uint32_t want_names = ino == meta::kRootIno || orphan ? 0 : 1;

@@ -26,7 +26,7 @@ namespace {
 // Unwraps with the store's current key, then rewraps under `next`; audits both steps.
 Status move_to(OpenStore& st, const keyclient::KekConfig& next, std::ostream& out) {
   AuditLog audit(default_audit_path(st.super.store_id), to_hex(st.super.store_id));
-  auto current = keyclient::make_provider(st.kek, st.super.store_id);
+  auto current = bound_provider(st);
   if (!current.ok()) return current.status();
   auto unlocked = unlock(st, **current, audit, "rewrap");
   if (!unlocked.ok()) {
@@ -36,10 +36,18 @@ Status move_to(OpenStore& st, const keyclient::KekConfig& next, std::ostream& ou
   auto provider = keyclient::make_provider(next, st.super.store_id);
   if (!provider.ok()) return provider.status();
   CMKFS_RETURN_IF_ERROR((*provider)->validate());
+  CMKFS_RETURN_IF_ERROR(bind_next(st, next));
   auto w = rewrap(st, unlocked->dek, next, **provider);
   audit.record("wrap", w.ok() ? w->key_id : next.key_identifier, w.ok() ? "ok" : "failed", {{"reason", "rewrap"}});
   if (!w.ok()) return w.status();
   audit.record("rotate", w->key_id, "ok", {{"from", old_id}});
+  keyclient::KekConfig bound = next;
+  bound.versioned_key_identifier = w->key_id;
+  Status s = bind_store(st, bound, unlocked->dek);
+  if (!s.ok()) {
+    return Status(s.code(), "the store now uses " + w->key_id + ", but this host's binding could not be updated (" +
+                                s.message() + "); bind it with cmkfs trust");
+  }
   return show_encryption(st.paths.root, out);
 }
 

@@ -17,7 +17,7 @@ std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* 
   if (!st.ok()) return fail(st.status(), st.status().code() == EBUSY ? kExitBusy : kExitNotAStore);
   OpenStore& s = **st;
   AuditLog audit(default_audit_path(s.super.store_id), to_hex(s.super.store_id));
-  auto provider = keyclient::make_provider(s.kek, s.super.store_id);
+  auto provider = bound_provider(s);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto unlocked = unlock(s, **provider, audit, reason);
   if (!unlocked.ok()) {

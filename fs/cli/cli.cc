@@ -170,6 +170,14 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   rotate->add_option("STORE", cmd->store, "The store directory")->required();
   add_vault_options(rotate, &cmd->vault, true);
 
+  auto* trust = app.add_subcommand("trust", "Bind a store to this host (moved here, or made elsewhere), or re-point its "
+                                            "binding, with key settings you give");
+  trust->add_option("STORE", cmd->trust.store, "The store directory")->required();
+  trust->add_option("--local-key-file", cmd->trust.local_key_file, "The key file of a local-key store");
+  add_vault_options(trust, &cmd->vault, false);
+  trust->add_option("--fingerprint", cmd->trust.fingerprint,
+                    "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -212,6 +220,9 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     cmd->kind = Command::Kind::kEncryptionEnable;
   } else if (rotate->parsed()) {
     cmd->kind = Command::Kind::kRotateKey;
+  } else if (trust->parsed()) {
+    cmd->kind = Command::Kind::kTrust;
+    cmd->trust.vault = cmd->vault;
   }
   return -1;
 }

@@ -17,14 +17,17 @@
 namespace cmkfs::fs {
 
 struct Command {
-  enum class Kind { kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kFsck, kInspect } kind = Kind::kNone;
+  enum class Kind {
+    kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kFsck, kInspect, kTrust
+  } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;
   MountOptions mount;
   std::string store;       // encryption show, fsck, inspect
   std::string registry_root = "/";  // inspect
   std::string mountpoint;  // umount
-  VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key
+  VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key, trust
+  TrustOptions trust;      // trust (its vault options are in `vault`)
 };
 
 // Parses sizes such as "65536", "64K", "64KiB", "1MiB". nullopt when malformed.

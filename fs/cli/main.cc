@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
     case Command::Kind::kEncryptionEnable:
       s = enable_vault_key(cmd.store, cmd.vault, std::cout);
       break;
+    case Command::Kind::kTrust:
+      s = trust_store(cmd.trust, std::cout);
+      break;
     case Command::Kind::kRotateKey:
       s = rotate_key(cmd.store, cmd.vault, std::cout);
       break;

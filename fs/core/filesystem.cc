@@ -129,10 +129,18 @@ Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
   if (!txn.ok()) return txn.status();
   auto rec = txn->get_inode(ino);
   if (!rec.ok() && rec.status().code() != ENOENT) return rec.status();
-  if (rec.ok()) CMKFS_RETURN_IF_ERROR(txn->delete_inode(ino));
+  // The orphans table is not sealed: only the inode's own (sealed) record can say it is unlinked.
+  bool linked = rec.ok() && rec->nlink > 0;
+  if (linked) {
+    spdlog::error("inode {} is listed as an orphan but its record has {} links: keeping it, dropping the entry "
+                  "(tampered?)",
+                  ino, rec->nlink);
+  } else if (rec.ok()) {
+    CMKFS_RETURN_IF_ERROR(txn->delete_inode(ino));
+  }
   CMKFS_RETURN_IF_ERROR(txn->remove_orphan(ino));
   CMKFS_RETURN_IF_ERROR(txn->commit());
-  if (rec.ok() && S_ISREG(rec->mode)) remove_object_when_durable(*rec);
+  if (rec.ok() && !linked && S_ISREG(rec->mode)) remove_object_when_durable(*rec);
   return Status::Ok();
 }
 

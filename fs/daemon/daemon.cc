@@ -117,7 +117,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   }
 
   AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
-  auto provider = keyclient::make_provider(st.kek, st.super.store_id);
+  auto provider = bound_provider(st);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto unlocked = unlock(st, **provider, audit, "mount");
   if (!unlocked.ok()) {

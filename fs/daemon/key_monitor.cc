@@ -23,6 +23,7 @@ const char* to_string(KeyState s) {
     case KeyState::kRevoked: return "revoked";
     case KeyState::kUnreachable: return "vault-unreachable";
     case KeyState::kFailedClosed: return "vault-unreachable-failed-closed";
+    case KeyState::kTampered: return "key-tampered";
   }
   return "unknown";
 }
@@ -70,29 +71,61 @@ void KeyMonitor::run() {
   }
 }
 
-// `cmkfs encryption rotate-key` may have rewrapped the key under new settings meanwhile.
+// `cmkfs encryption rotate-key` may have rewrapped the key under new settings meanwhile. A changed
+// superblock is taken only within this host's binding (read again: the command updates it) and
+// with a MAC that verifies under the data key in use; anything else is tampering, logged and
+// audited once, and the settings in use stay.
 void KeyMonitor::reload_settings() {
   auto txn = store_.meta->begin(false);
   if (!txn.ok()) return;
   auto sb = txn->superblock();
-  if (!sb.ok() || sb->kek == store_.super.kek) return;
-  auto kek = keyclient::KekConfig::from_json(sb->kek);
-  if (!kek.ok()) return;
-  auto provider = keyclient::make_provider(*kek, sb->store_id);
-  if (!provider.ok()) {
-    spdlog::error("new key settings in the store cannot be used: {}", provider.status().message());
+  std::string seen = sb.ok() ? sb->to_json() : sb.status().message();
+  if (sb.ok() && seen == store_.super.to_json()) return;
+  Status s = sb.ok() ? adopt(*sb) : sb.status();
+  if (s.ok()) {
+    spdlog::info("key settings changed: the data key is now wrapped by {}", store_.kek.versioned_key_identifier);
     return;
   }
-  spdlog::info("key settings changed: the data key is now wrapped by {}", kek->versioned_key_identifier);
-  store_.super = std::move(*sb);
+  if (s.code() == EAGAIN || seen == rejected_) return;  // no key to check it with now; or told already
+  rejected_ = seen;
+  spdlog::error("the store's superblock changed in a way this mount does not accept ({}); keeping the key settings "
+                "in use",
+                s.message());
+  audit_.record("tamper", store_.kek.versioned_key_identifier, "refused", {{"what", "superblock"}, {"error", s.message()}});
+}
+
+Status KeyMonitor::adopt(const meta::Superblock& sb) {
+  if (sb.store_id != store_.super.store_id) return Status(EUCLEAN, "the store id changed");
+  if (sb.dek_generation != store_.super.dek_generation) return Status(EUCLEAN, "the data-key generation changed");
+  auto kek = keyclient::KekConfig::from_json(sb.kek);
+  if (!kek.ok()) return kek.status();
+  auto binding = load_binding(sb.store_id);
+  if (!binding.ok()) return binding.status();
+  auto settings = binding->match(*kek);
+  if (!settings.ok()) return settings.status();
+  {
+    auto access = keyring_.access();
+    if (!access.ok()) return Status::Unavailable("the data key is not installed");
+    CMKFS_RETURN_IF_ERROR(sb.verify(access.store_keys().super_mac.bytes()));
+  }
+  auto provider = keyclient::make_provider(*settings, sb.store_id);
+  if (!provider.ok()) return provider.status();
+  store_.super = sb;
   store_.kek = std::move(*kek);
+  store_.binding = std::move(*binding);
   provider_ = std::move(*provider);
+  return Status::Ok();
 }
 
 void KeyMonitor::check_once() {
   reload_settings();
   auto unlocked = unlock(store_, *provider_, audit_, "key check");
   auto now = clock_.steady();
+  // A good check unwraps the very key in use; any other key, however it was got, is tampering.
+  if (unlocked.ok() && state_ == KeyState::kAvailable &&
+      !keyring_.holds(store_.super.dek_generation, unlocked->dek)) {
+    unlocked = Status(EUCLEAN, "the vault's unwrap gave a key other than the one in use");
+  }
   if (unlocked.ok()) {
     last_success_ = now;
     last_success_wall_ = clock_.wall();
@@ -104,6 +137,8 @@ void KeyMonitor::check_once() {
       set_state(KeyState::kAvailable);
     }
     maybe_rotate(unlocked->dek, unlocked->wrapped);
+  } else if (unlocked.status().code() == EUCLEAN || unlocked.status().code() == EIO) {
+    if (state_ != KeyState::kTampered) revoke(KeyState::kTampered, unlocked.status().message());
   } else if (keyclient::is_definitive_refusal(unlocked.status())) {
     if (state_ != KeyState::kRevoked) revoke(KeyState::kRevoked, unlocked.status().message());
   } else {
@@ -129,8 +164,8 @@ void KeyMonitor::revoke(KeyState why, const std::string& reason) {
   keyring_.revoke();
   invalidate_caches_();
   spdlog::error("key access lost ({}): keys wiped, every access to {} now answers EACCES", reason, mountpoint_);
-  audit_.record(why == KeyState::kRevoked ? "revoke" : "fail-closed", store_.kek.versioned_key_identifier, "ok",
-                {{"reason", reason}});
+  const char* event = why == KeyState::kRevoked ? "revoke" : why == KeyState::kTampered ? "tamper" : "fail-closed";
+  audit_.record(event, store_.kek.versioned_key_identifier, "ok", {{"reason", reason}});
   set_state(why);
 }
 

@@ -27,7 +27,9 @@
 
 namespace cmkfs::fs {
 
-enum class KeyState { kAvailable, kRevoked, kUnreachable, kFailedClosed };
+// kTampered: a check unwrapped a key other than the one in use, or the store disagreed with this
+// host's binding; the mount fails closed until a check unwraps the bound key again.
+enum class KeyState { kAvailable, kRevoked, kUnreachable, kFailedClosed, kTampered };
 const char* to_string(KeyState s);
 
 class KeyMonitor {
@@ -48,6 +50,7 @@ class KeyMonitor {
  private:
   void run();
   void reload_settings();
+  Status adopt(const meta::Superblock& sb);
   void revoke(KeyState why, const std::string& reason);
   void maybe_rotate(const crypto::SecretBytes& dek, const keyclient::WrappedKey& wrapped);
   void publish_status();
@@ -67,7 +70,7 @@ class KeyMonitor {
   std::chrono::system_clock::time_point last_success_wall_;  // shown in the status
   std::chrono::steady_clock::time_point last_success_;       // the offline grace runs from here
   std::chrono::steady_clock::time_point last_rotation_poll_;
-  std::string last_key_id_;  // the key id that wrapped the data key at the last check
+  std::string rejected_;  // the last superblock refused (reported once)
 
   std::mutex mu_;
   std::condition_variable wake_;

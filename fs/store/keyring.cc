@@ -46,6 +46,12 @@ Status Keyring::install(uint32_t generation, crypto::SecretBytes dek) {
   return Status::Ok();
 }
 
+bool Keyring::holds(uint32_t generation, const crypto::SecretBytes& dek) const {
+  std::shared_lock<std::shared_mutex> g(gate_);
+  auto it = deks_.find(generation);
+  return available_ && it != deks_.end() && crypto::equal_constant_time(it->second.bytes(), dek.bytes());
+}
+
 void Keyring::revoke() {
   std::unique_lock<std::shared_mutex> g(gate_);
   available_ = false;

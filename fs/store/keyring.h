@@ -41,6 +41,8 @@ class Keyring {
   // Installs the data key of `generation` as the current one and derives the store keys.
   Status install(uint32_t generation, crypto::SecretBytes dek);
   void revoke();  // wipes every key; Access::ok() is false until the next install()
+  // Whether `dek` is the installed key of `generation` (constant time).
+  bool holds(uint32_t generation, const crypto::SecretBytes& dek) const;
 
  private:
   static constexpr size_t kMaxCachedFileKeys = 4096;

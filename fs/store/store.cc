@@ -26,6 +26,7 @@ int exit_code_for(const Status& s) {
     case ENOKEY: case EKEYREJECTED: case EKEYREVOKED: case EACCES: case EAGAIN: case ETIMEDOUT: case EBADMSG:
       return kExitKey;
     case ENOTSUP: return kExitNotAStore;
+    case EUCLEAN: return kExitKey;  // the store disagrees with the host's binding
     default: return kExitError;
   }
 }
@@ -94,7 +95,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   keyclient::KekConfig kek = opts.kek;
   bool created_key_file = false;
   if (kek.provider == keyclient::ProviderKind::kLocal) {
-    if (kek.key_file.empty()) kek.key_file = keyclient::default_local_key_path(sb.store_id);
+    if (kek.key_file.empty()) kek.key_file = host_config_dir() + "/keys/" + to_hex(sb.store_id) + ".key";
     kek.key_file = stdfs::absolute(kek.key_file).string();
     if (!stdfs::exists(kek.key_file)) {
       CMKFS_RETURN_IF_ERROR(keyclient::create_local_key_file(kek.key_file));
@@ -115,6 +116,12 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   auto keys = crypto::derive_store_keys(*dek);
   if (!keys.ok()) return keys.status();
   sb.seal(keys->super_mac.bytes());
+  // The host's binding first: a store that exists is always bound (a failed init leaves at most
+  // a binding of nothing).
+  auto fingerprint = crypto::dek_fingerprint(*dek);
+  if (!fingerprint.ok()) return fingerprint.status();
+  HostBinding binding{.store_id = sb.store_id, .kek = kek, .next = {}, .fingerprints = {{sb.dek_generation, *fingerprint}}};
+  CMKFS_RETURN_IF_ERROR(save_binding(binding));
 
   if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
   CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
@@ -134,7 +141,8 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
 
   out << "initialized cmkfs store " << root << "\n"
       << "  store id:   " << to_hex(sb.store_id) << "\n"
-      << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n";
+      << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n"
+      << "  bound in:   " << binding_path(sb.store_id) << " (data key fingerprint " << *fingerprint << ")\n";
   if (kek.provider == keyclient::ProviderKind::kLocal) {
     out << "  key:        local key file " << kek.key_file << (created_key_file ? " (created, mode 0600)" : "")
         << "\n  keep the key file safe and outside the store: without it the data cannot be read\n";
@@ -171,7 +179,48 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   if (!kek.ok()) return kek.status();
   s->kek = std::move(*kek);
   s->objects = make_local_object_store(s->paths.objects);
+  auto binding = load_binding(s->super.store_id);
+  if (binding.ok()) s->binding = std::move(*binding);
+  else s->binding_error = binding.status();
   return s;
+}
+
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store) {
+  if (!store.binding) {
+    const Status& e = store.binding_error;
+    if (e.code() != ENOENT) return Status(e.code() == EACCES ? EACCES : EUCLEAN, e.message());
+    return Status(ENOKEY, "store " + to_hex(store.super.store_id) + " is not bound to this host (" +
+                              binding_path(store.super.store_id) + "); if you trust it, bind it with: cmkfs trust " +
+                              store.paths.root + " and its key options");
+  }
+  auto settings = store.binding->match(store.kek);
+  if (!settings.ok()) {
+    return Status(EUCLEAN, settings.status().message() + " (if you changed them, bind the store again with cmkfs trust)");
+  }
+  return keyclient::make_provider(*settings, store.super.store_id);
+}
+
+Status bind_next(OpenStore& store, const keyclient::KekConfig& next) {
+  if (!store.binding) return Status(ENOKEY, "store " + to_hex(store.super.store_id) + " is not bound to this host");
+  HostBinding b = *store.binding;
+  b.next = next;
+  CMKFS_RETURN_IF_ERROR(save_binding(b));
+  store.binding = std::move(b);
+  return Status::Ok();
+}
+
+Status bind_store(OpenStore& store, const keyclient::KekConfig& kek, const crypto::SecretBytes& dek) {
+  auto fp = crypto::dek_fingerprint(dek);
+  if (!fp.ok()) return fp.status();
+  HostBinding b = store.binding.value_or(HostBinding{});
+  b.store_id = store.super.store_id;
+  b.kek = kek;
+  b.next.reset();
+  b.fingerprints[store.super.dek_generation] = *fp;
+  CMKFS_RETURN_IF_ERROR(save_binding(b));
+  store.binding = std::move(b);
+  store.binding_error = Status::Ok();
+  return Status::Ok();
 }
 
 Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
@@ -196,7 +245,8 @@ Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes
   return wrapped;
 }
 
-Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason) {
+Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
+                             const std::string* fingerprint, AuditLog& audit, std::string_view reason) {
   std::string blob;
   {
     auto txn = store.meta->begin(false);
@@ -207,9 +257,24 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
   }
   auto wrapped = keyclient::WrappedKey::from_json(blob);
   if (!wrapped.ok()) return wrapped.status();
+  // Checked before any request: the wrapped key may only send us to the key the settings name.
+  if (!settings.admits(wrapped->key_id) || wrapped->provider != settings.provider) {
+    return Status(EUCLEAN, "the store's data key is wrapped by '" + wrapped->key_id + "', which " +
+                               (fingerprint != nullptr ? "this host's binding of the store does not name"
+                                                       : "is not the key given"));
+  }
   auto verified = [&]() -> Result<crypto::SecretBytes> {
     auto dek = provider.unwrap(*wrapped);
     if (!dek.ok()) return dek.status();
+    if (fingerprint != nullptr) {
+      auto fp = crypto::dek_fingerprint(*dek);
+      if (!fp.ok()) return fp.status();
+      if (!crypto::equal_constant_time(crypto::as_bytes(*fp), crypto::as_bytes(*fingerprint))) {
+        return Status(EUCLEAN, "the store's data key (generation " + std::to_string(store.super.dek_generation) +
+                                   ") is not the one this host bound to store " + to_hex(store.super.store_id) +
+                                   ": refused (a swapped or forged store?)");
+      }
+    }
     auto keys = crypto::derive_store_keys(*dek);
     if (!keys.ok()) return keys.status();
     CMKFS_RETURN_IF_ERROR(store.super.verify(keys->super_mac.bytes()));
@@ -219,12 +284,26 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
   const char* result = "ok";
   if (!verified.ok()) {
     const Status& s = verified.status();
-    result = keyclient::is_definitive_refusal(s) ? "refused" : s.code() == EIO ? "failed" : "unreachable";
+    result = keyclient::is_definitive_refusal(s)     ? "refused"
+             : s.code() == EUCLEAN || s.code() == EIO ? "tampered"
+                                                      : "unreachable";
     extra["error"] = s.message();
   }
   audit.record("unwrap", wrapped->key_id, result, extra);
   if (!verified.ok()) return verified.status();
   return Unlocked{std::move(*verified), std::move(*wrapped)};
+}
+
+Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason) {
+  if (!store.binding) return Status(ENOKEY, "store " + to_hex(store.super.store_id) + " is not bound to this host");
+  auto settings = store.binding->match(store.kek);
+  if (!settings.ok()) return settings.status();
+  auto fp = store.binding->fingerprints.find(store.super.dek_generation);
+  if (fp == store.binding->fingerprints.end()) {
+    return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " +
+                               std::to_string(store.super.dek_generation));
+  }
+  return unwrap_with(store, *settings, provider, &fp->second, audit, reason);
 }
 
 }  // namespace cmkfs::fs

@@ -12,6 +12,7 @@
 
 #include "crypto/crypto.h"
 #include "fs/store/audit.h"
+#include "fs/store/host.h"
 #include "fs/store/keyring.h"
 #include "fs/store/object_store.h"
 #include "keyclient/keyclient.h"
@@ -53,24 +54,46 @@ struct OpenStore {
   std::unique_ptr<meta::MetaStore> meta;
   std::unique_ptr<ObjectStore> objects;
   meta::Superblock super;  // unauthenticated until unlock()
-  keyclient::KekConfig kek;
+  keyclient::KekConfig kek;  // the superblock's key settings: unauthenticated until unlock()
+  std::optional<HostBinding> binding;  // this host's binding of the store (host.h), if it has one
+  Status binding_error;                // why there is none
   ~OpenStore();
 };
 
 // Opens the store at `root`. exclusive: take the store lock (EBUSY when mounted elsewhere).
 Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only);
 
-// Unwraps the store's current data key with `provider`, verifies the superblock MAC with it and
-// audits the unwrap (the key id that wrapped it, `reason`, the outcome: ok, refused,
-// unreachable or failed). Errors keep the provider's code (see keyclient.h); a MAC that does not
-// match is EIO.
+// The key provider this host's binding names, once the store's own key settings are found to
+// agree with it: no request ever goes where the host did not say. ENOKEY when the store is not
+// bound to this host; EUCLEAN (tampering) saying what differs.
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store);
+
+// Unwraps the store's current data key with `provider` (from bound_provider), then checks it
+// against the host's binding before anything else is read: the wrapped key must name the bound
+// key, the data key must have the bound fingerprint (EUCLEAN otherwise: a swapped or forged
+// store), and the superblock's MAC must verify (EIO). Audits the unwrap with the key id that
+// wrapped it, `reason` and the outcome (ok, refused, unreachable, failed). Provider errors keep
+// their code (keyclient.h).
 struct Unlocked {
   crypto::SecretBytes dek;
   keyclient::WrappedKey wrapped;  // what was unwrapped
 };
 Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason);
+// The same with settings the caller vouches for instead of the binding (`cmkfs trust`, binding a
+// store to this host): the wrapped key must name `settings`' key, and the DEK must have
+// `*fingerprint` when one is given.
+Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
+                             const std::string* fingerprint, AuditLog& audit, std::string_view reason);
 // The exit code for a failed unlock: a damaged store (EIO) or a key problem.
 int unlock_exit_code(const Status& s);
+
+// Binds the store to this host with `kek` and the fingerprint of `dek` (its current generation),
+// keeping the fingerprints of other generations: what init, `cmkfs trust`, `encryption enable`
+// and `encryption rotate-key` do once the store holds the new settings.
+Status bind_store(OpenStore& store, const keyclient::KekConfig& kek, const crypto::SecretBytes& dek);
+// Before a key command changes the store's settings to `next`: the binding then accepts either
+// until bind_store() records the outcome.
+Status bind_next(OpenStore& store, const keyclient::KekConfig& next);
 
 // Wraps `dek` with `provider` (whose settings are `kek`) and stores the result and the new key
 // settings in one durable commit: until it lands the old wrapped key stays valid. Updates

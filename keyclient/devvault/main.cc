@@ -26,7 +26,7 @@ class AdminClient {
     url_ = info["url"];
     auto secret = load_or_create_secret(dir_);
     if (!secret.ok()) return secret.status();
-    token_ = mint_token(*secret, kAdmin, 300);
+    token_ = mint_token(*secret, kAdmin, 300, resource_of(url_));
     transport_ = keyclient::make_curl_transport({dir_ + "/ca.pem", 30});
     return Status::Ok();
   }
@@ -47,6 +47,7 @@ class AdminClient {
     return j;
   }
 
+  std::string resource() const { return resource_of(url_); }
   std::string keys(const std::string& rest) const { return "/keys/" + rest + (rest.find('?') == std::string::npos ? "?" : "&") + "api-version=7.4"; }
   std::string deleted(const std::string& rest) const { return "/deletedkeys/" + rest + "?api-version=7.4"; }
 
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", listen, "HOST:PORT (port 0: any free port)")->capture_default_str();
   serve_cmd->add_flag("--no-purge-protection", no_purge_protection, "Allow purging soft-deleted keys");
   serve_cmd->add_option("--token-lifetime", serve_opts.token_lifetime, "Seconds an access token lives")->capture_default_str();
+  serve_cmd->add_option("--token-uid", serve_opts.token_uids,
+                        "A user (uid) besides root and the vault's own that may get identity tokens");
 
   std::string name, object_id, version, kty = "RSA", curve, client_id;
   int size = 2048;
@@ -174,7 +177,7 @@ int main(int argc, char** argv) {
   if (k_recover->parsed()) return print(c.call("POST", c.deleted(name + "/recover")));
   if (k_purge->parsed()) return print(c.call("DELETE", c.deleted(name)));
   if (token->parsed()) {
-    std::string path = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
+    std::string path = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + c.resource();
     if (!client_id.empty()) path += "&client_id=" + client_id;
     return print(c.call("GET", path));
   }

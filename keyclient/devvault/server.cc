@@ -6,11 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "crypto/crypto.h"
@@ -30,11 +33,19 @@ std::string iso_time(int64_t t) {
   return buf;
 }
 
+// JSON text whatever the strings hold: invalid UTF-8 from a request is replaced, never thrown.
+std::string safe_dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Whether the request being served has its audit line yet (the logger writes one if not).
+thread_local bool audited = false;
+
 struct Context {
   std::mutex mu;  // guards vault and audit
   std::unique_ptr<Vault> vault;
   std::string secret;
   std::string tenant;
+  std::string resource;  // what the vault's tokens are for: https://<its host>
+  std::set<uid_t> token_uids;
   int64_t token_lifetime = 3600;
   std::ofstream audit;
 
@@ -45,14 +56,39 @@ struct Context {
               {"key", key},
               {"version", version},
               {"result", status}};
-    audit << line.dump() << "\n";
+    audit << safe_dump(line) << "\n";
     audit.flush();
+    audited = true;
   }
 };
 
 void send(Response& res, const Reply& r) {
   res.status = r.status;
-  if (!r.body.is_null()) res.set_content(r.body.dump(), "application/json; charset=utf-8");
+  if (!r.body.is_null()) res.set_content(safe_dump(r.body), "application/json; charset=utf-8");
+}
+
+// The uid owning the client end of a loopback TCP connection, from the kernel's socket tables:
+// what SO_PEERCRED gives for a unix socket. nullopt for any other peer.
+std::optional<uid_t> loopback_peer_uid(const Request& req) {
+  const std::string& a = req.remote_addr;
+  bool loopback = a.rfind("127.", 0) == 0 || a == "::1" || a.rfind("::ffff:127.", 0) == 0;
+  if (!loopback || req.remote_port <= 0 || req.local_port <= 0) return std::nullopt;
+  char want_local[16], want_remote[16];
+  std::snprintf(want_local, sizeof want_local, "%04X", req.remote_port);  // the client's port
+  std::snprintf(want_remote, sizeof want_remote, "%04X", req.local_port);
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, st, queues, timer, retr, uid;
+      if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid)) continue;
+      auto port = [](const std::string& addr) { return addr.substr(addr.rfind(':') + 1); };
+      if (port(local) == want_local && port(remote) == want_remote) return static_cast<uid_t>(std::stoul(uid));
+    }
+  }
+  return std::nullopt;
 }
 
 // Query parameter `name`, also when the client percent-encoded its name (api%2Dversion).
@@ -70,11 +106,11 @@ std::optional<Principal> authorize(Context& c, const Request& req, Response& res
   std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) != 0) {
     res.set_header("WWW-Authenticate", "Bearer authorization=\"https://login.windows.net/" + c.tenant +
-                                           "\", resource=\"https://vault.azure.net\"");
+                                           "\", resource=\"" + c.resource + "\"");
     send(res, Reply::error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."));
     return std::nullopt;
   }
-  auto who = verify_token(c.secret, auth.substr(7));
+  auto who = verify_token(c.secret, auth.substr(7), c.resource);
   if (!who) {
     send(res, Reply::error(401, "Unauthorized", "AKV10022: Invalid or expired token."));
     return std::nullopt;
@@ -111,7 +147,12 @@ void handle(Context& c, const Request& req, Response& res, const std::string& op
       return;
     }
   }
-  Reply r = fn(body);
+  Reply r;
+  try {
+    r = fn(body);
+  } catch (const json::exception& e) {
+    r = Reply::error(400, "BadParameter", std::string("malformed request: ") + e.what());
+  }
   send(res, r);
   c.log(&*who, op, key, c.vault->resolve_version(key, version), r.status);
 }
@@ -164,14 +205,19 @@ void add_routes(httplib::Server& s, Context& c) {
     handle(c, q, r, "purge", "purge", k, "", [&](const json&) { return c.vault->purge_key(k); });
   });
 
-  // IMDS-compatible tokens for identities; no client_id means the system-assigned identity.
+  // IMDS-compatible tokens for identities; no client_id means the system-assigned identity. Like
+  // IMDS, it serves only its own machine: a caller on the loopback interface whose socket a
+  // permitted user owns (root and the vault's own user, unless --token-uid says otherwise).
   s.Get("/metadata/identity/oauth2/token", [&](const Request& q, Response& r) {
     std::lock_guard<std::mutex> g(c.mu);
     auto fail = [&](int status, const std::string& desc) {
       r.status = status;
-      r.set_content(json{{"error", "invalid_request"}, {"error_description", desc}}.dump(), "application/json");
+      r.set_content(safe_dump(json{{"error", "invalid_request"}, {"error_description", desc}}), "application/json");
       c.log(nullptr, "token", "", "", status);
     };
+    auto uid = loopback_peer_uid(q);
+    if (!uid) return fail(403, "Tokens are issued to processes on this machine only");
+    if (!c.token_uids.contains(*uid)) return fail(403, "User " + std::to_string(*uid) + " may not get tokens here");
     if (q.get_header_value("Metadata") != "true") return fail(400, "Required metadata header not specified");
     std::string resource = param(q, "resource");
     if (resource.empty()) return fail(400, "Required query variable 'resource' is missing");
@@ -180,7 +226,7 @@ void add_routes(httplib::Server& s, Context& c) {
                                                      : c.vault->identity_by_client_id(client_id);
     if (!who) return fail(400, "Identity not found");
     int64_t now = unix_now();
-    json body{{"access_token", mint_token(c.secret, *who, c.token_lifetime)},
+    json body{{"access_token", mint_token(c.secret, *who, c.token_lifetime, resource)},
               {"client_id", who->client_id},
               {"expires_in", std::to_string(c.token_lifetime - 1)},
               {"expires_on", std::to_string(now + c.token_lifetime)},
@@ -188,14 +234,14 @@ void add_routes(httplib::Server& s, Context& c) {
               {"not_before", std::to_string(now)},
               {"resource", resource},
               {"token_type", "Bearer"}};
-    r.set_content(body.dump(), "application/json");
+    r.set_content(safe_dump(body), "application/json");
     c.log(&*who, "token", "", "", 200);
   });
 
   // Administration (the control plane Azure keeps in ARM): identities and access policies.
   auto admin = [&](const Request& q, Response& r) -> bool {
     std::string auth = q.get_header_value("Authorization");
-    auto who = auth.rfind("Bearer ", 0) == 0 ? verify_token(c.secret, auth.substr(7)) : std::nullopt;
+    auto who = auth.rfind("Bearer ", 0) == 0 ? verify_token(c.secret, auth.substr(7), c.resource) : std::nullopt;
     if (!who || who->principal_id != kAdmin.principal_id) {
       send(r, Reply::error(401, "Unauthorized", "admin token required"));
       return false;
@@ -210,7 +256,9 @@ void add_routes(httplib::Server& s, Context& c) {
     std::lock_guard<std::mutex> g(c.mu);
     if (!admin(q, r)) return;
     json b = json::parse(q.body, nullptr, false);
-    if (b.is_discarded() || !b.contains("name")) return send(r, Reply::error(400, "BadParameter", "name required"));
+    if (!b.is_object() || !b.contains("name") || !b["name"].is_string()) {
+      return send(r, Reply::error(400, "BadParameter", "name (a string) required"));
+    }
     send(r, Reply{200, principal_json(c.vault->create_identity(b["name"]))});
   });
   s.Get("/admin/identities", [&, admin, principal_json](const Request& q, Response& r) {
@@ -224,7 +272,12 @@ void add_routes(httplib::Server& s, Context& c) {
     std::lock_guard<std::mutex> g(c.mu);
     if (!admin(q, r)) return;
     json b = json::parse(q.body, nullptr, false);
-    if (b.is_discarded() || !b.contains("permissions")) return send(r, Reply::error(400, "BadParameter", "permissions required"));
+    auto strings = [](const json& v) {
+      return v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
+    };
+    if (!b.is_object() || !b.contains("permissions") || !strings(b["permissions"])) {
+      return send(r, Reply::error(400, "BadParameter", "permissions (a list of strings) required"));
+    }
     std::string oid = q.matches[1];
     c.vault->set_policy(oid, b["permissions"].get<std::set<std::string>>());
     c.log(&kAdmin, "setpolicy", oid, "", 200);
@@ -243,14 +296,26 @@ void add_routes(httplib::Server& s, Context& c) {
 
 }  // namespace
 
-std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime) {
-  std::string claims = keyclient::base64url_encode(json{{"sub", p.principal_id}, {"appid", p.client_id}, {"name", p.name},
-                                                 {"exp", unix_now() + lifetime}}.dump());
+std::string resource_of(const std::string& url) {
+  auto start = url.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  auto end = url.find_first_of("/?#", start);
+  std::string host = url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  auto colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']') == std::string::npos) host.resize(colon);  // drop the port
+  if (colon != std::string::npos && host.find(']') != std::string::npos && colon > host.find(']')) host.resize(colon);
+  return "https://" + host;
+}
+
+std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime, const std::string& audience) {
+  std::string claims = keyclient::base64url_encode(safe_dump(json{{"sub", p.principal_id}, {"appid", p.client_id},
+                                                                  {"name", p.name}, {"aud", audience},
+                                                                  {"exp", unix_now() + lifetime}}));
   auto mac = crypto::hmac_sha256(crypto::as_bytes(secret), crypto::as_bytes(claims));
   return "cmkv1." + claims + "." + keyclient::base64url_encode(mac);
 }
 
-std::optional<Principal> verify_token(const std::string& secret, const std::string& token) {
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience) {
   if (token.rfind("cmkv1.", 0) != 0) return std::nullopt;
   auto dot = token.find('.', 6);
   if (dot == std::string::npos) return std::nullopt;
@@ -263,7 +328,8 @@ std::optional<Principal> verify_token(const std::string& secret, const std::stri
   auto raw = keyclient::base64url_decode(claims);
   if (!raw) return std::nullopt;
   json j = json::parse(std::string(raw->begin(), raw->end()), nullptr, false);
-  if (j.is_discarded() || j.value("exp", int64_t{0}) < unix_now()) return std::nullopt;
+  if (!j.is_object() || !j["exp"].is_number() || j["exp"].get<int64_t>() < unix_now()) return std::nullopt;
+  if (!j["aud"].is_string() || j["aud"].get<std::string>() != audience) return std::nullopt;
   return Principal{j.value("name", ""), j.value("appid", ""), j.value("sub", "")};
 }
 
@@ -281,12 +347,47 @@ Result<std::string> load_or_create_secret(const std::string& dir) {
   return s;
 }
 
+// Requests are small JSON documents.
+constexpr size_t kMaxRequestBytes = 64 << 10;
+
+// Before a request's body is read: compressed bodies are refused (a small gzip body inflates
+// without bound) and so are bodies over kMaxRequestBytes.
+httplib::Server::HandlerResponse refuse_oversized(Context& c, const Request& q, Response& r) {
+  std::lock_guard<std::mutex> g(c.mu);
+  if (q.has_header("Content-Encoding")) {
+    send(r, Reply::error(415, "BadParameter", "Content-Encoding is not accepted: send the body as it is."));
+  } else if (std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxRequestBytes) {
+    send(r, Reply::error(413, "BadParameter", "The request body is larger than 64 KiB."));
+  } else {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  c.log(nullptr, q.method + " " + q.path, "", "", r.status);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 Status serve(const ServeOptions& o) {
   std::error_code ec;
   std::filesystem::create_directories(o.dir, ec);
   if (ec) return Status::IOError(ec.value(), "cannot create " + o.dir + ": " + ec.message());
   ::chmod(o.dir.c_str(), 0700);
   CMKFS_RETURN_IF_ERROR(ensure_tls_files(o.dir, o.host));
+
+  httplib::SSLServer server((o.dir + "/server.pem").c_str(), (o.dir + "/server.key").c_str());
+  if (!server.is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + o.dir);
+  // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second vault share the port.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  server.set_payload_max_length(kMaxRequestBytes);
+  // Bound before the state is touched: a second `serve` fails here and changes nothing.
+  int port = o.port == 0 ? server.bind_to_any_port(o.host.c_str()) : (server.bind_to_port(o.host.c_str(), o.port) ? o.port : -1);
+  if (port <= 0) {
+    return Status(EADDRINUSE, "cannot listen on " + o.host + ":" + std::to_string(o.port) + " (in use, or not an address here)");
+  }
+  std::string host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host;
+  std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+
   Context c;
   auto vault = Vault::open(o.dir, o.purge_protection);
   if (!vault.ok()) return vault.status();
@@ -295,8 +396,34 @@ Status serve(const ServeOptions& o) {
   if (!secret.ok()) return secret.status();
   c.secret = *secret;
   c.tenant = c.vault->system_identity().principal_id;
+  c.resource = resource_of(url);
+  c.token_uids = {0, ::geteuid()};
+  c.token_uids.insert(o.token_uids.begin(), o.token_uids.end());
   c.token_lifetime = o.token_lifetime;
   c.audit.open(o.dir + "/audit.log", std::ios::app);
+  c.vault->set_base_url(url);
+
+  server.set_pre_routing_handler([&c](const Request& q, Response& r) {
+    audited = false;
+    return refuse_oversized(c, q, r);
+  });
+  add_routes(server, c);
+  // Every reply has Azure's error shape, and every request an audit line.
+  server.set_exception_handler([&c](const Request& q, Response& r, std::exception_ptr) {
+    send(r, Reply::error(500, "InternalError", "The request could not be served."));
+    std::lock_guard<std::mutex> g(c.mu);
+    c.log(nullptr, q.method + " " + q.path, "", "", 500);
+  });
+  server.set_error_handler([](const Request&, Response& r) {
+    if (r.body.empty()) {
+      send(r, Reply::error(r.status, r.status == 404 ? "NotFound" : "BadRequest", "The request is not served here."));
+    }
+  });
+  server.set_logger([&c](const Request& q, const Response& r) {
+    if (audited) return;
+    std::lock_guard<std::mutex> g(c.mu);
+    c.log(nullptr, q.method + " " + q.path, "", "", r.status);
+  });
 
   // Signals are taken by one thread with sigwait, which stops the server cleanly.
   sigset_t set;
@@ -304,15 +431,6 @@ Status serve(const ServeOptions& o) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
-  httplib::SSLServer server((o.dir + "/server.pem").c_str(), (o.dir + "/server.key").c_str());
-  if (!server.is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + o.dir);
-  add_routes(server, c);
-  int port = o.port == 0 ? server.bind_to_any_port(o.host.c_str()) : (server.bind_to_port(o.host.c_str(), o.port) ? o.port : -1);
-  if (port <= 0) return Status(EADDRINUSE, "cannot listen on " + o.host + ":" + std::to_string(o.port));
-  std::string host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host;
-  std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
-  c.vault->set_base_url(url);
   {
     std::ofstream info(o.dir + "/server.json.tmp");
     info << json{{"url", url}, {"pid", ::getpid()}, {"ca", o.dir + "/ca.pem"}}.dump() << "\n";

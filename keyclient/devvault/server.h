@@ -4,6 +4,8 @@
 
 #include <memory>
 #include <string>
+#include <sys/types.h>
+#include <vector>
 
 #include "crypto/base/status.h"
 #include "keyclient/devvault/vault.h"
@@ -16,15 +18,19 @@ struct ServeOptions {
   int port = 8443;  // 0: any free port (written to DIR/server.json)
   bool purge_protection = true;
   int64_t token_lifetime = 3600;
+  std::vector<uid_t> token_uids;  // who else but root and the vault's user may get tokens
 };
 
 // Creates DIR (0700), its CA (DIR/ca.pem) and server certificate on first start, then serves
 // until SIGTERM or SIGINT. Writes DIR/server.json {url, pid} once listening.
 Status serve(const ServeOptions& options);
 
-// Bearer tokens: "cmkv1.<claims>.<hmac>", claims = {sub: principal id, appid: client id, exp}.
-std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime);
-std::optional<Principal> verify_token(const std::string& secret, const std::string& token);
+// Bearer tokens: "cmkv1.<claims>.<hmac>", claims = {sub: principal id, appid: client id, aud, exp}.
+// A vault takes only tokens whose audience is its own resource, resource_of(its URL).
+std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime, const std::string& audience);
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience);
+// https://HOST:PORT/... -> https://HOST: the resource a vault at that URL names in its challenge.
+std::string resource_of(const std::string& url);
 Result<std::string> load_or_create_secret(const std::string& dir);
 
 // The principal the cmkfs-vault CLI acts as: all permissions, on every key.

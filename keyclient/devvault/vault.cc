@@ -24,6 +24,33 @@ bool valid_name(const std::string& name) {
   return std::regex_match(name, re);
 }
 
+// A 32-byte key in a file of its own (mode 0600, created on first use).
+Result<crypto::SecretBytes> load_or_create_key(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    crypto::SecretBytes key(crypto::kKeySize);
+    ssize_t n = ::read(fd, key.data(), key.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(key.size())) return Status::Corruption(path + " is damaged");
+    return key;
+  }
+  if (errno != ENOENT) return Status::IOError(errno, "cannot read " + path);
+  auto key = crypto::random_key();
+  if (!key.ok()) return key.status();
+  fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError(errno, "cannot create " + path);
+  bool ok = ::write(fd, key->data(), key->size()) == static_cast<ssize_t>(key->size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Status::IOError(EIO, "cannot write " + path);
+  return key;
+}
+
+bool is_hsm(const std::string& kty) { return kty == "RSA-HSM" || kty == "EC-HSM"; }
+
+std::string pem_aad(const std::string& name, const std::string& version) {
+  return "cmkfs-vault/v1/key|" + name + "|" + version;
+}
+
 }  // namespace
 
 int64_t unix_now() {
@@ -47,8 +74,43 @@ Reply Reply::error(int status, std::string code, std::string message, std::strin
   return Reply{status, json{{"error", e}}};
 }
 
+const crypto::SecretBytes& Vault::master_for(const std::string& kty) const { return is_hsm(kty) ? hsm_master_ : master_; }
+
+Result<std::string> Vault::seal_pem(const std::string& name, const KeyVersion& v) const {
+  const crypto::SecretBytes& key = master_for(v.kty);
+  std::vector<uint8_t> out(crypto::kNonceSize + v.pem.size() + crypto::kTagSize);
+  crypto::MutableBytes b(out);
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
+  std::string aad = pem_aad(name, v.version);
+  CMKFS_RETURN_IF_ERROR(crypto::gcm_seal(key.bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(aad),
+                                         crypto::as_bytes(v.pem), b.subspan(crypto::kNonceSize, v.pem.size()),
+                                         b.last(crypto::kTagSize)));
+  return to_hex(out);
+}
+
+Result<std::string> Vault::open_pem(const std::string& name, const std::string& version, const std::string& kty,
+                                    const std::string& sealed) const {
+  auto bytes = from_hex(sealed);
+  if (!bytes || bytes->size() < crypto::kNonceSize + crypto::kTagSize) return Status::Corruption("sealed key is damaged");
+  crypto::Bytes b(*bytes);
+  size_t n = b.size() - crypto::kNonceSize - crypto::kTagSize;
+  std::string pem(n, '\0');
+  std::string aad = pem_aad(name, version);
+  Status s = crypto::gcm_open(master_for(kty).bytes(), b.first(crypto::kNonceSize), crypto::as_bytes(aad),
+                              b.subspan(crypto::kNonceSize, n), b.last(crypto::kTagSize),
+                              {reinterpret_cast<uint8_t*>(pem.data()), n});
+  if (!s.ok()) return Status::Corruption("key " + name + "/" + version + " does not open with the vault's master key");
+  return pem;
+}
+
 Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, bool purge_protection) {
   std::unique_ptr<Vault> v(new Vault(dir, purge_protection));
+  auto master = load_or_create_key(dir + "/master.key");
+  if (!master.ok()) return master.status();
+  auto hsm = load_or_create_key(dir + "/hsm.key");
+  if (!hsm.ok()) return hsm.status();
+  v->master_ = std::move(*master);
+  v->hsm_master_ = std::move(*hsm);
   std::ifstream in(dir + "/state.json");
   if (in) {
     try {
@@ -57,6 +119,7 @@ Result<std::unique_ptr<Vault>> Vault::open(const std::string& dir, bool purge_pr
       return Status::Corruption(dir + "/state.json is damaged: " + e.what());
     }
     v->purge_protection_ = purge_protection && v->purge_protection_;  // once off, stays off
+    CMKFS_RETURN_IF_ERROR(v->save());  // seals keys a state file from an older cmkfs-vault held in the clear
     return v;
   }
   v->system_ = Principal{"[system]", random_guid(), random_guid()};
@@ -74,7 +137,9 @@ json Vault::to_json() const {
   for (const auto& [name, k] : keys_) {
     json versions = json::array();
     for (const auto& v : k.versions) {
-      versions.push_back({{"version", v.version}, {"kty", v.kty}, {"pem", v.pem}, {"key_ops", v.key_ops},
+      auto sealed = seal_pem(name, v);
+      if (!sealed.ok()) throw std::runtime_error(sealed.status().message());
+      versions.push_back({{"version", v.version}, {"kty", v.kty}, {"sealed", *sealed}, {"key_ops", v.key_ops},
                           {"enabled", v.enabled}, {"created", v.created}, {"updated", v.updated},
                           {"nbf", v.nbf}, {"exp", v.exp}});
     }
@@ -99,7 +164,12 @@ Status Vault::load(const json& j) {
     key.deleted_date = k.at("deletedDate");
     key.scheduled_purge = k.at("scheduledPurgeDate");
     for (const auto& v : k.at("versions")) {
-      key.versions.push_back(KeyVersion{v.at("version"), v.at("kty"), v.at("pem"), v.at("key_ops"), v.at("enabled"),
+      std::string version = v.at("version"), kty = v.at("kty");
+      // "pem": a state file from before keys were sealed; sealed from the next save on.
+      auto pem = v.contains("pem") ? Result<std::string>(v.at("pem").get<std::string>())
+                                   : open_pem(name, version, kty, v.at("sealed"));
+      if (!pem.ok()) return pem.status();
+      key.versions.push_back(KeyVersion{version, kty, std::move(*pem), v.at("key_ops"), v.at("enabled"),
                                         v.at("created"), v.at("updated"), v.at("nbf"), v.at("exp")});
     }
     keys_[name] = std::move(key);
@@ -110,8 +180,13 @@ Status Vault::load(const json& j) {
 // Atomic and durable: a crash leaves the old state or the new one.
 Status Vault::save() const {
   std::string path = dir_ + "/state.json", tmp = path + ".tmp";
-  std::string text = to_json().dump(1);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::string text;
+  try {
+    text = to_json().dump(1);
+  } catch (const std::exception& e) {
+    return Status::IOError(EIO, std::string("cannot save the vault's state: ") + e.what());
+  }
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Status::IOError(errno, "cannot write " + tmp);
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   ::close(fd);

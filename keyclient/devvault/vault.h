@@ -1,5 +1,8 @@
 // The state of the local development vault: keys with versions and soft delete, identities and
-// access policies, persisted in DIR/state.json. Operations answer in the Azure Key Vault keys
+// access policies, persisted in DIR/state.json. Private keys are never stored in the clear: each
+// version's PEM is sealed (AES-256-GCM, AAD = name and version) under DIR/master.key, or, for
+// RSA-HSM and EC-HSM keys, under a master key of their own, DIR/hsm.key (cmkfs-vault has no
+// hardware: these keys are software keys kept apart, protected by that file's permissions). Operations answer in the Azure Key Vault keys
 // REST shapes (KeyBundle, error JSON); the HTTP layer (server.cc) adds auth and routing.
 //
 // Thread-safety: none; the server serialises every call with one mutex.
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "crypto/base/status.h"
+#include "crypto/crypto.h"
 
 namespace cmkfs::devvault {
 
@@ -76,6 +80,10 @@ class Vault {
   };
 
   Vault(std::string dir, bool purge_protection) : dir_(std::move(dir)), purge_protection_(purge_protection) {}
+  const crypto::SecretBytes& master_for(const std::string& kty) const;
+  Result<std::string> seal_pem(const std::string& name, const KeyVersion& v) const;
+  Result<std::string> open_pem(const std::string& name, const std::string& version, const std::string& kty,
+                               const std::string& sealed) const;
   Status save() const;
   json to_json() const;
   Status load(const json& j);
@@ -89,6 +97,7 @@ class Vault {
 
   std::string dir_;
   bool purge_protection_;
+  crypto::SecretBytes master_, hsm_master_;
   std::string base_url_;
   Principal system_;
   std::vector<Principal> identities_;

@@ -13,6 +13,7 @@ CMKFS=$(realpath "${1:-build/bin/cmkfs}")
 PORT=${CMKFS_E2E_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 WORK=$(mktemp -d /tmp/cmkfs-e2e.XXXXXX)
 MNT=$WORK/mnt STORE=$WORK/store REG_PID=""
+export CMKFS_CONFIG_DIR=$WORK/host  # this run's host bindings, not /etc/cmkfs
 
 log() { printf '[e2e] %s\n' "$*"; }
 die() { printf '[e2e] FAIL: %s\n' "$*" >&2; exit 1; }

@@ -26,8 +26,27 @@ class ScriptedTransport : public HttpTransport {
   }
 };
 
+std::string percent_encoded(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 HttpResponse reply(long status, const json& body, std::map<std::string, std::string> headers = {}) {
   return HttpResponse{status, body.dump(), std::move(headers)};
+}
+// The 401 a vault answers a request without a token with.
+HttpResponse challenge(const std::string& resource = "https://vault.example") {
+  return reply(401, {{"error", {{"code", "Unauthorized"}}}},
+               {{"www-authenticate", "Bearer authorization=\"https://login.windows.net/t\", resource=\"" + resource + "\""}});
 }
 HttpResponse token_reply() {
   return reply(200, {{"access_token", "tok"}, {"expires_on", std::to_string(time(nullptr) + 3600)}, {"token_type", "Bearer"}});
@@ -58,21 +77,27 @@ TEST(KeyIdTest, ParsesVersionedAndUnversionedIds) {
   ASSERT_TRUE(b);
   EXPECT_EQ(b->version, "");
   EXPECT_EQ(b->str(), "https://127.0.0.1:8443/keys/k");
+  EXPECT_EQ(b->host(), "127.0.0.1");
+  EXPECT_FALSE(KeyId::parse("http://v.vault.azure.net/keys/k"));  // https only
+  EXPECT_FALSE(KeyId::parse("https://user@v.vault.azure.net/keys/k"));
   EXPECT_FALSE(KeyId::parse("https://v/secrets/k"));
   EXPECT_FALSE(KeyId::parse("not a url"));
   EXPECT_FALSE(KeyId::parse("https://v/keys/bad_name"));
 }
 
 TEST_F(VaultClientTest, UnwrapSendsTheTokenAndDecodes) {
-  t->replies = {token_reply(), reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 7))}})};
+  t->replies = {challenge(), token_reply(), reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 7))}})};
   auto dek = client.unwrap(key, std::vector<uint8_t>{1});
   ASSERT_TRUE(dek.ok()) << dek.status().message();
   EXPECT_EQ(dek->size(), 32u);
-  ASSERT_EQ(t->requests.size(), 2u);
-  EXPECT_NE(t->requests[0].url.find("client_id=client-1"), std::string::npos);
-  EXPECT_EQ(t->requests[1].url, key.str() + "/unwrapkey?api-version=7.4");
-  EXPECT_EQ(t->requests[1].headers[0].second, "Bearer tok");
-  EXPECT_EQ(json::parse(t->requests[1].body)["alg"], "RSA-OAEP-256");
+  ASSERT_EQ(t->requests.size(), 3u);
+  EXPECT_TRUE(t->requests[0].headers.empty());  // the challenge: no token, no body
+  EXPECT_TRUE(t->requests[0].body.empty());
+  EXPECT_NE(t->requests[1].url.find("client_id=client-1"), std::string::npos);
+  EXPECT_NE(t->requests[1].url.find("resource=https%3A%2F%2Fvault.example"), std::string::npos);
+  EXPECT_EQ(t->requests[2].url, key.str() + "/unwrapkey?api-version=7.4");
+  EXPECT_EQ(t->requests[2].headers[0].second, "Bearer tok");
+  EXPECT_EQ(json::parse(t->requests[2].body)["alg"], "RSA-OAEP-256");
 }
 
 TEST_F(VaultClientTest, RefusalsAreDefinitiveAndNamedByCause) {
@@ -85,7 +110,7 @@ TEST_F(VaultClientTest, RefusalsAreDefinitiveAndNamedByCause) {
       {error_reply(404, "KeyNotFound"), ENOKEY},
       {error_reply(400, "BadParameter"), EKEYREJECTED},
   };
-  t->replies = {token_reply(), reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}})};
+  t->replies = {challenge(), token_reply(), reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}})};
   ASSERT_TRUE(client.unwrap(key, std::vector<uint8_t>{1}).ok());  // the token is cached from here on
   for (auto& c : cases) {
     t->replies = {c.r};
@@ -96,14 +121,14 @@ TEST_F(VaultClientTest, RefusalsAreDefinitiveAndNamedByCause) {
 }
 
 TEST_F(VaultClientTest, A401RefreshesTheTokenOnceThenIsARefusal) {
-  t->replies = {token_reply(), error_reply(401, "Unauthorized"), token_reply(), error_reply(401, "Unauthorized")};
+  t->replies = {challenge(), token_reply(), challenge(), token_reply(), challenge()};
   Status s = unwrap_status();
   EXPECT_EQ(s.code(), EACCES);
-  EXPECT_EQ(t->requests.size(), 4u);
+  EXPECT_EQ(t->requests.size(), 5u);
 }
 
 TEST_F(VaultClientTest, ServerErrorsAndThrottlingAreRetriedThenTransient) {
-  t->replies = {token_reply(), error_reply(503, "ServiceUnavailable"), reply(429, json::object(), {{"retry-after", "0"}}),
+  t->replies = {challenge(), token_reply(), error_reply(503, "ServiceUnavailable"), reply(429, json::object(), {{"retry-after", "0"}}),
                 reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}})};
   EXPECT_TRUE(client.unwrap(key, std::vector<uint8_t>{1}).ok());
   t->replies = {error_reply(500, "x"), error_reply(502, "x"), error_reply(503, "x")};
@@ -113,7 +138,7 @@ TEST_F(VaultClientTest, ServerErrorsAndThrottlingAreRetriedThenTransient) {
 }
 
 TEST_F(VaultClientTest, NetworkFailuresAndTimeoutsAreTransient) {
-  t->replies = {token_reply(), Status(ETIMEDOUT, "timeout"), Status(ETIMEDOUT, "timeout"), Status(ETIMEDOUT, "timeout")};
+  t->replies = {challenge(), token_reply(), Status(ETIMEDOUT, "timeout"), Status(ETIMEDOUT, "timeout"), Status(ETIMEDOUT, "timeout")};
   Status s = unwrap_status();
   EXPECT_EQ(s.code(), ETIMEDOUT);
   EXPECT_FALSE(is_definitive_refusal(s));
@@ -123,19 +148,19 @@ TEST_F(VaultClientTest, NetworkFailuresAndTimeoutsAreTransient) {
 TEST_F(VaultClientTest, MalformedRepliesAreErrorsNotCrashes) {
   const char* garbage[] = {"", "not json", "[]", "{\"value\": 12}", "{\"value\": \"!!!\"}", "{\"kid\": 1}"};
   for (const char* g : garbage) {
-    t->replies = {token_reply(), HttpResponse{200, g, {}}};
+    t->replies = {challenge(), token_reply(), HttpResponse{200, g, {}}};
     Status s = unwrap_status();
     EXPECT_EQ(s.code(), EBADMSG) << g;
     EXPECT_FALSE(is_definitive_refusal(s));
   }
   auto* t2 = new ScriptedTransport();
   VaultClient fresh(std::unique_ptr<HttpTransport>(t2), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
-  t2->replies = {HttpResponse{200, "{\"no_token\": true}", {}}};
+  t2->replies = {challenge(), HttpResponse{200, "{\"no_token\": true}", {}}};
   EXPECT_EQ(fresh.unwrap(key, std::vector<uint8_t>{1}).status().code(), EBADMSG);
 }
 
 TEST_F(VaultClientTest, AnUnknownIdentityIsDefinitive) {
-  t->replies = {reply(400, {{"error", "invalid_request"}, {"error_description", "Identity not found"}})};
+  t->replies = {challenge(), reply(400, {{"error", "invalid_request"}, {"error_description", "Identity not found"}})};
   Status s = unwrap_status();
   EXPECT_EQ(s.code(), ENOKEY);
   EXPECT_NE(s.message().find("Identity not found"), std::string::npos);
@@ -143,15 +168,71 @@ TEST_F(VaultClientTest, AnUnknownIdentityIsDefinitive) {
 
 TEST_F(VaultClientTest, TokensAreCachedUntilNearExpiry) {
   auto ok = reply(200, {{"kid", key.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}});
-  t->replies = {token_reply(), ok, ok, ok};
+  t->replies = {challenge(), token_reply(), ok, ok, ok};
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(client.unwrap(key, std::vector<uint8_t>{1}).ok());
-  EXPECT_EQ(t->requests.size(), 4u);  // one token, three unwraps
+  EXPECT_EQ(t->requests.size(), 5u);  // one challenge, one token, three unwraps
 }
 
 TEST_F(VaultClientTest, NoSecretInErrorMessages) {
-  t->replies = {token_reply(), error_reply(403, "Forbidden", "ForbiddenByPolicy")};
+  t->replies = {challenge(), token_reply(), error_reply(403, "Forbidden", "ForbiddenByPolicy")};
   Status s = unwrap_status();
   EXPECT_EQ(s.message().find("tok"), std::string::npos);
+}
+
+TEST_F(VaultClientTest, NoTokenGoesToAVaultWhoseChallengeNamesAnotherService) {
+  for (const char* resource : {"https://attacker.example", "https://other.example", "http://vault.example",
+                               "https://evilvault.example", "https://vault.example.attacker.net"}) {
+    auto* tr = new ScriptedTransport();
+    VaultClient c(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
+    tr->replies = {challenge(resource), token_reply()};
+    Status s = c.unwrap(key, std::vector<uint8_t>{1}).status();
+    EXPECT_EQ(s.code(), EACCES) << resource;
+    ASSERT_EQ(tr->requests.size(), 1u) << resource;  // the identity endpoint was never asked
+  }
+}
+
+TEST_F(VaultClientTest, ManagedHsmAndSovereignCloudsGetTokensForTheirOwnResource) {
+  struct Case {
+    const char* key;
+    const char* resource;
+  } cases[] = {
+      {"https://myhsm.managedhsm.azure.net/keys/k/v1", "https://managedhsm.azure.net"},
+      {"https://kv.vault.azure.cn/keys/k/v1", "https://vault.azure.cn"},
+      {"https://kv.vault.usgovcloudapi.net/keys/k/v1", "https://vault.usgovcloudapi.net/.default"},
+      {"https://kv1.vault.azure.net:443/keys/k/v1", "https://vault.azure.net/"},
+  };
+  for (const auto& c : cases) {
+    auto* tr = new ScriptedTransport();
+    VaultClient client(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
+    auto id = *KeyId::parse(c.key);
+    tr->replies = {challenge(c.resource), token_reply(),
+                   reply(200, {{"kid", id.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}})};
+    ASSERT_TRUE(client.unwrap(id, std::vector<uint8_t>{1}).ok()) << c.key;
+    std::string want = std::string(c.resource);
+    if (want.size() > 9 && want.compare(want.size() - 9, 9, "/.default") == 0) want.resize(want.size() - 9);
+    while (want.back() == '/') want.pop_back();
+    EXPECT_NE(tr->requests[1].url.find("resource=" + percent_encoded(want)), std::string::npos) << tr->requests[1].url;
+  }
+}
+
+TEST(IdentityEndpointTest, PlainHttpOnlyToImdsOrLoopback) {
+  EXPECT_TRUE(check_identity_endpoint("http://169.254.169.254/metadata/identity/oauth2/token").ok());
+  EXPECT_TRUE(check_identity_endpoint("http://localhost:40342/metadata/identity/oauth2/token").ok());
+  EXPECT_TRUE(check_identity_endpoint("http://127.0.0.1:8080/token").ok());
+  EXPECT_TRUE(check_identity_endpoint("https://idp.example/token").ok());
+  EXPECT_FALSE(check_identity_endpoint("http://idp.example/token").ok());
+  EXPECT_FALSE(check_identity_endpoint("http://169.254.169.254.evil.example/token").ok());
+  EXPECT_FALSE(check_identity_endpoint("ftp://127.0.0.1/token").ok());
+  EXPECT_FALSE(check_identity_endpoint("not a url").ok());
+}
+
+TEST(ChallengeTest, TheResourceMustBeTheVaultsDomainOrAParentOfIt) {
+  EXPECT_TRUE(challenge_resource_matches("https://vault.azure.net", "kv1.vault.azure.net"));
+  EXPECT_TRUE(challenge_resource_matches("https://127.0.0.1", "127.0.0.1"));
+  EXPECT_FALSE(challenge_resource_matches("https://vault.azure.net", "kv1.evilvault.azure.net.example"));
+  EXPECT_FALSE(challenge_resource_matches("https://ault.azure.net", "kv1.vault.azure.net"));
+  EXPECT_FALSE(challenge_resource_matches("http://vault.azure.net", "kv1.vault.azure.net"));
+  EXPECT_FALSE(challenge_resource_matches("https://graph.microsoft.com", "kv1.vault.azure.net"));
 }
 
 }  // namespace

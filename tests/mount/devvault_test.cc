@@ -36,7 +36,7 @@ TEST_F(DevVaultTest, MissingTokenGetsAChallenge) {
   auto r = call("GET", "/keys/cmk?api-version=7.4", nullptr, "");
   EXPECT_EQ(r.status, 401);
   EXPECT_NE(r.headers["www-authenticate"].find("Bearer authorization=\"https://login.windows.net/"), std::string::npos);
-  EXPECT_NE(r.headers["www-authenticate"].find("resource=\"https://vault.azure.net\""), std::string::npos);
+  EXPECT_NE(r.headers["www-authenticate"].find("resource=\"https://127.0.0.1\""), std::string::npos);
   EXPECT_EQ(body(r)["error"]["code"], "Unauthorized");
   EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4", nullptr, "cmkv1.forged.token").status, 401);
 }
@@ -134,7 +134,7 @@ TEST_F(DevVaultTest, ImdsTokensNeedTheMetadataHeaderAndAKnownIdentity) {
   auto unknown = imds("&resource=https://vault.azure.net&client_id=00000000-0000-0000-0000-000000000000", true);
   EXPECT_EQ(unknown.status, 400);
   EXPECT_EQ(body(unknown)["error_description"], "Identity not found");
-  auto system = imds("&resource=https://vault.azure.net", true);
+  auto system = imds("&resource=https://127.0.0.1", true);
   ASSERT_EQ(system.status, 200);
   json t = body(system);
   EXPECT_EQ(t["token_type"], "Bearer");
@@ -143,6 +143,9 @@ TEST_F(DevVaultTest, ImdsTokensNeedTheMetadataHeaderAndAKnownIdentity) {
   auto r = call("POST", "/keys/cmk/create?api-version=7.4", {{"kty", "RSA"}}, t["access_token"]);
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(body(r)["error"]["innererror"]["code"], "ForbiddenByPolicy");
+  // A token is bound to the resource it was asked for: one for another service is no use here.
+  auto elsewhere = body(imds("&resource=https://vault.azure.net&client_id=" + client_id, true));
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4", nullptr, elsewhere["access_token"]).status, 401);
 }
 
 TEST_F(DevVaultTest, AuditLogRecordsIdentityOperationVersionAndResult) {

@@ -131,6 +131,8 @@ class MountTest : public ::testing::Test {
     mnt = dir + "/mnt";
     key = dir + "/key";
     log = dir + "/cmkfs.log";
+    host = dir + "/host";
+    ::setenv("CMKFS_CONFIG_DIR", host.c_str(), 1);  // this test's host bindings, not /etc/cmkfs
   }
 
   void TearDown() override {
@@ -179,7 +181,7 @@ class MountTest : public ::testing::Test {
     return v;
   }
 
-  std::string dir, store, mnt, key, log;
+  std::string dir, store, mnt, key, log, host;
   bool mounted = false;
 };
 

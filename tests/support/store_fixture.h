@@ -22,6 +22,7 @@ class StoreTest : public ::testing::Test {
     char tmpl[] = "/tmp/cmkfs-unit.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir = tmpl;
+    ::setenv("CMKFS_CONFIG_DIR", (dir + "/host").c_str(), 1);
     fs::InitOptions init;
     init.store = dir + "/store";
     init.kek.key_file = dir + "/key";

@@ -93,6 +93,8 @@ class KeyMonitorTest : public StoreTest {
     ScriptedProvider p(vault);
     auto w = fs::rewrap(*store, dek, kek, p);
     ASSERT_TRUE(w.ok()) << w.status().message();
+    kek.versioned_key_identifier = w->key_id;
+    ASSERT_TRUE(fs::bind_store(*store, kek, dek).ok());
     vault.wraps = 0;
     options.check_interval = 30s;
     options.rotation_poll_interval = 1h;

@@ -1,0 +1,74 @@
+// cmkfs trust: binding a store to this host with key settings the admin gives.
+#include <filesystem>
+#include <ostream>
+
+#include "crypto/base/hex.h"
+#include "crypto/keys.h"
+#include "fs/admin/admin.h"
+#include "fs/store/store.h"
+
+namespace cmkfs::fs {
+
+Status trust_store(const TrustOptions& o, std::ostream& out) {
+  if (o.local_key_file.empty() == o.vault.key_encryption_key.empty()) {
+    return Status::InvalidArgument("cmkfs trust needs the store's key: --local-key-file PATH, or "
+                                   "--key-encryption-key ID --identity CLIENT_ID|[system]");
+  }
+  keyclient::KekConfig settings;
+  if (!o.local_key_file.empty()) {
+    settings.key_file = std::filesystem::absolute(o.local_key_file).string();
+  } else {
+    if (o.vault.identity.empty()) return Status::InvalidArgument("--identity CLIENT_ID or [system] is required");
+    settings = vault_kek(o.vault);
+  }
+  auto st = open_store(o.store, /*exclusive=*/false, /*read_only=*/false);
+  if (!st.ok()) return st.status();
+  OpenStore& store = **st;
+  const std::string* expected = nullptr;
+  if (store.binding) {
+    auto fp = store.binding->fingerprints.find(store.super.dek_generation);
+    if (fp != store.binding->fingerprints.end()) expected = &fp->second;
+  }
+  if (!o.fingerprint.empty()) {
+    if (expected != nullptr && *expected != o.fingerprint) {
+      return Status(EUCLEAN, "--fingerprint differs from the one this host already bound to the store");
+    }
+    expected = &o.fingerprint;
+  }
+  auto provider = keyclient::make_provider(settings, store.super.store_id);
+  if (!provider.ok()) return provider.status();
+  AuditLog audit(default_audit_path(store.super.store_id), to_hex(store.super.store_id));
+  auto unlocked = unwrap_with(store, settings, **provider, expected, audit, "trust");
+  if (!unlocked.ok()) {
+    return Status(unlocked.status().code(), "cannot bind the store: " + unlocked.status().message());
+  }
+  settings.versioned_key_identifier = settings.provider == keyclient::ProviderKind::kVault ? unlocked->wrapped.key_id : "";
+  settings.last_rotation = store.kek.last_rotation;
+  // The store's copy of the settings follows the host's (it is what `encryption show` prints).
+  if (!store.kek.differences(settings).empty()) {
+    auto keys = crypto::derive_store_keys(unlocked->dek);
+    if (!keys.ok()) return keys.status();
+    meta::Superblock sb = store.super;
+    sb.kek = settings.to_json();
+    sb.seal(keys->super_mac.bytes());
+    auto txn = store.meta->begin(true);
+    if (!txn.ok()) return txn.status();
+    CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
+    CMKFS_RETURN_IF_ERROR(txn->commit());
+    CMKFS_RETURN_IF_ERROR(store.meta->sync());
+    store.super = std::move(sb);
+    store.kek = settings;
+  }
+  bool first = expected == nullptr;
+  CMKFS_RETURN_IF_ERROR(bind_store(store, settings, unlocked->dek));
+  audit.record("trust", unlocked->wrapped.key_id, "ok", {{"binding", binding_path(store.super.store_id)}});
+  auto fp = crypto::dek_fingerprint(unlocked->dek);
+  out << "store " << to_hex(store.super.store_id) << " (" << store.paths.root << ") is bound to this host in "
+      << binding_path(store.super.store_id) << "\n"
+      << "  key:         " << (settings.provider == keyclient::ProviderKind::kVault ? unlocked->wrapped.key_id : settings.key_file)
+      << "\n  fingerprint: " << (fp.ok() ? *fp : "?") << (first ? " (first binding: compare it with the host the store came from)" : " (unchanged)")
+      << "\n";
+  return Status::Ok();
+}
+
+}  // namespace cmkfs::fs

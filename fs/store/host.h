@@ -1,0 +1,50 @@
+// The host's side of a store: what this machine trusts, kept outside the store, where a storage
+// attacker cannot write. Part of fs/store (include fs/store/store.h).
+//
+// A binding says which key opens which store: the key settings (provider, key file, vault key,
+// identity, endpoints, CA) and the fingerprint of each data-key generation. `init` writes it;
+// `mount`, the offline commands, key administration and the key monitor take the key settings
+// from it, never from the store, and refuse a store whose settings or data key differ. Changing
+// it is an explicit command (`cmkfs trust`, `encryption enable`, `encryption rotate-key`).
+//
+// Files: host_config_dir()/stores/<store id hex>.json, mode 0600 in a directory of mode 0700,
+// owned by the user running cmkfs (root for system mounts); anything else is refused.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "crypto/base/id128.h"
+#include "crypto/base/status.h"
+#include "keyclient/keyclient.h"
+
+namespace cmkfs::fs {
+
+// $CMKFS_CONFIG_DIR if set; else /etc/cmkfs for root, $XDG_CONFIG_HOME/cmkfs or ~/.config/cmkfs
+// for other users. Local key files default to its keys/ directory, bindings live in stores/.
+std::string host_config_dir();
+
+struct HostBinding {
+  Id128 store_id{};
+  keyclient::KekConfig kek;  // the key settings this host trusts
+  // Settings a key command is switching the store to (written before the store changes, cleared
+  // after): while set, the store may hold either, so a crash in between locks nobody out.
+  std::optional<keyclient::KekConfig> next;
+  std::map<uint32_t, std::string> fingerprints;  // data-key generation -> crypto::dek_fingerprint
+
+  // The bound settings `store_kek` agrees with (kek, else next), or what differs from kek.
+  Result<keyclient::KekConfig> match(const keyclient::KekConfig& store_kek) const;
+
+  std::string to_json() const;
+  static Result<HostBinding> from_json(std::string_view json);  // EIO when malformed
+};
+
+std::string binding_path(const Id128& store_id);
+// ENOENT when this host has no binding for the store; EACCES when the file or its directory is
+// not the caller's alone (with the chmod/chown to run); EIO when it is damaged.
+Result<HostBinding> load_binding(const Id128& store_id);
+// Writes the binding atomically and durably, creating the directory (0700) if need be.
+Status save_binding(const HostBinding& binding);
+
+}  // namespace cmkfs::fs
