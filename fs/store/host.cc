@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "fs/store/private_fs.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -19,20 +20,6 @@ using nlohmann::json;
 constexpr size_t kMaxBindingBytes = 64 << 10;
 
 Status errno_status(int err, const std::string& what) { return Status::IOError(err, what + ": " + std::strerror(err)); }
-
-// A directory or file this host's cmkfs trusts: the caller's own, and nobody else may write it
-// (nor, for files, read it).
-Status check_private(const struct stat& st, const std::string& path, bool dir) {
-  if (st.st_uid != ::geteuid()) {
-    return Status::AccessDenied(path + " is not owned by the user running cmkfs; run: chown " +
-                                std::to_string(::geteuid()) + " " + path);
-  }
-  mode_t forbidden = dir ? 022 : 077;
-  if ((st.st_mode & forbidden) != 0) {
-    return Status::AccessDenied(path + " is open to other users; run: chmod " + (dir ? "700 " : "600 ") + path);
-  }
-  return Status::Ok();
-}
 
 std::string stores_dir() { return host_config_dir() + "/stores"; }
 
@@ -97,7 +84,7 @@ Result<HostBinding> load_binding(const Id128& store_id) {
     return errno_status(errno, dir);
   }
   if (!S_ISDIR(st.st_mode)) return Status::AccessDenied(dir + " is not a directory");
-  CMKFS_RETURN_IF_ERROR(check_private(st, dir, true));
+  CMKFS_RETURN_IF_ERROR(check_private(st, dir, true, false));
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return Status::NotFound("no binding for store " + to_hex(store_id) + " on this host");
@@ -108,7 +95,7 @@ Result<HostBinding> load_binding(const Id128& store_id) {
   Status s = [&]() -> Status {
     if (::fstat(fd, &st) != 0) return errno_status(errno, path);
     if (!S_ISREG(st.st_mode)) return Status::AccessDenied(path + " is not a regular file");
-    CMKFS_RETURN_IF_ERROR(check_private(st, path, false));
+    CMKFS_RETURN_IF_ERROR(check_private(st, path, false, false));
     if (static_cast<size_t>(st.st_size) > kMaxBindingBytes) return Status::Corruption(path + " is too large");
     text.resize(static_cast<size_t>(st.st_size));
     ssize_t n = ::pread(fd, text.data(), text.size(), 0);
@@ -131,7 +118,7 @@ Status save_binding(const HostBinding& b) {
   struct stat st;
   if (::lstat(dir.c_str(), &st) != 0) return errno_status(errno, dir);
   if (!S_ISDIR(st.st_mode)) return Status::AccessDenied(dir + " is not a directory");
-  CMKFS_RETURN_IF_ERROR(check_private(st, dir, true));
+  CMKFS_RETURN_IF_ERROR(check_private(st, dir, true, false));
   std::string path = binding_path(b.store_id), tmp = path + ".tmp";
   std::string text = b.to_json() + "\n";
   ::unlink(tmp.c_str());

@@ -7,8 +7,9 @@
 // from it, never from the store, and refuse a store whose settings or data key differ. Changing
 // it is an explicit command (`cmkfs trust`, `encryption enable`, `encryption rotate-key`).
 //
-// Files: host_config_dir()/stores/<store id hex>.json, mode 0600 in a directory of mode 0700,
-// owned by the user running cmkfs (root for system mounts); anything else is refused.
+// Files: host_config_dir()/stores/<store id hex>.json, written 0600 in a directory made 0700,
+// owned by the user running cmkfs (root for system mounts); one that others could write, or that
+// is a link, is refused. A binding holds no secret (the fingerprint reveals nothing of the key).
 #pragma once
 
 #include <map>

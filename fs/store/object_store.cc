@@ -1,19 +1,19 @@
 #include "fs/store/object_store.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
+#include <vector>
 
 #include "crypto/base/hex.h"
+#include "fs/store/private_fs.h"
 
 namespace cmkfs::fs {
 namespace {
-
-namespace stdfs = std::filesystem;
 
 Status errno_status(int err, const std::string& what) { return Status::IOError(err, what + ": " + std::strerror(err)); }
 
@@ -69,62 +69,75 @@ class LocalObjectFile : public ObjectFile {
   int fd_;
 };
 
+// Every object is opened relative to its directory's descriptor, with O_NOFOLLOW: a link planted
+// in the store (objects/xx -> /etc, or an object -> a file elsewhere) is refused, not followed.
 class LocalObjectStore : public ObjectStore {
  public:
-  explicit LocalObjectStore(std::string dir) : dir_(std::move(dir)) {}
+  LocalObjectStore(Fd objects, std::vector<Fd> subdirs) : objects_(std::move(objects)), subdirs_(std::move(subdirs)) {}
 
   Result<std::unique_ptr<ObjectFile>> open(const Id128& id, bool create) override {
-    std::string p = path(id);
-    int fd = ::open(p.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
-    if (fd < 0) {
-      if (errno == ENOENT) return Status::NotFound("object " + to_hex(id) + " is missing");
-      return errno_status(errno, "opening object " + to_hex(id));
+    std::string name = to_hex(id);
+    auto fd = open_private_file(subdir(id), name, O_RDWR | (create ? O_CREAT : 0), "object " + name);
+    if (!fd.ok()) {
+      if (fd.status().code() == ENOENT) return Status::NotFound("object " + name + " is missing");
+      return fd.status();
     }
-    return std::unique_ptr<ObjectFile>(new LocalObjectFile(fd));
+    return std::unique_ptr<ObjectFile>(new LocalObjectFile(fd->release()));
   }
 
   Status remove(const Id128& id) override {
-    if (::unlink(path(id).c_str()) != 0 && errno != ENOENT) return errno_status(errno, "removing object");
+    if (::unlinkat(subdir(id), to_hex(id).c_str(), 0) != 0 && errno != ENOENT) return errno_status(errno, "removing object");
     return Status::Ok();
   }
 
   Status list(const std::function<void(const Id128&)>& fn,
               const std::function<void(const std::string&)>& stray) override {
-    std::error_code ec;
-    for (const auto& sub : stdfs::directory_iterator(dir_, ec)) {
-      std::string prefix = sub.path().filename().string();
-      if (!sub.is_directory() || prefix.size() != 2 || !from_hex(prefix)) {
-        stray(sub.path().string());
-        continue;
-      }
-      for (const auto& e : stdfs::directory_iterator(sub.path(), ec)) {
-        std::string name = e.path().filename().string();
+    Status s;
+    for_each_name(objects_.get(), [&](const std::string& prefix, unsigned char type) {
+      auto b = from_hex(prefix);
+      if (type != DT_DIR || !b || b->size() != 1) return stray("objects/" + prefix);
+      for_each_name(subdirs_[(*b)[0]].get(), [&](const std::string& name, unsigned char t) {
         auto bytes = from_hex(name);
         Id128 id{};
-        if (!e.is_regular_file() || !bytes || bytes->size() != id.size() || name.compare(0, 2, prefix) != 0) {
-          stray(e.path().string());
-          continue;
+        if (t != DT_REG || !bytes || bytes->size() != id.size() || name.compare(0, 2, prefix) != 0) {
+          return stray("objects/" + prefix + "/" + name);
         }
         std::copy(bytes->begin(), bytes->end(), id.begin());
         fn(id);
-      }
-      if (ec) break;
-    }
-    if (ec) return Status::IOError(ec.value(), "listing objects: " + ec.message());
-    return Status::Ok();
+      }, &s);
+    }, &s);
+    return s;
   }
 
   Result<struct statvfs> statfs() override {
     struct statvfs st;
-    if (::statvfs(dir_.c_str(), &st) != 0) return errno_status(errno, "statfs of the store");
+    if (::fstatvfs(objects_.get(), &st) != 0) return errno_status(errno, "statfs of the store");
     return st;
   }
 
  private:
-  std::string path(const Id128& id) const {
-    return dir_ + "/" + to_hex(std::span<const uint8_t>(id.data(), 1)) + "/" + to_hex(id);
+  int subdir(const Id128& id) const { return subdirs_[id[0]].get(); }
+
+  // Calls fn(name, d_type) for each entry of directory `dir` but . and ..; the first error in *s.
+  template <class Fn>
+  static void for_each_name(int dir, Fn&& fn, Status* s) {
+    int fd = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* d = fd >= 0 ? ::fdopendir(fd) : nullptr;
+    if (d == nullptr) {
+      if (fd >= 0) ::close(fd);
+      if (s->ok()) *s = errno_status(errno, "listing objects");
+      return;
+    }
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      fn(name, e->d_type);
+    }
+    ::closedir(d);
   }
-  std::string dir_;
+
+  Fd objects_;
+  std::vector<Fd> subdirs_;  // objects/00 .. objects/ff
 };
 
 }  // namespace
@@ -139,8 +152,19 @@ Status create_object_dirs(const std::string& objects_dir) {
   return Status::Ok();
 }
 
-std::unique_ptr<ObjectStore> make_local_object_store(const std::string& objects_dir) {
-  return std::make_unique<LocalObjectStore>(objects_dir);
+Result<std::unique_ptr<ObjectStore>> open_local_object_store(int store_dir) {
+  auto objects = open_private_dir(store_dir, "objects", "objects/");
+  if (!objects.ok()) return objects.status();
+  std::vector<Fd> subdirs;
+  subdirs.reserve(256);
+  for (int i = 0; i < 256; ++i) {
+    uint8_t b = static_cast<uint8_t>(i);
+    std::string name = to_hex(std::span<const uint8_t>(&b, 1));
+    auto sub = open_private_dir(objects->get(), name, "objects/" + name);
+    if (!sub.ok()) return sub.status();
+    subdirs.push_back(std::move(*sub));
+  }
+  return std::unique_ptr<ObjectStore>(new LocalObjectStore(std::move(*objects), std::move(subdirs)));
 }
 
 }  // namespace cmkfs::fs

@@ -2,7 +2,7 @@
 // through these two interfaces, so tests can inject faults and a later backend can keep objects
 // elsewhere (an object store, RADOS).
 //
-// A local store keeps object `id` at DIR/objects/<first byte hex>/<id hex>.
+// A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>.
 #pragma once
 
 #include <sys/statvfs.h>
@@ -46,6 +46,8 @@ class ObjectStore {
 
 // The directory layout of a local store's objects: creates DIR/objects/00..ff.
 Status create_object_dirs(const std::string& objects_dir);
-std::unique_ptr<ObjectStore> make_local_object_store(const std::string& objects_dir);
+// The objects of the store whose directory `store_dir` is open: objects/ and its 256
+// subdirectories are opened once, without following links, and must be the caller's own.
+Result<std::unique_ptr<ObjectStore>> open_local_object_store(int store_dir);
 
 }  // namespace cmkfs::fs

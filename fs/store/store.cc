@@ -9,11 +9,12 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
 
 #include "crypto/base/hex.h"
-#include <nlohmann/json.hpp>
+#include "fs/store/private_fs.h"
 
 namespace cmkfs::fs {
 
@@ -39,6 +40,7 @@ StorePaths StorePaths::of(const std::string& root) {
 
 OpenStore::~OpenStore() {
   meta.reset();
+  if (meta_dir_fd >= 0) ::close(meta_dir_fd);
   if (lock_fd >= 0) ::close(lock_fd);
 }
 
@@ -156,18 +158,37 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   std::error_code ec;
   if (!stdfs::is_directory(root_arg, ec)) return Status::NotFound(root_arg + " does not exist or is not a directory");
   auto s = std::make_unique<OpenStore>();
+  // The path the user gave is theirs to resolve; inside the store, nothing is followed.
   s->paths = StorePaths::of(stdfs::canonical(root_arg).string());
-  if (!stdfs::exists(s->paths.meta + "/data.mdb", ec)) {
+  auto dir = open_private_dir(AT_FDCWD, s->paths.root, s->paths.root);
+  if (!dir.ok()) return dir.status();
+  auto meta_dir = open_private_dir(dir->get(), "meta", s->paths.meta);
+  if (!meta_dir.ok()) {
+    if (meta_dir.status().code() != ENOENT) return meta_dir.status();
     return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
   }
+  {
+    auto data = open_private_file(meta_dir->get(), "data.mdb", O_RDONLY, s->paths.meta + "/data.mdb");
+    if (!data.ok() && data.status().code() == ENOENT) {
+      return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
+    }
+    if (!data.ok()) return data.status();
+    // LMDB opens its lock file by name, creating it: it is made (or checked) here first.
+    auto lock = open_private_file(meta_dir->get(), "lock.mdb", O_RDWR | O_CREAT, s->paths.meta + "/lock.mdb");
+    if (!lock.ok()) return lock.status();
+  }
   if (exclusive) {
-    s->lock_fd = ::open(s->paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0) return Status::IOError(errno, "cannot open " + s->paths.lock);
+    auto lock = open_private_file(dir->get(), "lock", O_RDWR | O_CREAT, s->paths.lock);
+    if (!lock.ok()) return lock.status();
+    s->lock_fd = lock->release();
     if (::flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
       return Status(EBUSY, "store " + s->paths.root + " is in use (mounted or being checked by another cmkfs)");
     }
   }
-  auto meta = meta::MetaStore::open(s->paths.meta, /*create=*/false, read_only);
+  // LMDB takes a path: this one names the directory just checked, whatever is renamed meanwhile.
+  s->meta_dir_fd = meta_dir->release();
+  std::string meta_path = "/proc/self/fd/" + std::to_string(s->meta_dir_fd);
+  auto meta = meta::MetaStore::open(meta_path, /*create=*/false, read_only);
   if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
   s->meta = std::move(*meta);
   auto txn = s->meta->begin(false);
@@ -178,7 +199,9 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto kek = keyclient::KekConfig::from_json(s->super.kek);
   if (!kek.ok()) return kek.status();
   s->kek = std::move(*kek);
-  s->objects = make_local_object_store(s->paths.objects);
+  auto objects = open_local_object_store(dir->get());
+  if (!objects.ok()) return objects.status();
+  s->objects = std::move(*objects);
   auto binding = load_binding(s->super.store_id);
   if (binding.ok()) s->binding = std::move(*binding);
   else s->binding_error = binding.status();

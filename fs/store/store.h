@@ -50,7 +50,8 @@ Status init_store(const InitOptions& opts, std::ostream& out);
 
 struct OpenStore {
   StorePaths paths;
-  int lock_fd = -1;  // flock held for the lifetime of a mount
+  int lock_fd = -1;      // flock held for the lifetime of a mount
+  int meta_dir_fd = -1;  // STORE/meta, opened without following links; LMDB works in it
   std::unique_ptr<meta::MetaStore> meta;
   std::unique_ptr<ObjectStore> objects;
   meta::Superblock super;  // unauthenticated until unlock()

@@ -1,0 +1,56 @@
+#include "fs/store/private_fs.h"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace cmkfs::fs {
+namespace {
+
+Status open_error(int err, const std::string& shown) {
+  if (err == ELOOP) return Status::AccessDenied(shown + " is a symbolic link; cmkfs follows none in a store");
+  if (err == ENOTDIR) return Status::AccessDenied(shown + " is not a directory");
+  if (err == ENOENT) return Status::NotFound(shown + " does not exist");
+  return Status::IOError(err, "cannot open " + shown + ": " + std::strerror(err));
+}
+
+}  // namespace
+
+Status check_private(const struct stat& st, const std::string& shown, bool dir, bool secret) {
+  if (st.st_uid != ::geteuid()) {
+    return Status::AccessDenied(shown + " is not owned by the user running cmkfs; if it is yours, run: chown -R " +
+                                std::to_string(::geteuid()) + " " + shown);
+  }
+  mode_t forbidden = secret ? 077 : 022;
+  if ((st.st_mode & forbidden) != 0) {
+    return Status::AccessDenied(shown + " is open to other users; run: chmod " +
+                                (secret ? std::string(dir ? "700 " : "600 ") : std::string("go-w ")) + shown);
+  }
+  return Status::Ok();
+}
+
+Result<Fd> open_private_dir(int at, const std::string& name, const std::string& shown) {
+  Fd fd(::openat(at, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0) return open_error(errno, shown);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno, "cannot stat " + shown);
+  CMKFS_RETURN_IF_ERROR(check_private(st, shown, true, false));
+  return fd;
+}
+
+Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown) {
+  // O_NONBLOCK: a FIFO planted in a file's place must not hang the open.
+  Fd fd(::openat(at, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600));
+  if (fd.get() < 0) return open_error(errno, shown);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno, "cannot stat " + shown);
+  if (!S_ISREG(st.st_mode)) return Status::AccessDenied(shown + " is not a regular file");
+  if (st.st_nlink != 1) return Status::AccessDenied(shown + " has other names (hard links); cmkfs refuses it");
+  CMKFS_RETURN_IF_ERROR(check_private(st, shown, false, false));
+  int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl >= 0) ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
+}  // namespace cmkfs::fs

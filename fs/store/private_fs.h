@@ -1,0 +1,51 @@
+// Internal to fs/store: opening what cmkfs trusts on the local filesystem (a store's directories
+// and files, the host's bindings) without following a link anyone could have planted, and only
+// when the caller owns it and nobody else may write it. Every check failure says what to run.
+#pragma once
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "crypto/base/status.h"
+
+namespace cmkfs::fs {
+
+// An open file descriptor, closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// The caller's own, and not writable (dir) or readable (file, when `secret`) by others: EACCES
+// with the chown/chmod to run otherwise. `shown` names it in the message.
+Status check_private(const struct stat& st, const std::string& shown, bool dir, bool secret);
+
+// Opens directory `name` under `at` (AT_FDCWD: a path) with O_NOFOLLOW, checked as above.
+Result<Fd> open_private_dir(int at, const std::string& name, const std::string& shown);
+// Opens regular file `name` under `at` with O_NOFOLLOW and `flags` (O_CREAT creates it 0600):
+// refused if it is not a regular file with one link, owned by the caller.
+Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown);
+
+}  // namespace cmkfs::fs
