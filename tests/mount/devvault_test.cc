@@ -160,5 +160,64 @@ TEST_F(DevVaultTest, AuditLogRecordsIdentityOperationVersionAndResult) {
   EXPECT_EQ(j["version"].get<std::string>().size(), 32u);
 }
 
+TEST_F(DevVaultTest, CompressedAndOversizedBodiesAreRefusedUnread) {
+  std::string gz = dir + "/body.gz";
+  ASSERT_EQ(run("head -c 20000000 /dev/zero | gzip -c > " + gz).rc, 0);  // 20 MB of zeros in ~20 KB
+  std::string auth = "-H 'Authorization: Bearer " + token + "' -H 'Content-Type: application/json' ";
+  auto r = run("curl -sk -o /dev/null -w '%{http_code}' " + auth + "-H 'Content-Encoding: gzip' --data-binary @" + gz +
+               " '" + url + "/keys/cmk/create?api-version=7.4'");
+  EXPECT_EQ(r.output, "415");
+  r = run("head -c 100000 /dev/zero | curl -sk -o /dev/null -w '%{http_code}' " + auth + "--data-binary @- '" + url +
+          "/keys/cmk/create?api-version=7.4'");
+  EXPECT_EQ(r.output, "413");
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);  // and it still serves
+}
+
+TEST_F(DevVaultTest, BadInputGetsAzureErrorsAndAnAuditLine) {
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions all");
+  auto lines = [&] {
+    std::string log = read_file(vault_dir + "/audit.log");
+    return std::count(log.begin(), log.end(), '\n');
+  };
+  auto before = lines();
+  auto bad_name = call("GET", "/keys/%FF%FEk?api-version=7.4");
+  EXPECT_GE(bad_name.status, 400);
+  EXPECT_LT(bad_name.status, 500);
+  EXPECT_TRUE(body(bad_name)["error"].is_object()) << bad_name.body;
+  auto unknown = call("GET", "/no/such/route");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_TRUE(body(unknown)["error"].is_object()) << unknown.body;
+  auto wrong_type = call("POST", "/keys/cmk/create?api-version=7.4", {{"kty", 5}});
+  EXPECT_EQ(wrong_type.status, 400) << wrong_type.body;
+  EXPECT_EQ(lines(), before + 3);
+}
+
+TEST_F(DevVaultTest, ASecondVaultOnABusyPortFailsWithOneLine) {
+  auto r = run(vault_binary() + " --dir " + dir + "/vault2 serve --listen 127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot listen"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_FALSE(stdfs::exists(dir + "/vault2/state.json"));
+}
+
+TEST_F(DevVaultTest, PrivateKeysAreSealedAtRest) {
+  vault_json("key create --name hsm --kty RSA-HSM");
+  std::string state = read_file(vault_dir + "/state.json");
+  EXPECT_EQ(state.find("PRIVATE KEY"), std::string::npos);
+  EXPECT_EQ(state.find("\"pem\""), std::string::npos);
+  struct stat st;
+  ASSERT_EQ(::stat((vault_dir + "/master.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((vault_dir + "/hsm.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  stop_vault();
+  start_vault();  // the sealed keys open again
+  token = vault_json("token --client-id " + client_id)["access_token"];
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);
+  std::vector<uint8_t> secret(32, 1);
+  auto w = call("POST", "/keys/cmk//wrapkey?api-version=7.4", {{"alg", "RSA-OAEP-256"}, {"value", keyclient::base64url_encode(secret)}});
+  EXPECT_EQ(w.status, 200) << w.body;
+}
+
 }  // namespace
 }  // namespace cmkfs::testing

@@ -198,6 +198,26 @@ TEST_F(FilesystemTest, AnOrphanLeftOpenAtUnmountIsReapedByTheNextStart) {
   EXPECT_NE(fsys->getattr(rec.ino, &gone), 0);
 }
 
+TEST_F(FilesystemTest, AForgedOrphanEntryDoesNotDeleteALiveFile) {
+  uint64_t f = create(kRootIno, "f", pattern(4000, 9));
+  fsys->forget(f, 1);
+  stop();
+  {
+    // The orphans table is not sealed: anyone with the backing store can add an entry.
+    auto txn = store->meta->begin(true);
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE(txn->add_orphan(f).ok());
+    ASSERT_TRUE(txn->commit().ok());
+  }
+  open();
+  start();
+  EXPECT_TRUE(orphans().empty());
+  uint64_t found = 0;
+  ASSERT_EQ(lookup(kRootIno, "f", &found), 0);
+  EXPECT_EQ(read_all(found), pattern(4000, 9));
+  EXPECT_EQ(objects.count(), 1u);
+}
+
 TEST_F(FilesystemTest, EveryOperationAnswersEaccesAfterRevocationAndServesAfterRestore) {
   uint64_t f = create(kRootIno, "f", pattern(100, 6));
   Handle* h = open_file(f);

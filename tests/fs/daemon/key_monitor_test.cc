@@ -31,7 +31,7 @@ class FakeClock : public fs::Clock {
 // A vault as the monitor sees it: wraps with a key of its own, answers as the test says.
 class ScriptedVault {
  public:
-  enum class Answer { kServe, kRefuse, kUnreachable };
+  enum class Answer { kServe, kRefuse, kUnreachable, kAnotherKey };
   Answer answer = Answer::kServe;
   std::string latest = "https://vault.test/keys/k/v1";
   int unwraps = 0, wraps = 0;
@@ -62,6 +62,7 @@ class ScriptedProvider : public keyclient::KeyProvider {
                                 b.subspan(crypto::kNonceSize, crypto::kKeySize), b.last(crypto::kTagSize),
                                 {dek.data(), dek.size()});
     if (!s.ok()) return Status(EKEYREJECTED, "unwrap refused");
+    if (v_.answer == ScriptedVault::Answer::kAnotherKey) return std::move(*crypto::random_key());  // a forger's
     return dek;
   }
   Result<std::string> current_key_id() override {
@@ -190,6 +191,59 @@ TEST_F(KeyMonitorTest, AutomaticRotationRewrapsUnderTheLatestVersionOncePerPoll)
   ScriptedProvider p(vault);
   open(&p);
   EXPECT_EQ(store->kek.versioned_key_identifier, "https://vault.test/keys/k/v2");
+}
+
+TEST_F(KeyMonitorTest, AnUnwrapGivingAnotherKeyFailsClosedAsTampering) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kAnotherKey;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kTampered);
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(invalidations, 1);
+  std::string log = read_text(dir + "/monitor-audit.jsonl");
+  EXPECT_NE(log.find("\"event\":\"tamper\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"result\":\"tampered\""), std::string::npos) << log;
+}
+
+TEST_F(KeyMonitorTest, ARestoreInstallsOnlyTheBoundKey) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kRefuse;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kRevoked);
+  vault.answer = ScriptedVault::Answer::kAnotherKey;  // "restored", with the forger's key
+  m.check_once();
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(m.state(), KeyState::kTampered);
+  vault.answer = ScriptedVault::Answer::kServe;
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+  EXPECT_TRUE(keyring.holds(store->super.dek_generation, dek));
+}
+
+TEST_F(KeyMonitorTest, ASuperblockChangedUnderTheMountIsNotTakenWithoutItsMac) {
+  auto& m = make_monitor();
+  m.check_once();
+  {
+    auto txn = store->meta->begin(true);
+    ASSERT_TRUE(txn.ok());
+    auto sb = txn->superblock();
+    ASSERT_TRUE(sb.ok());
+    auto kek = keyclient::KekConfig::from_json(sb->kek);
+    kek->identity_endpoint = "http://127.0.0.1:1/attacker";
+    sb->kek = kek->to_json();  // the MAC is left as it was
+    ASSERT_TRUE(txn->put_superblock(*sb).ok());
+    ASSERT_TRUE(txn->commit().ok());
+  }
+  m.check_once();
+  m.check_once();
+  EXPECT_EQ(store->kek.identity_endpoint, "http://169.254.169.254/metadata/identity/oauth2/token");
+  EXPECT_EQ(m.state(), KeyState::kAvailable);  // the settings in use still unwrap the key in use
+  EXPECT_TRUE(serving());
+  std::string log = read_text(dir + "/monitor-audit.jsonl");
+  size_t first = log.find("\"event\":\"tamper\"");
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("\"event\":\"tamper\"", first + 1), std::string::npos) << "reported once: " << log;
 }
 
 }  // namespace

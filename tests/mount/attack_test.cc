@@ -1,0 +1,191 @@
+// An attacker who can write the backing store, and nothing else, tries to redirect, replace or
+// weaken the store's key. Each attack is refused, and the addresses it plants receive nothing.
+#include <nlohmann/json.hpp>
+
+#include "crypto/base/hex.h"
+#include "crypto/keys.h"
+#include "keyclient/base64url.h"
+#include "keyclient/http.h"
+#include "meta/meta.h"
+#include "tests/support/listener.h"
+#include "tests/support/lmdb_poke.h"
+#include "tests/support/vault_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using nlohmann::json;
+
+class AttackTest : public VaultTest {
+ protected:
+  // Edits the store's superblock JSON (the MAC is left as it was, unless the edit reseals it).
+  void edit_superblock(const std::function<void(json&)>& edit) {
+    poke_lmdb(store + "/meta", "super", "superblock", [&](std::string& v) {
+      json j = json::parse(v);
+      edit(j);
+      v = j.dump();
+    });
+  }
+  void edit_wrapped_key(const std::function<void(json&)>& edit) {
+    poke_lmdb(store + "/meta", "keys", be64(1), [&](std::string& v) {
+      json j = json::parse(v);
+      edit(j);
+      v = j.dump();
+    });
+  }
+  static bool says(const CommandResult& r, const std::string& what) { return r.output.find(what) != std::string::npos; }
+
+  RecordingListener attacker;
+};
+
+TEST_F(AttackTest, AKeyIdPlantedInTheWrappedKeyGetsNoRequest) {
+  init_vault(key_url);
+  for (const char* scheme : {"http", "https"}) {
+    edit_wrapped_key([&](json& j) { j["key_id"] = attacker.origin(scheme) + "/keys/cmk/0123456789abcdef"; });
+    auto r = try_mount();
+    EXPECT_EQ(r.rc, 11) << r.output;
+    EXPECT_TRUE(says(r, "does not name")) << r.output;
+    r = run(cmkfs_binary() + " fsck " + store);
+    EXPECT_EQ(r.rc, 11) << r.output;
+  }
+  EXPECT_EQ(attacker.connections(), 0);
+}
+
+TEST_F(AttackTest, KeySettingsPlantedInTheSuperblockGetNoRequest) {
+  init_vault(key_url);
+  edit_superblock([&](json& j) { j["kek"]["identity_endpoint"] = attacker.origin("http") + "/token"; });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "differ")) << r.output;
+  edit_superblock([&](json& j) {
+    j["kek"]["identity_endpoint"] = url + "/metadata/identity/oauth2/token";
+    j["kek"]["key_identifier"] = attacker.origin() + "/keys/cmk";
+  });
+  r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_EQ(attacker.connections(), 0);
+}
+
+TEST_F(AttackTest, ARunningMountTakesNoKeySettingsFromTheStore) {
+  init_vault(key_url);
+  mount("--key-check-interval 300ms --rotation-poll-interval 300ms --audit-log " + dir + "/audit.jsonl");
+  write_file(at("f"), "still mine");
+  edit_superblock([&](json& j) {
+    j["kek"]["key_identifier"] = attacker.origin() + "/keys/cmk";
+    j["kek"]["identity_endpoint"] = attacker.origin("http") + "/token";
+  });
+  ::usleep(1500000);  // several key checks and rotation polls
+  EXPECT_EQ(attacker.connections(), 0);
+  EXPECT_EQ(read_file(at("f")), "still mine");
+  EXPECT_TRUE(says({0, read_file(dir + "/audit.jsonl")}, "\"event\":\"tamper\"")) << read_file(log);
+}
+
+TEST_F(AttackTest, AnHttpKeyVaultIsRefusedAtInit) {
+  auto r = run(cmkfs_binary() + " init " + store + vault_flags(attacker.origin("http") + "/keys/cmk"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(says(r, "https only")) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_EQ(attacker.connections(), 0);
+}
+
+TEST_F(AttackTest, AnotherStoreSwappedInIsRefused) {
+  init();
+  mount();
+  write_file(at("f"), "the victim's");
+  umount();
+  // The attacker makes a store of their own, with their own key, on their own host...
+  std::string theirs = dir + "/theirs";
+  auto r = run("CMKFS_CONFIG_DIR=" + dir + "/attacker-host " + cmkfs_binary() + " init " + theirs +
+               " --local-key-file " + dir + "/attacker.key");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  // ... and puts its metadata in place of the victim's.
+  stdfs::remove_all(store + "/meta");
+  stdfs::copy(theirs + "/meta", store + "/meta");
+  r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "not bound to this host")) << r.output;
+}
+
+TEST_F(AttackTest, ADataKeyOfTheAttackersChoiceIsRefused) {
+  init_vault(key_url);
+  // Anyone may wrap under the vault key's public half: the attacker wraps a key they know...
+  std::vector<uint8_t> theirs(32, 0x41);
+  std::string kid = show()["keyVaultProperties"]["versionedKeyIdentifier"];
+  std::string token = vault_json("token --client-id " + client_id)["access_token"];
+  auto http = keyclient::make_curl_transport({vault_dir + "/ca.pem", 10});
+  auto w = http->send({"POST", kid + "/wrapkey?api-version=7.4",
+                       {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}},
+                       json{{"alg", "RSA-OAEP-256"}, {"value", keyclient::base64url_encode(theirs)}}.dump()});
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->status, 200) << w->body;
+  auto blob = keyclient::base64url_decode(json::parse(w->body)["value"].get<std::string>());
+  edit_wrapped_key([&](json& j) { j["blob"] = to_hex(*blob); });
+  // ... and seals the superblock with it, so that everything the store says checks out.
+  auto dek = crypto::SecretBytes::copy_of(theirs);
+  auto keys = crypto::derive_store_keys(dek);
+  poke_lmdb(store + "/meta", "super", "superblock", [&](std::string& v) {
+    auto sb = meta::Superblock::from_json(v);
+    ASSERT_TRUE(sb.ok());
+    sb->seal(keys->super_mac.bytes());
+    v = sb->to_json();
+  });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "not the one this host bound")) << r.output;
+  r = run(cmkfs_binary() + " inspect " + store);
+  EXPECT_EQ(r.rc, 11) << r.output;
+}
+
+TEST_F(AttackTest, LinksPlantedInTheStoreAreNotFollowed) {
+  init();
+  std::string victim = dir + "/victim";
+  write_file(victim, "precious");
+  // LMDB's lock file pointed at a file the daemon (root) could write.
+  stdfs::remove(store + "/meta/lock.mdb");
+  stdfs::create_symlink(victim, store + "/meta/lock.mdb");
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_TRUE(says(r, "symbolic link")) << r.output;
+  EXPECT_EQ(read_file(victim), "precious");
+  stdfs::remove(store + "/meta/lock.mdb");
+  // A dangling link for the store lock, which would create its target.
+  stdfs::remove(store + "/lock");
+  stdfs::create_symlink(dir + "/created", store + "/lock");
+  r = try_mount();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_FALSE(stdfs::exists(dir + "/created"));
+  stdfs::remove(store + "/lock");
+  // An objects directory pointed elsewhere.
+  stdfs::create_directories(dir + "/elsewhere");
+  stdfs::remove(store + "/objects/00");
+  stdfs::create_directory_symlink(dir + "/elsewhere", store + "/objects/00");
+  r = try_mount();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  stdfs::remove(store + "/objects/00");
+  stdfs::create_directory(store + "/objects/00");
+  ::chmod((store + "/objects/00").c_str(), 0700);
+  mount();  // and with the links gone, it mounts
+}
+
+TEST_F(AttackTest, AStoreOthersCanWriteIsRefusedWithTheFix) {
+  init();
+  ::chmod(store.c_str(), 0777);
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_TRUE(says(r, "chmod go-w " + store)) << r.output;
+  ::chmod(store.c_str(), 0755);
+  mount();
+}
+
+TEST_F(AttackTest, AnUnprivilegedUserGetsNoToken) {
+  std::string query = url + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://127.0.0.1&client_id=" +
+                      client_id;
+  auto nobody = run("setpriv --reuid=65534 --regid=65534 --clear-groups curl -sk -H 'Metadata: true' '" + query + "'");
+  EXPECT_EQ(nobody.output.find("access_token"), std::string::npos) << nobody.output;
+  EXPECT_TRUE(says(nobody, "may not get tokens")) << nobody.output;
+  auto root = run("curl -sk -H 'Metadata: true' '" + query + "'");
+  EXPECT_TRUE(says(root, "access_token")) << root.output;
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
