@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -56,7 +57,12 @@ void SecretBytes::wipe() {
   size_ = 0;
 }
 
-Status harden_process() {
+template <>
+void WipingAllocator<uint8_t>::wipe_bytes(void* p, size_t n) {
+  OPENSSL_cleanse(p, n);
+}
+
+Status harden_process(bool lock_memory) {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     return Status::IOError(errno, "prctl(PR_SET_DUMPABLE) failed");
   }
@@ -65,6 +71,9 @@ Status harden_process() {
   // 1 MiB of mlocked, undumpable memory holds ~16k keys; it must be a power of two.
   if (CRYPTO_secure_malloc_initialized() == 0 && CRYPTO_secure_malloc_init(1 << 20, 32) == 0) {
     return Status::IOError(ENOMEM, "could not lock memory for the secure heap (RLIMIT_MEMLOCK?)");
+  }
+  if (lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) {
+    return Status::IOError(errno, "could not lock the process's memory (mlockall)");
   }
   return Status::Ok();
 }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "crypto/base/id128.h"
 #include "crypto/base/status.h"
@@ -59,8 +60,29 @@ class SecretBytes {
 };
 
 // Makes the process unfit to leak keys: not dumpable (no core files, no ptrace by the same uid)
-// and a secure heap for SecretBytes. Call once at start, before any key exists.
-Status harden_process();
+// and a secure heap for SecretBytes; with `lock_memory`, every page it has or will touch is kept
+// out of swap (mlockall on fault: keyed contexts, request buffers, everything; needs root or a
+// large RLIMIT_MEMLOCK). Call at start, before any key exists, and again after a fork (memory
+// locks are not inherited). Idempotent.
+Status harden_process(bool lock_memory);
+
+// An allocator that wipes what it frees: for buffers that hold plaintext for a moment.
+template <class T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() = default;
+  template <class U>
+  WipingAllocator(const WipingAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
+  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, size_t n) {
+    wipe_bytes(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const WipingAllocator<U>&) const { return true; }
+  static void wipe_bytes(void* p, size_t n);
+};
+using PlainBuffer = std::vector<uint8_t, WipingAllocator<uint8_t>>;
 
 // Frees OpenSSL's state of the calling thread (its RNG among it); for threads that end before
 // the process does.

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -30,6 +31,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool 
     if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return Status::NotFound("no metadata database in " + dir);
   }
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_open(store->env_, dir.c_str(), flags, 0600), "opening " + dir));
+  // A process that locks its memory (crypto::harden_process) must not pin the whole database in
+  // RAM through LMDB's map, which holds sealed records only.
+  MDB_envinfo info;
+  if (mdb_env_info(store->env_, &info) == MDB_SUCCESS) ::munlock(info.me_mapaddr, info.me_mapsize);
 
   MDB_txn* txn = nullptr;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(store->env_, nullptr, read_only ? MDB_RDONLY : 0, &txn), "begin"));

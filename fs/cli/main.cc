@@ -2,8 +2,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <iostream>
 
+#include "crypto/crypto.h"
 #include "fs/cli/cli.h"
 
 using namespace cmkfs;
@@ -17,6 +20,11 @@ int main(int argc, char** argv) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(cmd.log_level));
+  // Every command may hold a key: none may leave it in a core file or in swap.
+  if (Status h = crypto::harden_process(/*lock_memory=*/::geteuid() == 0); !h.ok()) {
+    std::cerr << "cmkfs: cannot protect key material: " << h.message() << "\n";
+    return kExitError;
+  }
 
   Status s;
   switch (cmd.kind) {

@@ -56,7 +56,7 @@ Status open_chunk(const ChunkFile& f, crypto::ChunkOpener& opener, uint64_t inde
 
 // Reads and opens chunk `index` of a file of `size` bytes into `plain` (length(index, size) bytes).
 Status load_chunk(const ChunkFile& f, crypto::ChunkOpener& opener, uint64_t index, uint64_t size,
-                  std::vector<uint8_t>& plain) {
+                  crypto::PlainBuffer& plain) {
   uint32_t len = f.layout.length(index, size);
   std::vector<uint8_t> phys(len + kChunkOverhead);
   auto got = f.object.read_at(f.layout.phys_offset(index), phys);
@@ -78,7 +78,7 @@ Status store_chunk(const ChunkFile& f, uint64_t index, crypto::Bytes plain) {
 // extended with zeros.
 Status reseal_last_chunk(const ChunkFile& f, uint64_t size, uint32_t new_len) {
   uint64_t index = f.layout.index_of(size - 1);
-  std::vector<uint8_t> plain;
+  crypto::PlainBuffer plain;
   crypto::ChunkOpener opener(f.key, f.binding);
   CMKFS_RETURN_IF_ERROR(load_chunk(f, opener, index, size, plain));
   plain.resize(new_len, 0);
@@ -106,7 +106,7 @@ Result<size_t> read_chunks(const ChunkFile& f, uint64_t size, uint64_t offset, c
     auto got = f.object.read_at(lo, {phys.data() + (lo - phys_begin), hi - lo});
     if (!got.ok()) return error.set(got.status());
     crypto::ChunkOpener opener(f.key, f.binding);
-    std::vector<uint8_t> partial;
+    crypto::PlainBuffer partial;
     for (uint64_t i = first + b; i < first + e; ++i) {
       uint32_t len = L.length(i, size);
       uint64_t at = L.phys_offset(i) - lo;
@@ -155,7 +155,7 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
     return offset <= start && end >= start + L.length(i, w.new_size);
   };
   auto needs_old = [&](uint64_t i) { return !covers_whole(i) && L.length(i, size) > 0; };
-  std::vector<uint8_t> head, tail;
+  crypto::PlainBuffer head, tail;
   {
     crypto::ChunkOpener opener(f.key, f.binding);
     if (needs_old(first)) CMKFS_RETURN_IF_ERROR(load_chunk(f, opener, first, size, head));
@@ -177,7 +177,7 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
       if (covers_whole(i)) {
         s = sealer.seal(i, data.subspan(start - offset, len), dst);
       } else {
-        std::vector<uint8_t>& plain = i == first ? head : tail;  // only the ends are partial
+        crypto::PlainBuffer& plain = i == first ? head : tail;  // only the ends are partial
         plain.resize(len, 0);  // bytes past the old end read as zeros
         uint64_t a = std::max(offset, start), z = std::min(end, start + len);
         std::memcpy(plain.data() + (a - start), data.data() + (a - offset), z - a);
@@ -206,7 +206,7 @@ Result<ChunkWrite> resize_chunks(const ChunkFile& f, uint64_t size, uint64_t new
     if (new_size % L.chunk_size() != 0) {
       // The chunk that becomes the last one is cut; read it under the old size.
       uint64_t index = L.index_of(new_size - 1);
-      std::vector<uint8_t> plain;
+      crypto::PlainBuffer plain;
       crypto::ChunkOpener opener(f.key, f.binding);
       CMKFS_RETURN_IF_ERROR(load_chunk(f, opener, index, size, plain));
       plain.resize(L.length(index, new_size));

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,8 +103,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     ready.report(code, s.message());
     return code;
   };
-  Status hardened = crypto::harden_process();
-  if (!hardened.ok()) spdlog::warn("{}", hardened.message());
+  // Again in the daemon: a fork does not inherit memory locks.
+  Status hardened = crypto::harden_process(/*lock_memory=*/::geteuid() == 0);
+  if (!hardened.ok()) return fail(hardened, kExitError);
 
   auto store = open_store(o.store, /*exclusive=*/true, /*read_only=*/false);
   if (!store.ok()) {
@@ -216,6 +218,23 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   return clean && s.ok() ? kExitOk : kExitError;
 }
 
+// An unprivileged user's unmount, through the setuid helper; the mountpoint goes as one argument,
+// never through a shell.
+Status run_fusermount(const std::string& mp) {
+  std::vector<std::string> args = {"fusermount3", "-u", "--", mp};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) return Status(EPERM, "cannot run fusermount3: " + std::string(std::strerror(rc)));
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Status(EPERM, "fusermount3 -u " + mp + " failed");
+  return Status::Ok();
+}
+
 }  // namespace
 
 int run_mount(const MountOptions& in, const std::string& log_level) {
@@ -274,8 +293,8 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
     int err = errno;
     if (err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");
     if (err == EPERM) {
-      std::string cmd = "fusermount3 -u '" + mp + "'";
-      if (std::system(cmd.c_str()) != 0) return Status(EPERM, "fusermount3 -u " + mp + " failed");
+      Status s = run_fusermount(mp);
+      if (!s.ok()) return s;
     } else {
       return Status::IOError(err, "umount " + mp + ": " + std::strerror(err));
     }
