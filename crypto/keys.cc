@@ -13,10 +13,13 @@ Result<SecretBytes> derive(const SecretBytes& dek, std::string_view label) {
 
 }  // namespace
 
-Result<StoreKeys> derive_store_keys(const SecretBytes& dek) {
+Result<SecretBytes> derive_name_key(const SecretBytes& dek) { return derive(dek, "cmkfs/v1/name"); }
+
+Result<StoreKeys> derive_store_keys(const SecretBytes& dek, Bytes name_override) {
   if (dek.size() != kKeySize) return Status::InvalidArgument("a data key has 32 bytes");
   auto meta_key = derive(dek, "cmkfs/v1/meta");
-  auto name_key = derive(dek, "cmkfs/v1/name");
+  auto name_key = name_override.empty() ? derive(dek, "cmkfs/v1/name")
+                                         : Result<SecretBytes>(SecretBytes::copy_of(name_override));
   auto super_mac = derive(dek, "cmkfs/v1/super");
   if (!meta_key.ok()) return meta_key.status();
   if (!name_key.ok()) return name_key.status();
@@ -25,7 +28,7 @@ Result<StoreKeys> derive_store_keys(const SecretBytes& dek) {
   auto name = HmacKey::make(name_key->bytes());
   if (!meta.ok()) return meta.status();
   if (!name.ok()) return name.status();
-  return StoreKeys{std::move(*meta), std::move(*name), std::move(*super_mac)};
+  return StoreKeys{std::move(*meta), {}, std::move(*name), std::move(*super_mac)};
 }
 
 Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id) {

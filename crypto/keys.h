@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "crypto/base/id128.h"
 #include "crypto/crypto.h"
@@ -16,18 +17,27 @@
 namespace cmkfs::crypto {
 
 struct StoreKeys {
-  GcmKey meta;            // record sealing
+  GcmKey meta;            // record sealing, under the current data key
+  // The meta keys of earlier data-key generations, newest first, while records sealed under
+  // them remain (a data-key rotation in progress): they open records, never seal them.
+  std::vector<GcmKey> older_meta;
   HmacKey name;           // dirent name HMAC
   SecretBytes super_mac;  // superblock MAC
   void wipe() {
     meta.wipe();
+    older_meta.clear();
     name.wipe();
     super_mac.wipe();
   }
   bool empty() const { return meta.empty(); }
 };
 
-Result<StoreKeys> derive_store_keys(const SecretBytes& dek);
+// The keys below `dek`. The name key is derived from it too unless `name_key` is given: a store's
+// name key stays that of its first data key, so that entries keep their places across rotations
+// (it is carried forward sealed under each new generation's meta key).
+Result<StoreKeys> derive_store_keys(const SecretBytes& dek, Bytes name_key = {});
+// The name key as derive_store_keys() makes it from a data key (generation 1's, in practice).
+Result<SecretBytes> derive_name_key(const SecretBytes& dek);
 Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id);
 // 128 bits that name a DEK without revealing it (HKDF is a PRF), as hex: what a host pins to
 // recognise the store's data key whatever wrapped it.

@@ -43,7 +43,7 @@ Result<DirEntry> Txn::lookup(uint64_t parent, std::string_view name) {
   Status s = scan(txn_, store_->dirents_, parent, home, [&](const MDB_val& k, const MDB_val& v) -> Result<bool> {
     uint64_t slot = slot_of(k);
     if (slot >= home + kSlotWindow) return false;
-    auto plain = open_record(keys_->meta, kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot, *plain);
     if (!e.ok()) return e.status();
@@ -66,7 +66,7 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
     uint64_t slot = slot_of(k);
     if (slot >= home + kSlotWindow) return false;
     used.set(slot - home);
-    auto plain = open_record(keys_->meta, kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot, *plain);
     if (!e.ok()) return e.status();
@@ -79,6 +79,7 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
   if (i == kSlotWindow) return Status::NoSpace("directory entry slots exhausted (name hash collisions)");
   std::string key = entry_key(parent, home + i);
   auto sealed = seal_record(keys_->meta, kTableDirents, key, encode_entry({std::string(name), ino, type, 0}));
+  store_->seals_.fetch_add(1, std::memory_order_relaxed);
   if (!sealed.ok()) return sealed.status();
   return put_raw(store_->dirents_, key, *sealed, MDB_NOOVERWRITE);
 }
@@ -93,7 +94,7 @@ Status Txn::list_entries(uint64_t parent, uint64_t after, const std::function<bo
   CMKFS_RETURN_IF_ERROR(need_keys());
   uint64_t from = after < kFirstSlot ? kFirstSlot : after + 1;
   return scan(txn_, store_->dirents_, parent, from, [&](const MDB_val& k, const MDB_val& v) -> Result<bool> {
-    auto plain = open_record(keys_->meta, kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot_of(k), *plain);
     if (!e.ok()) return e.status();

@@ -15,6 +15,7 @@
 // later: a crash loses at most that batch, and never tears the database.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -122,6 +123,35 @@ class Txn {
   Status put_superblock(const Superblock& sb);  // REQUIRES: sb sealed by the caller
   Result<std::string> wrapped_dek(uint32_t generation);
   Status put_wrapped_dek(uint32_t generation, std::string_view blob);
+  Status delete_wrapped_dek(uint32_t generation);
+  Result<std::vector<uint32_t>> wrapped_generations();  // ascending
+
+  // The store's name key, carried forward to data-key generation `generation`, sealed under that
+  // generation's meta key (crypto/keys.h). ENOENT when the generation has none (the first).
+  Status put_name_key(uint32_t generation, const crypto::GcmKey& meta_key, crypto::Bytes name_key);
+  Result<crypto::SecretBytes> name_key(uint32_t generation, const crypto::GcmKey& meta_key);
+  Status delete_name_key(uint32_t generation);
+
+  // Reseals, under the current meta key, records still sealed under an older one (a data-key
+  // rotation): at most `limit` records from `*cursor` on, which it advances. Returns how many were
+  // resealed; *cursor is empty once every table has been walked.
+  struct ResealCursor {
+    int table = 0;    // 0 inodes, 1 dirents, 2 done
+    std::string key;  // the next record's key in that table
+    bool done() const { return table >= 2; }
+  };
+  Result<size_t> reseal_stale(ResealCursor* cursor, size_t limit);
+
+  // How many records have been sealed under generation `generation`'s meta key, as last saved
+  // (0 if never): the nonce budget of random 96-bit nonces is 2^32 seals per key.
+  Result<uint64_t> seal_count(uint32_t generation);
+  Status put_seal_count(uint32_t generation, uint64_t count);
+
+  // Small plaintext markers beside the superblock, for the store's own bookkeeping (not
+  // authenticated: only for what an attacker gains nothing by changing).
+  Result<std::string> raw_marker(std::string_view name);  // ENOENT
+  Status put_raw_marker(std::string_view name, std::string_view value);
+  Status delete_raw_marker(std::string_view name);
 
   Status commit();
 
@@ -164,6 +194,12 @@ class MetaStore {
   // Keeps `bytes` of disk allocated past the last page LMDB uses, so that commits (above all the
   // deletes that free space) still succeed when the backing disk is full. Cheap when nothing grew.
   Status reserve_space(uint64_t bytes);
+  // Records sealed through this MetaStore since it was opened.
+  uint64_t seals() const { return seals_.load(std::memory_order_relaxed); }
+  bool read_only() const { return read_only_; }
+  // Writes a compacted copy of the database (live pages only: nothing deleted survives in it) to
+  // `fd`. REQUIRES: nobody writes meanwhile (the store lock is held).
+  Status copy_compacted(int fd);
 
  private:
   friend class Txn;
@@ -173,6 +209,8 @@ class MetaStore {
   std::mutex reserve_mu_;
   uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
   unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0;
+  std::atomic<uint64_t> seals_{0};
+  bool read_only_ = false;
 };
 
 }  // namespace cmkfs::meta

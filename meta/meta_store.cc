@@ -17,6 +17,7 @@ namespace cmkfs::meta {
 
 Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool create, bool read_only) {
   std::unique_ptr<MetaStore> store(new MetaStore());
+  store->read_only_ = read_only;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_create(&store->env_), "mdb_env_create"));
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_maxdbs(store->env_, 8), "mdb_env_set_maxdbs"));
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_set_mapsize(store->env_, kLmdbMapSize), "mdb_env_set_mapsize"));
@@ -121,6 +122,10 @@ Status MetaStore::sync() {
   if (held_store == this) return Status(EDEADLK, "sync inside a transaction");
   if (batcher_) CMKFS_RETURN_IF_ERROR(batcher_->flush());
   return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata");
+}
+
+Status MetaStore::copy_compacted(int fd) {
+  return lmdb_status(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "compacting the metadata");
 }
 
 Status MetaStore::reserve_space(uint64_t bytes) {
@@ -236,6 +241,79 @@ Status Txn::put_wrapped_dek(uint32_t generation, std::string_view blob) {
   return put_raw(store_->keys_, be64_key(generation), blob);
 }
 
+Status Txn::delete_wrapped_dek(uint32_t generation) {
+  Status s = del_raw(store_->keys_, be64_key(generation));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+Result<std::vector<uint32_t>> Txn::wrapped_generations() {
+  MDB_cursor* c = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn_, store_->keys_, &c), "cursor"));
+  MdbCursor cursor(c);
+  std::vector<uint32_t> out;
+  MDB_val k, v;
+  for (int rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_FIRST)); rc == MDB_SUCCESS;
+       rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
+    if (k.mv_size == 8) out.push_back(static_cast<uint32_t>(get_be64(static_cast<const uint8_t*>(k.mv_data))));
+  }
+  return out;
+}
+
+namespace {
+std::string name_key_key(uint32_t generation) { return "name" + be64_key(generation); }
+std::string seal_count_key(uint32_t generation) { return "seals" + be64_key(generation); }
+}  // namespace
+
+Status Txn::put_name_key(uint32_t generation, const crypto::GcmKey& meta_key, crypto::Bytes name_key) {
+  std::string key = name_key_key(generation);
+  auto sealed = seal_record(meta_key, kTableKeys, key, {reinterpret_cast<const char*>(name_key.data()), name_key.size()});
+  if (!sealed.ok()) return sealed.status();
+  return put_raw(store_->keys_, key, *sealed);
+}
+
+Result<crypto::SecretBytes> Txn::name_key(uint32_t generation, const crypto::GcmKey& meta_key) {
+  std::string key = name_key_key(generation);
+  auto sealed = get_raw(store_->keys_, key);
+  if (!sealed.ok()) return sealed.status();
+  auto plain = open_record(meta_key, kTableKeys, key, *sealed);
+  if (!plain.ok()) return plain.status();
+  auto out = crypto::SecretBytes::copy_of(crypto::as_bytes(*plain));
+  std::fill(plain->begin(), plain->end(), '\0');
+  if (out.size() != crypto::kKeySize) return Status::Corruption("the carried name key is damaged");
+  return out;
+}
+
+Status Txn::delete_name_key(uint32_t generation) {
+  Status s = del_raw(store_->keys_, name_key_key(generation));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+Result<uint64_t> Txn::seal_count(uint32_t generation) {
+  auto raw = get_raw(store_->super_, seal_count_key(generation));
+  if (!raw.ok()) return raw.status().code() == ENOENT ? Result<uint64_t>(uint64_t{0}) : raw.status();
+  if (raw->size() != 8) return Status::Corruption("seal count record is damaged");
+  return get_be64(reinterpret_cast<const uint8_t*>(raw->data()));
+}
+
+namespace {
+std::string marker_key(std::string_view name) { return "marker:" + std::string(name); }
+}  // namespace
+
+Result<std::string> Txn::raw_marker(std::string_view name) { return get_raw(store_->super_, marker_key(name)); }
+
+Status Txn::put_raw_marker(std::string_view name, std::string_view value) {
+  return put_raw(store_->super_, marker_key(name), value);
+}
+
+Status Txn::delete_raw_marker(std::string_view name) {
+  Status s = del_raw(store_->super_, marker_key(name));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+Status Txn::put_seal_count(uint32_t generation, uint64_t count) {
+  return put_raw(store_->super_, seal_count_key(generation), be64_key(count));
+}
+
 // ---- inodes ----
 
 Result<InodeRecord> Txn::get_inode(uint64_t ino) {
@@ -243,7 +321,7 @@ Result<InodeRecord> Txn::get_inode(uint64_t ino) {
   std::string key = be64_key(ino);
   auto sealed = get_raw(store_->inodes_, key);
   if (!sealed.ok()) return sealed.status();
-  auto plain = open_record(keys_->meta, kTableInodes, key, *sealed);
+  auto plain = open_record(*keys_, kTableInodes, key, *sealed);
   if (!plain.ok()) return Status::Corruption("inode " + std::to_string(ino) + ": " + plain.status().message());
   return decode_inode(ino, *plain);
 }
@@ -258,6 +336,7 @@ Status Txn::put_inode(const InodeRecord& rec) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   std::string key = be64_key(rec.ino);
   auto sealed = seal_record(keys_->meta, kTableInodes, key, encode_inode(rec));
+  store_->seals_.fetch_add(1, std::memory_order_relaxed);
   if (!sealed.ok()) return sealed.status();
   return put_raw(store_->inodes_, key, *sealed);
 }

@@ -177,6 +177,21 @@ Result<std::string> open_record(const crypto::GcmKey& key, std::string_view tabl
   return plain;
 }
 
+Result<std::string> open_record(const crypto::StoreKeys& keys, std::string_view table, std::string_view rec_key,
+                                std::string_view sealed, bool* stale) {
+  auto plain = open_record(keys.meta, table, rec_key, sealed);
+  if (stale != nullptr) *stale = false;
+  if (plain.ok() || keys.older_meta.empty()) return plain;
+  for (const auto& older : keys.older_meta) {
+    auto p = open_record(older, table, rec_key, sealed);
+    if (p.ok()) {
+      if (stale != nullptr) *stale = true;
+      return p;
+    }
+  }
+  return plain;
+}
+
 std::string be64_key(uint64_t v) {
   std::string k(8, '\0');
   put_be64(reinterpret_cast<uint8_t*>(k.data()), v);

@@ -20,6 +20,10 @@ Result<std::string> seal_record(const crypto::GcmKey& key, std::string_view tabl
 // EIO (naming table and record) when the value does not authenticate.
 Result<std::string> open_record(const crypto::GcmKey& key, std::string_view table, std::string_view rec_key,
                                 std::string_view sealed);
+// The same under the store's current meta key, else (a data-key rotation in progress) under the
+// older ones; *stale tells which.
+Result<std::string> open_record(const crypto::StoreKeys& keys, std::string_view table, std::string_view rec_key,
+                                std::string_view sealed, bool* stale = nullptr);
 
 std::string be64_key(uint64_t v);
 std::string entry_key(uint64_t parent, uint64_t slot);

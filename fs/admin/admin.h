@@ -40,6 +40,12 @@ Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std:
 // the store is mounted: the mount follows within one key-check interval.
 Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out);
 
+// Starts a new data-key generation. An unmounted store is re-encrypted here and now (every file
+// and record moved to the new key, the old wrapped keys deleted and the metadata compacted, so
+// that no old wrapped key survives in it), printing progress; a mounted store is re-encrypted by
+// its daemon in the background, which `encryption show` follows. `store` is the store directory.
+Status rotate_data_key(const std::string& store, std::ostream& out);
+
 // cmkfs trust: binds a store to this host (a store made elsewhere, or moved here), or re-points
 // this host's binding of it (a new identity endpoint, CA, identity or key-file path), always with
 // key settings the admin gives, never ones read from the store. The data key must unwrap with

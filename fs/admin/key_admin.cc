@@ -1,6 +1,7 @@
 // The commands that change how a store's data key is protected: `cmkfs encryption enable` and
 // `cmkfs encryption rotate-key`. Both rewrap the one data key; no data is re-encrypted.
 #include "fs/admin/admin.h"
+#include "fs/admin/rekey.h"
 
 #include <filesystem>
 #include <ostream>
@@ -48,19 +49,49 @@ Status move_to(OpenStore& st, const keyclient::KekConfig& next, std::ostream& ou
     return Status(s.code(), "the store now uses " + w->key_id + ", but this host's binding could not be updated (" +
                                 s.message() + "); bind it with cmkfs trust");
   }
-  return show_encryption(st.paths.root, out);
+  (void)out;
+  return Status::Ok();
+}
+
+// Whether another store bound on this host uses local key file `path`.
+bool key_file_in_use(const std::string& path, const Id128& except) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(host_config_dir() + "/stores", ec)) {
+    auto id = from_hex(e.path().stem().string());
+    if (!id || id->size() != except.size() || std::equal(id->begin(), id->end(), except.begin())) continue;
+    Id128 other{};
+    std::copy(id->begin(), id->end(), other.begin());
+    auto b = load_binding(other);
+    if (!b.ok() || (b->kek.provider == keyclient::ProviderKind::kLocal && b->kek.key_file == path)) return true;
+  }
+  return false;
 }
 
 }  // namespace
 
+// The local key protected the data key the store had until now: a new data key, under the vault
+// key alone, replaces it (every file re-encrypted, the metadata compacted), and then the local key
+// file, which nothing needs any more, is deleted.
 Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std::ostream& out) {
-  auto st = open_store(store, /*exclusive=*/false, /*read_only=*/false);
+  auto st = open_store(store, /*exclusive=*/true, /*read_only=*/false);
+  if (!st.ok() && st.status().code() == EBUSY) {
+    return Status(EBUSY, "unmount the store first: enabling a vault key re-encrypts it under a new data key");
+  }
   if (!st.ok()) return st.status();
   if ((*st)->kek.provider == keyclient::ProviderKind::kVault) {
     return Status::InvalidArgument("the store already uses a vault key; change it with cmkfs encryption rotate-key");
   }
   if (v.identity.empty()) return Status::InvalidArgument("--identity CLIENT_ID or [system] is required");
-  return move_to(**st, vault_kek(v), out);
+  std::string key_file = (*st)->binding ? (*st)->binding->kek.key_file : "";
+  CMKFS_RETURN_IF_ERROR(move_to(**st, vault_kek(v), out));
+  CMKFS_RETURN_IF_ERROR(rotate_data_key_offline(**st, out));
+  if (!key_file.empty() && !key_file_in_use(key_file, (*st)->super.store_id)) {
+    std::error_code ec;
+    std::filesystem::remove(key_file, ec);
+    if (ec) out << "the local key file " << key_file << " is no longer needed; delete it (" << ec.message() << ")\n";
+    else out << "deleted the local key file " << key_file << ": nothing needs it any more\n";
+  }
+  return show_encryption(store, out);
 }
 
 Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out) {
@@ -73,7 +104,8 @@ Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out
   if (v.identity.empty()) v.identity = cur.identity;
   if (v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
   if (v.vault_ca.empty()) v.vault_ca = cur.vault_ca;
-  return move_to(**st, vault_kek(v), out);
+  CMKFS_RETURN_IF_ERROR(move_to(**st, vault_kek(v), out));
+  return show_encryption(store, out);
 }
 
 }  // namespace cmkfs::fs

@@ -26,7 +26,7 @@ std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* 
   }
   auto o = std::make_unique<OfflineStore>();
   o->store = std::move(*st);
-  Status installed = o->keyring.install(o->store->super.dek_generation, std::move(unlocked->dek));
+  Status installed = install_keys(o->keyring, o->store->super.dek_generation, std::move(*unlocked));
   if (!installed.ok()) return fail(installed, kExitKey);
   return o;
 }

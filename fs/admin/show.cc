@@ -33,6 +33,17 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
          {"chunkSize", st.super.chunk_size},
          {"storeId", to_hex(st.super.store_id)}};
   if (!vault) j["localKeyFile"] = k.key_file;
+  j["dataKeyGeneration"] = st.super.dek_generation;
+  // This host's binding: where it is and the fingerprint it holds, to compare across hosts.
+  json binding{{"path", binding_path(st.super.store_id)}};
+  if (st.binding) {
+    auto fp = st.binding->fingerprints.find(st.super.dek_generation);
+    binding["dataKeyFingerprint"] = fp == st.binding->fingerprints.end() ? json(nullptr) : json(fp->second);
+    binding["matchesStore"] = st.kek.differences(st.binding->kek).empty();
+  } else {
+    binding["error"] = st.binding_error.message();
+  }
+  j["hostBinding"] = binding;
   // A mounted store publishes its live key state; a stale file (daemon gone) is ignored.
   std::ifstream status(status_path(st.super.store_id));
   json live = json::parse(status, nullptr, false);
@@ -40,7 +51,9 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
     j["liveKeyState"] = json{{"state", live["state"]},
                              {"since", live["since"]},
                              {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},
-                             {"mountpoint", live["mountpoint"]}};
+                             {"mountpoint", live["mountpoint"]},
+                             {"dataKeyGeneration", live.value("dataKeyGeneration", 0)}};
+    if (live.contains("dataKeyRotation")) j["liveKeyState"]["dataKeyRotation"] = live["dataKeyRotation"];
   }
   out << j.dump(2) << "\n";
   return Status::Ok();

@@ -170,6 +170,10 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   rotate->add_option("STORE", cmd->store, "The store directory")->required();
   add_vault_options(rotate, &cmd->vault, true);
 
+  auto* rotate_dek = encryption->add_subcommand(
+      "rotate-data-key", "Start a new data key and re-encrypt everything under it (in the background when mounted)");
+  rotate_dek->add_option("STORE", cmd->store, "The store directory, or the mountpoint of a mounted store")->required();
+
   auto* trust = app.add_subcommand("trust", "Bind a store to this host (moved here, or made elsewhere), or re-point its "
                                             "binding, with key settings you give");
   trust->add_option("STORE", cmd->trust.store, "The store directory")->required();
@@ -220,6 +224,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     cmd->kind = Command::Kind::kEncryptionEnable;
   } else if (rotate->parsed()) {
     cmd->kind = Command::Kind::kRotateKey;
+  } else if (rotate_dek->parsed()) {
+    cmd->kind = Command::Kind::kRotateDataKey;
   } else if (trust->parsed()) {
     cmd->kind = Command::Kind::kTrust;
     cmd->trust.vault = cmd->vault;

@@ -18,7 +18,8 @@ namespace cmkfs::fs {
 
 struct Command {
   enum class Kind {
-    kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kFsck, kInspect, kTrust
+    kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kRotateDataKey, kFsck, kInspect,
+    kTrust
   } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;

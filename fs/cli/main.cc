@@ -41,6 +41,11 @@ int main(int argc, char** argv) {
     case Command::Kind::kEncryptionEnable:
       s = enable_vault_key(cmd.store, cmd.vault, std::cout);
       break;
+    case Command::Kind::kRotateDataKey: {
+      std::string store = mounted_store(cmd.store);
+      s = rotate_data_key(store.empty() ? cmd.store : store, std::cout);
+      break;
+    }
     case Command::Kind::kTrust:
       s = trust_store(cmd.trust, std::cout);
       break;

@@ -89,6 +89,19 @@ class Filesystem {
   void release(Handle* h);
   int fsyncdir();
 
+  // Data-key rotation (rekey.cc): moves files and records still under an older data-key
+  // generation to the current one, a bounded step at a time, while the filesystem serves. A file
+  // is copied into a new object under the current key and its inode switched in one commit (its
+  // readers and writers wait meanwhile); records are resealed in place. Resumable: each step
+  // starts from what the store holds.
+  struct RekeyProgress {
+    uint64_t files_left = 0;        // files still under an older generation
+    uint64_t files_moved = 0;       // by this step
+    uint64_t records_resealed = 0;  // by this step
+    bool done = false;              // nothing under an older generation remains
+  };
+  Result<RekeyProgress> rekey_step(size_t max_files, size_t max_records);
+
   uint32_t block_size() const { return layout_.chunk_size(); }
   // With the writeback cache the kernel turns O_APPEND writes into writes at its end of file, and
   // a failed write loses bytes the writer was told were written (see lost_ranges.h).
@@ -122,6 +135,15 @@ class Filesystem {
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
 
   Handle* new_handle(std::shared_ptr<Inode> node, int flags);
+  Status rekey_file(uint64_t ino, const Keyring::Access& access);
+
+  // Data-key rotation state, for the generation it works towards. Guarded by rekey_mu_.
+  std::mutex rekey_mu_;
+  uint32_t rekey_generation_ = 0;
+  bool rekey_scanned_ = false;
+  bool rekey_pass_worked_ = true;  // the current pass moved or resealed something
+  std::vector<uint64_t> rekey_queue_;  // files found under an older generation, not yet moved
+  meta::Txn::ResealCursor reseal_cursor_;
 
   OpenStore& store_;
   Keyring& keyring_;

@@ -24,6 +24,7 @@
 #include "fs/core/filesystem.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/daemon/periodic.h"
+#include "fs/daemon/rekeyer.h"
 #include "fs/fuse/fuse.h"
 #include "fs/store/store.h"
 
@@ -95,6 +96,49 @@ int wait_for_daemon(int fd, pid_t child) {
   return code;
 }
 
+// The metadata key's nonce budget: records sealed under the current generation's meta key, saved
+// every minute with a margin for what a crash loses; at half the budget (2^31 of the 2^32 random
+// 96-bit nonces one key may use) the key monitor starts a data-key rotation, whose new key starts
+// a new count.
+class SealBudget {
+ public:
+  SealBudget(OpenStore& st, Keyring& keyring, KeyMonitor& monitor) : st_(st), keyring_(keyring), monitor_(monitor) {
+    restart(st.super.dek_generation);
+  }
+  void tick() {
+    if (++ticks_ % 60 != 0) return;
+    uint32_t gen = keyring_.access().generation();
+    if (gen != generation_) restart(gen);
+    uint64_t used = saved_ + (st_.meta->seals() - at_open_);
+    auto txn = st_.meta->begin(true);
+    if (txn.ok() && txn->put_seal_count(generation_, used).ok()) (void)txn->commit();
+    if (used >= kRotateAt && !requested_) {
+      spdlog::warn("the metadata key of data-key generation {} has sealed {} records: starting a data-key rotation",
+                   generation_, used);
+      monitor_.request_rotation();
+      requested_ = true;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kRotateAt = uint64_t{1} << 31;
+  static constexpr uint64_t kCrashMargin = uint64_t{1} << 20;  // more than a minute of seals
+  void restart(uint32_t gen) {
+    generation_ = gen;
+    auto txn = st_.meta->begin(false);
+    auto count = txn.ok() ? txn->seal_count(gen) : Result<uint64_t>(uint64_t{0});
+    saved_ = (count.ok() ? *count : 0) + kCrashMargin;
+    at_open_ = st_.meta->seals();
+    requested_ = false;
+  }
+  OpenStore& st_;
+  Keyring& keyring_;
+  KeyMonitor& monitor_;
+  uint32_t generation_ = 0;
+  uint64_t saved_ = 0, at_open_ = 0, ticks_ = 0;
+  bool requested_ = false;
+};
+
 int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
   bool file_log = false;
   // In the foreground the log is stderr; daemonized, the waiting parent prints the one line.
@@ -127,7 +171,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     return fail(s, unlock_exit_code(s));
   }
   Keyring keyring;
-  Status s = keyring.install(st.super.dek_generation, std::move(unlocked->dek));
+  Status s = install_keys(keyring, st.super.dek_generation, std::move(*unlocked));
   if (!s.ok()) return fail(s, kExitKey);
   Filesystem fs(st, keyring);
   s = fs.start();
@@ -186,10 +230,14 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   };
   ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
+  auto rekeyer = std::make_unique<Rekeyer>(fs, keyring, monitor);
+  monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   monitor.start();
-  Periodic flusher(std::chrono::seconds(1), [&fs] {
+  SealBudget seals(st, keyring, monitor);
+  Periodic flusher(std::chrono::seconds(1), [&fs, &seals] {
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
+    seals.tick();
   });
   ready.report(0, "");
   if (!o.foreground) {
@@ -206,12 +254,18 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  rekeyer.reset();
   monitor.stop();
   fuse_session_unmount(se);
   uring.reset();  // its workers end with the connection
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
+  if (s.ok() && compaction_pending(st)) {  // after a data-key rotation: no old wrapped key may linger
+    Status c = compact_metadata(st);
+    if (c.ok()) spdlog::info("metadata compacted: the old data keys' wrapped copies are gone from it");
+    else spdlog::error("compacting the metadata failed (the next unmount tries again): {}", c.message());
+  }
   fuse_session_destroy(se);
   // libfuse reports the signal that ended the loop; SIGTERM, SIGINT and SIGHUP are a clean stop.
   bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
@@ -274,6 +328,17 @@ int run_mount(const MountOptions& in, const std::string& log_level) {
   if (::chdir("/") != 0) _exit(kExitError);
   Readiness ready(fds[1]);
   std::exit(serve(o, log_level, ready));  // not _exit: LeakSanitizer checks the daemon too
+}
+
+std::string mounted_store(const std::string& mountpoint) {
+  std::error_code ec;
+  std::string mp = stdfs::absolute(mountpoint, ec).lexically_normal().string();
+  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
+  std::string store;
+  for (const auto& m : current_mounts()) {
+    if (m.target == mp) store = m.source.rfind("cmkfs:", 0) == 0 ? m.source.substr(6) : "";
+  }
+  return store;
 }
 
 Status run_umount(const std::string& mp_arg, std::ostream& out) {

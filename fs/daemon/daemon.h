@@ -47,6 +47,9 @@ struct MountOptions {
 // Returns the exit code (fs/store/store.h).
 int run_mount(const MountOptions& opts, const std::string& log_level);
 
+// The store a cmkfs mount at `mountpoint` serves (from the kernel's mount table), or "".
+std::string mounted_store(const std::string& mountpoint);
+
 // Unmounts and waits until the daemon has flushed and let go of the store.
 Status run_umount(const std::string& mountpoint, std::ostream& out);
 

@@ -46,8 +46,16 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
 
 void KeyMonitor::start() {
   publish_status();
-  if (!provider_->revocable()) return;  // the built-in key cannot be revoked from outside
   thread_ = std::thread([this] { run(); });
+}
+
+void KeyMonitor::wake(std::atomic<bool>& flag) {
+  flag = true;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    woken_ = true;
+  }
+  wake_.notify_all();
 }
 
 void KeyMonitor::stop() {
@@ -64,7 +72,9 @@ void KeyMonitor::stop() {
 void KeyMonitor::run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    if (wake_.wait_for(lock, options_.check_interval, [this] { return stopping_; })) break;
+    wake_.wait_for(lock, options_.check_interval, [this] { return stopping_ || woken_; });
+    if (stopping_) break;
+    woken_ = false;
     lock.unlock();
     check_once();
     lock.lock();
@@ -76,9 +86,14 @@ void KeyMonitor::run() {
 // with a MAC that verifies under the data key in use; anything else is tampering, logged and
 // audited once, and the settings in use stay.
 void KeyMonitor::reload_settings() {
-  auto txn = store_.meta->begin(false);
-  if (!txn.ok()) return;
-  auto sb = txn->superblock();
+  // Read, then let go of the transaction: adopting may take the keyring's gate, which comes
+  // before any transaction in the lock order (fs/core/inode_table.h).
+  Result<meta::Superblock> sb = Status::Unavailable("not read");
+  {
+    auto txn = store_.meta->begin(false);
+    if (!txn.ok()) return;
+    sb = txn->superblock();
+  }
   std::string seen = sb.ok() ? sb->to_json() : sb.status().message();
   if (sb.ok() && seen == store_.super.to_json()) return;
   Status s = sb.ok() ? adopt(*sb) : sb.status();
@@ -96,20 +111,40 @@ void KeyMonitor::reload_settings() {
 
 Status KeyMonitor::adopt(const meta::Superblock& sb) {
   if (sb.store_id != store_.super.store_id) return Status(EUCLEAN, "the store id changed");
-  if (sb.dek_generation != store_.super.dek_generation) return Status(EUCLEAN, "the data-key generation changed");
+  if (sb.dek_generation < store_.super.dek_generation) return Status(EUCLEAN, "the data-key generation went back");
   auto kek = keyclient::KekConfig::from_json(sb.kek);
   if (!kek.ok()) return kek.status();
   auto binding = load_binding(sb.store_id);
   if (!binding.ok()) return binding.status();
   auto settings = binding->match(*kek);
   if (!settings.ok()) return settings.status();
-  {
+  auto provider = keyclient::make_provider(*settings, sb.store_id);
+  if (!provider.ok()) return provider.status();
+  if (sb.dek_generation == store_.super.dek_generation) {
     auto access = keyring_.access();
     if (!access.ok()) return Status::Unavailable("the data key is not installed");
     CMKFS_RETURN_IF_ERROR(sb.verify(access.store_keys().super_mac.bytes()));
+  } else {
+    // A new data-key generation (`encryption rotate-data-key`): unlocked as a mount would, every
+    // generation checked against the binding, the superblock against the new key.
+    if (!keyring_.available()) return Status::Unavailable("the data key is not installed");
+    meta::Superblock old_super = std::move(store_.super);
+    keyclient::KekConfig old_kek = std::move(store_.kek);
+    std::optional<HostBinding> old_binding = std::move(store_.binding);
+    store_.super = sb;
+    store_.kek = *kek;
+    store_.binding = *binding;
+    auto unlocked = unlock(store_, **provider, audit_, "data-key rotation");
+    Status s = unlocked.ok() ? install_keys(keyring_, sb.dek_generation, std::move(*unlocked)) : unlocked.status();
+    if (!s.ok()) {
+      store_.super = std::move(old_super);
+      store_.kek = std::move(old_kek);
+      store_.binding = std::move(old_binding);
+      return s;
+    }
+    spdlog::info("data-key generation {} in use; files under older generations are re-encrypted in the background",
+                 sb.dek_generation);
   }
-  auto provider = keyclient::make_provider(*settings, sb.store_id);
-  if (!provider.ok()) return provider.status();
   store_.super = sb;
   store_.kek = std::move(*kek);
   store_.binding = std::move(*binding);
@@ -119,6 +154,12 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
 
 void KeyMonitor::check_once() {
   reload_settings();
+  if (rotation_finished_.exchange(false)) finish_rotation();
+  if (!provider_->revocable()) {  // the built-in key cannot be revoked from outside: nothing to prove
+    if (rotation_wanted_.exchange(false)) start_rotation();
+    publish_status();
+    return;
+  }
   auto unlocked = unlock(store_, *provider_, audit_, "key check");
   auto now = clock_.steady();
   // A good check unwraps the very key in use; any other key, however it was got, is tampering.
@@ -129,14 +170,17 @@ void KeyMonitor::check_once() {
   if (unlocked.ok()) {
     last_success_ = now;
     last_success_wall_ = clock_.wall();
+    crypto::SecretBytes dek = unlocked->dek.clone();
+    keyclient::WrappedKey wrapped = unlocked->wrapped;
     if (state_ != KeyState::kAvailable) {
-      Status s = keyring_.install(store_.super.dek_generation, unlocked->dek.clone());
+      Status s = install_keys(keyring_, store_.super.dek_generation, std::move(*unlocked));
       if (!s.ok()) return;
-      spdlog::warn("key access restored ({}); serving {} again", unlocked->wrapped.key_id, mountpoint_);
-      audit_.record("restore", unlocked->wrapped.key_id, "ok", {{"after", to_string(state_)}});
+      spdlog::warn("key access restored ({}); serving {} again", wrapped.key_id, mountpoint_);
+      audit_.record("restore", wrapped.key_id, "ok", {{"after", to_string(state_)}});
       set_state(KeyState::kAvailable);
     }
-    maybe_rotate(unlocked->dek, unlocked->wrapped);
+    maybe_rotate(dek, wrapped);
+    if (rotation_wanted_.exchange(false)) start_rotation();
   } else if (unlocked.status().code() == EUCLEAN || unlocked.status().code() == EIO) {
     if (state_ != KeyState::kTampered) revoke(KeyState::kTampered, unlocked.status().message());
   } else if (keyclient::is_definitive_refusal(unlocked.status())) {
@@ -191,6 +235,29 @@ void KeyMonitor::maybe_rotate(const crypto::SecretBytes& dek, const keyclient::W
   spdlog::info("automatic rotation: the data key is now wrapped by {} (was {})", w->key_id, wrapped.key_id);
 }
 
+void KeyMonitor::start_rotation() {
+  if (!keyring_.older_generations().empty()) return;  // one at a time
+  auto unlocked = unlock(store_, *provider_, audit_, "data-key rotation");
+  auto to = unlocked.ok() ? start_dek_rotation(store_, *provider_, *unlocked, audit_) : Result<uint32_t>(unlocked.status());
+  if (!to.ok()) {
+    spdlog::error("cannot start a data-key rotation: {}", to.status().message());
+    return;
+  }
+  reload_settings();  // takes the new generation as any rotation is taken
+}
+
+void KeyMonitor::finish_rotation() {
+  Status s = finish_dek_rotation(store_, audit_);
+  if (!s.ok()) {
+    spdlog::error("data-key rotation: cannot forget the older generations: {}", s.message());
+    return;
+  }
+  keyring_.forget_older();
+  spdlog::info("data-key rotation done: everything is under generation {}; the old keys are deleted (the metadata "
+               "file is compacted at unmount)",
+               store_.super.dek_generation);
+}
+
 void KeyMonitor::publish_status() {
   const auto& k = store_.kek;
   nlohmann::json j{{"state", to_string(state_)},
@@ -199,7 +266,12 @@ void KeyMonitor::publish_status() {
                    {"keyIdentifier", k.provider == keyclient::ProviderKind::kVault ? k.key_identifier : k.key_file},
                    {"versionedKeyIdentifier", k.versioned_key_identifier},
                    {"mountpoint", mountpoint_},
-                   {"pid", ::getpid()}};
+                   {"pid", ::getpid()},
+                   {"dataKeyGeneration", store_.super.dek_generation}};
+  if (status_extra_) {
+    nlohmann::json extra = status_extra_();
+    for (const auto& [key, value] : extra.items()) j[key] = value;
+  }
   std::string path = status_path(store_.super.store_id);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);

@@ -13,11 +13,13 @@
 // (or, in tests, on the caller's while no monitor thread runs).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -46,6 +48,13 @@ class KeyMonitor {
   void stop();
   void check_once();  // one round, on the caller's thread
   KeyState state() const { return state_; }
+  // The rekeyer moved everything to the current data-key generation: the monitor forgets the
+  // older ones at once (it alone changes the store's key records while mounted).
+  void rotation_finished() { wake(rotation_finished_); }
+  // Starts a data-key rotation at once (the metadata key's nonce budget is running out).
+  void request_rotation() { wake(rotation_wanted_); }
+  // Adds fields to the published status (rotation progress).
+  void set_status_extra(std::function<nlohmann::json()> fn) { status_extra_ = std::move(fn); }
 
  private:
   void run();
@@ -54,6 +63,9 @@ class KeyMonitor {
   void revoke(KeyState why, const std::string& reason);
   void maybe_rotate(const crypto::SecretBytes& dek, const keyclient::WrappedKey& wrapped);
   void publish_status();
+  void start_rotation();
+  void finish_rotation();
+  void wake(std::atomic<bool>& flag);
   void set_state(KeyState s);
 
   OpenStore& store_;
@@ -72,9 +84,13 @@ class KeyMonitor {
   std::chrono::steady_clock::time_point last_rotation_poll_;
   std::string rejected_;  // the last superblock refused (reported once)
 
+  std::function<nlohmann::json()> status_extra_;
+  std::atomic<bool> rotation_finished_{false}, rotation_wanted_{false};
+
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool woken_ = false;
   std::thread thread_;
 };
 

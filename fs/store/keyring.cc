@@ -35,15 +35,43 @@ bool Keyring::available() const {
   return available_;
 }
 
-Status Keyring::install(uint32_t generation, crypto::SecretBytes dek) {
-  auto keys = crypto::derive_store_keys(dek);
+Status Keyring::install(uint32_t current, std::map<uint32_t, crypto::SecretBytes> deks, crypto::SecretBytes name_key) {
+  auto it = deks.find(current);
+  if (it == deks.end()) return Status::InvalidArgument("no data key of the current generation");
+  auto keys = crypto::derive_store_keys(it->second, name_key.bytes());
   if (!keys.ok()) return keys.status();
+  for (auto older = deks.rbegin(); older != deks.rend(); ++older) {
+    if (older->first >= current) continue;
+    auto k = crypto::derive_store_keys(older->second);
+    if (!k.ok()) return k.status();
+    keys->older_meta.push_back(std::move(k->meta));
+  }
   std::unique_lock<std::shared_mutex> g(gate_);
-  deks_[generation] = std::move(dek);
-  generation_ = generation;
+  deks_ = std::move(deks);
+  name_key_ = std::move(name_key);
+  generation_ = current;
   store_keys_ = std::move(*keys);
   available_ = true;
+  std::lock_guard<std::mutex> c(cache_mu_);
+  file_keys_.clear();  // keys of generations no longer installed must go too
   return Status::Ok();
+}
+
+void Keyring::forget_older() {
+  std::unique_lock<std::shared_mutex> g(gate_);
+  for (auto it = deks_.begin(); it != deks_.end();) it = it->first == generation_ ? std::next(it) : deks_.erase(it);
+  store_keys_.older_meta.clear();
+  std::lock_guard<std::mutex> c(cache_mu_);
+  file_keys_.clear();
+}
+
+std::vector<uint32_t> Keyring::older_generations() const {
+  std::shared_lock<std::shared_mutex> g(gate_);
+  std::vector<uint32_t> out;
+  for (const auto& [gen, dek] : deks_) {
+    if (gen != generation_) out.push_back(gen);
+  }
+  return out;
 }
 
 bool Keyring::holds(uint32_t generation, const crypto::SecretBytes& dek) const {
@@ -56,6 +84,7 @@ void Keyring::revoke() {
   std::unique_lock<std::shared_mutex> g(gate_);
   available_ = false;
   deks_.clear();  // SecretBytes wipe on destruction
+  name_key_.wipe();
   store_keys_.wipe();
   std::lock_guard<std::mutex> c(cache_mu_);
   file_keys_.clear();  // no Access is alive, so these are the last references

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "crypto/keys.h"
 
@@ -39,7 +40,19 @@ class Keyring {
   Access access() { return Access(this); }
   bool available() const;
   // Installs the data key of `generation` as the current one and derives the store keys.
-  Status install(uint32_t generation, crypto::SecretBytes dek);
+  Status install(uint32_t generation, crypto::SecretBytes dek) {
+    std::map<uint32_t, crypto::SecretBytes> deks;
+    deks.emplace(generation, std::move(dek));
+    return install(generation, std::move(deks), {});
+  }
+  // The same with every live generation's key (a data-key rotation in progress: files and
+  // records under older ones stay readable) and the store's name key (empty: derived from the
+  // current data key). Replaces whatever was installed.
+  Status install(uint32_t current, std::map<uint32_t, crypto::SecretBytes> deks, crypto::SecretBytes name_key);
+  // Drops the older generations' keys (a data-key rotation is done).
+  void forget_older();
+  // The generations installed besides the current one, oldest first.
+  std::vector<uint32_t> older_generations() const;
   void revoke();  // wipes every key; Access::ok() is false until the next install()
   // Whether `dek` is the installed key of `generation` (constant time).
   bool holds(uint32_t generation, const crypto::SecretBytes& dek) const;
@@ -51,6 +64,7 @@ class Keyring {
   bool available_ = false;  // guarded by gate_
   uint32_t generation_ = 0;
   std::map<uint32_t, crypto::SecretBytes> deks_;
+  crypto::SecretBytes name_key_;
   crypto::StoreKeys store_keys_;
 
   struct IdHash {

@@ -268,13 +268,18 @@ Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes
   return wrapped;
 }
 
-Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
-                             const std::string* fingerprint, AuditLog& audit, std::string_view reason) {
+namespace {
+
+// Unwraps generation `generation`'s data key under `settings` (its wrapped key must name their
+// key) and checks it against `fingerprint` when given; audited.
+Result<Unlocked> unwrap_generation(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
+                                   uint32_t generation, const std::string* fingerprint, AuditLog& audit,
+                                   std::string_view reason, bool verify_superblock) {
   std::string blob;
   {
     auto txn = store.meta->begin(false);
     if (!txn.ok()) return txn.status();
-    auto w = txn->wrapped_dek(store.super.dek_generation);
+    auto w = txn->wrapped_dek(generation);
     if (!w.ok()) return w.status();
     blob = std::move(*w);
   }
@@ -293,17 +298,19 @@ Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& setti
       auto fp = crypto::dek_fingerprint(*dek);
       if (!fp.ok()) return fp.status();
       if (!crypto::equal_constant_time(crypto::as_bytes(*fp), crypto::as_bytes(*fingerprint))) {
-        return Status(EUCLEAN, "the store's data key (generation " + std::to_string(store.super.dek_generation) +
+        return Status(EUCLEAN, "the store's data key (generation " + std::to_string(generation) +
                                    ") is not the one this host bound to store " + to_hex(store.super.store_id) +
                                    ": refused (a swapped or forged store?)");
       }
     }
-    auto keys = crypto::derive_store_keys(*dek);
-    if (!keys.ok()) return keys.status();
-    CMKFS_RETURN_IF_ERROR(store.super.verify(keys->super_mac.bytes()));
+    if (verify_superblock) {
+      auto keys = crypto::derive_store_keys(*dek);
+      if (!keys.ok()) return keys.status();
+      CMKFS_RETURN_IF_ERROR(store.super.verify(keys->super_mac.bytes()));
+    }
     return dek;
   }();
-  nlohmann::json extra{{"reason", std::string(reason)}};
+  nlohmann::json extra{{"reason", std::string(reason)}, {"generation", generation}};
   const char* result = "ok";
   if (!verified.ok()) {
     const Status& s = verified.status();
@@ -314,19 +321,63 @@ Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& setti
   }
   audit.record("unwrap", wrapped->key_id, result, extra);
   if (!verified.ok()) return verified.status();
-  return Unlocked{std::move(*verified), std::move(*wrapped)};
+  return Unlocked{std::move(*verified), std::move(*wrapped), {}, {}};
+}
+
+const std::string* bound_fingerprint(const OpenStore& store, uint32_t generation) {
+  auto fp = store.binding->fingerprints.find(generation);
+  return fp == store.binding->fingerprints.end() ? nullptr : &fp->second;
+}
+
+}  // namespace
+
+Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
+                             const std::string* fingerprint, AuditLog& audit, std::string_view reason) {
+  return unwrap_generation(store, settings, provider, store.super.dek_generation, fingerprint, audit, reason, true);
 }
 
 Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason) {
   if (!store.binding) return Status(ENOKEY, "store " + to_hex(store.super.store_id) + " is not bound to this host");
   auto settings = store.binding->match(store.kek);
   if (!settings.ok()) return settings.status();
-  auto fp = store.binding->fingerprints.find(store.super.dek_generation);
-  if (fp == store.binding->fingerprints.end()) {
-    return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " +
-                               std::to_string(store.super.dek_generation));
+  uint32_t current = store.super.dek_generation;
+  const std::string* fp = bound_fingerprint(store, current);
+  if (fp == nullptr) {
+    return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " + std::to_string(current));
   }
-  return unwrap_with(store, *settings, provider, &fp->second, audit, reason);
+  auto unlocked = unwrap_generation(store, *settings, provider, current, fp, audit, reason, true);
+  if (!unlocked.ok()) return unlocked;
+  // A data-key rotation in progress: the older generations' keys too, each checked the same way.
+  auto keys = crypto::derive_store_keys(unlocked->dek);
+  if (!keys.ok()) return keys.status();
+  std::vector<uint32_t> gens;
+  {
+    auto txn = store.meta->begin(false);
+    if (!txn.ok()) return txn.status();
+    auto name = txn->name_key(current, keys->meta);
+    if (name.ok()) unlocked->name_key = std::move(*name);
+    else if (name.status().code() != ENOENT) return name.status();
+    auto g = txn->wrapped_generations();
+    if (!g.ok()) return g.status();
+    gens = std::move(*g);
+  }
+  for (uint32_t g : gens) {
+    if (g == current) continue;
+    const std::string* older_fp = bound_fingerprint(store, g);
+    if (older_fp == nullptr) {
+      return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " + std::to_string(g));
+    }
+    auto older = unwrap_generation(store, *settings, provider, g, older_fp, audit, reason, false);
+    if (!older.ok()) return older.status();
+    unlocked->older.emplace(g, std::move(older->dek));
+  }
+  return unlocked;
+}
+
+Status install_keys(Keyring& keyring, uint32_t current, Unlocked unlocked) {
+  std::map<uint32_t, crypto::SecretBytes> deks = std::move(unlocked.older);
+  deks[current] = std::move(unlocked.dek);
+  return keyring.install(current, std::move(deks), std::move(unlocked.name_key));
 }
 
 }  // namespace cmkfs::fs

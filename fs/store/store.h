@@ -6,6 +6,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,8 +77,10 @@ Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& 
 // wrapped it, `reason` and the outcome (ok, refused, unreachable, failed). Provider errors keep
 // their code (keyclient.h).
 struct Unlocked {
-  crypto::SecretBytes dek;
-  keyclient::WrappedKey wrapped;  // what was unwrapped
+  crypto::SecretBytes dek;                        // the current generation's
+  keyclient::WrappedKey wrapped;                  // what was unwrapped
+  std::map<uint32_t, crypto::SecretBytes> older;  // older generations' (a data-key rotation)
+  crypto::SecretBytes name_key;                   // the carried name key; empty: derive it
 };
 Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, AuditLog& audit, std::string_view reason);
 // The same with settings the caller vouches for instead of the binding (`cmkfs trust`, binding a
@@ -85,6 +88,9 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
 // `*fingerprint` when one is given.
 Result<Unlocked> unwrap_with(OpenStore& store, const keyclient::KekConfig& settings, keyclient::KeyProvider& provider,
                              const std::string* fingerprint, AuditLog& audit, std::string_view reason);
+// Installs what unlock() gave in `keyring`, `current` being the generation new files use.
+Status install_keys(Keyring& keyring, uint32_t current, Unlocked unlocked);
+
 // The exit code for a failed unlock: a damaged store (EIO) or a key problem.
 int unlock_exit_code(const Status& s);
 
@@ -102,5 +108,19 @@ Status bind_next(OpenStore& store, const keyclient::KekConfig& next);
 // monitor's automatic rotation.
 Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes& dek, keyclient::KekConfig kek,
                                      keyclient::KeyProvider& provider);
+
+// Data-key rotation (rotation.cc). start_dek_rotation() begins generation current+1: a new DEK
+// wrapped by `provider`, its fingerprint bound first, then in one durable commit its wrapped key,
+// the name key carried forward under it, and the superblock naming it (sealed with it). From then
+// on new files and records use it; files and records under older generations are moved by
+// Filesystem::rekey_step(); finish_dek_rotation() then forgets the older generations (wrapped
+// keys, name keys, fingerprints) and marks the metadata for compaction, which compact_metadata()
+// does with the store locked, so that no older wrapped key survives in LMDB's free pages.
+Result<uint32_t> start_dek_rotation(OpenStore& store, keyclient::KeyProvider& provider, const Unlocked& current,
+                                    AuditLog& audit);
+Status finish_dek_rotation(OpenStore& store, AuditLog& audit);
+bool compaction_pending(OpenStore& store);
+// REQUIRES: the store opened exclusively, no transaction open.
+Status compact_metadata(OpenStore& store);
 
 }  // namespace cmkfs::fs

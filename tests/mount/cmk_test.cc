@@ -4,6 +4,7 @@
 #include <atomic>
 #include <thread>
 
+#include "tests/support/lmdb_poke.h"
 #include "tests/support/test_util.h"
 #include "tests/support/vault_fixture.h"
 
@@ -244,16 +245,64 @@ TEST_F(CmkTest, EnableMovesALocalKeyStoreToTheVaultForGood) {
   init();
   mount();
   write_file(at("old"), "written under the local key");
-  umount();
   auto r = run(cmkfs_binary() + " encryption enable " + store + vault_flags(key_url));
+  EXPECT_EQ(r.rc, 13) << r.output;  // it re-encrypts: not while mounted
+  EXPECT_NE(r.output.find("unmount the store first"), std::string::npos) << r.output;
+  umount();
+  std::string local_wrapped = read_file(store + "/meta/data.mdb");
+  r = run(cmkfs_binary() + " encryption enable " + store + vault_flags(key_url));
   ASSERT_EQ(r.rc, 0) << r.output;
-  EXPECT_EQ(show()["status"], "enabled");
+  json j = show();
+  EXPECT_EQ(j["status"], "enabled");
+  EXPECT_EQ(j["dataKeyGeneration"], 2);  // a new data key, which the local key never wrapped
+  EXPECT_FALSE(stdfs::exists(key)) << "the local key file is deleted once nothing needs it";
   r = run(cmkfs_binary() + " encryption enable " + store + vault_flags(key_url));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.output.find("already uses a vault key"), std::string::npos);
-  stdfs::remove(key);  // the local key is no longer needed
   mount();
   EXPECT_EQ(read_file(at("old")), "written under the local key");
+  umount();
+  EXPECT_EQ(run(cmkfs_binary() + " fsck " + store).rc, 0);
+}
+
+TEST_F(CmkTest, DataKeyRotationUnderLoadKeepsEveryByteAndLeavesNoOldWrappedKey) {
+  init_vault(key_url);
+  std::string old_blob = nlohmann::json::parse(read_lmdb(store + "/meta", "keys", be64(1)))["blob"];
+  ASSERT_NE(read_file(store + "/meta/data.mdb").find(old_blob), std::string::npos);  // the scan finds what is there
+  mount("--key-check-interval 300ms");
+  // Files under generation 1, and a writer that keeps going through the rotation.
+  for (int i = 0; i < 40; ++i) write_file(at("before" + std::to_string(i)), std::string(70000 + i, 'a' + i % 26));
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      std::string name = at("during" + std::to_string(i));
+      write_file(name, std::string(30000 + i, 'A' + i % 26));
+      written = i + 1;
+      ::usleep(5000);  // a steady stream, as a registry push is
+    }
+  });
+  auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  bool done = eventually(30, [&] {
+    json live = show()["liveKeyState"];
+    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
+  });
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(done) << read_file(log);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(read_file(at("before" + std::to_string(i))), std::string(70000 + i, 'a' + i % 26)) << i;
+  }
+  for (int i = 0; i < written; ++i) {
+    ASSERT_EQ(read_file(at("during" + std::to_string(i))), std::string(30000 + i, 'A' + i % 26)) << i;
+  }
+  umount();  // compacts the metadata
+  EXPECT_EQ(read_file(store + "/meta/data.mdb").find(old_blob), std::string::npos);
+  auto fsck = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(fsck.rc, 0) << fsck.output;
+  mount();
+  EXPECT_EQ(read_file(at("before7")), std::string(70007, 'a' + 7));
 }
 
 TEST_F(CmkTest, NoVaultCallOnTheDataPath) {

@@ -31,6 +31,13 @@ inline void poke_lmdb(const std::string& meta_dir, const std::string& table, con
   mdb_env_close(env);
 }
 
+// A raw LMDB value of a store ("" when absent).
+inline std::string read_lmdb(const std::string& meta_dir, const std::string& table, const std::string& key) {
+  std::string out;
+  poke_lmdb(meta_dir, table, key, [&](std::string& v) { out = v; });
+  return out;
+}
+
 inline std::string be64(uint64_t v) {
   std::string k(8, '\0');
   for (int i = 7; i >= 0; --i, v >>= 8) k[i] = static_cast<char>(v & 0xff);

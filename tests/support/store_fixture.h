@@ -58,7 +58,7 @@ class StoreTest : public ::testing::Test {
     ASSERT_TRUE(unlocked.ok()) << unlocked.status().message();
     dek = unlocked->dek.clone();
     keyring.revoke();
-    ASSERT_TRUE(keyring.install(store->super.dek_generation, std::move(unlocked->dek)).ok());
+    ASSERT_TRUE(fs::install_keys(keyring, store->super.dek_generation, std::move(*unlocked)).ok());
   }
 
   std::string audit_path() const { return dir + "/audit.jsonl"; }

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "tests/support/store_fixture.h"
@@ -196,6 +198,81 @@ TEST_F(FilesystemTest, AnOrphanLeftOpenAtUnmountIsReapedByTheNextStart) {
   EXPECT_EQ(objects.count(), 0u);
   meta::InodeRecord gone;
   EXPECT_NE(fsys->getattr(rec.ino, &gone), 0);
+}
+
+TEST_F(FilesystemTest, DataKeyRotationMovesEveryFileAndRecordAndForgetsTheOldKey) {
+  meta::InodeRecord d;
+  ASSERT_EQ(fsys->mkdir(kRootIno, "d", 0755, {}, &d), 0);
+  uint64_t a = create(kRootIno, "a", pattern(300000, 1));
+  uint64_t b = create(d.ino, "b", pattern(5000, 2));
+  meta::InodeRecord rec;
+  Handle* h = nullptr;
+  ASSERT_EQ(fsys->create(kRootIno, "sparse", 0644, O_RDWR, {}, &rec, &h), 0);
+  write(h, 10 << 20, pattern(100, 3));  // 10 MiB of hole, then 100 bytes
+  fsys->release(h);
+  std::string old_blob;
+  {
+    auto txn = store->meta->begin(false);
+    old_blob = *txn->wrapped_dek(1);
+  }
+  fs::AuditLog audit(audit_path(), "test");
+  auto provider = fs::bound_provider(*store);
+  ASSERT_TRUE(provider.ok());
+  auto current = fs::unlock(*store, **provider, audit, "test");
+  ASSERT_TRUE(current.ok());
+  auto to = fs::start_dek_rotation(*store, **provider, *current, audit);
+  ASSERT_TRUE(to.ok()) << to.status().message();
+  EXPECT_EQ(*to, 2u);
+  {
+    auto unlocked = fs::unlock(*store, **provider, audit, "test");  // what a mount would install now
+    ASSERT_TRUE(unlocked.ok()) << unlocked.status().message();
+    ASSERT_TRUE(fs::install_keys(keyring, store->super.dek_generation, std::move(*unlocked)).ok());
+  }
+  EXPECT_EQ(keyring.older_generations(), std::vector<uint32_t>{1});
+  // Old files read under the old key, new ones are written under the new.
+  EXPECT_EQ(read_all(a), pattern(300000, 1));
+  uint64_t c = create(kRootIno, "c", pattern(7000, 4));
+  fs::Filesystem::RekeyProgress p;
+  for (int i = 0; i < 100 && !p.done; ++i) {
+    auto step = fsys->rekey_step(1, 2);  // small steps, as between requests
+    ASSERT_TRUE(step.ok()) << step.status().message();
+    p = *step;
+  }
+  ASSERT_TRUE(p.done);
+  ASSERT_TRUE(fs::finish_dek_rotation(*store, audit).ok());
+  stop();
+  ASSERT_TRUE(fs::compact_metadata(*store).ok());
+  open();  // only generation 2 is left: a mount unwraps it alone
+  EXPECT_TRUE(keyring.older_generations().empty());
+  start();
+  uint64_t found = 0;
+  ASSERT_EQ(lookup(kRootIno, "a", &found), 0);  // names stay where they were: the name key carried over
+  EXPECT_EQ(read_all(found), pattern(300000, 1));
+  ASSERT_EQ(lookup(d.ino, "b", &found), 0);
+  EXPECT_EQ(read_all(found), pattern(5000, 2));
+  ASSERT_EQ(lookup(kRootIno, "c", &found), 0);
+  EXPECT_EQ(read_all(found), pattern(7000, 4));
+  ASSERT_EQ(lookup(kRootIno, "sparse", &found), 0);
+  auto sparse = read_all(found);
+  ASSERT_EQ(sparse.size(), (10u << 20) + 100);
+  EXPECT_TRUE(std::all_of(sparse.begin(), sparse.begin() + (10 << 20), [](uint8_t x) { return x == 0; }));
+  EXPECT_EQ(std::vector<uint8_t>(sparse.begin() + (10 << 20), sparse.end()), pattern(100, 3));
+  // No file refers to generation 1, and its wrapped key is nowhere in the metadata file.
+  auto access = keyring.access();
+  auto txn = store->meta->begin(false, &access.store_keys());
+  ASSERT_TRUE(txn->for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> r) {
+    EXPECT_TRUE(r.ok()) << ino;
+    if (r.ok() && S_ISREG(r->mode)) {
+      EXPECT_EQ(r->dek_generation, 2u) << ino;
+    }
+    return true;
+  }).ok());
+  EXPECT_EQ(txn->wrapped_dek(1).status().code(), EIO);  // gone
+  auto blob = nlohmann::json::parse(old_blob)["blob"].get<std::string>();
+  EXPECT_EQ(read_text(dir + "/store/meta/data.mdb").find(blob), std::string::npos);
+  EXPECT_EQ(objects.count(), 4u);  // a, b, c, sparse: the old objects are gone
+  (void)b;
+  (void)c;
 }
 
 TEST_F(FilesystemTest, AForgedOrphanEntryDoesNotDeleteALiveFile) {
