@@ -73,7 +73,7 @@ build_images
 log "creating and mounting a store"
 mkdir -p "$MNT"
 "$CMKFS" init "$STORE" --local-key-file "$WORK/key" >/dev/null
-"$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
+"$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log" --key-check-interval 500ms
 cat >"$WORK/registry.yml" <<YML
 version: 0.1
 log:
@@ -89,10 +89,22 @@ YML
 start_registry
 
 REG=127.0.0.1:$PORT
+# A data-key rotation starts after the first push and runs under the next ones.
 for img in img1 img2 img3; do
   log "push $img"
   skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:$img" "docker://$REG/apps/$img:v1"
+  if [ $img = img1 ]; then
+    "$CMKFS" encryption rotate-data-key "$MNT" >/dev/null
+    log "data-key rotation started under the pushes"
+  fi
 done
+live_state() {
+  "$CMKFS" encryption show "$STORE" 2>/dev/null |
+    python3 -c 'import json,sys; l=json.load(sys.stdin).get("liveKeyState",{}); print(l.get("dataKeyGeneration"), "rotating" if "dataKeyRotation" in l else "settled")'
+}
+for _ in $(seq 300); do [ "$(live_state)" = "2 settled" ] && break; sleep 0.2; done
+[ "$(live_state)" = "2 settled" ] || die "the data-key rotation did not finish: $(live_state)"
+log "data-key rotation to generation 2 finished"
 
 # --- pull back bit-exact -------------------------------------------------------------------------
 for img in img1 img2 img3; do
@@ -180,7 +192,10 @@ for name, digest in (("apps/img1", sys.argv[2]), ("apps/img2", sys.argv[3])):
     if got != digest:
         sys.exit(f"[e2e] inspect shows {name}:v1 -> {got}, pushed {digest}")
 blobs = j["registry"]["blobs"]
+gen = j['protection']['dataKeyGeneration']
+if gen != 2:
+    sys.exit(f"[e2e] inspect shows data key generation {gen}, 2 after the rotation")
 print(f"[e2e] inspect: {len(repos)} repositories, {blobs['count']} blobs ({blobs['bytes']} bytes), "
-      f"sealed under data key generation {j['protection']['dataKeyGeneration']}")
+      f"sealed under data key generation {gen}")
 PY
 log "PASS"

@@ -305,6 +305,34 @@ TEST_F(CmkTest, DataKeyRotationUnderLoadKeepsEveryByteAndLeavesNoOldWrappedKey) 
   EXPECT_EQ(read_file(at("before7")), std::string(70007, 'a' + 7));
 }
 
+TEST_F(CmkTest, AStoreMovedToAnotherHostIsBoundThereExplicitly) {
+  init_vault(key_url);
+  mount();
+  write_file(at("x"), "moved with its store");
+  umount();
+  std::string fingerprint = show()["hostBinding"]["dataKeyFingerprint"];
+  ASSERT_EQ(fingerprint.size(), 32u);
+  // The new host: no binding yet, and its own copy of the vault's CA.
+  ::setenv("CMKFS_CONFIG_DIR", (dir + "/host2").c_str(), 1);
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_NE(r.output.find("not bound to this host"), std::string::npos) << r.output;
+  stdfs::copy_file(vault_dir + "/ca.pem", dir + "/ca2.pem");
+  std::string flags = " --key-encryption-key " + key_url + " --identity " + client_id + " --identity-endpoint " + url +
+                      "/metadata/identity/oauth2/token --vault-ca " + dir + "/ca2.pem";
+  r = run(cmkfs_binary() + " trust " + store + flags + " --fingerprint " + std::string(32, '0'));
+  EXPECT_EQ(r.rc, 11) << r.output;  // not the store the old host had
+  EXPECT_EQ(try_mount().rc, 11);
+  r = run(cmkfs_binary() + " trust " + store + flags + " --fingerprint " + fingerprint);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  json j = show();
+  EXPECT_EQ(j["keyVaultProperties"]["keyIdentifier"], key_url);
+  EXPECT_EQ(j["hostBinding"]["dataKeyFingerprint"], fingerprint);
+  EXPECT_EQ(j["hostBinding"]["matchesStore"], true);
+  mount();
+  EXPECT_EQ(read_file(at("x")), "moved with its store");
+}
+
 TEST_F(CmkTest, NoVaultCallOnTheDataPath) {
   init_vault(key_url);
   mount("--key-check-interval 1h");
