@@ -73,6 +73,9 @@ build_images
 log "creating and mounting a store"
 mkdir -p "$MNT"
 "$CMKFS" init "$STORE" --local-key-file "$WORK/key" >/dev/null
+# The first data key's wrapped copy, as LMDB holds it: it must be gone after the rotation.
+OLD_WRAPPED=$(grep -ao '"blob":"[0-9a-f]*"' "$STORE/meta/data.mdb" | head -n 1)
+[ -n "$OLD_WRAPPED" ] || die "no wrapped data key found in data.mdb"
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log" --key-check-interval 500ms
 cat >"$WORK/registry.yml" <<YML
 version: 0.1
@@ -153,6 +156,8 @@ log "after delete and garbage-collect, img1 and img2 still pull bit-exact"
 # --- the backing store holds no plaintext ----------------------------------------------------------
 stop_registry
 "$CMKFS" umount "$MNT" >/dev/null
+! grep -qaF "$OLD_WRAPPED" "$STORE/meta/data.mdb" || die "the old wrapped data key survives in data.mdb"
+log "the old wrapped data key is gone from data.mdb (compacted at unmount)"
 python3 - "$STORE" "$WORK/oci" <<'PY'
 import os, sys
 store, oci = sys.argv[1], sys.argv[2]
