@@ -1,5 +1,7 @@
 #include "keyclient/vault_client.h"
 
+#include <arpa/inet.h>
+
 #include <map>
 #include <regex>
 #include <thread>
@@ -97,7 +99,9 @@ Status check_identity_endpoint(const std::string& url) {
   auto o = origin_of(url);
   if (!o) return Status::InvalidArgument("identity endpoint '" + url + "' is not a URL");
   if (o->scheme == "https") return Status::Ok();
-  bool loopback = o->host == "localhost" || o->host == "::1" || o->host.rfind("127.", 0) == 0;
+  in_addr a4{};
+  bool loopback = o->host == "localhost" || o->host == "::1" ||
+                  (inet_pton(AF_INET, o->host.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
   if (o->scheme == "http" && (o->host == "169.254.169.254" || loopback)) return Status::Ok();
   return Status::InvalidArgument("identity endpoint '" + url +
                                  "' would carry tokens in clear: use https, or http only to the link-local "
@@ -108,8 +112,10 @@ bool challenge_resource_matches(const std::string& resource, const std::string& 
   auto o = origin_of(resource);
   if (!o || o->scheme != "https" || o->host.empty()) return false;
   const std::string& r = o->host;
-  return host == r || (host.size() > r.size() && host.compare(host.size() - r.size(), r.size(), r) == 0 &&
-                       host[host.size() - r.size() - 1] == '.');
+  if (host == r) return true;
+  // A parent domain, never a bare top-level one ("net" would match every vault in it).
+  return r.find('.') != std::string::npos && host.size() > r.size() &&
+         host.compare(host.size() - r.size(), r.size(), r) == 0 && host[host.size() - r.size() - 1] == '.';
 }
 
 VaultClient::VaultClient(std::unique_ptr<HttpTransport> transport, VaultClientOptions options)

@@ -22,6 +22,10 @@ class VaultProvider : public KeyProvider {
     if (!id) return Status(EBADMSG, "key vault returned a malformed key id: " + *kid);
     auto w = client_->wrap(*id, dek.bytes());
     if (!w.ok()) return w.status();
+    auto wrapped_by = KeyId::parse(w->kid);
+    if (!wrapped_by || !wrapped_by->same_key(configured_) || wrapped_by->version.empty()) {
+      return Status(EBADMSG, "key vault wrapped with a key other than the one configured: " + w->kid);
+    }
     return WrappedKey{ProviderKind::kVault, w->kid, kAlg, std::move(w->value)};
   }
 
@@ -38,7 +42,12 @@ class VaultProvider : public KeyProvider {
     if (!configured_.version.empty()) return configured_.str();  // manual rotation: pinned
     auto bundle = client_->get_key(configured_);
     if (!bundle.ok()) return bundle.status();
-    return (*bundle)["key"]["kid"].get<std::string>();
+    const auto& kid = (*bundle)["key"]["kid"];
+    auto latest = kid.is_string() ? KeyId::parse(kid.get<std::string>()) : std::nullopt;
+    if (!latest || !latest->same_key(configured_) || latest->version.empty()) {
+      return Status(EBADMSG, "key vault named a latest version of another key");
+    }
+    return latest->str();
   }
 
   bool revocable() const override { return true; }

@@ -197,6 +197,7 @@ class MetaStore {
   // Records sealed through this MetaStore since it was opened.
   uint64_t seals() const { return seals_.load(std::memory_order_relaxed); }
   bool read_only() const { return read_only_; }
+  int data_fd() const;  // the database file LMDB opened, -1 if unknown
   // Writes a compacted copy of the database (live pages only: nothing deleted survives in it) to
   // `fd`. REQUIRES: nobody writes meanwhile (the store lock is held).
   Status copy_compacted(int fd);

@@ -124,6 +124,11 @@ Status MetaStore::sync() {
   return lmdb_status(mdb_env_sync(env_, 1), "syncing metadata");
 }
 
+int MetaStore::data_fd() const {
+  int fd = -1;
+  return mdb_env_get_fd(env_, &fd) == MDB_SUCCESS ? fd : -1;
+}
+
 Status MetaStore::copy_compacted(int fd) {
   return lmdb_status(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "compacting the metadata");
 }

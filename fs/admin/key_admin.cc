@@ -33,6 +33,10 @@ Status move_to(OpenStore& st, const keyclient::KekConfig& next, std::ostream& ou
   if (!unlocked.ok()) {
     return Status(unlocked.status().code(), "cannot unwrap the data key with the current key: " + unlocked.status().message());
   }
+  if (!unlocked->older.empty()) {
+    return Status(EBUSY, "a data-key rotation is in progress; change the key once it has finished "
+                         "(cmkfs encryption show), or finish it with encryption rotate-data-key on the unmounted store");
+  }
   const std::string& old_id = unlocked->wrapped.key_id;
   auto provider = keyclient::make_provider(next, st.super.store_id);
   if (!provider.ok()) return provider.status();

@@ -35,6 +35,13 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
     }
     expected = &o.fingerprint;
   }
+  // The generation is the store's word: one this host never bound is no first use, but a data
+  // key nobody here has seen.
+  if (store.binding && expected == nullptr) {
+    return Status(EUCLEAN, "this host's binding has no fingerprint for the store's data-key generation " +
+                               std::to_string(store.super.dek_generation) +
+                               "; give the one `encryption show` printed where it was made (--fingerprint)");
+  }
   auto provider = keyclient::make_provider(settings, store.super.store_id);
   if (!provider.ok()) return provider.status();
   AuditLog audit(default_audit_path(store.super.store_id), to_hex(store.super.store_id));

@@ -44,7 +44,16 @@ Result<Filesystem::RekeyProgress> Filesystem::rekey_step(size_t max_files, size_
   }
   p.files_left = rekey_queue_.size();
   if (p.records_resealed > 0 || p.files_moved > 0) rekey_pass_worked_ = true;
-  if (rekey_queue_.empty() && reseal_cursor_.done()) {
+  // A file unlinked while open keeps only its object, under its generation, until released: the
+  // older keys must stay until it is.
+  bool open_under_older = false;
+  for (const auto& node : inodes_.all()) {
+    meta::InodeRecord r = node->snapshot();
+    if (S_ISREG(r.mode) && r.dek_generation < generation && node->disk_state() == Inode::OnDisk::kObjectOnly) {
+      open_under_older = true;
+    }
+  }
+  if (rekey_queue_.empty() && reseal_cursor_.done() && !open_under_older) {
     // Done only after a whole pass that found nothing left: what it reports is what the store holds.
     p.done = !rekey_pass_worked_;
     if (!p.done) {

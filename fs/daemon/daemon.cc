@@ -254,8 +254,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  monitor.stop();  // first: its status reads the rekeyer's progress
   rekeyer.reset();
-  monitor.stop();
   fuse_session_unmount(se);
   uring.reset();  // its workers end with the connection
   s = fs.shutdown();

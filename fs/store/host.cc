@@ -1,6 +1,7 @@
 #include "fs/store/host.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,7 +48,8 @@ Result<keyclient::KekConfig> HostBinding::match(const keyclient::KekConfig& stor
 std::string HostBinding::to_json() const {
   json fps = json::object();
   for (const auto& [gen, fp] : fingerprints) fps[std::to_string(gen)] = fp;
-  json j{{"store_id", to_hex(store_id)}, {"kek", json::parse(kek.to_json())}, {"fingerprints", fps}};
+  json j{{"store_id", to_hex(store_id)}, {"kek", json::parse(kek.to_json())}, {"fingerprints", fps},
+         {"generation", generation}};
   if (next) j["next"] = json::parse(next->to_json());
   return j.dump(2);
 }
@@ -67,6 +69,7 @@ Result<HostBinding> HostBinding::from_json(std::string_view text) {
       if (!next.ok()) return next.status();
       b.next = std::move(*next);
     }
+    b.generation = j.value("generation", uint32_t{0});
     for (const auto& [gen, fp] : j.at("fingerprints").items()) {
       b.fingerprints[static_cast<uint32_t>(std::stoul(gen))] = fp.get<std::string>();
     }
@@ -138,6 +141,23 @@ Status save_binding(const HostBinding& b) {
     ::close(dfd);
   }
   return Status::Ok();
+}
+
+Result<HostBinding> update_binding(const Id128& store_id, const std::function<Status(HostBinding&)>& change) {
+  std::string config = host_config_dir(), dir = stores_dir();
+  for (const std::string& d : {config, dir}) {
+    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "creating " + d);
+  }
+  auto lock = open_private_file(AT_FDCWD, dir + "/.lock", O_RDWR | O_CREAT, dir + "/.lock");
+  if (!lock.ok()) return lock.status();
+  if (::flock(lock->get(), LOCK_EX) != 0) return errno_status(errno, "locking " + dir);
+  auto current = load_binding(store_id);
+  if (!current.ok() && current.status().code() != ENOENT) return current.status();
+  HostBinding b = current.ok() ? std::move(*current) : HostBinding{};
+  b.store_id = store_id;
+  CMKFS_RETURN_IF_ERROR(change(b));
+  CMKFS_RETURN_IF_ERROR(save_binding(b));
+  return b;  // the lock goes with `lock`
 }
 
 }  // namespace cmkfs::fs

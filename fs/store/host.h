@@ -12,6 +12,7 @@
 // is a link, is refused. A binding holds no secret (the fingerprint reveals nothing of the key).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,6 +34,9 @@ struct HostBinding {
   // after): while set, the store may hold either, so a crash in between locks nobody out.
   std::optional<keyclient::KekConfig> next;
   std::map<uint32_t, std::string> fingerprints;  // data-key generation -> crypto::dek_fingerprint
+  // The newest data-key generation the store is known to have committed: a store that shows an
+  // older one has been rolled back (0: not recorded, a binding from before rotations).
+  uint32_t generation = 0;
 
   // The bound settings `store_kek` agrees with (kek, else next), or what differs from kek.
   Result<keyclient::KekConfig> match(const keyclient::KekConfig& store_kek) const;
@@ -47,5 +51,9 @@ std::string binding_path(const Id128& store_id);
 Result<HostBinding> load_binding(const Id128& store_id);
 // Writes the binding atomically and durably, creating the directory (0700) if need be.
 Status save_binding(const HostBinding& binding);
+// Changes the binding of `store_id` as it is on disk now (a fresh one if there is none), under a
+// lock that serialises every cmkfs process on the host: a command and a daemon changing the same
+// binding never write stale copies over each other. Returns what was saved.
+Result<HostBinding> update_binding(const Id128& store_id, const std::function<Status(HostBinding&)>& change);
 
 }  // namespace cmkfs::fs

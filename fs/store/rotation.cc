@@ -1,6 +1,7 @@
 // Data-key rotation: the store's side (new generation, forgetting old ones, compaction). Moving
 // files and records to the new generation is the core's (Filesystem::rekey_step).
 #include <fcntl.h>
+#include <sys/file.h>
 
 #include "crypto/base/hex.h"
 #include "crypto/keys.h"
@@ -38,10 +39,12 @@ Result<uint32_t> start_dek_rotation(OpenStore& store, keyclient::KeyProvider& pr
   // Bound first: a crash after the commit must find the new generation's fingerprint.
   auto fp = crypto::dek_fingerprint(*dek);
   if (!fp.ok()) return fp.status();
-  HostBinding binding = *store.binding;
-  binding.fingerprints[to] = *fp;
-  CMKFS_RETURN_IF_ERROR(save_binding(binding));
-  store.binding = binding;
+  auto bound = update_binding(store.super.store_id, [&](HostBinding& b) {
+    b.fingerprints[to] = *fp;
+    return Status::Ok();
+  });
+  if (!bound.ok()) return bound.status();
+  store.binding = std::move(*bound);
 
   meta::Superblock sb = store.super;
   sb.dek_generation = to;
@@ -54,6 +57,13 @@ Result<uint32_t> start_dek_rotation(OpenStore& store, keyclient::KeyProvider& pr
   CMKFS_RETURN_IF_ERROR(txn->commit());
   CMKFS_RETURN_IF_ERROR(store.meta->sync());
   store.super = std::move(sb);
+  // Committed: from now on a store showing an older generation has been rolled back.
+  auto committed = update_binding(store.super.store_id, [&](HostBinding& b) {
+    b.generation = std::max(b.generation, to);
+    return Status::Ok();
+  });
+  if (!committed.ok()) return committed.status();
+  store.binding = std::move(*committed);
   audit.record("rotate-data-key", wrapped->key_id, "started", {{"from", from}, {"to", to}});
   return to;
 }
@@ -76,14 +86,14 @@ Status finish_dek_rotation(OpenStore& store, AuditLog& audit) {
     CMKFS_RETURN_IF_ERROR(txn->commit());
   }
   CMKFS_RETURN_IF_ERROR(store.meta->sync());
-  if (store.binding) {
-    HostBinding binding = *store.binding;
-    for (auto it = binding.fingerprints.begin(); it != binding.fingerprints.end();) {
-      it = it->first == current ? std::next(it) : binding.fingerprints.erase(it);
+  auto bound = update_binding(store.super.store_id, [&](HostBinding& b) {
+    for (auto it = b.fingerprints.begin(); it != b.fingerprints.end();) {
+      it = it->first == current ? std::next(it) : b.fingerprints.erase(it);
     }
-    CMKFS_RETURN_IF_ERROR(save_binding(binding));
-    store.binding = std::move(binding);
-  }
+    return Status::Ok();
+  });
+  if (!bound.ok()) return bound.status();
+  store.binding = std::move(*bound);
   audit.record("rotate-data-key", store.kek.versioned_key_identifier, "finished",
                {{"generation", current}, {"forgotten", older}});
   return Status::Ok();
@@ -95,6 +105,14 @@ bool compaction_pending(OpenStore& store) {
 }
 
 Status compact_metadata(OpenStore& store) {
+  // Nobody may change key records meanwhile (commands beside a mount hold this shared).
+  if (::flock(store.meta_dir_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Status(EBUSY, "another cmkfs command is changing the store's keys; compaction waits for the next unmount");
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::flock(fd, LOCK_UN); }
+  } unlock_guard{store.meta_dir_fd};
   const std::string tmp = "data.mdb.compact";
   ::unlinkat(store.meta_dir_fd, tmp.c_str(), 0);
   {
@@ -109,7 +127,7 @@ Status compact_metadata(OpenStore& store) {
     return Status::IOError(errno, "replacing the metadata with its compacted copy");
   }
   ::fsync(store.meta_dir_fd);
-  auto meta = meta::MetaStore::open("/proc/self/fd/" + std::to_string(store.meta_dir_fd), false, read_only);
+  auto meta = open_checked_meta(store, read_only);
   if (!meta.ok()) return meta.status();
   store.meta = std::move(*meta);
   auto txn = store.meta->begin(true);

@@ -122,7 +122,11 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   // a binding of nothing).
   auto fingerprint = crypto::dek_fingerprint(*dek);
   if (!fingerprint.ok()) return fingerprint.status();
-  HostBinding binding{.store_id = sb.store_id, .kek = kek, .next = {}, .fingerprints = {{sb.dek_generation, *fingerprint}}};
+  HostBinding binding{.store_id = sb.store_id,
+                      .kek = kek,
+                      .next = {},
+                      .fingerprints = {{sb.dek_generation, *fingerprint}},
+                      .generation = sb.dek_generation};
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
 
   if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
@@ -154,6 +158,30 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool read_only) {
+  // LMDB opens its files by name, creating the lock file: both are made or checked here first
+  // (regular, one link, the user's), and LMDB is given the directory just checked, by descriptor.
+  // The descriptors are closed before LMDB opens: closing one of a file LMDB holds would drop
+  // the POSIX locks LMDB keeps on it.
+  struct stat checked;
+  {
+    auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb");
+    if (!data.ok()) return data.status();
+    if (::fstat(data->get(), &checked) != 0) return Status::IOError(errno, "cannot stat " + s.paths.meta + "/data.mdb");
+    auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
+    if (!lock.ok()) return lock.status();
+  }
+  auto meta = meta::MetaStore::open("/proc/self/fd/" + std::to_string(s.meta_dir_fd), /*create=*/false, read_only);
+  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+  // And what LMDB opened is the file that was checked.
+  struct stat opened;
+  int fd = (*meta)->data_fd();
+  if (fd < 0 || ::fstat(fd, &opened) != 0 || checked.st_dev != opened.st_dev || checked.st_ino != opened.st_ino) {
+    return Status::AccessDenied(s.paths.meta + "/data.mdb changed while it was opened");
+  }
+  return meta;
+}
+
 Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool exclusive, bool read_only) {
   std::error_code ec;
   if (!stdfs::is_directory(root_arg, ec)) return Status::NotFound(root_arg + " does not exist or is not a directory");
@@ -167,15 +195,8 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
     if (meta_dir.status().code() != ENOENT) return meta_dir.status();
     return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
   }
-  {
-    auto data = open_private_file(meta_dir->get(), "data.mdb", O_RDONLY, s->paths.meta + "/data.mdb");
-    if (!data.ok() && data.status().code() == ENOENT) {
-      return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
-    }
-    if (!data.ok()) return data.status();
-    // LMDB opens its lock file by name, creating it: it is made (or checked) here first.
-    auto lock = open_private_file(meta_dir->get(), "lock.mdb", O_RDWR | O_CREAT, s->paths.meta + "/lock.mdb");
-    if (!lock.ok()) return lock.status();
+  if (::faccessat(meta_dir->get(), "data.mdb", F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+    return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
   }
   if (exclusive) {
     auto lock = open_private_file(dir->get(), "lock", O_RDWR | O_CREAT, s->paths.lock);
@@ -185,11 +206,14 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
       return Status(EBUSY, "store " + s->paths.root + " is in use (mounted or being checked by another cmkfs)");
     }
   }
-  // LMDB takes a path: this one names the directory just checked, whatever is renamed meanwhile.
   s->meta_dir_fd = meta_dir->release();
-  std::string meta_path = "/proc/self/fd/" + std::to_string(s->meta_dir_fd);
-  auto meta = meta::MetaStore::open(meta_path, /*create=*/false, read_only);
-  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+  // A command that changes key records beside a running mount holds this shared: compaction,
+  // which replaces the metadata file, takes it exclusively.
+  if (!exclusive && !read_only && ::flock(s->meta_dir_fd, LOCK_SH) != 0) {
+    return Status::IOError(errno, "cannot lock " + s->paths.meta);
+  }
+  auto meta = open_checked_meta(*s, read_only);
+  if (!meta.ok()) return meta.status();
   s->meta = std::move(*meta);
   auto txn = s->meta->begin(false);
   if (!txn.ok()) return txn.status();
@@ -225,23 +249,27 @@ Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& 
 
 Status bind_next(OpenStore& store, const keyclient::KekConfig& next) {
   if (!store.binding) return Status(ENOKEY, "store " + to_hex(store.super.store_id) + " is not bound to this host");
-  HostBinding b = *store.binding;
-  b.next = next;
-  CMKFS_RETURN_IF_ERROR(save_binding(b));
-  store.binding = std::move(b);
+  auto b = update_binding(store.super.store_id, [&](HostBinding& b) {
+    b.next = next;
+    return Status::Ok();
+  });
+  if (!b.ok()) return b.status();
+  store.binding = std::move(*b);
   return Status::Ok();
 }
 
 Status bind_store(OpenStore& store, const keyclient::KekConfig& kek, const crypto::SecretBytes& dek) {
   auto fp = crypto::dek_fingerprint(dek);
   if (!fp.ok()) return fp.status();
-  HostBinding b = store.binding.value_or(HostBinding{});
-  b.store_id = store.super.store_id;
-  b.kek = kek;
-  b.next.reset();
-  b.fingerprints[store.super.dek_generation] = *fp;
-  CMKFS_RETURN_IF_ERROR(save_binding(b));
-  store.binding = std::move(b);
+  auto b = update_binding(store.super.store_id, [&](HostBinding& b) {
+    b.kek = kek;
+    b.next.reset();
+    b.fingerprints[store.super.dek_generation] = *fp;
+    b.generation = std::max(b.generation, store.super.dek_generation);
+    return Status::Ok();
+  });
+  if (!b.ok()) return b.status();
+  store.binding = std::move(*b);
   store.binding_error = Status::Ok();
   return Status::Ok();
 }
@@ -341,6 +369,10 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
   auto settings = store.binding->match(store.kek);
   if (!settings.ok()) return settings.status();
   uint32_t current = store.super.dek_generation;
+  if (current < store.binding->generation) {
+    return Status(EUCLEAN, "the store is back at data-key generation " + std::to_string(current) + ", but reached " +
+                               std::to_string(store.binding->generation) + " (rolled back?)");
+  }
   const std::string* fp = bound_fingerprint(store, current);
   if (fp == nullptr) {
     return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " + std::to_string(current));
@@ -363,6 +395,10 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
   }
   for (uint32_t g : gens) {
     if (g == current) continue;
+    if (g > current) {
+      return Status(EUCLEAN, "the store holds a wrapped data key of generation " + std::to_string(g) +
+                                 ", newer than the one it uses (" + std::to_string(current) + ")");
+    }
     const std::string* older_fp = bound_fingerprint(store, g);
     if (older_fp == nullptr) {
       return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " + std::to_string(g));

@@ -63,7 +63,11 @@ struct OpenStore {
 };
 
 // Opens the store at `root`. exclusive: take the store lock (EBUSY when mounted elsewhere).
+// Nothing inside the store is followed (private_fs.h); each part must be the user's own.
 Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only);
+
+// (Re)opens the store's LMDB environment after checking its files (store.meta_dir_fd open).
+Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& store, bool read_only);
 
 // The key provider this host's binding names, once the store's own key settings are found to
 // agree with it: no request ever goes where the host did not say. ENOKEY when the store is not

@@ -1,5 +1,6 @@
 #include "keyclient/devvault/server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -67,26 +69,47 @@ void send(Response& res, const Reply& r) {
   if (!r.body.is_null()) res.set_content(safe_dump(r.body), "application/json; charset=utf-8");
 }
 
-// The uid owning the client end of a loopback TCP connection, from the kernel's socket tables:
-// what SO_PEERCRED gives for a unix socket. nullopt for any other peer.
+// An address and port as the kernel's socket tables print them: the address's bytes as stored,
+// one 32-bit word at a time in hex, then the port. nullopt for anything that is not an address.
+std::optional<std::string> proc_net_endpoint(const std::string& addr, int port, bool* v6) {
+  char out[64];
+  in_addr a4{};
+  in6_addr a6{};
+  if (inet_pton(AF_INET, addr.c_str(), &a4) == 1) {
+    *v6 = false;
+    std::snprintf(out, sizeof out, "%08X:%04X", a4.s_addr, port);
+  } else if (inet_pton(AF_INET6, addr.c_str(), &a6) == 1) {
+    *v6 = true;
+    uint32_t w[4];
+    std::memcpy(w, a6.s6_addr, sizeof w);
+    std::snprintf(out, sizeof out, "%08X%08X%08X%08X:%04X", w[0], w[1], w[2], w[3], port);
+  } else {
+    return std::nullopt;
+  }
+  return std::string(out);
+}
+
+// The uid owning the client end of a loopback TCP connection, from the kernel's socket table:
+// what SO_PEERCRED gives for a unix socket. Only the established connection with exactly these
+// two ends counts (a closed one lingering in TIME_WAIT is listed as root's). nullopt otherwise.
 std::optional<uid_t> loopback_peer_uid(const Request& req) {
-  const std::string& a = req.remote_addr;
-  bool loopback = a.rfind("127.", 0) == 0 || a == "::1" || a.rfind("::ffff:127.", 0) == 0;
+  in_addr a4{};
+  in6_addr a6{};
+  bool loopback = (inet_pton(AF_INET, req.remote_addr.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                  (inet_pton(AF_INET6, req.remote_addr.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
   if (!loopback || req.remote_port <= 0 || req.local_port <= 0) return std::nullopt;
-  char want_local[16], want_remote[16];
-  std::snprintf(want_local, sizeof want_local, "%04X", req.remote_port);  // the client's port
-  std::snprintf(want_remote, sizeof want_remote, "%04X", req.local_port);
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(table);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::istringstream f(line);
-      std::string sl, local, remote, st, queues, timer, retr, uid;
-      if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid)) continue;
-      auto port = [](const std::string& addr) { return addr.substr(addr.rfind(':') + 1); };
-      if (port(local) == want_local && port(remote) == want_remote) return static_cast<uid_t>(std::stoul(uid));
-    }
+  bool v6 = false, local_v6 = false;
+  auto client = proc_net_endpoint(req.remote_addr, req.remote_port, &v6);
+  auto server = proc_net_endpoint(req.local_addr, req.local_port, &local_v6);
+  if (!client || !server || v6 != local_v6) return std::nullopt;
+  std::ifstream in(v6 ? "/proc/net/tcp6" : "/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+    if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode)) continue;
+    if (local == *client && remote == *server && st == "01" && inode != "0") return static_cast<uid_t>(std::stoul(uid));
   }
   return std::nullopt;
 }

@@ -177,6 +177,15 @@ TEST_F(AttackTest, AStoreOthersCanWriteIsRefusedWithTheFix) {
   mount();
 }
 
+TEST_F(AttackTest, TrustBindsNoDataKeyGenerationThisHostNeverSaw) {
+  init();
+  // A generation with no fingerprint here, for the admin's next routine `trust` to bind.
+  edit_superblock([](json& j) { j["dek_generation"] = 7; });
+  auto r = run(cmkfs_binary() + " trust " + store + " --local-key-file " + key);
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "generation 7")) << r.output;
+}
+
 TEST_F(AttackTest, AnUnprivilegedUserGetsNoToken) {
   std::string query = url + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://127.0.0.1&client_id=" +
                       client_id;

@@ -275,6 +275,33 @@ TEST_F(FilesystemTest, DataKeyRotationMovesEveryFileAndRecordAndForgetsTheOldKey
   (void)c;
 }
 
+TEST_F(FilesystemTest, AStoreRolledBackToAnOlderDataKeyIsRefused) {
+  create(kRootIno, "a", pattern(1000, 1));
+  std::string before;
+  {
+    auto txn = store->meta->begin(false);
+    before = txn->superblock()->to_json();
+  }
+  fs::AuditLog audit(audit_path(), "test");
+  auto provider = fs::bound_provider(*store);
+  ASSERT_TRUE(provider.ok());
+  auto current = fs::unlock(*store, **provider, audit, "test");
+  ASSERT_TRUE(current.ok());
+  ASSERT_TRUE(fs::start_dek_rotation(*store, **provider, *current, audit).ok());
+  stop();
+  {
+    // The attacker puts the old superblock back, hoping the old (perhaps stolen) key stays in use.
+    auto txn = store->meta->begin(true);
+    ASSERT_TRUE(txn->put_superblock(*meta::Superblock::from_json(before)).ok());
+    ASSERT_TRUE(txn->commit().ok());
+  }
+  auto st = fs::open_store(dir + "/store", /*exclusive=*/false, /*read_only=*/true);
+  ASSERT_TRUE(st.ok());
+  auto unlocked = fs::unlock(**st, **provider, audit, "test");
+  EXPECT_EQ(unlocked.status().code(), EUCLEAN) << unlocked.status().message();
+  EXPECT_NE(unlocked.status().message().find("rolled back"), std::string::npos) << unlocked.status().message();
+}
+
 TEST_F(FilesystemTest, AForgedOrphanEntryDoesNotDeleteALiveFile) {
   uint64_t f = create(kRootIno, "f", pattern(4000, 9));
   fsys->forget(f, 1);
