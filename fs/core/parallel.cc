@@ -47,12 +47,14 @@ class Pool {
  private:
   explicit Pool(unsigned n) {
     // Threads inherit their creator's CPU affinity, and the first caller may be a worker pinned to
-    // one CPU; the helpers take the main thread's (the process's) instead.
-    cpu_set_t cpus;
-    bool have_cpus = sched_getaffinity(getpid(), sizeof(cpus), &cpus) == 0;
+    // one CPU: the creator takes the main thread's (the process's) while it starts the helpers, so
+    // that they have it from their first instant, then goes back to its own.
+    cpu_set_t process, mine;
+    bool swap = sched_getaffinity(getpid(), sizeof(process), &process) == 0 &&
+                pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0 &&
+                pthread_setaffinity_np(pthread_self(), sizeof(process), &process) == 0;
     for (unsigned i = 0; i < n; ++i) {
-      threads_.emplace_back([this, have_cpus, cpus] {
-        if (have_cpus) pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+      threads_.emplace_back([this] {
         for (;;) {
           std::function<void()> task;
           {
@@ -67,6 +69,7 @@ class Pool {
         crypto::release_thread_state();
       });
     }
+    if (swap) pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
   }
   std::mutex mu_;
   std::condition_variable cv_;

@@ -37,7 +37,9 @@ TEST_F(BadInputTest, LocalKeyFileIsCreatedMode0600OutsideTheStore) {
   struct stat st;
   ASSERT_EQ(::stat(key.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  for (auto& f : store_files()) EXPECT_NE(read_file(f).find(read_file(key).substr(19, 64)), 0u);
+  std::string secret = read_file(key).substr(19, 64);
+  ASSERT_EQ(secret.size(), 64u);
+  for (auto& f : store_files()) EXPECT_EQ(read_file(f).find(secret), std::string::npos) << f;
 }
 
 TEST_F(BadInputTest, MountingADirectoryThatIsNotAStore) {
