@@ -33,9 +33,10 @@ Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
   for (;;) {
     if (!failed_.ok()) return failed_;
     if (parent_ != nullptr) break;
+    if (committer_done_) return Status(ESHUTDOWN, "the metadata is closing");
     open_wanted_ = true;
     committer_cv_.notify_one();
-    state_cv_.wait(lock, [this] { return parent_ != nullptr || !open_wanted_ || !failed_.ok(); });
+    state_cv_.wait(lock, [this] { return parent_ != nullptr || !open_wanted_ || !failed_.ok() || committer_done_; });
     if (parent_ == nullptr && !open_error_.ok()) return open_error_;
   }
   MDB_txn* child = nullptr;
@@ -88,7 +89,11 @@ void Batcher::run() {
   std::unique_lock<std::mutex> lock(mu);
   for (;;) {
     committer_cv_.wait(lock, [this] { return stopping_ || open_wanted_; });
-    if (!open_wanted_) return;  // stopping, nothing pending
+    if (!open_wanted_) {  // stopping, nothing pending
+      committer_done_ = true;
+      state_cv_.notify_all();
+      return;
+    }
     // LMDB's writer lock may be held by another process: waited for without holding mu, so that
     // readers carry on with their snapshots meanwhile.
     lock.unlock();

@@ -72,6 +72,7 @@ class Batcher {
   bool one_at_a_time_ = false;
   bool writing_ = false;  // a batch is being written
   bool open_wanted_ = false, flush_wanted_ = false, stopping_ = false;
+  bool committer_done_ = false;  // no batch opens any more (stopping)
   Status open_error_, last_batch_;
   // Not OK once a batch holding acknowledged transactions failed to reach the disk: their
   // changes are lost, and every later write transaction fails with it (stop, fsck).

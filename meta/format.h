@@ -16,6 +16,12 @@ inline constexpr std::string_view kTableKeys = "keys";        // be32 generation
 inline constexpr std::string_view kTableInodes = "inodes";    // be64 ino -> sealed inode record
 inline constexpr std::string_view kTableDirents = "dirents";  // be64 parent | be64 slot -> sealed entry
 inline constexpr std::string_view kTableOrphans = "orphans";  // be64 ino -> "" (unlinked, still open)
+// What a crash of the mount can leave behind, for the next one to repair (added in a later
+// release: created on first writable open, read as empty where missing):
+//   'p' | file id (16) -> ""   an object to remove once the metadata that dropped it is durable
+//   'w' | be64 ino     -> ""   a file written since its size was last saved: its object may be
+//                              longer than the saved size says
+inline constexpr std::string_view kTableRecovery = "recovery";
 inline constexpr std::string_view kSuperKey = "superblock";
 
 inline constexpr uint8_t kInodeRecordVersion = 1;

@@ -119,6 +119,14 @@ class Txn {
   Status remove_orphan(uint64_t ino);
   Result<std::vector<uint64_t>> orphans();
 
+  // Crash recovery records (format.h, kTableRecovery).
+  Status add_pending_removal(const Id128& file_id);
+  Status remove_pending_removal(const Id128& file_id);
+  Result<std::vector<Id128>> pending_removals();
+  Status add_writing(uint64_t ino);
+  Status remove_writing(uint64_t ino);
+  Result<std::vector<uint64_t>> writing();
+
   Result<Superblock> superblock();
   Status put_superblock(const Superblock& sb);  // REQUIRES: sb sealed by the caller
   Result<std::string> wrapped_dek(uint32_t generation);
@@ -167,6 +175,8 @@ class Txn {
   Status put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags = 0);
   Status del_raw(unsigned dbi, std::string_view key);
   Status need_keys() const;
+  template <class Fn>
+  Status each_recovery(char tag, size_t size, Fn&& fn);
 
   MetaStore* store_;
   MDB_txn* txn_;
@@ -209,7 +219,8 @@ class MetaStore {
   std::unique_ptr<Batcher> batcher_;  // with group commit
   std::mutex reserve_mu_;
   uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
-  unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0;
+  unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0, recovery_ = 0;
+  bool has_recovery_ = false;  // a read-only open of a store from before the table
   std::atomic<uint64_t> seals_{0};
   bool read_only_ = false;
 };

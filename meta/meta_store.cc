@@ -56,6 +56,12 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool 
       return lmdb_status(rc, "opening table " + std::string(t.name));
     }
   }
+  int rc = mdb_dbi_open(txn, std::string(kTableRecovery).c_str(), read_only ? 0 : MDB_CREATE, &store->recovery_);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return lmdb_status(rc, "opening table recovery");
+  }
+  store->has_recovery_ = rc == MDB_SUCCESS;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_commit(txn), "commit"));
   return store;
 }
@@ -367,6 +373,62 @@ Status Txn::add_orphan(uint64_t ino) { return put_raw(store_->orphans_, be64_key
 Status Txn::remove_orphan(uint64_t ino) {
   Status s = del_raw(store_->orphans_, be64_key(ino));
   return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+namespace {
+std::string pending_key(const Id128& id) { return "p" + std::string(reinterpret_cast<const char*>(id.data()), id.size()); }
+std::string writing_key(uint64_t ino) { return "w" + be64_key(ino); }
+}  // namespace
+
+Status Txn::add_pending_removal(const Id128& file_id) { return put_raw(store_->recovery_, pending_key(file_id), ""); }
+
+Status Txn::remove_pending_removal(const Id128& file_id) {
+  Status s = del_raw(store_->recovery_, pending_key(file_id));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+Status Txn::add_writing(uint64_t ino) { return put_raw(store_->recovery_, writing_key(ino), ""); }
+
+Status Txn::remove_writing(uint64_t ino) {
+  Status s = del_raw(store_->recovery_, writing_key(ino));
+  return s.code() == ENOENT ? Status::Ok() : s;
+}
+
+// Calls fn(key) for each recovery record whose key starts with `tag` and has `size` bytes.
+template <class Fn>
+Status Txn::each_recovery(char tag, size_t size, Fn&& fn) {
+  if (!store_->has_recovery_) return Status::Ok();
+  MDB_cursor* c = nullptr;
+  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn_, store_->recovery_, &c), "cursor"));
+  MdbCursor cursor(c);
+  MDB_val k, v;
+  std::string start(1, tag);
+  k = mdb_val(start);
+  for (int rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)); rc == MDB_SUCCESS;
+       rc = note(txn_, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
+    std::string_view key = as_view(k);
+    if (key.empty() || key[0] != tag) break;
+    if (key.size() == size) fn(key.substr(1));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Id128>> Txn::pending_removals() {
+  std::vector<Id128> out;
+  CMKFS_RETURN_IF_ERROR(each_recovery('p', 17, [&](std::string_view k) {
+    Id128 id{};
+    std::copy(k.begin(), k.end(), id.begin());
+    out.push_back(id);
+  }));
+  return out;
+}
+
+Result<std::vector<uint64_t>> Txn::writing() {
+  std::vector<uint64_t> out;
+  CMKFS_RETURN_IF_ERROR(each_recovery('w', 9, [&](std::string_view k) {
+    out.push_back(get_be64(reinterpret_cast<const uint8_t*>(k.data())));
+  }));
+  return out;
 }
 
 Result<std::vector<uint64_t>> Txn::orphans() {

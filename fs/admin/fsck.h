@@ -18,6 +18,8 @@ struct FsckReport {
   uint64_t entries = 0, chunks = 0, bytes = 0;
   uint64_t orphans = 0;               // unlinked while open; the next mount removes them
   std::vector<std::string> problems;  // one line each
+  // What a crash left and the next mount repairs (noted by the crashed mount): not damage.
+  std::vector<std::string> leftovers;
 };
 
 // Checks a store opened with open_offline().

@@ -224,4 +224,39 @@ Result<ChunkWrite> resize_chunks(const ChunkFile& f, uint64_t size, uint64_t new
   return w;
 }
 
+Result<uint64_t> recoverable_size(const ChunkFile& f, uint64_t saved, uint64_t object_length) {
+  const auto& L = f.layout;
+  uint64_t stride = L.phys_stride(), cs = L.chunk_size();
+  uint64_t full = object_length / stride, rest = object_length % stride;
+  uint64_t present = full + (rest > kChunkOverhead ? 1 : 0);  // chunks with at least one byte of data
+  uint64_t start = saved == 0 ? 0 : L.index_of(saved - 1);
+  if (present == 0) return uint64_t{0};
+  start = std::min(start, present - 1);  // a cut file: its last chunk left is where to look
+  uint64_t size = start * cs;
+  crypto::ChunkOpener opener(f.key, f.binding);
+  crypto::PlainBuffer plain;
+  std::vector<uint8_t> phys;
+  for (uint64_t i = start; i < present; ++i) {
+    std::vector<uint64_t> lengths;
+    if (i < full) lengths.push_back(cs);
+    if (i == full && rest > kChunkOverhead) lengths.push_back(rest - kChunkOverhead);
+    if (saved > 0 && i == L.index_of(saved - 1)) lengths.push_back(saved - i * cs);
+    bool opened = false;
+    for (uint64_t len : lengths) {
+      phys.resize(len + kChunkOverhead);
+      auto got = f.object.read_at(L.phys_offset(i), phys);
+      if (!got.ok()) return got.status();
+      if (*got != phys.size()) continue;
+      plain.resize(len);
+      if (open_chunk(f, opener, i, phys, plain).ok()) {
+        size = i * cs + len;
+        opened = true;
+        break;
+      }
+    }
+    if (!opened || size % cs != 0) break;  // a partial chunk is the last one
+  }
+  return size;
+}
+
 }  // namespace cmkfs::fs

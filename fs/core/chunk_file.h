@@ -45,4 +45,12 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
 // and leaves holes after it.
 Result<ChunkWrite> resize_chunks(const ChunkFile& f, uint64_t size, uint64_t new_size);
 
+// After a crash: the size whose chunks authenticate in an object `object_length` bytes long, for
+// a file whose last saved size is `saved`. Writes after that save may have rewritten the partial
+// last chunk in place (longer) and appended more, or cut the file: from the chunk that held the
+// saved size's last byte on, each chunk is tried as a full chunk, as the object's last, and as it
+// was at the saved size, and the walk stops at the first that opens as none of them. The chunks
+// before it are taken as they are (fsck checks them). The caller trims the object to the result.
+Result<uint64_t> recoverable_size(const ChunkFile& f, uint64_t saved, uint64_t object_length);
+
 }  // namespace cmkfs::fs

@@ -49,19 +49,31 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
   bool is_dir = S_ISDIR(rec.mode);
   if (is_dir) rec.parent = parent;
   std::unique_ptr<ObjectFile> object;
+  int noted = -1;  // the creation log's ticket (crash recovery finds the object if the create is lost)
   if (S_ISREG(rec.mode)) {
     rec.dek_generation = access.generation();
     Status s = crypto::random_bytes(rec.file_id);
     if (!s.ok()) return fail(s, "create", parent);
+    if (store_.creations) {
+      auto ticket = store_.creations->note(rec.ino, rec.file_id);
+      if (!ticket.ok()) return fail(ticket.status(), "create", parent);
+      noted = *ticket;
+    }
     auto obj = store_.objects->open(rec.file_id, /*create=*/true);
-    if (!obj.ok()) return fail(obj.status(), "create", parent);
+    if (!obj.ok()) {
+      if (noted >= 0) store_.creations->committed(noted);
+      return fail(obj.status(), "create", parent);
+    }
     object = std::move(*obj);
   }
   Status s = txn->add_entry(parent, name, rec.ino, type_of(rec.mode));
   if (s.ok()) s = txn->put_inode(rec);
+  // A new file is being written: until its size is saved, a crash may leave its object longer.
+  if (s.ok() && S_ISREG(rec.mode)) s = txn->add_writing(rec.ino);
   InodeWriter writer(*txn);
   if (s.ok() && is_dir) s = writer.stage(*dir, [](meta::InodeRecord& r) { ++r.nlink; });
   if (s.ok()) s = writer.commit();
+  if (noted >= 0) store_.creations->committed(noted);
   if (!s.ok()) {
     if (S_ISREG(rec.mode)) (void)store_.objects->remove(rec.file_id);
     return s.code() == EEXIST ? EEXIST : fail(s, "create", parent);
@@ -70,6 +82,7 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
   auto node = inodes_.insert(rec, 1);
   node->mark_saved(node->change_seq);
   node->object = std::move(object);
+  node->writing_noted = S_ISREG(rec.mode);
   *out = rec;
   if (created != nullptr) *created = node;
   return 0;
@@ -165,6 +178,10 @@ int Filesystem::remove_name(uint64_t parent, std::string_view name, bool dir_wan
   InodeWriter writer(*txn);
   Status s = txn->remove_entry(parent, name);
   if (s.ok() && gone) s = delete_now ? txn->delete_inode(entry->ino) : txn->add_orphan(entry->ino);
+  // The object goes after this commit is durable: noted, so that a crash in between cannot leak it.
+  if (s.ok() && delete_now && !is_dir && S_ISREG(node->snapshot().mode)) {
+    s = txn->add_pending_removal(node->snapshot().file_id);
+  }
   if (s.ok() && !delete_now) {
     s = writer.stage(node, [is_dir, now](meta::InodeRecord& r) {
       r.nlink = is_dir ? 0 : r.nlink - 1;

@@ -22,7 +22,7 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out) {
   std::shared_ptr<Inode> node = *loaded;
   if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
   std::unique_lock<std::shared_mutex> g(node->data_mu);
-  Status s = ensure_object(*node);
+  Status s = ensure_object(*node, access);
   if (!s.ok()) return fail(s, "open", ino);
   if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
     if (int err = resize(*node, 0, access); err != 0) return err;
@@ -92,6 +92,7 @@ int Filesystem::write_locked(Inode& node, const Keyring::Access& access, int fla
   }
   auto fc = file_crypto(access, rec);
   if (!fc.ok()) return fail(fc.status(), "write", rec.ino);
+  if (Status s = note_writing(node, access); !s.ok()) return fail(s, "write", rec.ino);
   auto attempt = [&] {
     auto w = write_chunks(chunks(*node.object, *fc), rec.size, offset, data);
     // A failed write may have extended the object (ENOSPC midway): cut it back to the old size.

@@ -64,6 +64,7 @@ Status Filesystem::start() {
     auto root = inodes_.get(meta::kRootIno, loader(meta::kRootIno, access), 1);  // pinned: never forgotten
     if (!root.ok()) return root.status();
   }
+  CMKFS_RETURN_IF_ERROR(recover(access));
   for (uint64_t ino : orphans) {
     spdlog::info("removing inode {}, unlinked while open before the last unmount", ino);
     CMKFS_RETURN_IF_ERROR(reap(ino, access));
@@ -89,7 +90,22 @@ Status Filesystem::shutdown() {
     nodes.push_back(node.get());
   }
   if (Status s = save(nodes, access); !s.ok() && first.ok()) first = s;
+  if (first.ok()) {
+    // Every size is saved and every object synced: nothing is being written any more, and every
+    // create noted has committed.
+    auto txn = store_.meta->begin(true, &access.store_keys());
+    auto writing = txn.ok() ? txn->writing() : Result<std::vector<uint64_t>>(txn.status());
+    Status w = writing.ok() ? Status::Ok() : writing.status();
+    if (w.ok()) {
+      for (uint64_t ino : *writing) {
+        if (w.ok()) w = txn->remove_writing(ino);
+      }
+    }
+    if (w.ok()) w = txn->commit();
+    if (!w.ok()) first = w;
+  }
   Status s = store_.meta->sync();
+  if (s.ok() && first.ok() && store_.creations) s = store_.creations->clear();
   std::lock_guard<std::mutex> g(handles_mu_);
   for (Handle* h : handles_) delete h;  // the kernel sends no release after an unmount
   handles_.clear();
@@ -118,9 +134,30 @@ Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access&
     CMKFS_RETURN_IF_ERROR(s);
     saved.emplace_back(node, seq);
   }
-  if (saved.empty()) return Status::Ok();
+  // A file nobody has open whose size is now saved (here or before) is no longer being written:
+  // its recovery note goes in the same commit. Never waits for a file in use (lock order).
+  std::vector<std::pair<Inode*, std::unique_lock<std::shared_mutex>>> done_writing;
+  for (Inode* node : nodes) {
+    if (!node->writing_noted || node->dirty()) continue;
+    std::unique_lock<std::shared_mutex> g(node->data_mu, std::try_to_lock);
+    if (!g.owns_lock() || inodes_.is_open(*node) || !node->writing_noted) continue;
+    CMKFS_RETURN_IF_ERROR(txn->remove_writing(node->snapshot().ino));
+    done_writing.emplace_back(node, std::move(g));
+  }
+  if (saved.empty() && done_writing.empty()) return Status::Ok();
   CMKFS_RETURN_IF_ERROR(txn->commit());
   for (auto& [node, seq] : saved) node->mark_saved(seq);
+  for (auto& [node, g] : done_writing) node->writing_noted = false;
+  return Status::Ok();
+}
+
+Status Filesystem::note_writing(Inode& node, const Keyring::Access& access) {
+  if (node.writing_noted) return Status::Ok();
+  auto txn = store_.meta->begin(true, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  CMKFS_RETURN_IF_ERROR(txn->add_writing(node.snapshot().ino));
+  CMKFS_RETURN_IF_ERROR(txn->commit());
+  node.writing_noted = true;
   return Status::Ok();
 }
 
@@ -131,6 +168,7 @@ Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
   if (!rec.ok() && rec.status().code() != ENOENT) return rec.status();
   // The orphans table is not sealed: only the inode's own (sealed) record can say it is unlinked.
   bool linked = rec.ok() && rec->nlink > 0;
+  if (!linked && rec.ok() && S_ISREG(rec->mode)) CMKFS_RETURN_IF_ERROR(txn->add_pending_removal(rec->file_id));
   if (linked) {
     spdlog::error("inode {} is listed as an orphan but its record has {} links: keeping it, dropping the entry "
                   "(tampered?)",
@@ -149,9 +187,16 @@ Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
 // without its object. A crash after the commit but before the removal leaks the object, which
 // fsck reports. Runs on the group committer's thread: it uses nothing of this Filesystem.
 void Filesystem::remove_object_when_durable(const meta::InodeRecord& rec) {
-  store_.meta->when_durable([objects = store_.objects.get(), id = rec.file_id, ino = rec.ino] {
+  store_.meta->when_durable([meta = store_.meta.get(), objects = store_.objects.get(), id = rec.file_id, ino = rec.ino] {
     Status s = objects->remove(id);
-    if (!s.ok()) spdlog::error("inode {}: its object stays behind (fsck reports it as leaked): {}", ino, s.message());
+    if (!s.ok()) {
+      spdlog::error("inode {}: its object stays behind (the next mount retries): {}", ino, s.message());
+      return;
+    }
+    // Gone: the note that it had to go may go too (with the next batch; a crash before that
+    // only makes the next mount try a removal that is already done).
+    auto txn = meta->begin(true);
+    if (txn.ok() && txn->remove_pending_removal(id).ok()) (void)txn->commit();
   });
 }
 
@@ -183,7 +228,7 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
   inodes_.erase_if_unused(rec.ino);
 }
 
-Status Filesystem::ensure_object(Inode& node) {
+Status Filesystem::ensure_object(Inode& node, const Keyring::Access& access, bool recovering) {
   if (node.object) return Status::Ok();
   meta::InodeRecord rec = node.snapshot();
   auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0);
@@ -191,15 +236,25 @@ Status Filesystem::ensure_object(Inode& node) {
     if (obj.status().code() == ENOENT) return Status::Corruption("the object file is missing");
     return obj.status();
   }
-  // After a crash the object may hold chunks written past the last saved size: drop them, so the
-  // object is again exactly as long as the size says.
+  // A file the crashed mount was writing may not be as long as its saved size says: chunks
+  // written since (a rewritten partial last chunk among them), or a cut. Recovery makes it what
+  // authenticates, and the object exactly as long as that. Anywhere else a short object is damage
+  // (its reads fail), and bytes past the size are dropped.
   auto len = (*obj)->length();
   if (!len.ok()) return len.status();
   uint64_t want = layout_.phys_size(rec.size);
-  if (*len > want) {
-    spdlog::warn("inode {}: object is {} bytes longer than its saved size; trimming unsaved data", rec.ino,
-                 *len - want);
+  if (!recovering && *len > want) {
+    spdlog::warn("inode {}: object is {} bytes longer than its saved size; dropping them", rec.ino, *len - want);
     CMKFS_RETURN_IF_ERROR((*obj)->truncate(want));
+  } else if (recovering && *len != want) {
+    auto fc = file_crypto(access, rec);
+    if (!fc.ok()) return fc.status();
+    auto size = recoverable_size(chunks(**obj, *fc), rec.size, *len);
+    if (!size.ok()) return size.status();
+    spdlog::warn("inode {}: object is {} bytes for a saved size of {}: the file is now the {} bytes that authenticate",
+                 rec.ino, *len, rec.size, *size);
+    CMKFS_RETURN_IF_ERROR((*obj)->truncate(layout_.phys_size(*size)));
+    if (*size != rec.size) node.update([&](meta::InodeRecord& r) { r.size = *size; });
   }
   node.object = std::move(*obj);
   return Status::Ok();
@@ -250,6 +305,7 @@ int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access
   meta::InodeRecord rec = node.snapshot();
   auto fc = file_crypto(access, rec);
   if (!fc.ok()) return fail(fc.status(), "truncate", rec.ino);
+  if (Status s = note_writing(node, access); !s.ok()) return fail(s, "truncate", rec.ino);
   auto w = resize_chunks(chunks(*node.object, *fc), rec.size, size);
   if (!w.ok()) return fail(w.status(), "truncate", rec.ino);
   node.lost.forget(std::min(rec.size, size), UINT64_MAX);  // cut off, or now a hole of zeros
@@ -272,7 +328,7 @@ int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::Inod
     if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
     std::unique_lock<std::shared_mutex> g(node->data_mu);
     bool was_open = node->object != nullptr;
-    Status s = ensure_object(*node);
+    Status s = ensure_object(*node, access);
     if (!s.ok()) return fail(s, "truncate", ino);
     int err = resize(*node, *c.size, access);
     if (!was_open && !inodes_.is_open(*node)) node->object.reset();
@@ -310,9 +366,12 @@ Status Filesystem::flush_dirty() {
   auto all = inodes_.all();  // holds them while they are saved
   std::vector<Inode*> dirty;
   for (auto& node : all) {
-    if (node->dirty()) dirty.push_back(node.get());
+    if (node->dirty() || node->writing_noted) dirty.push_back(node.get());
   }
   CMKFS_RETURN_IF_ERROR(save(dirty, access));
+  if (store_.creations) {
+    store_.creations->maybe_turn([this](std::function<void()> fn) { store_.meta->when_durable(std::move(fn)); });
+  }
   for (Inode* node : dirty) inodes_.erase_if_unused(node->snapshot().ino);  // kept only to be saved
   return Status::Ok();
 }

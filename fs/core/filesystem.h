@@ -115,12 +115,18 @@ class Filesystem {
   // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
   InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
   Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
+  // Notes in the store's recovery table that the file is being written, once per open-to-save
+  // span. REQUIRES: data_mu held exclusively.
+  Status note_writing(Inode& node, const Keyring::Access& access);
+  // Repairs what a crash of an earlier mount left (recovery.cc); part of start().
+  Status recover(const Keyring::Access& access);
   // Commits the changes of `nodes` (those still changed) in one write transaction.
   Status save(const std::vector<Inode*>& nodes, const Keyring::Access& access);
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);
   void remove_object_when_durable(const meta::InodeRecord& rec);
-  Status ensure_object(Inode& node);  // REQUIRES: data_mu held exclusively
+  // Opens the node's object. REQUIRES: data_mu held exclusively.
+  Status ensure_object(Inode& node, const Keyring::Access& access, bool recovering = false);
   Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) const {
     return fs::file_crypto(a, store_id_, rec);
   }

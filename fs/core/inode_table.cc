@@ -77,7 +77,10 @@ bool InodeTable::closed(Inode& node) {
 void InodeTable::erase_if_unused(uint64_t ino) {
   std::lock_guard<std::mutex> g(mu_);
   auto it = map_.find(ino);
-  if (it != map_.end() && it->second->lookups == 0 && it->second->opens == 0 && !it->second->dirty()) map_.erase(it);
+  if (it != map_.end() && it->second->lookups == 0 && it->second->opens == 0 && !it->second->dirty() &&
+      !it->second->writing_noted) {
+    map_.erase(it);
+  }
 }
 
 std::vector<std::shared_ptr<Inode>> InodeTable::all() {

@@ -7,6 +7,7 @@
 // earlier one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,6 +29,9 @@ struct Inode {
   std::shared_mutex data_mu;
   std::unique_ptr<ObjectFile> object;  // while open (regular files)
   LostRanges lost;                     // also guarded by data_mu
+  // The store's recovery table names this file as written since its size was saved (a crash may
+  // leave its object longer than that size). Set and cleared holding data_mu exclusively.
+  std::atomic<bool> writing_noted{false};
 
   // The record and its save state.
   std::mutex mu;

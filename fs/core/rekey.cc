@@ -82,7 +82,7 @@ Status Filesystem::rekey_file(uint64_t ino, const Keyring::Access& access) {
     if (!S_ISREG(old.mode) || old.dek_generation >= generation || node->disk_state() != Inode::OnDisk::kRecord) {
       return Status::Ok();
     }
-    CMKFS_RETURN_IF_ERROR(ensure_object(*node));
+    CMKFS_RETURN_IF_ERROR(ensure_object(*node, access));
     meta::InodeRecord moved = old;
     CMKFS_RETURN_IF_ERROR(crypto::random_bytes(moved.file_id));
     moved.dek_generation = generation;
@@ -130,7 +130,8 @@ Status Filesystem::rekey_file(uint64_t ino, const Keyring::Access& access) {
         return Status::Ok();
       }
       InodeWriter writer(*txn);
-      committed = writer.stage(node, [&](meta::InodeRecord& r) {
+      committed = txn->add_pending_removal(old.file_id);
+      if (committed.ok()) committed = writer.stage(node, [&](meta::InodeRecord& r) {
         r.file_id = moved.file_id;
         r.dek_generation = moved.dek_generation;
         r.chunk_writes = moved.chunk_writes;

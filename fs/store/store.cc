@@ -226,6 +226,11 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto objects = open_local_object_store(dir->get());
   if (!objects.ok()) return objects.status();
   s->objects = std::move(*objects);
+  if (exclusive || read_only) {  // the store's one writer (a mount, fsck's reader): it keeps or reads the notes
+    auto creations = CreationLog::open(s->meta_dir_fd, /*writable=*/!read_only);
+    if (!creations.ok()) return creations.status();
+    s->creations = std::move(*creations);
+  }
   auto binding = load_binding(s->super.store_id);
   if (binding.ok()) s->binding = std::move(*binding);
   else s->binding_error = binding.status();

@@ -13,6 +13,7 @@
 
 #include "crypto/crypto.h"
 #include "fs/store/audit.h"
+#include "fs/store/creation_log.h"
 #include "fs/store/host.h"
 #include "fs/store/keyring.h"
 #include "fs/store/object_store.h"
@@ -57,6 +58,7 @@ struct OpenStore {
   std::unique_ptr<ObjectStore> objects;
   meta::Superblock super;  // unauthenticated until unlock()
   keyclient::KekConfig kek;  // the superblock's key settings: unauthenticated until unlock()
+  std::unique_ptr<CreationLog> creations;  // objects being created (creation_log.h); null when read-only
   std::optional<HostBinding> binding;  // this host's binding of the store (host.h), if it has one
   Status binding_error;                // why there is none
   ~OpenStore();
