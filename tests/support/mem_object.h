@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,19 +76,31 @@ class MemObjectFile : public fs::ObjectFile {
 };
 
 // An in-memory ObjectStore of MemObjectFiles: objects outlive the handles open() returns, so a
-// Filesystem can be shut down and started again on the same contents.
+// Filesystem can be shut down and started again on the same contents. Faults: fail_at(n, err)
+// makes the n-th call from now (open, read, write, truncate, length, sync or remove, counted
+// together) fail with `err`, as a disk would.
 class MemObjectStore : public fs::ObjectStore {
  public:
+  void fail_at(int64_t n, int err) {
+    calls_ = 0;
+    fail_at_ = n;
+    err_ = err;
+  }
+  int64_t calls() const { return calls_; }
+  bool failed() const { return fail_at_ > 0 && calls_ >= fail_at_; }
+
   Result<std::unique_ptr<fs::ObjectFile>> open(const Id128& id, bool create) override {
+    CMKFS_RETURN_IF_ERROR(fault("open"));
     std::lock_guard<std::mutex> g(mu_);
     auto it = objects_.find(id);
     if (it == objects_.end()) {
       if (!create) return Status::NotFound("object is missing");
       it = objects_.emplace(id, std::make_shared<MemObjectFile>()).first;
     }
-    return std::unique_ptr<fs::ObjectFile>(new Handle(it->second));
+    return std::unique_ptr<fs::ObjectFile>(new Handle(it->second, this));
   }
   Status remove(const Id128& id) override {
+    CMKFS_RETURN_IF_ERROR(fault("remove"));
     std::lock_guard<std::mutex> g(mu_);
     objects_.erase(id);
     return Status::Ok();
@@ -103,6 +116,10 @@ class MemObjectStore : public fs::ObjectStore {
     for (const auto& [id, obj] : objects_) fn(id);
     return Status::Ok();
   }
+  void clear() {
+    std::lock_guard<std::mutex> g(mu_);
+    objects_.clear();
+  }
   size_t count() {
     std::lock_guard<std::mutex> g(mu_);
     return objects_.size();
@@ -112,16 +129,39 @@ class MemObjectStore : public fs::ObjectStore {
   // What open() returns: forwards to an object the store keeps.
   class Handle : public fs::ObjectFile {
    public:
-    explicit Handle(std::shared_ptr<MemObjectFile> f) : f_(std::move(f)) {}
-    Result<size_t> read_at(uint64_t off, crypto::MutableBytes buf) override { return f_->read_at(off, buf); }
-    Status write_at(uint64_t off, crypto::Bytes data) override { return f_->write_at(off, data); }
-    Status truncate(uint64_t len) override { return f_->truncate(len); }
-    Result<uint64_t> length() override { return f_->length(); }
-    Status sync() override { return f_->sync(); }
+    Handle(std::shared_ptr<MemObjectFile> f, MemObjectStore* store) : f_(std::move(f)), store_(store) {}
+    Result<size_t> read_at(uint64_t off, crypto::MutableBytes buf) override {
+      CMKFS_RETURN_IF_ERROR(store_->fault("read"));
+      return f_->read_at(off, buf);
+    }
+    Status write_at(uint64_t off, crypto::Bytes data) override {
+      CMKFS_RETURN_IF_ERROR(store_->fault("write"));
+      return f_->write_at(off, data);
+    }
+    Status truncate(uint64_t len) override {
+      CMKFS_RETURN_IF_ERROR(store_->fault("truncate"));
+      return f_->truncate(len);
+    }
+    Result<uint64_t> length() override {
+      CMKFS_RETURN_IF_ERROR(store_->fault("length"));
+      return f_->length();
+    }
+    Status sync() override {
+      CMKFS_RETURN_IF_ERROR(store_->fault("sync"));
+      return f_->sync();
+    }
 
    private:
     std::shared_ptr<MemObjectFile> f_;
+    MemObjectStore* store_;
   };
+  Status fault(const char* what) {
+    if (fail_at_ > 0 && ++calls_ == fail_at_) return Status::IOError(err_, std::string("injected: ") + what + " failed");
+    if (fail_at_ == 0) ++calls_;
+    return Status::Ok();
+  }
+  std::atomic<int64_t> calls_{0}, fail_at_{0};
+  std::atomic<int> err_{EIO};
   std::mutex mu_;
   std::map<Id128, std::shared_ptr<MemObjectFile>> objects_;
 };

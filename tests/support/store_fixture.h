@@ -23,6 +23,19 @@ class StoreTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir = tmpl;
     ::setenv("CMKFS_CONFIG_DIR", (dir + "/host").c_str(), 1);
+    create();
+  }
+
+  // A new, empty store in place of the one there was.
+  void recreate() {
+    store.reset();
+    objects.clear();
+    std::filesystem::remove_all(dir + "/store");
+    std::filesystem::remove(dir + "/key");
+    create();
+  }
+
+  void create() {
     fs::InitOptions init;
     init.store = dir + "/store";
     init.kek.key_file = dir + "/key";
