@@ -3,6 +3,7 @@
 # then all of it again built with AddressSanitizer and UndefinedBehaviorSanitizer.
 # Idempotent; installs what it needs (Debian 12, as root).
 #   CMKFS_SKIP_SANITIZERS=1  skip the sanitizer pass
+#   CMKFS_SKIP_FUZZ=1        skip the short fuzzing run (scripts/fuzz.sh runs longer ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -29,5 +30,9 @@ if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
     exit 1
   fi
   rm -rf "$reports"
+fi
+if [ "${CMKFS_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz every parser of untrusted bytes briefly (clang, libFuzzer)"
+  scripts/fuzz.sh --seconds "${CMKFS_FUZZ_SECONDS:-10}"
 fi
 echo "== all tests passed"

@@ -77,7 +77,7 @@ Status finish_dek_rotation(OpenStore& store, AuditLog& audit) {
     auto gens = txn->wrapped_generations();
     if (!gens.ok()) return gens.status();
     for (uint32_t g : *gens) {
-      if (g == current) continue;
+      if (g >= current) continue;  // a newer one: a rotation started since
       CMKFS_RETURN_IF_ERROR(txn->delete_wrapped_dek(g));
       CMKFS_RETURN_IF_ERROR(txn->delete_name_key(g));
       older.push_back(g);
@@ -88,7 +88,7 @@ Status finish_dek_rotation(OpenStore& store, AuditLog& audit) {
   CMKFS_RETURN_IF_ERROR(store.meta->sync());
   auto bound = update_binding(store.super.store_id, [&](HostBinding& b) {
     for (auto it = b.fingerprints.begin(); it != b.fingerprints.end();) {
-      it = it->first == current ? std::next(it) : b.fingerprints.erase(it);
+      it = it->first >= current ? std::next(it) : b.fingerprints.erase(it);
     }
     return Status::Ok();
   });

@@ -399,11 +399,9 @@ Result<Unlocked> unlock(OpenStore& store, keyclient::KeyProvider& provider, Audi
     gens = std::move(*g);
   }
   for (uint32_t g : gens) {
-    if (g == current) continue;
-    if (g > current) {
-      return Status(EUCLEAN, "the store holds a wrapped data key of generation " + std::to_string(g) +
-                                 ", newer than the one it uses (" + std::to_string(current) + ")");
-    }
+    // A newer one is a rotation committed since this superblock was read: it is taken when the
+    // superblock that names it is (a superblock rolled back below it is refused above).
+    if (g >= current) continue;
     const std::string* older_fp = bound_fingerprint(store, g);
     if (older_fp == nullptr) {
       return Status(EUCLEAN, "this host's binding has no fingerprint for data-key generation " + std::to_string(g));

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for a while over its seed
+# corpus (tests/fuzz/corpus/<target>/, which also gets what they find). A crash fails the run and
+# leaves its input as crash-* in build-fuzz/ (add it to the corpus as a test once fixed).
+#
+#   scripts/fuzz.sh [--seconds 60] [TARGET...]     targets: records json vault_reply vault_request mountinfo
+#
+# Idempotent; installs clang and its fuzzing runtime (Debian 12, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+SECONDS_EACH=60
+TARGETS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seconds) SECONDS_EACH=$2; shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) TARGETS+=("$1") ;;
+  esac
+  shift
+done
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(records json vault_reply vault_request mountinfo)
+
+need_root
+install_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=OFF \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
+[ "${PIPESTATUS[0]}" = 0 ]
+for t in "${TARGETS[@]}"; do
+  corpus=tests/fuzz/corpus/$t
+  mkdir -p "$corpus"
+  work=$(mktemp -d /tmp/cmkfs-fuzz.XXXXXX)
+  echo "== fuzz $t for ${SECONDS_EACH}s"
+  # New inputs go to a scratch corpus; the seeds in the tree are not rewritten by every run.
+  (cd build-fuzz && "bin/${t}_fuzz" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 \
+     -print_final_stats=1 "$work" "../$corpus" 2>&1 | grep -E "^(#[0-9]+ *DONE|stat::|==[0-9]+==ERROR|SUMMARY)" || true)
+  rm -rf "$work"
+  if compgen -G "build-fuzz/crash-*" >/dev/null || compgen -G "build-fuzz/leak-*" >/dev/null; then
+    echo "fuzz target $t found a crash: build-fuzz/$(cd build-fuzz && ls crash-* leak-* 2>/dev/null | head -1)" >&2
+    exit 1
+  fi
+done
+rm -rf /tmp/cmkfs-fuzz-vault-*
+echo "== fuzzing passed"
