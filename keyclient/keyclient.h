@@ -84,6 +84,8 @@ class KeyProvider {
 Status create_local_key_file(const std::string& path);  // EEXIST if it exists
 
 // Builds the provider `config` describes, bound to one store (local wraps carry the store id).
-Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id);
+// `timeout_seconds` bounds each request to a vault (and its identity endpoint).
+Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id,
+                                                   double timeout_seconds = 10);
 
 }  // namespace cmkfs::keyclient

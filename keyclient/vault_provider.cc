@@ -90,7 +90,7 @@ class VaultProvider : public KeyProvider {
 
 }  // namespace
 
-Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config) {
+Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config, double timeout_seconds) {
   auto id = KeyId::parse(config.key_identifier);
   if (!id && config.key_identifier.rfind("http://", 0) == 0) {
     return Status::InvalidArgument("'" + config.key_identifier + "': a key vault is reached over https only");
@@ -101,7 +101,7 @@ Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config
   if (config.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or [system]");
   if (config.identity_endpoint.empty()) return Status::InvalidArgument("a vault key needs an identity endpoint");
   CMKFS_RETURN_IF_ERROR(check_identity_endpoint(config.identity_endpoint));
-  auto client = std::make_unique<VaultClient>(make_curl_transport({config.vault_ca, 10}),
+  auto client = std::make_unique<VaultClient>(make_curl_transport({config.vault_ca, timeout_seconds}),
                                               VaultClientOptions{config.identity, config.identity_endpoint});
   return std::unique_ptr<KeyProvider>(new VaultProvider(std::move(*id), std::move(client)));
 }

@@ -138,7 +138,7 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
                     "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl for root)");
   const MonitorOptions& m = cmd->mount.monitor;
   std::string check_interval = format_duration(m.check_interval), rotation_poll = format_duration(m.rotation_poll_interval),
-              offline_grace = format_duration(m.offline_grace);
+              offline_grace = format_duration(m.offline_grace), vault_timeout = format_duration(m.request_timeout);
   mount->add_option("--key-check-interval", check_interval, "How often access to a vault key is proven")
       ->capture_default_str();
   mount->add_option("--rotation-poll-interval", rotation_poll,
@@ -146,6 +146,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
       ->capture_default_str();
   mount->add_option("--offline-grace", offline_grace,
                     "How long to serve from the cached key while the vault is unreachable")
+      ->capture_default_str();
+  mount->add_option("--vault-timeout", vault_timeout, "How long one request to the vault may take")
       ->capture_default_str();
 
   auto* umount = app.add_subcommand("umount", "Unmount, waiting until everything is flushed");
@@ -209,7 +211,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     cmd->mount.read_ahead = *ra;
     if (!set_duration(check_interval, &cmd->mount.monitor.check_interval, "--key-check-interval", err) ||
         !set_duration(rotation_poll, &cmd->mount.monitor.rotation_poll_interval, "--rotation-poll-interval", err) ||
-        !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err)) {
+        !set_duration(offline_grace, &cmd->mount.monitor.offline_grace, "--offline-grace", err) ||
+        !set_duration(vault_timeout, &cmd->mount.monitor.request_timeout, "--vault-timeout", err)) {
       return kExitUsage;
     }
   } else if (inspect->parsed()) {

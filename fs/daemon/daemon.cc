@@ -163,7 +163,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   }
 
   AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
-  auto provider = bound_provider(st);
+  auto provider = bound_provider(st, std::chrono::duration<double>(o.monitor.request_timeout).count());
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto unlocked = unlock(st, **provider, audit, "mount");
   if (!unlocked.ok()) {

@@ -19,6 +19,7 @@ struct MonitorOptions {
   std::chrono::milliseconds check_interval{std::chrono::seconds(30)};
   std::chrono::milliseconds rotation_poll_interval{std::chrono::hours(1)};
   std::chrono::milliseconds offline_grace{std::chrono::minutes(15)};
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};  // each vault request
 };
 
 struct MountOptions {

@@ -118,7 +118,8 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   if (!binding.ok()) return binding.status();
   auto settings = binding->match(*kek);
   if (!settings.ok()) return settings.status();
-  auto provider = keyclient::make_provider(*settings, sb.store_id);
+  auto provider = keyclient::make_provider(*settings, sb.store_id,
+                                          std::chrono::duration<double>(options_.request_timeout).count());
   if (!provider.ok()) return provider.status();
   if (sb.dek_generation == store_.super.dek_generation) {
     auto access = keyring_.access();

@@ -237,7 +237,7 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   return s;
 }
 
-Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store) {
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store, double timeout_seconds) {
   if (!store.binding) {
     const Status& e = store.binding_error;
     if (e.code() != ENOENT) return Status(e.code() == EACCES ? EACCES : EUCLEAN, e.message());
@@ -249,7 +249,7 @@ Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& 
   if (!settings.ok()) {
     return Status(EUCLEAN, settings.status().message() + " (if you changed them, bind the store again with cmkfs trust)");
   }
-  return keyclient::make_provider(*settings, store.super.store_id);
+  return keyclient::make_provider(*settings, store.super.store_id, timeout_seconds);
 }
 
 Status bind_next(OpenStore& store, const keyclient::KekConfig& next) {

@@ -74,7 +74,7 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& store, boo
 // The key provider this host's binding names, once the store's own key settings are found to
 // agree with it: no request ever goes where the host did not say. ENOKEY when the store is not
 // bound to this host; EUCLEAN (tampering) saying what differs.
-Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store);
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store, double timeout_seconds = 10);
 
 // Unwraps the store's current data key with `provider` (from bound_provider), then checks it
 // against the host's binding before anything else is read: the wrapped key must name the bound

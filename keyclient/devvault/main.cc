@@ -82,6 +82,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", listen, "HOST:PORT (port 0: any free port)")->capture_default_str();
   serve_cmd->add_flag("--no-purge-protection", no_purge_protection, "Allow purging soft-deleted keys");
   serve_cmd->add_option("--token-lifetime", serve_opts.token_lifetime, "Seconds an access token lives")->capture_default_str();
+  serve_cmd->add_option("--public-url", serve_opts.public_url,
+                        "The URL clients reach the vault at, when not the listener's (a proxy in front)");
   serve_cmd->add_option("--token-uid", serve_opts.token_uids,
                         "A user (uid) besides root and the vault's own that may get identity tokens");
 

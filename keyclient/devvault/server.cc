@@ -410,6 +410,7 @@ Status serve(const ServeOptions& o) {
   }
   std::string host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host;
   std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  std::string advertised = o.public_url.empty() ? url : o.public_url;
 
   Context c;
   auto vault = Vault::open(o.dir, o.purge_protection);
@@ -419,12 +420,12 @@ Status serve(const ServeOptions& o) {
   if (!secret.ok()) return secret.status();
   c.secret = *secret;
   c.tenant = c.vault->system_identity().principal_id;
-  c.resource = resource_of(url);
+  c.resource = resource_of(advertised);
   c.token_uids = {0, ::geteuid()};
   c.token_uids.insert(o.token_uids.begin(), o.token_uids.end());
   c.token_lifetime = o.token_lifetime;
   c.audit.open(o.dir + "/audit.log", std::ios::app);
-  c.vault->set_base_url(url);
+  c.vault->set_base_url(advertised);
 
   server.set_pre_routing_handler([&c](const Request& q, Response& r) {
     audited = false;

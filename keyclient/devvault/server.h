@@ -19,6 +19,7 @@ struct ServeOptions {
   bool purge_protection = true;
   int64_t token_lifetime = 3600;
   std::vector<uid_t> token_uids;  // who else but root and the vault's user may get tokens
+  std::string public_url;         // the URL clients use, when not the listener's (behind a proxy)
 };
 
 // Creates DIR (0700), its CA (DIR/ca.pem) and server certificate on first start, then serves

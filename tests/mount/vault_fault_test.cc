@@ -1,0 +1,125 @@
+// The vault misbehaving, through a real TLS proxy between cmkfs and cmkfs-vault
+// (tests/support/vault_proxy.py): latency, stalls longer than the request timeout, resets in the
+// middle of a reply, truncated and garbage replies, throttling, 5xx. The mount serves inside the
+// grace, fails closed after it and recovers when the vault does; no file request waits on the
+// vault; every transition is in the audit log.
+#include <chrono>
+
+#include "tests/support/vault_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+class VaultFaultTest : public VaultTest {
+ protected:
+  void SetUp() override {
+    VaultTest::SetUp();
+    control = dir + "/proxy.mode";
+    set_mode("pass");
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    proxy_pid = ::fork();
+    if (proxy_pid == 0) {
+      ::dup2(out[1], 1);
+      ::close_range(3, ~0U, 0);
+      ::execlp("python3", "python3", PROXY_SCRIPT, std::to_string(port).c_str(), vault_dir.c_str(), control.c_str(),
+               nullptr);
+      _exit(127);
+    }
+    ::close(out[1]);
+    char buf[16] = {0};
+    ASSERT_GT(::read(out[0], buf, sizeof buf - 1), 0);
+    ::close(out[0]);
+    proxy_url = "https://127.0.0.1:" + std::to_string(std::atoi(buf));
+    // The vault names itself by the proxy's address, as one behind a proxy would.
+    stop_vault();
+    start_vault("--public-url " + proxy_url);
+    key_url = proxy_url + "/keys/cmk";
+  }
+  void TearDown() override {
+    VaultTest::TearDown();
+    if (proxy_pid > 0) {
+      ::kill(proxy_pid, SIGKILL);
+      ::waitpid(proxy_pid, nullptr, 0);
+    }
+  }
+  void set_mode(const std::string& m) { write_file(control, m); }
+  std::string flags() const {
+    return " --key-encryption-key " + key_url + " --identity " + client_id + " --identity-endpoint " + proxy_url +
+           "/metadata/identity/oauth2/token --vault-ca " + vault_dir + "/ca.pem";
+  }
+  void mount_through_proxy(const std::string& grace) {
+    auto r = run(cmkfs_binary() + " init " + store + flags());
+    ASSERT_EQ(r.rc, 0) << r.output;
+    mount("--key-check-interval 300ms --vault-timeout 1s --offline-grace " + grace + " --audit-log " + dir +
+          "/audit.jsonl");
+    write_file(at("f"), "served from the cached key");
+  }
+  std::string state() {
+    auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
+    auto j = nlohmann::json::parse(r.output, nullptr, false);
+    return j.is_object() && j.contains("liveKeyState") ? j["liveKeyState"]["state"].get<std::string>() : "";
+  }
+  bool eventually(double seconds, const std::function<bool()>& probe) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (probe()) return true;
+      ::usleep(100000);
+    }
+    return probe();
+  }
+  // The slowest of `n` reads of the file, in ms: the key checks wait on the vault, requests never.
+  long slowest_read(int n) {
+    long slowest = 0;
+    for (int i = 0; i < n; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      (void)read_file(at("f"));
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      slowest = std::max<long>(slowest, ms);
+      ::usleep(50000);
+    }
+    return slowest;
+  }
+
+  std::string control, proxy_url;
+  pid_t proxy_pid = -1;
+};
+
+TEST_F(VaultFaultTest, LatencyBelowTheTimeoutIsServed) {
+  mount_through_proxy("1h");
+  set_mode("latency 0.3");
+  ::usleep(1500000);
+  EXPECT_EQ(state(), "available");
+  EXPECT_EQ(read_file(at("f")), "served from the cached key");
+}
+
+TEST_F(VaultFaultTest, AStalledVaultIsServedThroughThenFailsClosedThenRecovers) {
+  mount_through_proxy("5s");
+  set_mode("stall 30");
+  EXPECT_TRUE(eventually(8, [&] { return state() == "vault-unreachable"; })) << read_file(log);
+  EXPECT_LT(slowest_read(10), 500);  // file requests do not wait for the stalled checks
+  EXPECT_EQ(read_file(at("f")), "served from the cached key");
+  EXPECT_TRUE(eventually(15, [&] { return state() == "vault-unreachable-failed-closed"; })) << read_file(log);
+  EXPECT_NE(::access(at("f").c_str(), R_OK), 0);
+  set_mode("pass");
+  EXPECT_TRUE(eventually(15, [&] { return state() == "available"; })) << read_file(log);
+  EXPECT_EQ(read_file(at("f")), "served from the cached key");
+  std::string audit = read_file(dir + "/audit.jsonl");
+  for (const char* event : {"\"event\":\"unreachable\"", "\"event\":\"fail-closed\"", "\"event\":\"restore\""}) {
+    EXPECT_NE(audit.find(event), std::string::npos) << event;
+  }
+}
+
+TEST_F(VaultFaultTest, ResetsTruncationGarbageThrottlingAndServerErrorsAreOutagesNotRevocations) {
+  mount_through_proxy("1h");
+  for (const char* m : {"reset", "truncate", "garbage", "429", "500"}) {
+    set_mode(m);
+    EXPECT_TRUE(eventually(10, [&] { return state() == "vault-unreachable"; })) << m << "\n" << read_file(log);
+    EXPECT_EQ(read_file(at("f")), "served from the cached key") << m;
+    set_mode("pass");
+    EXPECT_TRUE(eventually(10, [&] { return state() == "available"; })) << m << "\n" << read_file(log);
+  }
+  EXPECT_EQ(read_file(dir + "/audit.jsonl").find("\"event\":\"revoke\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
