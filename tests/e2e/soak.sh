@@ -121,19 +121,22 @@ while [ "$(date +%s)" -lt "$END" ]; do sample_rss; sleep 1; done
 for p in "${PIDS[@]:1}"; do wait "$p" || true; done
 rounds=$(cat "$WORK"/rounds* | paste -sd+ | bc)
 
-log "every tag pulls with verified digests"
+log "every tag names the image pushed, and every image pulls with its digests verified"
 tags=0
 for c in $(seq "$CLIENTS"); do
+  want=$(python3 -c 'import json,sys; print([m["digest"] for m in json.load(open(sys.argv[1]))["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]==sys.argv[2]][0])' "$WORK/oci/index.json" "c$c")
   for t in $(curl -fsS "http://$REG/v2/soak/c$c/tags/list" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin).get("tags") or []))'); do
-    rm -rf "$WORK/check"
-    skopeo copy --quiet --src-tls-verify=false "docker://$REG/soak/c$c:$t" "oci:$WORK/check:x" ||
-      die "soak/c$c:$t does not pull"
+    got=$(curl -fsSI -H "Accept: application/vnd.oci.image.manifest.v1+json" "http://$REG/v2/soak/c$c/manifests/$t" |
+          tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}')
+    [ "$got" = "$want" ] || die "soak/c$c:$t names $got, pushed $want"
     tags=$((tags + 1))
   done
+  rm -rf "$WORK/check"
+  skopeo copy --quiet --src-tls-verify=false "docker://$REG/soak/c$c:0" "oci:$WORK/check:x" || die "soak/c$c does not pull"
 done
 [ "$tags" -gt 0 ] || die "no tag pulled back"
 state=$(live_state)
 kill "${PIDS[0]}"
 "$CMKFS" umount "$MNT" >/dev/null
 "$CMKFS" fsck "$STORE" | tail -n 1 | grep -qx clean || die "fsck: $("$CMKFS" fsck "$STORE" | tail -n 3)"
-log "PASS: $MINUTES min, $CLIENTS clients, $rounds push+pull rounds, $tags tags pulled back; key $state; fsck clean; daemon peak RSS $((peak / 1024)) MiB"
+log "PASS: $MINUTES min, $CLIENTS clients, $rounds push+pull rounds, $tags tags checked; key $state; fsck clean; daemon peak RSS $((peak / 1024)) MiB"
