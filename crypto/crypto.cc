@@ -123,6 +123,26 @@ Mac256 hmac_sha256(Bytes key, Bytes data) {
   return mac;
 }
 
+struct Sha256::State {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~State() { EVP_MD_CTX_free(ctx); }
+};
+
+Sha256::Sha256() : state_(std::make_unique<State>()) {
+  if (state_->ctx == nullptr || EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr) != 1) throw std::bad_alloc();
+}
+Sha256::~Sha256() = default;
+
+void Sha256::update(Bytes data) { EVP_DigestUpdate(state_->ctx, data.data(), data.size()); }
+
+Mac256 Sha256::finish() {
+  Mac256 out{};
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(state_->ctx, out.data(), &len);
+  EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr);
+  return out;
+}
+
 // Copies of the keyed context are kept for reuse: re-initialising one with the same key costs a
 // fraction of duplicating the keyed one (several allocations) for every name.
 struct HmacKey::State {

@@ -96,6 +96,21 @@ Result<SecretBytes> hkdf_sha256(Bytes ikm, Bytes salt, Bytes info, size_t length
 
 Mac256 hmac_sha256(Bytes key, Bytes data);
 
+// SHA-256 of a stream (content digests: a registry blob is named by the SHA-256 of its bytes).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(Bytes data);
+  Mac256 finish();  // the digest; the hasher starts over
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // An HMAC-SHA256 key keyed once: each mac() re-initialises a kept copy of the keyed state
 // instead of hashing the key again (one-shot HMAC dominated a name lookup's CPU time) or
 // duplicating the keyed context (several allocations). The state is key

@@ -3,7 +3,7 @@
 # corpus (tests/fuzz/corpus/<target>/, which also gets what they find). A crash fails the run and
 # leaves its input as crash-* in build-fuzz/ (add it to the corpus as a test once fixed).
 #
-#   scripts/fuzz.sh [--seconds 60] [TARGET...]     targets: records json vault_reply vault_request mountinfo
+#   scripts/fuzz.sh [--seconds 60] [TARGET...]     targets: records json vault_reply vault_request mountinfo oci
 #
 # Idempotent; installs clang and its fuzzing runtime (Debian 12, as root).
 set -euo pipefail
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(records json vault_reply vault_request mountinfo)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(records json vault_reply vault_request mountinfo oci)
 
 need_root
 install_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev

@@ -21,7 +21,9 @@ LAYERS = {
     "devvault": ["keyclient"],
     "store": ["meta", "keyclient"],
     "core": ["store"],
-    "fuse": ["core"],
+    "oci": ["base"],
+    "view": ["core", "oci"],
+    "fuse": ["view"],
     "daemon": ["fuse"],
     "admin": ["core"],
     "cli": ["admin", "daemon"],
@@ -30,12 +32,13 @@ LAYERS = {
 FOLDERS = [
     ("crypto/base", "base"), ("crypto", "crypto"), ("meta", "meta"),
     ("keyclient/devvault", "devvault"), ("keyclient", "keyclient"),
-    ("fs/store", "store"), ("fs/core", "core"), ("fs/fuse", "fuse"),
+    ("fs/store", "store"), ("fs/core", "core"), ("fs/oci", "oci"), ("fs/view", "view"), ("fs/fuse", "fuse"),
     ("fs/daemon", "daemon"), ("fs/admin", "admin"), ("fs/cli", "cli"),
 ]
 # The contract of each fs/ library: the only header other libraries may include.
 PUBLIC = {
-    "store": "fs/store/store.h", "core": "fs/core/filesystem.h", "fuse": "fs/fuse/fuse.h",
+    "store": "fs/store/store.h", "core": "fs/core/filesystem.h", "oci": "fs/oci/oci.h",
+    "view": "fs/view/view.h", "fuse": "fs/fuse/fuse.h",
     "daemon": "fs/daemon/daemon.h", "admin": "fs/admin/admin.h", "cli": "fs/cli/cli.h",
 }
 # Headers that no other library may include.

@@ -150,8 +150,20 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   mount->add_option("--vault-timeout", vault_timeout, "How long one request to the vault may take")
       ->capture_default_str();
 
-  auto* umount = app.add_subcommand("umount", "Unmount, waiting until everything is flushed");
-  umount->add_option("MOUNTPOINT", cmd->mountpoint, "The mountpoint")->required();
+  auto* umount = app.add_subcommand("umount", "Unmount a store or a view, waiting until everything is flushed");
+  umount->add_option("MOUNTPOINT", cmd->mountpoint, "The mountpoint, or a view's directory")->required();
+
+  auto* view = app.add_subcommand("view", "Show the registry in a store as images, read-only: VIEWDIR/<repository>:<tag>/"
+                                          "{manifest.json,config.json,layers/}; `cmkfs umount VIEWDIR` removes it");
+  std::vector<std::string> view_paths;
+  view->add_option("PATHS", view_paths, "MOUNTPOINT VIEWDIR (a mounted store), or VIEWDIR with --store")
+      ->required()
+      ->expected(1, 2);
+  view->add_option("--store", cmd->mount.store, "An unmounted store to view, with its key (served by its own daemon)");
+  view->add_option("--registry-root", cmd->mount.registry_root,
+                   "The registry's rootdirectory inside the store (default: the directory holding docker/registry/v2)");
+  view->add_flag("-f,--foreground", cmd->mount.foreground, "With --store: stay in the foreground, log to stderr");
+  view->add_option("--log-file", cmd->mount.log_file, "With --store: the log file when daemonized");
 
   auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk (repairs nothing)");
   fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
@@ -219,6 +231,16 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     cmd->kind = Command::Kind::kInspect;
   } else if (fsck->parsed()) {
     cmd->kind = Command::Kind::kFsck;
+  } else if (view->parsed()) {
+    cmd->kind = Command::Kind::kView;
+    bool offline = !cmd->mount.store.empty();
+    if (view_paths.size() != (offline ? 1u : 2u)) {
+      err << "cmkfs: view takes MOUNTPOINT VIEWDIR, or --store STORE VIEWDIR\n";
+      return kExitUsage;
+    }
+    cmd->mount.view_only = offline;
+    cmd->mount.mountpoint = view_paths.back();
+    if (!offline) cmd->mountpoint = view_paths.front();
   } else if (umount->parsed()) {
     cmd->kind = Command::Kind::kUmount;
   } else if (show->parsed()) {

@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
       break;
     case Command::Kind::kMount:
       return run_mount(cmd.mount, cmd.log_level);
+    case Command::Kind::kView:
+      if (cmd.mount.view_only) return run_mount(cmd.mount, cmd.log_level);
+      s = attach_view(cmd.mountpoint, cmd.mount.mountpoint, cmd.mount.registry_root, std::cout);
+      break;
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
       break;

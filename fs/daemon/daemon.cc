@@ -22,9 +22,11 @@
 
 #include "crypto/base/hex.h"
 #include "fs/core/filesystem.h"
+#include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/daemon/periodic.h"
 #include "fs/daemon/rekeyer.h"
+#include "fs/daemon/views.h"
 #include "fs/fuse/fuse.h"
 #include "fs/store/store.h"
 
@@ -139,6 +141,60 @@ class SealBudget {
   bool requested_ = false;
 };
 
+// Once the parent has its answer, a daemon's output goes nowhere but its log.
+void detach_stdio() {
+  int devnull = ::open("/dev/null", O_RDWR);
+  if (devnull < 0) return;
+  ::dup2(devnull, 0);
+  ::dup2(devnull, 1);
+  ::dup2(devnull, 2);
+  if (devnull > 2) ::close(devnull);
+}
+
+// The control socket of the mount at `mountpoint`: `cmkfs view MOUNTPOINT VIEWDIR` asks here.
+std::unique_ptr<ControlServer> start_control(const std::string& mountpoint, Views& views) {
+  auto path = control_socket_path(mountpoint);
+  auto server = path.ok() ? ControlServer::start(*path, [&views](const nlohmann::json& request) -> nlohmann::json {
+    if (request.value("op", "") != "view") return {{"error", "unknown request"}};
+    std::string dir = request.value("dir", ""), root = request.value("registry_root", "");
+    Status s = views.attach(dir, root);
+    if (!s.ok()) return {{"error", s.message()}};
+    return {{"ok", true}};
+  }) : Result<std::unique_ptr<ControlServer>>(path.status());
+  if (!server.ok()) {
+    spdlog::warn("no control socket ({}): cmkfs view cannot attach to this mount", server.status().message());
+    return nullptr;
+  }
+  return std::move(*server);
+}
+
+// `cmkfs view --store`: serves one registry view at o.mountpoint, with the key monitor, until
+// it is unmounted or a stop signal arrives.
+int serve_views(const MountOptions& o, OpenStore& st, Filesystem& fs, Keyring& keyring, Views& views,
+                std::unique_ptr<keyclient::KeyProvider> provider, AuditLog& audit, const sigset_t& stop_signals,
+                Readiness& ready) {
+  Status s = views.attach(o.mountpoint, o.registry_root);
+  if (!s.ok()) {
+    ready.report(kExitMount, s.message());
+    (void)fs.shutdown();
+    return kExitMount;
+  }
+  KeyMonitor monitor(st, keyring, std::move(provider), o.monitor, audit, [&views] { views.invalidate(); }, o.mountpoint);
+  monitor.start();
+  ready.report(0, "");
+  if (!o.foreground) detach_stdio();
+  timespec tick{0, 200 * 1000 * 1000};
+  while (views.reap() > 0) {
+    int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig > 0) break;
+  }
+  views.clear();
+  monitor.stop();
+  s = fs.shutdown();
+  if (s.ok()) spdlog::info("view on {} stopped", o.mountpoint);
+  return s.ok() ? kExitOk : kExitError;
+}
+
 int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
   bool file_log = false;
   // In the foreground the log is stderr; daemonized, the waiting parent prints the one line.
@@ -147,6 +203,12 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     ready.report(code, s.message());
     return code;
   };
+  // A daemon serving only a view waits for these itself (wait_for_views); every thread it starts
+  // inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  if (o.view_only) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // Again in the daemon: a fork does not inherit memory locks.
   Status hardened = crypto::harden_process(/*lock_memory=*/::geteuid() == 0);
   if (!hardened.ok()) return fail(hardened, kExitError);
@@ -176,6 +238,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Filesystem fs(st, keyring);
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
+  Views views(fs, keyring, "cmkfs-view:" + st.paths.root);
+  if (o.view_only) return serve_views(o, st, fs, keyring, views, std::move(*provider), audit, stop_signals, ready);
   if (o.commit_interval_ms > 0) {
     st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)));
   }
@@ -225,8 +289,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   }
   spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
   // Revocation must also empty the kernel's caches; this runs on the monitor's thread.
-  auto invalidate = [&fs, se] {
+  auto invalidate = [&fs, se, &views] {
     for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+    views.invalidate();
   };
   ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
@@ -234,26 +299,22 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   monitor.start();
   SealBudget seals(st, keyring, monitor);
-  Periodic flusher(std::chrono::seconds(1), [&fs, &seals] {
+  Periodic flusher(std::chrono::seconds(1), [&fs, &seals, &views] {
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
     seals.tick();
+    views.reap();
   });
+  auto control = start_control(o.mountpoint, views);
   ready.report(0, "");
-  if (!o.foreground) {
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      ::dup2(devnull, 1);
-      ::dup2(devnull, 2);
-      if (devnull > 2) ::close(devnull);
-    }
-  }
+  if (!o.foreground) detach_stdio();
 
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  control.reset();  // no view is attached from now on
+  views.clear();
   monitor.stop();  // first: its status reads the rekeyer's progress
   rekeyer.reset();
   fuse_session_unmount(se);
@@ -330,6 +391,20 @@ int run_mount(const MountOptions& in, const std::string& log_level) {
   std::exit(serve(o, log_level, ready));  // not _exit: LeakSanitizer checks the daemon too
 }
 
+Status attach_view(const std::string& mountpoint, const std::string& view_dir, const std::string& registry_root,
+                   std::ostream& out) {
+  std::error_code ec;
+  std::string mp = stdfs::canonical(mountpoint, ec).string();
+  if (ec || mounted_store(mp).empty()) return Status(EINVAL, mountpoint + " is not a cmkfs mount");
+  std::string dir = stdfs::canonical(view_dir, ec).string();
+  if (ec) return Status(ENOENT, "the view directory " + view_dir + " does not exist");
+  auto reply = control_request(mp, {{"op", "view"}, {"dir", dir}, {"registry_root", registry_root}});
+  if (!reply.ok()) return reply.status();
+  if (reply->contains("error")) return Status(EINVAL, reply->value("error", std::string("the daemon refused")));
+  out << "registry view of " << mp << " on " << dir << "\n";
+  return Status::Ok();
+}
+
 std::string mounted_store(const std::string& mountpoint) {
   std::error_code ec;
   std::string mp = stdfs::absolute(mountpoint, ec).lexically_normal().string();
@@ -345,15 +420,18 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
   std::string mp = stdfs::absolute(mp_arg).lexically_normal().string();
   if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
   std::string store;
-  bool found = false;
+  bool found = false, view = false;
   for (const auto& m : current_mounts()) {
-    if (m.target == mp) {
-      found = true;
-      if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);
-    }
+    if (m.target != mp) continue;
+    found = true;
+    if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);
+    if (m.source.rfind("cmkfs-view:", 0) == 0) store = m.source.substr(11), view = true;
   }
   if (!found) return Status(EINVAL, mp + " is not mounted");
   if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");
+  // A view beside a mount: its daemon serves on. A view alone: its daemon lets go of the store.
+  bool store_still_mounted = false;
+  for (const auto& m : current_mounts()) store_still_mounted |= view && m.source == "cmkfs:" + store;
   if (::umount2(mp.c_str(), 0) != 0) {
     int err = errno;
     if (err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");
@@ -365,7 +443,7 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
     }
   }
   // The daemon holds the store lock until it has flushed and exited.
-  int fd = ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = store_still_mounted ? -1 : ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (::flock(fd, LOCK_EX | LOCK_NB) != 0 && std::chrono::steady_clock::now() < deadline) {

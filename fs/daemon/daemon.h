@@ -41,6 +41,10 @@ struct MountOptions {
   std::string log_file;           // default: chosen by store id when daemonized
   std::string audit_log;          // default: default_audit_path(store id)
   MonitorOptions monitor;
+  // `cmkfs view --store`: serve only a registry view (fs/view) at `mountpoint`, of the registry
+  // at `registry_root` ("" finds it).
+  bool view_only = false;
+  std::string registry_root;
 };
 
 // Mounts and serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP), then flushes
@@ -48,10 +52,16 @@ struct MountOptions {
 // Returns the exit code (fs/store/store.h).
 int run_mount(const MountOptions& opts, const std::string& log_level);
 
+// `cmkfs view MOUNTPOINT VIEWDIR`: asks the daemon of the mount to serve a read-only registry
+// view on VIEWDIR (over its control socket: no second unwrap, no second store lock).
+Status attach_view(const std::string& mountpoint, const std::string& view_dir, const std::string& registry_root,
+                   std::ostream& out);
+
 // The store a cmkfs mount at `mountpoint` serves (from the kernel's mount table), or "".
 std::string mounted_store(const std::string& mountpoint);
 
-// Unmounts and waits until the daemon has flushed and let go of the store.
+// Unmounts a mount or a view and waits until the daemon has flushed and let go of the store (a
+// view beside a mount: until it is unmounted).
 Status run_umount(const std::string& mountpoint, std::ostream& out);
 
 }  // namespace cmkfs::fs

@@ -7,3 +7,4 @@
 #include "fs/fuse/fuse_uring.h"
 #include "fs/fuse/mount_table.h"
 #include "fs/fuse/shutdown.h"
+#include "fs/fuse/view_session.h"

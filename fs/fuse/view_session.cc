@@ -1,0 +1,181 @@
+#include "fs/fuse/view_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <vector>
+
+namespace cmkfs::fs {
+namespace {
+
+// Names and attributes may change with every push: the kernel keeps them half a second, so a
+// change shows within the view's own refresh plus this.
+constexpr double kTimeout = 0.5;
+
+RegistryView& view_of(fuse_req_t req) { return *static_cast<RegistryView*>(fuse_req_userdata(req)); }
+RegistryView::File* file_of(const fuse_file_info* fi) { return reinterpret_cast<RegistryView::File*>(fi->fh); }
+
+struct stat to_stat(const ViewAttr& a) {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = a.ino;
+  st.st_mode = a.mode;
+  st.st_nlink = S_ISDIR(a.mode) ? 2 : 1;
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blksize = 1 << 20;
+  st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st.st_mtim = st.st_ctim = st.st_atim = {static_cast<time_t>(a.mtime.sec), static_cast<long>(a.mtime.nsec)};
+  return st;
+}
+
+void v_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ViewAttr a;
+  int err = view_of(req).lookup(parent, name, &a);
+  if (err != 0 && err != ENOENT) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_entry_param e{};
+  e.entry_timeout = kTimeout;
+  if (err == 0) {
+    e.ino = a.ino;
+    e.generation = 1;
+    e.attr = to_stat(a);
+    e.attr_timeout = kTimeout;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void v_forget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }  // view inodes live on
+void v_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+
+void v_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ViewAttr a;
+  int err = view_of(req).getattr(ino, &a);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  struct stat st = to_stat(a);
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+void v_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  RegistryView::File* f = nullptr;
+  int err = view_of(req).open(ino, fi->flags, &f);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(f);
+  fi->keep_cache = 1;  // a blob's bytes never change under its name
+  if (fuse_reply_open(req, fi) != 0) view_of(req).release(f);
+}
+
+void v_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  thread_local std::vector<uint8_t> buf;
+  buf.resize(size);
+  size_t n = 0;
+  int err = view_of(req).read(file_of(fi), static_cast<uint64_t>(off), buf, &n);
+  if (err != 0) fuse_reply_err(req, err);
+  else fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
+}
+
+void v_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  view_of(req).release(file_of(fi));
+  fuse_reply_err(req, 0);
+}
+
+void v_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ViewAttr a;
+  int err = view_of(req).getattr(ino, &a);
+  if (err == 0 && !S_ISDIR(a.mode)) err = ENOTDIR;
+  if (err != 0) fuse_reply_err(req, err);
+  else fuse_reply_open(req, fi);
+}
+
+void v_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  thread_local std::vector<char> buf;
+  buf.resize(size);
+  size_t used = 0;
+  int err = view_of(req).readdir(ino, static_cast<uint64_t>(off),
+                                 [&](std::string_view name, uint64_t child, uint32_t mode, uint64_t next) {
+                                   struct stat st {};
+                                   st.st_ino = child;
+                                   st.st_mode = mode;
+                                   std::string n(name);
+                                   size_t need = fuse_add_direntry(req, buf.data() + used, size - used, n.c_str(),
+                                                                   &st, static_cast<off_t>(next));
+                                   if (need > size - used) return false;
+                                   used += need;
+                                   return true;
+                                 });
+  if (err != 0) fuse_reply_err(req, err);
+  else fuse_reply_buf(req, buf.data(), used);
+}
+
+void v_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.lookup = v_lookup;
+  ops.forget = v_forget;
+  ops.forget_multi = v_forget_multi;
+  ops.getattr = v_getattr;
+  ops.open = v_open;
+  ops.read = v_read;
+  ops.release = v_release;
+  ops.opendir = v_opendir;
+  ops.readdir = v_readdir;
+  ops.releasedir = v_releasedir;
+  return ops;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<RegistryView> view,
+                                                        const std::string& mountpoint, const std::string& source) {
+  std::unique_ptr<ViewSession> vs(new ViewSession());
+  vs->view_ = std::move(view);
+  vs->mountpoint_ = mountpoint;
+  std::string opts = "ro,fsname=" + source + ",subtype=cmkfs-view";
+  std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  static const fuse_lowlevel_ops ops = make_ops();
+  vs->se_ = fuse_session_new(&args, &ops, sizeof ops, vs->view_.get());
+  fuse_opt_free_args(&args);
+  if (vs->se_ == nullptr) return Status::InvalidArgument("cannot create the view's FUSE session");
+  if (fuse_session_mount(vs->se_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(vs->se_);
+    vs->se_ = nullptr;
+    return Status(EIO, "cannot mount the view on " + mountpoint);
+  }
+  ViewSession* self = vs.get();
+  vs->loop_ = std::thread([self] {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, 8);
+    fuse_session_loop_mt(self->se_, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    self->finished_ = true;
+  });
+  spdlog::info("registry view on {}", mountpoint);
+  return vs;
+}
+
+ViewSession::~ViewSession() {
+  if (se_ == nullptr) return;
+  fuse_session_exit(se_);
+  fuse_session_unmount(se_);  // ends the loop: its reads of the device fail once unmounted
+  if (loop_.joinable()) loop_.join();
+  fuse_session_destroy(se_);
+}
+
+void ViewSession::invalidate() {
+  for (uint64_t ino = 1; ino <= view_->inode_count(); ++ino) fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
+}
+
+}  // namespace cmkfs::fs

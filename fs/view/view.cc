@@ -1,0 +1,416 @@
+#include "fs/view/view.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
+#include "fs/view/store_walk.h"
+
+namespace cmkfs::fs {
+
+using view::InodeRef;
+
+namespace {
+
+constexpr std::string_view kRegistryDir = "docker/registry/v2";
+constexpr size_t kMaxEntries = 1 << 20;  // per directory scanned
+constexpr int kMaxRepositoryDepth = 16;  // nested repository components
+constexpr uint64_t kMaxLinkSize = 256;   // a link file holds one digest
+
+std::string join(std::string_view a, std::string_view b) {
+  if (a.empty()) return std::string(b);
+  if (b.empty()) return std::string(a);
+  return std::string(a) + "/" + std::string(b);
+}
+
+std::vector<std::string> split(std::string_view path) {
+  std::vector<std::string> parts;
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    parts.emplace_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return parts;
+}
+
+// The digest in a registry link file under `dir`, or nullopt.
+std::optional<oci::Digest> read_link(Filesystem& fs, const InodeRef& dir, std::string_view rel) {
+  InodeRef file;
+  std::string text;
+  if (view::walk(fs, dir, rel, &file) != 0 || view::read_small(fs, file, kMaxLinkSize, &text) != 0) return std::nullopt;
+  return oci::parse_digest(text);
+}
+
+}  // namespace
+
+// What a view path names: a directory of repositories ("namespace"), an image, an image's
+// layers directory, or a blob.
+struct RegistryView::Node {
+  enum class Kind { kNamespace, kImage, kLayers, kBlob } kind = Kind::kNamespace;
+  std::string ns;       // kNamespace: its path in the catalog
+  oci::Digest digest;   // kImage, kLayers: the manifest; kBlob: the blob
+};
+
+struct RegistryView::Catalog {
+  // Catalog directory ("" is the top) -> entry name -> an image's manifest digest, or nullopt
+  // for a nested namespace.
+  std::map<std::string, std::map<std::string, std::optional<oci::Digest>>> dirs;
+};
+
+struct RegistryView::Image {
+  oci::Manifest manifest;
+  std::vector<std::pair<std::string, oci::Digest>> platforms;  // an index's per-platform names
+};
+
+struct RegistryView::File {
+  InodeRef blob;
+  Handle* handle = nullptr;
+};
+
+RegistryView::RegistryView(Filesystem& fs, Keyring& keyring, ViewOptions options)
+    : fs_(fs), keyring_(keyring), options_(std::move(options)) {
+  paths_.push_back("");  // inode 1: the view's root
+  inos_[""] = 1;
+  std::string r = options_.registry_root;
+  while (!r.empty() && r.front() == '/') r.erase(0, 1);
+  while (!r.empty() && r.back() == '/') r.pop_back();
+  options_.registry_root = r;
+}
+
+RegistryView::~RegistryView() = default;
+
+std::string RegistryView::registry_root() {
+  (void)catalog();
+  std::lock_guard<std::mutex> g(mu_);
+  return root_;
+}
+
+uint64_t RegistryView::inode_count() {
+  std::lock_guard<std::mutex> g(mu_);
+  return paths_.size();
+}
+
+std::string RegistryView::blob_path(const oci::Digest& d) const {
+  return join(root_, std::string(kRegistryDir) + "/blobs/sha256/" + d.hex.substr(0, 2) + "/" + d.hex + "/data");
+}
+
+uint64_t RegistryView::ino_of(const std::string& path) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto [it, added] = inos_.emplace(path, paths_.size() + 1);
+  if (added) paths_.push_back(path);
+  return it->second;
+}
+
+// Scans the registry's link files into a new catalog, at most once per refresh interval.
+std::shared_ptr<const RegistryView::Catalog> RegistryView::catalog() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (catalog_ && std::chrono::steady_clock::now() - scanned_at_ < options_.refresh) return catalog_;
+  }
+  std::lock_guard<std::mutex> scanning(scan_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);  // another thread may have scanned meanwhile
+    if (catalog_ && std::chrono::steady_clock::now() - scanned_at_ < options_.refresh) return catalog_;
+  }
+  auto cat = std::make_shared<Catalog>();
+  cat->dirs[""];
+  std::string root = find_root();
+  InodeRef repos;
+  if (!root.empty() || options_.registry_root.empty()) {
+    if (view::walk_from_root(fs_, join(root == "." ? "" : root, std::string(kRegistryDir) + "/repositories"), &repos) == 0) {
+      scan_repositories(repos, "", 0, cat.get());
+    }
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  root_ = root == "." ? "" : root;
+  catalog_ = cat;
+  scanned_at_ = std::chrono::steady_clock::now();
+  return catalog_;
+}
+
+// The registry root relative to the store's root: as configured, else the first directory
+// (breadth first, three levels deep) that holds docker/registry/v2. "." for the store's root,
+// "" when there is none.
+std::string RegistryView::find_root() {
+  if (!options_.registry_root.empty()) return options_.registry_root;
+  std::vector<std::string> level = {""};
+  for (int depth = 0; depth <= 3 && !level.empty(); ++depth) {
+    std::vector<std::string> next;
+    for (const auto& dir : level) {
+      InodeRef ref;
+      if (view::walk_from_root(fs_, join(dir, kRegistryDir), &ref) == 0 && S_ISDIR(ref.rec().mode)) {
+        return dir.empty() ? "." : dir;
+      }
+      InodeRef d;
+      std::vector<std::pair<std::string, uint32_t>> entries;
+      if (view::walk_from_root(fs_, dir, &d) != 0 || view::list(fs_, d.ino(), 64, &entries) != 0) continue;
+      for (const auto& [name, type] : entries) {
+        if (type == S_IFDIR && next.size() < 256) next.push_back(join(dir, name));
+      }
+    }
+    level = std::move(next);
+  }
+  return "";
+}
+
+// Adds every repository at or below `dir` (whose repository path is `repo`) to the catalog.
+void RegistryView::scan_repositories(const InodeRef& dir, const std::string& repo, int depth, Catalog* cat) {
+  std::vector<std::pair<std::string, uint32_t>> entries;
+  if (view::list(fs_, dir.ino(), kMaxEntries, &entries) != 0) return;
+  bool is_repo = false;
+  for (const auto& [name, type] : entries) {
+    if (name == "_manifests" && type == S_IFDIR) is_repo = !repo.empty();
+  }
+  if (is_repo) add_repository(dir, repo, cat);
+  if (depth >= kMaxRepositoryDepth) return;
+  for (const auto& [name, type] : entries) {
+    if (type != S_IFDIR || !oci::valid_repository_component(name)) continue;
+    InodeRef child;
+    if (view::walk(fs_, dir, name, &child) == 0) scan_repositories(child, join(repo, name), depth + 1, cat);
+  }
+}
+
+void RegistryView::add_repository(const InodeRef& dir, const std::string& repo, Catalog* cat) {
+  size_t slash = repo.rfind('/');
+  std::string ns = slash == std::string::npos ? "" : repo.substr(0, slash);
+  std::string leaf = slash == std::string::npos ? repo : repo.substr(slash + 1);
+  auto& images = cat->dirs[ns];
+  // Every enclosing namespace, up to the top.
+  for (std::string p = ns; !p.empty();) {
+    size_t s = p.rfind('/');
+    std::string parent = s == std::string::npos ? "" : p.substr(0, s);
+    cat->dirs[parent].emplace(s == std::string::npos ? p : p.substr(s + 1), std::nullopt);
+    p = parent;
+  }
+  std::vector<std::pair<std::string, uint32_t>> entries;
+  InodeRef tags;
+  if (view::walk(fs_, dir, "_manifests/tags", &tags) == 0 && view::list(fs_, tags.ino(), kMaxEntries, &entries) == 0) {
+    for (const auto& [tag, type] : entries) {
+      if (type != S_IFDIR || !oci::valid_tag(tag)) continue;
+      if (auto d = read_link(fs_, tags, tag + "/current/link")) images[leaf + ":" + tag] = *d;
+    }
+  }
+  InodeRef revisions;
+  if (view::walk(fs_, dir, "_manifests/revisions/sha256", &revisions) == 0 &&
+      view::list(fs_, revisions.ino(), kMaxEntries, &entries) == 0) {
+    for (const auto& [hex, type] : entries) {
+      if (type != S_IFDIR || !oci::is_digest_hex(hex)) continue;
+      auto d = read_link(fs_, revisions, hex + "/link");
+      if (d && d->hex == hex) images[leaf + "@sha256:" + hex] = *d;
+    }
+  }
+}
+
+// A manifest, read from its blob, checked against its digest and parsed; kept once it is.
+Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci::Digest& digest) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = images_.find(digest.hex);
+    if (it != images_.end()) return it->second;
+  }
+  InodeRef blob;
+  std::string bytes;
+  int err = view::walk_from_root(fs_, blob_path(digest), &blob);
+  if (err == 0) err = view::read_small(fs_, blob, oci::kMaxManifestSize, &bytes);
+  if (err != 0) return Status(err, "manifest " + digest.str());
+  crypto::Sha256 sha;
+  sha.update(crypto::Bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  if (to_hex(sha.finish()) != digest.hex) {
+    spdlog::error("view: manifest blob {} does not match its digest", digest.str());
+    return Status(EIO, "manifest " + digest.str() + " does not match its digest");
+  }
+  auto parsed = oci::parse_manifest(bytes);
+  if (!parsed.ok()) {
+    spdlog::error("view: manifest {}: {}", digest.str(), parsed.status().message());
+    return Status(EIO, parsed.status().message());
+  }
+  auto img = std::make_shared<Image>();
+  img->manifest = std::move(*parsed);
+  for (const auto& m : img->manifest.manifests) {
+    std::string name = m.platform.empty() ? "unknown" : m.platform;
+    bool taken = std::any_of(img->platforms.begin(), img->platforms.end(), [&](const auto& p) { return p.first == name; });
+    if (taken) name += "-" + m.digest.hex.substr(0, 12);
+    img->platforms.emplace_back(name, m.digest);
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  images_[digest.hex] = img;
+  verified_[digest.hex] = {blob.ino(), blob.rec().size, blob.rec().mtime.sec * 1000000000LL + blob.rec().mtime.nsec};
+  return std::shared_ptr<const Image>(img);
+}
+
+int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, Node>>* out) {
+  out->clear();
+  using Kind = Node::Kind;
+  if (dir.kind == Kind::kNamespace) {
+    auto cat = catalog();
+    auto it = cat->dirs.find(dir.ns);
+    if (it == cat->dirs.end()) return ENOENT;
+    for (const auto& [name, digest] : it->second) {
+      if (digest) out->emplace_back(name, Node{Kind::kImage, "", *digest});
+      else out->emplace_back(name, Node{Kind::kNamespace, join(dir.ns, name), {}});
+    }
+    return 0;
+  }
+  if (dir.kind == Kind::kBlob) return ENOTDIR;
+  auto img = image(dir.digest);
+  if (!img.ok()) return img.status().code();
+  const oci::Manifest& m = (*img)->manifest;
+  if (dir.kind == Kind::kLayers) {
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      out->emplace_back(oci::layer_file_name(i, m.layers[i]), Node{Kind::kBlob, "", m.layers[i].digest});
+    }
+    return 0;
+  }
+  if (m.kind == oci::Manifest::Kind::kIndex) {
+    out->emplace_back("index.json", Node{Kind::kBlob, "", dir.digest});
+    for (const auto& [name, digest] : (*img)->platforms) out->emplace_back(name, Node{Kind::kImage, "", digest});
+    return 0;
+  }
+  out->emplace_back("manifest.json", Node{Kind::kBlob, "", dir.digest});
+  out->emplace_back("config.json", Node{Kind::kBlob, "", m.config.digest});
+  out->emplace_back("layers", Node{Kind::kLayers, "", dir.digest});
+  return 0;
+}
+
+int RegistryView::resolve_path(const std::vector<std::string>& parts, Node* out) {
+  Node node;  // the top namespace
+  std::vector<std::pair<std::string, Node>> entries;
+  for (const auto& part : parts) {
+    if (int err = children(node, &entries); err != 0) return err;
+    auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == part; });
+    if (it == entries.end()) return ENOENT;
+    node = std::move(it->second);
+  }
+  *out = std::move(node);
+  return 0;
+}
+
+int RegistryView::resolve(uint64_t ino, std::string* path, Node* out) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (ino == 0 || ino > paths_.size()) return ESTALE;
+    *path = paths_[ino - 1];
+  }
+  return resolve_path(split(*path), out);
+}
+
+int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* out) {
+  *out = ViewAttr{};
+  out->ino = ino_of(path);
+  if (node.kind != Node::Kind::kBlob) {
+    meta::InodeRecord root;
+    if (int err = fs_.getattr(meta::kRootIno, &root); err != 0) return err;
+    out->mode = S_IFDIR | 0555;
+    out->uid = root.uid;
+    out->gid = root.gid;
+    out->mtime = root.mtime;
+    return 0;
+  }
+  InodeRef blob;
+  if (int err = view::walk_from_root(fs_, blob_path(node.digest), &blob); err != 0) return err;
+  if (!S_ISREG(blob.rec().mode)) return EIO;
+  out->mode = S_IFREG | 0444;
+  out->size = blob.rec().size;
+  out->uid = blob.rec().uid;
+  out->gid = blob.rec().gid;
+  out->mtime = blob.rec().mtime;
+  return 0;
+}
+
+int RegistryView::lookup(uint64_t parent, std::string_view name, ViewAttr* out) {
+  if (!keyring_.access().ok()) return EACCES;
+  std::string path;
+  Node dir;
+  if (int err = resolve(parent, &path, &dir); err != 0) return err;
+  std::vector<std::pair<std::string, Node>> entries;
+  if (int err = children(dir, &entries); err != 0) return err;
+  auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
+  if (it == entries.end()) return ENOENT;
+  return attr_of(join(path, name), it->second, out);
+}
+
+int RegistryView::getattr(uint64_t ino, ViewAttr* out) {
+  if (!keyring_.access().ok() && ino != 1) return EACCES;
+  if (ino == 1) return attr_of("", Node{}, out);
+  std::string path;
+  Node node;
+  if (int err = resolve(ino, &path, &node); err != 0) return err;
+  return attr_of(path, node, out);
+}
+
+int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn) {
+  if (!keyring_.access().ok()) return EACCES;
+  std::string path;
+  Node dir;
+  if (int err = resolve(ino, &path, &dir); err != 0) return err;
+  std::vector<std::pair<std::string, Node>> entries;
+  if (int err = children(dir, &entries); err != 0) return err;
+  for (uint64_t i = offset; i < entries.size(); ++i) {
+    uint32_t mode = entries[i].second.kind == Node::Kind::kBlob ? S_IFREG : S_IFDIR;
+    if (!fn(entries[i].first, ino_of(join(path, entries[i].first)), mode, i + 1)) break;
+  }
+  return 0;
+}
+
+// Hashes the whole blob through `h` unless it was found to match since it last changed.
+Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec) {
+  auto stamp = std::make_tuple(rec.ino, rec.size, rec.mtime.sec * 1000000000LL + rec.mtime.nsec);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = verified_.find(d.hex);
+    if (it != verified_.end() && it->second == stamp) return Status::Ok();
+  }
+  crypto::Sha256 sha;
+  std::vector<uint8_t> buf(1 << 20);
+  for (uint64_t off = 0; off < rec.size;) {
+    size_t n = 0;
+    if (int err = fs_.read(h, off, crypto::MutableBytes(buf.data(), buf.size()), &n); err != 0) {
+      return Status(err, "reading blob " + d.str());
+    }
+    if (n == 0) break;
+    sha.update(crypto::Bytes(buf.data(), n));
+    off += n;
+  }
+  if (to_hex(sha.finish()) != d.hex) {
+    spdlog::error("view: blob {} does not match its digest", d.str());
+    return Status(EIO, "blob " + d.str() + " does not match its digest");
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  verified_[d.hex] = stamp;
+  return Status::Ok();
+}
+
+int RegistryView::open(uint64_t ino, int flags, File** out) {
+  if (!keyring_.access().ok()) return EACCES;
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return EROFS;
+  std::string path;
+  Node node;
+  if (int err = resolve(ino, &path, &node); err != 0) return err;
+  if (node.kind != Node::Kind::kBlob) return EISDIR;
+  auto f = std::make_unique<File>();
+  if (int err = view::walk_from_root(fs_, blob_path(node.digest), &f->blob); err != 0) return err;
+  if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
+  Status s = verify_blob(node.digest, f->handle, f->blob.rec());
+  if (!s.ok()) {
+    fs_.release(f->handle);
+    return s.code();
+  }
+  *out = f.release();
+  return 0;
+}
+
+int RegistryView::read(File* f, uint64_t offset, crypto::MutableBytes buf, size_t* n) {
+  if (!keyring_.access().ok()) return EACCES;
+  return fs_.read(f->handle, offset, buf, n);
+}
+
+void RegistryView::release(File* f) {
+  fs_.release(f->handle);
+  delete f;
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,101 @@
+// fs/view: a read-only view of the registry content in a store, named like image references:
+//
+//   <repository>:<tag>/  and  <repository>@sha256:<hex>/    (repository names nest as directories)
+//     manifest.json, config.json, layers/<n>-<hex>.tar.gz   for an image
+//     index.json, <os>-<arch>[-<variant>]/                  for an image index (one image per platform)
+//
+// Files are the registry's own blobs, read through the Filesystem (no copy); a blob is checked
+// against its digest once, when first opened, and reads EIO when it does not match. Names come
+// from the registry's link files, rescanned at most once per `refresh` while the view is used,
+// so pushes, tag moves and deletes show up. Everything read from the store is untrusted: names are
+// checked against the distribution grammar, links are never followed, manifests are size-capped.
+// While the keyring is revoked every operation answers EACCES.
+//
+// Operations return 0 or an errno, like Filesystem's; fs/fuse serves them. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/core/filesystem.h"
+#include "fs/oci/oci.h"
+
+namespace cmkfs::fs {
+namespace view {
+class InodeRef;
+}
+
+struct ViewOptions {
+  std::string registry_root;  // the directory holding docker/registry/v2; "" finds it
+  std::chrono::milliseconds refresh{500};
+};
+
+struct ViewAttr {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // S_IFDIR | 0555 or S_IFREG | 0444
+  uint64_t size = 0;
+  uint32_t uid = 0, gid = 0;
+  meta::Timespec mtime;
+};
+
+class RegistryView {
+ public:
+  RegistryView(Filesystem& fs, Keyring& keyring, ViewOptions options);
+  ~RegistryView();
+
+  int lookup(uint64_t parent, std::string_view name, ViewAttr* out);
+  int getattr(uint64_t ino, ViewAttr* out);
+  // Calls fn(name, ino, mode, next_offset) per entry after `offset` until it returns false.
+  using Filler = std::function<bool(std::string_view, uint64_t, uint32_t, uint64_t)>;
+  int readdir(uint64_t ino, uint64_t offset, const Filler& fn);
+  struct File;  // an open view file
+  int open(uint64_t ino, int flags, File** out);
+  int read(File* f, uint64_t offset, crypto::MutableBytes buf, size_t* n);
+  void release(File* f);
+
+  std::string registry_root();  // as found; "" while none is
+  uint64_t inode_count();       // inode numbers handed out: 1 to this
+
+ private:
+  struct Node;     // what a view path names
+  struct Catalog;  // the registry's names, from one scan
+  struct Image;    // a parsed manifest
+
+  int resolve(uint64_t ino, std::string* path, Node* out);
+  int resolve_path(const std::vector<std::string>& parts, Node* out);
+  std::string find_root();
+  void scan_repositories(const view::InodeRef& dir, const std::string& repo, int depth, Catalog* cat);
+  void add_repository(const view::InodeRef& dir, const std::string& repo, Catalog* cat);
+  int children(const Node& dir, std::vector<std::pair<std::string, Node>>* out);
+  int attr_of(const std::string& path, const Node& node, ViewAttr* out);
+  uint64_t ino_of(const std::string& path);
+  std::shared_ptr<const Catalog> catalog();
+  Result<std::shared_ptr<const Image>> image(const oci::Digest& digest);
+  std::string blob_path(const oci::Digest& d) const;
+  Status verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec);
+
+  Filesystem& fs_;
+  Keyring& keyring_;
+  ViewOptions options_;
+  meta::InodeRecord root_attr_;  // owner and times of the store's root, for directories
+
+  std::mutex scan_mu_;  // one catalog scan at a time
+  std::mutex mu_;       // guards everything below
+  std::string root_;  // the registry root found, relative to the store's root
+  std::shared_ptr<const Catalog> catalog_;
+  std::chrono::steady_clock::time_point scanned_at_;
+  std::unordered_map<std::string, uint64_t> inos_;  // view path -> inode number, never reused
+  std::vector<std::string> paths_;                  // inode number - 1 -> view path
+  std::map<std::string, std::shared_ptr<const Image>> images_;  // by manifest digest hex
+  // Blobs found to match their digest: digest hex -> (store inode, size, mtime) when checked.
+  std::map<std::string, std::tuple<uint64_t, uint64_t, int64_t>> verified_;
+};
+
+}  // namespace cmkfs::fs

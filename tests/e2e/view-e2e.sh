@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# End-to-end: the registry view. Images built with umoci (several layers, and a two-platform
+# index) are pushed with skopeo to docker-registry on a cmkfs mount; `cmkfs view` shows them as
+# files, which must equal what skopeo reads over HTTP and what umoci wrote; a push and a delete
+# show up live; writes are EROFS; a blob changed behind the registry's back reads EIO; and
+# `cmkfs view --store` shows the same offline.
+#
+# usage: tests/e2e/view-e2e.sh [path/to/cmkfs]     (default: build/bin/cmkfs)
+# Needs root, /dev/fuse, docker-registry, skopeo, umoci, curl, python3.
+set -euo pipefail
+
+CMKFS=$(realpath "${1:-build/bin/cmkfs}")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WORK=$(mktemp -d /tmp/cmkfs-view.XXXXXX)
+MNT=$WORK/mnt STORE=$WORK/store VIEW=$WORK/view REG_PID=""
+export CMKFS_CONFIG_DIR=$WORK/host
+
+log() { printf '[view] %s\n' "$*"; }
+die() { printf '[view] FAIL: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+  local rc=$?
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+  for m in "$VIEW" "$MNT"; do
+    if grep -q " $m " /proc/mounts; then "$CMKFS" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true; fi
+  done
+  if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
+    log "kept $WORK for inspection"; tail -n 20 "$WORK/cmkfs.log" "$WORK/view.log" "$WORK/registry.log" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'printf "[view] FAIL: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+start_registry() {
+  docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && return 0
+    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited"
+    sleep 0.1
+  done
+  die "docker-registry did not start"
+}
+
+# add_layer FROM TO CHANGE...: unpack FROM, run the change in its rootfs, repack as TO.
+add_layer() {
+  local from=$1 to=$2 b=$WORK/bundle-$RANDOM
+  shift 2
+  umoci unpack --image "$WORK/oci:$from" "$b" >/dev/null
+  (cd "$b/rootfs" && eval "$*")
+  umoci repack --image "$WORK/oci:$to" "$b"
+  rm -rf "$b"
+}
+ref_digest() { python3 -c 'import json,sys; print([m["digest"] for m in json.load(open(sys.argv[1]))["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]==sys.argv[2]][0])' "$WORK/oci/index.json" "$1"; }
+blob() { echo "$WORK/oci/blobs/sha256/${1#sha256:}"; }
+
+# --- images: app (3 layers: files, a whiteout, a hard link, a symlink), and a two-platform index ---
+log "building images with umoci"
+umoci init --layout "$WORK/oci"
+umoci new --image "$WORK/oci:base"
+add_layer base app 'mkdir -p etc data; echo hello >etc/motd; head -c 300000 /dev/urandom >data/blob.bin; echo gone >data/old'
+add_layer app app 'rm data/old; ln data/blob.bin data/hard.bin; ln -s ../etc/motd data/motd.link'
+add_layer app app 'echo v2 >etc/motd; chmod 0600 etc/motd'
+umoci config --image "$WORK/oci:app" --config.env APP_MODE=view --config.label org.example.purpose=test
+add_layer base arm 'mkdir -p etc; echo arm >etc/arch'
+umoci config --image "$WORK/oci:app" --os linux --architecture amd64
+umoci config --image "$WORK/oci:arm" --os linux --architecture arm64
+# The index: both images, by platform, written as a blob and tagged "multi".
+python3 - "$WORK/oci" "$(ref_digest app)" "$(ref_digest arm)" <<'PY'
+import hashlib, json, os, sys
+oci, amd, arm = sys.argv[1:4]
+def desc(d, os_, arch, variant=None):
+    size = os.path.getsize(f"{oci}/blobs/sha256/{d[7:]}")
+    p = {"os": os_, "architecture": arch}
+    if variant: p["variant"] = variant
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size, "platform": p}
+index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [desc(amd, "linux", "amd64"), desc(arm, "linux", "arm64", "v8")]}).encode()
+h = hashlib.sha256(index).hexdigest()
+open(f"{oci}/blobs/sha256/{h}", "wb").write(index)
+top = json.load(open(f"{oci}/index.json"))
+top["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + h,
+                         "size": len(index), "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+json.dump(top, open(f"{oci}/index.json", "w"))
+PY
+
+# --- a store, a mount, a registry on it, the pushes ----------------------------------------------
+mkdir -p "$MNT" "$VIEW"
+"$CMKFS" init "$STORE" --local-key-file "$WORK/key" >/dev/null
+"$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
+cat >"$WORK/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $MNT/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$PORT
+YML
+start_registry
+REG=127.0.0.1:$PORT
+skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:app" "docker://$REG/library/app:1.0"
+skopeo copy --quiet --all --dest-tls-verify=false "oci:$WORK/oci:multi" "docker://$REG/team/tools/multi:latest"
+log "pushed library/app:1.0 and the index team/tools/multi:latest"
+
+# --- the view of the running mount ---------------------------------------------------------------
+"$CMKFS" view "$MNT" "$VIEW" >/dev/null
+grep -q " $VIEW fuse.cmkfs-view " /proc/mounts || die "the view is not mounted"
+check_image() {  # DIR REF: every file of the view's image equals skopeo's and umoci's bytes
+  local dir=$1 ref=$2
+  skopeo inspect --raw --tls-verify=false "docker://$REG/$ref" >"$WORK/want.manifest"
+  cmp -s "$dir/manifest.json" "$WORK/want.manifest" || die "$dir/manifest.json differs from the registry's"
+  skopeo inspect --config --raw --tls-verify=false "docker://$REG/$ref" >"$WORK/want.config"
+  cmp -s "$dir/config.json" "$WORK/want.config" || die "$dir/config.json differs from the registry's"
+  local n=0
+  for l in $(python3 -c 'import json,sys; print(" ".join(l["digest"][7:] for l in json.load(open(sys.argv[1]))["layers"]))' "$WORK/want.manifest"); do
+    local f=("$dir/layers/$n-$l".tar*)
+    [ -f "${f[0]}" ] || die "no layer $n ($l) in $dir/layers: $(ls "$dir/layers")"
+    cmp -s "${f[0]}" "$(blob "sha256:$l")" || die "${f[0]} differs from the layer umoci wrote"
+    n=$((n + 1))
+  done
+  [ "$(ls "$dir/layers" | wc -l)" = $n ] || die "$dir/layers holds $(ls "$dir/layers" | wc -l) files, the manifest $n layers"
+  echo $n
+}
+n=$(check_image "$VIEW/library/app:1.0" library/app:1.0)
+app=$(ref_digest app)
+check_image "$VIEW/library/app@$app" "library/app@$app" >/dev/null
+log "library/app:1.0 and library/app@$app: manifest.json, config.json and $n layers equal the registry's"
+[ -d "$VIEW/team/tools/multi:latest/linux-amd64" ] && [ -d "$VIEW/team/tools/multi:latest/linux-arm64-v8" ] ||
+  die "the index shows $(ls "$VIEW/team/tools/multi:latest")"
+skopeo inspect --raw --tls-verify=false "docker://$REG/team/tools/multi:latest" | cmp -s - "$VIEW/team/tools/multi:latest/index.json" ||
+  die "index.json differs from the registry's"
+check_image "$VIEW/team/tools/multi:latest/linux-arm64-v8" "team/tools/multi@$(ref_digest arm)" >/dev/null
+log "team/tools/multi:latest: index.json and the linux-arm64-v8 image equal the registry's"
+
+# --- read-only ---------------------------------------------------------------------------------
+for op in "touch $VIEW/library/new" "cp /etc/hostname $VIEW/library/app:1.0/manifest.json" "rm $VIEW/library/app:1.0/config.json" "mkdir $VIEW/x"; do
+  if out=$(eval "$op" 2>&1); then die "'$op' succeeded on the view"; fi
+  case "$out" in *"Read-only file system"*) ;; *) die "'$op': $out (want EROFS)" ;; esac
+done
+log "writes to the view fail with EROFS"
+
+# --- live: a push and a delete show within a second ------------------------------------------------
+skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:arm" "docker://$REG/library/app:arm"
+t0=$(date +%s%N)
+until [ -f "$VIEW/library/app:arm/manifest.json" ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || die "the pushed tag library/app:arm did not show in 5 s"
+  sleep 0.05
+done
+log "a pushed tag showed in the view after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+arm=$(ref_digest arm)
+code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://$REG/v2/library/app/manifests/$arm")
+[ "$code" = 202 ] || die "DELETE manifest answered $code"
+t0=$(date +%s%N)
+while [ -e "$VIEW/library/app@$arm" ] || [ -e "$VIEW/library/app:arm" ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || die "the deleted manifest still shows after 5 s"
+  sleep 0.05
+done
+log "a deleted manifest left the view after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+
+# --- a blob that does not match its digest reads EIO ---------------------------------------------
+cfg=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["digest"][7:])' "$(blob "$app")")
+data=$MNT/registry/docker/registry/v2/blobs/sha256/${cfg:0:2}/$cfg/data
+cp "$data" "$WORK/config.saved"
+printf 'X' | dd of="$data" bs=1 seek=5 conv=notrunc status=none
+sleep 1  # the kernel's attribute cache of the view
+if out=$(cat "$VIEW/library/app:1.0/config.json" 2>&1 >/dev/null); then die "a tampered config read without error"; fi
+case "$out" in *"Input/output error"*) ;; *) die "tampered config: $out (want EIO)" ;; esac
+cp "$WORK/config.saved" "$data"
+log "a blob changed behind the registry's back reads EIO"
+
+# --- detach; the store serves on; then the same view offline ---------------------------------------
+"$CMKFS" umount "$VIEW" >/dev/null
+! grep -q " $VIEW " /proc/mounts || die "the view is still mounted"
+[ -f "$MNT/registry/docker/registry/v2/blobs/sha256/${app:7:2}/${app:7}/data" ] || die "the mount stopped with its view"
+kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
+"$CMKFS" umount "$MNT" >/dev/null
+"$CMKFS" view --store "$STORE" "$VIEW" --log-file "$WORK/view.log"
+cmp -s "$VIEW/library/app:1.0/manifest.json" "$(blob "$app")" || die "the offline view's manifest.json differs"
+[ "$(ls "$VIEW/library/app:1.0/layers" | wc -l)" = "$n" ] || die "the offline view shows other layers"
+"$CMKFS" umount "$VIEW" >/dev/null
+"$CMKFS" fsck "$STORE" >/dev/null
+log "cmkfs view --store shows the same images offline; fsck clean afterwards"
+log "PASS"
