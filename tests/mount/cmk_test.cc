@@ -4,6 +4,8 @@
 #include <atomic>
 #include <thread>
 
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
 #include "tests/support/lmdb_poke.h"
 #include "tests/support/test_util.h"
 #include "tests/support/vault_fixture.h"
@@ -155,6 +157,54 @@ TEST_F(CmkTest, RevokedByDeletingTheKeyRestoredByRecovering) {
   EXPECT_NE(purge.output.find("purge protection"), std::string::npos) << purge.output;
   vault_json("key recover --name cmk");
   expect_serving();
+}
+
+// A registry's files for one image, as docker-registry lays them out; returns the manifest.
+std::string write_registry_image(const std::string& root) {
+  auto blob = [&](const std::string& bytes) {
+    crypto::Sha256 sha;
+    sha.update(crypto::Bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    std::string hex = to_hex(sha.finish());
+    std::string d = root + "/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+    stdfs::create_directories(d);
+    write_file(d + "/data", bytes);
+    return hex;
+  };
+  std::string config = R"({"os":"linux","architecture":"amd64"})", layer = "layer";
+  std::string manifest = R"({"schemaVersion":2,"config":{"digest":"sha256:)" + blob(config) + R"(","size":)" +
+                         std::to_string(config.size()) + R"(},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:)" +
+                         blob(layer) + R"(","size":5}]})";
+  std::string tag = root + "/docker/registry/v2/repositories/app/_manifests/tags/v1/current";
+  stdfs::create_directories(tag);
+  write_file(tag + "/link", "sha256:" + blob(manifest));
+  return manifest;
+}
+
+TEST_F(CmkTest, TheRegistryViewIsRevokedAndRestoredWithTheMount) {
+  mount_with_file(key_url);
+  std::string manifest = write_registry_image(mnt);
+  std::string view = dir + "/view";
+  stdfs::create_directories(view);
+  auto r = run(cmkfs_binary() + " view " + mnt + " " + view);
+  ASSERT_EQ(r.rc, 0) << r.output << read_file(log);
+  std::string file = view + "/app:v1/manifest.json";
+  EXPECT_EQ(read_file(file), manifest);
+  int held_view = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held_view, 0);
+  vault_json("delete-policy --object-id " + principal_id);
+  expect_revoked();
+  EXPECT_TRUE(eventually(3, [&] { return open_errno(file) == EACCES; }));
+  EXPECT_EQ(read_errno(held_view), EACCES);
+  EXPECT_EQ(open_errno(view + "/app:v1"), EACCES);
+  vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey unwrapKey");
+  expect_serving();
+  EXPECT_TRUE(eventually(3, [&] { return open_errno(file) == 0; }));
+  EXPECT_EQ(read_file(file), manifest);
+  EXPECT_EQ(read_errno(held_view), 0);
+  ::close(held_view);
+  r = run(cmkfs_binary() + " umount " + view);
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(read_file(at("f")), content);  // the mount serves on without its view
 }
 
 TEST_F(CmkTest, WritesAfterRestoreLandAndSurviveRemount) {

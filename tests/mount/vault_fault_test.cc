@@ -27,10 +27,18 @@ class VaultFaultTest : public VaultTest {
       _exit(127);
     }
     ::close(out[1]);
-    char buf[16] = {0};
-    ASSERT_GT(::read(out[0], buf, sizeof buf - 1), 0);
-    ::close(out[0]);
-    proxy_url = "https://127.0.0.1:" + std::to_string(std::atoi(buf));
+    // Its port, up to the newline. The pipe stays open until the proxy is stopped: a proxy that
+    // writes to a closed pipe dies of it.
+    proxy_out = out[0];
+    std::string line;
+    char c = 0;
+    ssize_t n = 0;
+    while (line.size() < 16 && ((n = ::read(proxy_out, &c, 1)) == 1 || (n < 0 && errno == EINTR))) {
+      if (n == 1 && c == '\n') break;
+      if (n == 1) line += c;
+    }
+    ASSERT_GT(std::atoi(line.c_str()), 0) << "the proxy printed no port: '" << line << "'";
+    proxy_url = "https://127.0.0.1:" + line;
     // The vault names itself by the proxy's address, as one behind a proxy would.
     stop_vault();
     start_vault("--public-url " + proxy_url);
@@ -42,6 +50,7 @@ class VaultFaultTest : public VaultTest {
       ::kill(proxy_pid, SIGKILL);
       ::waitpid(proxy_pid, nullptr, 0);
     }
+    if (proxy_out >= 0) ::close(proxy_out);
   }
   void set_mode(const std::string& m) { write_file(control, m); }
   std::string flags() const {
@@ -82,6 +91,7 @@ class VaultFaultTest : public VaultTest {
 
   std::string control, proxy_url;
   pid_t proxy_pid = -1;
+  int proxy_out = -1;
 };
 
 TEST_F(VaultFaultTest, LatencyBelowTheTimeoutIsServed) {
