@@ -21,7 +21,7 @@ LAYERS = {
     "devvault": ["keyclient"],
     "store": ["meta", "keyclient"],
     "core": ["store"],
-    "oci": ["base"],
+    "oci": ["crypto"],
     "view": ["core", "oci"],
     "fuse": ["view"],
     "daemon": ["fuse"],

@@ -20,7 +20,8 @@ struct stat to_stat(const ViewAttr& a) {
   std::memset(&st, 0, sizeof st);
   st.st_ino = a.ino;
   st.st_mode = a.mode;
-  st.st_nlink = S_ISDIR(a.mode) ? 2 : 1;
+  st.st_nlink = a.nlink;
+  st.st_rdev = a.rdev;
   st.st_uid = a.uid;
   st.st_gid = a.gid;
   st.st_size = static_cast<off_t>(a.size);
@@ -118,6 +119,13 @@ void v_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 
 void v_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
+void v_readlink(fuse_req_t req, fuse_ino_t ino) {
+  std::string target;
+  int err = view_of(req).readlink(ino, &target);
+  if (err != 0) fuse_reply_err(req, err);
+  else fuse_reply_readlink(req, target.c_str());
+}
+
 fuse_lowlevel_ops make_ops() {
   fuse_lowlevel_ops ops{};
   ops.lookup = v_lookup;
@@ -130,6 +138,7 @@ fuse_lowlevel_ops make_ops() {
   ops.opendir = v_opendir;
   ops.readdir = v_readdir;
   ops.releasedir = v_releasedir;
+  ops.readlink = v_readlink;
   return ops;
 }
 

@@ -7,6 +7,7 @@
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
+#include "fs/view/rootfs.h"
 #include "fs/view/store_walk.h"
 
 namespace cmkfs::fs {
@@ -48,11 +49,11 @@ std::optional<oci::Digest> read_link(Filesystem& fs, const InodeRef& dir, std::s
 }  // namespace
 
 // What a view path names: a directory of repositories ("namespace"), an image, an image's
-// layers directory, or a blob.
+// layers directory, a blob, or an entry of an image's rootfs/.
 struct RegistryView::Node {
-  enum class Kind { kNamespace, kImage, kLayers, kBlob } kind = Kind::kNamespace;
-  std::string ns;       // kNamespace: its path in the catalog
-  oci::Digest digest;   // kImage, kLayers: the manifest; kBlob: the blob
+  enum class Kind { kNamespace, kImage, kLayers, kBlob, kRootfs } kind = Kind::kNamespace;
+  std::string ns;       // kNamespace: its path in the catalog; kRootfs: its path in the rootfs
+  oci::Digest digest;   // kImage, kLayers, kRootfs: the manifest; kBlob: the blob
 };
 
 struct RegistryView::Catalog {
@@ -69,7 +70,25 @@ struct RegistryView::Image {
 struct RegistryView::File {
   InodeRef blob;
   Handle* handle = nullptr;
+  // A rootfs/ file: its bytes are [offset, offset + size) of the layer's decompressed stream.
+  std::shared_ptr<oci::LayerIndex> layer;
+  uint64_t offset = 0, size = 0;
 };
+
+namespace {
+
+// The compressed stream of a blob open in `fs`.
+oci::ReadAt blob_reader(Filesystem& fs, Handle* h) {
+  return [&fs, h](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
+    int err = fs.read(h, off, crypto::MutableBytes(buf, len), n);
+    return err == 0 ? Status::Ok() : Status(err, "reading a layer blob");
+  };
+}
+
+// Layer indexes kept beyond this are dropped (and rebuilt when used again).
+constexpr size_t kMaxLayerMemory = size_t{512} << 20;
+
+}  // namespace
 
 RegistryView::RegistryView(Filesystem& fs, Keyring& keyring, ViewOptions options)
     : fs_(fs), keyring_(keyring), options_(std::move(options)) {
@@ -256,6 +275,15 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
     return 0;
   }
   if (dir.kind == Kind::kBlob) return ENOTDIR;
+  if (dir.kind == Kind::kRootfs) {
+    auto fs = rootfs(dir.digest);
+    if (!fs.ok()) return fs.status().code();
+    const view::RootfsNode* node = (*fs)->find(dir.ns);
+    if (node == nullptr) return ENOENT;
+    if (!S_ISDIR(node->mode)) return ENOTDIR;
+    for (const auto& [name, child] : node->children) out->emplace_back(name, Node{Kind::kRootfs, join(dir.ns, name), dir.digest});
+    return 0;
+  }
   auto img = image(dir.digest);
   if (!img.ok()) return img.status().code();
   const oci::Manifest& m = (*img)->manifest;
@@ -273,6 +301,7 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
   out->emplace_back("manifest.json", Node{Kind::kBlob, "", dir.digest});
   out->emplace_back("config.json", Node{Kind::kBlob, "", m.config.digest});
   out->emplace_back("layers", Node{Kind::kLayers, "", dir.digest});
+  out->emplace_back("rootfs", Node{Kind::kRootfs, "", dir.digest});
   return 0;
 }
 
@@ -300,11 +329,29 @@ int RegistryView::resolve(uint64_t ino, std::string* path, Node* out) {
 
 int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* out) {
   *out = ViewAttr{};
+  if (node.kind == Node::Kind::kRootfs) {
+    auto fs = rootfs(node.digest);
+    if (!fs.ok()) return fs.status().code();
+    const view::RootfsNode* n = (*fs)->find(node.ns);
+    if (n == nullptr) return ENOENT;
+    // Hard links: every name of a node has the inode of its first.
+    std::string top = path.substr(0, path.size() - node.ns.size());
+    out->ino = ino_of(n->path == node.ns ? path : top + n->path);
+    out->mode = n->mode;
+    out->size = n->size;
+    out->uid = n->uid;
+    out->gid = n->gid;
+    out->nlink = n->nlink;
+    out->rdev = n->rdev;
+    out->mtime = meta::Timespec{n->mtime, n->mtime_nsec};
+    return 0;
+  }
   out->ino = ino_of(path);
   if (node.kind != Node::Kind::kBlob) {
     meta::InodeRecord root;
     if (int err = fs_.getattr(meta::kRootIno, &root); err != 0) return err;
     out->mode = S_IFDIR | 0555;
+    out->nlink = 2;
     out->uid = root.uid;
     out->gid = root.gid;
     out->mtime = root.mtime;
@@ -351,6 +398,12 @@ int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn) {
   if (int err = children(dir, &entries); err != 0) return err;
   for (uint64_t i = offset; i < entries.size(); ++i) {
     uint32_t mode = entries[i].second.kind == Node::Kind::kBlob ? S_IFREG : S_IFDIR;
+    if (entries[i].second.kind == Node::Kind::kRootfs) {  // the entry's own type, and its inode
+      ViewAttr a;
+      if (attr_of(join(path, entries[i].first), entries[i].second, &a) != 0) continue;
+      if (!fn(entries[i].first, a.ino, a.mode & S_IFMT, i + 1)) break;
+      continue;
+    }
     if (!fn(entries[i].first, ino_of(join(path, entries[i].first)), mode, i + 1)) break;
   }
   return 0;
@@ -390,6 +443,7 @@ int RegistryView::open(uint64_t ino, int flags, File** out) {
   std::string path;
   Node node;
   if (int err = resolve(ino, &path, &node); err != 0) return err;
+  if (node.kind == Node::Kind::kRootfs) return open_rootfs_file(node, out);
   if (node.kind != Node::Kind::kBlob) return EISDIR;
   auto f = std::make_unique<File>();
   if (int err = view::walk_from_root(fs_, blob_path(node.digest), &f->blob); err != 0) return err;
@@ -403,9 +457,112 @@ int RegistryView::open(uint64_t ino, int flags, File** out) {
   return 0;
 }
 
+int RegistryView::open_rootfs_file(const Node& node, File** out) {
+  auto fs = rootfs(node.digest);
+  if (!fs.ok()) return fs.status().code();
+  const view::RootfsNode* n = (*fs)->find(node.ns);
+  if (n == nullptr) return ENOENT;
+  if (S_ISDIR(n->mode)) return EISDIR;
+  if (!S_ISREG(n->mode)) return ENXIO;  // devices and fifos are shown, not opened
+  auto img = image(node.digest);
+  if (!img.ok()) return img.status().code();
+  auto f = std::make_unique<File>();
+  f->layer = (*fs)->layers()[n->layer];
+  f->offset = n->offset;
+  f->size = n->size;
+  const oci::Digest& blob = (*img)->manifest.layers[n->layer].digest;
+  if (int err = view::walk_from_root(fs_, blob_path(blob), &f->blob); err != 0) return err;
+  if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
+  *out = f.release();
+  return 0;
+}
+
 int RegistryView::read(File* f, uint64_t offset, crypto::MutableBytes buf, size_t* n) {
   if (!keyring_.access().ok()) return EACCES;
-  return fs_.read(f->handle, offset, buf, n);
+  if (!f->layer) return fs_.read(f->handle, offset, buf, n);
+  *n = 0;
+  if (offset >= f->size) return 0;
+  size_t len = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->size - offset));
+  Status s = f->layer->read(blob_reader(fs_, f->handle), f->offset + offset, buf.data(), len, n);
+  if (!s.ok()) {
+    spdlog::error("view: {}", s.message());
+    return s.code() == EACCES ? EACCES : EIO;
+  }
+  return 0;
+}
+
+int RegistryView::readlink(uint64_t ino, std::string* out) {
+  if (!keyring_.access().ok()) return EACCES;
+  std::string path;
+  Node node;
+  if (int err = resolve(ino, &path, &node); err != 0) return err;
+  if (node.kind != Node::Kind::kRootfs) return EINVAL;
+  auto fs = rootfs(node.digest);
+  if (!fs.ok()) return fs.status().code();
+  const view::RootfsNode* n = (*fs)->find(node.ns);
+  if (n == nullptr) return ENOENT;
+  if (!S_ISLNK(n->mode)) return EINVAL;
+  *out = n->link;
+  return 0;
+}
+
+// A layer's index, built from its blob (checking its digest) on first use.
+Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Digest& d) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = layers_.find(d.hex);
+    if (it != layers_.end()) return it->second;
+  }
+  InodeRef blob;
+  Handle* h = nullptr;
+  if (int err = view::walk_from_root(fs_, blob_path(d), &blob); err != 0) return Status(err, "layer " + d.str());
+  if (int err = fs_.open(blob.ino(), O_RDONLY, &h); err != 0) return Status(err, "layer " + d.str());
+  auto t0 = std::chrono::steady_clock::now();
+  auto index = oci::LayerIndex::build(blob_reader(fs_, h), d);
+  fs_.release(h);
+  if (!index.ok()) {
+    spdlog::error("view: {}", index.status().message());
+    return index.status();
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("view: indexed layer {}: {} entries, {} bytes in {:.2f} s", d.str(), (*index)->entries.size(),
+               (*index)->blob_size, secs);
+  std::lock_guard<std::mutex> g(mu_);
+  layer_memory_ += (*index)->memory();
+  if (layer_memory_ > kMaxLayerMemory) {  // crude, and enough: images in use are rebuilt
+    layers_.clear();
+    rootfs_.clear();
+    layer_memory_ = (*index)->memory();
+  }
+  layers_[d.hex] = *index;
+  return *index;
+}
+
+Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Digest& manifest) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = rootfs_.find(manifest.hex);
+    if (it != rootfs_.end()) return it->second;
+  }
+  std::lock_guard<std::mutex> building(build_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);  // built by another thread meanwhile
+    auto it = rootfs_.find(manifest.hex);
+    if (it != rootfs_.end()) return it->second;
+  }
+  auto img = image(manifest);
+  if (!img.ok()) return img.status();
+  if ((*img)->manifest.kind != oci::Manifest::Kind::kImage) return Status(ENOENT, "an index has no rootfs");
+  std::vector<std::shared_ptr<oci::LayerIndex>> layers;
+  for (const auto& l : (*img)->manifest.layers) {
+    auto index = layer_index(l.digest);
+    if (!index.ok()) return Status(index.status().code() == ENOTSUP ? EIO : index.status().code(), index.status().message());
+    layers.push_back(*index);
+  }
+  auto fs = view::Rootfs::apply(layers);
+  std::lock_guard<std::mutex> g(mu_);
+  rootfs_[manifest.hex] = fs;
+  return fs;
 }
 
 void RegistryView::release(File* f) {

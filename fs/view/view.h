@@ -2,6 +2,7 @@
 //
 //   <repository>:<tag>/  and  <repository>@sha256:<hex>/    (repository names nest as directories)
 //     manifest.json, config.json, layers/<n>-<hex>.tar.gz   for an image
+//     rootfs/                                              its filesystem, layers applied
 //     index.json, <os>-<arch>[-<variant>]/                  for an image index (one image per platform)
 //
 // Files are the registry's own blobs, read through the Filesystem (no copy); a blob is checked
@@ -9,6 +10,9 @@
 // from the registry's link files, rescanned at most once per `refresh` while the view is used,
 // so pushes, tag moves and deletes show up. Everything read from the store is untrusted: names are
 // checked against the distribution grammar, links are never followed, manifests are size-capped.
+// rootfs/ is built on first use from an index of each layer (fs/oci/layer.h: its tar entries and
+// gzip access points every MiB), made in one pass over the layer and kept in memory; reading a
+// file then inflates at most a MiB it does not return.
 // While the keyring is revoked every operation answers EACCES.
 //
 // Operations return 0 or an errno, like Filesystem's; fs/fuse serves them. Thread-safe.
@@ -25,11 +29,13 @@
 #include <vector>
 
 #include "fs/core/filesystem.h"
+#include "fs/oci/layer.h"
 #include "fs/oci/oci.h"
 
 namespace cmkfs::fs {
 namespace view {
 class InodeRef;
+class Rootfs;
 }
 
 struct ViewOptions {
@@ -39,9 +45,11 @@ struct ViewOptions {
 
 struct ViewAttr {
   uint64_t ino = 0;
-  uint32_t mode = 0;  // S_IFDIR | 0555 or S_IFREG | 0444
+  uint32_t mode = 0;  // S_IFDIR | 0555 or S_IFREG | 0444; in rootfs/, the image's own
   uint64_t size = 0;
   uint32_t uid = 0, gid = 0;
+  uint32_t nlink = 1;
+  uint64_t rdev = 0;
   meta::Timespec mtime;
 };
 
@@ -59,6 +67,7 @@ class RegistryView {
   int open(uint64_t ino, int flags, File** out);
   int read(File* f, uint64_t offset, crypto::MutableBytes buf, size_t* n);
   void release(File* f);
+  int readlink(uint64_t ino, std::string* out);
 
   std::string registry_root();  // as found; "" while none is
   uint64_t inode_count();       // inode numbers handed out: 1 to this
@@ -80,13 +89,17 @@ class RegistryView {
   Result<std::shared_ptr<const Image>> image(const oci::Digest& digest);
   std::string blob_path(const oci::Digest& d) const;
   Status verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec);
+  int open_rootfs_file(const Node& node, File** out);
+  Result<std::shared_ptr<const view::Rootfs>> rootfs(const oci::Digest& manifest);
+  Result<std::shared_ptr<oci::LayerIndex>> layer_index(const oci::Digest& layer);
 
   Filesystem& fs_;
   Keyring& keyring_;
   ViewOptions options_;
   meta::InodeRecord root_attr_;  // owner and times of the store's root, for directories
 
-  std::mutex scan_mu_;  // one catalog scan at a time
+  std::mutex scan_mu_;   // one catalog scan at a time
+  std::mutex build_mu_;  // one layer index or rootfs built at a time
   std::mutex mu_;       // guards everything below
   std::string root_;  // the registry root found, relative to the store's root
   std::shared_ptr<const Catalog> catalog_;
@@ -94,6 +107,9 @@ class RegistryView {
   std::unordered_map<std::string, uint64_t> inos_;  // view path -> inode number, never reused
   std::vector<std::string> paths_;                  // inode number - 1 -> view path
   std::map<std::string, std::shared_ptr<const Image>> images_;  // by manifest digest hex
+  std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
+  std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex
+  size_t layer_memory_ = 0;  // held by layers_
   // Blobs found to match their digest: digest hex -> (store inode, size, mtime) when checked.
   std::map<std::string, std::tuple<uint64_t, uint64_t, int64_t>> verified_;
 };

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end: the registry view. Images built with umoci (several layers, and a two-platform
-# index) are pushed with skopeo to docker-registry on a cmkfs mount; `cmkfs view` shows them as
-# files, which must equal what skopeo reads over HTTP and what umoci wrote; a push and a delete
+# End-to-end: the registry view. Images built with umoci (several layers with whiteouts, an
+# opaque directory, hard links, symlinks, long names, owners, a FIFO; and a two-platform index)
+# are pushed with skopeo to docker-registry on a cmkfs mount; `cmkfs view` shows them as
+# files, which must equal what skopeo reads over HTTP and what umoci wrote (rootfs/ equals
+# `umoci unpack`); a push and a delete
 # show up live; writes are EROFS; a blob changed behind the registry's back reads EIO; and
 # `cmkfs view --store` shows the same offline.
 #
@@ -58,9 +60,30 @@ blob() { echo "$WORK/oci/blobs/sha256/${1#sha256:}"; }
 log "building images with umoci"
 umoci init --layout "$WORK/oci"
 umoci new --image "$WORK/oci:base"
-add_layer base app 'mkdir -p etc data; echo hello >etc/motd; head -c 300000 /dev/urandom >data/blob.bin; echo gone >data/old'
+add_layer base app 'mkdir -p etc data var/cache; echo hello >etc/motd; head -c 3000000 /dev/urandom >data/blob.bin; echo gone >data/old; echo a >var/cache/a; echo b >var/cache/b'
 add_layer app app 'rm data/old; ln data/blob.bin data/hard.bin; ln -s ../etc/motd data/motd.link'
 add_layer app app 'echo v2 >etc/motd; chmod 0600 etc/motd'
+# A layer written by hand, for what umoci repack does not make: an opaque directory, PAX long
+# names, other owners, set-id bits, a FIFO, a hard link inside the layer.
+python3 - "$WORK/layer4.tar" <<'PY'
+import io, sys, tarfile
+t = tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT)
+def add(name, type=tarfile.REGTYPE, data=b"", mode=0o644, uid=0, gid=0, link=""):
+    i = tarfile.TarInfo(name); i.type = type; i.mode = mode; i.uid = uid; i.gid = gid; i.mtime = 1700000000
+    i.linkname = link; i.size = len(data) if type == tarfile.REGTYPE else 0
+    t.addfile(i, io.BytesIO(data) if type == tarfile.REGTYPE else None)
+add("var/cache/", tarfile.DIRTYPE, mode=0o755)
+add("var/cache/.wh..wh..opq")
+add("var/cache/c", data=b"only c survives the opaque directory\n")
+long = "deep/" + "d" * 120 + "/" + "f" * 150
+add("deep/", tarfile.DIRTYPE, mode=0o755)
+add("deep/" + "d" * 120 + "/", tarfile.DIRTYPE, mode=0o750, uid=1234, gid=5678)
+add(long, data=b"a file with a name longer than ustar holds\n" * 1000, mode=0o4755, uid=1234, gid=5678)
+add("deep/hard-to-long", tarfile.LNKTYPE, link=long)
+add("deep/fifo", tarfile.FIFOTYPE, mode=0o600)
+t.close()
+PY
+umoci raw add-layer --image "$WORK/oci:app" "$WORK/layer4.tar"
 umoci config --image "$WORK/oci:app" --config.env APP_MODE=view --config.label org.example.purpose=test
 add_layer base arm 'mkdir -p etc; echo arm >etc/arch'
 umoci config --image "$WORK/oci:app" --os linux --architecture amd64
@@ -129,6 +152,36 @@ n=$(check_image "$VIEW/library/app:1.0" library/app:1.0)
 app=$(ref_digest app)
 check_image "$VIEW/library/app@$app" "library/app@$app" >/dev/null
 log "library/app:1.0 and library/app@$app: manifest.json, config.json and $n layers equal the registry's"
+# rootfs/ equals what umoci unpacks: names, types, modes, owners, sizes, bytes, links, file times.
+umoci unpack --image "$WORK/oci:app" "$WORK/unpacked" >/dev/null
+python3 - "$WORK/unpacked/rootfs" "$VIEW/library/app:1.0/rootfs" <<'PY'
+import hashlib, os, stat, sys
+def scan(root):
+    out, inodes = {}, {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel, st = os.path.relpath(p, root), os.lstat(p)
+            info = [stat.S_IFMT(st.st_mode), oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid]
+            if stat.S_ISREG(st.st_mode):
+                info += [st.st_size, hashlib.sha256(open(p, "rb").read()).hexdigest(), st.st_nlink, int(st.st_mtime)]
+                inodes.setdefault(st.st_ino, []).append(rel)
+            if stat.S_ISLNK(st.st_mode):
+                info += [os.readlink(p)]
+            out[rel] = info
+    return out, sorted(sorted(v) for v in inodes.values() if len(v) > 1)
+(want, want_links), (got, got_links) = scan(sys.argv[1]), scan(sys.argv[2])
+bad = [f"{k}: umoci {want.get(k)} view {got.get(k)}" for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+if want_links != got_links:
+    bad.append(f"hard links: umoci {want_links} view {got_links}")
+if bad:
+    sys.exit("[view] FAIL: rootfs/ differs from umoci unpack:\n  " + "\n  ".join(bad[:20]))
+print(f"[view] rootfs/ equals umoci unpack: {len(want)} entries, {len(want_links)} hard-link groups")
+PY
+root=$VIEW/library/app:1.0/rootfs
+[ "$(ls "$root/var/cache")" = c ] || die "the opaque directory var/cache holds $(ls "$root/var/cache")"
+[ ! -e "$root/data/old" ] && [ "$(cat "$root/etc/motd")" = v2 ] || die "a whiteout or an overwrite was not applied"
+[ "$(stat -c '%h %i' "$root/data/blob.bin")" = "$(stat -c '%h %i' "$root/data/hard.bin")" ] || die "hard links differ"
 [ -d "$VIEW/team/tools/multi:latest/linux-amd64" ] && [ -d "$VIEW/team/tools/multi:latest/linux-arm64-v8" ] ||
   die "the index shows $(ls "$VIEW/team/tools/multi:latest")"
 skopeo inspect --raw --tls-verify=false "docker://$REG/team/tools/multi:latest" | cmp -s - "$VIEW/team/tools/multi:latest/index.json" ||

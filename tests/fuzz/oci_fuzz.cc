@@ -1,9 +1,12 @@
 // What the registry view reads from a store: manifests and indexes, link files (digests),
-// repository and tag names.
+// repository and tag names, and layers: tar archives, plain or in gzip streams.
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
+#include "fs/oci/gzip_index.h"
 #include "fs/oci/oci.h"
+#include "fs/oci/tar.h"
 
 using namespace cmkfs;
 
@@ -18,5 +21,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)oci::parse_digest(text);
   (void)oci::valid_repository_component(text);
   (void)oci::valid_tag(text);
+
+  // A layer: the bytes as a tar, in uneven pieces, and as a gzip stream holding one.
+  oci::TarReader tar;
+  for (size_t off = 0; off < size; off += 777) (void)tar.feed(data + off, std::min<size_t>(777, size - off));
+  (void)tar.finish();
+  for (const auto& e : tar.entries()) {
+    if (e.path.empty() || e.path.find("..") == 0) __builtin_trap();
+  }
+  oci::ReadAt read = [&](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
+    *n = off >= size ? 0 : std::min<size_t>(len, size - off);
+    if (*n) std::memcpy(buf, data + off, *n);
+    return Status::Ok();
+  };
+  oci::TarReader inner;
+  auto none = [](const uint8_t*, size_t) { return Status::Ok(); };
+  auto gz = oci::GzipIndex::build(read, none, [&](const uint8_t* p, size_t n) { return inner.feed(p, n); }, 4096,
+                                  64 << 20);
+  if (gz.ok() && gz->size() > 0) {
+    uint8_t out[512];
+    size_t n = 0;
+    (void)gz->read(read, gz->size() / 2, out, sizeof out, &n);
+  }
   return 0;
 }

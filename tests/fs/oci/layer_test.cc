@@ -1,0 +1,210 @@
+// Tar archives and gzip streams as layers hold them, including hostile ones: paths that climb
+// out, bad checksums, truncation, corrupt and oversized streams; random access into gzip equals
+// reading it whole, across several members.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <random>
+
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
+#include "fs/oci/gzip_index.h"
+#include "fs/oci/layer.h"
+#include "fs/oci/tar.h"
+
+namespace cmkfs::oci {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+// One ustar header (and data) as tar writes it.
+void tar_entry(Bytes* out, const std::string& name, char type, const std::string& data = "",
+               const std::string& link = "", uint32_t mode = 0644) {
+  uint8_t h[512] = {0};
+  std::memcpy(h, name.data(), std::min<size_t>(name.size(), 100));
+  std::snprintf(reinterpret_cast<char*>(h + 100), 8, "%07o", mode);
+  std::snprintf(reinterpret_cast<char*>(h + 108), 8, "%07o", 1000);
+  std::snprintf(reinterpret_cast<char*>(h + 116), 8, "%07o", 1000);
+  std::snprintf(reinterpret_cast<char*>(h + 124), 12, "%011o", static_cast<unsigned>(data.size()));
+  std::snprintf(reinterpret_cast<char*>(h + 136), 12, "%011o", 1700000000u);
+  h[156] = static_cast<uint8_t>(type);
+  std::memcpy(h + 157, link.data(), std::min<size_t>(link.size(), 100));
+  std::memcpy(h + 257, "ustar\0" "00", 8);
+  std::memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (uint8_t c : h) sum += c;
+  std::snprintf(reinterpret_cast<char*>(h + 148), 8, "%06o", sum);
+  out->insert(out->end(), h, h + 512);
+  out->insert(out->end(), data.begin(), data.end());
+  out->resize(out->size() + (512 - data.size() % 512) % 512, 0);
+}
+void tar_end(Bytes* out) { out->resize(out->size() + 1024, 0); }
+
+Bytes gzip(const Bytes& in, int level = 6) {
+  z_stream s{};
+  EXPECT_EQ(deflateInit2(&s, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  Bytes out(deflateBound(&s, in.size()) + 64);
+  s.next_in = const_cast<uint8_t*>(in.data());
+  s.avail_in = static_cast<uInt>(in.size());
+  s.next_out = out.data();
+  s.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&s, Z_FINISH), Z_STREAM_END);
+  out.resize(s.total_out);
+  deflateEnd(&s);
+  return out;
+}
+
+ReadAt reader(const Bytes& b) {
+  return [&b](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
+    *n = off >= b.size() ? 0 : std::min<size_t>(len, b.size() - off);
+    if (*n) std::memcpy(buf, b.data() + off, *n);
+    return Status::Ok();
+  };
+}
+
+Digest digest_of(const Bytes& b) {
+  crypto::Sha256 sha;
+  sha.update(crypto::Bytes(b.data(), b.size()));
+  return Digest{to_hex(sha.finish())};
+}
+
+Status parse(const Bytes& tar, TarReader* r) {
+  Status s = r->feed(tar.data(), tar.size());
+  return s.ok() ? r->finish() : s;
+}
+
+TEST(TarTest, EntriesAndWhereTheirDataIs) {
+  Bytes tar;
+  tar_entry(&tar, "./etc/", '5', "", "", 0755);
+  tar_entry(&tar, "./etc/motd", '0', "hello\n");
+  tar_entry(&tar, "etc/link", '2', "", "motd");
+  tar_entry(&tar, "etc/hard", '1', "", "./etc/motd");
+  tar_end(&tar);
+  TarReader r;
+  ASSERT_TRUE(parse(tar, &r).ok());
+  auto& e = r.entries();
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0].path, "etc");
+  EXPECT_EQ(e[0].type, '5');
+  EXPECT_EQ(e[1].path, "etc/motd");
+  EXPECT_EQ(std::string(tar.begin() + e[1].offset, tar.begin() + e[1].offset + e[1].size), "hello\n");
+  EXPECT_EQ(e[2].link, "motd");
+  EXPECT_EQ(e[3].link, "etc/motd");
+  EXPECT_EQ(e[1].uid, 1000u);
+  EXPECT_EQ(e[1].mtime, 1700000000);
+}
+
+TEST(TarTest, HostileArchivesAreErrors) {
+  for (const char* name : {"../etc/passwd", "a/../../b", "/.."}) {
+    Bytes tar;
+    tar_entry(&tar, name, '0', "x");
+    tar_end(&tar);
+    TarReader r;
+    EXPECT_FALSE(parse(tar, &r).ok()) << name;
+  }
+  Bytes tar;
+  tar_entry(&tar, "hard", '1', "", "../../outside");
+  tar_end(&tar);
+  TarReader r1;
+  EXPECT_FALSE(parse(tar, &r1).ok());
+  Bytes bad_sum;
+  tar_entry(&bad_sum, "f", '0', "data");
+  bad_sum[10] ^= 1;
+  TarReader r2;
+  EXPECT_FALSE(parse(bad_sum, &r2).ok());
+  Bytes cut;
+  tar_entry(&cut, "f", '0', std::string(2000, 'x'));
+  cut.resize(1000);
+  TarReader r3;
+  EXPECT_FALSE(parse(cut, &r3).ok());
+  Bytes huge_size;
+  tar_entry(&huge_size, "f", 'x', std::string(10, 'x'));
+  std::snprintf(reinterpret_cast<char*>(huge_size.data() + 124), 12, "%011o", 077777777u);
+  TarReader r4;
+  EXPECT_FALSE(r4.feed(huge_size.data(), huge_size.size()).ok() && r4.finish().ok());
+}
+
+Bytes random_tar(size_t files, size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Bytes tar;
+  for (size_t i = 0; i < files; ++i) {
+    std::string data(size, '\0');
+    for (auto& c : data) c = static_cast<char>(rng() % 7);  // compressible, not trivially
+    tar_entry(&tar, "f" + std::to_string(i), '0', data);
+  }
+  tar_end(&tar);
+  return tar;
+}
+
+TEST(GzipIndexTest, RandomReadsEqualTheWholeAcrossMembers) {
+  Bytes plain = random_tar(40, 200000, 1);
+  size_t half = plain.size() / 2;
+  Bytes a = gzip(Bytes(plain.begin(), plain.begin() + half)), b = gzip(Bytes(plain.begin() + half, plain.end()));
+  Bytes gz = a;
+  gz.insert(gz.end(), b.begin(), b.end());  // two members, as `cat a.gz b.gz`
+  Bytes seen;
+  auto index = GzipIndex::build(reader(gz), [](const uint8_t*, size_t) { return Status::Ok(); },
+                                [&](const uint8_t* p, size_t n) {
+                                  seen.insert(seen.end(), p, p + n);
+                                  return Status::Ok();
+                                },
+                                256 << 10);
+  ASSERT_TRUE(index.ok()) << index.status().message();
+  EXPECT_EQ(seen, plain);
+  EXPECT_EQ(index->size(), plain.size());
+  EXPECT_GE(index->points(), plain.size() / (512 << 10));  // at block ends past each 256 KiB
+  std::mt19937 rng(2);
+  for (int i = 0; i < 200; ++i) {
+    uint64_t off = rng() % plain.size();
+    size_t len = std::min<size_t>(rng() % 300000, plain.size() - off);
+    Bytes out(len);
+    size_t n = 0;
+    ASSERT_TRUE(index->read(reader(gz), off, out.data(), len, &n).ok());
+    ASSERT_EQ(n, len);
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off))) << off << "+" << len;
+  }
+}
+
+TEST(GzipIndexTest, CorruptTruncatedAndOversizedStreamsAreErrors) {
+  Bytes plain = random_tar(4, 100000, 3);
+  Bytes gz = gzip(plain);
+  auto none = [](const uint8_t*, size_t) { return Status::Ok(); };
+  Bytes cut(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2));
+  EXPECT_FALSE(GzipIndex::build(reader(cut), none, none).ok());
+  Bytes flipped = gz;
+  flipped[gz.size() / 2] ^= 0x40;
+  EXPECT_FALSE(GzipIndex::build(reader(flipped), none, none).ok());
+  Bytes crc = gz;
+  crc[gz.size() - 6] ^= 1;  // the trailer's CRC-32
+  EXPECT_FALSE(GzipIndex::build(reader(crc), none, none).ok());
+  Bytes trailing = gz;
+  trailing.push_back('x');
+  EXPECT_FALSE(GzipIndex::build(reader(trailing), none, none).ok());
+  Bytes bomb = gzip(Bytes(50 << 20, 0), 9);  // 50 MiB of zeros in ~50 KiB
+  auto capped = GzipIndex::build(reader(bomb), none, none, GzipIndex::kDefaultSpan, 10 << 20);
+  EXPECT_FALSE(capped.ok());
+}
+
+TEST(LayerIndexTest, ChecksTheDigestAndReadsFilesOfGzipAndPlainLayers) {
+  Bytes plain = random_tar(3, 5000, 4);
+  Bytes gz = gzip(plain);
+  for (const Bytes* blob : {&plain, &gz}) {
+    auto index = LayerIndex::build(reader(*blob), digest_of(*blob));
+    ASSERT_TRUE(index.ok()) << index.status().message();
+    ASSERT_EQ((*index)->entries.size(), 3u);
+    const TarEntry& f1 = (*index)->entries[1];
+    Bytes out(f1.size);
+    size_t n = 0;
+    ASSERT_TRUE((*index)->read(reader(*blob), f1.offset, out.data(), out.size(), &n).ok());
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(f1.offset)));
+    Bytes other = *blob;
+    other.push_back(0);
+    EXPECT_EQ(LayerIndex::build(reader(*blob), digest_of(other)).status().code(), EIO);
+  }
+  Bytes zstd = {0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0};
+  EXPECT_EQ(LayerIndex::build(reader(zstd), digest_of(zstd)).status().code(), ENOTSUP);
+}
+
+}  // namespace
+}  // namespace cmkfs::oci
