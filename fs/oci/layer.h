@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fs/oci/gzip_index.h"
-#include "fs/oci/oci.h"
+#include "fs/oci/manifest.h"
 #include "fs/oci/tar.h"
 
 namespace cmkfs::oci {

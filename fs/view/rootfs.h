@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "fs/oci/layer.h"
+#include "fs/oci/oci.h"
 
 namespace cmkfs::fs::view {
 

@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "fs/core/filesystem.h"
-#include "fs/oci/layer.h"
 #include "fs/oci/oci.h"
 
 namespace cmkfs::fs {

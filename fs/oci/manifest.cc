@@ -1,4 +1,4 @@
-#include "fs/oci/oci.h"
+#include "fs/oci/manifest.h"
 
 #include <nlohmann/json.hpp>
 
