@@ -158,11 +158,10 @@ Status TarReader::header(const uint8_t* b) {
   skip_ = data + (kBlock - data % kBlock) % kBlock;
   if (name.size() > kMaxPath || e.link.size() > kMaxPath) return bad("name too long", at);
   auto path = normalise_tar_path(name);
-  if (!path) {
-    if (e.type == '5' && name.find("..") == std::string::npos) return Status::Ok();  // "./" itself
+  if (!path && !(e.type == '5' && name.find("..") == std::string::npos)) {
     return bad("member name " + name.substr(0, 64) + " leaves the archive", at);
   }
-  e.path = std::move(*path);
+  e.path = path ? std::move(*path) : "";  // "" is the root, as "./" names it
   if (e.type == '1') {
     auto target = normalise_tar_path(e.link);
     if (!target) return bad("hard link target leaves the archive", at);

@@ -15,7 +15,7 @@
 namespace cmkfs::oci {
 
 struct TarEntry {
-  std::string path;  // normalised: no leading "./" or "/", no trailing "/", never ".." inside
+  std::string path;  // normalised: no leading "./" or "/", no trailing "/", never ".."; "" the root
   char type = '0';   // '0' file, '1' hard link, '2' symlink, '3' char, '4' block, '5' dir, '6' fifo
   uint32_t mode = 0;  // permission bits, with set-id and sticky bits
   uint32_t uid = 0, gid = 0;

@@ -69,13 +69,19 @@ std::shared_ptr<const Rootfs> Rootfs::apply(const std::vector<std::shared_ptr<oc
     // Whiteouts first: they delete from the layers below, whatever their place in this tar.
     for (const auto& e : layers[l]->entries) {
       auto [parent_path, name] = split_last(e.path);
-      if (name.substr(0, kWhiteout.size()) != kWhiteout) continue;
+      if (e.path.empty() || name.substr(0, kWhiteout.size()) != kWhiteout) continue;
       RootfsNode* parent = const_cast<RootfsNode*>(fs->find(parent_path));
       if (parent == nullptr || !S_ISDIR(parent->mode)) continue;
       if (name == kOpaque) parent->children.clear();
       else parent->children.erase(std::string(name.substr(kWhiteout.size())));
     }
     for (const auto& e : layers[l]->entries) {
+      if (e.path.empty()) {  // "./": the root's own attributes
+        if (e.type != '5') continue;
+        RootfsNode& r = *fs->root_;
+        r.mode = S_IFDIR | e.mode, r.uid = e.uid, r.gid = e.gid, r.mtime = e.mtime, r.mtime_nsec = e.mtime_nsec;
+        continue;
+      }
       auto [parent_path, name] = split_last(e.path);
       if (name.substr(0, kWhiteout.size()) == kWhiteout) continue;
       RootfsNode* parent = dir(parent_path);

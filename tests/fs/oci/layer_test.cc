@@ -76,6 +76,7 @@ Status parse(const Bytes& tar, TarReader* r) {
 
 TEST(TarTest, EntriesAndWhereTheirDataIs) {
   Bytes tar;
+  tar_entry(&tar, "./", '5', "", "", 0700);
   tar_entry(&tar, "./etc/", '5', "", "", 0755);
   tar_entry(&tar, "./etc/motd", '0', "hello\n");
   tar_entry(&tar, "etc/link", '2', "", "motd");
@@ -84,7 +85,10 @@ TEST(TarTest, EntriesAndWhereTheirDataIs) {
   TarReader r;
   ASSERT_TRUE(parse(tar, &r).ok());
   auto& e = r.entries();
-  ASSERT_EQ(e.size(), 4u);
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_EQ(e[0].path, "");  // the root's own entry
+  EXPECT_EQ(e[0].mode, 0700u);
+  e.erase(e.begin());
   EXPECT_EQ(e[0].path, "etc");
   EXPECT_EQ(e[0].type, '5');
   EXPECT_EQ(e[1].path, "etc/motd");
