@@ -2,17 +2,41 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/fuse/read_ahead.h"
+
 #include <cstring>
 #include <vector>
 
 namespace cmkfs::fs {
+
+// What the session's requests reach (fuse_session_new's userdata).
+struct ViewContext {
+  RegistryView* view;
+  std::string mountpoint, source;
+};
+
 namespace {
 
 // Names and attributes may change with every push: the kernel keeps them half a second, so a
 // change shows within the view's own refresh plus this.
 constexpr double kTimeout = 0.5;
 
-RegistryView& view_of(fuse_req_t req) { return *static_cast<RegistryView*>(fuse_req_userdata(req)); }
+RegistryView& view_of(fuse_req_t req) { return *static_cast<ViewContext*>(fuse_req_userdata(req))->view; }
+
+// Layers are read in sequence, as through the mount: the same readahead window and background
+// requests (fs/fuse/fuse_bridge.cc says why).
+constexpr uint64_t kReadAhead = 4 << 20;
+constexpr unsigned kMaxBackground = 64;
+
+void v_init(void* userdata, fuse_conn_info* conn) {
+  auto* c = static_cast<ViewContext*>(userdata);
+  if (kReadAhead > conn->max_readahead && set_read_ahead(c->mountpoint, c->source, kReadAhead).ok()) {
+    conn->max_readahead = static_cast<unsigned>(kReadAhead);
+  }
+  conn->max_background = kMaxBackground;
+  conn->congestion_threshold = kMaxBackground * 3 / 4;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+}
 RegistryView::File* file_of(const fuse_file_info* fi) { return reinterpret_cast<RegistryView::File*>(fi->fh); }
 
 struct stat to_stat(const ViewAttr& a) {
@@ -128,6 +152,7 @@ void v_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 fuse_lowlevel_ops make_ops() {
   fuse_lowlevel_ops ops{};
+  ops.init = v_init;
   ops.lookup = v_lookup;
   ops.forget = v_forget;
   ops.forget_multi = v_forget_multi;
@@ -149,13 +174,14 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
   std::unique_ptr<ViewSession> vs(new ViewSession());
   vs->view_ = std::move(view);
   vs->mountpoint_ = mountpoint;
+  vs->context_ = std::make_unique<ViewContext>(ViewContext{vs->view_.get(), mountpoint, source});
   std::string opts = "ro,fsname=" + source + ",subtype=cmkfs-view";
   std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   static const fuse_lowlevel_ops ops = make_ops();
-  vs->se_ = fuse_session_new(&args, &ops, sizeof ops, vs->view_.get());
+  vs->se_ = fuse_session_new(&args, &ops, sizeof ops, vs->context_.get());
   fuse_opt_free_args(&args);
   if (vs->se_ == nullptr) return Status::InvalidArgument("cannot create the view's FUSE session");
   if (fuse_session_mount(vs->se_, mountpoint.c_str()) != 0) {

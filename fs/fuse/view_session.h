@@ -15,6 +15,8 @@
 
 namespace cmkfs::fs {
 
+struct ViewContext;
+
 class ViewSession {
  public:
   // Mounts `view` at `mountpoint` (mount-table source `source`) and starts serving it.
@@ -31,6 +33,7 @@ class ViewSession {
  private:
   ViewSession() = default;
   std::unique_ptr<RegistryView> view_;
+  std::unique_ptr<ViewContext> context_;
   std::string mountpoint_;
   fuse_session* se_ = nullptr;
   std::thread loop_;
