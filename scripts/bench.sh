@@ -5,13 +5,13 @@
 #
 #   scripts/bench.sh [--reps 3] [--targets raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs]
 #                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--rand-seconds 8]
-#                    [--no-registry] [--no-readme]
+#                    [--no-registry] [--no-readme] [--no-view]
 #
 # Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
 # reads after dropping caches; random 4 KiB reads for 8 s; then FILES files of 4 KiB in 50
 # directories created and synced, stat'ed after dropping caches, and removed. Also the cmkfs
 # daemon's RSS (idle, and peak over the run) and a registry round trip (skopeo push and pull
-# through docker-registry) on cmkfs vs. on a plain directory.
+# through docker-registry) on cmkfs vs. on a plain directory; then scripts/bench-view.sh.
 # Results: build-bench/results/ (CSV, table, PNG) and, unless --no-readme, README.md's
 # "Performance" section. Debian 12, as root.
 set -euo pipefail
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 REPS=3 TARGETS=raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs SIZE=1G FILES=3000 BACKING=tmpfs
-REGISTRY=1 README=1 RAND_SECONDS=8
+REGISTRY=1 README=1 RAND_SECONDS=8 VIEW=1
 while [ $# -gt 0 ]; do
   case $1 in
     --reps) REPS=$2; shift ;;
@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
     --rand-seconds) RAND_SECONDS=$2; shift ;;
     --no-registry) REGISTRY=0 ;;
     --no-readme) README=0 ;;
+    --no-view) VIEW=0 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -197,3 +198,5 @@ openssl speed -evp aes-256-gcm -seconds 1 2>/dev/null | tail -n 1 >"$OUT/openssl
 
 MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r); backing: $BACKING_DESC; $REPS repetitions, file size $SIZE, $FILES small files"
 python3 scripts/bench_report.py "$OUT" "$MACHINE" $([ $README = 1 ] && echo README.md)
+# The registry view's numbers (build-bench/results/view.txt).
+[ $VIEW = 0 ] || scripts/bench-view.sh --reps "$REPS"

@@ -154,7 +154,7 @@ check_image "$VIEW/library/app@$app" "library/app@$app" >/dev/null
 log "library/app:1.0 and library/app@$app: manifest.json, config.json and $n layers equal the registry's"
 # rootfs/ equals what umoci unpacks: names, types, modes, owners, sizes, bytes, links, file times.
 umoci unpack --image "$WORK/oci:app" "$WORK/unpacked" >/dev/null
-python3 - "$WORK/unpacked/rootfs" "$VIEW/library/app:1.0/rootfs" <<'PY'
+cat >"$WORK/compare.py" <<'PY'
 import hashlib, os, stat, sys
 def scan(root):
     out, inodes = {}, {}
@@ -175,9 +175,10 @@ bad = [f"{k}: umoci {want.get(k)} view {got.get(k)}" for k in sorted(set(want) |
 if want_links != got_links:
     bad.append(f"hard links: umoci {want_links} view {got_links}")
 if bad:
-    sys.exit("[view] FAIL: rootfs/ differs from umoci unpack:\n  " + "\n  ".join(bad[:20]))
-print(f"[view] rootfs/ equals umoci unpack: {len(want)} entries, {len(want_links)} hard-link groups")
+    sys.exit(f"[view] FAIL: {sys.argv[2]} differs from {sys.argv[1]}:\n  " + "\n  ".join(bad[:20]))
+print(f"[view] {sys.argv[2]} equals {sys.argv[1]}: {len(want)} entries, {len(want_links)} hard-link groups")
 PY
+python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$VIEW/library/app:1.0/rootfs"
 root=$VIEW/library/app:1.0/rootfs
 [ "$(ls "$root/var/cache")" = c ] || die "the opaque directory var/cache holds $(ls "$root/var/cache")"
 [ ! -e "$root/data/old" ] && [ "$(cat "$root/etc/motd")" = v2 ] || die "a whiteout or an overwrite was not applied"
@@ -224,6 +225,13 @@ if out=$(cat "$VIEW/library/app:1.0/config.json" 2>&1 >/dev/null); then die "a t
 case "$out" in *"Input/output error"*) ;; *) die "tampered config: $out (want EIO)" ;; esac
 cp "$WORK/config.saved" "$data"
 log "a blob changed behind the registry's back reads EIO"
+
+# --- skopeo and umoci write and read OCI image layouts on the mount ------------------------------
+mkdir -p "$MNT/layouts"
+skopeo copy --quiet "oci:$WORK/oci:app" "oci:$MNT/layouts/app:1.0"
+umoci unpack --image "$MNT/layouts/app:1.0" "$WORK/unpacked-mnt" >/dev/null
+python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$WORK/unpacked-mnt/rootfs"
+log "skopeo copied the image into an OCI layout on the mount; umoci unpacked it from there, identical"
 
 # --- detach; the store serves on; then the same view offline ---------------------------------------
 "$CMKFS" umount "$VIEW" >/dev/null
