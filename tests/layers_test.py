@@ -25,7 +25,7 @@ LAYERS = {
     "view": ["core", "oci"],
     "fuse": ["view"],
     "daemon": ["fuse"],
-    "admin": ["core"],
+    "admin": ["core", "oci"],
     "cli": ["admin", "daemon"],
 }
 # Folder of each library, most specific first.

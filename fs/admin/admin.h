@@ -29,6 +29,19 @@ int run_fsck(const std::string& store, std::ostream& out, std::ostream& err);
 // What an unmounted store holds, as JSON (inspect.h). Returns the exit code.
 int run_inspect(const std::string& store, const std::string& registry_root, std::ostream& out, std::ostream& err);
 
+// cmkfs inspect --image REF: one image's manifest, config and layers, as `skopeo inspect` shows
+// them, with the data-key generation of each blob; human-readable, or JSON. `mountpoint`: where
+// the store is mounted, to read through it ("" reads the unmounted store with its key).
+int run_inspect_image(const std::string& target, const std::string& mountpoint, const std::string& registry_root,
+                      const std::string& ref, bool as_json, std::ostream& out, std::ostream& err);
+
+// cmkfs cat: one file's bytes to `out`. cmkfs export: a file or a subtree copied to DEST (which
+// must not exist) with modes, owners (as root), times, symlinks and hard links.
+int run_cat(const std::string& target, const std::string& mountpoint, const std::string& path, std::ostream& out,
+            std::ostream& err);
+int run_export(const std::string& target, const std::string& mountpoint, const std::string& path,
+               const std::string& dest, std::ostream& out, std::ostream& err);
+
 // Prints the store's encryption settings as JSON, in the shape of `az acr encryption show`, with
 // the live key state when it is mounted.
 Status show_encryption(const std::string& store, std::ostream& out);

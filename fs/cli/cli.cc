@@ -169,9 +169,21 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
 
   auto* inspect = app.add_subcommand("inspect", "Show what an unmounted store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
-  inspect->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+  inspect->add_option("STORE", cmd->store, "The store directory (not mounted; with --image also a mountpoint)")->required();
   inspect->add_option("--registry-root", cmd->registry_root,
                       "The registry's rootdirectory inside the store")->capture_default_str();
+  inspect->add_option("--image", cmd->image,
+                      "One image, REPOSITORY:TAG or REPOSITORY@sha256:HEX: what skopeo inspect shows, and the keys "
+                      "sealing its blobs");
+  inspect->add_flag("--json", cmd->json, "With --image: JSON instead of text");
+
+  auto* cat = app.add_subcommand("cat", "Print one file of a store (unmounted: read with its key)");
+  cat->add_option("STORE", cmd->store, "The store directory, or a mountpoint")->required();
+  cat->add_option("PATH", cmd->path, "The file, from the store's root")->required();
+  auto* exp = app.add_subcommand("export", "Copy a file or a tree out of a store (unmounted: read with its key)");
+  exp->add_option("STORE", cmd->store, "The store directory, or a mountpoint")->required();
+  exp->add_option("PATH", cmd->path, "What to copy, from the store's root ('/' for everything)")->required();
+  exp->add_option("DEST", cmd->dest, "Where to put it; must not exist")->required();
 
   auto* encryption = app.add_subcommand("encryption", "Show or change how the store's data key is protected");
   encryption->require_subcommand(1);
@@ -229,6 +241,14 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
     }
   } else if (inspect->parsed()) {
     cmd->kind = Command::Kind::kInspect;
+    if (cmd->json && cmd->image.empty()) {
+      err << "cmkfs: --json goes with --image (inspect prints JSON anyway)\n";
+      return kExitUsage;
+    }
+  } else if (cat->parsed()) {
+    cmd->kind = Command::Kind::kCat;
+  } else if (exp->parsed()) {
+    cmd->kind = Command::Kind::kExport;
   } else if (fsck->parsed()) {
     cmd->kind = Command::Kind::kFsck;
   } else if (view->parsed()) {

@@ -19,13 +19,16 @@ namespace cmkfs::fs {
 struct Command {
   enum class Kind {
     kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kRotateDataKey, kFsck, kInspect,
-    kTrust, kView
+    kTrust, kView, kCat, kExport
   } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;
   MountOptions mount;      // mount; view (the view directory in `mountpoint`)
   std::string store;       // encryption show, fsck, inspect
   std::string registry_root = "/";  // inspect
+  std::string image;       // inspect --image
+  bool json = false;       // inspect --image --json
+  std::string path, dest;  // cat, export
   std::string mountpoint;  // umount; view of a mounted store
   VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key, trust
   TrustOptions trust;      // trust (its vault options are in `vault`)

@@ -62,7 +62,15 @@ int main(int argc, char** argv) {
       s = run_umount(cmd.mountpoint, std::cout);
       break;
     case Command::Kind::kInspect:
+      if (!cmd.image.empty()) {
+        return run_inspect_image(cmd.store, serving_mountpoint(cmd.store), cmd.registry_root, cmd.image, cmd.json,
+                                 std::cout, std::cerr);
+      }
       return run_inspect(cmd.store, cmd.registry_root, std::cout, std::cerr);
+    case Command::Kind::kCat:
+      return run_cat(cmd.store, serving_mountpoint(cmd.store), cmd.path, std::cout, std::cerr);
+    case Command::Kind::kExport:
+      return run_export(cmd.store, serving_mountpoint(cmd.store), cmd.path, cmd.dest, std::cout, std::cerr);
     case Command::Kind::kFsck:
       return run_fsck(cmd.store, std::cout, std::cerr);
     case Command::Kind::kEncryptionShow:

@@ -416,6 +416,19 @@ std::string mounted_store(const std::string& mountpoint) {
   return store;
 }
 
+std::string serving_mountpoint(const std::string& target) {
+  std::error_code ec;
+  std::string abs = stdfs::absolute(target, ec).lexically_normal().string();
+  if (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+  if (!mounted_store(abs).empty()) return abs;
+  std::string store = stdfs::canonical(target, ec).string();
+  if (ec) return "";
+  for (const auto& m : current_mounts()) {
+    if (m.source == "cmkfs:" + store) return m.target;
+  }
+  return "";
+}
+
 Status run_umount(const std::string& mp_arg, std::ostream& out) {
   std::string mp = stdfs::absolute(mp_arg).lexically_normal().string();
   if (mp.size() > 1 && mp.back() == '/') mp.pop_back();

@@ -59,6 +59,9 @@ Status attach_view(const std::string& mountpoint, const std::string& view_dir, c
 
 // The store a cmkfs mount at `mountpoint` serves (from the kernel's mount table), or "".
 std::string mounted_store(const std::string& mountpoint);
+// Where `target` is served: itself when it is a cmkfs mountpoint, the mountpoint of the store
+// when `target` is a mounted store directory, else "".
+std::string serving_mountpoint(const std::string& target);
 
 // Unmounts a mount or a view and waits until the daemon has flushed and let go of the store (a
 // view beside a mount: until it is unmounted).

@@ -20,7 +20,7 @@ die() { printf '[e2e] FAIL: %s\n' "$*" >&2; exit 1; }
 
 cleanup() {
   local rc=$?
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+  { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null; } || true  # set -e holds in traps
   if grep -q " $MNT " /proc/mounts; then
     "$CMKFS" umount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null || true
   fi

@@ -22,7 +22,7 @@ die() { printf '[view] FAIL: %s\n' "$*" >&2; exit 1; }
 
 cleanup() {
   local rc=$?
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+  { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null; } || true  # set -e holds in traps
   for m in "$VIEW" "$MNT"; do
     if grep -q " $m " /proc/mounts; then "$CMKFS" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true; fi
   done
@@ -233,6 +233,23 @@ umoci unpack --image "$MNT/layouts/app:1.0" "$WORK/unpacked-mnt" >/dev/null
 python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$WORK/unpacked-mnt/rootfs"
 log "skopeo copied the image into an OCI layout on the mount; umoci unpacked it from there, identical"
 
+# --- inspect --image and cat on the mounted store ----------------------------------------------------
+"$CMKFS" inspect "$MNT" --registry-root /registry --image library/app:1.0 --json >"$WORK/inspect-live.json"
+skopeo inspect --tls-verify=false "docker://$REG/library/app:1.0" >"$WORK/skopeo.json"
+python3 - "$WORK/inspect-live.json" "$WORK/skopeo.json" "$WORK/oci/blobs/sha256" <<'PY'
+import json, os, sys
+got, want = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k in ("Digest", "Layers", "Architecture", "Os", "Labels", "Env", "Created"):
+    if got.get(k) != want.get(k):
+        sys.exit(f"[view] FAIL: inspect --image {k}: {got.get(k)!r}, skopeo inspect {want.get(k)!r}")
+sizes = [os.path.getsize(os.path.join(sys.argv[3], d[7:])) for d in want["Layers"]]
+if [l["Size"] for l in got["LayersData"]] != sizes:
+    sys.exit(f"[view] FAIL: inspect --image layer sizes {got['LayersData']}, blobs {sizes}")
+PY
+"$CMKFS" cat "$MNT" "registry/docker/registry/v2/repositories/library/app/_manifests/tags/1.0/current/link" |
+  grep -qx "$app" || die "cmkfs cat of a tag link on the mount"
+log "inspect --image on the mount agrees with skopeo inspect (digest, layers and sizes, platform, labels, env, created)"
+
 # --- detach; the store serves on; then the same view offline ---------------------------------------
 "$CMKFS" umount "$VIEW" >/dev/null
 ! grep -q " $VIEW " /proc/mounts || die "the view is still mounted"
@@ -245,4 +262,32 @@ cmp -s "$VIEW/library/app:1.0/manifest.json" "$(blob "$app")" || die "the offlin
 "$CMKFS" umount "$VIEW" >/dev/null
 "$CMKFS" fsck "$STORE" >/dev/null
 log "cmkfs view --store shows the same images offline; fsck clean afterwards"
+
+# --- offline: inspect --image, cat, export ----------------------------------------------------------
+"$CMKFS" inspect "$STORE" --registry-root registry --image "library/app@$app" >"$WORK/inspect.txt"
+grep -q "^Digest: *$app" "$WORK/inspect.txt" && grep -q "^Tags: *1.0" "$WORK/inspect.txt" &&
+  grep -q "data key generation 1" "$WORK/inspect.txt" && grep -q "^Label: *org.example.purpose=test" "$WORK/inspect.txt" ||
+  die "inspect --image offline: $(cat "$WORK/inspect.txt")"
+"$CMKFS" inspect "$STORE" --registry-root registry --image team/tools/multi:latest --json |
+  python3 -c 'import json,sys; j=json.load(sys.stdin); assert sorted(m["Platform"] for m in j["Manifests"]) == ["linux-amd64", "linux-arm64-v8"], j' ||
+  die "inspect --image of the index"
+"$CMKFS" cat "$STORE" "registry/docker/registry/v2/blobs/sha256/${app:7:2}/${app:7}/data" | cmp -s - "$(blob "$app")" ||
+  die "cmkfs cat of the manifest blob, offline"
+"$CMKFS" export "$STORE" / "$WORK/exported" >/dev/null
+python3 - "$WORK/exported/registry/docker/registry/v2/blobs/sha256" <<'PY'
+import hashlib, os, sys
+n = 0
+for d, _, files in os.walk(sys.argv[1]):
+    if "data" in files:
+        h = hashlib.sha256(open(os.path.join(d, "data"), "rb").read()).hexdigest()
+        if h != os.path.basename(d):
+            sys.exit(f"[view] FAIL: exported blob {d} hashes to {h}")
+        n += 1
+if n < 6:
+    sys.exit(f"[view] FAIL: only {n} blobs exported")
+print(f"[view] export: {n} blobs, each matching its digest")
+PY
+umoci unpack --image "$WORK/exported/layouts/app:1.0" "$WORK/unpacked-exported" >/dev/null
+python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$WORK/unpacked-exported/rootfs"
+log "offline inspect --image, cat and export read the unmounted store"
 log "PASS"
