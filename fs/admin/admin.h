@@ -22,9 +22,14 @@ struct VaultKeyOptions {
 // The key settings the vault options describe (relative CA paths made absolute, IMDS default).
 keyclient::KekConfig vault_kek(const VaultKeyOptions& v);
 
-// Checks an unmounted store: every record, link count and chunk (fsck.h). Returns the exit code:
-// 0 when clean, kExitNotAStore when problems were found, others as for every command.
-int run_fsck(const std::string& store, std::ostream& out, std::ostream& err);
+// Checks an unmounted store: every record, link count and chunk (fsck.h), naming the path of
+// each problem (and in a registry its repository and blob); progress on a terminal. Returns the
+// exit code: 0 when clean, kExitNotAStore when problems were found (after --repair: remain).
+struct FsckOptions {
+  bool json = false;    // the report as JSON
+  bool repair = false;  // fix what is safe: leaked objects, objects longer than their file, crash leftovers
+};
+int run_fsck(const std::string& store, const FsckOptions& opts, std::ostream& out, std::ostream& err);
 
 // What an unmounted store holds, as JSON (inspect.h). Returns the exit code.
 int run_inspect(const std::string& store, const std::string& registry_root, std::ostream& out, std::ostream& err);

@@ -2,7 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
 
@@ -17,6 +23,7 @@ namespace {
 
 struct Tree {
   std::map<uint64_t, meta::InodeRecord> inodes;
+  std::map<uint64_t, std::pair<uint64_t, std::string>> name_of;  // ino -> (parent, name): its first name
   std::map<uint64_t, uint32_t> names;    // ino -> directory entries naming it
   std::map<uint64_t, uint32_t> subdirs;  // directory -> entries that are directories
   std::set<uint64_t> orphans;
@@ -28,24 +35,32 @@ struct Tree {
 
 std::string inode_name(uint64_t ino) { return "inode " + std::to_string(ino); }
 
+void add(FsckReport& r, uint64_t ino, std::string text) {
+  FsckProblem p;
+  p.ino = ino;
+  p.text = std::move(text);
+  r.problems.push_back(std::move(p));
+}
+
 Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
   CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
     if (rec.ok()) t.inodes.emplace(ino, std::move(*rec));
-    else r.problems.push_back(rec.status().message());
+    else add(r, ino, rec.status().message());
     return true;
   }));
   CMKFS_RETURN_IF_ERROR(txn.for_each_entry([&](uint64_t parent, Result<meta::DirEntry> e) {
     ++r.entries;
-    if (!e.ok()) return r.problems.push_back(e.status().message()), true;
+    if (!e.ok()) return add(r, parent, e.status().message()), true;
     std::string where = "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent);
     auto dir = t.inodes.find(parent);
     auto child = t.inodes.find(e->ino);
     if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) {
-      r.problems.push_back(where + ": the directory is missing");
+      add(r, parent, where + ": the directory is missing");
     }
-    if (child == t.inodes.end()) return r.problems.push_back(where + ": names missing " + inode_name(e->ino)), true;
+    t.name_of.emplace(e->ino, std::make_pair(parent, e->name));
+    if (child == t.inodes.end()) return add(r, parent, where + ": names missing " + inode_name(e->ino)), true;
     if ((child->second.mode & S_IFMT) != e->type) {
-      r.problems.push_back(where + ": type differs from " + inode_name(e->ino));
+      add(r, e->ino, where + ": type differs from " + inode_name(e->ino));
     }
     ++t.names[e->ino];
     if (S_ISDIR(child->second.mode)) ++t.subdirs[parent];
@@ -71,36 +86,36 @@ uint32_t count_of(const std::map<uint64_t, uint32_t>& m, uint64_t k) {
 }
 
 void check_links(const Tree& t, FsckReport& r) {
-  if (!t.inodes.contains(meta::kRootIno)) r.problems.push_back("the root directory is missing");
+  if (!t.inodes.contains(meta::kRootIno)) add(r, 0, "the root directory is missing");
   for (const auto& [ino, rec] : t.inodes) {
     std::string who = inode_name(ino);
     uint32_t names = count_of(t.names, ino);
     bool orphan = t.orphans.contains(ino);
     r.orphans += orphan;
     if (orphan && rec.nlink > 0) {  // the orphans table is not sealed; the record is
-      r.problems.push_back(who + ": listed as an orphan but its record has " + std::to_string(rec.nlink) +
+      add(r, ino, who + ": listed as an orphan but its record has " + std::to_string(rec.nlink) +
                            " links (a forged entry; the next mount drops it and keeps the inode)");
     }
     if (S_ISDIR(rec.mode)) {
       ++r.directories;
       uint32_t want_names = ino == meta::kRootIno || orphan ? 0 : 1;
       uint32_t want_links = orphan ? 0 : 2 + count_of(t.subdirs, ino);
-      if (names != want_names) r.problems.push_back(who + ": a directory with " + std::to_string(names) + " names");
+      if (names != want_names) add(r, ino, who + ": a directory with " + std::to_string(names) + " names");
       if (rec.nlink != want_links) {
-        r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(want_links));
+        add(r, ino, who + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(want_links));
       }
       continue;
     }
     if (S_ISREG(rec.mode)) ++r.files;
     else if (S_ISLNK(rec.mode)) ++r.symlinks;
     else ++r.others;
-    if (names == 0 && !orphan) r.problems.push_back(who + ": unreachable (no name, not an orphan)");
+    if (names == 0 && !orphan) add(r, ino, who + ": unreachable (no name, not an orphan)");
     if (rec.nlink != names) {
-      r.problems.push_back(who + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
+      add(r, ino, who + ": link count " + std::to_string(rec.nlink) + ", " + std::to_string(names) + " names");
     }
   }
   for (uint64_t ino : t.orphans) {
-    if (!t.inodes.contains(ino)) r.problems.push_back("orphan " + inode_name(ino) + " has no record");
+    if (!t.inodes.contains(ino)) add(r, ino, "orphan " + inode_name(ino) + " has no record");
   }
 }
 
@@ -110,7 +125,7 @@ void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layou
   std::string who = inode_name(rec.ino);
   auto object = o.store->objects->open(rec.file_id, false);
   if (!object.ok()) {
-    if (object.status().code() != ENOENT || rec.size > 0) r.problems.push_back(who + ": " + object.status().message());
+    if (object.status().code() != ENOENT || rec.size > 0) add(r, rec.ino, who + ": " + object.status().message());
     return;
   }
   auto length = (*object)->length();
@@ -119,17 +134,27 @@ void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layou
     // Written when the mount stopped: the next mount makes the file what authenticates.
     auto fc = file_crypto(o.keyring.access(), o.store->super.store_id, rec);
     auto size = fc.ok() ? recoverable_size(fc->chunks(**object, layout), rec.size, *length) : Result<uint64_t>(fc.status());
-    if (!size.ok()) return r.problems.push_back(who + ": " + size.status().message());
+    if (!size.ok()) return add(r, rec.ino, who + ": " + size.status().message());
     r.leftovers.push_back(who + ": written when the mount stopped (saved size " + std::to_string(rec.size) +
                           ", object " + std::to_string(*length) + " bytes): the next mount makes it the " +
                           std::to_string(*size) + " bytes that authenticate");
     checked.size = *size;
   } else if (!length.ok() || *length != layout.phys_size(rec.size)) {
-    r.problems.push_back(who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
-                         std::to_string(layout.phys_size(rec.size)) + " expected for its size");
+    add(r, rec.ino, who + ": object is " + (length.ok() ? std::to_string(*length) : "unreadable") + " bytes, " +
+                        std::to_string(layout.phys_size(rec.size)) + " expected for its size");
+    if (length.ok() && *length > layout.phys_size(rec.size)) {  // bytes past the size: nothing reads them
+      r.problems.back().fix = FsckProblem::Fix::kTrimObject;
+      r.problems.back().object = rec.file_id;
+      r.problems.back().length = layout.phys_size(rec.size);
+    }
   }
   Status s = read_plaintext(*o.store, o.keyring, **object, checked, [](crypto::Bytes) {});
-  if (!s.ok()) return r.problems.push_back(who + ": " + s.message());
+  if (!s.ok()) {
+    if (!r.problems.empty() && r.problems.back().fix == FsckProblem::Fix::kTrimObject && r.problems.back().ino == rec.ino) {
+      r.problems.back().fix = FsckProblem::Fix::kNone;  // damaged within its size too: left alone
+    }
+    return add(r, rec.ino, who + ": " + s.message());
+  }
   r.chunks += layout.count(checked.size);
   r.bytes += checked.size;
 }
@@ -146,16 +171,89 @@ void check_objects(OpenStore& st, const Tree& t, FsckReport& r) {
           r.leftovers.push_back("object " + to_hex(id) + (t.pending.contains(id) ? " of a deleted file" : " of a create that never committed") +
                                 ": the next mount removes it");
         } else {
-          r.problems.push_back("object " + to_hex(id) + " belongs to no file (leaked)");
+          add(r, 0, "object " + to_hex(id) + " belongs to no file (leaked)");
+          r.problems.back().fix = FsckProblem::Fix::kRemoveObject;
+          r.problems.back().object = id;
         }
       },
-      [&](const std::string& path) { r.problems.push_back(path + ": not an object of this store"); });
-  if (!s.ok() && s.code() != ENOTSUP) r.problems.push_back(s.message());
+      [&](const std::string& path) { add(r, 0, path + ": not an object of this store"); });
+  if (!s.ok() && s.code() != ENOTSUP) add(r, 0, s.message());
+}
+
+// The path of an inode from its first name up ("" when it has none: an orphan).
+std::string path_of(const Tree& t, uint64_t ino) {
+  std::vector<const std::string*> parts;
+  for (int depth = 0; ino != meta::kRootIno && depth < 4096; ++depth) {
+    auto it = t.name_of.find(ino);
+    if (it == t.name_of.end()) return "";
+    parts.push_back(&it->second.second);
+    ino = it->second.first;
+  }
+  if (ino != meta::kRootIno) return "";
+  std::string path;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) path += "/" + **it;
+  return path.empty() ? "/" : path;
+}
+
+// Inside a registry's layout: the blob a path is part of, or the repository.
+std::string registry_context(const std::string& path, const std::map<std::string, std::set<std::string>>& users) {
+  constexpr std::string_view kBlobs = "docker/registry/v2/blobs/sha256/", kRepos = "docker/registry/v2/repositories/";
+  if (size_t b = path.find(kBlobs); b != std::string::npos) {
+    std::string rest = path.substr(b + kBlobs.size());  // xx/<hex>/data
+    size_t slash = rest.find('/');
+    std::string hex = slash == std::string::npos ? "" : rest.substr(slash + 1, 64);
+    if (hex.size() != 64) return "";
+    std::string text = "blob sha256:" + hex;
+    auto u = users.find(hex);
+    if (u != users.end()) {
+      std::string names;
+      for (const auto& n : u->second) names += (names.empty() ? "" : ", ") + n;
+      text += " (repository " + names + ")";
+    }
+    return text;
+  }
+  if (size_t r = path.find(kRepos); r != std::string::npos) {
+    std::string repo, rest = path.substr(r + kRepos.size());
+    for (size_t pos = 0; pos < rest.size();) {
+      size_t slash = rest.find('/', pos);
+      std::string part = rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+      if (part.empty() || part[0] == '_') break;
+      repo += (repo.empty() ? "" : "/") + part;
+      pos = slash == std::string::npos ? rest.size() : slash + 1;
+    }
+    return repo.empty() ? "" : "repository " + repo;
+  }
+  return "";
+}
+
+// Names each problem's inode by its path, and inside a registry by its blob and repository.
+void describe(const Tree& t, FsckReport& r) {
+  if (r.problems.empty()) return;
+  // Which repositories link each blob: .../repositories/<repo>/_layers/sha256/<hex> and
+  // .../_manifests/revisions/sha256/<hex>.
+  std::map<std::string, std::set<std::string>> users;
+  for (const auto& [ino, rec] : t.inodes) {
+    if (!S_ISDIR(rec.mode)) continue;
+    auto name = t.name_of.find(ino);
+    if (name == t.name_of.end() || name->second.second.size() != 64) continue;
+    std::string path = path_of(t, ino);
+    for (std::string_view kind : {"/_layers/sha256/", "/_manifests/revisions/sha256/"}) {
+      size_t k = path.rfind(kind);
+      if (k == std::string::npos || k + kind.size() + 64 != path.size()) continue;
+      std::string repo = registry_context(path.substr(0, k) + "/", {});
+      if (repo.rfind("repository ", 0) == 0) users[name->second.second].insert(repo.substr(11));
+    }
+  }
+  for (auto& p : r.problems) {
+    if (p.ino == 0) continue;
+    p.path = path_of(t, p.ino);
+    p.registry = registry_context(p.path, users);
+  }
 }
 
 }  // namespace
 
-Result<FsckReport> check_store(OfflineStore& o) {
+Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   OpenStore& st = *o.store;
   auto access = o.keyring.access();
   FsckReport report;
@@ -172,27 +270,133 @@ Result<FsckReport> check_store(OfflineStore& o) {
   }
   check_links(tree, report);
   crypto::ChunkLayout layout(st.super.chunk_size);
+  uint64_t total_bytes = 0, total_files = 0, done_bytes = 0, done_files = 0;
   for (const auto& [ino, rec] : tree.inodes) {
-    if (S_ISREG(rec.mode)) check_file(o, tree, layout, rec, report);
+    if (S_ISREG(rec.mode)) total_bytes += rec.size, ++total_files;
+  }
+  for (const auto& [ino, rec] : tree.inodes) {
+    if (!S_ISREG(rec.mode)) continue;
+    check_file(o, tree, layout, rec, report);
+    done_bytes += rec.size, ++done_files;
+    if (progress) progress(done_bytes, total_bytes, done_files, total_files);
   }
   check_objects(st, tree, report);
+  describe(tree, report);
   return report;
 }
 
-int run_fsck(const std::string& store, std::ostream& out, std::ostream& err) {
+namespace {
+
+// Progress on a terminal, at most four times a second: bytes and files checked, rate, time left.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::ostream& err) : err_(err), tty_(::isatty(2) == 1) {}
+  ~ProgressLine() {
+    if (shown_) err_ << "\r" << std::string(width_, ' ') << "\r" << std::flush;
+  }
+  void operator()(uint64_t bytes, uint64_t total, uint64_t files, uint64_t total_files) {
+    if (!tty_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (shown_ && now - last_ < std::chrono::milliseconds(250) && files != total_files) return;
+    last_ = now;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    double rate = secs > 0 ? bytes / secs : 0;
+    char line[160];
+    int n = std::snprintf(line, sizeof line, "checked %llu/%llu files, %.0f/%.0f MB, %.0f MB/s, %.0f s left",
+                          static_cast<unsigned long long>(files), static_cast<unsigned long long>(total_files),
+                          bytes / 1e6, total / 1e6, rate / 1e6, rate > 0 ? (total - bytes) / rate : 0.0);
+    width_ = std::max(width_, static_cast<size_t>(std::max(n, 0)));
+    err_ << "\r" << line << std::flush;
+    shown_ = true;
+  }
+
+ private:
+  std::ostream& err_;
+  bool tty_;
+  bool shown_ = false;
+  size_t width_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
+};
+
+nlohmann::json to_json(const FsckReport& r, const std::string& root) {
+  nlohmann::json problems = nlohmann::json::array();
+  for (const auto& p : r.problems) {
+    nlohmann::json j = {{"message", p.text}};
+    if (p.ino) j["inode"] = p.ino;
+    if (!p.path.empty()) j["path"] = p.path;
+    if (!p.registry.empty()) j["registry"] = p.registry;
+    j["repairable"] = p.fix != FsckProblem::Fix::kNone;
+    problems.push_back(j);
+  }
+  return {{"store", root}, {"directories", r.directories}, {"files", r.files}, {"symlinks", r.symlinks},
+          {"others", r.others}, {"names", r.entries}, {"chunks", r.chunks}, {"bytes", r.bytes},
+          {"orphans", r.orphans}, {"problems", problems}, {"leftByACrash", r.leftovers},
+          {"clean", r.problems.empty()}};
+}
+
+// What --repair may touch: leaked objects go, objects longer than their file are cut back, and
+// what a crash left (orphans, objects of deleted files, files being written) is repaired as the
+// next mount would. Authenticated data is never changed.
+Status repair(OfflineStore& o, const FsckReport& r, std::ostream& out) {
+  Filesystem fs(*o.store, o.keyring);  // its start() is the mount's own recovery
+  CMKFS_RETURN_IF_ERROR(fs.start());
+  CMKFS_RETURN_IF_ERROR(fs.shutdown());
+  if (r.orphans || !r.leftovers.empty()) out << "repaired: what a crash left (as a mount would)\n";
+  for (const auto& p : r.problems) {
+    if (p.fix == FsckProblem::Fix::kRemoveObject) {
+      CMKFS_RETURN_IF_ERROR(o.store->objects->remove(p.object));
+      out << "repaired: removed leaked object " << to_hex(p.object) << "\n";
+    } else if (p.fix == FsckProblem::Fix::kTrimObject) {
+      auto object = o.store->objects->open(p.object, false);
+      if (!object.ok()) return object.status();
+      CMKFS_RETURN_IF_ERROR((*object)->truncate(p.length));
+      CMKFS_RETURN_IF_ERROR((*object)->sync());
+      out << "repaired: " << inode_name(p.ino) << ": object cut back to " << p.length << " bytes\n";
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int run_fsck(const std::string& store, const FsckOptions& opts, std::ostream& out, std::ostream& err) {
   int code = kExitOk;
-  auto o = open_offline(store, "fsck", err, &code);
+  auto o = open_offline(store, "fsck", err, &code, /*writable=*/opts.repair);
   if (!o) return code;
-  auto report = check_store(*o);
+  auto report = [&] {
+    ProgressLine line(err);
+    return check_store(*o, std::ref(line));
+  }();
+  if (report.ok() && opts.repair) {
+    bool any = report->orphans || !report->leftovers.empty() ||
+               std::any_of(report->problems.begin(), report->problems.end(),
+                           [](const FsckProblem& p) { return p.fix != FsckProblem::Fix::kNone; });
+    if (any) {
+      Status s = repair(*o, *report, opts.json ? err : out);
+      if (!s.ok()) return err << "cmkfs: repair failed: " << s.message() << "\n", kExitError;
+      ProgressLine line(err);
+      report = check_store(*o, std::ref(line));  // what is left
+    }
+  }
   if (!report.ok()) {
     err << "cmkfs: " << report.status().message() << "\n";
     return kExitNotAStore;
   }
   const FsckReport& r = *report;
+  if (opts.json) {
+    out << to_json(r, o->store->paths.root).dump(2) << "\n";
+    return r.problems.empty() ? kExitOk : kExitNotAStore;
+  }
   out << "store " << o->store->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
       << r.symlinks << " symlinks, " << r.others << " others, " << r.entries << " names; " << r.chunks
       << " chunks (" << r.bytes << " bytes) authenticated; " << r.orphans << " orphans\n";
-  for (const auto& p : r.problems) out << "problem: " << p << "\n";
+  for (const auto& p : r.problems) {
+    out << "problem: " << p.text;
+    if (!p.path.empty()) out << "; path " << p.path;
+    if (!p.registry.empty()) out << "; " << p.registry;
+    if (p.fix != FsckProblem::Fix::kNone) out << " (fsck --repair fixes this)";
+    out << "\n";
+  }
   for (const auto& l : r.leftovers) out << "left by a crash: " << l << "\n";
   if (r.problems.empty()) {
     out << (r.leftovers.empty() ? "clean\n" : "clean but for what a crash left, which the next mount repairs\n");

@@ -7,13 +7,13 @@
 namespace cmkfs::fs {
 
 std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* reason, std::ostream& err,
-                                           int* exit_code) {
+                                           int* exit_code, bool writable) {
   auto fail = [&](const Status& s, int code) {
     err << "cmkfs: " << s.message() << "\n";
     *exit_code = code;
     return nullptr;
   };
-  auto st = open_store(path, /*exclusive=*/true, /*read_only=*/true);
+  auto st = open_store(path, /*exclusive=*/true, /*read_only=*/!writable);
   if (!st.ok()) return fail(st.status(), st.status().code() == EBUSY ? kExitBusy : kExitNotAStore);
   OpenStore& s = **st;
   AuditLog audit(default_audit_path(s.super.store_id), to_hex(s.super.store_id));

@@ -15,10 +15,10 @@ struct OfflineStore {
   Keyring keyring;
 };
 
-// Opens `path` exclusively (refused while mounted) and read-only, and unlocks its data key with
-// the provider its superblock names, auditing the unwrap with `reason`. On failure writes one
-// line to `err`, sets *exit_code and returns null.
+// Opens `path` exclusively (refused while mounted), read-only unless `writable`, and unlocks its
+// data key with the provider its binding names, auditing the unwrap with `reason`. On failure
+// writes one line to `err`, sets *exit_code and returns null.
 std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* reason, std::ostream& err,
-                                           int* exit_code);
+                                           int* exit_code, bool writable = false);
 
 }  // namespace cmkfs::fs

@@ -165,8 +165,12 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   view->add_flag("-f,--foreground", cmd->mount.foreground, "With --store: stay in the foreground, log to stderr");
   view->add_option("--log-file", cmd->mount.log_file, "With --store: the log file when daemonized");
 
-  auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk (repairs nothing)");
+  auto* fsck = app.add_subcommand("fsck", "Check a store offline: every record, link and chunk");
   fsck->add_option("STORE", cmd->store, "The store directory (not mounted)")->required();
+  fsck->add_flag("--json", cmd->fsck.json, "The report as JSON");
+  fsck->add_flag("--repair", cmd->fsck.repair,
+                 "Fix what is safe to fix: leaked objects, objects longer than their file, what a crash left; "
+                 "authenticated data is never changed");
 
   auto* inspect = app.add_subcommand("inspect", "Show what an unmounted store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
   inspect->add_option("STORE", cmd->store, "The store directory (not mounted; with --image also a mountpoint)")->required();

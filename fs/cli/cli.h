@@ -29,6 +29,7 @@ struct Command {
   std::string image;       // inspect --image
   bool json = false;       // inspect --image --json
   std::string path, dest;  // cat, export
+  FsckOptions fsck;
   std::string mountpoint;  // umount; view of a mounted store
   VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key, trust
   TrustOptions trust;      // trust (its vault options are in `vault`)

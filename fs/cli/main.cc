@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     case Command::Kind::kExport:
       return run_export(cmd.store, serving_mountpoint(cmd.store), cmd.path, cmd.dest, std::cout, std::cerr);
     case Command::Kind::kFsck:
-      return run_fsck(cmd.store, std::cout, std::cerr);
+      return run_fsck(cmd.store, cmd.fsck, std::cout, std::cerr);
     case Command::Kind::kEncryptionShow:
       s = show_encryption(cmd.store, std::cout);
       break;

@@ -101,6 +101,66 @@ TEST_F(FsckTest, ReportsEveryKindOfDamageAndChangesNothing) {
   EXPECT_TRUE(stdfs::exists(store + "/objects/00/stray"));
 }
 
+TEST_F(FsckTest, NamesPathsAndRegistryBlobsAndRepairsOnlyWhatIsSafe) {
+  const std::string hex(64, 'c'), v2 = "reg/docker/registry/v2";
+  const std::string blob = v2 + "/blobs/sha256/cc/" + hex + "/data";
+  stdfs::create_directories(at(v2 + "/blobs/sha256/cc/" + hex));
+  stdfs::create_directories(at(v2 + "/repositories/apps/web/_layers/sha256/" + hex));
+  write_file(at(blob), std::string(300000, 'L'));
+  write_file(at(v2 + "/repositories/apps/web/_layers/sha256/" + hex + "/link"), "sha256:" + hex);
+  write_file(at("other"), std::string(50000, 'o'));
+  uint64_t blob_ino = ino_of(blob), other_ino = ino_of("other");
+  umount();
+  std::string blob_object, other_object;
+  for (const auto& f : object_files()) {
+    auto size = stdfs::file_size(f);
+    if (size > 300000 && size < 400000) blob_object = f;
+    if (size > 50000 && size < 60000) other_object = f;
+  }
+  ASSERT_FALSE(blob_object.empty());
+  ASSERT_FALSE(other_object.empty());
+  std::string saved = read_file(blob_object);
+  std::string flipped = saved;
+  flipped[2 * (4096 + 28) + 7] ^= 1;  // chunk 2
+  write_file(blob_object, flipped);
+  write_file(other_object, read_file(other_object) + std::string(5000, 'x'));  // longer than its file
+  write_file(store + "/objects/ab/abababababababababababababababab", "x");       // leaked
+
+  auto r = fsck();
+  EXPECT_EQ(r.rc, 10) << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(blob_ino) + ": chunk 2 does not authenticate"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("; path /" + blob + "; blob sha256:" + hex + " (repository apps/web)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("inode " + std::to_string(other_ino) + ": object is"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("path /other (fsck --repair fixes this)"), std::string::npos) << r.output;
+
+  auto j = run(cmkfs_binary() + " fsck --json " + store + " 2>/dev/null");
+  EXPECT_EQ(j.rc, 10);
+  auto report = nlohmann::json::parse(j.output, nullptr, false);
+  ASSERT_TRUE(report.is_object()) << j.output;
+  EXPECT_EQ(report["clean"], false);
+  EXPECT_EQ(report["problems"].size(), 3u) << j.output;
+  size_t repairable = 0;
+  for (const auto& p : report["problems"]) repairable += p["repairable"].get<bool>();
+  EXPECT_EQ(repairable, 2u) << j.output;
+
+  // --repair removes the leaked object and cuts the long one back; the damaged chunk stays.
+  auto fixed = run(cmkfs_binary() + " fsck --repair " + store);
+  EXPECT_EQ(fixed.rc, 10) << fixed.output;
+  EXPECT_NE(fixed.output.find("repaired: removed leaked object abababababababababababababababab"), std::string::npos)
+      << fixed.output;
+  EXPECT_NE(fixed.output.find("object cut back to"), std::string::npos) << fixed.output;
+  EXPECT_NE(fixed.output.find("chunk 2 does not authenticate"), std::string::npos) << fixed.output;
+  EXPECT_NE(fixed.output.find("fsck found 1 problem(s)"), std::string::npos) << fixed.output;
+  EXPECT_EQ(read_file(blob_object), flipped);  // authenticated data is never touched
+  write_file(blob_object, saved);
+  r = fsck();
+  EXPECT_EQ(r.rc, 0) << r.output;
+  mount();
+  EXPECT_EQ(read_file(at("other")), std::string(50000, 'o'));
+}
+
 TEST_F(FsckTest, MissingAndTruncatedObjectsAreReported) {
   write_file(at("a"), std::string(50000, 'a'));
   uint64_t a = ino_of("a");
