@@ -82,8 +82,9 @@ Result<std::string> control_socket_path(const std::string& mountpoint) {
     dir = "/run/cmkfs";
   } else if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && xdg[0] == '/') {
     dir = std::string(xdg) + "/cmkfs";
-  } else {
+  } else {  // in /tmp, where anyone may have made it first: it must be ours alone too
     dir = "/tmp/cmkfs-" + std::to_string(::geteuid());
+    if (Status s = private_dir(dir); !s.ok()) return s;
   }
   // The parent may be shared with the world-readable key status files (fs/store/audit.h).
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir " + dir);

@@ -155,8 +155,12 @@ void detach_stdio() {
 std::unique_ptr<ControlServer> start_control(const std::string& mountpoint, Views& views) {
   auto path = control_socket_path(mountpoint);
   auto server = path.ok() ? ControlServer::start(*path, [&views](const nlohmann::json& request) -> nlohmann::json {
-    if (request.value("op", "") != "view") return {{"error", "unknown request"}};
-    std::string dir = request.value("dir", ""), root = request.value("registry_root", "");
+    auto text = [&](const char* key) {  // a request's field, "" when missing or not a string
+      auto it = request.find(key);
+      return it != request.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (text("op") != "view") return {{"error", "unknown request"}};
+    std::string dir = text("dir"), root = text("registry_root");
     Status s = views.attach(dir, root);
     if (!s.ok()) return {{"error", s.message()}};
     return {{"ok", true}};

@@ -195,15 +195,16 @@ void ll_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);  // the reply frees req, also when it fails
   Handle* h = nullptr;
-  int err = fs_of(req).open(ino, fi->flags, &h);
+  int err = fs.open(ino, fi->flags, &h);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 1;  // every change comes through this mount, so cached pages stay valid
-  if (fuse_reply_open(req, fi) != 0) fs_of(req).release(h);  // interrupted: no release will come
+  if (fuse_reply_open(req, fi) != 0) fs.release(h);  // interrupted: no release will come
 }
 
 void ll_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -217,9 +218,10 @@ void ll_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 1;
   fuse_entry_param e = entry_of(req, rec);
+  Filesystem& fs = fs_of(req);  // the reply frees req, also when it fails
   if (fuse_reply_create(req, &e, fi) != 0) {
-    fs_of(req).release(h);
-    fs_of(req).forget(rec.ino, 1);
+    fs.release(h);
+    fs.forget(rec.ino, 1);
   }
 }
 

@@ -88,15 +88,16 @@ void v_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void v_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  RegistryView& view = view_of(req);  // the reply frees req, also when it fails
   RegistryView::File* f = nullptr;
-  int err = view_of(req).open(ino, fi->flags, &f);
+  int err = view.open(ino, fi->flags, &f);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   fi->fh = reinterpret_cast<uint64_t>(f);
   fi->keep_cache = 1;  // a blob's bytes never change under its name
-  if (fuse_reply_open(req, fi) != 0) view_of(req).release(f);
+  if (fuse_reply_open(req, fi) != 0) view.release(f);
 }
 
 void v_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {

@@ -31,6 +31,7 @@ struct Inflater {
 
 constexpr int kGzip = 16 + 15;  // a gzip header and trailer, checked
 constexpr int kRaw = -15;       // bare deflate, from an access point
+constexpr size_t kMaxMembers = 1 << 16;  // layers have one, or a few from parallel compressors
 
 Status corrupt(const char* what) { return Status(EIO, std::string("gzip: ") + what); }
 
@@ -43,7 +44,7 @@ size_t GzipIndex::memory() const {
 }
 
 Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, const Sink& decompressed, uint64_t span,
-                                   uint64_t max_output) {
+                                   uint64_t max_output, size_t max_points) {
   GzipIndex index;
   Inflater z;
   if (z.init(kGzip) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
@@ -51,6 +52,7 @@ Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, c
   std::unique_ptr<uint8_t[]> window(new uint8_t[kWindow]);
   uint64_t in_off = 0, total_in = 0, total_out = 0, last = 0;
   bool member_start = true, stream_end = false;
+  size_t members = 0;
   for (;;) {
     if (z.s.avail_in == 0) {
       size_t n = 0;
@@ -62,6 +64,7 @@ Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, c
       z.s.avail_in = static_cast<uInt>(n);
     }
     if (member_start) {  // every member starts with an access point: its header is read from there
+      if (++members > kMaxMembers) return corrupt("too many gzip members");
       index.points_.push_back(Point{total_out, total_in, 0, true, nullptr});
       last = total_out;
       member_start = false;
@@ -103,6 +106,14 @@ Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, c
       if (left < kWindow) std::memcpy(p.window.get() + left, window.get(), kWindow - left);
       index.points_.push_back(std::move(p));
       last = total_out;
+      if (index.points_.size() > max_points) {  // thin out: every other point (member starts stay)
+        std::vector<Point> kept;
+        for (size_t i = 0; i < index.points_.size(); ++i) {
+          if (i % 2 == 0 || index.points_[i].member) kept.push_back(std::move(index.points_[i]));
+        }
+        index.points_ = std::move(kept);
+        span *= 2;
+      }
     }
   }
   if (!stream_end) return corrupt("the stream ends early");
@@ -119,11 +130,17 @@ Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
   *n = 0;
   std::vector<uint8_t> in(kChunk);
   std::vector<uint8_t> discard;
+  const Point* last_point = nullptr;
+  size_t last_n = 0;
   while (len > 0 && offset < size_) {
     // The last point at or before `offset`.
     auto it = std::upper_bound(points_.begin(), points_.end(), offset, [](uint64_t off, const Point& p) { return off < p.out; });
     if (it == points_.begin()) return corrupt("no access point");
     const Point& p = *std::prev(it);
+    // The same point again with nothing read since: the stream is not the one indexed.
+    if (&p == last_point && *n == last_n) return corrupt("the stream differs from its index");
+    last_point = &p;
+    last_n = *n;
     Inflater z;
     if (z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
     uint64_t in_off = p.in;

@@ -21,12 +21,17 @@ using Sink = std::function<Status(const uint8_t* data, size_t n)>;
 class GzipIndex {
  public:
   static constexpr uint64_t kDefaultSpan = 1 << 20;
+  // At most this many access points (32 KiB each) are kept: past it every other one is dropped
+  // and the span doubles, so a huge or hostile stream costs at most 128 MiB of windows.
+  static constexpr size_t kMaxPoints = 4096;
+  static constexpr uint64_t kDefaultMaxOutput = uint64_t{64} << 30;
 
   // Inflates the whole stream once, passing every compressed byte to `compressed` and every
   // decompressed byte to `decompressed`. EIO when it is not gzip, is corrupt (CRC, length) or ends
   // early, or when more than `max_output` bytes come out of it.
   static Result<GzipIndex> build(const ReadAt& read, const Sink& compressed, const Sink& decompressed,
-                                 uint64_t span = kDefaultSpan, uint64_t max_output = uint64_t{1} << 40);
+                                 uint64_t span = kDefaultSpan, uint64_t max_output = kDefaultMaxOutput,
+                                 size_t max_points = kMaxPoints);
   // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream.
   Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const;
 

@@ -1,6 +1,7 @@
 #include "fs/oci/tar.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 namespace cmkfs::oci {
@@ -168,6 +169,8 @@ Status TarReader::header(const uint8_t* b) {
     e.link = std::move(*target);
   }
   if (entries_.size() >= kMaxEntries) return bad("too many entries", at);
+  name_bytes_ += e.path.size() + e.link.size();
+  if (name_bytes_ > kMaxNameBytes) return bad("names too long in all", at);
   entries_.push_back(std::move(e));
   return Status::Ok();
 }
@@ -195,10 +198,12 @@ Status TarReader::extended(const std::string& body, char type) {
     size_t eq = rec.find('=');
     if (eq == std::string::npos) return bad("malformed PAX record", pos_);
     std::string key = rec.substr(0, eq), value = rec.substr(eq + 1);
+    if (value.find('\0') != std::string::npos) return bad("a NUL inside a PAX value", pos_);
     auto num = [&](uint64_t max) -> std::optional<uint64_t> {
-      if (value.empty() || value.size() > 20 || value.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-      uint64_t v = std::stoull(value);
-      return v <= max ? std::optional<uint64_t>(v) : std::nullopt;
+      uint64_t v = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (value.empty() || ec != std::errc() || end != value.data() + value.size() || v > max) return std::nullopt;
+      return v;
     };
     if (key == "path") pax_path_ = value;
     else if (key == "linkpath") pax_link_ = value;
@@ -218,7 +223,11 @@ Status TarReader::extended(const std::string& body, char type) {
         continue;  // negative or odd times: the header's own field stands
       }
       frac = (frac + "000000000").substr(0, 9);
-      pax_mtime_ = std::make_pair(static_cast<int64_t>(std::stoll(sec)), static_cast<uint32_t>(std::stoul(frac)));
+      int64_t secs = 0;
+      uint32_t nsec = 0;
+      std::from_chars(sec.data(), sec.data() + sec.size(), secs);  // at most 18 digits: fits
+      std::from_chars(frac.data(), frac.data() + frac.size(), nsec);
+      pax_mtime_ = std::make_pair(secs, nsec);
     }
   }
   return Status::Ok();

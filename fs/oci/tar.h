@@ -32,6 +32,7 @@ class TarReader {
   static constexpr size_t kMaxEntries = 1 << 20;
   static constexpr size_t kMaxPath = 4096;
   static constexpr size_t kMaxExtendedHeader = 1 << 20;
+  static constexpr size_t kMaxNameBytes = 256 << 20;  // all paths and link targets together
 
   // Consumes the next bytes of the archive. After an error, or the end, further bytes are ignored.
   Status feed(const uint8_t* data, size_t n);
@@ -55,6 +56,7 @@ class TarReader {
   std::optional<uint32_t> pax_uid_, pax_gid_;
   std::optional<std::pair<int64_t, uint32_t>> pax_mtime_;
   int zero_blocks_ = 0;
+  size_t name_bytes_ = 0;
   bool done_ = false;
   Status error_;
   std::vector<TarEntry> entries_;

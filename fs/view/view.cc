@@ -85,8 +85,10 @@ oci::ReadAt blob_reader(Filesystem& fs, Handle* h) {
   };
 }
 
-// Layer indexes kept beyond this are dropped (and rebuilt when used again).
+// Layer indexes and image trees kept beyond this are dropped (and rebuilt when used again).
 constexpr size_t kMaxLayerMemory = size_t{512} << 20;
+// More than runtimes accept (overlayfs stacks up to 128 or so); bounds the work one image makes.
+constexpr size_t kMaxLayers = 256;
 
 }  // namespace
 
@@ -257,7 +259,8 @@ Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci
   }
   std::lock_guard<std::mutex> g(mu_);
   images_[digest.hex] = img;
-  verified_[digest.hex] = {blob.ino(), blob.rec().size, blob.rec().mtime.sec * 1000000000LL + blob.rec().mtime.nsec};
+  verified_[digest.hex] = {blob.ino(), blob.rec().size, blob.rec().ctime.sec * 1000000000LL + blob.rec().ctime.nsec,
+                           to_hex(blob.rec().file_id)};
   return std::shared_ptr<const Image>(img);
 }
 
@@ -305,14 +308,33 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
   return 0;
 }
 
+// The entry `name` of the directory `dir`. In rootfs/ by name (directories there may be huge);
+// elsewhere from the directory's list, which is short.
+int RegistryView::child(const Node& dir, const std::string& name, Node* out) {
+  if (dir.kind == Node::Kind::kRootfs) {
+    auto fs = rootfs(dir.digest);
+    if (!fs.ok()) return fs.status().code();
+    const view::RootfsNode* n = (*fs)->find(dir.ns);
+    if (n == nullptr) return ENOENT;
+    if (!S_ISDIR(n->mode)) return ENOTDIR;
+    if (!n->children.contains(name)) return ENOENT;
+    *out = Node{Node::Kind::kRootfs, join(dir.ns, name), dir.digest};
+    return 0;
+  }
+  std::vector<std::pair<std::string, Node>> entries;
+  if (int err = children(dir, &entries); err != 0) return err;
+  auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
+  if (it == entries.end()) return ENOENT;
+  *out = std::move(it->second);
+  return 0;
+}
+
 int RegistryView::resolve_path(const std::vector<std::string>& parts, Node* out) {
   Node node;  // the top namespace
-  std::vector<std::pair<std::string, Node>> entries;
   for (const auto& part : parts) {
-    if (int err = children(node, &entries); err != 0) return err;
-    auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == part; });
-    if (it == entries.end()) return ENOENT;
-    node = std::move(it->second);
+    Node next;
+    if (int err = child(node, part, &next); err != 0) return err;
+    node = std::move(next);
   }
   *out = std::move(node);
   return 0;
@@ -373,11 +395,9 @@ int RegistryView::lookup(uint64_t parent, std::string_view name, ViewAttr* out) 
   std::string path;
   Node dir;
   if (int err = resolve(parent, &path, &dir); err != 0) return err;
-  std::vector<std::pair<std::string, Node>> entries;
-  if (int err = children(dir, &entries); err != 0) return err;
-  auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
-  if (it == entries.end()) return ENOENT;
-  return attr_of(join(path, name), it->second, out);
+  Node node;
+  if (int err = child(dir, std::string(name), &node); err != 0) return err;
+  return attr_of(join(path, name), node, out);
 }
 
 int RegistryView::getattr(uint64_t ino, ViewAttr* out) {
@@ -411,7 +431,8 @@ int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn) {
 
 // Hashes the whole blob through `h` unless it was found to match since it last changed.
 Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec) {
-  auto stamp = std::make_tuple(rec.ino, rec.size, rec.mtime.sec * 1000000000LL + rec.mtime.nsec);
+  // The blob as it is now: a write or a utimensat moves ctime, a replacement the object.
+  auto stamp = std::make_tuple(rec.ino, rec.size, rec.ctime.sec * 1000000000LL + rec.ctime.nsec, to_hex(rec.file_id));
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = verified_.find(d.hex);
@@ -472,6 +493,7 @@ int RegistryView::open_rootfs_file(const Node& node, File** out) {
   f->size = n->size;
   const oci::Digest& blob = (*img)->manifest.layers[n->layer].digest;
   if (int err = view::walk_from_root(fs_, blob_path(blob), &f->blob); err != 0) return err;
+  if (f->blob.rec().size != f->layer->blob_size) return EIO;  // not the blob indexed
   if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
   *out = f.release();
   return 0;
@@ -553,6 +575,9 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
   auto img = image(manifest);
   if (!img.ok()) return img.status();
   if ((*img)->manifest.kind != oci::Manifest::Kind::kImage) return Status(ENOENT, "an index has no rootfs");
+  if ((*img)->manifest.layers.size() > kMaxLayers) {
+    return Status(EIO, "image " + manifest.str() + " has more than " + std::to_string(kMaxLayers) + " layers");
+  }
   std::vector<std::shared_ptr<oci::LayerIndex>> layers;
   for (const auto& l : (*img)->manifest.layers) {
     auto index = layer_index(l.digest);
@@ -561,6 +586,7 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
   }
   auto fs = view::Rootfs::apply(layers);
   std::lock_guard<std::mutex> g(mu_);
+  for (const auto& l : layers) layer_memory_ += l->entries.size() * sizeof(view::RootfsNode);  // its nodes, about
   rootfs_[manifest.hex] = fs;
   return fs;
 }

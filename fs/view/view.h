@@ -78,6 +78,7 @@ class RegistryView {
 
   int resolve(uint64_t ino, std::string* path, Node* out);
   int resolve_path(const std::vector<std::string>& parts, Node* out);
+  int child(const Node& dir, const std::string& name, Node* out);
   std::string find_root();
   void scan_repositories(const view::InodeRef& dir, const std::string& repo, int depth, Catalog* cat);
   void add_repository(const view::InodeRef& dir, const std::string& repo, Catalog* cat);
@@ -109,8 +110,8 @@ class RegistryView {
   std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
   std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex
   size_t layer_memory_ = 0;  // held by layers_
-  // Blobs found to match their digest: digest hex -> (store inode, size, mtime) when checked.
-  std::map<std::string, std::tuple<uint64_t, uint64_t, int64_t>> verified_;
+  // Blobs found to match their digest: digest hex -> (store inode, size, ctime, object) when checked.
+  std::map<std::string, std::tuple<uint64_t, uint64_t, int64_t, std::string>> verified_;
 };
 
 }  // namespace cmkfs::fs

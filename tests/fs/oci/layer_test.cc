@@ -129,6 +129,35 @@ TEST(TarTest, HostileArchivesAreErrors) {
   EXPECT_FALSE(r4.feed(huge_size.data(), huge_size.size()).ok() && r4.finish().ok());
 }
 
+// A PAX header whose records are `records` ("size=...\n" lines with their lengths).
+void pax_entry(Bytes* out, const std::string& key, const std::string& value) {
+  std::string rec = " " + key + "=" + value + "\n";
+  size_t len = rec.size() + 2;
+  std::string full = std::to_string(len) + rec;
+  if (full.size() != len) full = std::to_string(full.size()) + rec;
+  tar_entry(out, "pax", 'x', full);
+}
+
+TEST(TarTest, PaxNumbersOutOfRangeAndNulsAreErrorsNotCrashes) {
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"size", "99999999999999999999"}, {"uid", "99999999999"}, {"gid", "-1"}, {"size", "12x"},
+           {"path", std::string("..\0x", 4)}}) {
+    Bytes tar;
+    pax_entry(&tar, key, value);
+    tar_entry(&tar, "f", '0', "data");
+    tar_end(&tar);
+    TarReader r;
+    EXPECT_FALSE(parse(tar, &r).ok()) << key << "=" << value;
+  }
+  Bytes ok;
+  pax_entry(&ok, "mtime", "1700000000.5");
+  tar_entry(&ok, "f", '0', "data");
+  tar_end(&ok);
+  TarReader r;
+  ASSERT_TRUE(parse(ok, &r).ok());
+  EXPECT_EQ(r.entries()[0].mtime_nsec, 500000000u);
+}
+
 Bytes random_tar(size_t files, size_t size, uint32_t seed) {
   std::mt19937 rng(seed);
   Bytes tar;
@@ -168,6 +197,30 @@ TEST(GzipIndexTest, RandomReadsEqualTheWholeAcrossMembers) {
     ASSERT_EQ(n, len);
     ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off))) << off << "+" << len;
   }
+}
+
+TEST(GzipIndexTest, AccessPointsStayBoundedAndAnotherStreamIsAnErrorNotAHang) {
+  Bytes plain = random_tar(30, 200000, 5);
+  Bytes gz = gzip(plain, 1);
+  auto none = [](const uint8_t*, size_t) { return Status::Ok(); };
+  // A point at every block end, at most 16 kept: thinned out over and over.
+  auto index = GzipIndex::build(reader(gz), none, none, /*span=*/64, GzipIndex::kDefaultMaxOutput, /*max_points=*/16);
+  ASSERT_TRUE(index.ok()) << index.status().message();
+  EXPECT_LE(index->points(), 17u);
+  EXPECT_GE(index->points(), 8u);
+  std::mt19937 rng(6);
+  for (int i = 0; i < 50; ++i) {
+    uint64_t off = rng() % plain.size();
+    Bytes out(std::min<size_t>(5000, plain.size() - off));
+    size_t n = 0;
+    ASSERT_TRUE(index->read(reader(gz), off, out.data(), out.size(), &n).ok());
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off)));
+  }
+  // The blob replaced by a shorter stream after indexing: an error, never a loop.
+  Bytes other = gzip(Bytes(plain.begin(), plain.begin() + 1000));
+  Bytes out(4096);
+  size_t n = 0;
+  EXPECT_FALSE(index->read(reader(other), plain.size() - 5000, out.data(), out.size(), &n).ok());
 }
 
 TEST(GzipIndexTest, CorruptTruncatedAndOversizedStreamsAreErrors) {
