@@ -1,18 +1,20 @@
 #include "fs/admin/tree.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <ostream>
 
 #include "fs/admin/offline.h"
+#include "fs/store/store.h"
 
 namespace cmkfs::fs {
 namespace {
 
-namespace stdfs = std::filesystem;
 
 Status errno_status(const std::string& what) { return Status::IOError(errno, what + ": " + std::strerror(errno)); }
 
@@ -85,43 +87,53 @@ class OfflineTree : public StoreTree {
   std::unique_ptr<OfflineStore> o_;
 };
 
-// A mounted store, read through its mountpoint: the daemon decrypts.
+// A mounted store, read through its mountpoint: the daemon decrypts. Every path is resolved
+// below the mountpoint's descriptor with no symbolic link followed (openat2), so a directory
+// swapped for a link while we walk cannot lead out of the mount.
 class MountedTree : public StoreTree {
  public:
-  explicit MountedTree(std::string mnt) : mnt_(std::move(mnt)) {}
+  explicit MountedTree(int root) : root_(root) {}
+  ~MountedTree() override { ::close(root_); }
   Result<TreeStat> stat(const std::string& path) override {
-    std::string p = at(path);
+    int fd = open_beneath(path, O_PATH | O_NOFOLLOW);
+    if (fd < 0) return errno_status(path);
     struct stat s;
-    if (::lstat(p.c_str(), &s) != 0) return errno_status(p);
     TreeStat st;
+    if (::fstatat(fd, "", &s, AT_EMPTY_PATH) != 0) return close_with(fd, errno_status(path));
     st.mode = s.st_mode, st.uid = s.st_uid, st.gid = s.st_gid, st.size = static_cast<uint64_t>(s.st_size);
     st.ino = s.st_ino, st.rdev = s.st_rdev, st.nlink = static_cast<uint32_t>(s.st_nlink);
     st.atime = s.st_atim, st.mtime = s.st_mtim;
     if (S_ISLNK(s.st_mode)) {
       char buf[4096];
-      ssize_t n = ::readlink(p.c_str(), buf, sizeof buf);
-      if (n < 0) return errno_status(p);
+      ssize_t n = ::readlinkat(fd, "", buf, sizeof buf);
+      if (n < 0) return close_with(fd, errno_status(path));
       st.symlink.assign(buf, static_cast<size_t>(n));
     }
+    ::close(fd);
     return st;
   }
   Result<std::vector<std::string>> list(const std::string& dir) override {
+    int fd = open_beneath(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return errno_status(dir);
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) return close_with(fd, errno_status(dir));
     std::vector<std::string> names;
-    std::error_code ec;
-    for (const auto& e : stdfs::directory_iterator(at(dir), ec)) names.push_back(e.path().filename());
-    if (ec) return Status(ec.value(), at(dir) + ": " + ec.message());
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
     return names;
   }
   Status read(const std::string& path, const std::function<Status(crypto::Bytes)>& fn) override {
-    std::string p = at(path);
-    int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return errno_status(p);
+    int fd = open_beneath(path, O_RDONLY);
+    if (fd < 0) return errno_status(path);
     std::vector<uint8_t> buf(1 << 20);
     Status s;
     for (;;) {
       ssize_t n = ::read(fd, buf.data(), buf.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) s = errno_status(p);
+      if (n < 0) s = errno_status(path);
       if (n <= 0 || !s.ok()) break;
       s = fn(crypto::Bytes(buf.data(), static_cast<size_t>(n)));
       if (!s.ok()) break;
@@ -133,8 +145,19 @@ class MountedTree : public StoreTree {
   std::string protection() override { return ""; }
 
  private:
-  std::string at(const std::string& path) const { return path.empty() ? mnt_ : mnt_ + "/" + path; }
-  std::string mnt_;
+  int open_beneath(const std::string& path, uint64_t flags) const {
+    open_how how{};
+    how.flags = flags | O_CLOEXEC | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    std::string p = path.empty() ? "." : path;
+    return static_cast<int>(::syscall(SYS_openat2, root_, p.c_str(), &how, sizeof how));
+  }
+  template <typename T>
+  static T close_with(int fd, T result) {
+    ::close(fd);
+    return result;
+  }
+  int root_;
 };
 
 }  // namespace
@@ -155,7 +178,15 @@ Result<std::string> StoreTree::read_small(const std::string& path, uint64_t max)
 
 std::unique_ptr<StoreTree> open_tree(const std::string& target, const std::string& mountpoint, const char* reason,
                                      std::ostream& err, int* exit_code) {
-  if (!mountpoint.empty()) return std::make_unique<MountedTree>(mountpoint);
+  if (!mountpoint.empty()) {
+    int root = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root < 0) {
+      err << "cmkfs: " << mountpoint << ": " << std::strerror(errno) << "\n";
+      *exit_code = kExitMount;
+      return nullptr;
+    }
+    return std::make_unique<MountedTree>(root);
+  }
   auto o = open_offline(target, reason, err, exit_code);
   if (!o) return nullptr;
   return std::make_unique<OfflineTree>(std::move(o));

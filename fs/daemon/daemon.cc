@@ -415,7 +415,7 @@ std::string mounted_store(const std::string& mountpoint) {
   if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
   std::string store;
   for (const auto& m : current_mounts()) {
-    if (m.target == mp) store = m.source.rfind("cmkfs:", 0) == 0 ? m.source.substr(6) : "";
+    if (m.target == mp) store = m.source.rfind("cmkfs:", 0) == 0 && cmkfs_mount_of(m, ::geteuid()) ? m.source.substr(6) : "";
   }
   return store;
 }
@@ -428,7 +428,7 @@ std::string serving_mountpoint(const std::string& target) {
   std::string store = stdfs::canonical(target, ec).string();
   if (ec) return "";
   for (const auto& m : current_mounts()) {
-    if (m.source == "cmkfs:" + store) return m.target;
+    if (m.source == "cmkfs:" + store && cmkfs_mount_of(m, ::geteuid())) return m.target;
   }
   return "";
 }

@@ -1,5 +1,7 @@
 #include "fs/fuse/mount_table.h"
 
+#include <cstdlib>
+
 #include <fstream>
 #include <sstream>
 
@@ -34,9 +36,18 @@ std::vector<MountEntry> parse_mountinfo(const std::string& text) {
     size_t dash = 6;
     while (dash < f.size() && f[dash] != "-") ++dash;
     if (dash + 2 >= f.size()) continue;
-    mounts.push_back({f[2], unescape(f[4]), f[dash + 1], unescape(f[dash + 2])});
+    mounts.push_back({f[2], unescape(f[4]), f[dash + 1], unescape(f[dash + 2]), dash + 3 < f.size() ? f[dash + 3] : ""});
   }
   return mounts;
+}
+
+bool cmkfs_mount_of(const MountEntry& m, unsigned uid) {
+  if (m.type != "fuse.cmkfs" && m.type != "fuse.cmkfs-view") return false;
+  std::string opts = "," + m.options + ",";
+  size_t at = opts.find(",user_id=");
+  if (at == std::string::npos) return false;
+  unsigned long owner = std::strtoul(opts.c_str() + at + 9, nullptr, 10);
+  return owner == 0 || owner == uid;
 }
 
 std::vector<MountEntry> current_mounts() {

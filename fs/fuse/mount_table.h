@@ -12,7 +12,13 @@ struct MountEntry {
   std::string target;  // the mountpoint
   std::string type;    // "fuse.cmkfs", "tmpfs", ...
   std::string source;  // "cmkfs:/path/to/store" for ours
+  std::string options;  // the superblock's options: "rw,user_id=0,group_id=0,..." for FUSE
 };
+
+// A mount that a cmkfs daemon of this user (or root) made: type fuse.cmkfs, and user_id, which
+// the kernel sets to the mounting user (fusermount3 lets any user pick the name and subtype, not
+// the user_id), is 0 or `uid`. The source names the store; it is only trusted from such a mount.
+bool cmkfs_mount_of(const MountEntry& m, unsigned uid);
 
 // Parses mountinfo text (proc(5)); octal escapes such as \040 are decoded. Malformed lines are
 // skipped.
