@@ -2,9 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/fuse/mount_table.h"
 #include "fs/fuse/read_ahead.h"
 
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 namespace cmkfs::fs {
@@ -185,10 +192,28 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
   vs->se_ = fuse_session_new(&args, &ops, sizeof ops, vs->context_.get());
   fuse_opt_free_args(&args);
   if (vs->se_ == nullptr) return Status::InvalidArgument("cannot create the view's FUSE session");
-  if (fuse_session_mount(vs->se_, mountpoint.c_str()) != 0) {
+  // As root, on the directory opened without following a link: a path component swapped for a
+  // link after the checks cannot move the mount elsewhere (fusermount3 does the same for users).
+  std::string target = mountpoint;
+  int dir = -1;
+  if (::geteuid() == 0) {
+    dir = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0) {
+      fuse_session_destroy(vs->se_);
+      vs->se_ = nullptr;
+      return Status(ENOTDIR, mountpoint + " is not a directory");
+    }
+    target = "/proc/self/fd/" + std::to_string(dir);
+  }
+  int rc = fuse_session_mount(vs->se_, target.c_str());
+  if (dir >= 0) ::close(dir);
+  if (rc != 0) {
     fuse_session_destroy(vs->se_);
     vs->se_ = nullptr;
     return Status(EIO, "cannot mount the view on " + mountpoint);
+  }
+  for (const auto& m : current_mounts()) {  // the connection, to abort it at the end
+    if (m.target == mountpoint && m.type == "fuse.cmkfs-view") vs->device_ = m.device;
   }
   ViewSession* self = vs.get();
   vs->loop_ = std::thread([self] {
@@ -205,7 +230,26 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
 ViewSession::~ViewSession() {
   if (se_ == nullptr) return;
   fuse_session_exit(se_);
-  fuse_session_unmount(se_);  // ends the loop: its reads of the device fail once unmounted
+  if (!finished_) {
+    // Aborting the connection ends the loop at once, also while files in the view are open or a
+    // process sits in it (an unmount alone would wait for them).
+    size_t colon = device_.find(':');
+    std::string path = "/sys/fs/fuse/connections/" + device_.substr(colon == std::string::npos ? 0 : colon + 1) + "/abort";
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 && ::geteuid() == 0) {  // systemd mounts fusectl; containers may not
+      ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+    }
+    std::ofstream abort(path);
+    if (!device_.empty() && abort) abort << "1" << std::flush;
+    if (!abort) spdlog::warn("view on {}: cannot abort its connection; it ends when nothing uses it", mountpoint_);
+  }
+  bool ours = false;  // still mounted there, by this session
+  for (const auto& m : current_mounts()) ours |= m.target == mountpoint_ && m.device == device_;
+  if (ours && ::geteuid() == 0) {
+    ::umount2(mountpoint_.c_str(), MNT_DETACH);  // the session knows it as /proc/self/fd/N
+  } else if (ours) {
+    fuse_session_unmount(se_);
+  }
   if (loop_.joinable()) loop_.join();
   fuse_session_destroy(se_);
 }

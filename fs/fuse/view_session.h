@@ -35,6 +35,7 @@ class ViewSession {
   std::unique_ptr<RegistryView> view_;
   std::unique_ptr<ViewContext> context_;
   std::string mountpoint_;
+  std::string device_;  // "0:N": the FUSE connection, /sys/fs/fuse/connections/N
   fuse_session* se_ = nullptr;
   std::thread loop_;
   std::atomic<bool> finished_{false};

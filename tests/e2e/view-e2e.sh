@@ -290,4 +290,18 @@ PY
 umoci unpack --image "$WORK/exported/layouts/app:1.0" "$WORK/unpacked-exported" >/dev/null
 python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$WORK/unpacked-exported/rootfs"
 log "offline inspect --image, cat and export read the unmounted store"
+
+# --- a view in use does not hold up the mount's unmount ----------------------------------------------
+"$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
+"$CMKFS" view "$MNT" "$VIEW" >/dev/null
+(cd "$VIEW/library" && exec sleep 60) &
+SLEEPER=$!
+sleep 0.5
+t0=$(date +%s%N)
+"$CMKFS" umount "$MNT" >/dev/null
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill "$SLEEPER" 2>/dev/null; wait "$SLEEPER" 2>/dev/null || true
+[ "$took" -lt 10000 ] || die "unmounting the store with a process inside its view took $took ms"
+! grep -q " $VIEW " /proc/mounts || die "the view outlived its mount"
+log "the mount unmounted in $took ms with a process inside its view; the view went with it"
 log "PASS"
