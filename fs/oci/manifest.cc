@@ -28,6 +28,11 @@ Result<Descriptor> descriptor(const json& j, const char* what) {
   auto size = j.find("size");
   if (size == j.end() || !size->is_number_unsigned()) return Status::InvalidArgument(std::string(what) + " has no size");
   d.size = size->get<uint64_t>();
+  auto annotations = j.find("annotations");
+  if (annotations != j.end() && annotations->is_object()) {
+    auto ref = annotations->find("org.opencontainers.image.ref.name");
+    if (ref != annotations->end() && ref->is_string()) d.ref_name = ref->get<std::string>();
+  }
   auto platform = j.find("platform");
   if (platform != j.end() && platform->is_object()) {
     auto part = [&](const char* key) {

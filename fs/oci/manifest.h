@@ -32,6 +32,7 @@ struct Descriptor {
   Digest digest;
   uint64_t size = 0;
   std::string platform;  // index entries: "<os>-<arch>[-<variant>]", "" when not given
+  std::string ref_name;  // index entries: annotation org.opencontainers.image.ref.name, or ""
 };
 
 struct Manifest {

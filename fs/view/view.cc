@@ -20,6 +20,8 @@ constexpr std::string_view kRegistryDir = "docker/registry/v2";
 constexpr size_t kMaxEntries = 1 << 20;  // per directory scanned
 constexpr int kMaxRepositoryDepth = 16;  // nested repository components
 constexpr uint64_t kMaxLinkSize = 256;   // a link file holds one digest
+constexpr int kMaxLayoutDepth = 4;       // OCI layouts are looked for this far below the root
+constexpr size_t kMaxLayoutDirs = 4096;  // ... in at most this many directories per scan
 
 std::string join(std::string_view a, std::string_view b) {
   if (a.empty()) return std::string(b);
@@ -54,12 +56,26 @@ struct RegistryView::Node {
   enum class Kind { kNamespace, kImage, kLayers, kBlob, kRootfs } kind = Kind::kNamespace;
   std::string ns;       // kNamespace: its path in the catalog; kRootfs: its path in the rootfs
   oci::Digest digest;   // kImage, kLayers, kRootfs: the manifest; kBlob: the blob
+  std::string layout;   // where the blobs are: "" the registry, else an OCI layout's directory
 };
 
 struct RegistryView::Catalog {
-  // Catalog directory ("" is the top) -> entry name -> an image's manifest digest, or nullopt
-  // for a nested namespace.
-  std::map<std::string, std::map<std::string, std::optional<oci::Digest>>> dirs;
+  struct ImageRef {
+    oci::Digest digest;  // the manifest
+    std::string layout;  // "" the registry, else the OCI layout holding its blobs
+  };
+  // Catalog directory ("" is the top) -> entry name -> an image, or nullopt for a nested
+  // namespace.
+  std::map<std::string, std::map<std::string, std::optional<ImageRef>>> dirs;
+  // Every enclosing namespace of `ns`, up to the top.
+  void add_namespaces(const std::string& ns) {
+    for (std::string p = ns; !p.empty();) {
+      size_t s = p.rfind('/');
+      std::string parent = s == std::string::npos ? "" : p.substr(0, s);
+      dirs[parent].emplace(s == std::string::npos ? p : p.substr(s + 1), std::nullopt);
+      p = parent;
+    }
+  }
 };
 
 struct RegistryView::Image {
@@ -115,7 +131,9 @@ uint64_t RegistryView::inode_count() {
   return paths_.size();
 }
 
-std::string RegistryView::blob_path(const oci::Digest& d) const {
+std::string RegistryView::blob_path(const std::string& layout, const oci::Digest& d) {
+  if (!layout.empty()) return layout + "/blobs/sha256/" + d.hex;
+  std::lock_guard<std::mutex> g(mu_);
   return join(root_, std::string(kRegistryDir) + "/blobs/sha256/" + d.hex.substr(0, 2) + "/" + d.hex + "/data");
 }
 
@@ -145,6 +163,11 @@ std::shared_ptr<const RegistryView::Catalog> RegistryView::catalog() {
     if (view::walk_from_root(fs_, join(root == "." ? "" : root, std::string(kRegistryDir) + "/repositories"), &repos) == 0) {
       scan_repositories(repos, "", 0, cat.get());
     }
+  }
+  InodeRef top;
+  size_t budget = kMaxLayoutDirs;
+  if (view::walk_from_root(fs_, "", &top) == 0) {
+    scan_layouts(top, "", 0, &budget, join(root == "." ? "" : root, "docker"), cat.get());
   }
   std::lock_guard<std::mutex> g(mu_);
   root_ = root == "." ? "" : root;
@@ -200,19 +223,13 @@ void RegistryView::add_repository(const InodeRef& dir, const std::string& repo, 
   std::string ns = slash == std::string::npos ? "" : repo.substr(0, slash);
   std::string leaf = slash == std::string::npos ? repo : repo.substr(slash + 1);
   auto& images = cat->dirs[ns];
-  // Every enclosing namespace, up to the top.
-  for (std::string p = ns; !p.empty();) {
-    size_t s = p.rfind('/');
-    std::string parent = s == std::string::npos ? "" : p.substr(0, s);
-    cat->dirs[parent].emplace(s == std::string::npos ? p : p.substr(s + 1), std::nullopt);
-    p = parent;
-  }
+  cat->add_namespaces(ns);
   std::vector<std::pair<std::string, uint32_t>> entries;
   InodeRef tags;
   if (view::walk(fs_, dir, "_manifests/tags", &tags) == 0 && view::list(fs_, tags.ino(), kMaxEntries, &entries) == 0) {
     for (const auto& [tag, type] : entries) {
       if (type != S_IFDIR || !oci::valid_tag(tag)) continue;
-      if (auto d = read_link(fs_, tags, tag + "/current/link")) images[leaf + ":" + tag] = *d;
+      if (auto d = read_link(fs_, tags, tag + "/current/link")) images[leaf + ":" + tag] = Catalog::ImageRef{*d, ""};
     }
   }
   InodeRef revisions;
@@ -221,13 +238,55 @@ void RegistryView::add_repository(const InodeRef& dir, const std::string& repo, 
     for (const auto& [hex, type] : entries) {
       if (type != S_IFDIR || !oci::is_digest_hex(hex)) continue;
       auto d = read_link(fs_, revisions, hex + "/link");
-      if (d && d->hex == hex) images[leaf + "@sha256:" + hex] = *d;
+      if (d && d->hex == hex) images[leaf + "@sha256:" + hex] = Catalog::ImageRef{*d, ""};
     }
   }
 }
 
+// OCI image layouts (a directory with oci-layout and index.json, as skopeo and umoci write them)
+// a few levels below the root, shown as oci/<layout path>:<ref>. The registry's own tree and
+// layouts' blobs are not searched.
+void RegistryView::scan_layouts(const InodeRef& dir, const std::string& path, int depth, size_t* budget,
+                                const std::string& skip, Catalog* cat) {
+  if (*budget == 0) return;
+  --*budget;
+  std::vector<std::pair<std::string, uint32_t>> entries;
+  if (view::list(fs_, dir.ino(), kMaxEntries, &entries) != 0) return;
+  bool layout = false, index = false;
+  for (const auto& [name, type] : entries) {
+    layout |= name == "oci-layout" && type == S_IFREG;
+    index |= name == "index.json" && type == S_IFREG;
+  }
+  if (layout && index && !path.empty()) add_layout(dir, path, cat);
+  if (depth >= kMaxLayoutDepth) return;
+  for (const auto& [name, type] : entries) {
+    std::string child = join(path, name);
+    if (type != S_IFDIR || (layout && name == "blobs") || child == skip) continue;
+    InodeRef sub;
+    if (view::walk(fs_, dir, name, &sub) == 0) scan_layouts(sub, child, depth + 1, budget, skip, cat);
+  }
+}
+
+void RegistryView::add_layout(const InodeRef& dir, const std::string& path, Catalog* cat) {
+  InodeRef file;
+  std::string text;
+  if (view::walk(fs_, dir, "index.json", &file) != 0 || view::read_small(fs_, file, oci::kMaxManifestSize, &text) != 0) return;
+  auto index = oci::parse_manifest(text);
+  if (!index.ok() || index->kind != oci::Manifest::Kind::kIndex) return;
+  size_t slash = path.rfind('/');
+  std::string ns = join("oci", slash == std::string::npos ? "" : path.substr(0, slash));
+  std::string leaf = slash == std::string::npos ? path : path.substr(slash + 1);
+  cat->add_namespaces(ns);
+  auto& images = cat->dirs[ns];
+  for (const auto& m : index->manifests) {
+    const std::string& ref = m.ref_name;
+    std::string name = oci::valid_tag(ref) ? leaf + ":" + ref : leaf + "@" + m.digest.str();
+    images[name] = Catalog::ImageRef{m.digest, path};
+  }
+}
+
 // A manifest, read from its blob, checked against its digest and parsed; kept once it is.
-Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci::Digest& digest) {
+Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci::Digest& digest, const std::string& layout) {
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = images_.find(digest.hex);
@@ -235,7 +294,7 @@ Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci
   }
   InodeRef blob;
   std::string bytes;
-  int err = view::walk_from_root(fs_, blob_path(digest), &blob);
+  int err = view::walk_from_root(fs_, blob_path(layout, digest), &blob);
   if (err == 0) err = view::read_small(fs_, blob, oci::kMaxManifestSize, &bytes);
   if (err != 0) return Status(err, "manifest " + digest.str());
   crypto::Sha256 sha;
@@ -272,39 +331,41 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
     auto it = cat->dirs.find(dir.ns);
     if (it == cat->dirs.end()) return ENOENT;
     for (const auto& [name, digest] : it->second) {
-      if (digest) out->emplace_back(name, Node{Kind::kImage, "", *digest});
-      else out->emplace_back(name, Node{Kind::kNamespace, join(dir.ns, name), {}});
+      if (digest) out->emplace_back(name, Node{Kind::kImage, "", digest->digest, digest->layout});
+      else out->emplace_back(name, Node{Kind::kNamespace, join(dir.ns, name), {}, ""});
     }
     return 0;
   }
   if (dir.kind == Kind::kBlob) return ENOTDIR;
   if (dir.kind == Kind::kRootfs) {
-    auto fs = rootfs(dir.digest);
+    auto fs = rootfs(dir.digest, dir.layout);
     if (!fs.ok()) return fs.status().code();
     const view::RootfsNode* node = (*fs)->find(dir.ns);
     if (node == nullptr) return ENOENT;
     if (!S_ISDIR(node->mode)) return ENOTDIR;
-    for (const auto& [name, child] : node->children) out->emplace_back(name, Node{Kind::kRootfs, join(dir.ns, name), dir.digest});
+    for (const auto& [name, child] : node->children) {
+      out->emplace_back(name, Node{Kind::kRootfs, join(dir.ns, name), dir.digest, dir.layout});
+    }
     return 0;
   }
-  auto img = image(dir.digest);
+  auto img = image(dir.digest, dir.layout);
   if (!img.ok()) return img.status().code();
   const oci::Manifest& m = (*img)->manifest;
   if (dir.kind == Kind::kLayers) {
     for (size_t i = 0; i < m.layers.size(); ++i) {
-      out->emplace_back(oci::layer_file_name(i, m.layers[i]), Node{Kind::kBlob, "", m.layers[i].digest});
+      out->emplace_back(oci::layer_file_name(i, m.layers[i]), Node{Kind::kBlob, "", m.layers[i].digest, dir.layout});
     }
     return 0;
   }
   if (m.kind == oci::Manifest::Kind::kIndex) {
-    out->emplace_back("index.json", Node{Kind::kBlob, "", dir.digest});
-    for (const auto& [name, digest] : (*img)->platforms) out->emplace_back(name, Node{Kind::kImage, "", digest});
+    out->emplace_back("index.json", Node{Kind::kBlob, "", dir.digest, dir.layout});
+    for (const auto& [name, digest] : (*img)->platforms) out->emplace_back(name, Node{Kind::kImage, "", digest, dir.layout});
     return 0;
   }
-  out->emplace_back("manifest.json", Node{Kind::kBlob, "", dir.digest});
-  out->emplace_back("config.json", Node{Kind::kBlob, "", m.config.digest});
-  out->emplace_back("layers", Node{Kind::kLayers, "", dir.digest});
-  out->emplace_back("rootfs", Node{Kind::kRootfs, "", dir.digest});
+  out->emplace_back("manifest.json", Node{Kind::kBlob, "", dir.digest, dir.layout});
+  out->emplace_back("config.json", Node{Kind::kBlob, "", m.config.digest, dir.layout});
+  out->emplace_back("layers", Node{Kind::kLayers, "", dir.digest, dir.layout});
+  out->emplace_back("rootfs", Node{Kind::kRootfs, "", dir.digest, dir.layout});
   return 0;
 }
 
@@ -312,13 +373,13 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
 // elsewhere from the directory's list, which is short.
 int RegistryView::child(const Node& dir, const std::string& name, Node* out) {
   if (dir.kind == Node::Kind::kRootfs) {
-    auto fs = rootfs(dir.digest);
+    auto fs = rootfs(dir.digest, dir.layout);
     if (!fs.ok()) return fs.status().code();
     const view::RootfsNode* n = (*fs)->find(dir.ns);
     if (n == nullptr) return ENOENT;
     if (!S_ISDIR(n->mode)) return ENOTDIR;
     if (!n->children.contains(name)) return ENOENT;
-    *out = Node{Node::Kind::kRootfs, join(dir.ns, name), dir.digest};
+    *out = Node{Node::Kind::kRootfs, join(dir.ns, name), dir.digest, dir.layout};
     return 0;
   }
   std::vector<std::pair<std::string, Node>> entries;
@@ -352,7 +413,7 @@ int RegistryView::resolve(uint64_t ino, std::string* path, Node* out) {
 int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* out) {
   *out = ViewAttr{};
   if (node.kind == Node::Kind::kRootfs) {
-    auto fs = rootfs(node.digest);
+    auto fs = rootfs(node.digest, node.layout);
     if (!fs.ok()) return fs.status().code();
     const view::RootfsNode* n = (*fs)->find(node.ns);
     if (n == nullptr) return ENOENT;
@@ -380,7 +441,7 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     return 0;
   }
   InodeRef blob;
-  if (int err = view::walk_from_root(fs_, blob_path(node.digest), &blob); err != 0) return err;
+  if (int err = view::walk_from_root(fs_, blob_path(node.layout, node.digest), &blob); err != 0) return err;
   if (!S_ISREG(blob.rec().mode)) return EIO;
   out->mode = S_IFREG | 0444;
   out->size = blob.rec().size;
@@ -467,7 +528,7 @@ int RegistryView::open(uint64_t ino, int flags, File** out) {
   if (node.kind == Node::Kind::kRootfs) return open_rootfs_file(node, out);
   if (node.kind != Node::Kind::kBlob) return EISDIR;
   auto f = std::make_unique<File>();
-  if (int err = view::walk_from_root(fs_, blob_path(node.digest), &f->blob); err != 0) return err;
+  if (int err = view::walk_from_root(fs_, blob_path(node.layout, node.digest), &f->blob); err != 0) return err;
   if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
   Status s = verify_blob(node.digest, f->handle, f->blob.rec());
   if (!s.ok()) {
@@ -479,20 +540,20 @@ int RegistryView::open(uint64_t ino, int flags, File** out) {
 }
 
 int RegistryView::open_rootfs_file(const Node& node, File** out) {
-  auto fs = rootfs(node.digest);
+  auto fs = rootfs(node.digest, node.layout);
   if (!fs.ok()) return fs.status().code();
   const view::RootfsNode* n = (*fs)->find(node.ns);
   if (n == nullptr) return ENOENT;
   if (S_ISDIR(n->mode)) return EISDIR;
   if (!S_ISREG(n->mode)) return ENXIO;  // devices and fifos are shown, not opened
-  auto img = image(node.digest);
+  auto img = image(node.digest, node.layout);
   if (!img.ok()) return img.status().code();
   auto f = std::make_unique<File>();
   f->layer = (*fs)->layers()[n->layer];
   f->offset = n->offset;
   f->size = n->size;
   const oci::Digest& blob = (*img)->manifest.layers[n->layer].digest;
-  if (int err = view::walk_from_root(fs_, blob_path(blob), &f->blob); err != 0) return err;
+  if (int err = view::walk_from_root(fs_, blob_path(node.layout, blob), &f->blob); err != 0) return err;
   if (f->blob.rec().size != f->layer->blob_size) return EIO;  // not the blob indexed
   if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
   *out = f.release();
@@ -519,7 +580,7 @@ int RegistryView::readlink(uint64_t ino, std::string* out) {
   Node node;
   if (int err = resolve(ino, &path, &node); err != 0) return err;
   if (node.kind != Node::Kind::kRootfs) return EINVAL;
-  auto fs = rootfs(node.digest);
+  auto fs = rootfs(node.digest, node.layout);
   if (!fs.ok()) return fs.status().code();
   const view::RootfsNode* n = (*fs)->find(node.ns);
   if (n == nullptr) return ENOENT;
@@ -529,7 +590,7 @@ int RegistryView::readlink(uint64_t ino, std::string* out) {
 }
 
 // A layer's index, built from its blob (checking its digest) on first use.
-Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Digest& d) {
+Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Digest& d, const std::string& layout) {
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = layers_.find(d.hex);
@@ -537,7 +598,7 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
   }
   InodeRef blob;
   Handle* h = nullptr;
-  if (int err = view::walk_from_root(fs_, blob_path(d), &blob); err != 0) return Status(err, "layer " + d.str());
+  if (int err = view::walk_from_root(fs_, blob_path(layout, d), &blob); err != 0) return Status(err, "layer " + d.str());
   if (int err = fs_.open(blob.ino(), O_RDONLY, &h); err != 0) return Status(err, "layer " + d.str());
   auto t0 = std::chrono::steady_clock::now();
   auto index = oci::LayerIndex::build(blob_reader(fs_, h), d);
@@ -560,7 +621,7 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
   return *index;
 }
 
-Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Digest& manifest) {
+Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Digest& manifest, const std::string& layout) {
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = rootfs_.find(manifest.hex);
@@ -572,7 +633,7 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
     auto it = rootfs_.find(manifest.hex);
     if (it != rootfs_.end()) return it->second;
   }
-  auto img = image(manifest);
+  auto img = image(manifest, layout);
   if (!img.ok()) return img.status();
   if ((*img)->manifest.kind != oci::Manifest::Kind::kImage) return Status(ENOENT, "an index has no rootfs");
   if ((*img)->manifest.layers.size() > kMaxLayers) {
@@ -580,7 +641,7 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
   }
   std::vector<std::shared_ptr<oci::LayerIndex>> layers;
   for (const auto& l : (*img)->manifest.layers) {
-    auto index = layer_index(l.digest);
+    auto index = layer_index(l.digest, layout);
     if (!index.ok()) return Status(index.status().code() == ENOTSUP ? EIO : index.status().code(), index.status().message());
     layers.push_back(*index);
   }

@@ -4,6 +4,7 @@
 //     manifest.json, config.json, layers/<n>-<hex>.tar.gz   for an image
 //     rootfs/                                              its filesystem, layers applied
 //     index.json, <os>-<arch>[-<variant>]/                  for an image index (one image per platform)
+//   oci/<layout path>:<ref>/                               the same for OCI image layouts
 //
 // Files are the registry's own blobs, read through the Filesystem (no copy); a blob is checked
 // against its digest once, when first opened, and reads EIO when it does not match. Names come
@@ -82,16 +83,19 @@ class RegistryView {
   std::string find_root();
   void scan_repositories(const view::InodeRef& dir, const std::string& repo, int depth, Catalog* cat);
   void add_repository(const view::InodeRef& dir, const std::string& repo, Catalog* cat);
+  void scan_layouts(const view::InodeRef& dir, const std::string& path, int depth, size_t* budget,
+                    const std::string& skip, Catalog* cat);
+  void add_layout(const view::InodeRef& dir, const std::string& path, Catalog* cat);
   int children(const Node& dir, std::vector<std::pair<std::string, Node>>* out);
   int attr_of(const std::string& path, const Node& node, ViewAttr* out);
   uint64_t ino_of(const std::string& path);
   std::shared_ptr<const Catalog> catalog();
-  Result<std::shared_ptr<const Image>> image(const oci::Digest& digest);
-  std::string blob_path(const oci::Digest& d) const;
+  Result<std::shared_ptr<const Image>> image(const oci::Digest& digest, const std::string& layout);
+  std::string blob_path(const std::string& layout, const oci::Digest& d);
   Status verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec);
   int open_rootfs_file(const Node& node, File** out);
-  Result<std::shared_ptr<const view::Rootfs>> rootfs(const oci::Digest& manifest);
-  Result<std::shared_ptr<oci::LayerIndex>> layer_index(const oci::Digest& layer);
+  Result<std::shared_ptr<const view::Rootfs>> rootfs(const oci::Digest& manifest, const std::string& layout);
+  Result<std::shared_ptr<oci::LayerIndex>> layer_index(const oci::Digest& layer, const std::string& layout);
 
   Filesystem& fs_;
   Keyring& keyring_;

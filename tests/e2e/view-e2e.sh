@@ -232,6 +232,16 @@ skopeo copy --quiet "oci:$WORK/oci:app" "oci:$MNT/layouts/app:1.0"
 umoci unpack --image "$MNT/layouts/app:1.0" "$WORK/unpacked-mnt" >/dev/null
 python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$WORK/unpacked-mnt/rootfs"
 log "skopeo copied the image into an OCI layout on the mount; umoci unpacked it from there, identical"
+t0=$(date +%s%N)
+until [ -f "$VIEW/oci/layouts/app:1.0/manifest.json" ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || die "the OCI layout did not show as oci/layouts/app:1.0: $(ls -R "$VIEW/oci" 2>&1 | head)"
+  sleep 0.05
+done
+layout_manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$MNT/layouts/app/index.json")
+cmp -s "$VIEW/oci/layouts/app:1.0/manifest.json" "$MNT/layouts/app/blobs/sha256/${layout_manifest#sha256:}" ||
+  die "oci/layouts/app:1.0/manifest.json differs from the layout's blob"
+python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$VIEW/oci/layouts/app:1.0/rootfs"
+log "the OCI layout shows in the view as oci/layouts/app:1.0, its rootfs/ equal to umoci unpack"
 
 # --- inspect --image and cat on the mounted store ----------------------------------------------------
 "$CMKFS" inspect "$MNT" --registry-root /registry --image library/app:1.0 --json >"$WORK/inspect-live.json"
