@@ -12,9 +12,6 @@ Result<std::shared_ptr<LayerIndex>> LayerIndex::build(const ReadAt& read, const 
   uint8_t magic[4] = {0};
   size_t got = 0;
   if (Status s = read(0, magic, sizeof magic, &got); !s.ok()) return s;
-  if (got >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
-    return Status(ENOTSUP, "layer " + digest.str() + " is zstd-compressed, which the view does not read yet");
-  }
   crypto::Sha256 sha;
   TarReader tar;
   auto hash = [&](const uint8_t* p, size_t n) {
@@ -23,7 +20,11 @@ Result<std::shared_ptr<LayerIndex>> LayerIndex::build(const ReadAt& read, const 
     return Status::Ok();
   };
   auto parse = [&](const uint8_t* p, size_t n) { return tar.feed(p, n); };
-  if (got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+  if (got >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
+    auto z = ZstdIndex::build(read, hash, parse);
+    if (!z.ok()) return Status(z.status().code(), "layer " + digest.str() + ": " + z.status().message());
+    index->zstd = std::move(*z);
+  } else if (got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
     auto gz = GzipIndex::build(read, hash, parse);
     if (!gz.ok()) return Status(gz.status().code(), "layer " + digest.str() + ": " + gz.status().message());
     index->gzip = std::move(*gz);
@@ -46,6 +47,7 @@ Result<std::shared_ptr<LayerIndex>> LayerIndex::build(const ReadAt& read, const 
 
 Status LayerIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const {
   if (gzip) return gzip->read(read, offset, out, len, n);
+  if (zstd) return zstd->read(read, offset, out, len, n);
   *n = 0;
   while (len > 0) {
     size_t got = 0;
@@ -57,7 +59,7 @@ Status LayerIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_
 }
 
 size_t LayerIndex::memory() const {
-  size_t n = sizeof *this + (gzip ? gzip->memory() : 0);
+  size_t n = sizeof *this + (gzip ? gzip->memory() : 0) + (zstd ? zstd->memory() : 0);
   for (const auto& e : entries) n += sizeof e + e.path.capacity() + e.link.capacity();
   return n;
 }

@@ -10,16 +10,18 @@
 #include "fs/oci/gzip_index.h"
 #include "fs/oci/manifest.h"
 #include "fs/oci/tar.h"
+#include "fs/oci/zstd_index.h"
 
 namespace cmkfs::oci {
 
 struct LayerIndex {
   std::vector<TarEntry> entries;
-  std::optional<GzipIndex> gzip;  // none: the blob is the tar itself
+  std::optional<GzipIndex> gzip;  // none (nor zstd): the blob is the tar itself
+  std::optional<ZstdIndex> zstd;
   uint64_t blob_size = 0;
 
   // Reads the blob `digest` once through `read`. EIO when it does not match the digest or is not
-  // a tar (gzip-compressed or not); ENOTSUP for zstd and other compressions.
+  // a tar, plain or compressed with gzip or zstd.
   static Result<std::shared_ptr<LayerIndex>> build(const ReadAt& read, const Digest& digest);
   // Reads decompressed bytes [offset, offset + len).
   Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const;

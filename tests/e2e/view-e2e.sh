@@ -179,6 +179,38 @@ if bad:
 print(f"[view] {sys.argv[2]} equals {sys.argv[1]}: {len(want)} entries, {len(want_links)} hard-link groups")
 PY
 python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$VIEW/library/app:1.0/rootfs"
+# The same image with its layers recompressed as zstd (two frames each, as seekable zstd makes):
+# layers/ holds .tar.zst, rootfs/ the same tree.
+python3 - "$WORK/oci" app app-zstd <<'PY'
+import gzip, hashlib, json, os, subprocess, sys
+oci, src, dst = sys.argv[1:4]
+def blob(d): return os.path.join(oci, "blobs/sha256", d[7:])
+def put(b):
+    h = "sha256:" + hashlib.sha256(b).hexdigest()
+    open(blob(h), "wb").write(b)
+    return h
+index = json.load(open(os.path.join(oci, "index.json")))
+desc = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == src][0]
+m = json.load(open(blob(desc["digest"])))
+for l in m["layers"]:
+    tar = gzip.decompress(open(blob(l["digest"]), "rb").read())
+    half = len(tar) // 2
+    z = b"".join(subprocess.run(["zstd", "-q", "-c"], input=part, capture_output=True, check=True).stdout
+                 for part in (tar[:half], tar[half:]))
+    l["digest"], l["size"], l["mediaType"] = put(z), len(z), "application/vnd.oci.image.layer.v1.tar+zstd"
+mb = json.dumps(m).encode()
+index["manifests"].append({"mediaType": desc["mediaType"], "digest": put(mb), "size": len(mb),
+                           "annotations": {"org.opencontainers.image.ref.name": dst}})
+json.dump(index, open(os.path.join(oci, "index.json"), "w"))
+PY
+skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:app-zstd" "docker://$REG/library/app:zstd"
+t0=$(date +%s%N)
+until [ -d "$VIEW/library/app:zstd/layers" ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || die "library/app:zstd did not show"
+  sleep 0.05
+done
+[ "$(ls "$VIEW/library/app:zstd/layers" | grep -c '\.tar\.zst$')" -ge 1 ] || die "no .tar.zst layer: $(ls "$VIEW/library/app:zstd/layers")"
+python3 "$WORK/compare.py" "$WORK/unpacked/rootfs" "$VIEW/library/app:zstd/rootfs"
 root=$VIEW/library/app:1.0/rootfs
 [ "$(ls "$root/var/cache")" = c ] || die "the opaque directory var/cache holds $(ls "$root/var/cache")"
 [ ! -e "$root/data/old" ] && [ "$(cat "$root/etc/motd")" = v2 ] || die "a whiteout or an overwrite was not applied"

@@ -7,6 +7,7 @@
 #include "fs/oci/gzip_index.h"
 #include "fs/oci/oci.h"
 #include "fs/oci/tar.h"
+#include "fs/oci/zstd_index.h"
 
 using namespace cmkfs;
 
@@ -42,6 +43,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint8_t out[512];
     size_t n = 0;
     (void)gz->read(read, gz->size() / 2, out, sizeof out, &n);
+  }
+  oci::TarReader in_zstd;
+  auto zs = oci::ZstdIndex::build(read, none, [&](const uint8_t* p, size_t n) { return in_zstd.feed(p, n); }, 64 << 20);
+  if (zs.ok() && zs->size() > 0) {
+    uint8_t out[512];
+    size_t n = 0;
+    (void)zs->read(read, zs->size() / 2, out, sizeof out, &n);
   }
   return 0;
 }
