@@ -31,8 +31,10 @@ struct FsckOptions {
 };
 int run_fsck(const std::string& store, const FsckOptions& opts, std::ostream& out, std::ostream& err);
 
-// What an unmounted store holds, as JSON (inspect.h). Returns the exit code.
-int run_inspect(const std::string& store, const std::string& registry_root, std::ostream& out, std::ostream& err);
+// What a store holds, as JSON: read with its key when unmounted, through `mountpoint` when
+// mounted there (`store` is then its directory). Returns the exit code.
+int run_inspect(const std::string& store, const std::string& mountpoint, const std::string& registry_root,
+                std::ostream& out, std::ostream& err);
 
 // cmkfs inspect --image REF: one image's manifest, config and layers, as `skopeo inspect` shows
 // them, with the data-key generation of each blob; human-readable, or JSON. `mountpoint`: where

@@ -172,8 +172,8 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
                  "Fix what is safe to fix: leaked objects, objects longer than their file, what a crash left; "
                  "authenticated data is never changed");
 
-  auto* inspect = app.add_subcommand("inspect", "Show what an unmounted store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
-  inspect->add_option("STORE", cmd->store, "The store directory (not mounted; with --image also a mountpoint)")->required();
+  auto* inspect = app.add_subcommand("inspect", "Show what a store holds (repositories, tags, blobs, OCI layouts) and which key protects it, as JSON");
+  inspect->add_option("STORE", cmd->store, "The store directory, or its mountpoint when mounted")->required();
   inspect->add_option("--registry-root", cmd->registry_root,
                       "The registry's rootdirectory inside the store")->capture_default_str();
   inspect->add_option("--image", cmd->image,

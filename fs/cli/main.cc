@@ -61,12 +61,13 @@ int main(int argc, char** argv) {
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
       break;
-    case Command::Kind::kInspect:
+    case Command::Kind::kInspect: {
+      std::string mp = serving_mountpoint(cmd.store);
       if (!cmd.image.empty()) {
-        return run_inspect_image(cmd.store, serving_mountpoint(cmd.store), cmd.registry_root, cmd.image, cmd.json,
-                                 std::cout, std::cerr);
+        return run_inspect_image(cmd.store, mp, cmd.registry_root, cmd.image, cmd.json, std::cout, std::cerr);
       }
-      return run_inspect(cmd.store, cmd.registry_root, std::cout, std::cerr);
+      return run_inspect(mp.empty() ? cmd.store : mounted_store(mp), mp, cmd.registry_root, std::cout, std::cerr);
+    }
     case Command::Kind::kCat:
       return run_cat(cmd.store, serving_mountpoint(cmd.store), cmd.path, std::cout, std::cerr);
     case Command::Kind::kExport:

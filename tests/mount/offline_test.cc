@@ -224,12 +224,22 @@ TEST_F(InspectTest, ShowsRepositoriesTagsBlobsAndOciLayouts) {
   EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["ref"], "v2");
   EXPECT_EQ(j["ociLayouts"][0]["manifests"][0]["digest"], "sha256:1234");
 
-  // Without the registry's root there is no registry to show, and a mounted store is refused.
+  // Without the registry's root there is no registry to show.
   r = run(cmkfs_binary() + " inspect " + store + " 2>/dev/null");
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_FALSE(nlohmann::json::parse(r.output).contains("registry"));
+  // Mounted, the same report through the mount, by the store or by its mountpoint.
   mount();
-  EXPECT_EQ(run(cmkfs_binary() + " inspect " + store).rc, 13);
+  for (const std::string& target : {store, mnt}) {
+    r = run(cmkfs_binary() + " inspect " + target + " --registry-root /reg 2>/dev/null");
+    ASSERT_EQ(r.rc, 0) << r.output;
+    auto live = nlohmann::json::parse(r.output);
+    EXPECT_EQ(live["registry"]["repositories"], reg["repositories"]) << r.output;
+    EXPECT_EQ(live["registry"]["blobs"]["bytes"], 6000);
+    EXPECT_EQ(live["ociLayouts"], j["ociLayouts"]);
+    EXPECT_EQ(live["protection"]["dataKeyGeneration"], 1);
+    EXPECT_EQ(live["mountpoint"], mnt);
+  }
 }
 
 }  // namespace
