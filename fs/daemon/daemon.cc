@@ -1,7 +1,6 @@
 #include "fs/daemon/daemon.h"
 
 #include <fcntl.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -24,6 +23,7 @@
 #include "fs/core/filesystem.h"
 #include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
+#include "fs/daemon/log_file.h"
 #include "fs/daemon/periodic.h"
 #include "fs/daemon/rekeyer.h"
 #include "fs/daemon/views.h"
@@ -53,13 +53,16 @@ std::string default_log_file(const Id128& store_id) {
   return dir + "/" + to_hex(store_id) + ".log";
 }
 
-void use_file_log(const std::string& path, const std::string& level) {
+// Logs to `path` from now on; the sink returned reopens it (SIGHUP).
+std::shared_ptr<ReopenableFileSink> use_file_log(const std::string& path, const std::string& level) {
   std::error_code ec;
   stdfs::create_directories(stdfs::path(path).parent_path(), ec);
-  auto logger = spdlog::basic_logger_mt("cmkfs-daemon", path);
+  auto sink = std::make_shared<ReopenableFileSink>(path);
+  auto logger = std::make_shared<spdlog::logger>("cmkfs-daemon", sink);
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return sink;
 }
 
 // Tells the waiting parent how the start went: "0" or "<exit code> <message>".
@@ -176,7 +179,7 @@ std::unique_ptr<ControlServer> start_control(const std::string& mountpoint, View
 // it is unmounted or a stop signal arrives.
 int serve_views(const MountOptions& o, OpenStore& st, Filesystem& fs, Keyring& keyring, Views& views,
                 std::unique_ptr<keyclient::KeyProvider> provider, AuditLog& audit, const sigset_t& stop_signals,
-                Readiness& ready) {
+                const std::function<void()>& reopen_log, Readiness& ready) {
   Status s = views.attach(o.mountpoint, o.registry_root);
   if (!s.ok()) {
     ready.report(kExitMount, s.message());
@@ -190,7 +193,8 @@ int serve_views(const MountOptions& o, OpenStore& st, Filesystem& fs, Keyring& k
   timespec tick{0, 200 * 1000 * 1000};
   while (views.reap() > 0) {
     int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-    if (sig > 0) break;
+    if (sig == SIGHUP) reopen_log();
+    else if (sig > 0) break;
   }
   views.clear();
   monitor.stop();
@@ -207,8 +211,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     ready.report(code, s.message());
     return code;
   };
-  // A daemon serving only a view waits for these itself (wait_for_views); every thread it starts
-  // inherits the mask.
+  // A daemon serving only a view waits for these itself (serve_views: SIGHUP reopens the log);
+  // every thread it starts inherits the mask.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
@@ -223,10 +227,15 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     return fail(store.status(), code);
   }
   OpenStore& st = **store;
+  std::shared_ptr<ReopenableFileSink> log_sink;
   if (!o.foreground) {
-    use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+    log_sink = use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
     file_log = true;
   }
+  auto reopen_log = [&log_sink] {
+    if (log_sink) log_sink->reopen();
+    spdlog::info("SIGHUP: log file reopened");
+  };
 
   AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
   auto provider = bound_provider(st, std::chrono::duration<double>(o.monitor.request_timeout).count());
@@ -243,7 +252,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
   Views views(fs, keyring, "cmkfs-view:" + st.paths.root);
-  if (o.view_only) return serve_views(o, st, fs, keyring, views, std::move(*provider), audit, stop_signals, ready);
+  if (o.view_only) {
+    return serve_views(o, st, fs, keyring, views, std::move(*provider), audit, stop_signals, reopen_log, ready);
+  }
   if (o.commit_interval_ms > 0) {
     st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)));
   }
@@ -297,7 +308,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
     views.invalidate();
   };
-  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes);  // before any other thread starts
+  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes, reopen_log);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   auto rekeyer = std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
@@ -332,8 +343,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     else spdlog::error("compacting the metadata failed (the next unmount tries again): {}", c.message());
   }
   fuse_session_destroy(se);
-  // libfuse reports the signal that ended the loop; SIGTERM, SIGINT and SIGHUP are a clean stop.
-  bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
+  // libfuse reports the signal that ended the loop; SIGTERM and SIGINT are a clean stop.
+  bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT;
   return clean && s.ok() ? kExitOk : kExitError;
 }
 

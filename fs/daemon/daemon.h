@@ -47,8 +47,8 @@ struct MountOptions {
   std::string registry_root;
 };
 
-// Mounts and serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP), then flushes
-// everything. Unless opts.foreground, returns in the parent once the mount is ready (or failed).
+// Mounts and serves until unmounted or signalled (SIGTERM, SIGINT), then flushes everything;
+// SIGHUP reopens the log file (logrotate). Unless opts.foreground, returns in the parent once the mount is ready (or failed).
 // Returns the exit code (fs/store/store.h).
 int run_mount(const MountOptions& opts, const std::string& log_level);
 

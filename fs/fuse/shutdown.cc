@@ -13,22 +13,30 @@ namespace cmkfs::fs {
 namespace {
 
 int g_event_fd = -1;  // written by the signal handler (async-signal-safe), read by the watcher
-constexpr uint64_t kStop = 1, kWake = 2;
+constexpr uint64_t kStop = 1, kWake = 2, kHangup = 1 << 20;  // the eventfd adds: hangups count high
 
 void on_stop_signal(int) {
   uint64_t one = kStop;
   (void)!::write(g_event_fd, &one, sizeof one);
 }
+void on_hangup_signal(int) {
+  uint64_t v = kHangup;
+  (void)!::write(g_event_fd, &v, sizeof v);
+}
 void on_wake_signal(int) {}  // only interrupts the loop thread's wait
 
 }  // namespace
 
-ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes)
-    : se_(se), mountpoint_(std::move(mountpoint)), writes_(writes), loop_thread_(pthread_self()) {
+ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes,
+                                   std::function<void()> on_hangup)
+    : se_(se), on_hangup_(std::move(on_hangup)), mountpoint_(std::move(mountpoint)), writes_(writes),
+      loop_thread_(pthread_self()) {
   g_event_fd = ::eventfd(0, EFD_CLOEXEC);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: the loop thread's wait must see EINTR
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+  sa.sa_handler = on_hangup_signal;
+  sigaction(SIGHUP, &sa, nullptr);
   sa.sa_handler = on_wake_signal;
   sigaction(SIGUSR2, &sa, nullptr);
   sa.sa_handler = SIG_IGN;
@@ -55,7 +63,12 @@ ShutdownOnSignal::~ShutdownOnSignal() {
 
 void ShutdownOnSignal::watch() {
   uint64_t v = 0;
-  while (::read(g_event_fd, &v, sizeof v) < 0 && errno == EINTR) {
+  for (;;) {
+    v = 0;
+    while (::read(g_event_fd, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+    if (v >= kHangup && on_hangup_) on_hangup_();
+    if ((v % kHangup) != 0) break;  // a stop or the loop's end
   }
   if ((v & kStop) == 0) return;
   spdlog::info("signal received: writing cached data back, then unmounting {}", mountpoint_);

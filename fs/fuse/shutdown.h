@@ -1,6 +1,7 @@
-// Orderly shutdown on SIGTERM, SIGINT and SIGHUP: first write the kernel's dirty pages back
-// (syncfs) while the FUSE workers still serve, then end the session loop. libfuse's own handlers
-// would end the loop at once and lose whatever the writeback cache still held.
+// Orderly shutdown on SIGTERM and SIGINT: first write the kernel's dirty pages back (syncfs)
+// while the FUSE workers still serve, then end the session loop. libfuse's own handlers would end
+// the loop at once and lose whatever the writeback cache still held. SIGHUP calls `on_hangup`
+// (the daemon reopens its log file) and stops nothing: logrotate sends it.
 #pragma once
 
 #define FUSE_USE_VERSION 314
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -19,7 +21,8 @@ class ShutdownOnSignal {
   // REQUIRES: called on the thread that will run the session loop, before any other thread
   // starts (they inherit the blocked signals).
   // `writes` counts the WRITE requests served: the stop waits until they cease.
-  ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes);
+  ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes,
+                   std::function<void()> on_hangup);
   ~ShutdownOnSignal();  // restores the default handlers; joins the watcher
   ShutdownOnSignal(const ShutdownOnSignal&) = delete;
   ShutdownOnSignal& operator=(const ShutdownOnSignal&) = delete;
@@ -28,6 +31,7 @@ class ShutdownOnSignal {
   void watch();
 
   fuse_session* se_;
+  std::function<void()> on_hangup_;
   std::string mountpoint_;
   const std::atomic<uint64_t>* writes_;
   pthread_t loop_thread_;

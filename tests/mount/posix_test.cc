@@ -600,6 +600,25 @@ TEST_F(PosixTest, SigtermWithoutTheWritebackCacheKeepsOpenFiles) {
   expect_sigterm_keeps_open_file(300000);
 }
 
+// logrotate moves the log away and sends SIGHUP (`postrotate kill -HUP`): the mount serves on
+// and logs into a new file at the old path. (SIGHUP used to unmount the store.)
+TEST_F(PosixTest, SighupReopensTheLogAndKeepsServing) {
+  write_file(at("before"), "written before the rotation");
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  stdfs::rename(log, log + ".1");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  for (int i = 0; i < 50 && !stdfs::exists(log); ++i) ::usleep(100000);
+  EXPECT_NE(read_file(log).find("log file reopened"), std::string::npos) << read_file(log + ".1");
+  EXPECT_EQ(::kill(pid, 0), 0);  // still running
+  EXPECT_EQ(read_file(at("before")), "written before the rotation");
+  write_file(at("after"), "written after the rotation");
+  remount();
+  EXPECT_EQ(read_file(at("after")), "written after the rotation");
+  EXPECT_NE(read_file(log).find("unmounted"), std::string::npos);  // the new file has the rest
+  EXPECT_EQ(read_file(log + ".1").find("unmounted"), std::string::npos);
+}
+
 TEST_F(PosixTest, AppendWithoutTheWritebackCache) {
   umount();
   mount("--no-writeback-cache");
