@@ -206,7 +206,7 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
     target = "/proc/self/fd/" + std::to_string(dir);
   }
   int rc = fuse_session_mount(vs->se_, target.c_str());
-  if (dir >= 0) ::close(dir);
+  vs->dir_fd_ = dir;  // open as long as the session: its number stays ours
   if (rc != 0) {
     fuse_session_destroy(vs->se_);
     vs->se_ = nullptr;
@@ -227,31 +227,35 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
   return vs;
 }
 
+// Aborting the connection ends the loop at once, also while files in the view are open or a
+// process sits in it (an unmount alone would wait for them). False when fusectl is not there.
+bool ViewSession::abort_connection() {
+  if (device_.empty()) return false;
+  size_t colon = device_.find(':');
+  std::string path = "/sys/fs/fuse/connections/" + device_.substr(colon == std::string::npos ? 0 : colon + 1) + "/abort";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 && ::geteuid() == 0) {  // systemd mounts fusectl; containers may not
+    ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+  }
+  std::ofstream abort(path);
+  if (abort) abort << "1" << std::flush;
+  if (!abort) spdlog::warn("view on {}: cannot abort its connection; it ends when nothing uses it", mountpoint_);
+  return static_cast<bool>(abort);
+}
+
 ViewSession::~ViewSession() {
-  if (se_ == nullptr) return;
-  fuse_session_exit(se_);
-  if (!finished_) {
-    // Aborting the connection ends the loop at once, also while files in the view are open or a
-    // process sits in it (an unmount alone would wait for them).
-    size_t colon = device_.find(':');
-    std::string path = "/sys/fs/fuse/connections/" + device_.substr(colon == std::string::npos ? 0 : colon + 1) + "/abort";
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0 && ::geteuid() == 0) {  // systemd mounts fusectl; containers may not
-      ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
-    }
-    std::ofstream abort(path);
-    if (!device_.empty() && abort) abort << "1" << std::flush;
-    if (!abort) spdlog::warn("view on {}: cannot abort its connection; it ends when nothing uses it", mountpoint_);
+  if (se_ != nullptr) {
+    fuse_session_exit(se_);
+    bool ended = finished_ || abort_connection();
+    bool ours = false;  // still mounted there, by this session
+    for (const auto& m : current_mounts()) ours |= m.target == mountpoint_ && m.device == device_;
+    if (ours && ::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH);  // libfuse knows /proc/self/fd/N
+    if (!ended) fuse_session_unmount(se_);  // the loop ends once nothing uses the view
+    if (loop_.joinable()) loop_.join();
+    fuse_session_unmount(se_);  // after the loop: closes the device and frees what mount kept
+    fuse_session_destroy(se_);
   }
-  bool ours = false;  // still mounted there, by this session
-  for (const auto& m : current_mounts()) ours |= m.target == mountpoint_ && m.device == device_;
-  if (ours && ::geteuid() == 0) {
-    ::umount2(mountpoint_.c_str(), MNT_DETACH);  // the session knows it as /proc/self/fd/N
-  } else if (ours) {
-    fuse_session_unmount(se_);
-  }
-  if (loop_.joinable()) loop_.join();
-  fuse_session_destroy(se_);
+  if (dir_fd_ >= 0) ::close(dir_fd_);
 }
 
 void ViewSession::invalidate() {

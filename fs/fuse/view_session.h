@@ -32,11 +32,13 @@ class ViewSession {
 
  private:
   ViewSession() = default;
+  bool abort_connection();
   std::unique_ptr<RegistryView> view_;
   std::unique_ptr<ViewContext> context_;
   std::string mountpoint_;
   std::string device_;  // "0:N": the FUSE connection, /sys/fs/fuse/connections/N
   fuse_session* se_ = nullptr;
+  int dir_fd_ = -1;  // as root: the directory mounted on, by /proc/self/fd
   std::thread loop_;
   std::atomic<bool> finished_{false};
 };
