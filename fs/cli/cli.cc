@@ -1,6 +1,8 @@
 #include "fs/cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <set>
+#include <vector>
 #include <ostream>
 
 namespace cmkfs::fs {
@@ -78,9 +80,87 @@ bool set_duration(const std::string& text, std::chrono::milliseconds* out, const
   return true;
 }
 
+int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err);
+
+// mount(8) and fstab options for a cmkfs mount. Each mount flag is also an option
+// (key-check-interval=30s); what mount(8), systemd and fstab add for themselves is dropped; FUSE's
+// own options pass; anything else is refused before any key is touched.
+const std::set<std::string, std::less<>> kValueFlags = {
+    "key-check-interval", "rotation-poll-interval", "offline-grace", "vault-timeout", "read-ahead", "log-file",
+    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level"};
+const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring"};
+const std::set<std::string, std::less<>> kFuseOptions = {
+    "allow_other", "allow_root", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec",
+    "exec", "noatime", "atime", "relatime", "norelatime", "strictatime", "nodiratime", "diratime", "sync", "async",
+    "dirsync"};
+const std::set<std::string, std::less<>> kIgnored = {"defaults", "_netdev", "nofail", "auto", "noauto", "user",
+                                                     "users", "nouser", "owner", "group", "nofail", "loud", "silent"};
+
+// Rewrites `args` (without argv[0]) for the parser: the mount.fuse3 form `STORE MNT -o OPTS`
+// becomes `mount STORE MNT ...`, and every -o list of a mount is split into flags and FUSE
+// options. False, with the message in `err`, on an option cmkfs does not know.
+bool rewrite_mount_args(std::vector<std::string>& args, const std::set<std::string>& commands, std::ostream& err) {
+  if (args.size() >= 2 && !args[0].empty() && args[0][0] != '-' && !commands.contains(args[0])) {
+    args.insert(args.begin(), "mount");  // how mount.fuse3 (fstab, mount -t fuse.cmkfs) calls us
+  }
+  if (args.empty() || args[0] != "mount") return true;
+  std::vector<std::string> out, fuse;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string list;
+    if (args[i] == "-o" && i + 1 < args.size()) list = args[++i];
+    else if (args[i].rfind("-o", 0) == 0 && args[i].size() > 2 && args[i][2] != '-') list = args[i].substr(2);
+    else {
+      out.push_back(args[i]);
+      continue;
+    }
+    for (size_t pos = 0; pos <= list.size();) {
+      size_t comma = list.find(',', pos);
+      std::string opt = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
+      if (opt.empty()) continue;
+      size_t eq = opt.find('=');
+      std::string key = opt.substr(0, eq);
+      if (kIgnored.contains(key) || key.rfind("x-", 0) == 0 || key == "comment") continue;
+      if (kFuseOptions.contains(key) && eq == std::string::npos) {
+        fuse.push_back(opt);
+      } else if (kValueFlags.contains(key) && eq != std::string::npos) {
+        out.push_back("--" + key);
+        out.push_back(opt.substr(eq + 1));
+      } else if (kBareFlags.contains(key) && eq == std::string::npos) {
+        out.push_back("--" + key);
+      } else if (key == "max_read" && eq != std::string::npos) {
+        fuse.push_back(opt);
+      } else {
+        err << "cmkfs: unknown mount option " << opt << " (see cmkfs mount --help; flags go as name=value)\n";
+        return false;
+      }
+    }
+  }
+  if (!fuse.empty()) {
+    std::string joined;
+    for (const auto& f : fuse) joined += (joined.empty() ? "" : ",") + f;
+    out.push_back("-o");
+    out.push_back(joined);
+  }
+  args = std::move(out);
+  return true;
+}
+
 }  // namespace
 
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat",
+                                          "export", "encryption", "trust", "--help", "-h", "--version"};
+  if (!rewrite_mount_args(args, commands, err)) return kExitUsage;
+  std::vector<const char*> rewritten = {argc > 0 ? argv[0] : "cmkfs"};
+  for (const auto& a : args) rewritten.push_back(a.c_str());
+  return parse_args(static_cast<int>(rewritten.size()), rewritten.data(), cmd, out, err);
+}
+
+namespace {
+
+int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   *cmd = Command{};  // every default comes from the option structs
   CLI::App app{"cmkfs: an encrypted FUSE filesystem for container registry storage, with keys you own"};
   app.set_version_flag("--version", "cmkfs 0.1.0");
@@ -282,4 +362,5 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   return -1;
 }
 
+}  // namespace
 }  // namespace cmkfs::fs

@@ -87,5 +87,37 @@ TEST(CliParser, ReadAheadIsASizeOrZero) {
   EXPECT_NE(out.find("--read-ahead lots"), std::string::npos) << out;
 }
 
+// How mount.fuse3 calls a FUSE program for fstab and `mount -t fuse.cmkfs`: STORE MNT -o OPTS.
+// Every mount flag is also an option; what mount(8) and systemd add is dropped.
+TEST(CliParser, MountFuse3FormAndFstabOptions) {
+  Command c;
+  ASSERT_EQ(parse({"/srv/store", "/srv/mnt", "-o",
+                   "rw,_netdev,nofail,defaults,x-systemd.automount,key-check-interval=2s,allow_other,no-io-uring,"
+                   "log-file=/var/log/c.log"},
+                  &c),
+            -1);
+  EXPECT_EQ(c.kind, Command::Kind::kMount);
+  EXPECT_EQ(c.mount.store, "/srv/store");
+  EXPECT_EQ(c.mount.mountpoint, "/srv/mnt");
+  EXPECT_EQ(c.mount.monitor.check_interval, std::chrono::seconds(2));
+  EXPECT_FALSE(c.mount.io_uring);
+  EXPECT_EQ(c.mount.log_file, "/var/log/c.log");
+  EXPECT_EQ(c.mount.fuse_options, std::vector<std::string>{"rw,allow_other"});
+  ASSERT_EQ(parse({"mount", "/s", "/m", "-oro"}, &c), -1);
+  EXPECT_EQ(c.mount.fuse_options, std::vector<std::string>{"ro"});
+}
+
+// Refused before anything is opened: an option cmkfs does not know, or one that would change
+// how its mounts are recognised.
+TEST(CliParser, UnknownMountOptionsAreUsageErrors) {
+  Command c;
+  std::string out;
+  for (const char* bad : {"bogus", "fsname=other", "subtype=x", "key-check-interval", "allow_other=1"}) {
+    EXPECT_EQ(parse({"mount", "/s", "/m", "-o", bad}, &c, &out), fs::kExitUsage) << bad;
+    EXPECT_NE(out.find("unknown mount option"), std::string::npos) << out;
+  }
+  EXPECT_EQ(parse({"/s", "/m", "-o", "bogus"}, &c, &out), fs::kExitUsage);
+}
+
 }  // namespace
 }  // namespace cmkfs::testing
