@@ -2,7 +2,8 @@
 # Source it from the repository root.
 
 BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libfuse3-dev fuse3 liblmdb-dev libspdlog-dev
-  nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev liburing-dev zlib1g-dev libzstd-dev)
+  nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev liburing-dev zlib1g-dev libzstd-dev
+  libsystemd-dev)
 TEST_PACKAGES=(docker-registry skopeo umoci curl python3 procps util-linux zstd)
 
 need_root() {

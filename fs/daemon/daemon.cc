@@ -24,6 +24,7 @@
 #include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/daemon/log_file.h"
+#include "fs/daemon/notify.h"
 #include "fs/daemon/periodic.h"
 #include "fs/daemon/rekeyer.h"
 #include "fs/daemon/views.h"
@@ -314,20 +315,26 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   monitor.start();
   SealBudget seals(st, keyring, monitor);
-  Periodic flusher(std::chrono::seconds(1), [&fs, &seals, &views] {
+  ServiceNotifier notifier;
+  auto key_status = [&monitor, &o] { return std::string("serving ") + o.mountpoint + "; key " + to_string(monitor.state()); };
+  Periodic flusher(std::chrono::seconds(1), [&fs, &seals, &views, &notifier, &key_status] {
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
     seals.tick();
     views.reap();
+    notifier.status(key_status());
+    if (s.ok()) notifier.watchdog();  // the daemon still commits: alive
   });
   auto control = start_control(o.mountpoint, views);
   ready.report(0, "");
+  notifier.ready(key_status());
   if (!o.foreground) detach_stdio();
 
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  notifier.stopping();
   control.reset();  // no view is attached from now on
   views.clear();
   monitor.stop();  // first: its status reads the rekeyer's progress

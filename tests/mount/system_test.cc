@@ -1,0 +1,108 @@
+// cmkfs run the way an operator's system runs it. systemd's notify protocol (a unit of
+// Type=notify), checked with a NOTIFY_SOCKET of the test's own. And `mount -t fuse` and an fstab line,
+// through mount(8) and mount.fuse3 (which run `cmkfs STORE MNT -o OPTS`), with cmkfs's own flags
+// as options and what mount(8) and systemd add ignored. The program is named in the source
+// (`/usr/bin/cmkfs#STORE`), as fuse allows: mount(8) gives its helpers a PATH of its own, so
+// `-t fuse.cmkfs` finds cmkfs only where a package installs it.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "tests/support/mount_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+class SystemTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    init();
+    source = cmkfs_binary() + "#" + store;
+  }
+  void expect_mounted_and_working() {
+    std::string mounts = read_file("/proc/self/mounts");
+    EXPECT_NE(mounts.find("cmkfs:" + store + " " + mnt + " fuse.cmkfs"), std::string::npos) << mounts;
+    mounted = mounts.find(" " + mnt + " ") != std::string::npos;
+    write_file(at("f"), "through mount(8)");
+    EXPECT_EQ(read_file(at("f")), "through mount(8)");
+    EXPECT_NE(read_file(log).find("mounted store"), std::string::npos);  // log-file= took effect
+  }
+  std::string source;
+};
+
+TEST_F(SystemTest, MountTypeFuseWithFlagsAsOptions) {
+  auto r = run("mount -t fuse " + source + " " + mnt + " -o _netdev,nofail,key-check-interval=5s,log-file=" +
+               log + ",audit-log=" + dir + "/audit.jsonl,x-systemd.requires=network-online.target");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  expect_mounted_and_working();
+  EXPECT_NE(read_file(dir + "/audit.jsonl").find("\"event\":\"unwrap\""), std::string::npos);
+  umount();
+}
+
+TEST_F(SystemTest, AnFstabLineMountsWithMountMnt) {
+  std::string tab = dir + "/fstab";
+  write_file(tab, source + " " + mnt + " fuse defaults,_netdev,nofail,noauto,log-file=" + log + " 0 0\n");
+  auto r = run("mount -T " + tab + " " + mnt);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  expect_mounted_and_working();
+  umount();
+}
+
+TEST_F(SystemTest, AnUnknownOptionIsRefusedBeforeTheKeyIsUnwrapped) {
+  auto r = run("mount -t fuse " + source + " " + mnt + " -o audit-log=" + dir +
+               "/audit.jsonl,bogus-option,log-file=" + log);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("unknown mount option bogus-option"), std::string::npos) << r.output;
+  EXPECT_FALSE(stdfs::exists(dir + "/audit.jsonl"));  // no unwrap was audited: none was made
+  EXPECT_FALSE(stdfs::exists(log));
+}
+
+// The datagrams a daemon sends to NOTIFY_SOCKET, as systemd would receive them.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  ~NotifySocket() { ::close(fd_); }
+  // Messages until one contains `want` (or `seconds` pass); all of them, joined.
+  std::string until(const std::string& want, double seconds) {
+    std::string all;
+    timeval tv{0, 100000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (int i = 0; i < seconds * 10 && all.find(want) == std::string::npos; ++i) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(fd_, buf, sizeof buf, 0)) > 0) all += std::string(buf, static_cast<size_t>(n)) + "\n";
+    }
+    return all;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_F(SystemTest, UnderSystemdItNotifiesReadyStatusWatchdogAndStopping) {
+  NotifySocket sock(dir + "/notify");
+  auto r = run("NOTIFY_SOCKET=" + dir + "/notify WATCHDOG_USEC=1000000 " + cmkfs_binary() + " mount --foreground " +
+               store + " " + mnt + " >" + log + " 2>&1 &");
+  ASSERT_EQ(r.rc, 0);
+  std::string got = sock.until("READY=1", 20);
+  ASSERT_NE(got.find("READY=1"), std::string::npos) << got << read_file(log);
+  mounted = true;
+  EXPECT_NE(got.find("STATUS=serving " + mnt + "; key available"), std::string::npos) << got;
+  write_file(at("f"), "served");  // READY means serving
+  EXPECT_EQ(read_file(at("f")), "served");
+  got = sock.until("WATCHDOG=1", 5);
+  EXPECT_NE(got.find("WATCHDOG=1"), std::string::npos) << got;
+  umount();
+  got = sock.until("STOPPING=1", 10);
+  EXPECT_NE(got.find("STOPPING=1"), std::string::npos) << got;
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
