@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fs/fuse/dir_reply.h"
 #include "fs/fuse/fuse_uring.h"
 #include "fs/fuse/read_ahead.h"
 
@@ -267,23 +268,12 @@ void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  thread_local std::vector<char> buf;
-  buf.resize(size);
-  size_t used = 0;
+  DirReply reply(req, size);
   int err = fs_of(req).readdir(ino, static_cast<uint64_t>(off),
                                [&](std::string_view name, uint64_t child, uint32_t type, uint64_t next) {
-                                 struct stat st {};
-                                 st.st_ino = child;
-                                 st.st_mode = type;
-                                 std::string n(name);
-                                 size_t need = fuse_add_direntry(req, buf.data() + used, size - used, n.c_str(), &st,
-                                                                 static_cast<off_t>(next));
-                                 if (need > size - used) return false;
-                                 used += need;
-                                 return true;
+                                 return reply.add(name, child, type, next);
                                });
-  if (err != 0) fuse_reply_err(req, err);
-  else fuse_reply_buf(req, buf.data(), used);
+  reply.send(err);
 }
 
 void ll_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }

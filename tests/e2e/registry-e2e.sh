@@ -9,21 +9,17 @@
 set -euo pipefail
 
 CMKFS=$(realpath "${1:-build/bin/cmkfs}")
+WORK=$(mktemp -d /tmp/cmkfs-e2e.XXXXXX) TAG=e2e
+. "$(dirname "$0")/lib.sh"
 # A free port, so that a registry left running elsewhere cannot answer in our place.
-PORT=${CMKFS_E2E_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
-WORK=$(mktemp -d /tmp/cmkfs-e2e.XXXXXX)
-MNT=$WORK/mnt STORE=$WORK/store REG_PID=""
+PORT=${CMKFS_E2E_PORT:-$(free_port)}
+MNT=$WORK/mnt STORE=$WORK/store
 export CMKFS_CONFIG_DIR=$WORK/host  # this run's host bindings, not /etc/cmkfs
-
-log() { printf '[e2e] %s\n' "$*"; }
-die() { printf '[e2e] FAIL: %s\n' "$*" >&2; exit 1; }
 
 cleanup() {
   local rc=$?
-  { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null; } || true  # set -e holds in traps
-  if grep -q " $MNT " /proc/mounts; then
-    "$CMKFS" umount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null || true
-  fi
+  stop_registry
+  unmount_all "$MNT"
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
     log "kept $WORK for inspection"; tail -n 20 "$WORK/cmkfs.log" "$WORK/registry.log" 2>/dev/null || true
   fi
@@ -31,17 +27,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'printf "[e2e] FAIL: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
-start_registry() {
-  docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 &
-  REG_PID=$!
-  for _ in $(seq 100); do
-    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited: $(tail -n 1 "$WORK/registry.log")"
-    curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && kill -0 "$REG_PID" && return 0
-    sleep 0.1
-  done
-  die "docker-registry did not start"
-}
-stop_registry() { kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""; }
 
 # --- images: img1 (2 layers), img2 = img1 + 1 layer, img3 (its own 2 layers) --------------------
 build_images() {
@@ -77,19 +62,8 @@ mkdir -p "$MNT"
 OLD_WRAPPED=$(grep -ao '"blob":"[0-9a-f]*"' "$STORE/meta/data.mdb" | head -n 1)
 [ -n "$OLD_WRAPPED" ] || die "no wrapped data key found in data.mdb"
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log" --key-check-interval 500ms
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $MNT
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$PORT
-YML
-start_registry
+write_registry_config "$MNT" "127.0.0.1:$PORT"
+start_registry "127.0.0.1:$PORT"
 
 REG=127.0.0.1:$PORT
 # A data-key rotation starts after the first push and runs under the next ones.
@@ -142,7 +116,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://$REG/v2/apps/img
 stop_registry
 log "garbage-collect"
 docker-registry garbage-collect "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1
-start_registry
+start_registry "$REG"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/apps/img3/manifests/$img3_digest")
 [ "$code" = 404 ] || die "deleted manifest answers $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -I "http://$REG/v2/apps/img1/blobs/$img3_only")

@@ -20,20 +20,19 @@ while [ $# -gt 0 ]; do
   shift
 done
 CMKFS=$(realpath "$BIN/cmkfs") VAULT_BIN=$(realpath "$BIN/cmkfs-vault")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-WORK=$(mktemp -d /tmp/cmkfs-e2e-soak.XXXXXX)
+WORK=$(mktemp -d /tmp/cmkfs-e2e-soak.XXXXXX) TAG=soak
+. "$(dirname "$0")/lib.sh"
+PORT=$(free_port)
 MNT=$WORK/mnt STORE=$WORK/store REG=127.0.0.1:$PORT
 VAULT="$VAULT_BIN --dir $WORK/vault"
 export CMKFS_CONFIG_DIR=$WORK/host
 PIDS=()
 
-log() { printf '[soak] %s\n' "$*"; }
-die() { printf '[soak] FAIL: %s\n' "$*" >&2; exit 1; }
 cleanup() {
   local rc=$?
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  grep -q " $MNT " /proc/mounts && { "$CMKFS" umount "$MNT" >/dev/null 2>&1 || umount -l "$MNT"; }
+  unmount_all "$MNT"
   pkill -f "cmkfs-vault --dir $WORK/vault" 2>/dev/null || true
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else log "kept $WORK for inspection"; fi
 }
@@ -52,19 +51,9 @@ $VAULT key create --name soak >/dev/null
   --identity-endpoint "$URL/metadata/identity/oauth2/token" --vault-ca "$WORK/vault/ca.pem" >/dev/null
 mkdir -p "$MNT"
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log" --key-check-interval 1s --rotation-poll-interval 5s
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $MNT
-http:
-  addr: $REG
-YML
-docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+write_registry_config "$MNT" "$REG"
+start_registry "$REG"
+PIDS+=("$REG_PID")
 
 log "one image per client (umoci)"
 umoci init --layout "$WORK/oci"

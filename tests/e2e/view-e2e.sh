@@ -12,37 +12,22 @@
 set -euo pipefail
 
 CMKFS=$(realpath "${1:-build/bin/cmkfs}")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-WORK=$(mktemp -d /tmp/cmkfs-view.XXXXXX)
-MNT=$WORK/mnt STORE=$WORK/store VIEW=$WORK/view REG_PID=""
+WORK=$(mktemp -d /tmp/cmkfs-view.XXXXXX) TAG=view
+. "$(dirname "$0")/lib.sh"
+PORT=$(free_port)
+MNT=$WORK/mnt STORE=$WORK/store VIEW=$WORK/view
 export CMKFS_CONFIG_DIR=$WORK/host
-
-log() { printf '[view] %s\n' "$*"; }
-die() { printf '[view] FAIL: %s\n' "$*" >&2; exit 1; }
 
 cleanup() {
   local rc=$?
-  { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null; } || true  # set -e holds in traps
-  for m in "$VIEW" "$MNT"; do
-    if grep -q " $m " /proc/mounts; then "$CMKFS" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true; fi
-  done
+  stop_registry
+  unmount_all "$VIEW" "$MNT"
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
     log "kept $WORK for inspection"; tail -n 20 "$WORK/cmkfs.log" "$WORK/view.log" "$WORK/registry.log" 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
 trap 'printf "[view] FAIL: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
-start_registry() {
-  docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 &
-  REG_PID=$!
-  for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && return 0
-    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited"
-    sleep 0.1
-  done
-  die "docker-registry did not start"
-}
 
 # add_layer FROM TO CHANGE...: unpack FROM, run the change in its rootfs, repack as TO.
 add_layer() {
@@ -111,19 +96,8 @@ PY
 mkdir -p "$MNT" "$VIEW"
 "$CMKFS" init "$STORE" --local-key-file "$WORK/key" >/dev/null
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $MNT/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$PORT
-YML
-start_registry
+write_registry_config "$MNT/registry" "127.0.0.1:$PORT"
+start_registry "127.0.0.1:$PORT"
 REG=127.0.0.1:$PORT
 skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:app" "docker://$REG/library/app:1.0"
 skopeo copy --quiet --all --dest-tls-verify=false "oci:$WORK/oci:multi" "docker://$REG/team/tools/multi:latest"
@@ -296,7 +270,7 @@ log "inspect --image on the mount agrees with skopeo inspect (digest, layers and
 "$CMKFS" umount "$VIEW" >/dev/null
 ! grep -q " $VIEW " /proc/mounts || die "the view is still mounted"
 [ -f "$MNT/registry/docker/registry/v2/blobs/sha256/${app:7:2}/${app:7}/data" ] || die "the mount stopped with its view"
-kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
+stop_registry
 "$CMKFS" umount "$MNT" >/dev/null
 "$CMKFS" view --store "$STORE" "$VIEW" --log-file "$WORK/view.log"
 cmp -s "$VIEW/library/app:1.0/manifest.json" "$(blob "$app")" || die "the offline view's manifest.json differs"
