@@ -5,6 +5,7 @@
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "crypto/base/status.h"
 #include "keyclient/keyclient.h"
@@ -48,6 +49,14 @@ int run_cat(const std::string& target, const std::string& mountpoint, const std:
             std::ostream& err);
 int run_export(const std::string& target, const std::string& mountpoint, const std::string& path,
                const std::string& dest, std::ostream& out, std::ostream& err);
+
+// cmkfs status: every cmkfs mount and view on the host (the caller reads the mount table), with
+// its store, daemon, key state and uptime; a table, or JSON.
+struct StatusEntry {
+  std::string store, mountpoint;
+  bool view = false;
+};
+int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostream& out, std::ostream& err);
 
 // Prints the store's encryption settings as JSON, in the shape of `az acr encryption show`, with
 // the live key state when it is mounted.

@@ -52,6 +52,7 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
                              {"since", live["since"]},
                              {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},
                              {"mountpoint", live["mountpoint"]},
+                             {"pid", live["pid"]},
                              {"dataKeyGeneration", live.value("dataKeyGeneration", 0)}};
     if (live.contains("dataKeyRotation")) j["liveKeyState"]["dataKeyRotation"] = live["dataKeyRotation"];
   }

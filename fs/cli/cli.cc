@@ -151,7 +151,7 @@ bool rewrite_mount_args(std::vector<std::string>& args, const std::set<std::stri
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat",
-                                          "export", "encryption", "trust", "--help", "-h", "--version"};
+                                          "export", "encryption", "trust", "status", "--help", "-h", "--version"};
   if (!rewrite_mount_args(args, commands, err)) return kExitUsage;
   std::vector<const char*> rewritten = {argc > 0 ? argv[0] : "cmkfs"};
   for (const auto& a : args) rewritten.push_back(a.c_str());
@@ -261,6 +261,9 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
                       "sealing its blobs");
   inspect->add_flag("--json", cmd->json, "With --image: JSON instead of text");
 
+  auto* status = app.add_subcommand("status", "List every cmkfs mount and view on this host: store, key state, daemon");
+  status->add_flag("--json", cmd->json, "JSON instead of a table");
+
   auto* cat = app.add_subcommand("cat", "Print one file of a store (unmounted: read with its key)");
   cat->add_option("STORE", cmd->store, "The store directory, or a mountpoint")->required();
   cat->add_option("PATH", cmd->path, "The file, from the store's root")->required();
@@ -329,6 +332,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       err << "cmkfs: --json goes with --image (inspect prints JSON anyway)\n";
       return kExitUsage;
     }
+  } else if (status->parsed()) {
+    cmd->kind = Command::Kind::kStatus;
   } else if (cat->parsed()) {
     cmd->kind = Command::Kind::kCat;
   } else if (exp->parsed()) {

@@ -19,7 +19,7 @@ namespace cmkfs::fs {
 struct Command {
   enum class Kind {
     kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kRotateDataKey, kFsck, kInspect,
-    kTrust, kView, kCat, kExport
+    kTrust, kView, kCat, kExport, kStatus
   } kind = Kind::kNone;
   std::string log_level = "info";
   InitOptions init;

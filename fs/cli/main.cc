@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
       }
       return run_inspect(mp.empty() ? cmd.store : mounted_store(mp), mp, cmd.registry_root, std::cout, std::cerr);
     }
+    case Command::Kind::kStatus: {
+      std::vector<StatusEntry> entries;
+      for (const auto& m : served_mounts()) entries.push_back({m.store, m.mountpoint, m.view});
+      return run_status(entries, cmd.json, std::cout, std::cerr);
+    }
     case Command::Kind::kCat:
       return run_cat(cmd.store, serving_mountpoint(cmd.store), cmd.path, std::cout, std::cerr);
     case Command::Kind::kExport:

@@ -438,6 +438,16 @@ std::string mounted_store(const std::string& mountpoint) {
   return store;
 }
 
+std::vector<ServedMount> served_mounts() {
+  std::vector<ServedMount> out;
+  for (const auto& m : current_mounts()) {
+    if (!cmkfs_mount_of(m, ::geteuid())) continue;
+    if (m.source.rfind("cmkfs:", 0) == 0) out.push_back({m.source.substr(6), m.target, false});
+    if (m.source.rfind("cmkfs-view:", 0) == 0) out.push_back({m.source.substr(11), m.target, true});
+  }
+  return out;
+}
+
 std::string serving_mountpoint(const std::string& target) {
   std::error_code ec;
   std::string abs = stdfs::absolute(target, ec).lexically_normal().string();

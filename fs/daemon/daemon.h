@@ -59,6 +59,14 @@ Status attach_view(const std::string& mountpoint, const std::string& view_dir, c
 
 // The store a cmkfs mount at `mountpoint` serves (from the kernel's mount table), or "".
 std::string mounted_store(const std::string& mountpoint);
+// Every cmkfs mount and view this user (or root) made, from the kernel's mount table:
+// (store, mountpoint, is a view).
+struct ServedMount {
+  std::string store, mountpoint;
+  bool view = false;
+};
+std::vector<ServedMount> served_mounts();
+
 // Where `target` is served: itself when it is a cmkfs mountpoint, the mountpoint of the store
 // when `target` is a mounted store directory, else "".
 std::string serving_mountpoint(const std::string& target);

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/support/mount_fixture.h"
 
 namespace cmkfs::testing {
@@ -102,6 +104,33 @@ TEST_F(SystemTest, UnderSystemdItNotifiesReadyStatusWatchdogAndStopping) {
   umount();
   got = sock.until("STOPPING=1", 10);
   EXPECT_NE(got.find("STOPPING=1"), std::string::npos) << got;
+}
+
+// cmkfs status lists each mount and view with its daemon and key state.
+TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
+  mount();
+  stdfs::create_directories(dir + "/view");
+  auto v = run(cmkfs_binary() + " view " + mnt + " " + dir + "/view");
+  ASSERT_EQ(v.rc, 0) << v.output;
+  auto r = run(cmkfs_binary() + " status --json 2>/dev/null");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto rows = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_TRUE(rows.is_array()) << r.output;
+  int found = 0;
+  for (const auto& row : rows) {
+    if (row.value("store", "") != store) continue;
+    ++found;
+    EXPECT_EQ(row["keyState"], "available") << row.dump();
+    EXPECT_EQ(row["pid"], daemon_pid(store)) << row.dump();
+    EXPECT_GE(row.value("uptimeSeconds", -1), 0) << row.dump();
+    EXPECT_EQ(row["keyStateSince"].get<std::string>().back(), 'Z');  // ISO 8601, UTC
+    EXPECT_EQ(row["mountpoint"], row["kind"] == "view" ? dir + "/view" : mnt);
+  }
+  EXPECT_EQ(found, 2) << r.output;  // the mount and its view
+  auto text = run(cmkfs_binary() + " status");
+  EXPECT_NE(text.output.find("MOUNTPOINT"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find(mnt), std::string::npos) << text.output;
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + dir + "/view").rc, 0);
 }
 
 }  // namespace
