@@ -87,7 +87,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
 // own options pass; anything else is refused before any key is touched.
 const std::set<std::string, std::less<>> kValueFlags = {
     "key-check-interval", "rotation-poll-interval", "offline-grace", "vault-timeout", "read-ahead", "log-file",
-    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level"};
+    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "metrics-listen"};
 const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring"};
 const std::set<std::string, std::less<>> kFuseOptions = {
     "allow_other", "allow_root", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec",
@@ -227,6 +227,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   mount->add_option("--offline-grace", offline_grace,
                     "How long to serve from the cached key while the vault is unreachable")
       ->capture_default_str();
+  mount->add_option("--metrics-listen", cmd->mount.metrics_listen,
+                    "Serve Prometheus metrics at http://HOST:PORT/metrics (FUSE requests, key state and checks)");
   mount->add_option("--vault-timeout", vault_timeout, "How long one request to the vault may take")
       ->capture_default_str();
 

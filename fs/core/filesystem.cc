@@ -32,6 +32,7 @@ std::vector<uint64_t> Filesystem::known_inodes() {
 }
 
 int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
+  if (s.code() == EIO) io_errors_.fetch_add(1, std::memory_order_relaxed);
   if (s.code() == EIO || s.code() == ENOSPC || s.code() == EFBIG) {
     // Once per distinct problem: a damaged chunk read in a loop must not flood the log.
     static std::mutex mu;

@@ -108,6 +108,8 @@ class Filesystem {
   void set_writeback_cache(bool on) { writeback_cache_ = on; }
   // Every inode the kernel may cache, for invalidation after a revocation.
   std::vector<uint64_t> known_inodes();
+  // Requests answered EIO so far (chunks that did not authenticate, I/O errors of the store).
+  uint64_t io_errors() const { return io_errors_.load(std::memory_order_relaxed); }
 
  private:
   // The inode, from the table or loaded from LMDB (without adding a kernel reference).
@@ -161,6 +163,7 @@ class Filesystem {
   bool writeback_cache_ = false;
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
+  std::atomic<uint64_t> io_errors_{0};
 };
 
 meta::Timespec now_timespec();

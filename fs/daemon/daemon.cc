@@ -24,6 +24,7 @@
 #include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/daemon/log_file.h"
+#include "fs/daemon/metrics.h"
 #include "fs/daemon/notify.h"
 #include "fs/daemon/periodic.h"
 #include "fs/daemon/rekeyer.h"
@@ -326,6 +327,18 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     if (s.ok()) notifier.watchdog();  // the daemon still commits: alive
   });
   auto control = start_control(o.mountpoint, views);
+  std::unique_ptr<MetricsServer> metrics;
+  if (!o.metrics_listen.empty()) {
+    auto started = MetricsServer::start(o.metrics_listen, [&] {
+      return render_metrics({&bridge.stats, fs.io_errors(), monitor.state(), monitor.counts(), o.mountpoint});
+    });
+    if (!started.ok()) {
+      fuse_session_exit(se);  // the mount is up: take it down as a stop would
+      fuse_session_unmount(se);
+      return fail(started.status(), kExitUsage);
+    }
+    metrics = std::move(*started);
+  }
   ready.report(0, "");
   notifier.ready(key_status());
   if (!o.foreground) detach_stdio();
@@ -335,6 +348,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   notifier.stopping();
+  metrics.reset();
   control.reset();  // no view is attached from now on
   views.clear();
   monitor.stop();  // first: its status reads the rekeyer's progress

@@ -41,6 +41,7 @@ struct MountOptions {
   std::string log_file;           // default: chosen by store id when daemonized
   std::string audit_log;          // default: default_audit_path(store id)
   MonitorOptions monitor;
+  std::string metrics_listen;  // HOST:PORT for /metrics (Prometheus); "" serves none
   // `cmkfs view --store`: serve only a registry view (fs/view) at `mountpoint`, of the registry
   // at `registry_root` ("" finds it).
   bool view_only = false;

@@ -161,8 +161,19 @@ void KeyMonitor::check_once() {
     publish_status();
     return;
   }
+  auto started = std::chrono::steady_clock::now();
   auto unlocked = unlock(store_, *provider_, audit_, "key check");
   auto now = clock_.steady();
+  {
+    std::lock_guard<std::mutex> g(counts_mu_);
+    ++counts_.checks;
+    counts_.last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    int code = unlocked.ok() ? 0 : unlocked.status().code();
+    if (code == 0) ++counts_.ok;
+    else if (code == EUCLEAN || code == EIO) ++counts_.tampered;
+    else if (keyclient::is_definitive_refusal(unlocked.status())) ++counts_.refused;
+    else ++counts_.unreachable;
+  }
   // A good check unwraps the very key in use; any other key, however it was got, is tampering.
   if (unlocked.ok() && state_ == KeyState::kAvailable &&
       !keyring_.holds(store_.super.dek_generation, unlocked->dek)) {
@@ -198,6 +209,19 @@ void KeyMonitor::check_once() {
     }
   }
   publish_status();
+}
+
+KeyMonitor::CheckCounts KeyMonitor::counts() {
+  std::lock_guard<std::mutex> g(counts_mu_);
+  CheckCounts c = counts_;
+  c.last_success_unix = std::chrono::duration_cast<std::chrono::seconds>(last_success_wall_.time_since_epoch()).count();
+  if (state_ == KeyState::kUnreachable) {
+    c.grace_left_seconds = std::max(0.0, std::chrono::duration<double>(options_.offline_grace -
+                                                                      (clock_.steady() - last_success_)).count());
+  }
+  c.data_key_generation = store_.super.dek_generation;
+  c.key_version = store_.kek.versioned_key_identifier;
+  return c;
 }
 
 void KeyMonitor::set_state(KeyState s) {

@@ -55,6 +55,16 @@ class KeyMonitor {
   void request_rotation() { wake(rotation_wanted_); }
   // Adds fields to the published status (rotation progress).
   void set_status_extra(std::function<nlohmann::json()> fn) { status_extra_ = std::move(fn); }
+  // What the checks did so far, for /metrics.
+  struct CheckCounts {
+    uint64_t checks = 0, ok = 0, refused = 0, unreachable = 0, tampered = 0;
+    double last_seconds = 0;          // how long the last vault round trip took
+    int64_t last_success_unix = 0;    // wall clock
+    double grace_left_seconds = -1;   // while the vault is unreachable; -1 otherwise
+    uint32_t data_key_generation = 0;
+    std::string key_version;          // the versioned key id in use, "" for the local key
+  };
+  CheckCounts counts();
 
  private:
   void run();
@@ -85,6 +95,8 @@ class KeyMonitor {
   std::string rejected_;  // the last superblock refused (reported once)
 
   std::function<nlohmann::json()> status_extra_;
+  std::mutex counts_mu_;
+  CheckCounts counts_;
   std::atomic<bool> rotation_finished_{false}, rotation_wanted_{false};
 
   std::mutex mu_;

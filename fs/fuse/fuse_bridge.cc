@@ -15,6 +15,7 @@ namespace {
 Bridge& bridge(fuse_req_t req) { return *static_cast<Bridge*>(fuse_req_userdata(req)); }
 Filesystem& fs_of(fuse_req_t req) { return *bridge(req).fs; }
 Handle* handle_of(const fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+OpStats* stats_of(fuse_req_t req) { return &bridge(req).stats; }
 
 Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
@@ -107,8 +108,10 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
 }
 
 void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  OpTimer t(stats_of(req), OpStats::kLookup);
   meta::InodeRecord rec;
   int err = fs_of(req).lookup(parent, name, &rec);
+  t.err = err == ENOENT ? 0 : err;
   if (err == ENOENT) {  // a negative entry: the kernel may cache the absence too
     fuse_entry_param e{};
     e.entry_timeout = bridge(req).config.entry_timeout;
@@ -129,12 +132,14 @@ void ll_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  OpTimer t(stats_of(req), OpStats::kGetattr);
   meta::InodeRecord rec;
-  int err = fs_of(req).getattr(ino, &rec);
+  int err = t.err = fs_of(req).getattr(ino, &rec);
   reply_attr(req, err, rec);
 }
 
 void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kSetattr);
   AttrChange c;
   if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr->st_mode;
   if (to_set & FUSE_SET_ATTR_UID) c.uid = attr->st_uid;
@@ -147,7 +152,7 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = from_timespec(attr->st_mtim);
   if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = from_timespec(attr->st_ctim);
   meta::InodeRecord rec;
-  int err = fs_of(req).setattr(ino, c, fi != nullptr ? handle_of(fi) : nullptr, &rec);
+  int err = t.err = fs_of(req).setattr(ino, c, fi != nullptr ? handle_of(fi) : nullptr, &rec);
   reply_attr(req, err, rec);
 }
 
@@ -165,8 +170,9 @@ void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 }
 
 void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  OpTimer t(stats_of(req), OpStats::kMkdir);
   meta::InodeRecord rec;
-  int err = fs_of(req).mkdir(parent, name, mode, caller(req), &rec);
+  int err = t.err = fs_of(req).mkdir(parent, name, mode, caller(req), &rec);
   reply_entry(req, err, rec);
 }
 
@@ -183,22 +189,26 @@ void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name
 }
 
 void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, fs_of(req).unlink(parent, name));
+  OpTimer t(stats_of(req), OpStats::kUnlink);
+  fuse_reply_err(req, t.err = fs_of(req).unlink(parent, name));
 }
 
 void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, fs_of(req).rmdir(parent, name));
+  OpTimer t(stats_of(req), OpStats::kRmdir);
+  fuse_reply_err(req, t.err = fs_of(req).rmdir(parent, name));
 }
 
 void ll_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
                unsigned int flags) {
-  fuse_reply_err(req, fs_of(req).rename(parent, name, newparent, newname, flags));
+  OpTimer t(stats_of(req), OpStats::kRename);
+  fuse_reply_err(req, t.err = fs_of(req).rename(parent, name, newparent, newname, flags));
 }
 
 void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kOpen);
   Filesystem& fs = fs_of(req);  // the reply frees req, also when it fails
   Handle* h = nullptr;
-  int err = fs.open(ino, fi->flags, &h);
+  int err = t.err = fs.open(ino, fi->flags, &h);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -209,9 +219,10 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void ll_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kCreate);
   meta::InodeRecord rec;
   Handle* h = nullptr;
-  int err = fs_of(req).create(parent, name, mode, fi->flags, caller(req), &rec, &h);
+  int err = t.err = fs_of(req).create(parent, name, mode, fi->flags, caller(req), &rec, &h);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -227,6 +238,7 @@ void ll_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 }
 
 void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kRead);
   thread_local std::vector<uint8_t> buf;
   std::span<uint8_t> out = uring_reply_space(size);  // over io_uring: decrypted straight into the ring
   if (out.empty()) {
@@ -234,27 +246,32 @@ void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
     out = buf;
   }
   size_t n = 0;
-  int err = fs_of(req).read(handle_of(fi), static_cast<uint64_t>(off), out, &n);
+  int err = t.err = fs_of(req).read(handle_of(fi), static_cast<uint64_t>(off), out, &n);
+  if (err == 0) bridge(req).stats.bytes_read.fetch_add(n, std::memory_order_relaxed);  // before the reply frees req
   if (err != 0) fuse_reply_err(req, err);
   else fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), n);
 }
 
 void ll_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kWrite);
   bridge(req).writes.fetch_add(1, std::memory_order_relaxed);  // before the reply frees req
   size_t n = 0;
-  int err = fs_of(req).write(handle_of(fi), static_cast<uint64_t>(off),
-                             {reinterpret_cast<const uint8_t*>(data), size}, &n);
+  int err = t.err = fs_of(req).write(handle_of(fi), static_cast<uint64_t>(off),
+                                     {reinterpret_cast<const uint8_t*>(data), size}, &n);
+  if (err == 0) bridge(req).stats.bytes_written.fetch_add(n, std::memory_order_relaxed);
   if (err != 0) fuse_reply_err(req, err);
   else fuse_reply_write(req, n);
 }
 
 void ll_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  OpTimer t(stats_of(req), OpStats::kRelease);
   fs_of(req).release(handle_of(fi));
   fuse_reply_err(req, 0);
 }
 
 void ll_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  fuse_reply_err(req, fs_of(req).fsync(handle_of(fi), datasync != 0));
+  OpTimer t(stats_of(req), OpStats::kFsync);
+  fuse_reply_err(req, t.err = fs_of(req).fsync(handle_of(fi), datasync != 0));
 }
 
 void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -268,8 +285,9 @@ void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  OpTimer t(stats_of(req), OpStats::kReaddir);
   DirReply reply(req, size);
-  int err = fs_of(req).readdir(ino, static_cast<uint64_t>(off),
+  int err = t.err = fs_of(req).readdir(ino, static_cast<uint64_t>(off),
                                [&](std::string_view name, uint64_t child, uint32_t type, uint64_t next) {
                                  return reply.add(name, child, type, next);
                                });

@@ -9,6 +9,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fs/core/filesystem.h"
+#include "fs/fuse/op_stats.h"
 
 namespace cmkfs::fs {
 
@@ -23,9 +24,11 @@ struct BridgeConfig {
 };
 
 struct Bridge {
+  Bridge(Filesystem* f, BridgeConfig c) : fs(f), config(std::move(c)) {}
   Filesystem* fs;
   BridgeConfig config;
   std::atomic<uint64_t> writes{0};  // WRITE requests served; a SIGTERM waits until they stop
+  OpStats stats;                    // for /metrics
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

@@ -4,6 +4,8 @@
 // as options and what mount(8) and systemd add ignored. The program is named in the source
 // (`/usr/bin/cmkfs#STORE`), as fuse allows: mount(8) gives its helpers a PATH of its own, so
 // `-t fuse.cmkfs` finds cmkfs only where a package installs it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -131,6 +133,42 @@ TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   EXPECT_NE(text.output.find("MOUNTPOINT"), std::string::npos) << text.output;
   EXPECT_NE(text.output.find(mnt), std::string::npos) << text.output;
   EXPECT_EQ(run(cmkfs_binary() + " umount " + dir + "/view").rc, 0);
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Prometheus scrapes /metrics: requests by operation, bytes, the key's state and checks.
+TEST_F(SystemTest, MetricsShowRequestsBytesAndTheKey) {
+  std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  mount("--metrics-listen " + addr + " --key-check-interval 300ms");
+  write_file(at("f"), std::string(100000, 'm'));
+  EXPECT_EQ(read_file(at("f")).size(), 100000u);
+  auto r = run("curl -fsS http://" + addr + "/metrics");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::string& m = r.output;
+  std::string labels = "{mountpoint=\"" + mnt + "\"";
+  for (const std::string& want :
+       {"cmkfs_fuse_requests_total" + labels + ",op=\"create\"} 1", "cmkfs_key_state" + labels + ",state=\"available\"} 1",
+        "cmkfs_key_state" + labels + ",state=\"revoked\"} 0", "cmkfs_data_key_generation" + labels + "} 1",
+        "cmkfs_fuse_request_duration_seconds_bucket" + labels + ",op=\"write\",le=\"+Inf\"}",
+        std::string("# TYPE cmkfs_fuse_request_duration_seconds histogram"), "cmkfs_io_errors_total" + labels + "} 0"}) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m.substr(0, 3000);
+  }
+  // Bytes written reached the daemon (the writeback cache sends them at close).
+  size_t at_written = m.find("cmkfs_written_bytes_total" + labels + "} ");
+  ASSERT_NE(at_written, std::string::npos);
+  EXPECT_GE(std::stoull(m.substr(m.find("} ", at_written) + 2)), 100000u);
+  EXPECT_NE(run("curl -fsS http://" + addr + "/nothing").rc, 0);  // only /metrics
 }
 
 }  // namespace
