@@ -391,12 +391,15 @@ Status run_fusermount(const std::string& mp) {
 int run_mount(const MountOptions& in, const std::string& log_level) {
   MountOptions o = in;
   std::error_code ec;
+  // The mount table names mountpoints canonically: "mnt/", "./mnt" or a link to it must compare
+  // equal, or a second store would be stacked on a busy mountpoint.
+  std::string canonical = stdfs::canonical(o.mountpoint, ec).string();
+  if (!ec) o.mountpoint = canonical;
   Status s = check_mountpoint(o.mountpoint);
   if (!s.ok()) {
     std::cerr << "cmkfs: " << s.message() << "\n";
     return kExitMount;
   }
-  o.mountpoint = stdfs::canonical(o.mountpoint, ec).string();
   if (stdfs::is_directory(o.store, ec)) o.store = stdfs::canonical(o.store, ec).string();
   if (!o.log_file.empty()) o.log_file = stdfs::absolute(o.log_file).string();  // the daemon runs in /
 

@@ -114,9 +114,13 @@ TEST_F(BadInputTest, MissingOrBusyMountpoint) {
   stdfs::create_directories(dir + "/other");
   auto s2 = run(cmkfs_binary() + " init " + dir + "/s2 --local-key-file " + dir + "/k2");
   ASSERT_EQ(s2.rc, 0);
-  r = run(cmkfs_binary() + " mount " + dir + "/s2 " + mnt);
-  EXPECT_EQ(r.rc, fs::kExitMount);
-  expect_one_clear_line(r, "is busy");
+  // Named as the mount table names it, with a trailing slash, relatively, or through a link.
+  stdfs::create_directory_symlink(mnt, dir + "/link-to-mnt");
+  for (const std::string& as : {mnt, mnt + "/", std::string("mnt"), dir + "/link-to-mnt"}) {
+    r = run("cd " + dir + " && " + cmkfs_binary() + " mount " + dir + "/s2 " + as);
+    EXPECT_EQ(r.rc, fs::kExitMount) << as;
+    expect_one_clear_line(r, "is busy");
+  }
   r = run(cmkfs_binary() + " mount " + store + " " + dir + "/other");
   EXPECT_EQ(r.rc, fs::kExitBusy);
   expect_one_clear_line(r, "is in use");
