@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -84,9 +85,26 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   if (!crypto::ChunkLayout::valid_chunk_size(opts.chunk_size)) {
     return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB");
   }
+  std::error_code ec;
+  bool made_dir = !stdfs::exists(opts.store, ec);
   CMKFS_RETURN_IF_ERROR(check_empty_dir(opts.store));
   std::string root = stdfs::canonical(opts.store).string();
   StorePaths paths = StorePaths::of(root);
+  // A failed init leaves nothing it made: the store's directory (or, when it was there and empty,
+  // what was put in it), a key file it created, its binding.
+  std::string made_key_file, made_binding;
+  bool done = false;
+  struct Undo {
+    std::function<void()> fn;
+    ~Undo() { fn(); }
+  } undo{[&] {
+    if (done) return;
+    std::error_code e;
+    if (made_dir) stdfs::remove_all(root, e);
+    else for (const auto& entry : stdfs::directory_iterator(root, e)) stdfs::remove_all(entry.path(), e);
+    if (!made_key_file.empty()) stdfs::remove(made_key_file, e);
+    if (!made_binding.empty()) stdfs::remove(made_binding, e);
+  }};
 
   meta::Superblock sb;
   CMKFS_RETURN_IF_ERROR(crypto::random_bytes(sb.store_id));
@@ -102,6 +120,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
     if (!stdfs::exists(kek.key_file)) {
       CMKFS_RETURN_IF_ERROR(keyclient::create_local_key_file(kek.key_file));
       created_key_file = true;
+      made_key_file = kek.key_file;
     }
   }
   auto provider = keyclient::make_provider(kek, sb.store_id);
@@ -128,6 +147,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
                       .fingerprints = {{sb.dek_generation, *fingerprint}},
                       .generation = sb.dek_generation};
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
+  made_binding = binding_path(sb.store_id);
 
   if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
   CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
@@ -155,6 +175,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   } else {
     out << "  key:        " << kek.versioned_key_identifier << " (identity " << kek.identity << ")\n";
   }
+  done = true;
   return Status::Ok();
 }
 

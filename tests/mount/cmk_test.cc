@@ -119,7 +119,11 @@ TEST_F(CmkTest, InitRefusesAnEcKeyAKeyWithoutWrapAndAnUnreachableVault) {
   r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.output.find("unreachable"), std::string::npos) << r.output;
-  EXPECT_FALSE(stdfs::exists(store + "/meta/data.mdb"));
+  EXPECT_FALSE(stdfs::exists(store)) << "a failed init leaves behind the directory it made";
+  stdfs::create_directories(store);  // one that was there stays, empty
+  r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(stdfs::exists(store) && stdfs::is_empty(store));
 }
 
 TEST_F(CmkTest, IdentityWithoutUnwrapPermissionIsRefusedAtInit) {
