@@ -1,6 +1,13 @@
 #include "fs/daemon/metrics.h"
 
-#include <httplib.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <sstream>
 
@@ -72,26 +79,75 @@ std::string render_metrics(const MetricsSnapshot& m) {
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& listen, std::function<std::string()> render) {
   size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return Status::InvalidArgument("--metrics-listen wants HOST:PORT, not " + listen);
-  std::string host = listen.substr(0, colon);
-  int port = std::atoi(listen.c_str() + colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  std::unique_ptr<MetricsServer> m(new MetricsServer());
-  m->server_ = std::make_unique<httplib::Server>();
-  m->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4");
-  });
-  if (port <= 0 || !m->server_->bind_to_port(host, port)) {
-    return Status(EADDRINUSE, "cannot listen for metrics on " + listen);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  int port = colon == std::string::npos ? 0 : std::atoi(listen.c_str() + colon + 1);
+  std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  if (port <= 0 || port > 65535 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return Status::InvalidArgument("--metrics-listen wants IPv4-ADDRESS:PORT, not " + listen);
   }
-  httplib::Server* srv = m->server_.get();
-  m->thread_ = std::thread([srv] { srv->listen_after_bind(); });
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::unique_ptr<MetricsServer> m(new MetricsServer());
+  m->render_ = std::move(render);
+  m->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(m->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (m->listen_fd_ < 0 || ::bind(m->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(m->listen_fd_, 16) != 0 || ::pipe2(m->stop_fd_, O_CLOEXEC) != 0) {
+    return Status(errno, "cannot listen for metrics on " + listen + ": " + std::strerror(errno));
+  }
+  MetricsServer* self = m.get();
+  m->thread_ = std::thread([self] { self->serve(); });
   return m;
 }
 
 MetricsServer::~MetricsServer() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    (void)!::write(stop_fd_[1], "x", 1);
+    thread_.join();
+  }
+  for (int fd : {listen_fd_, stop_fd_[0], stop_fd_[1]}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void MetricsServer::serve() {
+  for (;;) {
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_[0], POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p[1].revents != 0) return;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    timeval tv{2, 0};  // a client that sends nothing does not hold the endpoint
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    answer(fd);
+    ::close(fd);
+  }
+}
+
+void MetricsServer::answer(int fd) {
+  std::string request;
+  char buf[1024];
+  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    request.append(buf, static_cast<size_t>(n));
+  }
+  bool metrics = request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0;
+  std::string body = metrics ? render_() : "not found: only /metrics is served here\n";
+  std::string reply = std::string(metrics ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.1 404 Not Found\r\n") +
+                      "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  for (size_t done = 0; done < reply.size();) {
+    ssize_t n = ::send(fd, reply.data() + done, reply.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace cmkfs::fs

@@ -13,10 +13,6 @@
 #include "fs/daemon/key_monitor.h"
 #include "fs/fuse/fuse.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace cmkfs::fs {
 
 struct MetricsSnapshot {
@@ -28,15 +24,22 @@ struct MetricsSnapshot {
 };
 std::string render_metrics(const MetricsSnapshot& m);
 
+// Answers `GET /metrics` with render() on `listen` (IPv4 HOST:PORT), one connection at a time,
+// from its own thread; anything else gets 404. Not a general HTTP server on purpose: the daemon
+// holds keys, and this endpoint needs one fixed GET (cpp-httplib, linked in, set up OpenSSL in
+// every cmkfs command for a plaintext endpoint).
 class MetricsServer {
  public:
-  // Serves render() at /metrics on `listen` (HOST:PORT) from its own thread.
   static Result<std::unique_ptr<MetricsServer>> start(const std::string& listen, std::function<std::string()> render);
   ~MetricsServer();
 
  private:
   MetricsServer() = default;
-  std::unique_ptr<httplib::Server> server_;
+  void serve();
+  void answer(int fd);
+  std::function<std::string()> render_;
+  int listen_fd_ = -1;
+  int stop_fd_[2] = {-1, -1};
   std::thread thread_;
 };
 
