@@ -31,9 +31,9 @@ PIDS=()
 cleanup() {
   local rc=$?
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "cmkfs-vault --dir $WORK/vault" 2>/dev/null || true  # before wait: it is a job too
   wait 2>/dev/null || true
   unmount_all "$MNT"
-  pkill -f "cmkfs-vault --dir $WORK/vault" 2>/dev/null || true
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else log "kept $WORK for inspection"; fi
 }
 trap cleanup EXIT
