@@ -5,7 +5,8 @@
 #   scripts/run.sh             vault key; leaves the vault running and the store mounted at
 #                              /tmp/cmkfs-demo/mnt
 #   scripts/run.sh --local     the built-in local key instead of the vault
-#   scripts/run.sh --registry  also leaves docker-registry serving on the mount at 127.0.0.1:5000
+#   scripts/run.sh --registry  also leaves docker-registry serving on the mount at 127.0.0.1:5000,
+#                              pushes a small image and shows it through the registry view
 #   scripts/run.sh --stop      stops the registry and the vault, and unmounts
 #
 # Idempotent: each run stops the previous demo and starts a fresh one. Debian 12, as root.
@@ -33,6 +34,7 @@ json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
 
 stop_demo() {
   pkill -f "docker-registry serve $DEMO/" 2>/dev/null || true
+  if grep -q " $DEMO/view " /proc/mounts; then "$CMKFS" umount "$DEMO/view" 2>/dev/null || umount -l "$DEMO/view"; fi
   if grep -q " $DEMO/mnt " /proc/mounts; then
     "$CMKFS" umount "$DEMO/mnt" 2>/dev/null || umount -l "$DEMO/mnt"
   fi
@@ -54,7 +56,7 @@ if [ $STOP = 1 ]; then stop_demo; echo "stopped"; exit 0; fi
 
 step "install build dependencies (apt) and build"
 install_packages "${BUILD_PACKAGES[@]}"
-[ $REGISTRY = 1 ] && install_packages docker-registry skopeo curl
+[ $REGISTRY = 1 ] && install_packages docker-registry skopeo umoci curl
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" --target cmkfs cmkfs-vault | grep -Ev '^\[ *[0-9]+%\]' || true
 
@@ -168,6 +170,18 @@ YML
   for _ in $(seq 50); do curl -fs http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
   curl -fsS http://127.0.0.1:5000/v2/ >/dev/null && echo "registry serving at 127.0.0.1:5000 (log: $DEMO/registry.log)"
   echo "push with: skopeo copy --dest-tls-verify=false oci:LAYOUT:TAG docker://127.0.0.1:5000/NAME:TAG"
+
+  step "push an image, and browse it through the registry view"
+  rm -rf "$DEMO/oci" "$DEMO/bundle"
+  umoci init --layout "$DEMO/oci" && umoci new --image "$DEMO/oci:base"
+  umoci unpack --image "$DEMO/oci:base" "$DEMO/bundle" >/dev/null
+  mkdir -p "$DEMO/bundle/rootfs/etc" && echo "hello from an encrypted image" >"$DEMO/bundle/rootfs/etc/motd"
+  umoci repack --image "$DEMO/oci:hello" "$DEMO/bundle" && rm -rf "$DEMO/bundle"
+  skopeo copy --quiet --dest-tls-verify=false "oci:$DEMO/oci:hello" docker://127.0.0.1:5000/demo/hello:1.0
+  mkdir -p "$DEMO/view"
+  "$CMKFS" view "$DEMO/mnt" "$DEMO/view"
+  ( set -x; ls "$DEMO/view/demo" "$DEMO/view/demo/hello:1.0"; cat "$DEMO/view/demo/hello:1.0/rootfs/etc/motd" )
+  "$CMKFS" inspect "$DEMO/mnt" --image demo/hello:1.0
 fi
 
 step "done"
