@@ -6,7 +6,6 @@
 #include <ostream>
 #include <sstream>
 
-#include "crypto/base/hex.h"
 #include "fs/admin/admin.h"
 #include "fs/admin/tree.h"
 #include "fs/store/store.h"
@@ -52,26 +51,23 @@ Result<Ref> parse_ref(const std::string& text) {
 
 class Registry {
  public:
-  Registry(StoreTree& t, std::string root) : t_(t), v2_((root.empty() ? "" : root + "/") + "docker/registry/v2") {}
+  Registry(StoreTree& t, std::string root) : t_(t), root_(root.empty() ? "" : root + "/") {}
 
-  std::string blob(const oci::Digest& d) const { return v2_ + "/blobs/sha256/" + d.hex.substr(0, 2) + "/" + d.hex + "/data"; }
-  std::string repo(const std::string& r) const { return v2_ + "/repositories/" + r; }
+  std::string blob(const oci::Digest& d) const { return root_ + oci::registry_blob_path(d); }
 
   // A blob's bytes, checked against its digest.
   Result<std::string> read(const oci::Digest& d, uint64_t max) {
     auto bytes = t_.read_small(blob(d), max);
     if (!bytes.ok()) return Status(bytes.status().code(), "blob " + d.str() + ": " + bytes.status().message());
-    crypto::Sha256 sha;
-    sha.update(crypto::Bytes(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
-    if (to_hex(sha.finish()) != d.hex) return Status(EIO, "blob " + d.str() + " does not match its digest");
+    if (!oci::digest_matches(d, *bytes)) return Status(EIO, "blob " + d.str() + " does not match its digest");
     return bytes;
   }
   Result<oci::Digest> resolve(const Ref& r) {
-    std::string link = r.digest ? repo(r.repo) + "/_manifests/revisions/sha256/" + r.digest->hex + "/link"
-                                : repo(r.repo) + "/_manifests/tags/" + r.tag + "/current/link";
+    std::string link = root_ + (r.digest ? oci::registry_revision_link(r.repo, *r.digest) : oci::registry_tag_link(r.repo, r.tag));
     auto text = t_.read_small(link, 256);
     if (!text.ok()) {
-      return Status(ENOENT, "no image " + r.repo + (r.digest ? "@" + r.digest->str() : ":" + r.tag) + " in the registry at " + v2_);
+      return Status(ENOENT, "no image " + r.repo + (r.digest ? "@" + r.digest->str() : ":" + r.tag) + " in the registry at " +
+                                root_ + std::string(oci::kRegistryDir));
     }
     auto d = oci::parse_digest(*text);
     if (!d) return Status(EIO, "the link " + link + " holds no digest");
@@ -79,11 +75,12 @@ class Registry {
   }
   std::vector<std::string> tags_of(const std::string& r, const oci::Digest& d) {
     std::vector<std::string> tags;
-    auto names = t_.list(repo(r) + "/_manifests/tags");
+    auto names = t_.list(root_ + oci::registry_tags_dir(r));
     for (const auto& tag : names.ok() ? *names : std::vector<std::string>{}) {
-      auto text = t_.read_small(repo(r) + "/_manifests/tags/" + tag + "/current/link", 256);
+      auto text = oci::valid_tag(tag) ? t_.read_small(root_ + oci::registry_tag_link(r, tag), 256)
+                                      : Result<std::string>(Status::InvalidArgument(tag));
       auto td = text.ok() ? oci::parse_digest(*text) : std::nullopt;
-      if (oci::valid_tag(tag) && td && *td == d) tags.push_back(tag);
+      if (td && *td == d) tags.push_back(tag);
     }
     return tags;
   }
@@ -97,7 +94,7 @@ class Registry {
 
  private:
   StoreTree& t_;
-  std::string v2_;
+  std::string root_;  // the registry's root directory, with a trailing '/', or ""
 };
 
 std::string human_size(uint64_t n) {

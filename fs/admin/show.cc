@@ -47,7 +47,8 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   // A mounted store publishes its live key state; a stale file (daemon gone) is ignored.
   std::ifstream status(status_path(st.super.store_id));
   json live = json::parse(status, nullptr, false);
-  if (status && live.is_object() && live.contains("pid") && ::kill(live["pid"].get<int>(), 0) == 0) {
+  if (status && live.is_object() && live.contains("pid") && live["pid"].is_number_integer() &&
+      ::kill(live["pid"].get<int>(), 0) == 0) {
     j["liveKeyState"] = json{{"state", live["state"]},
                              {"since", live["since"]},
                              {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},

@@ -101,47 +101,26 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
   srv->handler_ = std::move(handler);
   auto addr = address_of(path);
   if (!addr.ok()) return addr.status();
-  srv->listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (srv->listen_fd_ < 0) return sys_error("socket");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sys_error("socket");
   ::unlink(path.c_str());  // a socket left by a daemon that was killed
   mode_t old = ::umask(0177);
-  int rc = ::bind(srv->listen_fd_, reinterpret_cast<sockaddr*>(&*addr), sizeof *addr);
+  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof *addr);
   ::umask(old);
-  if (rc != 0) return sys_error("bind " + path);
-  if (::listen(srv->listen_fd_, 16) != 0) return sys_error("listen " + path);
-  if (::pipe2(srv->stop_fd_, O_CLOEXEC) != 0) return sys_error("pipe");
+  if (rc != 0 || ::listen(fd, 16) != 0) {
+    Status s = sys_error("listen on " + path);
+    ::close(fd);
+    return s;
+  }
   ControlServer* self = srv.get();
-  srv->thread_ = std::thread([self] { self->serve(); });
+  srv->loop_ = std::make_unique<AcceptLoop>(fd, SOCK_NONBLOCK, [self](int c) { self->answer(c); });
+  if (!srv->loop_->running()) return sys_error("pipe");
   return srv;
 }
 
 ControlServer::~ControlServer() {
-  if (thread_.joinable()) {
-    (void)!::write(stop_fd_[1], "x", 1);
-    thread_.join();
-  }
-  if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
-    ::unlink(path_.c_str());
-  }
-  for (int fd : stop_fd_) {
-    if (fd >= 0) ::close(fd);
-  }
-}
-
-void ControlServer::serve() {
-  for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_[0], POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (p[1].revents != 0) return;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) continue;
-    answer(fd);
-    ::close(fd);
-  }
+  loop_.reset();  // no request is being answered from here on
+  ::unlink(path_.c_str());
 }
 
 void ControlServer::answer(int fd) {

@@ -7,9 +7,10 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
+#include <memory>
 
 #include "crypto/base/status.h"
+#include "fs/daemon/accept_loop.h"
 
 namespace cmkfs::fs {
 
@@ -27,13 +28,10 @@ class ControlServer {
 
  private:
   ControlServer() = default;
-  void serve();
   void answer(int fd);
   std::string path_;
   Handler handler_;
-  int listen_fd_ = -1;
-  int stop_fd_[2] = {-1, -1};
-  std::thread thread_;
+  std::unique_ptr<AcceptLoop> loop_;
 };
 
 // Sends `request` to the daemon serving `mountpoint` and returns its reply.

@@ -282,6 +282,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
                                   .read_ahead = o.read_ahead,
                                   .mountpoint = o.mountpoint,
                                   .source = "cmkfs:" + st.paths.root}};
+  bridge.collect_stats = !o.metrics_listen.empty();
   fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
@@ -444,13 +445,33 @@ Status attach_view(const std::string& mountpoint, const std::string& view_dir, c
   return Status::Ok();
 }
 
-std::string mounted_store(const std::string& mountpoint) {
+namespace {
+
+// A path as the mount table names mountpoints: absolute, normalised, no trailing '/'.
+std::string normalised(const std::string& path) {
   std::error_code ec;
-  std::string mp = stdfs::absolute(mountpoint, ec).lexically_normal().string();
-  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
-  std::string store;
-  for (const auto& m : current_mounts()) {
-    if (m.target == mp) store = m.source.rfind("cmkfs:", 0) == 0 && cmkfs_mount_of(m, ::geteuid()) ? m.source.substr(6) : "";
+  std::string p = stdfs::absolute(path, ec).lexically_normal().string();
+  if (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// The store a cmkfs mount or view serves, named by its source; nullopt for any other mount, and
+// for a cmkfs one not made by a daemon of this user or root unless `any_owner`.
+std::optional<ServedMount> served(const MountEntry& m, bool any_owner = false) {
+  if (!any_owner && !cmkfs_mount_of(m, ::geteuid())) return std::nullopt;
+  if (m.source.rfind("cmkfs:", 0) == 0) return ServedMount{m.source.substr(6), m.target, false};
+  if (m.source.rfind("cmkfs-view:", 0) == 0) return ServedMount{m.source.substr(11), m.target, true};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string mounted_store(const std::string& mountpoint) {
+  std::string mp = normalised(mountpoint), store;
+  for (const auto& m : current_mounts()) {  // the topmost mount there decides
+    if (m.target != mp) continue;
+    auto s = served(m);
+    store = s && !s->view ? s->store : "";
   }
   return store;
 }
@@ -458,36 +479,30 @@ std::string mounted_store(const std::string& mountpoint) {
 std::vector<ServedMount> served_mounts() {
   std::vector<ServedMount> out;
   for (const auto& m : current_mounts()) {
-    if (!cmkfs_mount_of(m, ::geteuid())) continue;
-    if (m.source.rfind("cmkfs:", 0) == 0) out.push_back({m.source.substr(6), m.target, false});
-    if (m.source.rfind("cmkfs-view:", 0) == 0) out.push_back({m.source.substr(11), m.target, true});
+    if (auto s = served(m)) out.push_back(*s);
   }
   return out;
 }
 
 std::string serving_mountpoint(const std::string& target) {
-  std::error_code ec;
-  std::string abs = stdfs::absolute(target, ec).lexically_normal().string();
-  if (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+  std::string abs = normalised(target);
   if (!mounted_store(abs).empty()) return abs;
+  std::error_code ec;
   std::string store = stdfs::canonical(target, ec).string();
   if (ec) return "";
-  for (const auto& m : current_mounts()) {
-    if (m.source == "cmkfs:" + store && cmkfs_mount_of(m, ::geteuid())) return m.target;
+  for (const auto& s : served_mounts()) {
+    if (!s.view && s.store == store) return s.mountpoint;
   }
   return "";
 }
 
 Status run_umount(const std::string& mp_arg, std::ostream& out) {
-  std::string mp = stdfs::absolute(mp_arg).lexically_normal().string();
-  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
-  std::string store;
+  std::string mp = normalised(mp_arg), store;
   bool found = false, view = false;
   for (const auto& m : current_mounts()) {
     if (m.target != mp) continue;
     found = true;
-    if (m.source.rfind("cmkfs:", 0) == 0) store = m.source.substr(6);
-    if (m.source.rfind("cmkfs-view:", 0) == 0) store = m.source.substr(11), view = true;
+    if (auto s = served(m, /*any_owner=*/true)) store = s->store, view = s->view;
   }
   if (!found) return Status(EINVAL, mp + " is not mounted");
   if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");

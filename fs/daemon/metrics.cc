@@ -90,45 +90,25 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& l
   addr.sin_port = htons(static_cast<uint16_t>(port));
   std::unique_ptr<MetricsServer> m(new MetricsServer());
   m->render_ = std::move(render);
-  m->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
-  ::setsockopt(m->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (m->listen_fd_ < 0 || ::bind(m->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(m->listen_fd_, 16) != 0 || ::pipe2(m->stop_fd_, O_CLOEXEC) != 0) {
-    return Status(errno, "cannot listen for metrics on " + listen + ": " + std::strerror(errno));
+  if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 16) != 0) {
+    Status s(errno, "cannot listen for metrics on " + listen + ": " + std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    return s;
   }
   MetricsServer* self = m.get();
-  m->thread_ = std::thread([self] { self->serve(); });
+  m->loop_ = std::make_unique<AcceptLoop>(fd, 0, [self](int c) {
+    timeval tv{2, 0};  // a client that sends nothing does not hold the endpoint
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    self->answer(c);
+  });
   return m;
 }
 
-MetricsServer::~MetricsServer() {
-  if (thread_.joinable()) {
-    (void)!::write(stop_fd_[1], "x", 1);
-    thread_.join();
-  }
-  for (int fd : {listen_fd_, stop_fd_[0], stop_fd_[1]}) {
-    if (fd >= 0) ::close(fd);
-  }
-}
-
-void MetricsServer::serve() {
-  for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_[0], POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (p[1].revents != 0) return;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    timeval tv{2, 0};  // a client that sends nothing does not hold the endpoint
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    answer(fd);
-    ::close(fd);
-  }
-}
+MetricsServer::~MetricsServer() = default;
 
 void MetricsServer::answer(int fd) {
   std::string request;

@@ -7,9 +7,9 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "crypto/base/status.h"
+#include "fs/daemon/accept_loop.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/fuse/fuse.h"
 
@@ -35,12 +35,9 @@ class MetricsServer {
 
  private:
   MetricsServer() = default;
-  void serve();
   void answer(int fd);
   std::function<std::string()> render_;
-  int listen_fd_ = -1;
-  int stop_fd_[2] = {-1, -1};
-  std::thread thread_;
+  std::unique_ptr<AcceptLoop> loop_;
 };
 
 }  // namespace cmkfs::fs

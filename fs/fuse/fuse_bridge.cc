@@ -15,7 +15,8 @@ namespace {
 Bridge& bridge(fuse_req_t req) { return *static_cast<Bridge*>(fuse_req_userdata(req)); }
 Filesystem& fs_of(fuse_req_t req) { return *bridge(req).fs; }
 Handle* handle_of(const fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
-OpStats* stats_of(fuse_req_t req) { return &bridge(req).stats; }
+// Nothing is timed or counted unless someone scrapes /metrics: every request would pay for it.
+OpStats* stats_of(fuse_req_t req) { return bridge(req).collect_stats ? &bridge(req).stats : nullptr; }
 
 Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
@@ -247,7 +248,7 @@ void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   }
   size_t n = 0;
   int err = t.err = fs_of(req).read(handle_of(fi), static_cast<uint64_t>(off), out, &n);
-  if (err == 0) bridge(req).stats.bytes_read.fetch_add(n, std::memory_order_relaxed);  // before the reply frees req
+  if (err == 0 && t.stats()) t.stats()->bytes_read.fetch_add(n, std::memory_order_relaxed);
   if (err != 0) fuse_reply_err(req, err);
   else fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), n);
 }
@@ -258,7 +259,7 @@ void ll_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t o
   size_t n = 0;
   int err = t.err = fs_of(req).write(handle_of(fi), static_cast<uint64_t>(off),
                                      {reinterpret_cast<const uint8_t*>(data), size}, &n);
-  if (err == 0) bridge(req).stats.bytes_written.fetch_add(n, std::memory_order_relaxed);
+  if (err == 0 && t.stats()) t.stats()->bytes_written.fetch_add(n, std::memory_order_relaxed);
   if (err != 0) fuse_reply_err(req, err);
   else fuse_reply_write(req, n);
 }

@@ -28,7 +28,8 @@ struct Bridge {
   Filesystem* fs;
   BridgeConfig config;
   std::atomic<uint64_t> writes{0};  // WRITE requests served; a SIGTERM waits until they stop
-  OpStats stats;                    // for /metrics
+  OpStats stats;                    // for /metrics: counted only when collect_stats
+  bool collect_stats = false;       // set before the session starts
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

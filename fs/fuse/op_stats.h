@@ -36,13 +36,16 @@ struct OpStats {
   }
 };
 
-// Times one request; `err` is what it answered.
+// Times one request; `err` is what it answered. With no stats (none collected) it does nothing.
 class OpTimer {
  public:
-  OpTimer(OpStats* stats, OpStats::Op op) : stats_(stats), op_(op), start_(std::chrono::steady_clock::now()) {}
+  OpTimer(OpStats* stats, OpStats::Op op) : stats_(stats), op_(op) {
+    if (stats_ != nullptr) start_ = std::chrono::steady_clock::now();
+  }
   ~OpTimer() {
     if (stats_ != nullptr) stats_->record(op_, std::chrono::steady_clock::now() - start_, err);
   }
+  OpStats* stats() const { return stats_; }
   int err = 0;
 
  private:

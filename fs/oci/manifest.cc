@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
+
 namespace cmkfs::oci {
 namespace {
 
@@ -66,6 +69,29 @@ std::optional<Digest> parse_digest(std::string_view text) {
   std::string_view hex = text.substr(kPrefix.size());
   if (!is_digest_hex(hex)) return std::nullopt;
   return Digest{std::string(hex)};
+}
+
+bool digest_matches(const Digest& d, std::string_view bytes) {
+  crypto::Sha256 sha;
+  sha.update(crypto::Bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  return to_hex(sha.finish()) == d.hex;
+}
+
+std::string registry_blob_path(const Digest& d) {
+  return std::string(kRegistryDir) + "/blobs/sha256/" + d.hex.substr(0, 2) + "/" + d.hex + "/data";
+}
+
+std::string registry_tags_dir(std::string_view repo) {
+  return std::string(kRegistryDir) + "/repositories/" + std::string(repo) + "/_manifests/tags";
+}
+
+std::string registry_tag_link(std::string_view repo, std::string_view tag) {
+  return registry_tags_dir(repo) + "/" + std::string(tag) + "/current/link";
+}
+
+std::string registry_revision_link(std::string_view repo, const Digest& d) {
+  return std::string(kRegistryDir) + "/repositories/" + std::string(repo) + "/_manifests/revisions/sha256/" + d.hex +
+         "/link";
 }
 
 bool valid_repository_component(std::string_view name) {

@@ -21,6 +21,17 @@ struct Digest {
 };
 std::optional<Digest> parse_digest(std::string_view text);  // "sha256:<hex>", surrounding space trimmed
 bool is_digest_hex(std::string_view hex);
+// Whether `bytes` are what `d` names.
+bool digest_matches(const Digest& d, std::string_view bytes);
+
+// The distribution registry's filesystem layout, below its root directory.
+constexpr std::string_view kRegistryDir = "docker/registry/v2";
+std::string registry_blob_path(const Digest& d);  // docker/registry/v2/blobs/sha256/<xx>/<hex>/data
+// docker/registry/v2/repositories/<repo>/_manifests/tags, a tag's <tag>/current/link in it, and
+// the revision link of a manifest.
+std::string registry_tags_dir(std::string_view repo);
+std::string registry_tag_link(std::string_view repo, std::string_view tag);
+std::string registry_revision_link(std::string_view repo, const Digest& d);
 
 // The distribution spec's grammar: path components of [a-z0-9] runs joined by '.', '_', '__' or
 // dashes, at most 255 characters in all; a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.

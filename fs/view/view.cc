@@ -16,7 +16,6 @@ using view::InodeRef;
 
 namespace {
 
-constexpr std::string_view kRegistryDir = "docker/registry/v2";
 constexpr size_t kMaxEntries = 1 << 20;  // per directory scanned
 constexpr int kMaxRepositoryDepth = 16;  // nested repository components
 constexpr uint64_t kMaxLinkSize = 256;   // a link file holds one digest
@@ -134,7 +133,7 @@ uint64_t RegistryView::inode_count() {
 std::string RegistryView::blob_path(const std::string& layout, const oci::Digest& d) {
   if (!layout.empty()) return layout + "/blobs/sha256/" + d.hex;
   std::lock_guard<std::mutex> g(mu_);
-  return join(root_, std::string(kRegistryDir) + "/blobs/sha256/" + d.hex.substr(0, 2) + "/" + d.hex + "/data");
+  return join(root_, oci::registry_blob_path(d));
 }
 
 uint64_t RegistryView::ino_of(const std::string& path) {
@@ -160,7 +159,7 @@ std::shared_ptr<const RegistryView::Catalog> RegistryView::catalog() {
   std::string root = find_root();
   InodeRef repos;
   if (!root.empty() || options_.registry_root.empty()) {
-    if (view::walk_from_root(fs_, join(root == "." ? "" : root, std::string(kRegistryDir) + "/repositories"), &repos) == 0) {
+    if (view::walk_from_root(fs_, join(root == "." ? "" : root, std::string(oci::kRegistryDir) + "/repositories"), &repos) == 0) {
       scan_repositories(repos, "", 0, cat.get());
     }
   }
@@ -186,7 +185,7 @@ std::string RegistryView::find_root() {
     std::vector<std::string> next;
     for (const auto& dir : level) {
       InodeRef ref;
-      if (view::walk_from_root(fs_, join(dir, kRegistryDir), &ref) == 0 && S_ISDIR(ref.rec().mode)) {
+      if (view::walk_from_root(fs_, join(dir, oci::kRegistryDir), &ref) == 0 && S_ISDIR(ref.rec().mode)) {
         return dir.empty() ? "." : dir;
       }
       InodeRef d;
@@ -297,9 +296,7 @@ Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci
   int err = view::walk_from_root(fs_, blob_path(layout, digest), &blob);
   if (err == 0) err = view::read_small(fs_, blob, oci::kMaxManifestSize, &bytes);
   if (err != 0) return Status(err, "manifest " + digest.str());
-  crypto::Sha256 sha;
-  sha.update(crypto::Bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-  if (to_hex(sha.finish()) != digest.hex) {
+  if (!oci::digest_matches(digest, bytes)) {
     spdlog::error("view: manifest blob {} does not match its digest", digest.str());
     return Status(EIO, "manifest " + digest.str() + " does not match its digest");
   }
