@@ -26,16 +26,17 @@ bool is_definitive_refusal(const Status& s);
 // The Azure instance metadata service's token endpoint: the default identity endpoint.
 inline constexpr const char* kAzureImdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
 
-// Where a KEK lives. Stored by name ("local", "vault") in the superblock and wrapped keys.
-enum class ProviderKind { kLocal, kVault };
+// Where a KEK lives. Stored by name ("local", "vault", "pkcs11") in the superblock and wrapped
+// keys. Every kind but the local one is a customer-managed key: versioned, revocable, monitored.
+enum class ProviderKind { kLocal, kVault, kPkcs11 };
 const char* to_string(ProviderKind k);
 std::optional<ProviderKind> provider_kind(std::string_view name);
 
 // A DEK as a provider wrapped it. Stored in the store's "keys" table as JSON.
 struct WrappedKey {
   ProviderKind provider = ProviderKind::kLocal;
-  std::string key_id;  // what wrapped it: a versioned vault key id, or the local key's id (the audit id)
-  std::string alg;       // "A256GCM" (local) or "RSA-OAEP-256" (vault)
+  std::string key_id;  // what wrapped it: a versioned key id (vault, pkcs11: URI with id), or the local key's id
+  std::string alg;     // "A256GCM" (local), "RSA-OAEP-256" (vault), "AES-KWP", "RSA-OAEP-256" or "RSA-OAEP" (pkcs11)
   std::vector<uint8_t> blob;
 
   std::string to_json() const;
@@ -46,21 +47,23 @@ struct WrappedKey {
 struct KekConfig {
   ProviderKind provider = ProviderKind::kLocal;
   std::string key_file;  // local: path of the key file
-  // vault:
-  std::string key_identifier;            // as given: without a version => automatic rotation
+  // vault and pkcs11:
+  std::string key_identifier;            // as given: without a version (pkcs11: id) => automatic rotation
   std::string versioned_key_identifier;  // the version that wraps the DEK now
+  int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
+  // vault only:
   std::string identity;                  // managed identity client id, or "[system]"
   std::string identity_endpoint;         // IMDS-compatible token endpoint
   std::string vault_ca;                  // CA file for the vault's TLS certificate, if not public
-  int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
 
-  bool rotation_enabled() const;  // vault key id without a version
+  bool customer_managed() const { return provider != ProviderKind::kLocal; }
+  bool rotation_enabled() const;  // a customer-managed key named without a version
   // How these settings differ from `other` in what reaches the key (provider, key file, key
   // identifier, identity, endpoints, CA; not the version in use or the rotation time): one line
   // per difference, empty when they name the same key the same way.
   std::string differences(const KekConfig& other) const;
   // Whether a DEK wrapped by `key_id` may be unwrapped under these settings: a version of the
-  // configured vault key (the configured version, if it names one), or any local key id.
+  // configured key (the configured version, if it names one), or any local key id.
   bool admits(const std::string& key_id) const;
   std::string to_json() const;
   static Result<KekConfig> from_json(std::string_view json);

@@ -143,12 +143,14 @@ Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config
 }
 
 Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config, double timeout_seconds);
+Result<std::unique_ptr<KeyProvider>> make_pkcs11_provider(const KekConfig& config);
 
 Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id,
                                                    double timeout_seconds) {
   switch (config.provider) {
     case ProviderKind::kLocal: return make_local_provider(config, store_id);
     case ProviderKind::kVault: return make_vault_provider(config, timeout_seconds);
+    case ProviderKind::kPkcs11: return make_pkcs11_provider(config);
   }
   return Status::InvalidArgument("unknown key provider");
 }

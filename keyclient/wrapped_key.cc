@@ -2,6 +2,7 @@
 
 #include "crypto/base/hex.h"
 #include "keyclient/keyclient.h"
+#include "keyclient/pkcs11_uri.h"
 #include "keyclient/vault_client.h"
 
 namespace cmkfs::keyclient {
@@ -12,11 +13,19 @@ bool is_definitive_refusal(const Status& s) {
   return s.code() == EACCES || s.code() == EKEYREVOKED || s.code() == ENOKEY || s.code() == EKEYREJECTED;
 }
 
-const char* to_string(ProviderKind k) { return k == ProviderKind::kVault ? "vault" : "local"; }
+const char* to_string(ProviderKind k) {
+  switch (k) {
+    case ProviderKind::kLocal: return "local";
+    case ProviderKind::kVault: return "vault";
+    case ProviderKind::kPkcs11: return "pkcs11";
+  }
+  return "unknown";
+}
 
 std::optional<ProviderKind> provider_kind(std::string_view name) {
-  if (name == "local") return ProviderKind::kLocal;
-  if (name == "vault") return ProviderKind::kVault;
+  for (auto k : {ProviderKind::kLocal, ProviderKind::kVault, ProviderKind::kPkcs11}) {
+    if (name == to_string(k)) return k;
+  }
   return std::nullopt;
 }
 
@@ -40,6 +49,10 @@ Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
 }
 
 bool KekConfig::rotation_enabled() const {
+  if (provider == ProviderKind::kPkcs11) {
+    auto uri = Pkcs11Uri::parse(key_identifier);
+    return uri.ok() && !uri->id;
+  }
   // https://vault/keys/NAME has three path segments after the host's root; a version adds one.
   if (provider != ProviderKind::kVault) return false;
   auto pos = key_identifier.find("/keys/");
@@ -58,6 +71,8 @@ std::string KekConfig::differences(const KekConfig& o) const {
   if (provider != o.provider) return out;
   if (provider == ProviderKind::kLocal) {
     differ("key file", key_file, o.key_file);
+  } else if (provider == ProviderKind::kPkcs11) {
+    differ("key identifier", key_identifier, o.key_identifier);
   } else {
     differ("key identifier", key_identifier, o.key_identifier);
     differ("identity", identity, o.identity);
@@ -69,6 +84,12 @@ std::string KekConfig::differences(const KekConfig& o) const {
 
 bool KekConfig::admits(const std::string& key_id) const {
   if (provider == ProviderKind::kLocal) return key_id.rfind("local:", 0) == 0;
+  if (provider == ProviderKind::kPkcs11) {
+    auto want = Pkcs11Uri::parse(key_identifier);
+    auto got = Pkcs11Uri::parse(key_id);
+    if (!want.ok() || !got.ok() || !got->id) return false;
+    return want->same_key(*got) && (!want->id || want->id == got->id);
+  }
   auto want = KeyId::parse(key_identifier);
   auto got = KeyId::parse(key_id);
   if (!want || !got || got->version.empty()) return false;
@@ -79,6 +100,10 @@ std::string KekConfig::to_json() const {
   json j{{"provider", to_string(provider)}};
   if (provider == ProviderKind::kLocal) {
     j["key_file"] = key_file;
+  } else if (provider == ProviderKind::kPkcs11) {
+    j["key_identifier"] = key_identifier;
+    j["versioned_key_identifier"] = versioned_key_identifier;
+    j["last_rotation"] = last_rotation;
   } else {
     j["key_identifier"] = key_identifier;
     j["versioned_key_identifier"] = versioned_key_identifier;
@@ -100,6 +125,10 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
     c.provider = *kind;
     if (c.provider == ProviderKind::kLocal) {
       c.key_file = j.at("key_file");
+    } else if (c.provider == ProviderKind::kPkcs11) {
+      c.key_identifier = j.at("key_identifier");
+      c.versioned_key_identifier = j.at("versioned_key_identifier");
+      c.last_rotation = j.value("last_rotation", int64_t{0});
     } else {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");

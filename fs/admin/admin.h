@@ -12,16 +12,19 @@
 
 namespace cmkfs::fs {
 
-// The vault key options shared by init, encryption enable and encryption rotate-key.
+// The customer-managed key options shared by init, trust, encryption enable and rotate-key.
 struct VaultKeyOptions {
-  std::string key_encryption_key;  // https://VAULT/keys/NAME[/VERSION]
+  std::string key_encryption_key;  // https://VAULT/keys/NAME[/VERSION], or a pkcs11: URI
+  // A vault key only:
   std::string identity;            // client id, or [system]
   std::string identity_endpoint;   // default: the Azure IMDS address
   std::string vault_ca;            // CA file for the vault's and identity endpoint's TLS
 };
 
-// The key settings the vault options describe (relative CA paths made absolute, IMDS default).
-keyclient::KekConfig vault_kek(const VaultKeyOptions& v);
+// The key settings the options describe: the provider named by the key identifier's scheme, a
+// pkcs11: URI in its canonical form, a vault's relative CA path made absolute and IMDS by
+// default. EINVAL when a required option is missing or one does not apply to the key.
+Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v);
 
 // Checks an unmounted store: every record, link count and chunk (fsck.h), naming the path of
 // each problem (and in a registry its repository and blob); progress on a terminal. Returns the

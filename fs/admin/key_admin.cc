@@ -8,11 +8,23 @@
 
 #include "crypto/base/hex.h"
 #include "fs/store/store.h"
+#include "keyclient/pkcs11_uri.h"
 
 namespace cmkfs::fs {
 
-keyclient::KekConfig vault_kek(const VaultKeyOptions& v) {
+Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {
   keyclient::KekConfig k;
+  if (keyclient::Pkcs11Uri::looks_like(v.key_encryption_key)) {
+    if (!v.identity.empty() || !v.identity_endpoint.empty() || !v.vault_ca.empty()) {
+      return Status::InvalidArgument("--identity, --identity-endpoint and --vault-ca apply to vault keys, not to a pkcs11: key");
+    }
+    auto uri = keyclient::Pkcs11Uri::parse(v.key_encryption_key);
+    if (!uri.ok()) return uri.status();
+    k.provider = keyclient::ProviderKind::kPkcs11;
+    k.key_identifier = uri->str();
+    return k;
+  }
+  if (v.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or '[system]'");
   k.provider = keyclient::ProviderKind::kVault;
   k.key_identifier = v.key_encryption_key;
   while (k.key_identifier.size() > 1 && k.key_identifier.back() == '/') k.key_identifier.pop_back();
@@ -82,12 +94,14 @@ Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std:
     return Status(EBUSY, "unmount the store first: enabling a vault key re-encrypts it under a new data key");
   }
   if (!st.ok()) return st.status();
-  if ((*st)->kek.provider == keyclient::ProviderKind::kVault) {
-    return Status::InvalidArgument("the store already uses a vault key; change it with cmkfs encryption rotate-key");
+  if ((*st)->kek.customer_managed()) {
+    return Status::InvalidArgument(std::string("the store already uses a ") + keyclient::to_string((*st)->kek.provider) +
+                                   " key; change it with cmkfs encryption rotate-key");
   }
-  if (v.identity.empty()) return Status::InvalidArgument("--identity CLIENT_ID or [system] is required");
+  auto next = customer_kek(v);
+  if (!next.ok()) return next.status();
   std::string key_file = (*st)->binding ? (*st)->binding->kek.key_file : "";
-  CMKFS_RETURN_IF_ERROR(move_to(**st, vault_kek(v), out));
+  CMKFS_RETURN_IF_ERROR(move_to(**st, *next, out));
   CMKFS_RETURN_IF_ERROR(rotate_data_key_offline(**st, out));
   if (!key_file.empty() && !key_file_in_use(key_file, (*st)->super.store_id)) {
     std::error_code ec;
@@ -102,13 +116,18 @@ Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out
   auto st = open_store(store, /*exclusive=*/false, /*read_only=*/false);
   if (!st.ok()) return st.status();
   const keyclient::KekConfig& cur = (*st)->kek;
-  if (cur.provider != keyclient::ProviderKind::kVault) {
-    return Status::InvalidArgument("the store uses the local key; move it to a vault key with cmkfs encryption enable");
+  if (!cur.customer_managed()) {
+    return Status::InvalidArgument("the store uses the local key; move it to a customer-managed key with cmkfs encryption enable");
   }
-  if (v.identity.empty()) v.identity = cur.identity;
-  if (v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
-  if (v.vault_ca.empty()) v.vault_ca = cur.vault_ca;
-  CMKFS_RETURN_IF_ERROR(move_to(**st, vault_kek(v), out));
+  // A vault key keeps the identity and endpoints in use unless new ones are given.
+  if (cur.provider == keyclient::ProviderKind::kVault && !keyclient::Pkcs11Uri::looks_like(v.key_encryption_key)) {
+    if (v.identity.empty()) v.identity = cur.identity;
+    if (v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
+    if (v.vault_ca.empty()) v.vault_ca = cur.vault_ca;
+  }
+  auto next = customer_kek(v);
+  if (!next.ok()) return next.status();
+  CMKFS_RETURN_IF_ERROR(move_to(**st, *next, out));
   return show_encryption(store, out);
 }
 

@@ -11,6 +11,18 @@
 #include "fs/store/store.h"
 
 namespace cmkfs::fs {
+namespace {
+
+const char* key_source(keyclient::ProviderKind k) {
+  switch (k) {
+    case keyclient::ProviderKind::kVault: return "Microsoft.KeyVault";
+    case keyclient::ProviderKind::kPkcs11: return "PKCS#11";
+    case keyclient::ProviderKind::kLocal: break;
+  }
+  return "cmkfs.local";
+}
+
+}  // namespace
 
 Status show_encryption(const std::string& store_dir, std::ostream& out) {
   auto store = open_store(store_dir, /*exclusive=*/false, /*read_only=*/true);
@@ -18,16 +30,16 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   const OpenStore& st = **store;
   using nlohmann::json;
   const keyclient::KekConfig& k = st.kek;
-  bool vault = k.provider == keyclient::ProviderKind::kVault;
+  bool vault = k.customer_managed();
   json props = json::object();
-  props["identity"] = vault ? json(k.identity) : json(nullptr);
+  props["identity"] = k.provider == keyclient::ProviderKind::kVault ? json(k.identity) : json(nullptr);
   props["keyIdentifier"] = vault ? json(k.key_identifier) : json(nullptr);
   props["keyRotationEnabled"] = vault ? json(k.rotation_enabled()) : json(nullptr);
   props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(k.last_rotation) : json(nullptr);
   props["versionedKeyIdentifier"] = vault ? json(k.versioned_key_identifier) : json(nullptr);
   json j{{"status", vault ? "enabled" : "disabled"},
          {"keyVaultProperties", props},
-         {"keySource", vault ? "Microsoft.KeyVault" : "cmkfs.local"},
+         {"keySource", key_source(k.provider)},
          {"formatVersion", st.super.format_version},
          {"cipher", "AES-256-GCM"},
          {"chunkSize", st.super.chunk_size},

@@ -57,7 +57,7 @@ class OfflineTree : public StoreTree {
   bool mounted() const override { return false; }
   std::string protection() override {
     const auto& kek = o_->store->kek;
-    return kek.provider == keyclient::ProviderKind::kVault ? kek.versioned_key_identifier : "the local key file";
+    return kek.customer_managed() ? kek.versioned_key_identifier : "the local key file";
   }
 
  private:

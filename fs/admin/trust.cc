@@ -18,8 +18,9 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
   if (!o.local_key_file.empty()) {
     settings.key_file = std::filesystem::absolute(o.local_key_file).string();
   } else {
-    if (o.vault.identity.empty()) return Status::InvalidArgument("--identity CLIENT_ID or [system] is required");
-    settings = vault_kek(o.vault);
+    auto kek = customer_kek(o.vault);
+    if (!kek.ok()) return kek.status();
+    settings = std::move(*kek);
   }
   auto st = open_store(o.store, /*exclusive=*/false, /*read_only=*/false);
   if (!st.ok()) return st.status();
@@ -49,7 +50,7 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
   if (!unlocked.ok()) {
     return Status(unlocked.status().code(), "cannot bind the store: " + unlocked.status().message());
   }
-  settings.versioned_key_identifier = settings.provider == keyclient::ProviderKind::kVault ? unlocked->wrapped.key_id : "";
+  settings.versioned_key_identifier = settings.customer_managed() ? unlocked->wrapped.key_id : "";
   settings.last_rotation = store.kek.last_rotation;
   // The store's copy of the settings follows the host's (it is what `encryption show` prints).
   if (!store.kek.differences(settings).empty()) {
@@ -72,7 +73,7 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
   auto fp = crypto::dek_fingerprint(unlocked->dek);
   out << "store " << to_hex(store.super.store_id) << " (" << store.paths.root << ") is bound to this host in "
       << binding_path(store.super.store_id) << "\n"
-      << "  key:         " << (settings.provider == keyclient::ProviderKind::kVault ? unlocked->wrapped.key_id : settings.key_file)
+      << "  key:         " << (settings.customer_managed() ? unlocked->wrapped.key_id : settings.key_file)
       << "\n  fingerprint: " << (fp.ok() ? *fp : "?") << (first ? " (first binding: compare it with the host the store came from)" : " (unchanged)")
       << "\n";
   return Status::Ok();

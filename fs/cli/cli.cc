@@ -60,10 +60,11 @@ std::string format_duration(std::chrono::milliseconds d) {
 
 void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
   auto* kek = cmd->add_option("--key-encryption-key", v->key_encryption_key,
-                              "Vault key id https://VAULT/keys/NAME[/VERSION]; without a version the latest "
-                              "version is followed (automatic rotation)");
+                              "Vault key id https://VAULT/keys/NAME[/VERSION], or an HSM key "
+                              "'pkcs11:token=T;object=LABEL[;id=%NN]?module-path=PATH&pin-source=file:PATH'; "
+                              "without a version (id) the latest is followed (automatic rotation)");
   if (key_required) kek->required();
-  cmd->add_option("--identity", v->identity, "Managed identity client id, or [system]");
+  cmd->add_option("--identity", v->identity, "Vault key: managed identity client id, or [system]");
   cmd->add_option("--identity-endpoint", v->identity_endpoint,
                   "IMDS-compatible token endpoint (default " + std::string(keyclient::kAzureImdsEndpoint) + ")");
   cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");

@@ -29,12 +29,13 @@ int main(int argc, char** argv) {
   Status s;
   switch (cmd.kind) {
     case Command::Kind::kInit:
-      if (cmd.init.kek.provider == keyclient::ProviderKind::kVault) {
-        if (cmd.vault.identity.empty()) {
-          std::cerr << "cmkfs: a vault key needs --identity CLIENT_ID or [system]\n";
+      if (cmd.init.kek.customer_managed()) {
+        auto kek = customer_kek(cmd.vault);
+        if (!kek.ok()) {
+          std::cerr << "cmkfs: " << kek.status().message() << "\n";
           return kExitUsage;
         }
-        cmd.init.kek = vault_kek(cmd.vault);
+        cmd.init.kek = std::move(*kek);
       }
       s = init_store(cmd.init, std::cout);
       break;

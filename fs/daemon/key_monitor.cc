@@ -288,7 +288,7 @@ void KeyMonitor::publish_status() {
   nlohmann::json j{{"state", to_string(state_)},
                    {"since", unix_seconds(state_since_)},
                    {"lastSuccessfulCheck", unix_seconds(last_success_wall_)},
-                   {"keyIdentifier", k.provider == keyclient::ProviderKind::kVault ? k.key_identifier : k.key_file},
+                   {"keyIdentifier", k.customer_managed() ? k.key_identifier : k.key_file},
                    {"versionedKeyIdentifier", k.versioned_key_identifier},
                    {"mountpoint", mountpoint_},
                    {"pid", ::getpid()},

@@ -132,7 +132,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   AuditLog(opts.audit_log.empty() ? default_audit_path(sb.store_id) : opts.audit_log, to_hex(sb.store_id))
       .record("wrap", wrapped.ok() ? wrapped->key_id : kek.key_identifier, wrapped.ok() ? "ok" : "failed", {{"reason", "init"}});
   if (!wrapped.ok()) return wrapped.status();
-  if (kek.provider == keyclient::ProviderKind::kVault) kek.versioned_key_identifier = wrapped->key_id;
+  if (kek.customer_managed()) kek.versioned_key_identifier = wrapped->key_id;
   sb.kek = kek.to_json();
   auto keys = crypto::derive_store_keys(*dek);
   if (!keys.ok()) return keys.status();
@@ -173,7 +173,8 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
     out << "  key:        local key file " << kek.key_file << (created_key_file ? " (created, mode 0600)" : "")
         << "\n  keep the key file safe and outside the store: without it the data cannot be read\n";
   } else {
-    out << "  key:        " << kek.versioned_key_identifier << " (identity " << kek.identity << ")\n";
+    out << "  key:        " << kek.versioned_key_identifier
+        << (kek.identity.empty() ? "" : " (identity " + kek.identity + ")") << "\n";
   }
   done = true;
   return Status::Ok();

@@ -6,6 +6,7 @@
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
+#include "tests/support/lifecycle.h"
 #include "tests/support/lmdb_poke.h"
 #include "tests/support/test_util.h"
 #include "tests/support/vault_fixture.h"
@@ -15,68 +16,13 @@ namespace {
 
 using nlohmann::json;
 
-// Runs `probe` every 100 ms until it returns true or `seconds` pass.
-bool eventually(double seconds, const std::function<bool()>& probe) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (probe()) return true;
-    ::usleep(100000);
-  }
-  return probe();
-}
-
-int open_errno(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::close(fd);
-    return 0;
-  }
-  return errno;
-}
-
-int read_errno(int fd) {
-  char buf[16];
-  return ::pread(fd, buf, sizeof buf, 0) < 0 ? errno : 0;
-}
-
-class CmkTest : public VaultTest {
+class CmkTest : public Lifecycle<VaultTest> {
  protected:
   // A vault-key store, mounted with fast checks, holding one file; `held` is open on it.
   void mount_with_file(const std::string& key, const std::string& extra = "") {
     init_vault(key);
-    mount("--key-check-interval 500ms --audit-log " + dir + "/audit.jsonl " + extra);
-    write_file(at("f"), content);
-    held = ::open(at("f").c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(held, 0);
-    char buf[8];
-    ASSERT_EQ(::pread(held, buf, 8, 0), 8);  // its pages are in the kernel's cache now
+    Lifecycle<VaultTest>::mount_with_file(extra);
   }
-  void TearDown() override {
-    if (held >= 0) ::close(held);
-    VaultTest::TearDown();
-  }
-  // Two check intervals, plus slack for a loaded machine.
-  void expect_revoked() {
-    EXPECT_TRUE(eventually(3, [&] { return open_errno(at("f")) == EACCES; })) << read_file(log);
-    EXPECT_EQ(read_errno(held), EACCES);  // already open, pages were cached
-    struct stat st;
-    EXPECT_EQ(::stat(at("f").c_str(), &st), -1);
-    EXPECT_EQ(errno, EACCES);
-    EXPECT_EQ(::open(at("new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
-    EXPECT_EQ(errno, EACCES);
-    struct statvfs vfs;
-    EXPECT_EQ(::statvfs(mnt.c_str(), &vfs), 0);  // statfs and the root's attributes still answer
-    EXPECT_EQ(::stat(mnt.c_str(), &st), 0);
-    EXPECT_EQ(show()["liveKeyState"]["state"], "revoked");
-  }
-  void expect_serving() {
-    EXPECT_TRUE(eventually(3, [&] { return open_errno(at("f")) == 0; })) << read_file(log);
-    EXPECT_EQ(read_file(at("f")), content);
-    EXPECT_EQ(read_errno(held), 0);
-    EXPECT_EQ(show()["liveKeyState"]["state"], "available");
-  }
-
-  std::string content = std::string(200000, 'c') + "end";
-  int held = -1;
 };
 
 TEST_F(CmkTest, InitWithAVaultKeyAndShowTheSeedShape) {

@@ -5,6 +5,7 @@
 // vault; every transition is in the audit log.
 #include <chrono>
 
+#include "tests/support/lifecycle.h"
 #include "tests/support/vault_fixture.h"
 
 namespace cmkfs::testing {
@@ -68,13 +69,6 @@ class VaultFaultTest : public VaultTest {
     auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
     auto j = nlohmann::json::parse(r.output, nullptr, false);
     return j.is_object() && j.contains("liveKeyState") ? j["liveKeyState"]["state"].get<std::string>() : "";
-  }
-  bool eventually(double seconds, const std::function<bool()>& probe) {
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (probe()) return true;
-      ::usleep(100000);
-    }
-    return probe();
   }
   // The slowest of `n` reads of the file, in ms: the key checks wait on the vault, requests never.
   long slowest_read(int n) {

@@ -15,6 +15,7 @@
 #include <signal.h>
 
 #include <array>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -164,6 +165,11 @@ class MountTest : public ::testing::Test {
     mount();
   }
   std::string at(const std::string& rel) const { return mnt + "/" + rel; }
+  nlohmann::json show() {
+    auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
+    EXPECT_EQ(r.rc, 0) << r.output;
+    return nlohmann::json::parse(r.output, nullptr, false);
+  }
 
   // Every file in the backing store, for tampering and plaintext scans.
   std::vector<std::string> store_files() const {

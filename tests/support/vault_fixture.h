@@ -73,11 +73,6 @@ class VaultTest : public MountTest {
     auto r = run(cmkfs_binary() + " init " + store + vault_flags(key) + " " + extra);
     ASSERT_EQ(r.rc, 0) << r.output;
   }
-  nlohmann::json show() {
-    auto r = run(cmkfs_binary() + " encryption show " + store + " 2>/dev/null");
-    EXPECT_EQ(r.rc, 0) << r.output;
-    return nlohmann::json::parse(r.output, nullptr, false);
-  }
   // Lines of the vault's audit log with this operation (wrapKey, unwrapKey, token, ...).
   int vault_calls(const std::string& op) {
     std::istringstream in(read_file(vault_dir + "/audit.log"));

@@ -1,0 +1,394 @@
+// A key in an HSM, reached through its PKCS#11 module. An AES-256 key wraps the DEK with
+// CKM_AES_KEY_WRAP_PAD (RFC 5649); an RSA key pair with CKM_RSA_PKCS_OAEP, SHA-256 where the token
+// offers it, else SHA-1 (SoftHSM 2.6), the choice recorded with the wrapped key. The DEK enters the
+// token as a session object only for the wrap; unwrapping makes an extractable session object that
+// is read and destroyed at once.
+//
+// Versions are key objects with the same label and different CKA_IDs: without an id the URI
+// follows the highest (rotation = a newer object), with one it pins that object.
+//
+// One session per provider, logged in once and reused for every check; a new one (and a new
+// login) only when the module says the old one is gone. The PIN is read from its file for each
+// login, never kept, and never tried when the token says one more failure would lock it.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "keyclient/keyclient.h"
+#include "keyclient/pkcs11_module.h"
+#include "keyclient/pkcs11_uri.h"
+
+namespace cmkfs::keyclient {
+namespace {
+
+constexpr const char* kAesAlg = "AES-KWP";
+constexpr const char* kOaep256 = "RSA-OAEP-256";
+constexpr const char* kOaep1 = "RSA-OAEP";
+constexpr size_t kMaxPin = 256;
+constexpr size_t kMaxIdBytes = 256;
+constexpr CK_ULONG kMaxSlots = 64;
+constexpr CK_ULONG kMaxObjects = 64;
+
+Result<crypto::SecretBytes> read_pin(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Status(errno == ENOENT ? ENOKEY : EACCES, "cannot open the PIN file " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument("the PIN file " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    return Status::AccessDenied("the PIN file " + path + " is accessible by group or others; run: chmod 600 " + path);
+  }
+  crypto::SecretBytes buf(kMaxPin + 1);
+  ssize_t n = ::read(fd, buf.data(), buf.size());
+  ::close(fd);
+  if (n < 0 || size_t(n) > kMaxPin) return Status::InvalidArgument("the PIN file " + path + " is not a PIN");
+  size_t len = size_t(n);
+  while (len > 0 && (buf.data()[len - 1] == '\n' || buf.data()[len - 1] == '\r')) --len;
+  if (len == 0) return Status::InvalidArgument("the PIN file " + path + " is empty");
+  crypto::SecretBytes pin(len);
+  std::memcpy(pin.data(), buf.data(), len);
+  return pin;
+}
+
+// A blank-padded CK_UTF8CHAR field of token info, without its padding.
+template <size_t N>
+std::string field(const CK_UTF8CHAR (&f)[N]) {
+  std::string s(reinterpret_cast<const char*>(f), N);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+// CKA_IDs compared as unsigned big-endian numbers: 0x0a after 0x09, 0x0100 after 0xff.
+bool id_less(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  auto strip = [](const std::vector<uint8_t>& v) {
+    auto it = std::find_if(v.begin(), v.end(), [](uint8_t c) { return c != 0; });
+    return std::vector<uint8_t>(it, v.end());
+  };
+  auto x = strip(a), y = strip(b);
+  if (x.size() != y.size()) return x.size() < y.size();
+  return x != y ? x < y : a.size() < b.size();
+}
+
+struct KeyObject {
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  CK_OBJECT_CLASS cls = 0;
+  CK_KEY_TYPE type = 0;
+  std::vector<uint8_t> id;
+};
+
+class Pkcs11Provider : public KeyProvider {
+ public:
+  Pkcs11Provider(Pkcs11Uri uri, CK_FUNCTION_LIST* f) : uri_(std::move(uri)), f_(f) {}
+  ~Pkcs11Provider() override {
+    if (session_ != CK_INVALID_HANDLE) f_->C_CloseSession(session_);
+  }
+
+  Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
+    return in_session<WrappedKey>([&]() -> Result<WrappedKey> {
+      auto key = choose(uri_.id);
+      if (!key.ok()) return key.status();
+      return wrap_with(*key, dek);
+    });
+  }
+
+  Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {
+    if (w.provider != ProviderKind::kPkcs11) return Status::InvalidArgument("the data key was not wrapped by a PKCS#11 key");
+    auto by = Pkcs11Uri::parse(w.key_id);
+    if (!by.ok() || !by->id) return Status::Corruption("the wrapped data key names no PKCS#11 key version: " + w.key_id);
+    if (!by->same_key(uri_)) return Status(EKEYREJECTED, "the data key was wrapped by another PKCS#11 key: " + w.key_id);
+    return in_session<crypto::SecretBytes>([&]() -> Result<crypto::SecretBytes> {
+      auto key = choose(by->id);
+      if (!key.ok()) return key.status();
+      return unwrap_with(*key, w);
+    });
+  }
+
+  Result<std::string> current_key_id() override {
+    return in_session<std::string>([&]() -> Result<std::string> {
+      auto key = choose(uri_.id);
+      if (!key.ok()) return key.status();
+      return uri_.with_id(key->id).str();
+    });
+  }
+
+  bool revocable() const override { return true; }
+
+  Status validate() override {
+    auto checked = in_session<bool>([&]() -> Result<bool> {
+      auto key = choose(uri_.id);
+      if (!key.ok()) return key.status();
+      if (key->type == CKK_AES) {
+        auto len = ulong_attribute(key->handle, CKA_VALUE_LEN);
+        if (len.ok() && *len != crypto::kKeySize) {
+          return Status(EKEYREJECTED, "the token's AES key " + uri_.object + " is not 256 bits");
+        }
+      } else {
+        auto pub = public_key(*key);
+        if (!pub.ok()) return pub.status();
+        auto bits = ulong_attribute(*pub, CKA_MODULUS_BITS);
+        if (bits.ok() && *bits < 2048) return Status(EKEYREJECTED, "the token's RSA key " + uri_.object + " has fewer than 2048 bits");
+      }
+      return true;
+    });
+    if (!checked.ok()) return checked.status();
+    // Prove wrap and unwrap with a throwaway key.
+    auto probe = crypto::random_key();
+    if (!probe.ok()) return probe.status();
+    auto w = wrap(*probe);
+    if (!w.ok()) return w.status();
+    auto back = unwrap(*w);
+    if (!back.ok()) return back.status();
+    if (!crypto::equal_constant_time(back->bytes(), probe->bytes())) {
+      return Status(EKEYREJECTED, "the token's unwrap does not give back what it wrapped");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // Runs `op` in the session, opening (and logging in) first if needed; once more in a new
+  // session when the module says the old one is gone.
+  template <class T, class Op>
+  Result<T> in_session(Op op) {
+    std::lock_guard<std::mutex> g(mu_);
+    for (int attempt = 0;; ++attempt) {
+      lost_ = false;
+      if (session_ == CK_INVALID_HANDLE) {
+        Status s = open_session();
+        if (!s.ok()) return s;
+      }
+      Result<T> r = op();
+      if (r.ok() || !lost_ || attempt == 1) return r;
+      f_->C_CloseSession(session_);
+      session_ = CK_INVALID_HANDLE;
+    }
+  }
+
+  Status check(CK_RV rv, const std::string& what) {
+    if (rv == CKR_OK) return Status::Ok();
+    if (pkcs11_session_lost(rv)) lost_ = true;
+    return pkcs11_status(rv, what);
+  }
+
+  std::string token_name() const { return uri_.token.empty() ? "the token" : "token " + uri_.token; }
+
+  Status open_session() {
+    CK_ULONG n = 0;
+    CMKFS_RETURN_IF_ERROR(check(f_->C_GetSlotList(CK_TRUE, nullptr, &n), "cannot list the module's slots"));
+    std::vector<CK_SLOT_ID> slots(std::min(n, kMaxSlots));
+    n = slots.size();
+    if (n > 0) CMKFS_RETURN_IF_ERROR(check(f_->C_GetSlotList(CK_TRUE, slots.data(), &n), "cannot list the module's slots"));
+    slots.resize(std::min<CK_ULONG>(n, slots.size()));
+    std::optional<CK_SLOT_ID> found;
+    CK_TOKEN_INFO info{};
+    for (CK_SLOT_ID slot : slots) {
+      CK_TOKEN_INFO ti{};
+      if (f_->C_GetTokenInfo(slot, &ti) != CKR_OK || !(ti.flags & CKF_TOKEN_INITIALIZED)) continue;
+      if ((!uri_.token.empty() && field(ti.label) != uri_.token) ||
+          (!uri_.manufacturer.empty() && field(ti.manufacturerID) != uri_.manufacturer) ||
+          (!uri_.serial.empty() && field(ti.serialNumber) != uri_.serial) ||
+          (!uri_.model.empty() && field(ti.model) != uri_.model)) {
+        continue;
+      }
+      if (found) return Status::InvalidArgument("more than one token matches the pkcs11: URI; name it with token=");
+      found = slot;
+      info = ti;
+    }
+    if (!found) return Status(ENOKEY, token_name() + " is not present");
+    if (info.flags & CKF_USER_PIN_LOCKED) return Status(EACCES, token_name() + "'s user PIN is locked");
+    if (info.flags & CKF_USER_PIN_FINAL_TRY) {
+      return Status(EACCES, token_name() + " would lock its user PIN after one more wrong one; cmkfs does not try");
+    }
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CMKFS_RETURN_IF_ERROR(check(f_->C_OpenSession(*found, CKF_SERIAL_SESSION, nullptr, nullptr, &h),
+                                "cannot open a session with " + token_name()));
+    auto pin = read_pin(uri_.pin_source);
+    if (!pin.ok()) {
+      f_->C_CloseSession(h);
+      return pin.status();
+    }
+    CK_RV rv = f_->C_Login(h, CKU_USER, pin->data(), pin->size());
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+      f_->C_CloseSession(h);
+      return pkcs11_status(rv, token_name() + " refused the PIN in " + uri_.pin_source);
+    }
+    session_ = h;
+    return Status::Ok();
+  }
+
+  Result<std::vector<uint8_t>> bytes_attribute(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, size_t max) {
+    CK_ATTRIBUTE a{type, nullptr, 0};
+    CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > max) {
+      return Status(EBADMSG, "the token gave a key attribute of a bad size");
+    }
+    std::vector<uint8_t> v(a.ulValueLen);
+    a.pValue = v.data();
+    CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    v.resize(std::min<CK_ULONG>(a.ulValueLen, v.size()));
+    return v;
+  }
+
+  Result<CK_ULONG> ulong_attribute(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
+    CK_ULONG v = 0;
+    CK_ATTRIBUTE a{type, &v, sizeof v};
+    CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    return v;
+  }
+
+  Result<std::vector<CK_OBJECT_HANDLE>> find(std::vector<CK_ATTRIBUTE> tmpl) {
+    CMKFS_RETURN_IF_ERROR(check(f_->C_FindObjectsInit(session_, tmpl.data(), tmpl.size()), "cannot search the token"));
+    std::vector<CK_OBJECT_HANDLE> found(kMaxObjects);
+    CK_ULONG n = 0;
+    Status s = check(f_->C_FindObjects(session_, found.data(), found.size(), &n), "cannot search the token");
+    f_->C_FindObjectsFinal(session_);
+    if (!s.ok()) return s;
+    found.resize(std::min<CK_ULONG>(n, found.size()));
+    return found;
+  }
+
+  // The key labelled uri_.object that unwraps: with CKA_ID `id`, or the highest CKA_ID.
+  Result<KeyObject> choose(const std::optional<std::vector<uint8_t>>& id) {
+    std::vector<CK_ATTRIBUTE> tmpl{{CKA_LABEL, const_cast<char*>(uri_.object.data()), uri_.object.size()}};
+    if (id) tmpl.push_back({CKA_ID, const_cast<uint8_t*>(id->data()), id->size()});
+    auto handles = find(tmpl);
+    if (!handles.ok()) return handles.status();
+    std::optional<KeyObject> best;
+    for (CK_OBJECT_HANDLE h : *handles) {
+      KeyObject k{h, 0, 0, {}};
+      auto cls = ulong_attribute(h, CKA_CLASS);
+      if (!cls.ok()) return cls.status();
+      k.cls = *cls;
+      bool secret = k.cls == CKO_SECRET_KEY && uri_.type != "private";
+      bool priv = k.cls == CKO_PRIVATE_KEY && uri_.type != "secret";
+      if (!secret && !priv) continue;
+      auto type = ulong_attribute(h, CKA_KEY_TYPE);
+      if (!type.ok()) return type.status();
+      k.type = *type;
+      if ((secret && k.type != CKK_AES) || (priv && k.type != CKK_RSA)) continue;
+      auto kid = bytes_attribute(h, CKA_ID, kMaxIdBytes);
+      if (!kid.ok()) return kid.status();
+      k.id = std::move(*kid);
+      if (k.id.empty()) continue;  // a version is named by its CKA_ID
+      if (!best || id_less(best->id, k.id)) best = std::move(k);
+    }
+    if (!best) {
+      return Status(ENOKEY, "no AES or RSA key labelled '" + uri_.object + "'" +
+                                (id ? " with the id in " + uri_.with_id(*id).str() : std::string()) + " on " +
+                                token_name());
+    }
+    return *best;
+  }
+
+  Result<CK_OBJECT_HANDLE> public_key(const KeyObject& priv) {
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    auto handles = find({{CKA_CLASS, &cls, sizeof cls},
+                         {CKA_LABEL, const_cast<char*>(uri_.object.data()), uri_.object.size()},
+                         {CKA_ID, const_cast<uint8_t*>(priv.id.data()), priv.id.size()}});
+    if (!handles.ok()) return handles.status();
+    if (handles->empty()) return Status(ENOKEY, "the RSA key '" + uri_.object + "' has no public key object on " + token_name());
+    return handles->front();
+  }
+
+  // The mechanism for `alg`; OAEP's parameters live in `oaep`.
+  static CK_MECHANISM mechanism(const std::string& alg, CK_RSA_PKCS_OAEP_PARAMS& oaep) {
+    if (alg == kAesAlg) return {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+    bool sha256 = alg == kOaep256;
+    oaep = {sha256 ? CKM_SHA256 : CKM_SHA_1, sha256 ? CKG_MGF1_SHA256 : CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, nullptr, 0};
+    return {CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
+  }
+
+  Result<WrappedKey> wrap_with(const KeyObject& key, const crypto::SecretBytes& dek) {
+    CK_OBJECT_HANDLE wrapping = key.handle;
+    if (key.cls == CKO_PRIVATE_KEY) {
+      auto pub = public_key(key);
+      if (!pub.ok()) return pub.status();
+      wrapping = *pub;
+    }
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+    std::vector<CK_ATTRIBUTE> tmpl{{CKA_CLASS, &cls, sizeof cls},      {CKA_KEY_TYPE, &type, sizeof type},
+                                   {CKA_TOKEN, &no, sizeof no},        {CKA_SENSITIVE, &no, sizeof no},
+                                   {CKA_EXTRACTABLE, &yes, sizeof yes}, {CKA_VALUE, const_cast<uint8_t*>(dek.data()), dek.size()}};
+    CK_OBJECT_HANDLE tmp = CK_INVALID_HANDLE;
+    CMKFS_RETURN_IF_ERROR(check(f_->C_CreateObject(session_, tmpl.data(), tmpl.size(), &tmp), "the token did not take the key to wrap"));
+    std::vector<std::string> algs = key.cls == CKO_SECRET_KEY ? std::vector<std::string>{kAesAlg}
+                                                              : std::vector<std::string>{kOaep256, kOaep1};
+    Result<WrappedKey> out = Status(EAGAIN, "not wrapped");
+    for (const std::string& alg : algs) {
+      CK_RSA_PKCS_OAEP_PARAMS oaep{};
+      CK_MECHANISM mech = mechanism(alg, oaep);
+      std::vector<uint8_t> blob(1024);
+      CK_ULONG len = blob.size();
+      CK_RV rv = f_->C_WrapKey(session_, &mech, wrapping, tmp, blob.data(), &len);
+      // SoftHSM 2.6 offers OAEP with SHA-1 only; SHA-256 is tried first.
+      if ((rv == CKR_MECHANISM_PARAM_INVALID || rv == CKR_ARGUMENTS_BAD) && alg == kOaep256) continue;
+      Status s = check(rv, "the token did not wrap the data key with " + uri_.object);
+      if (s.ok() && (len == 0 || len > blob.size())) s = Status(EBADMSG, "the token wrapped the data key into nothing");
+      if (!s.ok()) {
+        out = s;
+        break;
+      }
+      blob.resize(len);
+      out = WrappedKey{ProviderKind::kPkcs11, uri_.with_id(key.id).str(), alg, std::move(blob)};
+      break;
+    }
+    f_->C_DestroyObject(session_, tmp);
+    return out;
+  }
+
+  Result<crypto::SecretBytes> unwrap_with(const KeyObject& key, const WrappedKey& w) {
+    if ((key.cls == CKO_SECRET_KEY) != (w.alg == kAesAlg) || (w.alg != kAesAlg && w.alg != kOaep256 && w.alg != kOaep1)) {
+      return Status(EKEYREJECTED, "the data key was wrapped with " + w.alg + ", which " + uri_.object + " does not do");
+    }
+    CK_RSA_PKCS_OAEP_PARAMS oaep{};
+    CK_MECHANISM mech = mechanism(w.alg, oaep);
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+    std::vector<CK_ATTRIBUTE> tmpl{{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
+                                   {CKA_TOKEN, &no, sizeof no},   {CKA_SENSITIVE, &no, sizeof no},
+                                   {CKA_EXTRACTABLE, &yes, sizeof yes}};
+    CK_OBJECT_HANDLE out = CK_INVALID_HANDLE;
+    CMKFS_RETURN_IF_ERROR(check(f_->C_UnwrapKey(session_, &mech, key.handle, const_cast<uint8_t*>(w.blob.data()),
+                                                w.blob.size(), tmpl.data(), tmpl.size(), &out),
+                                "the token did not unwrap the data key with " + uri_.with_id(key.id).str()));
+    crypto::SecretBytes dek(crypto::kKeySize);
+    CK_ATTRIBUTE value{CKA_VALUE, nullptr, 0};
+    CK_RV rv = f_->C_GetAttributeValue(session_, out, &value, 1);
+    if (rv == CKR_OK && value.ulValueLen == dek.size()) {
+      value.pValue = dek.data();
+      rv = f_->C_GetAttributeValue(session_, out, &value, 1);
+    } else if (rv == CKR_OK) {
+      rv = CKR_WRAPPED_KEY_LEN_RANGE;
+    }
+    f_->C_DestroyObject(session_, out);
+    CMKFS_RETURN_IF_ERROR(check(rv, "the token unwrapped something that is not a data key"));
+    return dek;
+  }
+
+  Pkcs11Uri uri_;
+  CK_FUNCTION_LIST* f_;
+  std::mutex mu_;
+  CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
+  bool lost_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KeyProvider>> make_pkcs11_provider(const KekConfig& config) {
+  auto uri = Pkcs11Uri::parse(config.key_identifier);
+  if (!uri.ok()) return uri.status();
+  auto module = load_pkcs11_module(uri->module_path);
+  if (!module.ok()) return module.status();
+  return std::unique_ptr<KeyProvider>(new Pkcs11Provider(std::move(*uri), *module));
+}
+
+}  // namespace cmkfs::keyclient

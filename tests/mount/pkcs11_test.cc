@@ -1,0 +1,239 @@
+// A customer-managed key in an HSM over PKCS#11 (SoftHSM2), through a real mount: init, round
+// trip, automatic and manual rotation, revocation (unwrap usage taken away, the key deleted, the
+// token pulled and its PIN changed) and restore without a remount, an HSM outage within and past
+// the offline grace, and what init refuses. The module cmkfs loads is a shim in front of SoftHSM
+// (tests/support/pkcs11_shim.cc) that can fail on demand.
+#include <algorithm>
+
+#include "tests/support/lifecycle.h"
+
+namespace cmkfs::testing {
+namespace {
+
+constexpr const char* kSoftHsm = "/usr/lib/softhsm/libsofthsm2.so";
+constexpr const char* kPin = "hsm-user-pin-7d3c91";
+
+class Pkcs11Test : public Lifecycle<MountTest> {
+ protected:
+  void SetUp() override {
+    Lifecycle<MountTest>::SetUp();
+    hsm = dir + "/hsm";
+    stdfs::create_directories(hsm + "/tokens");
+    write_file(hsm + "/softhsm2.conf", "directories.tokendir = " + hsm + "/tokens\nobjectstore.backend = file\n"
+                                       "log.level = ERROR\n");
+    ::setenv("SOFTHSM2_CONF", (hsm + "/softhsm2.conf").c_str(), 1);
+    ::setenv("CMKFS_PKCS11_SHIM_TARGET", kSoftHsm, 1);
+    ::setenv("CMKFS_PKCS11_SHIM_STATE", (hsm + "/fault").c_str(), 1);
+    ::setenv("CMKFS_PKCS11_SHIM_LOGINS", (hsm + "/logins").c_str(), 1);
+    auto r = run("softhsm2-util --init-token --free --label T --so-pin so-pin-1 --pin " + std::string(kPin));
+    ASSERT_EQ(r.rc, 0) << r.output;
+    pin_file = hsm + "/pin";
+    write_file(pin_file, std::string(kPin) + "\n");
+    ::chmod(pin_file.c_str(), 0600);
+  }
+
+  // What the HSM's administrator does (tests/support/pkcs11_admin.cc), on SoftHSM itself.
+  void admin(const std::string& args, const std::string& pin = kPin) {
+    auto r = run(std::string(PKCS11_ADMIN) + " " + kSoftHsm + " T " + pin + " " + args);
+    ASSERT_EQ(r.rc, 0) << args << ": " << r.output;
+  }
+  void fault(const std::string& what) { write_file(hsm + "/fault", what); }
+
+  std::string uri(const std::string& object = "cmk", const std::string& id = "") const {
+    return "'pkcs11:token=T;object=" + object + (id.empty() ? "" : ";id=%" + id) +
+           "?module-path=" + PKCS11_SHIM + "&pin-source=file:" + pin_file + "'";
+  }
+  CommandResult try_init(const std::string& key_uri) {
+    return run(cmkfs_binary() + " init " + store + " --key-encryption-key " + key_uri);
+  }
+  void init_hsm(const std::string& key_uri) {
+    auto r = try_init(key_uri);
+    ASSERT_EQ(r.rc, 0) << r.output;
+  }
+  std::string version() { return show()["keyVaultProperties"]["versionedKeyIdentifier"]; }
+  size_t logins() {
+    std::string l = read_file(hsm + "/logins");
+    return std::count(l.begin(), l.end(), '\n');
+  }
+
+  std::string hsm, pin_file;
+};
+
+TEST_F(Pkcs11Test, AnAesKeyWrapsTheDataKeyAndNothingSecretIsStoredOrLogged) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  auto j = show();
+  EXPECT_EQ(j["status"], "enabled");
+  EXPECT_EQ(j["keySource"], "PKCS#11");
+  EXPECT_EQ(j["keyVaultProperties"]["keyRotationEnabled"], true);
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
+  EXPECT_EQ(j["keyVaultProperties"]["identity"], nullptr);
+  size_t before = logins();
+  mount_with_file();
+  EXPECT_EQ(read_file(at("f")), content);
+  ::usleep(2000000);  // four key checks
+  EXPECT_EQ(logins() - before, 1u) << "one login for the mount, its session reused by every check";
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+  umount();
+  // The PIN is nowhere: not in the store, the host binding, the log or the audit log.
+  std::vector<std::string> files = store_files();
+  for (auto& e : stdfs::recursive_directory_iterator(host)) {
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  }
+  files.push_back(log);
+  files.push_back(dir + "/audit.jsonl");
+  for (const auto& f : files) {
+    std::string data = read_file(f);
+    EXPECT_EQ(data.find(kPin), std::string::npos) << f;
+    EXPECT_EQ(data.find(std::string(64, 'c')), std::string::npos) << f;
+  }
+  EXPECT_NE(audit().find("\"event\":\"unwrap\""), std::string::npos);
+}
+
+TEST_F(Pkcs11Test, AnRsaKeyPairWrapsWithOaep) {
+  admin("keygen-rsa cmk 01 2048");
+  init_hsm(uri());
+  mount_with_file();
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(Pkcs11Test, RevokedByTakingAwayUnwrapRestoredByGivingItBack) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file();
+  admin("usage cmk 01 off");
+  expect_revoked();
+  EXPECT_NE(read_file(log).find("CKR_KEY_FUNCTION_NOT_PERMITTED"), std::string::npos) << read_file(log);
+  admin("usage cmk 01 on");
+  expect_serving();
+  EXPECT_NE(audit().find("\"event\":\"revoke\""), std::string::npos);
+  EXPECT_NE(audit().find("\"event\":\"restore\""), std::string::npos);
+}
+
+TEST_F(Pkcs11Test, RevokedByDeletingTheKeyRestoredFromTheTokensBackup) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file();
+  auto r = run("cp -a " + hsm + "/tokens " + hsm + "/backup");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  admin("delete cmk 01");
+  expect_revoked();
+  r = run("cp -a " + hsm + "/backup/. " + hsm + "/tokens/");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  expect_serving();
+}
+
+TEST_F(Pkcs11Test, APulledTokenRevokesAndPuttingItBackRestores) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file();
+  fault("removed");
+  expect_revoked();
+  EXPECT_NE(read_file(log).find("token T is not present"), std::string::npos) << read_file(log);
+  fault("");  // its sessions were closed with it: the daemon logs in again
+  expect_serving();
+}
+
+// SoftHSM checks a PIN against what it read when the daemon loaded it, so a changed PIN is seen
+// at the next mount here (a real HSM checks it at the next login: after a pulled token).
+TEST_F(Pkcs11Test, AChangedPinRefusesTheMountAndThePinBackServesIt) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  admin("set-pin another-pin-5521");
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;  // kExitKey: the key is missing, wrong, or refused
+  EXPECT_NE(r.output.find("refused the PIN"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(kPin), std::string::npos) << r.output;
+  admin(std::string("set-pin ") + kPin, "another-pin-5521");
+  mount_with_file();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(Pkcs11Test, AnHsmOutageServesWithinTheGraceThenFailsClosedThenRecovers) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--offline-grace 5s");
+  fault("outage");
+  EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_TRUE(eventually(8, [&] { return open_errno(at("f")) == EACCES; }));
+  EXPECT_EQ(read_errno(held), EACCES);
+  EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
+  fault("");
+  expect_serving();
+}
+
+TEST_F(Pkcs11Test, WithoutAnIdTheHighestIdIsFollowed) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--rotation-poll-interval 1s");
+  admin("keygen-aes cmk 02");
+  EXPECT_TRUE(eventually(6, [&] { return version().find(";id=%02?") != std::string::npos; })) << read_file(log);
+  EXPECT_FALSE(show()["keyVaultProperties"]["lastKeyRotationTimestamp"].is_null());
+  admin("usage cmk 01 off");  // the old version can go
+  ::usleep(1200000);
+  EXPECT_EQ(read_file(at("f")), content);
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_NE(audit().find("\"event\":\"rotate\""), std::string::npos);
+}
+
+TEST_F(Pkcs11Test, AnIdPinsTheVersionUntilRotateKeyMovesIt) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri("cmk", "01"));
+  EXPECT_EQ(show()["keyVaultProperties"]["keyRotationEnabled"], false);
+  mount_with_file("--rotation-poll-interval 1s");
+  admin("keygen-aes cmk 02");
+  ::usleep(1500000);
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos);  // pinned: not followed
+  auto r = run(cmkfs_binary() + " encryption rotate-key " + store + " --key-encryption-key " + uri("cmk", "02"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(version().find(";id=%02?"), std::string::npos);
+  ::usleep(1200000);  // the mount follows within a check interval
+  admin("delete cmk 01");
+  ::usleep(1200000);
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_EQ(show()["liveKeyState"]["state"], "available");
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(Pkcs11Test, InitRefusesWhatItCannotTrustWithAClearError) {
+  admin("keygen-aes cmk 01");
+  admin("keygen-rsa small 01 1024");
+  auto refused = [&](const std::string& key_uri, const std::string& says) {
+    auto r = try_init(key_uri);
+    EXPECT_NE(r.rc, 0) << key_uri;
+    EXPECT_NE(r.output.find(says), std::string::npos) << key_uri << ": " << r.output;
+    EXPECT_FALSE(stdfs::exists(store)) << key_uri;
+  };
+  refused("'pkcs11:token=T;object=cmk?module-path=" + std::string(PKCS11_SHIM) + "&pin-value=1234'", "pin-source=file:");
+  refused("'pkcs11:token=T;object=cmk?module-path=libsofthsm2.so&pin-source=file:" + pin_file + "'", "absolute path");
+  refused("'pkcs11:token=T;object=cmk;slot-id=3?module-path=" + std::string(PKCS11_SHIM) + "&pin-source=file:" +
+              pin_file + "'",
+          "slot-id");
+  refused(uri("absent"), "no AES or RSA key labelled 'absent'");
+  refused(uri("small"), "fewer than 2048 bits");
+  ::chmod(pin_file.c_str(), 0644);
+  refused(uri(), "chmod 600");
+  ::chmod(pin_file.c_str(), 0600);
+  write_file(pin_file, "not-the-pin\n");
+  refused(uri(), "refused the PIN");
+  write_file(pin_file, kPin);
+  // A module anybody may replace is never loaded.
+  stdfs::create_directories(dir + "/open");
+  stdfs::copy_file(PKCS11_SHIM, dir + "/open/shim.so");
+  ::chmod((dir + "/open").c_str(), 0777);
+  refused("'pkcs11:token=T;object=cmk?module-path=" + dir + "/open/shim.so&pin-source=file:" + pin_file + "'",
+          "may be written by group or others");
+  init_hsm(uri());
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
