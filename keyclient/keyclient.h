@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -26,9 +27,10 @@ bool is_definitive_refusal(const Status& s);
 // The Azure instance metadata service's token endpoint: the default identity endpoint.
 inline constexpr const char* kAzureImdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
 
-// Where a KEK lives. Stored by name ("local", "vault", "pkcs11") in the superblock and wrapped
-// keys. Every kind but the local one is a customer-managed key: versioned, revocable, monitored.
-enum class ProviderKind { kLocal, kVault, kPkcs11 };
+// Where a KEK lives. Stored by name ("local", "vault", "pkcs11", "kms2") in the superblock and
+// wrapped keys. Every kind but the local one is a customer-managed key: versioned, revocable,
+// monitored.
+enum class ProviderKind { kLocal, kVault, kPkcs11, kKms2 };
 const char* to_string(ProviderKind k);
 std::optional<ProviderKind> provider_kind(std::string_view name);
 
@@ -38,6 +40,7 @@ struct WrappedKey {
   std::string key_id;  // what wrapped it: a versioned key id (vault, pkcs11: URI with id), or the local key's id
   std::string alg;     // "A256GCM" (local), "RSA-OAEP-256" (vault), "AES-KWP", "RSA-OAEP-256" or "RSA-OAEP" (pkcs11)
   std::vector<uint8_t> blob;
+  std::map<std::string, std::vector<uint8_t>> annotations;  // kms2: what Encrypt returned, for Decrypt
 
   std::string to_json() const;
   static Result<WrappedKey> from_json(std::string_view json);  // EIO when malformed
@@ -47,9 +50,10 @@ struct WrappedKey {
 struct KekConfig {
   ProviderKind provider = ProviderKind::kLocal;
   std::string key_file;  // local: path of the key file
-  // vault and pkcs11:
-  std::string key_identifier;            // as given: without a version (pkcs11: id) => automatic rotation
-  std::string versioned_key_identifier;  // the version that wraps the DEK now
+  // vault, pkcs11 and kms2:
+  std::string key_identifier;            // as given: without a version (pkcs11: id) => automatic rotation;
+                                         // kms2: the plugin's endpoint, always following its Status
+  std::string versioned_key_identifier;  // the version that wraps the DEK now (kms2: the plugin's key_id)
   int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
   // vault only:
   std::string identity;                  // managed identity client id, or "[system]"
@@ -85,6 +89,9 @@ class KeyProvider {
 
 // The local KEK file: created with mode 0600, refused when group or others can read it.
 Status create_local_key_file(const std::string& path);  // EEXIST if it exists
+
+// The socket of a KMS v2 plugin endpoint, kms2:///path/to/plugin.sock; EINVAL otherwise.
+Result<std::string> kms2_socket_path(const std::string& endpoint);
 
 // Builds the provider `config` describes, bound to one store (local wraps carry the store id).
 // `timeout_seconds` bounds each request to a vault (and its identity endpoint).

@@ -64,7 +64,7 @@ class LocalProvider : public KeyProvider {
   }
 
   Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
-    WrappedKey w{ProviderKind::kLocal, key_id_, std::string(kAlg), {}};
+    WrappedKey w{ProviderKind::kLocal, key_id_, std::string(kAlg), {}, {}};
     w.blob.resize(crypto::kNonceSize + dek.size() + crypto::kTagSize);
     crypto::MutableBytes b(w.blob);
     CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
@@ -144,6 +144,7 @@ Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config
 
 Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config, double timeout_seconds);
 Result<std::unique_ptr<KeyProvider>> make_pkcs11_provider(const KekConfig& config);
+Result<std::unique_ptr<KeyProvider>> make_kms2_provider(const KekConfig& config, double timeout_seconds);
 
 Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, const Id128& store_id,
                                                    double timeout_seconds) {
@@ -151,6 +152,7 @@ Result<std::unique_ptr<KeyProvider>> make_provider(const KekConfig& config, cons
     case ProviderKind::kLocal: return make_local_provider(config, store_id);
     case ProviderKind::kVault: return make_vault_provider(config, timeout_seconds);
     case ProviderKind::kPkcs11: return make_pkcs11_provider(config);
+    case ProviderKind::kKms2: return make_kms2_provider(config, timeout_seconds);
   }
   return Status::InvalidArgument("unknown key provider");
 }

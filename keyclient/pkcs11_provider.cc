@@ -337,7 +337,7 @@ class Pkcs11Provider : public KeyProvider {
         break;
       }
       blob.resize(len);
-      out = WrappedKey{ProviderKind::kPkcs11, uri_.with_id(key.id).str(), alg, std::move(blob)};
+      out = WrappedKey{ProviderKind::kPkcs11, uri_.with_id(key.id).str(), alg, std::move(blob), {}};
       break;
     }
     f_->C_DestroyObject(session_, tmp);

@@ -26,7 +26,7 @@ class VaultProvider : public KeyProvider {
     if (!wrapped_by || !wrapped_by->same_key(configured_) || wrapped_by->version.empty()) {
       return Status(EBADMSG, "key vault wrapped with a key other than the one configured: " + w->kid);
     }
-    return WrappedKey{ProviderKind::kVault, w->kid, kAlg, std::move(w->value)};
+    return WrappedKey{ProviderKind::kVault, w->kid, kAlg, std::move(w->value), {}};
   }
 
   Result<crypto::SecretBytes> unwrap(const WrappedKey& w) override {

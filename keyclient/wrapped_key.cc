@@ -18,19 +18,22 @@ const char* to_string(ProviderKind k) {
     case ProviderKind::kLocal: return "local";
     case ProviderKind::kVault: return "vault";
     case ProviderKind::kPkcs11: return "pkcs11";
+    case ProviderKind::kKms2: return "kms2";
   }
   return "unknown";
 }
 
 std::optional<ProviderKind> provider_kind(std::string_view name) {
-  for (auto k : {ProviderKind::kLocal, ProviderKind::kVault, ProviderKind::kPkcs11}) {
+  for (auto k : {ProviderKind::kLocal, ProviderKind::kVault, ProviderKind::kPkcs11, ProviderKind::kKms2}) {
     if (name == to_string(k)) return k;
   }
   return std::nullopt;
 }
 
 std::string WrappedKey::to_json() const {
-  return json{{"provider", to_string(provider)}, {"key_id", key_id}, {"alg", alg}, {"blob", to_hex(blob)}}.dump();
+  json j{{"provider", to_string(provider)}, {"key_id", key_id}, {"alg", alg}, {"blob", to_hex(blob)}};
+  for (const auto& [k, v] : annotations) j["annotations"][k] = to_hex(v);
+  return j.dump();
 }
 
 Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
@@ -38,10 +41,17 @@ Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
     json j = json::parse(text);
     auto kind = provider_kind(j.at("provider").get<std::string>());
     if (!kind) return Status::Corruption("wrapped data key: unknown key provider");
-    WrappedKey w{*kind, j.at("key_id"), j.at("alg"), {}};
+    WrappedKey w{*kind, j.at("key_id"), j.at("alg"), {}, {}};
     auto blob = from_hex(j.at("blob").get<std::string>());
     if (!blob) return Status::Corruption("wrapped data key: bad blob");
     w.blob = std::move(*blob);
+    if (j.contains("annotations")) {
+      for (const auto& [k, v] : j.at("annotations").items()) {
+        auto bytes = from_hex(v.get<std::string>());
+        if (!bytes) return Status::Corruption("wrapped data key: bad annotation");
+        w.annotations[k] = std::move(*bytes);
+      }
+    }
     return w;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("wrapped data key record is damaged: ") + e.what());
@@ -49,6 +59,7 @@ Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
 }
 
 bool KekConfig::rotation_enabled() const {
+  if (provider == ProviderKind::kKms2) return true;  // the plugin's Status names the key to use
   if (provider == ProviderKind::kPkcs11) {
     auto uri = Pkcs11Uri::parse(key_identifier);
     return uri.ok() && !uri->id;
@@ -71,7 +82,7 @@ std::string KekConfig::differences(const KekConfig& o) const {
   if (provider != o.provider) return out;
   if (provider == ProviderKind::kLocal) {
     differ("key file", key_file, o.key_file);
-  } else if (provider == ProviderKind::kPkcs11) {
+  } else if (provider == ProviderKind::kPkcs11 || provider == ProviderKind::kKms2) {
     differ("key identifier", key_identifier, o.key_identifier);
   } else {
     differ("key identifier", key_identifier, o.key_identifier);
@@ -84,6 +95,7 @@ std::string KekConfig::differences(const KekConfig& o) const {
 
 bool KekConfig::admits(const std::string& key_id) const {
   if (provider == ProviderKind::kLocal) return key_id.rfind("local:", 0) == 0;
+  if (provider == ProviderKind::kKms2) return !key_id.empty() && key_id.size() <= 1024;  // the plugin judges
   if (provider == ProviderKind::kPkcs11) {
     auto want = Pkcs11Uri::parse(key_identifier);
     auto got = Pkcs11Uri::parse(key_id);
@@ -100,7 +112,7 @@ std::string KekConfig::to_json() const {
   json j{{"provider", to_string(provider)}};
   if (provider == ProviderKind::kLocal) {
     j["key_file"] = key_file;
-  } else if (provider == ProviderKind::kPkcs11) {
+  } else if (provider == ProviderKind::kPkcs11 || provider == ProviderKind::kKms2) {
     j["key_identifier"] = key_identifier;
     j["versioned_key_identifier"] = versioned_key_identifier;
     j["last_rotation"] = last_rotation;
@@ -125,7 +137,7 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
     c.provider = *kind;
     if (c.provider == ProviderKind::kLocal) {
       c.key_file = j.at("key_file");
-    } else if (c.provider == ProviderKind::kPkcs11) {
+    } else if (c.provider == ProviderKind::kPkcs11 || c.provider == ProviderKind::kKms2) {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");
       c.last_rotation = j.value("last_rotation", int64_t{0});

@@ -14,10 +14,19 @@ namespace cmkfs::fs {
 
 Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {
   keyclient::KekConfig k;
-  if (keyclient::Pkcs11Uri::looks_like(v.key_encryption_key)) {
-    if (!v.identity.empty() || !v.identity_endpoint.empty() || !v.vault_ca.empty()) {
-      return Status::InvalidArgument("--identity, --identity-endpoint and --vault-ca apply to vault keys, not to a pkcs11: key");
-    }
+  bool pkcs11 = keyclient::Pkcs11Uri::looks_like(v.key_encryption_key);
+  bool kms2 = v.key_encryption_key.rfind("kms2:", 0) == 0;
+  if ((pkcs11 || kms2) && (!v.identity.empty() || !v.identity_endpoint.empty() || !v.vault_ca.empty())) {
+    return Status::InvalidArgument("--identity, --identity-endpoint and --vault-ca apply to vault keys only");
+  }
+  if (kms2) {
+    auto path = keyclient::kms2_socket_path(v.key_encryption_key);
+    if (!path.ok()) return path.status();
+    k.provider = keyclient::ProviderKind::kKms2;
+    k.key_identifier = "kms2://" + *path;
+    return k;
+  }
+  if (pkcs11) {
     auto uri = keyclient::Pkcs11Uri::parse(v.key_encryption_key);
     if (!uri.ok()) return uri.status();
     k.provider = keyclient::ProviderKind::kPkcs11;
@@ -120,7 +129,7 @@ Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out
     return Status::InvalidArgument("the store uses the local key; move it to a customer-managed key with cmkfs encryption enable");
   }
   // A vault key keeps the identity and endpoints in use unless new ones are given.
-  if (cur.provider == keyclient::ProviderKind::kVault && !keyclient::Pkcs11Uri::looks_like(v.key_encryption_key)) {
+  if (cur.provider == keyclient::ProviderKind::kVault && v.key_encryption_key.rfind("https:", 0) == 0) {
     if (v.identity.empty()) v.identity = cur.identity;
     if (v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
     if (v.vault_ca.empty()) v.vault_ca = cur.vault_ca;

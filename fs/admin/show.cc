@@ -17,6 +17,7 @@ const char* key_source(keyclient::ProviderKind k) {
   switch (k) {
     case keyclient::ProviderKind::kVault: return "Microsoft.KeyVault";
     case keyclient::ProviderKind::kPkcs11: return "PKCS#11";
+    case keyclient::ProviderKind::kKms2: return "KMSv2";
     case keyclient::ProviderKind::kLocal: break;
   }
   return "cmkfs.local";

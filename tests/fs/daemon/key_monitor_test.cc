@@ -44,7 +44,7 @@ class ScriptedProvider : public keyclient::KeyProvider {
   Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override {
     ++v_.wraps;
     if (Status s = refusal(); !s.ok()) return s;
-    keyclient::WrappedKey w{keyclient::ProviderKind::kVault, v_.latest, "test", {}};
+    keyclient::WrappedKey w{keyclient::ProviderKind::kVault, v_.latest, "test", {}, {}};
     w.blob.resize(crypto::kNonceSize + dek.size() + crypto::kTagSize);
     crypto::MutableBytes b(w.blob);
     CMKFS_RETURN_IF_ERROR(crypto::random_bytes(b.first(crypto::kNonceSize)));
