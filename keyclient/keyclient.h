@@ -55,9 +55,12 @@ struct KekConfig {
                                          // kms2: the plugin's endpoint, always following its Status
   std::string versioned_key_identifier;  // the version that wraps the DEK now (kms2: the plugin's key_id)
   int64_t last_rotation = 0;             // unix seconds of the last rewrap, 0 if never
-  // vault only:
-  std::string identity;                  // managed identity client id, or "[system]"
-  std::string identity_endpoint;         // IMDS-compatible token endpoint
+  // vault only: how its tokens are got (keyclient/credential.h)
+  std::string credential = "managed-identity";
+  std::string identity;                  // client id of the managed identity or app, or "[system]"
+  std::string identity_endpoint;         // managed identity: the token URL; Entra credentials: the authority host
+  std::string tenant_id;                 // Entra credentials
+  std::string credential_file;           // secret, certificate PEM, federated token or App Service header file
   std::string vault_ca;                  // CA file for the vault's TLS certificate, if not public
 
   bool customer_managed() const { return provider != ProviderKind::kLocal; }

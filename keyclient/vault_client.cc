@@ -22,20 +22,6 @@ int64_t now_seconds() {
 
 bool transient_status(long status) { return status == 429 || status == 408 || status >= 500; }
 
-std::string percent_encode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 // The error a non-2xx Key Vault reply stands for.
 Status classify(const HttpResponse& r, const std::string& what) {
   json j = json::parse(r.body, nullptr, false);
@@ -141,26 +127,15 @@ Result<HttpResponse> VaultClient::send_with_retries(const HttpRequest& req) {
 Result<std::string> VaultClient::token(const std::string& resource, bool refresh) {
   std::lock_guard<std::mutex> g(token_mu_);
   if (!refresh && resource == token_resource_ && !token_.empty() && now_seconds() < token_expires_ - 30) return token_;
-  std::string url = options_.identity_endpoint + "?api-version=2018-02-01&resource=" + percent_encode(resource);
-  if (!options_.identity.empty() && options_.identity != "[system]") url += "&client_id=" + percent_encode(options_.identity);
-  auto resp = send_with_retries({"GET", url, {{"Metadata", "true"}}, ""});
-  if (!resp.ok()) return Status(resp.status().code(), "identity endpoint unreachable: " + resp.status().message());
-  json j = json::parse(resp->body, nullptr, false);
-  if (resp->status != 200) {
-    std::string desc = j.is_object() ? j.value("error_description", resp->body) : resp->body;
-    if (resp->status == 400 || resp->status == 403) {
-      return Status(ENOKEY, "identity " + options_.identity + " is not known to the identity endpoint: " + desc);
-    }
-    return Status(EAGAIN, "identity endpoint: HTTP " + std::to_string(resp->status) + ": " + desc);
-  }
-  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string()) {
-    return Status(EBADMSG, "identity endpoint: malformed token reply");
-  }
-  token_ = j["access_token"];
+  auto req = token_request(options_.credential, resource);
+  if (!req.ok()) return req.status();
+  auto resp = send_with_retries(*req);
+  if (!resp.ok()) return Status(resp.status().code(), "token endpoint unreachable: " + resp.status().message());
+  auto t = parse_token_reply(options_.credential, *resp);
+  if (!t.ok()) return t.status();
+  token_ = std::move(t->token);
   token_resource_ = resource;
-  std::string expires = j.value("expires_on", "0");
-  token_expires_ = std::strtoll(expires.c_str(), nullptr, 10);
-  if (token_expires_ == 0) token_expires_ = now_seconds() + 300;
+  token_expires_ = t->expires_on;
   return token_;
 }
 

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "crypto/crypto.h"
+#include "keyclient/credential.h"
 #include "keyclient/http.h"
 
 namespace cmkfs::keyclient {
@@ -50,8 +51,7 @@ Status check_identity_endpoint(const std::string& url);
 bool challenge_resource_matches(const std::string& resource, const std::string& host);
 
 struct VaultClientOptions {
-  std::string identity;           // client id of a user-assigned identity, or "[system]"
-  std::string identity_endpoint;  // IMDS token URL
+  Credential credential;          // how tokens are got
   int max_attempts = 3;           // per call, for transient failures
   std::chrono::milliseconds first_backoff{200};
 };

@@ -98,11 +98,13 @@ Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config
   if (!id) {
     return Status::InvalidArgument("'" + config.key_identifier + "' is not a key identifier (https://VAULT/keys/NAME[/VERSION])");
   }
+  auto kind = credential_kind(config.credential);
+  if (!kind) return Status::InvalidArgument("unknown credential '" + config.credential + "'");
   if (config.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or [system]");
-  if (config.identity_endpoint.empty()) return Status::InvalidArgument("a vault key needs an identity endpoint");
-  CMKFS_RETURN_IF_ERROR(check_identity_endpoint(config.identity_endpoint));
+  Credential credential{*kind, config.identity, config.identity_endpoint, config.tenant_id, config.credential_file};
+  CMKFS_RETURN_IF_ERROR(credential.check());
   auto client = std::make_unique<VaultClient>(make_curl_transport({config.vault_ca, timeout_seconds}),
-                                              VaultClientOptions{config.identity, config.identity_endpoint});
+                                              VaultClientOptions{credential});
   return std::unique_ptr<KeyProvider>(new VaultProvider(std::move(*id), std::move(client)));
 }
 

@@ -86,8 +86,11 @@ std::string KekConfig::differences(const KekConfig& o) const {
     differ("key identifier", key_identifier, o.key_identifier);
   } else {
     differ("key identifier", key_identifier, o.key_identifier);
+    differ("credential", credential, o.credential);
     differ("identity", identity, o.identity);
     differ("identity endpoint", identity_endpoint, o.identity_endpoint);
+    differ("tenant", tenant_id, o.tenant_id);
+    differ("credential file", credential_file, o.credential_file);
     differ("vault CA", vault_ca, o.vault_ca);
   }
   return out;
@@ -121,6 +124,11 @@ std::string KekConfig::to_json() const {
     j["versioned_key_identifier"] = versioned_key_identifier;
     j["identity"] = identity;
     j["identity_endpoint"] = identity_endpoint;
+    if (credential != "managed-identity") {
+      j["credential"] = credential;
+      j["tenant_id"] = tenant_id;
+      j["credential_file"] = credential_file;
+    }
     j["vault_ca"] = vault_ca;
     j["last_rotation"] = last_rotation;
   }
@@ -146,6 +154,9 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
       c.versioned_key_identifier = j.at("versioned_key_identifier");
       c.identity = j.at("identity");
       c.identity_endpoint = j.at("identity_endpoint");
+      c.credential = j.value("credential", "managed-identity");
+      c.tenant_id = j.value("tenant_id", "");
+      c.credential_file = j.value("credential_file", "");
       c.vault_ca = j.value("vault_ca", "");
       c.last_rotation = j.value("last_rotation", int64_t{0});
     }

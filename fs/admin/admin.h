@@ -16,9 +16,19 @@ namespace cmkfs::fs {
 struct VaultKeyOptions {
   std::string key_encryption_key;  // https://VAULT/keys/NAME[/VERSION], or a pkcs11: URI
   // A vault key only:
-  std::string identity;            // client id, or [system]
-  std::string identity_endpoint;   // default: the Azure IMDS address
+  std::string credential;          // managed-identity (default), app-service, workload-identity, client-secret,
+                                   // client-certificate
+  std::string identity;            // client id of the identity or app, or [system]
+  std::string identity_endpoint;   // managed identity: default the Azure IMDS address
+  std::string authority_host;      // Entra credentials: default $AZURE_AUTHORITY_HOST, else login.microsoftonline.com
+  std::string tenant_id;           // Entra credentials: default $AZURE_TENANT_ID
+  std::string credential_file;     // the secret, certificate or federated token (default $AZURE_FEDERATED_TOKEN_FILE)
   std::string vault_ca;            // CA file for the vault's and identity endpoint's TLS
+
+  bool any_vault_option() const {
+    return !credential.empty() || !identity.empty() || !identity_endpoint.empty() || !authority_host.empty() ||
+           !tenant_id.empty() || !credential_file.empty() || !vault_ca.empty();
+  }
 };
 
 // The key settings the options describe: the provider named by the key identifier's scheme, a

@@ -8,6 +8,7 @@
 
 #include "crypto/base/hex.h"
 #include "fs/store/store.h"
+#include "keyclient/credential.h"
 #include "keyclient/pkcs11_uri.h"
 
 namespace cmkfs::fs {
@@ -16,8 +17,8 @@ Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {
   keyclient::KekConfig k;
   bool pkcs11 = keyclient::Pkcs11Uri::looks_like(v.key_encryption_key);
   bool kms2 = v.key_encryption_key.rfind("kms2:", 0) == 0;
-  if ((pkcs11 || kms2) && (!v.identity.empty() || !v.identity_endpoint.empty() || !v.vault_ca.empty())) {
-    return Status::InvalidArgument("--identity, --identity-endpoint and --vault-ca apply to vault keys only");
+  if ((pkcs11 || kms2) && v.any_vault_option()) {
+    return Status::InvalidArgument("--credential, --identity and the other identity options apply to vault keys only");
   }
   if (kms2) {
     auto path = keyclient::kms2_socket_path(v.key_encryption_key);
@@ -33,13 +34,47 @@ Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {
     k.key_identifier = uri->str();
     return k;
   }
-  if (v.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or '[system]'");
   k.provider = keyclient::ProviderKind::kVault;
   k.key_identifier = v.key_encryption_key;
   while (k.key_identifier.size() > 1 && k.key_identifier.back() == '/') k.key_identifier.pop_back();
-  k.identity = v.identity;
-  k.identity_endpoint = v.identity_endpoint.empty() ? keyclient::kAzureImdsEndpoint : v.identity_endpoint;
   k.vault_ca = v.vault_ca.empty() ? "" : std::filesystem::absolute(v.vault_ca).string();
+  auto kind = keyclient::credential_kind(v.credential.empty() ? "managed-identity" : v.credential);
+  if (!kind) {
+    return Status::InvalidArgument("--credential " + v.credential + ": one of managed-identity, app-service, "
+                                   "workload-identity, client-secret, client-certificate");
+  }
+  // What azure-identity reads from the environment, taken once here and pinned with the settings.
+  auto env = [](const char* name) { const char* e = std::getenv(name); return std::string(e ? e : ""); };
+  auto absolute = [](const std::string& p) { return p.empty() ? p : std::filesystem::absolute(p).string(); };
+  keyclient::Credential c{*kind, v.identity, v.identity_endpoint, v.tenant_id, absolute(v.credential_file)};
+  if (c.entra()) {
+    if (c.client_id.empty()) c.client_id = env("AZURE_CLIENT_ID");
+    if (c.tenant_id.empty()) c.tenant_id = env("AZURE_TENANT_ID");
+    c.endpoint = !v.authority_host.empty() ? v.authority_host : env("AZURE_AUTHORITY_HOST");
+    if (c.endpoint.empty()) c.endpoint = keyclient::kAzureAuthorityHost;
+    if (c.kind == keyclient::CredentialKind::kWorkloadIdentity && c.file.empty()) {
+      c.file = env("AZURE_FEDERATED_TOKEN_FILE");
+    }
+  } else {
+    if (!v.authority_host.empty() || !v.tenant_id.empty()) {
+      return Status::InvalidArgument("--authority-host and --tenant-id apply to Entra credentials (workload-identity, "
+                                     "client-secret, client-certificate)");
+    }
+    if (c.endpoint.empty()) {
+      c.endpoint = c.kind == keyclient::CredentialKind::kAppService ? env("IDENTITY_ENDPOINT") : keyclient::kAzureImdsEndpoint;
+    }
+  }
+  if (c.client_id.empty()) {
+    return Status::InvalidArgument(c.entra() ? "a vault key with " + std::string(keyclient::to_string(c.kind)) +
+                                                   " needs the app's client id: --identity CLIENT_ID (or AZURE_CLIENT_ID)"
+                                             : "a vault key needs --identity CLIENT_ID or '[system]'");
+  }
+  CMKFS_RETURN_IF_ERROR(c.check());
+  k.credential = keyclient::to_string(c.kind);
+  k.identity = c.client_id;
+  k.identity_endpoint = c.endpoint;
+  k.tenant_id = c.tenant_id;
+  k.credential_file = c.file;
   return k;
 }
 
@@ -130,8 +165,15 @@ Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out
   }
   // A vault key keeps the identity and endpoints in use unless new ones are given.
   if (cur.provider == keyclient::ProviderKind::kVault && v.key_encryption_key.rfind("https:", 0) == 0) {
-    if (v.identity.empty()) v.identity = cur.identity;
-    if (v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
+    if (v.credential.empty()) {  // the same credential, unless another is named
+      v.credential = cur.credential;
+      if (v.identity.empty()) v.identity = cur.identity;
+      bool entra = keyclient::credential_kind(cur.credential) >= keyclient::CredentialKind::kWorkloadIdentity;
+      if (entra && v.authority_host.empty()) v.authority_host = cur.identity_endpoint;
+      if (!entra && v.identity_endpoint.empty()) v.identity_endpoint = cur.identity_endpoint;
+      if (v.tenant_id.empty()) v.tenant_id = cur.tenant_id;
+      if (v.credential_file.empty()) v.credential_file = cur.credential_file;
+    }
     if (v.vault_ca.empty()) v.vault_ca = cur.vault_ca;
   }
   auto next = customer_kek(v);

@@ -33,7 +33,10 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   const keyclient::KekConfig& k = st.kek;
   bool vault = k.customer_managed();
   json props = json::object();
-  props["identity"] = k.provider == keyclient::ProviderKind::kVault ? json(k.identity) : json(nullptr);
+  bool azure = k.provider == keyclient::ProviderKind::kVault;
+  props["identity"] = azure ? json(k.identity) : json(nullptr);
+  props["credential"] = azure ? json(k.credential) : json(nullptr);
+  if (azure && !k.tenant_id.empty()) props["tenantId"] = k.tenant_id;
   props["keyIdentifier"] = vault ? json(k.key_identifier) : json(nullptr);
   props["keyRotationEnabled"] = vault ? json(k.rotation_enabled()) : json(nullptr);
   props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(k.last_rotation) : json(nullptr);

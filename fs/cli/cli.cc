@@ -64,9 +64,21 @@ void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
                               "'pkcs11:token=T;object=LABEL[;id=%NN]?module-path=PATH&pin-source=file:PATH'; "
                               "without a version (id) the latest is followed (automatic rotation)");
   if (key_required) kek->required();
-  cmd->add_option("--identity", v->identity, "Vault key: managed identity client id, or [system]");
+  cmd->add_option("--credential", v->credential,
+                  "Vault key: how to get its tokens: managed-identity (default), app-service, workload-identity, "
+                  "client-secret, client-certificate");
+  cmd->add_option("--identity", v->identity,
+                  "Vault key: client id of the managed identity or app, or [system] (workload identity: default "
+                  "$AZURE_CLIENT_ID)");
   cmd->add_option("--identity-endpoint", v->identity_endpoint,
-                  "IMDS-compatible token endpoint (default " + std::string(keyclient::kAzureImdsEndpoint) + ")");
+                  "Managed identity token endpoint (default " + std::string(keyclient::kAzureImdsEndpoint) +
+                      "; app-service: $IDENTITY_ENDPOINT)");
+  cmd->add_option("--authority-host", v->authority_host,
+                  "Entra credentials: the authority (default $AZURE_AUTHORITY_HOST, else https://login.microsoftonline.com)");
+  cmd->add_option("--tenant-id", v->tenant_id, "Entra credentials: the tenant (default $AZURE_TENANT_ID)");
+  cmd->add_option("--credential-file", v->credential_file,
+                  "The client secret, the certificate and key (PEM), the federated token (default "
+                  "$AZURE_FEDERATED_TOKEN_FILE), or the App Service identity header; secrets only ever from files");
   cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");
 }
 

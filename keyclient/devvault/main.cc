@@ -2,6 +2,7 @@
 // and tests. `serve` runs it; every other command acts on the server running for --dir.
 #include <CLI/CLI.hpp>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 
 #include "keyclient/devvault/server.h"
@@ -122,6 +123,32 @@ int main(int argc, char** argv) {
   }
   for (auto* sub : {k_show, k_disable, k_enable}) sub->add_option("--version", version, "Key version");
 
+  // App registrations: what Entra ID's client credentials authenticate (secret, certificate,
+  // federated token), granted like identities with set-policy --object-id PRINCIPAL_ID.
+  std::string file, issuer, subject, audience = "api://AzureADTokenExchange";
+  auto* apps = app.add_subcommand("app", "App registrations (service principals)");
+  apps->require_subcommand(1);
+  auto* app_create = apps->add_subcommand("create", "Register an app (prints clientId, principalId, tenantId)");
+  app_create->add_option("--name", name)->required();
+  auto* secret = apps->add_subcommand("secret", "Client secrets");
+  secret->require_subcommand(1);
+  auto* secret_create = secret->add_subcommand("create", "Make a new client secret (printed once)");
+  auto* secret_delete = secret->add_subcommand("delete", "Delete every client secret of the app");
+  auto* cert = apps->add_subcommand("certificate", "Client certificates");
+  cert->require_subcommand(1);
+  auto* cert_add = cert->add_subcommand("add", "Register a certificate (PEM) whose key signs client assertions");
+  cert_add->add_option("--cert", file, "PEM certificate file")->required()->check(CLI::ExistingFile);
+  auto* federated = app.add_subcommand("federated-credential", "Federated identity credentials (workload identity)");
+  federated->require_subcommand(1);
+  auto* fed_create = federated->add_subcommand("create", "Trust tokens of ISSUER for SUBJECT, signed by the issuer's key");
+  fed_create->add_option("--issuer", issuer)->required();
+  fed_create->add_option("--subject", subject)->required();
+  fed_create->add_option("--audience", audience)->capture_default_str();
+  fed_create->add_option("--issuer-key", file, "The issuer's public key or certificate (PEM)")->required()->check(CLI::ExistingFile);
+  for (auto* sub : {secret_create, secret_delete, cert_add, fed_create}) {
+    sub->add_option("--client-id", client_id, "The app's client id")->required();
+  }
+
   auto* token = app.add_subcommand("token", "Print an access token for an identity (as IMDS would issue it)");
   token->add_option("--client-id", client_id, "Identity client id; default the system-assigned identity");
 
@@ -178,6 +205,18 @@ int main(int argc, char** argv) {
   if (k_delete->parsed()) return print(c.call("DELETE", c.keys(name)));
   if (k_recover->parsed()) return print(c.call("POST", c.deleted(name + "/recover")));
   if (k_purge->parsed()) return print(c.call("DELETE", c.deleted(name)));
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  if (app_create->parsed()) return print(c.call("POST", "/admin/apps", json{{"name", name}}));
+  if (secret_create->parsed()) return print(c.call("POST", "/admin/apps/" + client_id + "/secrets"));
+  if (secret_delete->parsed()) return print(c.call("DELETE", "/admin/apps/" + client_id + "/secrets"));
+  if (cert_add->parsed()) return print(c.call("POST", "/admin/apps/" + client_id + "/certificates", json{{"pem", read(file)}}));
+  if (fed_create->parsed()) {
+    return print(c.call("POST", "/admin/apps/" + client_id + "/federated-credentials",
+                        json{{"issuer", issuer}, {"subject", subject}, {"audience", audience}, {"issuerKey", read(file)}}));
+  }
   if (token->parsed()) {
     std::string path = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + c.resource();
     if (!client_id.empty()) path += "&client_id=" + client_id;

@@ -21,12 +21,14 @@
 #include "crypto/crypto.h"
 #include "crypto/base/hex.h"
 #include "keyclient/base64url.h"
+#include "keyclient/devvault/context.h"
 
 namespace cmkfs::devvault {
-namespace {
 
 using httplib::Request;
 using httplib::Response;
+
+thread_local bool audited = false;
 
 std::string iso_time(int64_t t) {
   char buf[32];
@@ -35,39 +37,14 @@ std::string iso_time(int64_t t) {
   return buf;
 }
 
-// JSON text whatever the strings hold: invalid UTF-8 from a request is replaced, never thrown.
 std::string safe_dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// Whether the request being served has its audit line yet (the logger writes one if not).
-thread_local bool audited = false;
-
-struct Context {
-  std::mutex mu;  // guards vault and audit
-  std::unique_ptr<Vault> vault;
-  std::string secret;
-  std::string tenant;
-  std::string resource;  // what the vault's tokens are for: https://<its host>
-  std::set<uid_t> token_uids;
-  int64_t token_lifetime = 3600;
-  std::ofstream audit;
-
-  void log(const Principal* who, const std::string& op, const std::string& key, const std::string& version, int status) {
-    json line{{"time", iso_time(unix_now())},
-              {"identity", who != nullptr ? json{{"appid", who->client_id}, {"oid", who->principal_id}} : json(nullptr)},
-              {"operation", op},
-              {"key", key},
-              {"version", version},
-              {"result", status}};
-    audit << safe_dump(line) << "\n";
-    audit.flush();
-    audited = true;
-  }
-};
 
 void send(Response& res, const Reply& r) {
   res.status = r.status;
   if (!r.body.is_null()) res.set_content(safe_dump(r.body), "application/json; charset=utf-8");
 }
+
+namespace {
 
 // An address and port as the kernel's socket tables print them: the address's bytes as stored,
 // one 32-bit word at a time in hex, then the port. nullopt for anything that is not an address.
@@ -88,6 +65,8 @@ std::optional<std::string> proc_net_endpoint(const std::string& addr, int port, 
   }
   return std::string(out);
 }
+
+}  // namespace
 
 // The uid owning the client end of a loopback TCP connection, from the kernel's socket table:
 // what SO_PEERCRED gives for a unix socket. Only the established connection with exactly these
@@ -122,6 +101,18 @@ std::string param(const Request& req, const std::string& name) {
   }
   return "";
 }
+
+bool require_admin(Context& c, const Request& q, Response& r) {
+  std::string auth = q.get_header_value("Authorization");
+  auto who = auth.rfind("Bearer ", 0) == 0 ? verify_token(c.secret, auth.substr(7), c.resource) : std::nullopt;
+  if (!who || who->principal_id != kAdmin.principal_id) {
+    send(r, Reply::error(401, "Unauthorized", "admin token required"));
+    return false;
+  }
+  return true;
+}
+
+namespace {
 
 // Checks the bearer token and the principal's permission. Fills `res` and returns nullopt when
 // the request may not go on.
@@ -228,49 +219,10 @@ void add_routes(httplib::Server& s, Context& c) {
     handle(c, q, r, "purge", "purge", k, "", [&](const json&) { return c.vault->purge_key(k); });
   });
 
-  // IMDS-compatible tokens for identities; no client_id means the system-assigned identity. Like
-  // IMDS, it serves only its own machine: a caller on the loopback interface whose socket a
-  // permitted user owns (root and the vault's own user, unless --token-uid says otherwise).
-  s.Get("/metadata/identity/oauth2/token", [&](const Request& q, Response& r) {
-    std::lock_guard<std::mutex> g(c.mu);
-    auto fail = [&](int status, const std::string& desc) {
-      r.status = status;
-      r.set_content(safe_dump(json{{"error", "invalid_request"}, {"error_description", desc}}), "application/json");
-      c.log(nullptr, "token", "", "", status);
-    };
-    auto uid = loopback_peer_uid(q);
-    if (!uid) return fail(403, "Tokens are issued to processes on this machine only");
-    if (!c.token_uids.contains(*uid)) return fail(403, "User " + std::to_string(*uid) + " may not get tokens here");
-    if (q.get_header_value("Metadata") != "true") return fail(400, "Required metadata header not specified");
-    std::string resource = param(q, "resource");
-    if (resource.empty()) return fail(400, "Required query variable 'resource' is missing");
-    std::string client_id = param(q, "client_id");
-    std::optional<Principal> who = client_id.empty() ? std::optional(c.vault->system_identity())
-                                                     : c.vault->identity_by_client_id(client_id);
-    if (!who) return fail(400, "Identity not found");
-    int64_t now = unix_now();
-    json body{{"access_token", mint_token(c.secret, *who, c.token_lifetime, resource)},
-              {"client_id", who->client_id},
-              {"expires_in", std::to_string(c.token_lifetime - 1)},
-              {"expires_on", std::to_string(now + c.token_lifetime)},
-              {"ext_expires_in", std::to_string(c.token_lifetime - 1)},
-              {"not_before", std::to_string(now)},
-              {"resource", resource},
-              {"token_type", "Bearer"}};
-    r.set_content(safe_dump(body), "application/json");
-    c.log(&*who, "token", "", "", 200);
-  });
+  add_token_routes(s, c);
 
   // Administration (the control plane Azure keeps in ARM): identities and access policies.
-  auto admin = [&](const Request& q, Response& r) -> bool {
-    std::string auth = q.get_header_value("Authorization");
-    auto who = auth.rfind("Bearer ", 0) == 0 ? verify_token(c.secret, auth.substr(7), c.resource) : std::nullopt;
-    if (!who || who->principal_id != kAdmin.principal_id) {
-      send(r, Reply::error(401, "Unauthorized", "admin token required"));
-      return false;
-    }
-    return true;
-  };
+  auto admin = [&](const Request& q, Response& r) { return require_admin(c, q, r); };
   auto principal_json = [](const Principal& p) {
     return json{{"name", p.name}, {"clientId", p.client_id}, {"principalId", p.principal_id},
                 {"id", "/cmkfs-vault/identities/" + p.name}, {"type", "Microsoft.ManagedIdentity/userAssignedIdentities"}};
@@ -356,8 +308,8 @@ std::optional<Principal> verify_token(const std::string& secret, const std::stri
   return Principal{j.value("name", ""), j.value("appid", ""), j.value("sub", "")};
 }
 
-Result<std::string> load_or_create_secret(const std::string& dir) {
-  std::string path = dir + "/token.secret";
+Result<std::string> load_or_create_secret(const std::string& dir, const std::string& name) {
+  std::string path = dir + "/" + name;
   std::ifstream in(path);
   std::string s;
   if (in >> s && s.size() == 64) return s;
@@ -419,6 +371,9 @@ Status serve(const ServeOptions& o) {
   auto secret = load_or_create_secret(o.dir);
   if (!secret.ok()) return secret.status();
   c.secret = *secret;
+  auto header = load_or_create_secret(o.dir, "identity-header");
+  if (!header.ok()) return header.status();
+  c.identity_header = *header;
   c.tenant = c.vault->system_identity().principal_id;
   c.resource = resource_of(advertised);
   c.token_uids = {0, ::geteuid()};

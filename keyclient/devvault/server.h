@@ -32,7 +32,9 @@ std::string mint_token(const std::string& secret, const Principal& p, int64_t li
 std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience);
 // https://HOST:PORT/... -> https://HOST: the resource a vault at that URL names in its challenge.
 std::string resource_of(const std::string& url);
-Result<std::string> load_or_create_secret(const std::string& dir);
+// DIR/NAME: 32 random bytes as hex, made (mode 0600) on first use. token.secret signs tokens;
+// identity-header is what App Service callers send as X-IDENTITY-HEADER.
+Result<std::string> load_or_create_secret(const std::string& dir, const std::string& name = "token.secret");
 
 // The principal the cmkfs-vault CLI acts as: all permissions, on every key.
 inline const Principal kAdmin{"admin", "admin", "admin"};

@@ -149,7 +149,7 @@ json Vault::to_json() const {
   json policies = json::object();
   for (const auto& [p, perms] : policies_) policies[p] = perms;
   return json{{"purgeProtection", purge_protection_}, {"system", principal(system_)}, {"identities", ids},
-              {"policies", policies}, {"keys", keys}};
+              {"apps", apps_.to_json()}, {"policies", policies}, {"keys", keys}};
 }
 
 Status Vault::load(const json& j) {
@@ -157,6 +157,7 @@ Status Vault::load(const json& j) {
   purge_protection_ = j.value("purgeProtection", true);
   system_ = principal(j.at("system"));
   for (const auto& p : j.at("identities")) identities_.push_back(principal(p));
+  if (j.contains("apps")) CMKFS_RETURN_IF_ERROR(apps_.load(j.at("apps")));
   for (const auto& [p, perms] : j.at("policies").items()) policies_[p] = perms.get<std::set<std::string>>();
   for (const auto& [name, k] : j.at("keys").items()) {
     Key key;

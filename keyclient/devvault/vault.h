@@ -18,6 +18,8 @@
 
 #include "crypto/base/status.h"
 #include "crypto/crypto.h"
+#include "keyclient/devvault/apps.h"
+#include "keyclient/devvault/principal.h"
 
 namespace cmkfs::devvault {
 
@@ -30,11 +32,6 @@ struct Reply {
   static Reply error(int status, std::string code, std::string message, std::string inner = "");
 };
 
-struct Principal {
-  std::string name;
-  std::string client_id;
-  std::string principal_id;  // the object id policies name
-};
 
 class Vault {
  public:
@@ -47,6 +44,10 @@ class Vault {
   std::optional<Principal> identity_by_client_id(const std::string& client_id) const;
   const Principal& system_identity() const { return system_; }
   std::vector<Principal> identities() const;
+  // App registrations (apps.h); changes are kept with save_apps().
+  AppRegistry& apps() { return apps_; }
+  const AppRegistry& apps() const { return apps_; }
+  Status save_apps() const { return save(); }
   void set_policy(const std::string& principal_id, const std::set<std::string>& permissions);
   bool delete_policy(const std::string& principal_id);
   bool allowed(const std::string& principal_id, const std::string& permission) const;
@@ -101,6 +102,7 @@ class Vault {
   std::string base_url_;
   Principal system_;
   std::vector<Principal> identities_;
+  AppRegistry apps_;
   std::map<std::string, std::set<std::string>> policies_;
   std::map<std::string, Key> keys_;
 };

@@ -37,7 +37,7 @@ class FuzzTransport : public HttpTransport {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   VaultClient client(std::make_unique<FuzzTransport>(data, size),
-                     VaultClientOptions{"client", "http://169.254.169.254/token", 1, std::chrono::milliseconds(0)});
+                     VaultClientOptions{{CredentialKind::kManagedIdentity, "client", "http://169.254.169.254/token", "", ""}, 1, std::chrono::milliseconds(0)});
   auto id = *KeyId::parse("https://kv.vault.azure.net/keys/k/0123");
   uint8_t key[32] = {1};
   (void)client.unwrap(id, key);

@@ -61,7 +61,7 @@ class VaultClientTest : public ::testing::Test {
  protected:
   ScriptedTransport* t = new ScriptedTransport();
   VaultClient client{std::unique_ptr<HttpTransport>(t),
-                     VaultClientOptions{"client-1", "https://idp/token", 3, std::chrono::milliseconds(1)}};
+                     VaultClientOptions{{CredentialKind::kManagedIdentity, "client-1", "https://idp/token", "", ""}, 3, std::chrono::milliseconds(1)}};
   KeyId key = *KeyId::parse("https://vault.example/keys/cmk/abc123");
 
   Status unwrap_status() { return client.unwrap(key, std::vector<uint8_t>{1, 2, 3}).status(); }
@@ -154,7 +154,7 @@ TEST_F(VaultClientTest, MalformedRepliesAreErrorsNotCrashes) {
     EXPECT_FALSE(is_definitive_refusal(s));
   }
   auto* t2 = new ScriptedTransport();
-  VaultClient fresh(std::unique_ptr<HttpTransport>(t2), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
+  VaultClient fresh(std::unique_ptr<HttpTransport>(t2), VaultClientOptions{{CredentialKind::kManagedIdentity, "c", "https://idp/token", "", ""}, 1, std::chrono::milliseconds(1)});
   t2->replies = {challenge(), HttpResponse{200, "{\"no_token\": true}", {}}};
   EXPECT_EQ(fresh.unwrap(key, std::vector<uint8_t>{1}).status().code(), EBADMSG);
 }
@@ -183,7 +183,7 @@ TEST_F(VaultClientTest, NoTokenGoesToAVaultWhoseChallengeNamesAnotherService) {
   for (const char* resource : {"https://attacker.example", "https://other.example", "http://vault.example",
                                "https://evilvault.example", "https://vault.example.attacker.net"}) {
     auto* tr = new ScriptedTransport();
-    VaultClient c(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
+    VaultClient c(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{{CredentialKind::kManagedIdentity, "c", "https://idp/token", "", ""}, 1, std::chrono::milliseconds(1)});
     tr->replies = {challenge(resource), token_reply()};
     Status s = c.unwrap(key, std::vector<uint8_t>{1}).status();
     EXPECT_EQ(s.code(), EACCES) << resource;
@@ -203,7 +203,7 @@ TEST_F(VaultClientTest, ManagedHsmAndSovereignCloudsGetTokensForTheirOwnResource
   };
   for (const auto& c : cases) {
     auto* tr = new ScriptedTransport();
-    VaultClient client(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{"c", "https://idp/token", 1, std::chrono::milliseconds(1)});
+    VaultClient client(std::unique_ptr<HttpTransport>(tr), VaultClientOptions{{CredentialKind::kManagedIdentity, "c", "https://idp/token", "", ""}, 1, std::chrono::milliseconds(1)});
     auto id = *KeyId::parse(c.key);
     tr->replies = {challenge(c.resource), token_reply(),
                    reply(200, {{"kid", id.str()}, {"value", base64url_encode(std::vector<uint8_t>(32, 1))}})};

@@ -156,11 +156,11 @@ TEST_F(Pkcs11Test, AChangedPinRefusesTheMountAndThePinBackServesIt) {
 TEST_F(Pkcs11Test, AnHsmOutageServesWithinTheGraceThenFailsClosedThenRecovers) {
   admin("keygen-aes cmk 01");
   init_hsm(uri());
-  mount_with_file("--offline-grace 5s");
+  mount_with_file("--offline-grace 8s");
   fault("outage");
   EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
   EXPECT_EQ(read_file(at("f")), content);
-  EXPECT_TRUE(eventually(8, [&] { return open_errno(at("f")) == EACCES; }));
+  EXPECT_TRUE(eventually(12, [&] { return open_errno(at("f")) == EACCES; }));
   EXPECT_EQ(read_errno(held), EACCES);
   EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
   fault("");

@@ -1,0 +1,207 @@
+#include "keyclient/credential.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "crypto/certificate.h"
+#include "crypto/crypto.h"
+#include "crypto/base/hex.h"
+#include "keyclient/base64url.h"
+#include "keyclient/vault_client.h"
+
+namespace cmkfs::keyclient {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxSecretFile = 64 << 10;
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A credential file: regular, not a link, private to its owner unless `public_ok`, bounded.
+Result<std::string> read_credential_file(const std::string& path, const char* what, bool private_only = true) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Status(EACCES, std::string("cannot open the ") + what + " " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > static_cast<off_t>(kMaxSecretFile)) {
+    ::close(fd);
+    return Status::InvalidArgument(std::string("the ") + what + " " + path + " is not a small regular file");
+  }
+  if (private_only && (st.st_mode & 077) != 0) {
+    ::close(fd);
+    return Status::AccessDenied(std::string("the ") + what + " " + path +
+                                " is accessible by group or others; run: chmod 600 " + path);
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  ssize_t n = ::read(fd, out.data(), out.size());
+  ::close(fd);
+  if (n < 0) return Status::IOError(errno, std::string("cannot read the ") + what + " " + path);
+  out.resize(static_cast<size_t>(n));
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+  if (out.empty()) return Status::InvalidArgument(std::string("the ") + what + " " + path + " is empty");
+  return out;
+}
+
+std::string entra_token_url(const Credential& c) {
+  std::string host = c.endpoint;
+  while (!host.empty() && host.back() == '/') host.pop_back();
+  return host + "/" + percent_encode(c.tenant_id) + "/oauth2/v2.0/token";
+}
+
+std::string form(std::initializer_list<std::pair<const char*, std::string>> fields) {
+  std::string out;
+  for (const auto& [k, v] : fields) out += (out.empty() ? "" : "&") + std::string(k) + "=" + percent_encode(v);
+  return out;
+}
+
+bool system_assigned(const Credential& c) { return c.client_id.empty() || c.client_id == "[system]"; }
+
+}  // namespace
+
+const char* to_string(CredentialKind k) {
+  switch (k) {
+    case CredentialKind::kManagedIdentity: return "managed-identity";
+    case CredentialKind::kAppService: return "app-service";
+    case CredentialKind::kWorkloadIdentity: return "workload-identity";
+    case CredentialKind::kClientSecret: return "client-secret";
+    case CredentialKind::kClientCertificate: return "client-certificate";
+  }
+  return "unknown";
+}
+
+std::optional<CredentialKind> credential_kind(std::string_view name) {
+  for (auto k : {CredentialKind::kManagedIdentity, CredentialKind::kAppService, CredentialKind::kWorkloadIdentity,
+                 CredentialKind::kClientSecret, CredentialKind::kClientCertificate}) {
+    if (name == to_string(k)) return k;
+  }
+  return std::nullopt;
+}
+
+Status Credential::check() const {
+  std::string name = to_string(kind);
+  if (!entra()) {
+    if (endpoint.empty()) return Status::InvalidArgument(name + " needs an identity endpoint");
+    if (kind == CredentialKind::kAppService && endpoint.rfind("http://", 0) != 0 && endpoint.rfind("https://", 0) != 0) {
+      return Status::InvalidArgument("app-service needs its IDENTITY_ENDPOINT (--identity-endpoint)");
+    }
+    return check_identity_endpoint(endpoint);
+  }
+  if (system_assigned(*this)) return Status::InvalidArgument(name + " needs the app's client id (--identity)");
+  if (tenant_id.empty()) return Status::InvalidArgument(name + " needs a tenant (--tenant-id, or AZURE_TENANT_ID)");
+  if (endpoint.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument(name + ": the authority host '" + endpoint + "' must be https");
+  }
+  if (file.empty() || file[0] != '/') {
+    return Status::InvalidArgument(name + " needs the absolute path of its " +
+                                   (kind == CredentialKind::kWorkloadIdentity ? std::string("federated token file")
+                                    : kind == CredentialKind::kClientSecret    ? std::string("secret file")
+                                                                               : std::string("certificate PEM file")) +
+                                   " (--credential-file)");
+  }
+  return Status::Ok();
+}
+
+Result<HttpRequest> token_request(const Credential& c, const std::string& resource) {
+  CMKFS_RETURN_IF_ERROR(c.check());
+  if (c.kind == CredentialKind::kManagedIdentity) {
+    std::string url = c.endpoint + "?api-version=2018-02-01&resource=" + percent_encode(resource);
+    if (!system_assigned(c)) url += "&client_id=" + percent_encode(c.client_id);
+    return HttpRequest{"GET", url, {{"Metadata", "true"}}, ""};
+  }
+  if (c.kind == CredentialKind::kAppService) {
+    std::string header;
+    if (!c.file.empty()) {
+      auto h = read_credential_file(c.file, "identity header file");
+      if (!h.ok()) return h.status();
+      header = *h;
+    } else if (const char* env = std::getenv("IDENTITY_HEADER")) {
+      header = env;
+    }
+    if (header.empty()) return Status(EACCES, "app-service: IDENTITY_HEADER is not set and no --credential-file holds it");
+    std::string url = c.endpoint + "?api-version=2019-08-01&resource=" + percent_encode(resource);
+    if (!system_assigned(c)) url += "&client_id=" + percent_encode(c.client_id);
+    return HttpRequest{"GET", url, {{"X-IDENTITY-HEADER", header}}, ""};
+  }
+  std::string scope = resource + "/.default";
+  std::string body;
+  if (c.kind == CredentialKind::kClientSecret) {
+    auto secret = read_credential_file(c.file, "client secret file");
+    if (!secret.ok()) return secret.status();
+    body = form({{"grant_type", "client_credentials"}, {"client_id", c.client_id}, {"scope", scope},
+                 {"client_secret", *secret}});
+  } else {
+    std::string assertion;
+    if (c.kind == CredentialKind::kWorkloadIdentity) {
+      // Re-read every time: the kubelet replaces the projected token before it expires.
+      auto t = read_credential_file(c.file, "federated token file", /*private_only=*/false);
+      if (!t.ok()) return t.status();
+      assertion = *t;
+    } else {
+      auto pem = read_credential_file(c.file, "certificate file");
+      if (!pem.ok()) return pem.status();
+      auto jti = crypto::random_key();
+      if (!jti.ok()) return jti.status();
+      int64_t now = now_seconds();
+      json claims{{"aud", entra_token_url(c)}, {"iss", c.client_id}, {"sub", c.client_id},
+                  {"jti", to_hex(std::span<const uint8_t>(jti->data(), 16))}, {"nbf", now}, {"iat", now},
+                  {"exp", now + 600}};
+      auto signed_jwt = sign_jwt_with_certificate(*pem, claims.dump());
+      if (!signed_jwt.ok()) return signed_jwt.status();
+      assertion = *signed_jwt;
+    }
+    body = form({{"grant_type", "client_credentials"}, {"client_id", c.client_id}, {"scope", scope},
+                 {"client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+                 {"client_assertion", assertion}});
+  }
+  return HttpRequest{"POST", entra_token_url(c), {{"Content-Type", "application/x-www-form-urlencoded"}}, body};
+}
+
+Result<AccessToken> parse_token_reply(const Credential& c, const HttpResponse& r) {
+  json j = json::parse(r.body, nullptr, false);
+  std::string who = std::string(to_string(c.kind)) + (system_assigned(c) ? "" : " " + c.client_id);
+  if (r.status != 200) {
+    std::string error = j.is_object() ? j.value("error", "") : "";
+    std::string desc = j.is_object() ? j.value("error_description", "") : "";
+    std::string detail = who + ": token endpoint: HTTP " + std::to_string(r.status) + (error.empty() ? "" : " " + error) +
+                         (desc.empty() ? "" : ": " + desc.substr(0, 300));
+    if (r.status == 429 || r.status == 408 || r.status >= 500) return Status(EAGAIN, detail);
+    if (!c.entra()) return Status(ENOKEY, "identity not known to the identity endpoint: " + detail);
+    if (error == "unauthorized_client" || error == "invalid_request") return Status(ENOKEY, detail);
+    return Status(EACCES, detail);  // invalid_client, invalid_grant: the credential was refused
+  }
+  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string()) {
+    return Status(EBADMSG, who + ": malformed token reply");
+  }
+  AccessToken t{j["access_token"], 0};
+  // expires_on (unix seconds, a string from managed identity), else expires_in (number or string).
+  auto seconds = [&](const char* key) -> int64_t {
+    if (!j.contains(key)) return 0;
+    if (j[key].is_number_integer()) return j[key].get<int64_t>();
+    return j[key].is_string() ? std::strtoll(j[key].get<std::string>().c_str(), nullptr, 10) : 0;
+  };
+  t.expires_on = seconds("expires_on");
+  if (t.expires_on == 0 && seconds("expires_in") > 0) t.expires_on = now_seconds() + seconds("expires_in");
+  if (t.expires_on == 0) t.expires_on = now_seconds() + 300;
+  return t;
+}
+
+Result<std::string> sign_jwt_with_certificate(const std::string& pem, const std::string& claims_json) {
+  auto key = crypto::CertificateKey::from_pem(pem);
+  if (!key.ok()) return key.status();
+  json header{{"alg", "RS256"}, {"typ", "JWT"}, {"x5t", base64url_encode(key->thumbprint(false))},
+              {"x5t#S256", base64url_encode(key->thumbprint(true))}};
+  std::string input = base64url_encode(header.dump()) + "." + base64url_encode(claims_json);
+  auto sig = key->sign_rs256(crypto::as_bytes(input));
+  if (!sig.ok()) return sig.status();
+  return input + "." + base64url_encode(*sig);
+}
+
+}  // namespace cmkfs::keyclient
