@@ -17,7 +17,9 @@ Result<CertificateKey> CertificateKey::from_pem(std::string_view pem) {
     return out;
   };
   X509* cert = read([](BIO* b) { return PEM_read_bio_X509(b, nullptr, nullptr, nullptr); });
-  EVP_PKEY* key = read([](BIO* b) { return PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr); });
+  // An encrypted key is refused, never prompted for on a terminal.
+  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return 0; };
+  EVP_PKEY* key = read([&](BIO* b) { return PEM_read_bio_PrivateKey(b, nullptr, no_passphrase, nullptr); });
   CertificateKey ck(cert, key);
   if (cert == nullptr || key == nullptr || EVP_PKEY_base_id(key) != EVP_PKEY_RSA) {
     return Status::InvalidArgument("the certificate file must hold a PEM certificate and its RSA private key");

@@ -26,10 +26,18 @@ int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// A credential file: regular, not a link, private to its owner unless `public_ok`, bounded.
+// A credential file: regular, bounded, never a FIFO that would block; a secret's file is not a
+// link and is private to its owner. The federated token file may be a link: Kubernetes projects
+// it as one into ..data/, and it is no secret of the host's (a short-lived assertion). A file
+// that cannot be opened for a reason other than permissions (mid-swap by the kubelet, out of
+// descriptors) is an outage, not a refusal.
 Result<std::string> read_credential_file(const std::string& path, const char* what, bool private_only = true) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Status(EACCES, std::string("cannot open the ") + what + " " + path + ": " + std::strerror(errno));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (private_only ? O_NOFOLLOW : 0));
+  if (fd < 0) {
+    int err = errno;
+    return Status(err == EACCES || err == EPERM ? EACCES : EAGAIN,
+                  std::string("cannot open the ") + what + " " + path + ": " + std::strerror(err));
+  }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > static_cast<off_t>(kMaxSecretFile)) {
     ::close(fd);
@@ -47,6 +55,22 @@ Result<std::string> read_credential_file(const std::string& path, const char* wh
   out.resize(static_cast<size_t>(n));
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
   if (out.empty()) return Status::InvalidArgument(std::string("the ") + what + " " + path + " is empty");
+  return out;
+}
+
+// A value that goes into an HTTP header or form: no control characters (no header injection).
+bool printable(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// A string field of a JSON reply, bounded and printable; "" when absent or of another type.
+std::string text_field(const json& j, const char* key, size_t max = 300) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  std::string out;
+  for (unsigned char c : j[key].get<std::string>().substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? char(c) : '?';
   return out;
 }
 
@@ -125,7 +149,8 @@ Result<HttpRequest> token_request(const Credential& c, const std::string& resour
     } else if (const char* env = std::getenv("IDENTITY_HEADER")) {
       header = env;
     }
-    if (header.empty()) return Status(EACCES, "app-service: IDENTITY_HEADER is not set and no --credential-file holds it");
+    if (header.empty()) return Status(EAGAIN, "app-service: IDENTITY_HEADER is not set and no --credential-file holds it");
+    if (!printable(header)) return Status::InvalidArgument("app-service: the identity header holds control characters");
     std::string url = c.endpoint + "?api-version=2019-08-01&resource=" + percent_encode(resource);
     if (!system_assigned(c)) url += "&client_id=" + percent_encode(c.client_id);
     return HttpRequest{"GET", url, {{"X-IDENTITY-HEADER", header}}, ""};
@@ -144,14 +169,16 @@ Result<HttpRequest> token_request(const Credential& c, const std::string& resour
       auto t = read_credential_file(c.file, "federated token file", /*private_only=*/false);
       if (!t.ok()) return t.status();
       assertion = *t;
+      if (!printable(assertion)) return Status(EAGAIN, "the federated token file holds control characters");
     } else {
       auto pem = read_credential_file(c.file, "certificate file");
       if (!pem.ok()) return pem.status();
       auto jti = crypto::random_key();
       if (!jti.ok()) return jti.status();
       int64_t now = now_seconds();
+      // nbf a minute back: the authority's clock may be behind ours.
       json claims{{"aud", entra_token_url(c)}, {"iss", c.client_id}, {"sub", c.client_id},
-                  {"jti", to_hex(std::span<const uint8_t>(jti->data(), 16))}, {"nbf", now}, {"iat", now},
+                  {"jti", to_hex(std::span<const uint8_t>(jti->data(), 16))}, {"nbf", now - 60}, {"iat", now},
                   {"exp", now + 600}};
       auto signed_jwt = sign_jwt_with_certificate(*pem, claims.dump());
       if (!signed_jwt.ok()) return signed_jwt.status();
@@ -168,16 +195,26 @@ Result<AccessToken> parse_token_reply(const Credential& c, const HttpResponse& r
   json j = json::parse(r.body, nullptr, false);
   std::string who = std::string(to_string(c.kind)) + (system_assigned(c) ? "" : " " + c.client_id);
   if (r.status != 200) {
-    std::string error = j.is_object() ? j.value("error", "") : "";
-    std::string desc = j.is_object() ? j.value("error_description", "") : "";
+    std::string error = text_field(j, "error", 64);
+    std::string desc = text_field(j, "error_description");
     std::string detail = who + ": token endpoint: HTTP " + std::to_string(r.status) + (error.empty() ? "" : " " + error) +
-                         (desc.empty() ? "" : ": " + desc.substr(0, 300));
-    if (r.status == 429 || r.status == 408 || r.status >= 500) return Status(EAGAIN, detail);
-    if (!c.entra()) return Status(ENOKEY, "identity not known to the identity endpoint: " + detail);
-    if (error == "unauthorized_client" || error == "invalid_request") return Status(ENOKEY, detail);
-    return Status(EACCES, detail);  // invalid_client, invalid_grant: the credential was refused
+                         (desc.empty() ? "" : ": " + desc);
+    // Only answers that name the identity or credential as refused revoke; anything else (IMDS's
+    // 404 and 410 while it updates, throttling, a clock out of step) is an outage.
+    if (!c.entra()) {
+      if (r.status == 400 || r.status == 403) return Status(ENOKEY, "identity not known to the identity endpoint: " + detail);
+      if (r.status == 401 && c.kind == CredentialKind::kAppService) return Status(EACCES, detail);
+      return Status(EAGAIN, detail);
+    }
+    bool skew = desc.find("AADSTS700024") != std::string::npos;  // assertion outside its valid time
+    if (r.status == 400 || r.status == 401) {
+      if (error == "unauthorized_client") return Status(ENOKEY, detail);
+      if ((error == "invalid_client" || error == "invalid_grant") && !skew) return Status(EACCES, detail);
+    }
+    return Status(EAGAIN, detail);
   }
-  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string()) {
+  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string() ||
+      j["access_token"].get<std::string>().empty() || !printable(j["access_token"].get<std::string>())) {
     return Status(EBADMSG, who + ": malformed token reply");
   }
   AccessToken t{j["access_token"], 0};

@@ -49,7 +49,8 @@ struct WrappedKey {
 // Where the KEK is; kept in the superblock as JSON so that `cmkfs mount` needs no key flags.
 struct KekConfig {
   ProviderKind provider = ProviderKind::kLocal;
-  std::string key_file;  // local: path of the key file
+  std::string key_file;     // local: path of the key file
+  std::string key_command;  // local: a program that prints the key instead (like gocryptfs's -extpass)
   // vault, pkcs11 and kms2:
   std::string key_identifier;            // as given: without a version (pkcs11: id) => automatic rotation;
                                          // kms2: the plugin's endpoint, always following its Status

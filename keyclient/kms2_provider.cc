@@ -9,8 +9,8 @@
 // of two labels or more, 32 KiB of annotations at most), and a Decrypt must give back 32 bytes.
 // The socket must belong to root (or this user) in a directory nobody else may write: the DEK is
 // sent to whoever listens there. Errors: a plugin that is down, slow or unhealthy is an outage
-// (EAGAIN, the offline grace applies); PERMISSION_DENIED/UNAUTHENTICATED EACCES, NOT_FOUND ENOKEY,
-// FAILED_PRECONDITION/INVALID_ARGUMENT EKEYREJECTED.
+// (EAGAIN, the offline grace applies), and so is a malformed answer or INVALID_ARGUMENT;
+// PERMISSION_DENIED/UNAUTHENTICATED EACCES, NOT_FOUND ENOKEY, FAILED_PRECONDITION EKEYREJECTED.
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,8 +44,7 @@ Status from_grpc(const grpc::Status& s, const std::string& what) {
     case grpc::StatusCode::PERMISSION_DENIED:
     case grpc::StatusCode::UNAUTHENTICATED: return Status(EACCES, m);
     case grpc::StatusCode::NOT_FOUND: return Status(ENOKEY, m);
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::INVALID_ARGUMENT: return Status(EKEYREJECTED, m);
+    case grpc::StatusCode::FAILED_PRECONDITION: return Status(EKEYREJECTED, m);
     case grpc::StatusCode::DEADLINE_EXCEEDED: return Status(ETIMEDOUT, m);
     default: return Status(EAGAIN, m);
   }
@@ -71,10 +70,14 @@ bool annotation_key_ok(std::string k) {
   return labels >= 2;
 }
 
+// A key id goes into logs and the audit log: printable, no spaces, 1 to 1024 bytes.
 Status check_key_id(const std::string& id, const char* from) {
   if (id.empty() || id.size() > kMaxKeyId) {
     return Status(EBADMSG, std::string("the KMS plugin's ") + from + " gave a key_id of " + std::to_string(id.size()) +
                                " bytes (1 to 1024 allowed)");
+  }
+  for (unsigned char c : id) {
+    if (c <= 0x20 || c >= 0x7f) return Status(EBADMSG, std::string("the KMS plugin's ") + from + " gave a key_id with a space or control character");
   }
   return Status::Ok();
 }
@@ -133,6 +136,13 @@ class Kms2Provider : public KeyProvider {
     if (w.provider != ProviderKind::kKms2 || w.alg != kAlg) {
       return Status::InvalidArgument("the data key was not wrapped by a KMS v2 plugin");
     }
+    // What the store holds is checked as kube-apiserver checks what etcd holds, before it is sent.
+    size_t annotations = 0;
+    for (const auto& [k, v] : w.annotations) annotations += annotation_key_ok(k) ? k.size() + v.size() : kMaxAnnotations + 1;
+    if (w.blob.empty() || w.blob.size() > kMaxCiphertext || annotations > kMaxAnnotations ||
+        !check_key_id(w.key_id, "stored wrapped key").ok()) {
+      return Status::Corruption("the stored KMS-wrapped data key is malformed");
+    }
     auto health = status();
     if (!health.ok()) return health.status();
     v2::DecryptRequest req;
@@ -145,7 +155,7 @@ class Kms2Provider : public KeyProvider {
     deadline(ctx);
     grpc::Status s = stub_->Decrypt(&ctx, req, &resp);
     std::string* plain = resp.mutable_plaintext();
-    Result<crypto::SecretBytes> out = Status(EKEYREJECTED, "the KMS plugin decrypted something that is not a data key");
+    Result<crypto::SecretBytes> out = Status(EBADMSG, "the KMS plugin decrypted something that is not a data key");
     if (!s.ok()) {
       out = from_grpc(s, "the KMS plugin at " + endpoint_ + " did not decrypt with key " + plugin_text(w.key_id));
     } else if (plain->size() == crypto::kKeySize) {
@@ -206,10 +216,10 @@ class Kms2Provider : public KeyProvider {
 
 Status check_socket(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
+  if (::lstat(path.c_str(), &st) != 0) {
     return Status(EAGAIN, "no KMS plugin listens at " + path + " (" + std::strerror(errno) + ")");
   }
-  if (!S_ISSOCK(st.st_mode)) return Status::InvalidArgument(path + " is not a socket");
+  if (!S_ISSOCK(st.st_mode)) return Status::InvalidArgument(path + " is not a socket (links are not followed)");
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) return Status::AccessDenied("the KMS plugin socket " + path + " belongs to another user");
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (::stat(dir.c_str(), &st) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()) ||

@@ -1,9 +1,13 @@
-// The built-in local KEK: 32 random bytes in a file outside the store, wrapping the DEK with
-// AES-256-GCM. The wrap's AAD names the store, so a wrapped DEK is useless in another store.
+// The built-in local KEK: 32 random bytes in a file outside the store (or printed by a program
+// the host names), wrapping the DEK with AES-256-GCM. The wrap's AAD names the store, so a wrapped DEK is useless in another store.
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +21,19 @@ namespace {
 
 constexpr std::string_view kHeader = "cmkfs-local-key-v1 ";
 constexpr std::string_view kAlg = "A256GCM";
+
+// "cmkfs-local-key-v1 <64 hex digits>", or the 64 hex digits alone; `what` names the source.
+Result<crypto::SecretBytes> parse_key_text(std::string_view view, const std::string& what) {
+  if (view.substr(0, kHeader.size()) == kHeader) view.remove_prefix(kHeader.size());
+  if (view.size() < 64) return Status::InvalidArgument(what + " is not a cmkfs key");
+  crypto::SecretBytes key(crypto::kKeySize);
+  for (size_t i = 0; i < crypto::kKeySize; ++i) {
+    auto byte = from_hex(view.substr(2 * i, 2));
+    if (!byte) return Status::InvalidArgument(what + " is damaged");
+    key.data()[i] = (*byte)[0];
+  }
+  return key;
+}
 
 Result<crypto::SecretBytes> read_key_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -38,16 +55,54 @@ Result<crypto::SecretBytes> read_key_file(const std::string& path) {
   ssize_t n = ::read(fd, text.data(), text.size());
   ::close(fd);
   std::string_view view(reinterpret_cast<const char*>(text.data()), n > 0 ? size_t(n) : 0);
-  if (view.size() < kHeader.size() + 64 || view.substr(0, kHeader.size()) != kHeader) {
-    return Status::InvalidArgument("local key file " + path + " is not a cmkfs key file");
+  if (view.substr(0, kHeader.size()) != kHeader) return Status::InvalidArgument("local key file " + path + " is not a cmkfs key file");
+  return parse_key_text(view, "local key file " + path);
+}
+
+// The key as a program prints it (like gocryptfs's -extpass): run with /bin/sh -c, stdin from
+// /dev/null, its standard output read up to 4 KiB within 10 s; it must exit 0.
+Result<crypto::SecretBytes> run_key_command(const std::string& command) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Status::IOError(errno, "pipe");
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return Status::IOError(errno, "cannot run the local key command");
   }
-  crypto::SecretBytes key(crypto::kKeySize);
-  for (size_t i = 0; i < crypto::kKeySize; ++i) {
-    auto byte = from_hex(view.substr(kHeader.size() + 2 * i, 2));
-    if (!byte) return Status::InvalidArgument("local key file " + path + " is damaged");
-    key.data()[i] = (*byte)[0];
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    ::dup2(fds[1], 1);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
   }
-  return key;
+  ::close(fds[1]);
+  crypto::SecretBytes out(4096);
+  size_t got = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool timed_out = false;
+  while (got < out.size()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fds[0], POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      timed_out = true;
+      break;
+    }
+    ssize_t n = ::read(fds[0], out.data() + got, out.size() - got);
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  ::close(fds[0]);
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (timed_out) return Status(ETIMEDOUT, "the local key command did not print a key within 10 s");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Status(EACCES, "the local key command failed (exit " +
+                              std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ")");
+  }
+  return parse_key_text(std::string_view(reinterpret_cast<const char*>(out.data()), got), "what the local key command printed");
 }
 
 std::string local_key_id(const crypto::SecretBytes& kek) {
@@ -137,9 +192,11 @@ Status create_local_key_file(const std::string& path) {
 }
 
 Result<std::unique_ptr<KeyProvider>> make_local_provider(const KekConfig& config, const Id128& store_id) {
-  auto kek = read_key_file(config.key_file);
+  bool command = !config.key_command.empty();
+  auto kek = command ? run_key_command(config.key_command) : read_key_file(config.key_file);
   if (!kek.ok()) return kek.status();
-  return std::unique_ptr<KeyProvider>(new LocalProvider(config.key_file, std::move(*kek), store_id));
+  std::string source = command ? "from the local key command" : config.key_file;
+  return std::unique_ptr<KeyProvider>(new LocalProvider(source, std::move(*kek), store_id));
 }
 
 Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config, double timeout_seconds);

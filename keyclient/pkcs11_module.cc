@@ -1,6 +1,7 @@
 #include "keyclient/pkcs11_module.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +13,7 @@
 namespace cmkfs::keyclient {
 namespace {
 
-Status check_owner(const std::string& path, const char* what) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Status(ENOENT, std::string(what) + " " + path + " does not exist");
+Status check_owner(const struct stat& st, const std::string& path, const char* what) {
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
     return Status::AccessDenied(std::string(what) + " " + path + " belongs to another user");
   }
@@ -102,9 +101,29 @@ Result<CK_FUNCTION_LIST*> load_pkcs11_module(const std::string& path) {
   std::error_code ec;
   std::string real = std::filesystem::canonical(path, ec).string();
   if (ec) return Status(ENOENT, "PKCS#11 module " + path + " does not exist");
-  CMKFS_RETURN_IF_ERROR(check_owner(real, "PKCS#11 module"));
-  CMKFS_RETURN_IF_ERROR(check_owner(std::filesystem::path(real).parent_path().string(), "the directory of PKCS#11 module"));
-  void* handle = ::dlopen(real.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // Every directory on the way and the file itself root's (or ours) and nobody else's to write;
+  // the file is checked and loaded through one descriptor, so it cannot be swapped in between.
+  for (auto dir = std::filesystem::path(real).parent_path();; dir = dir.parent_path()) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) return Status(ENOENT, "cannot check " + dir.string());
+    if (!(st.st_mode & S_ISVTX) || (st.st_mode & S_IWOTH) == 0) {
+      CMKFS_RETURN_IF_ERROR(check_owner(st, dir.string(), "the directory of PKCS#11 module"));
+    }
+    if (dir == dir.parent_path()) break;
+  }
+  int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    return Status::InvalidArgument("PKCS#11 module " + path + " is not a regular file");
+  }
+  if (Status s = check_owner(st, path, "PKCS#11 module"); !s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  std::string by_fd = "/proc/self/fd/" + std::to_string(fd);
+  void* handle = ::dlopen(by_fd.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ::close(fd);
   if (handle == nullptr) return Status::InvalidArgument("cannot load PKCS#11 module " + path + ": " + ::dlerror());
   auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
   CK_FUNCTION_LIST* fns = nullptr;

@@ -31,15 +31,34 @@ constexpr const char* kOaep1 = "RSA-OAEP";
 constexpr size_t kMaxPin = 256;
 constexpr size_t kMaxIdBytes = 256;
 constexpr CK_ULONG kMaxSlots = 64;
-constexpr CK_ULONG kMaxObjects = 64;
+constexpr CK_ULONG kMaxObjects = 1024;  // key objects under one label: more is refused, not cut short
 
-Result<crypto::SecretBytes> read_pin(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Status(errno == ENOENT ? ENOKEY : EACCES, "cannot open the PIN file " + path + ": " + std::strerror(errno));
+// What identifies a PIN file's content without reading it: a login refused with one is not tried
+// again until the file changes (each refusal counts towards locking the token).
+struct PinStamp {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int64_t mtime_ns = 0;
+  off_t size = 0;
+  bool operator==(const PinStamp&) const = default;
+};
+
+Result<crypto::SecretBytes> read_pin(const std::string& path, PinStamp* stamp) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    int code = err == ENOENT ? ENOKEY : (err == EACCES || err == EPERM || err == ELOOP) ? EACCES : EAGAIN;
+    return Status(code, "cannot open the PIN file " + path + ": " + std::strerror(err));
+  }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return Status::InvalidArgument("the PIN file " + path + " is not a regular file");
+  }
+  *stamp = PinStamp{st.st_dev, st.st_ino, int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, st.st_size};
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return Status::AccessDenied("the PIN file " + path + " belongs to another user");
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
@@ -189,7 +208,10 @@ class Pkcs11Provider : public KeyProvider {
     CK_TOKEN_INFO info{};
     for (CK_SLOT_ID slot : slots) {
       CK_TOKEN_INFO ti{};
-      if (f_->C_GetTokenInfo(slot, &ti) != CKR_OK || !(ti.flags & CKF_TOKEN_INITIALIZED)) continue;
+      CK_RV rv = f_->C_GetTokenInfo(slot, &ti);
+      if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED) continue;
+      CMKFS_RETURN_IF_ERROR(check(rv, "cannot read the token's information"));  // a device error is an outage
+      if (!(ti.flags & CKF_TOKEN_INITIALIZED)) continue;
       if ((!uri_.token.empty() && field(ti.label) != uri_.token) ||
           (!uri_.manufacturer.empty() && field(ti.manufacturerID) != uri_.manufacturer) ||
           (!uri_.serial.empty() && field(ti.serialNumber) != uri_.serial) ||
@@ -208,7 +230,12 @@ class Pkcs11Provider : public KeyProvider {
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
     CMKFS_RETURN_IF_ERROR(check(f_->C_OpenSession(*found, CKF_SERIAL_SESSION, nullptr, nullptr, &h),
                                 "cannot open a session with " + token_name()));
-    auto pin = read_pin(uri_.pin_source);
+    PinStamp stamp;
+    auto pin = read_pin(uri_.pin_source, &stamp);
+    if (pin.ok() && refused_pin_ && *refused_pin_ == stamp) {
+      pin = Status(EACCES, token_name() + " refused the PIN in " + uri_.pin_source +
+                               "; cmkfs tries again when the file changes (each refusal counts towards locking it)");
+    }
     if (!pin.ok()) {
       f_->C_CloseSession(h);
       return pin.status();
@@ -216,8 +243,10 @@ class Pkcs11Provider : public KeyProvider {
     CK_RV rv = f_->C_Login(h, CKU_USER, pin->data(), pin->size());
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
       f_->C_CloseSession(h);
+      if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) refused_pin_ = stamp;
       return pkcs11_status(rv, token_name() + " refused the PIN in " + uri_.pin_source);
     }
+    refused_pin_.reset();
     session_ = h;
     return Status::Ok();
   }
@@ -242,15 +271,44 @@ class Pkcs11Provider : public KeyProvider {
     return v;
   }
 
+  // Every object matching `tmpl`, in batches until the module has no more.
   Result<std::vector<CK_OBJECT_HANDLE>> find(std::vector<CK_ATTRIBUTE> tmpl) {
     CMKFS_RETURN_IF_ERROR(check(f_->C_FindObjectsInit(session_, tmpl.data(), tmpl.size()), "cannot search the token"));
-    std::vector<CK_OBJECT_HANDLE> found(kMaxObjects);
-    CK_ULONG n = 0;
-    Status s = check(f_->C_FindObjects(session_, found.data(), found.size(), &n), "cannot search the token");
+    std::vector<CK_OBJECT_HANDLE> found;
+    Status s;
+    for (;;) {
+      CK_OBJECT_HANDLE batch[64];
+      CK_ULONG n = 0;
+      s = check(f_->C_FindObjects(session_, batch, 64, &n), "cannot search the token");
+      if (!s.ok() || n == 0) break;
+      found.insert(found.end(), batch, batch + std::min<CK_ULONG>(n, 64));
+      if (found.size() > kMaxObjects) {
+        s = Status(EBADMSG, "more than " + std::to_string(kMaxObjects) + " objects are labelled " + uri_.object);
+        break;
+      }
+    }
     f_->C_FindObjectsFinal(session_);
     if (!s.ok()) return s;
-    found.resize(std::min<CK_ULONG>(n, found.size()));
     return found;
+  }
+
+  Result<bool> bool_attribute(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
+    CK_BBOOL v = CK_FALSE;
+    CK_ATTRIBUTE a{type, &v, sizeof v};
+    CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    return v == CK_TRUE;
+  }
+
+  // A key fit to protect the data key: private to the logged-in user, sensitive, never to be
+  // extracted. Anyone may create public objects on many tokens without a PIN: a planted
+  // extractable key of known value with a higher CKA_ID must never become the next version.
+  Result<bool> guarded(CK_OBJECT_HANDLE h) {
+    for (auto [type, want] : {std::pair{CKA_PRIVATE, true}, {CKA_SENSITIVE, true}, {CKA_EXTRACTABLE, false}}) {
+      auto v = bool_attribute(h, type);
+      if (!v.ok()) return v.status();
+      if (*v != want) return false;
+    }
+    return true;
   }
 
   // The key labelled uri_.object that unwraps: with CKA_ID `id`, or the highest CKA_ID.
@@ -272,6 +330,9 @@ class Pkcs11Provider : public KeyProvider {
       if (!type.ok()) return type.status();
       k.type = *type;
       if ((secret && k.type != CKK_AES) || (priv && k.type != CKK_RSA)) continue;
+      auto safe = guarded(h);
+      if (!safe.ok()) return safe.status();
+      if (!*safe) continue;
       auto kid = bytes_attribute(h, CKA_ID, kMaxIdBytes);
       if (!kid.ok()) return kid.status();
       k.id = std::move(*kid);
@@ -279,7 +340,7 @@ class Pkcs11Provider : public KeyProvider {
       if (!best || id_less(best->id, k.id)) best = std::move(k);
     }
     if (!best) {
-      return Status(ENOKEY, "no AES or RSA key labelled '" + uri_.object + "'" +
+      return Status(ENOKEY, "no private, sensitive, unextractable AES or RSA key labelled '" + uri_.object + "'" +
                                 (id ? " with the id in " + uri_.with_id(*id).str() : std::string()) + " on " +
                                 token_name());
     }
@@ -293,6 +354,19 @@ class Pkcs11Provider : public KeyProvider {
                          {CKA_ID, const_cast<uint8_t*>(priv.id.data()), priv.id.size()}});
     if (!handles.ok()) return handles.status();
     if (handles->empty()) return Status(ENOKEY, "the RSA key '" + uri_.object + "' has no public key object on " + token_name());
+    if (handles->size() > 1) {
+      return Status(EKEYREJECTED, "more than one public key is labelled '" + uri_.object + "' with this id: cmkfs wraps with none");
+    }
+    // The public half must be the private key's: a planted public key would take the data key.
+    for (CK_ATTRIBUTE_TYPE part : {CKA_MODULUS, CKA_PUBLIC_EXPONENT}) {
+      auto mine = bytes_attribute(priv.handle, part, 2048);
+      auto theirs = bytes_attribute(handles->front(), part, 2048);
+      if (!mine.ok()) return mine.status();
+      if (!theirs.ok()) return theirs.status();
+      if (*mine != *theirs) {
+        return Status(EKEYREJECTED, "the public key labelled '" + uri_.object + "' is not the private key's half");
+      }
+    }
     return handles->front();
   }
 
@@ -379,6 +453,7 @@ class Pkcs11Provider : public KeyProvider {
   std::mutex mu_;
   CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
   bool lost_ = false;
+  std::optional<PinStamp> refused_pin_;  // the PIN file as it was when the token refused it
 };
 
 }  // namespace

@@ -26,10 +26,14 @@ bool transient_status(long status) { return status == 429 || status == 408 || st
 Status classify(const HttpResponse& r, const std::string& what) {
   json j = json::parse(r.body, nullptr, false);
   std::string code, inner, message;
+  // Strings only, bounded: a reply is hostile and must not throw or flood a log line.
+  auto text = [](const json& o, const char* key) {
+    return o.is_object() && o.contains(key) && o[key].is_string() ? o[key].get<std::string>().substr(0, 300) : std::string();
+  };
   if (j.is_object() && j.contains("error") && j["error"].is_object()) {
-    code = j["error"].value("code", "");
-    message = j["error"].value("message", "");
-    if (j["error"].contains("innererror")) inner = j["error"]["innererror"].value("code", "");
+    code = text(j["error"], "code");
+    message = text(j["error"], "message");
+    if (j["error"].contains("innererror")) inner = text(j["error"]["innererror"], "code");
   }
   std::string detail = what + ": HTTP " + std::to_string(r.status) + (code.empty() ? "" : " " + code) +
                        (inner.empty() ? "" : "/" + inner) + (message.empty() ? "" : ": " + message);

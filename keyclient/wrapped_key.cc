@@ -82,6 +82,7 @@ std::string KekConfig::differences(const KekConfig& o) const {
   if (provider != o.provider) return out;
   if (provider == ProviderKind::kLocal) {
     differ("key file", key_file, o.key_file);
+    differ("key command", key_command, o.key_command);
   } else if (provider == ProviderKind::kPkcs11 || provider == ProviderKind::kKms2) {
     differ("key identifier", key_identifier, o.key_identifier);
   } else {
@@ -115,6 +116,7 @@ std::string KekConfig::to_json() const {
   json j{{"provider", to_string(provider)}};
   if (provider == ProviderKind::kLocal) {
     j["key_file"] = key_file;
+    if (!key_command.empty()) j["key_command"] = key_command;
   } else if (provider == ProviderKind::kPkcs11 || provider == ProviderKind::kKms2) {
     j["key_identifier"] = key_identifier;
     j["versioned_key_identifier"] = versioned_key_identifier;
@@ -145,6 +147,7 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
     c.provider = *kind;
     if (c.provider == ProviderKind::kLocal) {
       c.key_file = j.at("key_file");
+      c.key_command = j.value("key_command", "");
     } else if (c.provider == ProviderKind::kPkcs11 || c.provider == ProviderKind::kKms2) {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");

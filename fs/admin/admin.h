@@ -31,6 +31,14 @@ struct VaultKeyOptions {
   }
 };
 
+// The local key options of rotate-key and trust: a key file, or a program that prints the key.
+struct LocalKeyOptions {
+  std::string file;
+  std::string command;
+  bool given() const { return !file.empty() || !command.empty(); }
+  keyclient::KekConfig kek() const;  // the file's path made absolute
+};
+
 // The key settings the options describe: the provider named by the key identifier's scheme, a
 // pkcs11: URI in its canonical form, a vault's relative CA path made absolute and IMDS by
 // default. EINVAL when a required option is missing or one does not apply to the key.
@@ -80,7 +88,9 @@ Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std:
 
 // Rewraps a vault-key store's data key under another key or version (and identity). Works while
 // the store is mounted: the mount follows within one key-check interval.
-Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out);
+// With `local` given: a local-key store rewrapped under another key file (made when missing) or
+// key command; the old key is no longer needed.
+Status rotate_key(const std::string& store, VaultKeyOptions v, const LocalKeyOptions& local, std::ostream& out);
 
 // Starts a new data-key generation. An unmounted store is re-encrypted here and now (every file
 // and record moved to the new key, the old wrapped keys deleted and the metadata compacted, so
@@ -95,7 +105,7 @@ Status rotate_data_key(const std::string& store, std::ostream& out);
 // superblock; the store's own settings are then rewritten to match, sealed with the data key.
 struct TrustOptions {
   std::string store;
-  std::string local_key_file;  // a local-key store: its key file
+  LocalKeyOptions local;       // a local-key store: its key file or command
   VaultKeyOptions vault;       // a vault-key store
   std::string fingerprint;     // the data key's fingerprint, as `encryption show` printed it elsewhere
 };

@@ -13,6 +13,13 @@
 
 namespace cmkfs::fs {
 
+keyclient::KekConfig LocalKeyOptions::kek() const {
+  keyclient::KekConfig k;
+  k.key_file = file.empty() ? "" : std::filesystem::absolute(file).string();
+  k.key_command = command;
+  return k;
+}
+
 Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {
   keyclient::KekConfig k;
   bool pkcs11 = keyclient::Pkcs11Uri::looks_like(v.key_encryption_key);
@@ -156,12 +163,50 @@ Status enable_vault_key(const std::string& store, const VaultKeyOptions& v, std:
   return show_encryption(store, out);
 }
 
-Status rotate_key(const std::string& store, VaultKeyOptions v, std::ostream& out) {
+namespace {
+
+// A local-key store moved to another key file or command; the old file is named as no longer needed.
+Status rotate_local_key(OpenStore& st, const LocalKeyOptions& local, std::ostream& out) {
+  if (st.kek.customer_managed()) {
+    return Status::InvalidArgument("the store uses a customer-managed key; --local-key-file applies to local-key stores");
+  }
+  keyclient::KekConfig next = local.kek();
+  std::string old = st.binding ? st.binding->kek.key_file : "";
+  bool created = false;
+  if (!next.key_file.empty() && !std::filesystem::exists(next.key_file)) {
+    CMKFS_RETURN_IF_ERROR(keyclient::create_local_key_file(next.key_file));
+    created = true;
+  }
+  Status s = move_to(st, next, out);
+  if (!s.ok()) {
+    if (created) std::filesystem::remove(next.key_file);
+    return s;
+  }
+  out << "the data key is now wrapped by "
+      << (next.key_command.empty() ? "local key file " + next.key_file + (created ? " (created, mode 0600)" : "")
+                                   : std::string("the key the local key command prints"))
+      << "\n";
+  if (!old.empty() && old != next.key_file && !key_file_in_use(old, st.super.store_id)) {
+    out << "the old key file " << old << " is no longer needed: delete it when you no longer need older backups\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status rotate_key(const std::string& store, VaultKeyOptions v, const LocalKeyOptions& local, std::ostream& out) {
   auto st = open_store(store, /*exclusive=*/false, /*read_only=*/false);
   if (!st.ok()) return st.status();
+  if (local.given()) {
+    if (!v.key_encryption_key.empty()) return Status::InvalidArgument("give a local key or a --key-encryption-key, not both");
+    CMKFS_RETURN_IF_ERROR(rotate_local_key(**st, local, out));
+    return show_encryption(store, out);
+  }
+  if (v.key_encryption_key.empty()) return Status::InvalidArgument("rotate-key needs --key-encryption-key or --local-key-file");
   const keyclient::KekConfig& cur = (*st)->kek;
   if (!cur.customer_managed()) {
-    return Status::InvalidArgument("the store uses the local key; move it to a customer-managed key with cmkfs encryption enable");
+    return Status::InvalidArgument("the store uses the local key: rotate it with --local-key-file NEW, or move it to a "
+                                   "customer-managed key with cmkfs encryption enable");
   }
   // A vault key keeps the identity and endpoints in use unless new ones are given.
   if (cur.provider == keyclient::ProviderKind::kVault && v.key_encryption_key.rfind("https:", 0) == 0) {

@@ -48,7 +48,8 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
          {"cipher", "AES-256-GCM"},
          {"chunkSize", st.super.chunk_size},
          {"storeId", to_hex(st.super.store_id)}};
-  if (!vault) j["localKeyFile"] = k.key_file;
+  if (!vault && k.key_command.empty()) j["localKeyFile"] = k.key_file;
+  if (!vault && !k.key_command.empty()) j["localKeyCommand"] = k.key_command;
   j["dataKeyGeneration"] = st.super.dek_generation;
   // This host's binding: where it is and the fingerprint it holds, to compare across hosts.
   json binding{{"path", binding_path(st.super.store_id)}};

@@ -10,13 +10,13 @@
 namespace cmkfs::fs {
 
 Status trust_store(const TrustOptions& o, std::ostream& out) {
-  if (o.local_key_file.empty() == o.vault.key_encryption_key.empty()) {
-    return Status::InvalidArgument("cmkfs trust needs the store's key: --local-key-file PATH, or "
-                                   "--key-encryption-key ID --identity CLIENT_ID|[system]");
+  if (o.local.given() == !o.vault.key_encryption_key.empty()) {
+    return Status::InvalidArgument("cmkfs trust needs the store's key: --local-key-file PATH (or --local-key-command "
+                                   "CMD), or --key-encryption-key ID --identity CLIENT_ID|[system]");
   }
   keyclient::KekConfig settings;
-  if (!o.local_key_file.empty()) {
-    settings.key_file = std::filesystem::absolute(o.local_key_file).string();
+  if (o.local.given()) {
+    settings = o.local.kek();
   } else {
     auto kek = customer_kek(o.vault);
     if (!kek.ok()) return kek.status();

@@ -192,7 +192,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   init->add_option("--audit-log", cmd->init.audit_log,
                    "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl for root)");
   add_vault_options(init, &cmd->vault, false);
+  auto* key_command = init->add_option("--local-key-command", cmd->init.kek.key_command,
+                                       "Instead of a key file: a program whose output is the key (run with /bin/sh -c "
+                                       "at every mount; prints cmkfs-local-key-v1 HEX or 64 hex digits)");
   local_key->excludes(init->get_option("--key-encryption-key"));
+  key_command->excludes(local_key)->excludes(init->get_option("--key-encryption-key"));
 
   auto* mount = app.add_subcommand("mount", "Mount a store; returns once the mount is ready");
   mount->add_option("STORE", cmd->mount.store, "The store directory")->required();
@@ -294,9 +298,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   auto* enable = encryption->add_subcommand("enable", "Move a local-key store to a vault key (there is no way back)");
   enable->add_option("STORE", cmd->store, "The store directory")->required();
   add_vault_options(enable, &cmd->vault, true);
-  auto* rotate = encryption->add_subcommand("rotate-key", "Rewrap the data key under another vault key or version");
+  auto* rotate = encryption->add_subcommand("rotate-key", "Rewrap the data key under another key, version or key file");
   rotate->add_option("STORE", cmd->store, "The store directory")->required();
-  add_vault_options(rotate, &cmd->vault, true);
+  add_vault_options(rotate, &cmd->vault, false);
+  rotate->add_option("--local-key-file", cmd->local.file, "A local-key store: the new key file (made if missing)");
+  rotate->add_option("--local-key-command", cmd->local.command, "A local-key store: a program that prints the new key");
 
   auto* rotate_dek = encryption->add_subcommand(
       "rotate-data-key", "Start a new data key and re-encrypt everything under it (in the background when mounted)");
@@ -305,7 +311,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   auto* trust = app.add_subcommand("trust", "Bind a store to this host (moved here, or made elsewhere), or re-point its "
                                             "binding, with key settings you give");
   trust->add_option("STORE", cmd->trust.store, "The store directory")->required();
-  trust->add_option("--local-key-file", cmd->trust.local_key_file, "The key file of a local-key store");
+  trust->add_option("--local-key-file", cmd->trust.local.file, "The key file of a local-key store");
+  trust->add_option("--local-key-command", cmd->trust.local.command, "Or the program that prints it");
   add_vault_options(trust, &cmd->vault, false);
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");

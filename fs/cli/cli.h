@@ -33,6 +33,7 @@ struct Command {
   std::string mountpoint;  // umount; view of a mounted store
   VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key, trust
   TrustOptions trust;      // trust (its vault options are in `vault`)
+  LocalKeyOptions local;   // encryption rotate-key to another local key
 };
 
 // Parses sizes such as "65536", "64K", "64KiB", "1MiB". nullopt when malformed.

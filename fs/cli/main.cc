@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
       s = trust_store(cmd.trust, std::cout);
       break;
     case Command::Kind::kRotateKey:
-      s = rotate_key(cmd.store, cmd.vault, std::cout);
+      s = rotate_key(cmd.store, cmd.vault, cmd.local, std::cout);
       break;
     case Command::Kind::kMount:
       return run_mount(cmd.mount, cmd.log_level);

@@ -76,7 +76,12 @@ void KeyMonitor::run() {
     if (stopping_) break;
     woken_ = false;
     lock.unlock();
-    check_once();
+    // A provider's bug or a reply it failed to check must not end the daemon: the check failed.
+    try {
+      check_once();
+    } catch (const std::exception& e) {
+      spdlog::error("key check failed unexpectedly: {}", e.what());
+    }
     lock.lock();
   }
 }

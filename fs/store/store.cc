@@ -114,7 +114,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
 
   keyclient::KekConfig kek = opts.kek;
   bool created_key_file = false;
-  if (kek.provider == keyclient::ProviderKind::kLocal) {
+  if (kek.provider == keyclient::ProviderKind::kLocal && kek.key_command.empty()) {
     if (kek.key_file.empty()) kek.key_file = host_config_dir() + "/keys/" + to_hex(sb.store_id) + ".key";
     kek.key_file = stdfs::absolute(kek.key_file).string();
     if (!stdfs::exists(kek.key_file)) {
@@ -170,7 +170,8 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
       << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n"
       << "  bound in:   " << binding_path(sb.store_id) << " (data key fingerprint " << *fingerprint << ")\n";
   if (kek.provider == keyclient::ProviderKind::kLocal) {
-    out << "  key:        local key file " << kek.key_file << (created_key_file ? " (created, mode 0600)" : "")
+    out << "  key:        " << (kek.key_command.empty() ? "local key file " + kek.key_file : "what the local key command prints")
+        << (created_key_file ? " (created, mode 0600)" : "")
         << "\n  keep the key file safe and outside the store: without it the data cannot be read\n";
   } else {
     out << "  key:        " << kek.versioned_key_identifier
@@ -305,6 +306,16 @@ Result<keyclient::WrappedKey> rewrap(OpenStore& store, const crypto::SecretBytes
                                      keyclient::KeyProvider& provider) {
   auto wrapped = provider.wrap(dek);
   if (!wrapped.ok()) return wrapped.status();
+  // The new wrapped key replaces the only other copy: it must be of the configured key and give
+  // the data key back before it is kept.
+  if (!kek.admits(wrapped->key_id)) {
+    return Status(EKEYREJECTED, "the key provider wrapped with " + wrapped->key_id + ", not a version of the configured key");
+  }
+  auto back = provider.unwrap(*wrapped);
+  if (!back.ok()) return Status(back.status().code(), "the rewrapped data key does not unwrap: " + back.status().message());
+  if (!crypto::equal_constant_time(back->bytes(), dek.bytes())) {
+    return Status(EKEYREJECTED, "the rewrapped data key unwraps to another key; nothing was changed");
+  }
   kek.versioned_key_identifier = wrapped->key_id;
   kek.last_rotation = unix_now();
   auto keys = crypto::derive_store_keys(dek);

@@ -18,6 +18,13 @@ using nlohmann::json;
 constexpr int64_t kClockSkew = 300;
 constexpr int64_t kMaxAssertionLife = 3600;
 
+// A string claim or header field; "" when absent or of another type (never throws).
+std::string str(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+
+json field_or_null(const json& j, const char* key) { return j.is_object() && j.contains(key) ? j[key] : json(); }
+
 struct Jwt {
   json header, claims;
   std::string signing_input;
@@ -34,7 +41,7 @@ std::optional<Jwt> parse_jwt(const std::string& text) {
   if (!h || !c || !s) return std::nullopt;
   Jwt j{json::parse(std::string(h->begin(), h->end()), nullptr, false),
         json::parse(std::string(c->begin(), c->end()), nullptr, false), text.substr(0, b), std::move(*s)};
-  if (!j.header.is_object() || !j.claims.is_object() || j.header.value("alg", "") != "RS256") return std::nullopt;
+  if (!j.header.is_object() || !j.claims.is_object() || str(j.header, "alg") != "RS256") return std::nullopt;
   return j;
 }
 
@@ -94,7 +101,8 @@ bool audience_has(const json& aud, const std::string& want) {
 bool fresh(const json& claims, int64_t max_life) {
   int64_t now = unix_now();
   if (!claims.contains("exp") || !claims["exp"].is_number_integer()) return false;
-  int64_t exp = claims["exp"], nbf = claims.value("nbf", now);
+  int64_t exp = claims["exp"];
+  int64_t nbf = claims.contains("nbf") && claims["nbf"].is_number_integer() ? claims["nbf"].get<int64_t>() : now;
   return exp > now - kClockSkew && nbf <= now + kClockSkew && (max_life == 0 || exp - now <= max_life + kClockSkew);
 }
 
@@ -194,15 +202,15 @@ ClientAuth authenticate_client(const AppRegistry& apps, const std::map<std::stri
   auto jwt = parse_jwt(field("client_assertion"));
   if (!jwt) return refused(401, "invalid_client", "AADSTS50027: the client assertion is not an RS256 JWT");
   // Signed with a certificate registered on the app.
-  std::string x5t = jwt->header.value("x5t", ""), x5t256 = jwt->header.value("x5t#S256", "");
+  std::string x5t = str(jwt->header, "x5t"), x5t256 = str(jwt->header, "x5t#S256");
   if (!x5t.empty() || !x5t256.empty()) {
     for (const auto& pem : app->certificates) {
       auto [t1, t256] = thumbprints(pem);
       if ((x5t256.empty() || x5t256 != t256) && (x5t.empty() || x5t != t1)) continue;
       if (!verify_rs256(*jwt, pem)) break;
       const json& c = jwt->claims;
-      if (!audience_has(c.value("aud", json()), token_url) || c.value("iss", "") != client_id ||
-          c.value("sub", "") != client_id || !fresh(c, kMaxAssertionLife)) {
+      if (!audience_has(field_or_null(c, "aud"), token_url) || str(c, "iss") != client_id ||
+          str(c, "sub") != client_id || !fresh(c, kMaxAssertionLife)) {
         return refused(401, "invalid_client", "AADSTS700024: the client assertion's aud, iss, sub or lifetime is wrong");
       }
       return ClientAuth{app->principal, 200, "", ""};
@@ -212,12 +220,10 @@ ClientAuth authenticate_client(const AppRegistry& apps, const std::map<std::stri
   // A federated token: matched by issuer, subject and audience, signed by the issuer's key.
   const json& c = jwt->claims;
   for (const auto& f : app->federated) {
-    if (c.value("iss", "") != f.issuer || c.value("sub", "") != f.subject || !audience_has(c.value("aud", json()), f.audience)) {
+    if (str(c, "iss") != f.issuer || str(c, "sub") != f.subject || !audience_has(field_or_null(c, "aud"), f.audience)) {
       continue;
     }
-    if (!verify_rs256(*jwt, f.issuer_key_pem)) {
-      return refused(401, "invalid_client", "AADSTS700027: the federated token's signature does not verify");
-    }
+    if (!verify_rs256(*jwt, f.issuer_key_pem)) continue;  // another record may hold the issuer's next key
     if (!fresh(c, 0)) return refused(400, "invalid_grant", "AADSTS700024: the federated token has expired");
     return ClientAuth{app->principal, 200, "", ""};
   }

@@ -183,6 +183,40 @@ TEST_F(Pkcs11Test, WithoutAnIdTheHighestIdIsFollowed) {
   EXPECT_NE(audit().find("\"event\":\"rotate\""), std::string::npos);
 }
 
+// Many tokens let anyone create public objects without the PIN. A public, extractable key of a
+// value the attacker knows, with a higher CKA_ID, would take the data key at the next rotation.
+TEST_F(Pkcs11Test, APlantedExtractableKeyIsNeverTheNextVersion) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--rotation-poll-interval 1s");
+  admin("plant-aes cmk 09");
+  ::usleep(2500000);  // two rotation polls
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
+  EXPECT_EQ(read_file(at("f")), content);
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+// Each refused login counts towards locking the token for everyone: a PIN the token refused is
+// not tried again until the PIN file changes.
+TEST_F(Pkcs11Test, ARefusedPinIsNotRetriedUntilThePinFileChanges) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file();
+  fault("removed");
+  expect_revoked();
+  write_file(pin_file, "a-wrong-pin\n");
+  size_t before = logins();
+  fault("");  // the token is back; its sessions and login went with it
+  EXPECT_TRUE(eventually(3, [&] { return logins() > before; }));
+  ::usleep(2000000);  // four more checks
+  EXPECT_EQ(logins(), before + 1) << "one login with the wrong PIN, then none until the file changes";
+  EXPECT_EQ(open_errno(at("f")), EACCES);
+  write_file(pin_file, std::string(kPin) + "\n");
+  expect_serving();
+}
+
 TEST_F(Pkcs11Test, AnIdPinsTheVersionUntilRotateKeyMovesIt) {
   admin("keygen-aes cmk 01");
   init_hsm(uri("cmk", "01"));
@@ -218,7 +252,7 @@ TEST_F(Pkcs11Test, InitRefusesWhatItCannotTrustWithAClearError) {
   refused("'pkcs11:token=T;object=cmk;slot-id=3?module-path=" + std::string(PKCS11_SHIM) + "&pin-source=file:" +
               pin_file + "'",
           "slot-id");
-  refused(uri("absent"), "no AES or RSA key labelled 'absent'");
+  refused(uri("absent"), "unextractable AES or RSA key labelled 'absent'");
   refused(uri("small"), "fewer than 2048 bits");
   ::chmod(pin_file.c_str(), 0644);
   refused(uri(), "chmod 600");

@@ -1,7 +1,9 @@
 // What an HSM administrator does to keys, for tests: make a key version (AES-256 or RSA, wrap and
 // unwrap only), take its unwrap usage away or give it back, delete it, change the user PIN.
 //   pkcs11_admin MODULE TOKEN PIN keygen-aes LABEL IDHEX | keygen-rsa LABEL IDHEX BITS |
-//                usage LABEL IDHEX on|off | delete LABEL IDHEX | set-pin NEW
+//                usage LABEL IDHEX on|off | delete LABEL IDHEX | set-pin NEW |
+//                plant-aes LABEL IDHEX (what an attacker without the PIN can make: a public,
+//                extractable AES key of a value they know)
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -90,6 +92,18 @@ int main(int argc, char** argv) {
     CK_OBJECT_HANDLE h;
     CK_RV rv = f->C_GenerateKey(session, &mech, t, sizeof t / sizeof t[0], &h);
     return rv == CKR_OK ? 0 : fail("keygen-aes", rv);
+  }
+  if (cmd == "plant-aes") {
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    std::vector<uint8_t> value(32, 0x41);
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},    {CKA_KEY_TYPE, &type, sizeof type}, {CKA_TOKEN, &yes, 1},
+                        {CKA_PRIVATE, &no, 1},            {CKA_SENSITIVE, &no, 1},            {CKA_EXTRACTABLE, &yes, 1},
+                        {CKA_WRAP, &yes, 1},              {CKA_UNWRAP, &yes, 1},              {CKA_VALUE, value.data(), value.size()},
+                        {CKA_LABEL, label.data(), label.size()}, {CKA_ID, id.data(), id.size()}};
+    CK_OBJECT_HANDLE h;
+    CK_RV rv = f->C_CreateObject(session, t, sizeof t / sizeof t[0], &h);
+    return rv == CKR_OK ? 0 : fail("plant-aes", rv);
   }
   if (cmd == "keygen-rsa" && argc == 8) {
     CK_ULONG bits = std::stoul(argv[7]);

@@ -33,7 +33,12 @@ void drop_sessions() {
   CK_SLOT_ID slots[16];
   CK_ULONG n = 16;
   if (real->C_GetSlotList(CK_FALSE, slots, &n) != CKR_OK) return;
-  for (CK_ULONG i = 0; i < n; ++i) real->C_CloseAllSessions(slots[i]);
+  for (CK_ULONG i = 0; i < n; ++i) {
+    // The token forgets the login with it (a real token loses its state when pulled).
+    CK_SESSION_HANDLE h;
+    if (real->C_OpenSession(slots[i], CKF_SERIAL_SESSION, nullptr, nullptr, &h) == CKR_OK) real->C_Logout(h);
+    real->C_CloseAllSessions(slots[i]);
+  }
 }
 
 // CKR_OK when calls may go through; the fault's return value otherwise.
