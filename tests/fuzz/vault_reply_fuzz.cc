@@ -1,8 +1,13 @@
 // The key vault client against any reply: the first input byte picks the status code, the rest
 // is split into a WWW-Authenticate header and a body, for the challenge, the token and the call.
+// The same bytes as a token reply to every Azure credential, and as a pkcs11: URI (which must
+// print back to a URI that parses to the same text).
 #include <cstdint>
 #include <string>
 
+#include "keyclient/credential.h"
+#include "keyclient/keyclient.h"
+#include "keyclient/pkcs11_uri.h"
 #include "keyclient/vault_client.h"
 
 using namespace cmkfs;
@@ -45,6 +50,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)client.wrap(id, key);
   (void)challenge_resource_matches(std::string(reinterpret_cast<const char*>(data), size), "kv.vault.azure.net");
   (void)KeyId::parse(std::string(reinterpret_cast<const char*>(data), size));
-  (void)check_identity_endpoint(std::string(reinterpret_cast<const char*>(data), size));
+  std::string text(reinterpret_cast<const char*>(data), size);
+  (void)check_identity_endpoint(text);
+  HttpResponse reply{size > 0 && data[0] % 2 ? 400 : 200, size > 0 ? text.substr(1) : "", {}};
+  for (auto kind : {CredentialKind::kManagedIdentity, CredentialKind::kAppService, CredentialKind::kWorkloadIdentity,
+                    CredentialKind::kClientSecret, CredentialKind::kClientCertificate}) {
+    (void)parse_token_reply(Credential{kind, "client", "https://login.test", "tenant", "/f"}, reply);
+  }
+  auto uri = Pkcs11Uri::parse(text);
+  if (uri.ok()) {
+    auto again = Pkcs11Uri::parse(uri->str());
+    if (!again.ok() || again->str() != uri->str()) __builtin_trap();
+  }
+  (void)kms2_socket_path(text);
   return 0;
 }
