@@ -43,6 +43,9 @@ struct LocalKeyOptions {
 // pkcs11: URI in its canonical form, a vault's relative CA path made absolute and IMDS by
 // default. EINVAL when a required option is missing or one does not apply to the key.
 Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v);
+// Whether `id` is a key identifier at all (https://VAULT/keys/NAME[/VERSION], pkcs11:, kms2://):
+// EINVAL with the reason, a usage error.
+Status check_key_identifier(const std::string& id);
 
 // Checks an unmounted store: every record, link count and chunk (fsck.h), naming the path of
 // each problem (and in a registry its repository and blob); progress on a terminal. Returns the

@@ -10,6 +10,7 @@
 #include "fs/store/store.h"
 #include "keyclient/credential.h"
 #include "keyclient/pkcs11_uri.h"
+#include "keyclient/vault_client.h"
 
 namespace cmkfs::fs {
 
@@ -18,6 +19,14 @@ keyclient::KekConfig LocalKeyOptions::kek() const {
   k.key_file = file.empty() ? "" : std::filesystem::absolute(file).string();
   k.key_command = command;
   return k;
+}
+
+Status check_key_identifier(const std::string& id) {
+  if (keyclient::Pkcs11Uri::looks_like(id)) return keyclient::Pkcs11Uri::parse(id).status();
+  if (id.rfind("kms2:", 0) == 0) return keyclient::kms2_socket_path(id).status();
+  if (keyclient::KeyId::parse(id)) return Status::Ok();
+  return Status::InvalidArgument("'" + id + "' is not a key identifier: https://VAULT/keys/NAME[/VERSION], "
+                                 "a pkcs11: URI, or kms2:///path/plugin.sock");
 }
 
 Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v) {

@@ -1,5 +1,7 @@
 #include "fs/cli/cli.h"
 
+#include "crypto/base/nearest.h"
+
 #include <CLI/CLI.hpp>
 #include <set>
 #include <vector>
@@ -165,6 +167,13 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat",
                                           "export", "encryption", "trust", "status", "--help", "-h", "--version"};
+  // One word that is no command: a typo, most likely (`cmkfs STORE MNT` has two).
+  if (args.size() == 1 && !args[0].empty() && args[0][0] != '-' && !commands.contains(args[0])) {
+    std::string guess = nearest(args[0], {commands.begin(), commands.end()});
+    err << "cmkfs: unknown command '" << args[0] << "'" << (guess.empty() ? "" : "; did you mean '" + guess + "'?")
+        << " (cmkfs --help lists them)\n";
+    return kExitUsage;
+  }
   if (!rewrite_mount_args(args, commands, err)) return kExitUsage;
   std::vector<const char*> rewritten = {argc > 0 ? argv[0] : "cmkfs"};
   for (const auto& a : args) rewritten.push_back(a.c_str());

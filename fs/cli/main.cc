@@ -26,6 +26,13 @@ int main(int argc, char** argv) {
     return kExitError;
   }
 
+  // A key identifier that cannot be one is a usage error, whichever command it came with.
+  if (!cmd.vault.key_encryption_key.empty()) {
+    if (Status k = check_key_identifier(cmd.vault.key_encryption_key); !k.ok()) {
+      std::cerr << "cmkfs: " << k.message() << "\n";
+      return kExitUsage;
+    }
+  }
   Status s;
   switch (cmd.kind) {
     case Command::Kind::kInit:
@@ -61,6 +68,10 @@ int main(int argc, char** argv) {
       break;
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
+      if (!s.ok()) {  // not mounted, not cmkfs's, or busy: the mountpoint's trouble (README: 12)
+        std::cerr << "cmkfs: " << s.message() << "\n";
+        return s.code() == EBUSY || s.code() == EINVAL ? kExitMount : exit_code_for(s);
+      }
       break;
     case Command::Kind::kInspect: {
       std::string mp = serving_mountpoint(cmd.store);
@@ -82,6 +93,10 @@ int main(int argc, char** argv) {
       return run_fsck(cmd.store, cmd.fsck, std::cout, std::cerr);
     case Command::Kind::kEncryptionShow:
       s = show_encryption(cmd.store, std::cout);
+      if (!s.ok() && (s.code() == ENOENT || s.code() == EINVAL || s.code() == ENOTDIR || s.code() == EIO)) {
+        std::cerr << "cmkfs: " << s.message() << "\n";
+        return kExitNotAStore;
+      }
       break;
     case Command::Kind::kNone:
       return kExitUsage;

@@ -1,10 +1,12 @@
 // cmkfs-vault: a local key vault speaking the Azure Key Vault keys REST protocol, for development
 // and tests. `serve` runs it; every other command acts on the server running for --dir.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <iostream>
 
+#include "crypto/base/nearest.h"
 #include "keyclient/devvault/server.h"
 #include "keyclient/http.h"
 
@@ -70,6 +72,7 @@ int print(const Result<json>& r) {
 
 int main(int argc, char** argv) {
   CLI::App app{"cmkfs-vault: a local key vault speaking the Azure Key Vault keys REST API"};
+  app.set_version_flag("--version", "cmkfs-vault 0.1.0");
   app.require_subcommand(1);
   app.fallthrough();
   const char* env_dir = std::getenv("CMKFS_VAULT_DIR");
@@ -152,7 +155,24 @@ int main(int argc, char** argv) {
   auto* token = app.add_subcommand("token", "Print an access token for an identity (as IMDS would issue it)");
   token->add_option("--client-id", client_id, "Identity client id; default the system-assigned identity");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // A mistyped command: say which one was meant.
+    std::string guess;
+    if (argc > 1 && argv[1][0] != '-') {
+      std::vector<std::string> names;
+      for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+      for (int i = 1; i < argc && guess.empty(); ++i) {
+        bool known = std::find(names.begin(), names.end(), argv[i]) != names.end();
+        if (argv[i][0] != '-' && !known) guess = nearest(argv[i], names);
+      }
+    }
+    std::cerr << "cmkfs-vault: " << e.what() << (guess.empty() ? "" : "; did you mean '" + guess + "'?")
+              << " (cmkfs-vault --help)\n";
+    return 2;
+  }
 
   if (serve_cmd->parsed()) {
     auto colon = listen.rfind(':');
