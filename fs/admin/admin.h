@@ -47,6 +47,9 @@ Result<keyclient::KekConfig> customer_kek(const VaultKeyOptions& v);
 // EINVAL with the reason, a usage error.
 Status check_key_identifier(const std::string& id);
 
+// Unix seconds as the JSON output shows times, ISO 8601 in UTC as `az` prints them.
+std::string iso8601(int64_t unix_seconds);
+
 // Checks an unmounted store: every record, link count and chunk (fsck.h), naming the path of
 // each problem (and in a registry its repository and blob); progress on a terminal. Returns the
 // exit code: 0 when clean, kExitNotAStore when problems were found (after --repair: remain).

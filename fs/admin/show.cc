@@ -2,6 +2,7 @@
 // the live key state a running mount publishes.
 #include <signal.h>
 
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -11,6 +12,16 @@
 #include "fs/store/store.h"
 
 namespace cmkfs::fs {
+
+std::string iso8601(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 namespace {
 
 const char* key_source(keyclient::ProviderKind k) {
@@ -39,7 +50,7 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   if (azure && !k.tenant_id.empty()) props["tenantId"] = k.tenant_id;
   props["keyIdentifier"] = vault ? json(k.key_identifier) : json(nullptr);
   props["keyRotationEnabled"] = vault ? json(k.rotation_enabled()) : json(nullptr);
-  props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(k.last_rotation) : json(nullptr);
+  props["lastKeyRotationTimestamp"] = vault && k.last_rotation != 0 ? json(iso8601(k.last_rotation)) : json(nullptr);
   props["versionedKeyIdentifier"] = vault ? json(k.versioned_key_identifier) : json(nullptr);
   json j{{"status", vault ? "enabled" : "disabled"},
          {"keyVaultProperties", props},
@@ -66,9 +77,10 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   json live = json::parse(status, nullptr, false);
   if (status && live.is_object() && live.contains("pid") && live["pid"].is_number_integer() &&
       ::kill(live["pid"].get<int>(), 0) == 0) {
+    auto when = [&](const char* key) { return live[key].is_number() ? json(iso8601(live[key].get<int64_t>())) : json(nullptr); };
     j["liveKeyState"] = json{{"state", live["state"]},
-                             {"since", live["since"]},
-                             {"lastSuccessfulCheck", live["lastSuccessfulCheck"]},
+                             {"since", when("since")},
+                             {"lastSuccessfulCheck", when("lastSuccessfulCheck")},
                              {"mountpoint", live["mountpoint"]},
                              {"pid", live["pid"]},
                              {"dataKeyGeneration", live.value("dataKeyGeneration", 0)}};

@@ -16,15 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string iso8601(int64_t unix_seconds) {
-  time_t t = static_cast<time_t>(unix_seconds);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Seconds the process has run (from /proc), or -1.
 int64_t uptime_of(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat"), up("/proc/uptime");
@@ -59,7 +50,7 @@ int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostrea
     if (show.contains("liveKeyState")) {
       const json& live = show["liveKeyState"];
       row["keyState"] = live.value("state", "");
-      if (live.contains("since") && live["since"].is_number()) row["keyStateSince"] = iso8601(live["since"].get<int64_t>());
+      if (live.contains("since") && live["since"].is_string()) row["keyStateSince"] = live["since"];  // ISO 8601 already
       if (live.contains("pid") && live["pid"].is_number()) {
         int pid = live["pid"].get<int>();
         row["pid"] = pid;

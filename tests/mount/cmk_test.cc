@@ -172,13 +172,13 @@ TEST_F(CmkTest, WritesAfterRestoreLandAndSurviveRemount) {
 }
 
 TEST_F(CmkTest, VaultDownServesWithinTheGraceThenFailsClosedThenRecovers) {
-  mount_with_file(key_url, "--offline-grace 6s");
+  mount_with_file(key_url, "--offline-grace 10s");  // room for a loaded machine between the checks below
   stop_vault();
   // A check fails after its retries (about a second); the grace runs from the last success, so
   // there are seconds left to serve from the cached key.
   EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; }));
   EXPECT_EQ(read_file(at("f")), content);
-  EXPECT_TRUE(eventually(8, [&] { return open_errno(at("f")) == EACCES; }));
+  EXPECT_TRUE(eventually(14, [&] { return open_errno(at("f")) == EACCES; }));
   EXPECT_EQ(read_errno(held), EACCES);
   EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
   start_vault();  // same directory, same port: state was kept
