@@ -73,7 +73,7 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
   }
   j["hostBinding"] = binding;
   // A mounted store publishes its live key state; a stale file (daemon gone) is ignored.
-  std::ifstream status(status_path(st.super.store_id));
+  std::ifstream status(status_path(st.super.store_id, st.paths.root));
   json live = json::parse(status, nullptr, false);
   if (status && live.is_object() && live.contains("pid") && live["pid"].is_number_integer() &&
       ::kill(live["pid"].get<int>(), 0) == 0) {

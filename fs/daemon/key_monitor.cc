@@ -66,7 +66,7 @@ void KeyMonitor::stop() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::error_code ec;
-  std::filesystem::remove(status_path(store_.super.store_id), ec);
+  std::filesystem::remove(status_path(store_.super.store_id, store_.paths.root), ec);
 }
 
 void KeyMonitor::run() {
@@ -302,7 +302,7 @@ void KeyMonitor::publish_status() {
     nlohmann::json extra = status_extra_();
     for (const auto& [key, value] : extra.items()) j[key] = value;
   }
-  std::string path = status_path(store_.super.store_id);
+  std::string path = status_path(store_.super.store_id, store_.paths.root);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   {

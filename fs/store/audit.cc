@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "crypto/base/hex.h"
+#include "crypto/crypto.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -56,8 +57,12 @@ std::string default_audit_path(const Id128& store_id) {
   return state_dir("/var/log/cmkfs", "XDG_STATE_HOME", "/.local/state/cmkfs") + "/" + to_hex(store_id) + ".audit.jsonl";
 }
 
-std::string status_path(const Id128& store_id) {
-  return state_dir("/run/cmkfs", "XDG_RUNTIME_DIR", "/.cache/cmkfs") + "/" + to_hex(store_id) + ".status.json";
+std::string status_path(const Id128& store_id, const std::string& store_root) {
+  std::error_code ec;
+  std::string root = std::filesystem::weakly_canonical(store_root, ec).string();
+  auto tag = crypto::hmac_sha256(crypto::as_bytes("cmkfs/v1/status-path"), crypto::as_bytes(ec ? store_root : root));
+  return state_dir("/run/cmkfs", "XDG_RUNTIME_DIR", "/.cache/cmkfs") + "/" + to_hex(store_id) + "-" +
+         to_hex(std::span<const uint8_t>(tag.data(), 6)) + ".status.json";
 }
 
 }  // namespace cmkfs::fs

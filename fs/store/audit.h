@@ -27,7 +27,8 @@ class AuditLog {
 };
 
 std::string default_audit_path(const Id128& store_id);
-// Where a mounted store's live key state is published for `cmkfs encryption show`.
-std::string status_path(const Id128& store_id);
+// Where a mounted store's live key state is published for `cmkfs encryption show`: by store id
+// and directory, so that a copy of a store (same id) neither shows nor removes the original's.
+std::string status_path(const Id128& store_id, const std::string& store_root);
 
 }  // namespace cmkfs::fs

@@ -109,6 +109,24 @@ TEST_F(SystemTest, UnderSystemdItNotifiesReadyStatusWatchdogAndStopping) {
 }
 
 // cmkfs status lists each mount and view with its daemon and key state.
+// A copy of a store has the same id: its live state must be its own mount's, not the original's.
+TEST_F(SystemTest, ACopyOfAMountedStoreNeitherShowsNorRemovesTheOriginalsLiveState) {
+  mount();
+  write_file(at("f"), "x");
+  ::sync();
+  auto r = run("cp -a " + store + " " + dir + "/copy");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto shown = run(cmkfs_binary() + " encryption show " + dir + "/copy");
+  ASSERT_EQ(shown.rc, 0) << shown.output;
+  EXPECT_EQ(shown.output.find("liveKeyState"), std::string::npos) << shown.output;
+  stdfs::create_directories(dir + "/mnt2");
+  r = run(cmkfs_binary() + " mount " + dir + "/copy " + dir + "/mnt2 --log-file " + dir + "/copy.log");
+  ASSERT_EQ(r.rc, 0) << r.output << read_file(dir + "/copy.log");
+  r = run(cmkfs_binary() + " umount " + dir + "/mnt2");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(show()["liveKeyState"]["mountpoint"], mnt);  // the original's, still published
+}
+
 TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   mount();
   stdfs::create_directories(dir + "/view");
