@@ -102,7 +102,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
 // own options pass; anything else is refused before any key is touched.
 const std::set<std::string, std::less<>> kValueFlags = {
     "key-check-interval", "rotation-poll-interval", "offline-grace", "vault-timeout", "read-ahead", "log-file",
-    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "metrics-listen"};
+    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "log-format", "metrics-listen"};
 const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring"};
 const std::set<std::string, std::less<>> kFuseOptions = {
     "allow_other", "allow_root", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec",
@@ -190,6 +190,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   app.fallthrough();  // global options also after the subcommand
   app.add_option("--log-level", cmd->log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--log-format", cmd->log_format, "text, or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::string chunk_size = format_size(cmd->init.chunk_size);
   auto* init = app.add_subcommand("init", "Turn an empty directory into an encrypted store");

@@ -22,6 +22,7 @@ struct Command {
     kTrust, kView, kCat, kExport, kStatus
   } kind = Kind::kNone;
   std::string log_level = "info";
+  std::string log_format = "text";  // or json
   InitOptions init;
   MountOptions mount;      // mount; view (the view directory in `mountpoint`)
   std::string store;       // encryption show, fsck, inspect

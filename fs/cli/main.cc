@@ -1,5 +1,4 @@
 // cmkfs: the command-line entry point. Parses, then hands over to one command.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -16,10 +15,8 @@ int main(int argc, char** argv) {
   Command cmd;
   int rc = parse_command_line(argc, argv, &cmd, std::cout, std::cerr);
   if (rc >= 0) return rc;
-  auto logger = spdlog::stderr_color_mt("cmkfs");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(cmd.log_level));
+  use_stderr_log(cmd.log_level, cmd.log_format);
+  cmd.mount.log_format = cmd.log_format;
   // Every command may hold a key: none may leave it in a core file or in swap.
   if (Status h = crypto::harden_process(/*lock_memory=*/::geteuid() == 0); !h.ok()) {
     std::cerr << "cmkfs: cannot protect key material: " << h.message() << "\n";

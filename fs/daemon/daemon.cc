@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -56,11 +57,13 @@ std::string default_log_file(const Id128& store_id) {
 }
 
 // Logs to `path` from now on; the sink returned reopens it (SIGHUP).
-std::shared_ptr<ReopenableFileSink> use_file_log(const std::string& path, const std::string& level) {
+std::shared_ptr<ReopenableFileSink> use_file_log(const std::string& path, const std::string& level,
+                                                 const std::string& format) {
   std::error_code ec;
   stdfs::create_directories(stdfs::path(path).parent_path(), ec);
   auto sink = std::make_shared<ReopenableFileSink>(path);
   auto logger = std::make_shared<spdlog::logger>("cmkfs-daemon", sink);
+  logger->set_formatter(log_formatter(format));
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
@@ -231,7 +234,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   OpenStore& st = **store;
   std::shared_ptr<ReopenableFileSink> log_sink;
   if (!o.foreground) {
-    log_sink = use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level);
+    log_sink = use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level,
+                            o.log_format);
     file_log = true;
   }
   auto reopen_log = [&log_sink] {
@@ -530,6 +534,18 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
   }
   out << "unmounted " << mp << "\n";
   return Status::Ok();
+}
+
+void use_stderr_log(const std::string& level, const std::string& format) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (stderr_is_journal()) {
+    logger = std::make_shared<spdlog::logger>("cmkfs", std::make_shared<spdlog::sinks::systemd_sink_mt>("cmkfs"));
+  } else {
+    logger = std::make_shared<spdlog::logger>("cmkfs", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    logger->set_formatter(log_formatter(format));
+  }
+  logger->set_level(spdlog::level::from_str(level));
+  spdlog::set_default_logger(logger);
 }
 
 }  // namespace cmkfs::fs

@@ -25,6 +25,7 @@ struct MonitorOptions {
 struct MountOptions {
   std::string store;
   std::string mountpoint;
+  std::string log_format = "text";  // or "json": one object per line
   bool foreground = false;
   std::vector<std::string> fuse_options;  // each -o value, comma lists kept as given
   double attr_timeout = 1.0;              // seconds the kernel caches attributes
@@ -52,6 +53,10 @@ struct MountOptions {
 // SIGHUP reopens the log file (logrotate). Unless opts.foreground, returns in the parent once the mount is ready (or failed).
 // Returns the exit code (fs/store/store.h).
 int run_mount(const MountOptions& opts, const std::string& log_level);
+
+// Every command's log: stderr, as text or JSON lines (`format`); the journal, with each line's
+// priority, when systemd connected stderr to it.
+void use_stderr_log(const std::string& level, const std::string& format);
 
 // `cmkfs view MOUNTPOINT VIEWDIR`: asks the daemon of the mount to serve a read-only registry
 // view on VIEWDIR (over its control socket: no second unwrap, no second store lock).

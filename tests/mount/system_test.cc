@@ -127,6 +127,26 @@ TEST_F(SystemTest, ACopyOfAMountedStoreNeitherShowsNorRemovesTheOriginalsLiveSta
   EXPECT_EQ(show()["liveKeyState"]["mountpoint"], mnt);  // the original's, still published
 }
 
+// --log-format json: every line of the daemon's log one JSON object (for log shippers).
+TEST_F(SystemTest, JsonLogLinesAreOneObjectEach) {
+  auto r = run("mount -t fuse " + source + " " + mnt + " -o log-format=json,log-file=" + log);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  mounted = true;
+  write_file(at("f"), "x");
+  umount();
+  std::istringstream lines(read_file(log));
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    EXPECT_TRUE(j["time"].is_string() && j["level"].is_string() && j["message"].is_string()) << line;
+    ++n;
+  }
+  EXPECT_GE(n, 2);
+  EXPECT_NE(read_file(log).find("\"message\":\"mounted store"), std::string::npos) << read_file(log);
+}
+
 TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   mount();
   stdfs::create_directories(dir + "/view");
