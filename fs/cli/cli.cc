@@ -328,6 +328,10 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
 
+  // The offline commands that unwrap or rewrap a key audit it where they are told.
+  for (auto* sub : {fsck, inspect, cat, exp, enable, rotate, rotate_dek, trust}) {
+    sub->add_option("--audit-log", cmd->audit_log, "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl)");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

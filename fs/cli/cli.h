@@ -35,6 +35,7 @@ struct Command {
   VaultKeyOptions vault;   // init, encryption enable, encryption rotate-key, trust
   TrustOptions trust;      // trust (its vault options are in `vault`)
   LocalKeyOptions local;   // encryption rotate-key to another local key
+  std::string audit_log;   // the offline commands' key audit log (init and mount have their own)
 };
 
 // Parses sizes such as "65536", "64K", "64KiB", "1MiB". nullopt when malformed.

@@ -33,19 +33,46 @@ std::string state_dir(const char* root_dir, const char* xdg_var, const char* hom
 
 }  // namespace
 
-AuditLog::AuditLog(std::string path, std::string store_id) : path_(std::move(path)), store_id_(std::move(store_id)) {
+AuditLog::AuditLog(std::string path, std::string store_id, std::chrono::seconds summary_every)
+    : path_(std::move(path)), store_id_(std::move(store_id)), summary_every_(summary_every) {
   if (path_.empty()) return;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
 }
 
+AuditLog::~AuditLog() {
+  std::lock_guard<std::mutex> g(mu_);
+  write_summary();
+}
+
 void AuditLog::record(const std::string& event, const std::string& key_id, const std::string& result,
                       const nlohmann::json& extra) {
   if (path_.empty()) return;
+  std::lock_guard<std::mutex> g(mu_);
+  bool routine = event == "unwrap" && result == "ok" && extra.is_object() && extra.value("reason", "") == "key check";
+  if (routine) {
+    if (checks_ == 0) checks_since_ = now_iso();
+    ++checks_;
+    checks_key_ = key_id;
+    if (std::chrono::steady_clock::now() - last_summary_ >= summary_every_) write_summary();
+    return;
+  }
+  write_summary();  // what the checks said before this event comes first
   nlohmann::json line{{"time", now_iso()}, {"store", store_id_}, {"event", event}, {"keyId", key_id}, {"result", result}};
   for (const auto& [k, v] : extra.items()) line[k] = v;
+  append(line);
+}
+
+void AuditLog::write_summary() {
+  last_summary_ = std::chrono::steady_clock::now();
+  if (checks_ == 0 || path_.empty()) return;
+  append({{"time", now_iso()}, {"store", store_id_}, {"event", "checks"}, {"keyId", checks_key_}, {"result", "ok"},
+          {"count", checks_}, {"since", checks_since_}});
+  checks_ = 0;
+}
+
+void AuditLog::append(const nlohmann::json& line) {
   std::string text = line.dump() + "\n";
-  std::lock_guard<std::mutex> g(mu_);
   // O_APPEND: the daemon and the cmkfs commands may write the same log.
   int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;
@@ -53,7 +80,17 @@ void AuditLog::record(const std::string& event, const std::string& key_id, const
   ::close(fd);
 }
 
+namespace {
+std::string& audit_path_override() {
+  static std::string path;
+  return path;
+}
+}  // namespace
+
+void override_default_audit_path(std::string path) { audit_path_override() = std::move(path); }
+
 std::string default_audit_path(const Id128& store_id) {
+  if (!audit_path_override().empty()) return audit_path_override();
   return state_dir("/var/log/cmkfs", "XDG_STATE_HOME", "/.local/state/cmkfs") + "/" + to_hex(store_id) + ".audit.jsonl";
 }
 

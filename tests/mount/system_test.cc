@@ -147,6 +147,17 @@ TEST_F(SystemTest, JsonLogLinesAreOneObjectEach) {
   EXPECT_NE(read_file(log).find("\"message\":\"mounted store"), std::string::npos) << read_file(log);
 }
 
+TEST_F(SystemTest, OfflineCommandsAuditWhereTheyAreTold) {
+  std::string audit = dir + "/offline-audit.jsonl";
+  for (const std::string& cmd : {"fsck " + store, "inspect " + store}) {
+    auto r = run(cmkfs_binary() + " " + cmd + " --audit-log " + audit);
+    EXPECT_EQ(r.rc, 0) << cmd << ": " << r.output;
+  }
+  std::string log_text = read_file(audit);
+  EXPECT_NE(log_text.find("\"reason\":\"fsck\""), std::string::npos) << log_text;
+  EXPECT_NE(log_text.find("\"reason\":\"inspect\""), std::string::npos) << log_text;
+}
+
 TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   mount();
   stdfs::create_directories(dir + "/view");
