@@ -25,6 +25,7 @@ Status check_key_identifier(const std::string& id) {
   if (keyclient::Pkcs11Uri::looks_like(id)) return keyclient::Pkcs11Uri::parse(id).status();
   if (id.rfind("kms2:", 0) == 0) return keyclient::kms2_socket_path(id).status();
   if (keyclient::KeyId::parse(id)) return Status::Ok();
+  if (id.rfind("http://", 0) == 0) return Status::InvalidArgument("'" + id + "': a key vault is reached over https only");
   return Status::InvalidArgument("'" + id + "' is not a key identifier: https://VAULT/keys/NAME[/VERSION], "
                                  "a pkcs11: URI, or kms2:///path/plugin.sock");
 }
