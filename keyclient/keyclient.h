@@ -91,6 +91,10 @@ class KeyProvider {
   virtual Status validate() = 0;
 };
 
+// Proves that `provider` wraps and unwraps (a throwaway key there and back); `who` names it in
+// the error ("the vault", "the token", "the KMS plugin").
+Status prove_round_trip(KeyProvider& provider, const std::string& who);
+
 // The local KEK file: created with mode 0600, refused when group or others can read it.
 Status create_local_key_file(const std::string& path);  // EEXIST if it exists
 

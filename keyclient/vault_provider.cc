@@ -70,17 +70,7 @@ class VaultProvider : public KeyProvider {
     if ((*bundle).contains("attributes") && !(*bundle)["attributes"].value("enabled", true)) {
       return Status(EKEYREVOKED, "key " + configured_.str() + " is disabled");
     }
-    // Prove both permissions with a throwaway key.
-    auto probe = crypto::random_key();
-    if (!probe.ok()) return probe.status();
-    auto w = wrap(*probe);
-    if (!w.ok()) return w.status();
-    auto back = unwrap(*w);
-    if (!back.ok()) return back.status();
-    if (!crypto::equal_constant_time(back->bytes(), probe->bytes())) {
-      return Status(EKEYREJECTED, "the vault's unwrap does not give back what it wrapped");
-    }
-    return Status::Ok();
+    return prove_round_trip(*this, "the vault");  // both permissions, with a throwaway key
   }
 
  private:

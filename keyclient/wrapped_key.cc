@@ -58,6 +58,19 @@ Result<WrappedKey> WrappedKey::from_json(std::string_view text) {
   }
 }
 
+Status prove_round_trip(KeyProvider& provider, const std::string& who) {
+  auto probe = crypto::random_key();
+  if (!probe.ok()) return probe.status();
+  auto w = provider.wrap(*probe);
+  if (!w.ok()) return w.status();
+  auto back = provider.unwrap(*w);
+  if (!back.ok()) return back.status();
+  if (!crypto::equal_constant_time(back->bytes(), probe->bytes())) {
+    return Status(EKEYREJECTED, who + "'s unwrap does not give back what it wrapped");
+  }
+  return Status::Ok();
+}
+
 bool KekConfig::rotation_enabled() const {
   if (provider == ProviderKind::kKms2) return true;  // the plugin's Status names the key to use
   if (provider == ProviderKind::kPkcs11) {
