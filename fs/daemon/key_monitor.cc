@@ -195,6 +195,7 @@ void KeyMonitor::check_once() {
       spdlog::warn("key access restored ({}); serving {} again", wrapped.key_id, mountpoint_);
       audit_.record("restore", wrapped.key_id, "ok", {{"after", to_string(state_)}});
       set_state(KeyState::kAvailable);
+      publish_status();  // now, not after the rotation poll below (which may wait on the vault)
     }
     maybe_rotate(dek, wrapped);
     if (rotation_wanted_.exchange(false)) start_rotation();

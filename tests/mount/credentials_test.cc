@@ -26,12 +26,27 @@ class CredentialTest : public Lifecycle<VaultTest> {
   void grant(const std::string& principal) {
     vault_json("set-policy --object-id " + principal + " --key-permissions get wrapKey unwrapKey");
   }
-  void revoke_and_restore(const std::string& principal) {
+  // The lifecycle every provider passes, after init and a round trip: revoke (the policy
+  // removed) and restore, automatic rotation to a new version, and the vault down within and
+  // past the offline grace. REQUIRES: mounted with lifecycle_flags.
+  void lifecycle(const std::string& principal) {
     vault_json("delete-policy --object-id " + principal);
     expect_revoked();
     grant(principal);
     expect_serving();
+    std::string v2 = vault_json("key rotate --name cmk")["key"]["kid"];
+    EXPECT_TRUE(eventually(6, [&] { return show()["keyVaultProperties"]["versionedKeyIdentifier"] == v2; }))
+        << read_file(log);
+    EXPECT_EQ(read_file(at("f")), content);
+    stop_vault();
+    EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
+    EXPECT_EQ(read_file(at("f")), content);  // within the grace
+    EXPECT_TRUE(eventually(12, [&] { return open_errno(at("f")) == EACCES; }));
+    EXPECT_EQ(read_errno(held), EACCES);
+    start_vault("--token-lifetime 31");
+    expect_serving();
   }
+  static constexpr const char* lifecycle_flags = "--rotation-poll-interval 1s --offline-grace 6s";
   std::string entra_flags(const std::string& credential, const std::string& file) const {
     return " --key-encryption-key " + key_url + " --vault-ca " + vault_dir + "/ca.pem --credential " + credential +
            " --identity " + app_id + " --tenant-id " + tenant + " --authority-host " + url + " --credential-file " + file;
@@ -78,19 +93,13 @@ TEST_F(CredentialTest, ClientSecretFromAFile) {
   EXPECT_EQ(j["keyVaultProperties"]["credential"], "client-secret");
   EXPECT_EQ(j["keyVaultProperties"]["identity"], app_id);
   EXPECT_EQ(j["keyVaultProperties"]["tenantId"], tenant);
-  mount_with_file("--offline-grace 4s");
-  revoke_and_restore(app_principal);
+  mount_with_file(lifecycle_flags);
+  lifecycle(app_principal);
   // The secret deleted in the directory: the credential is refused, the mount revoked.
   vault_json("app secret delete --client-id " + app_id);
   expect_revoked();
   EXPECT_NE(read_file(log).find("invalid_client"), std::string::npos) << read_file(log);
   private_file(file, vault_json("app secret create --client-id " + app_id)["secret"]);
-  expect_serving();
-  // The authority down: served within the grace, then closed, then back.
-  stop_vault();
-  EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
-  EXPECT_TRUE(eventually(8, [&] { return open_errno(at("f")) == EACCES; }));
-  start_vault("--token-lifetime 31");
   expect_serving();
   for (const auto& f : store_files()) EXPECT_EQ(read_file(f).find(secret), std::string::npos) << f;
   EXPECT_EQ(read_file(log).find(secret), std::string::npos);
@@ -108,8 +117,8 @@ TEST_F(CredentialTest, ClientCertificateSignsItsAssertion) {
   EXPECT_NE(r.output.find("AADSTS700027"), std::string::npos) << r.output;
   init_with(entra_flags("client-certificate", dir + "/app.pem"));
   EXPECT_EQ(show()["keyVaultProperties"]["credential"], "client-certificate");
-  mount_with_file();
-  revoke_and_restore(app_principal);
+  mount_with_file(lifecycle_flags);
+  lifecycle(app_principal);
 }
 
 TEST_F(CredentialTest, WorkloadIdentityFromTheEnvironmentRereadsItsTokenFile) {
@@ -132,8 +141,8 @@ TEST_F(CredentialTest, WorkloadIdentityFromTheEnvironmentRereadsItsTokenFile) {
   auto j = show();
   EXPECT_EQ(j["keyVaultProperties"]["credential"], "workload-identity");
   EXPECT_EQ(j["keyVaultProperties"]["identity"], app_id);
-  mount_with_file();
-  revoke_and_restore(app_principal);
+  mount_with_file(lifecycle_flags);
+  lifecycle(app_principal);
   // The kubelet rotates the projected token: a token for another service account is refused...
   write_file(token_file, openssl_jwt(federated_claims("system:serviceaccount:other:app"), dir + "/issuer.key"));
   expect_revoked();
@@ -155,8 +164,8 @@ TEST_F(CredentialTest, AppServiceIdentityEndpointWithItsHeader) {
   ::setenv("IDENTITY_HEADER", header.c_str(), 1);
   init_with(flags);
   EXPECT_EQ(show()["keyVaultProperties"]["credential"], "app-service");
-  mount_with_file();
-  revoke_and_restore(principal_id);
+  mount_with_file(lifecycle_flags);
+  lifecycle(principal_id);
   ::unsetenv("IDENTITY_ENDPOINT");
   ::unsetenv("IDENTITY_HEADER");
 }
