@@ -165,8 +165,8 @@ bool rewrite_mount_args(std::vector<std::string>& args, const std::set<std::stri
 
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
-  const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat",
-                                          "export", "encryption", "trust", "status", "--help", "-h", "--version"};
+  const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat", "export",
+                                          "encryption", "trust", "status", "completion", "--help", "-h", "--version"};
   // One word that is no command: a typo, most likely (`cmkfs STORE MNT` has two).
   if (args.size() == 1 && !args[0].empty() && args[0][0] != '-' && !commands.contains(args[0])) {
     std::string guess = nearest(args[0], {commands.begin(), commands.end()});
@@ -181,6 +181,45 @@ int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ost
 }
 
 namespace {
+
+// A bash completion script from the parser itself, so that it never drifts from --help: the
+// subcommands at each level, then the options of the one typed; files for everything else.
+std::string bash_completion(const CLI::App& app) {
+  std::string cases;
+  std::function<void(const CLI::App&, const std::string&)> walk = [&](const CLI::App& a, const std::string& path) {
+    std::string words;
+    for (const auto* sub : a.get_subcommands({})) {
+      words += sub->get_name() + " ";
+      walk(*sub, path.empty() ? sub->get_name() : path + " " + sub->get_name());
+    }
+    for (const auto* opt : a.get_options()) {
+      for (const auto& name : opt->get_lnames()) words += "--" + name + " ";
+      for (const auto& name : opt->get_snames()) words += "-" + name + " ";
+    }
+    cases += "    \"" + path + "\") words=\"" + words + "\" ;;\n";
+  };
+  walk(app, "");
+  return "# bash completion for cmkfs (cmkfs completion bash)\n"
+         "_cmkfs() {\n"
+         "  local cur=${COMP_WORDS[COMP_CWORD]} path= w words\n"
+         "  # the subcommands typed so far: every word up to the cursor that is not an option or a value\n"
+         "  for w in \"${COMP_WORDS[@]:1:COMP_CWORD-1}\"; do\n"
+         "    case \"$w\" in -*) ;; *) _cmkfs_words \"${path:+$path }$w\" >/dev/null && path=\"${path:+$path }$w\" ;; esac\n"
+         "  done\n"
+         "  words=$(_cmkfs_words \"$path\")\n"
+         "  COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+         "  [[ $cur == -* ]] || COMPREPLY+=($(compgen -f -- \"$cur\"))\n"
+         "}\n"
+         "_cmkfs_words() {\n"
+         "  local words\n"
+         "  case \"$1\" in\n" +
+         cases +
+         "    *) return 1 ;;\n"
+         "  esac\n"
+         "  echo \"$words\"\n"
+         "}\n"
+         "complete -o filenames -F _cmkfs cmkfs\n";
+}
 
 int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   *cmd = Command{};  // every default comes from the option structs
@@ -328,6 +367,10 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
 
+  auto* completion = app.add_subcommand("completion", "Print the bash completion script (made from these commands)");
+  std::string shell = "bash";
+  completion->add_option("SHELL", shell, "bash")->check(CLI::IsMember({"bash"}));
+
   // The offline commands that unwrap or rewrap a key audit it where they are told.
   for (auto* sub : {fsck, inspect, cat, exp, enable, rotate, rotate_dek, trust}) {
     sub->add_option("--audit-log", cmd->audit_log, "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl)");
@@ -369,6 +412,9 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       err << "cmkfs: --json goes with --image (inspect prints JSON anyway)\n";
       return kExitUsage;
     }
+  } else if (completion->parsed()) {
+    out << bash_completion(app);
+    return kExitOk;
   } else if (status->parsed()) {
     cmd->kind = Command::Kind::kStatus;
   } else if (cat->parsed()) {

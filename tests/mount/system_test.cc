@@ -158,6 +158,20 @@ TEST_F(SystemTest, OfflineCommandsAuditWhereTheyAreTold) {
   EXPECT_NE(log_text.find("\"reason\":\"inspect\""), std::string::npos) << log_text;
 }
 
+// Completion comes from the parser: a subcommand's options and the nested subcommands complete.
+TEST_F(SystemTest, BashCompletionOffersWhatTheParserKnows) {
+  auto script = run(cmkfs_binary() + " completion bash > " + dir + "/cmkfs.bash");
+  ASSERT_EQ(script.rc, 0) << script.output;
+  auto complete = [&](const std::string& words, int cword) {
+    return run("bash -c 'source " + dir + "/cmkfs.bash; COMP_WORDS=(" + words + "); COMP_CWORD=" +
+               std::to_string(cword) + "; _cmkfs; echo \"${COMPREPLY[*]}\"'").output;
+  };
+  EXPECT_NE(complete("cmkfs encryption rotate-", 2).find("rotate-key rotate-data-key"), std::string::npos);
+  EXPECT_EQ(complete("cmkfs mount " + store + " " + mnt + " --key-check-", 4), "--key-check-interval\n");
+  EXPECT_NE(complete("cmkfs mou", 1).find("mount"), std::string::npos);
+  EXPECT_NE(complete("cmkfs init " + store + " --cred", 3).find("--credential --credential-file"), std::string::npos);
+}
+
 TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   mount();
   stdfs::create_directories(dir + "/view");
