@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The Debian package as `apt install` would get it, made from this build with cpack: what it
+# installs (both programs, the systemd units, bash completion, /etc/cmkfs/mounts), the library
+# dependencies dpkg-shlibdeps declared, and that what it holds runs.
+#   tests/e2e/package-e2e.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+out=$(mktemp -d /tmp/cmkfs-package.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+fail() { echo "package-e2e: $*" >&2; exit 1; }
+
+(cd "$build" && cpack -G DEB -B "$out" >"$out/cpack.log" 2>&1) || { cat "$out/cpack.log" >&2; fail "cpack failed"; }
+deb=$(ls "$out"/cmkfs_*.deb)
+contents=$(dpkg-deb -c "$deb")
+for path in bin/cmkfs bin/cmkfs-vault lib/systemd/system/cmkfs@.service lib/systemd/system/cmkfs-vault.service \
+  share/bash-completion/completions/cmkfs etc/cmkfs/mounts/; do
+  grep -q -- "$path\$" <<<"$contents" || fail "the package lacks $path"
+done
+depends=$(dpkg-deb -f "$deb" Depends)
+for lib in fuse3 libfuse3 libssl3 liblmdb0 libcurl libgrpc; do
+  grep -q "$lib" <<<"$depends" || fail "the package does not depend on $lib (Depends: $depends)"
+done
+
+dpkg-deb -x "$deb" "$out/root"
+bin=$(find "$out/root" -path '*/bin/cmkfs' -type f)
+"$bin" --version | grep -q "cmkfs 0" || fail "the packaged cmkfs does not run"
+unit=$(find "$out/root" -name 'cmkfs@.service')
+grep -q '^Type=notify$' "$unit" || fail "cmkfs@.service is not Type=notify"
+completion=$(find "$out/root" -path '*/completions/cmkfs')
+words=$(bash -c "source '$completion'; COMP_WORDS=(cmkfs encr); COMP_CWORD=1; _cmkfs; echo \"\${COMPREPLY[*]}\"")
+[ "$words" = encryption ] || fail "the packaged completion offers '$words' for 'encr'"
+echo "package-e2e: $(basename "$deb") holds the programs, units and completion; Depends: $depends"
