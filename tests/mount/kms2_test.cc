@@ -36,6 +36,7 @@ class Kms2Test : public Lifecycle<MountTest> {
 
   void set(const json& control) { write_file(kms + "/control.json", control.dump()); }
   void start_plugin(const std::string& sock = "") {
+    stop_plugin();  // one at a time: none is left running when the test ends
     std::string path = sock.empty() ? socket : sock;
     plugin = ::fork();
     if (plugin == 0) {
