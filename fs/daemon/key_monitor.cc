@@ -220,13 +220,10 @@ void KeyMonitor::check_once() {
 KeyMonitor::CheckCounts KeyMonitor::counts() {
   std::lock_guard<std::mutex> g(counts_mu_);
   CheckCounts c = counts_;
-  c.last_success_unix = std::chrono::duration_cast<std::chrono::seconds>(last_success_wall_.time_since_epoch()).count();
-  if (state_ == KeyState::kUnreachable) {
+  if (published_state_ == KeyState::kUnreachable) {
     c.grace_left_seconds = std::max(0.0, std::chrono::duration<double>(options_.offline_grace -
-                                                                      (clock_.steady() - last_success_)).count());
+                                                                      (clock_.steady() - published_last_success_)).count());
   }
-  c.data_key_generation = store_.super.dek_generation;
-  c.key_version = store_.kek.versioned_key_identifier;
   return c;
 }
 
@@ -290,6 +287,14 @@ void KeyMonitor::finish_rotation() {
 }
 
 void KeyMonitor::publish_status() {
+  {
+    std::lock_guard<std::mutex> g(counts_mu_);
+    counts_.last_success_unix = unix_seconds(last_success_wall_);
+    counts_.data_key_generation = store_.super.dek_generation;
+    counts_.key_version = store_.kek.versioned_key_identifier;
+    published_state_ = state_;
+    published_last_success_ = last_success_;
+  }
   const auto& k = store_.kek;
   nlohmann::json j{{"state", to_string(state_)},
                    {"since", unix_seconds(state_since_)},

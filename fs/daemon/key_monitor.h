@@ -87,7 +87,7 @@ class KeyMonitor {
   std::string mountpoint_;
   Clock& clock_;
 
-  KeyState state_ = KeyState::kAvailable;
+  std::atomic<KeyState> state_{KeyState::kAvailable};  // also read by state(), from any thread
   std::chrono::system_clock::time_point state_since_;       // shown in the status
   std::chrono::system_clock::time_point last_success_wall_;  // shown in the status
   std::chrono::steady_clock::time_point last_success_;       // the offline grace runs from here
@@ -95,8 +95,11 @@ class KeyMonitor {
   std::string rejected_;  // the last superblock refused (reported once)
 
   std::function<nlohmann::json()> status_extra_;
+  // What /metrics reads from another thread: a copy made by publish_status() on the monitor's.
   std::mutex counts_mu_;
   CheckCounts counts_;
+  KeyState published_state_ = KeyState::kAvailable;
+  std::chrono::steady_clock::time_point published_last_success_;
   std::atomic<bool> rotation_finished_{false}, rotation_wanted_{false};
 
   std::mutex mu_;
