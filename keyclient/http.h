@@ -41,13 +41,14 @@ struct HttpOptions {
 
 std::unique_ptr<HttpTransport> make_curl_transport(const HttpOptions& options);
 
-// A query or form value: everything but RFC 3986's unreserved characters as %XX.
-inline std::string percent_encode(std::string_view s) {
+// A query or form value: everything but RFC 3986's unreserved characters (and `also_plain`) as
+// %XX; with `every_byte`, every byte (a binary value such as a PKCS#11 id).
+inline std::string percent_encode(std::string_view s, std::string_view also_plain = {}, bool every_byte = false) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                 c == '_' || c == '.' || c == '~';
+    bool plain = !every_byte && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                 c == '-' || c == '_' || c == '.' || c == '~' || also_plain.find(char(c)) != std::string_view::npos);
     if (plain) {
       out.push_back(static_cast<char>(c));
     } else {

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "keyclient/http.h"
+
 namespace cmkfs::keyclient {
 namespace {
 
@@ -28,22 +30,8 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-// RFC 7512's unreserved characters, plus what a path or query value may hold unescaped.
-std::string percent_encode(std::string_view s, bool all) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    bool plain = !all && (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/' || c == ':');
-    if (plain) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+// RFC 7512 leaves unreserved characters, '/' and ':' unescaped in values.
+std::string encode_value(std::string_view s, bool every_byte = false) { return percent_encode(s, "/:", every_byte); }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> parts;
@@ -141,7 +129,7 @@ std::string Pkcs11Uri::str() const {
     if (value.empty()) return;
     if (!first) out += ';';
     first = false;
-    out += std::string(name) + "=" + percent_encode(value, all);
+    out += std::string(name) + "=" + encode_value(value, all);
   };
   add("token", token);
   add("manufacturer", manufacturer);
@@ -150,7 +138,7 @@ std::string Pkcs11Uri::str() const {
   add("object", object);
   add("type", type);
   if (id) add("id", std::string(id->begin(), id->end()), /*all=*/true);
-  out += "?module-path=" + percent_encode(module_path, false) + "&pin-source=file:" + percent_encode(pin_source, false);
+  out += "?module-path=" + encode_value(module_path) + "&pin-source=file:" + encode_value(pin_source);
   return out;
 }
 
