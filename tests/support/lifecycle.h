@@ -60,8 +60,11 @@ class Lifecycle : public Base {
     held = -1;
   }
   // Two check intervals, plus slack for a loaded machine.
+  // The state is published once the revocation is whole (keys wiped, then the kernel's caches
+  // dropped): only then may cached pages of open files be expected to stop.
   void expect_revoked() {
-    EXPECT_TRUE(eventually(3, [&] { return open_errno(this->at("f")) == EACCES; })) << read_file(this->log);
+    EXPECT_TRUE(eventually(3, [&] { return this->show()["liveKeyState"]["state"] == "revoked"; })) << read_file(this->log);
+    EXPECT_EQ(open_errno(this->at("f")), EACCES);
     EXPECT_EQ(read_errno(held), EACCES);  // already open, pages were cached
     struct stat st;
     EXPECT_EQ(::stat(this->at("f").c_str(), &st), -1);
