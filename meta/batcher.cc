@@ -6,11 +6,13 @@
 
 namespace cmkfs::meta {
 
-Batcher::Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve)
+Batcher::Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve,
+                 MetaStore::BatchStats* stats)
     : env_(env),
       interval_(interval),
       max_ops_(max_ops),
       reserve_(std::move(reserve)),
+      stats_(stats),
       reaper_([this] { reap(); }),
       committer_([this] { run(); }) {}
 
@@ -118,8 +120,14 @@ void Batcher::commit_batch() {
   MDB_txn* parent = parent_;
   parent_ = nullptr;
   writing_ = true;
+  auto started = std::chrono::steady_clock::now();
   Status s = ops_ == 0 ? (mdb_txn_abort(parent), Status::Ok())
                        : lmdb_status(mdb_txn_commit(parent), "writing a metadata batch");
+  if (ops_ > 0) {
+    stats_->changes.observe(static_cast<double>(ops_));
+    stats_->seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (!s.ok()) stats_->failed.fetch_add(1, std::memory_order_relaxed);
+  }
   std::vector<std::function<void()>> callbacks;
   if (s.ok()) {
     callbacks.swap(on_durable_);

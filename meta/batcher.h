@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "crypto/base/status.h"
+#include "meta/meta.h"
 
 namespace cmkfs::meta {
 
@@ -32,7 +33,9 @@ class Batcher {
  public:
   // `reserve` keeps disk allocated for the next batches; while it fails (a full disk), each write
   // transaction is committed alone and waits for it, so a failed write fails only itself.
-  Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve);
+  // `stats` (outliving the Batcher) gets each batch written.
+  Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve,
+          MetaStore::BatchStats* stats);
   ~Batcher();  // commits what is pending
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
@@ -64,6 +67,7 @@ class Batcher {
   const std::chrono::microseconds interval_;
   const size_t max_ops_;
   std::function<Status()> reserve_;
+  MetaStore::BatchStats* stats_;
 
   // Guarded by mu.
   MDB_txn* parent_ = nullptr;

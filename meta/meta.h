@@ -15,6 +15,7 @@
 // later: a crash loses at most that batch, and never tears the database.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -27,6 +28,7 @@
 
 #include "crypto/chunk_codec.h"
 #include "crypto/keys.h"
+#include "crypto/base/histogram.h"
 #include "crypto/base/status.h"
 #include "meta/format.h"
 
@@ -204,6 +206,14 @@ class MetaStore {
   // Keeps `bytes` of disk allocated past the last page LMDB uses, so that commits (above all the
   // deletes that free space) still succeed when the backing disk is full. Cheap when nothing grew.
   Status reserve_space(uint64_t bytes);
+  // Group commit as /metrics shows it: the batches written (empty ones not counted).
+  struct BatchStats {
+    static constexpr std::array<double, 8> kSizeBounds = {1, 2, 4, 8, 16, 32, 64, 128};
+    Histogram<kSizeBounds> changes;    // write transactions per batch
+    Histogram<kLatencyBounds> seconds;  // time to write one, its sync included
+    std::atomic<uint64_t> failed{0};
+  };
+  const BatchStats& batch_stats() const { return batch_stats_; }
   // Records sealed through this MetaStore since it was opened.
   uint64_t seals() const { return seals_.load(std::memory_order_relaxed); }
   bool read_only() const { return read_only_; }
@@ -222,6 +232,7 @@ class MetaStore {
   unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0, recovery_ = 0;
   bool has_recovery_ = false;  // a read-only open of a store from before the table
   std::atomic<uint64_t> seals_{0};
+  BatchStats batch_stats_;
   bool read_only_ = false;
 };
 

@@ -114,7 +114,8 @@ Result<Txn> MetaStore::begin(bool write, const crypto::StoreKeys* keys) {
 }
 
 void MetaStore::start_group_commit(std::chrono::microseconds interval) {
-  batcher_ = std::make_unique<Batcher>(env_, interval, kBatchMaxChanges, [this] { return reserve_space(kMetaReserveBytes); });
+  batcher_ = std::make_unique<Batcher>(env_, interval, kBatchMaxChanges, [this] { return reserve_space(kMetaReserveBytes); },
+                                       &batch_stats_);
 }
 
 void MetaStore::when_durable(std::function<void()> fn) {

@@ -335,7 +335,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   std::unique_ptr<MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
     auto started = MetricsServer::start(o.metrics_listen, [&] {
-      return render_metrics({&bridge.stats, fs.io_errors(), monitor.state(), monitor.counts(), o.mountpoint});
+      return render_metrics({&bridge.stats, fs.io_errors(), monitor.state(), monitor.counts(), &monitor.check_seconds(),
+                             &st.meta->batch_stats(), o.mountpoint});
     });
     if (!started.ok()) {
       fuse_session_exit(se);  // the mount is up: take it down as a stop would

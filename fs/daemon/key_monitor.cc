@@ -172,7 +172,7 @@ void KeyMonitor::check_once() {
   {
     std::lock_guard<std::mutex> g(counts_mu_);
     ++counts_.checks;
-    counts_.last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    check_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     int code = unlocked.ok() ? 0 : unlocked.status().code();
     if (code == 0) ++counts_.ok;
     else if (code == EUCLEAN || code == EIO) ++counts_.tampered;

@@ -23,6 +23,7 @@
 #include <string>
 #include <thread>
 
+#include "crypto/base/histogram.h"
 #include "fs/daemon/clock.h"
 #include "fs/daemon/daemon.h"
 #include "fs/store/store.h"
@@ -58,13 +59,15 @@ class KeyMonitor {
   // What the checks did so far, for /metrics.
   struct CheckCounts {
     uint64_t checks = 0, ok = 0, refused = 0, unreachable = 0, tampered = 0;
-    double last_seconds = 0;          // how long the last vault round trip took
     int64_t last_success_unix = 0;    // wall clock
     double grace_left_seconds = -1;   // while the vault is unreachable; -1 otherwise
     uint32_t data_key_generation = 0;
     std::string key_version;          // the versioned key id in use, "" for the local key
   };
   CheckCounts counts();
+  // Upper bounds of the check latencies, in seconds: a vault's round trip, up to its timeouts.
+  static constexpr std::array<double, 10> kCheckBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+  const Histogram<kCheckBounds>& check_seconds() const { return check_seconds_; }
 
  private:
   void run();
@@ -98,6 +101,7 @@ class KeyMonitor {
   // What /metrics reads from another thread: a copy made by publish_status() on the monitor's.
   std::mutex counts_mu_;
   CheckCounts counts_;
+  Histogram<kCheckBounds> check_seconds_;
   KeyState published_state_ = KeyState::kAvailable;
   std::chrono::steady_clock::time_point published_last_success_;
   std::atomic<bool> rotation_finished_{false}, rotation_wanted_{false};

@@ -19,53 +19,68 @@ void head(std::ostringstream& o, const char* name, const char* type, const char*
   o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
 }
 
+// One histogram's series: cumulative buckets, sum and count.
+template <typename H>
+void histogram(std::ostringstream& o, const char* name, const std::string& labels, const H& h) {
+  uint64_t cumulative = 0;
+  for (size_t b = 0; b < H::kBuckets; ++b) {
+    cumulative += h.bucket(b);
+    o << name << "_bucket{" << labels << ",le=\"";
+    if (b < H::kBounds.size()) o << H::kBounds[b];
+    else o << "+Inf";
+    o << "\"} " << cumulative << "\n";
+  }
+  o << name << "_sum{" << labels << "} " << h.sum() << "\n";
+  o << name << "_count{" << labels << "} " << h.count() << "\n";
+}
+
 }  // namespace
 
 std::string render_metrics(const MetricsSnapshot& m) {
   std::ostringstream o;
   o.precision(9);
   std::string mp = "mountpoint=\"" + m.mountpoint + "\"";
+  auto op_label = [&](int i) { return mp + ",op=\"" + OpStats::kNames[i] + "\""; };
   head(o, "cmkfs_fuse_requests_total", "counter", "FUSE requests served, by operation");
   for (int i = 0; i < OpStats::kCount; ++i) {
-    o << "cmkfs_fuse_requests_total{" << mp << ",op=\"" << OpStats::kNames[i] << "\"} " << m.ops->ops[i].count << "\n";
+    o << "cmkfs_fuse_requests_total{" << op_label(i) << "} " << m.ops->ops[i].seconds.count() << "\n";
   }
   head(o, "cmkfs_fuse_request_errors_total", "counter", "FUSE requests answered with an error, by operation");
   for (int i = 0; i < OpStats::kCount; ++i) {
-    o << "cmkfs_fuse_request_errors_total{" << mp << ",op=\"" << OpStats::kNames[i] << "\"} " << m.ops->ops[i].errors << "\n";
+    o << "cmkfs_fuse_request_errors_total{" << op_label(i) << "} " << m.ops->ops[i].errors << "\n";
   }
   head(o, "cmkfs_fuse_request_duration_seconds", "histogram", "Time to serve a FUSE request, by operation");
-  for (int i = 0; i < OpStats::kCount; ++i) {
-    const auto& p = m.ops->ops[i];
-    std::string labels = mp + ",op=\"" + OpStats::kNames[i] + "\"";
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b <= OpStats::kBounds.size(); ++b) {
-      cumulative += p.buckets[b];
-      o << "cmkfs_fuse_request_duration_seconds_bucket{" << labels << ",le=\"";
-      if (b < OpStats::kBounds.size()) o << OpStats::kBounds[b];
-      else o << "+Inf";
-      o << "\"} " << cumulative << "\n";
-    }
-    o << "cmkfs_fuse_request_duration_seconds_sum{" << labels << "} " << p.sum_ns / 1e9 << "\n";
-    o << "cmkfs_fuse_request_duration_seconds_count{" << labels << "} " << p.count << "\n";
-  }
+  for (int i = 0; i < OpStats::kCount; ++i) histogram(o, "cmkfs_fuse_request_duration_seconds", op_label(i), m.ops->ops[i].seconds);
   head(o, "cmkfs_read_bytes_total", "counter", "Bytes read through the mount");
   o << "cmkfs_read_bytes_total{" << mp << "} " << m.ops->bytes_read << "\n";
   head(o, "cmkfs_written_bytes_total", "counter", "Bytes written through the mount");
   o << "cmkfs_written_bytes_total{" << mp << "} " << m.ops->bytes_written << "\n";
   head(o, "cmkfs_io_errors_total", "counter", "Requests answered EIO: chunks that did not authenticate, store I/O errors");
   o << "cmkfs_io_errors_total{" << mp << "} " << m.io_errors << "\n";
+  if (m.batches != nullptr) {
+    head(o, "cmkfs_commit_batch_changes", "histogram", "Metadata changes per group-commit batch written");
+    histogram(o, "cmkfs_commit_batch_changes", mp, m.batches->changes);
+    head(o, "cmkfs_commit_batch_duration_seconds", "histogram", "Time to write a metadata batch, its sync included");
+    histogram(o, "cmkfs_commit_batch_duration_seconds", mp, m.batches->seconds);
+    head(o, "cmkfs_commit_batch_failures_total", "counter", "Metadata batches that did not reach the disk");
+    o << "cmkfs_commit_batch_failures_total{" << mp << "} " << m.batches->failed << "\n";
+  }
   head(o, "cmkfs_key_state", "gauge", "1 for the key's current state");
   for (KeyState s : {KeyState::kAvailable, KeyState::kRevoked, KeyState::kUnreachable, KeyState::kFailedClosed,
                      KeyState::kTampered}) {
     o << "cmkfs_key_state{" << mp << ",state=\"" << to_string(s) << "\"} " << (s == m.key_state ? 1 : 0) << "\n";
   }
-  head(o, "cmkfs_key_checks_total", "counter", "Key checks against the vault, by result");
+  head(o, "cmkfs_key_checks_total", "counter",
+       "Key checks (calls to the vault or key provider), by result: ok, refused (no access, key disabled or "
+       "deleted), unreachable (network, timeout, server error), tampered");
   for (auto [result, n] : {std::pair<const char*, uint64_t>{"ok", m.checks.ok}, {"refused", m.checks.refused},
                            {"unreachable", m.checks.unreachable}, {"tampered", m.checks.tampered}}) {
     o << "cmkfs_key_checks_total{" << mp << ",result=\"" << result << "\"} " << n << "\n";
   }
-  head(o, "cmkfs_key_check_duration_seconds", "gauge", "The last key check's round trip to the vault");
-  o << "cmkfs_key_check_duration_seconds{" << mp << "} " << m.checks.last_seconds << "\n";
+  if (m.check_seconds != nullptr) {
+    head(o, "cmkfs_key_check_duration_seconds", "histogram", "Round trip of a key check to the vault or key provider");
+    histogram(o, "cmkfs_key_check_duration_seconds", mp, *m.check_seconds);
+  }
   head(o, "cmkfs_key_last_success_timestamp_seconds", "gauge", "When a key check last succeeded (Unix time)");
   o << "cmkfs_key_last_success_timestamp_seconds{" << mp << "} " << m.checks.last_success_unix << "\n";
   head(o, "cmkfs_key_offline_grace_remaining_seconds", "gauge", "Offline grace left while the vault is unreachable (-1: not in grace)");

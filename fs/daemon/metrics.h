@@ -1,7 +1,8 @@
 // The daemon's metrics in Prometheus' text format at http://ADDR/metrics (--metrics-listen ADDR):
-// FUSE requests, errors and latency by operation, bytes moved, EIO answers, and the key: its
-// state, the checks against the vault (count, result, last round trip), the last good check, the
-// offline grace left, the data-key generation and the key version.
+// FUSE requests, errors and latency by operation, bytes moved, EIO answers, group-commit batches
+// (size, latency, failures), and the key: its state, the checks against the vault (count by
+// result, latency), the last good check, the offline grace left, the data-key generation and the
+// key version.
 #pragma once
 
 #include <functional>
@@ -12,6 +13,7 @@
 #include "fs/daemon/accept_loop.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/fuse/fuse.h"
+#include "meta/meta.h"
 
 namespace cmkfs::fs {
 
@@ -20,6 +22,8 @@ struct MetricsSnapshot {
   uint64_t io_errors = 0;
   KeyState key_state = KeyState::kAvailable;
   KeyMonitor::CheckCounts checks;
+  const Histogram<KeyMonitor::kCheckBounds>* check_seconds = nullptr;
+  const meta::MetaStore::BatchStats* batches = nullptr;  // null: no group commit
   std::string mountpoint;
 };
 std::string render_metrics(const MetricsSnapshot& m);

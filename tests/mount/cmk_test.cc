@@ -8,6 +8,7 @@
 #include "crypto/crypto.h"
 #include "tests/support/lifecycle.h"
 #include "tests/support/lmdb_poke.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/test_util.h"
 #include "tests/support/vault_fixture.h"
 
@@ -79,12 +80,29 @@ TEST_F(CmkTest, IdentityWithoutUnwrapPermissionIsRefusedAtInit) {
   EXPECT_NE(r.output.find("unwrapKey permission"), std::string::npos) << r.output;
 }
 
+// Also what Prometheus sees of it: the alert rules in the README fire on these series.
 TEST_F(CmkTest, RevokedByDeletePolicyRestoredBySetPolicy) {
-  mount_with_file(key_url);
+  std::string addr = free_loopback_address();
+  mount_with_file(key_url, "--metrics-listen " + addr);
+  auto scrape = [&] { return run("curl -fsS http://" + addr + "/metrics").output; };
+  std::string labels = "{mountpoint=\"" + mnt + "\"";
+  std::string page = scrape();
+  EXPECT_EQ(metric(page, "cmkfs_key_state" + labels + ",state=\"available\"}"), 1) << page;
+  EXPECT_GT(metric(page, "cmkfs_key_last_success_timestamp_seconds" + labels + "}"), 1.7e9);
+
   vault_json("delete-policy --object-id " + principal_id);
   expect_revoked();
+  page = scrape();
+  EXPECT_EQ(metric(page, "cmkfs_key_state" + labels + ",state=\"revoked\"}"), 1) << page;
+  EXPECT_EQ(metric(page, "cmkfs_key_state" + labels + ",state=\"available\"}"), 0);
+  EXPECT_GE(metric(page, "cmkfs_key_checks_total" + labels + ",result=\"refused\"}"), 1);
+  EXPECT_EQ(metric(page, "cmkfs_key_checks_total" + labels + ",result=\"unreachable\"}"), 0);
+  // Every check is timed, the refusal too.
+  EXPECT_GE(metric(page, "cmkfs_key_check_duration_seconds_count" + labels + "}"), 1);
+
   vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey unwrapKey");
   expect_serving();
+  EXPECT_EQ(metric(scrape(), "cmkfs_key_state" + labels + ",state=\"available\"}"), 1);
   std::string audit = read_file(dir + "/audit.jsonl");
   EXPECT_NE(audit.find("\"event\":\"revoke\""), std::string::npos);
   EXPECT_NE(audit.find("\"event\":\"restore\""), std::string::npos);

@@ -4,13 +4,14 @@
 // as options and what mount(8) and systemd add ignored. The program is named in the source
 // (`/usr/bin/cmkfs#STORE`), as fuse allows: mount(8) gives its helpers a PATH of its own, so
 // `-t fuse.cmkfs` finds cmkfs only where a package installs it.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/mount_fixture.h"
 
 namespace cmkfs::testing {
@@ -198,21 +199,9 @@ TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   EXPECT_EQ(run(cmkfs_binary() + " umount " + dir + "/view").rc, 0);
 }
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Prometheus scrapes /metrics: requests by operation, bytes, the key's state and checks.
 TEST_F(SystemTest, MetricsShowRequestsBytesAndTheKey) {
-  std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  std::string addr = free_loopback_address();
   mount("--metrics-listen " + addr + " --key-check-interval 300ms");
   write_file(at("f"), std::string(100000, 'm'));
   EXPECT_EQ(read_file(at("f")).size(), 100000u);
@@ -228,10 +217,19 @@ TEST_F(SystemTest, MetricsShowRequestsBytesAndTheKey) {
     EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m.substr(0, 3000);
   }
   // Bytes written reached the daemon (the writeback cache sends them at close).
-  size_t at_written = m.find("cmkfs_written_bytes_total" + labels + "} ");
-  ASSERT_NE(at_written, std::string::npos);
-  EXPECT_GE(std::stoull(m.substr(m.find("} ", at_written) + 2)), 100000u);
+  EXPECT_GE(metric(m, "cmkfs_written_bytes_total" + labels + "}"), 100000);
   EXPECT_NE(run("curl -fsS http://" + addr + "/nothing").rc, 0);  // only /metrics
+
+  // Group commit wrote the create in a batch (the key's checks: CmkTest, with a vault key).
+  std::string later;
+  for (int i = 0; i < 50 && metric(later, "cmkfs_commit_batch_changes_count" + labels + "}") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    later = run("curl -fsS http://" + addr + "/metrics").output;
+  }
+  EXPECT_GE(metric(later, "cmkfs_commit_batch_changes_count" + labels + "}"), 1);
+  EXPECT_GE(metric(later, "cmkfs_commit_batch_changes_sum" + labels + "}"), 1);
+  EXPECT_EQ(metric(later, "cmkfs_commit_batch_failures_total" + labels + "}"), 0);
+  EXPECT_NE(later.find("cmkfs_commit_batch_duration_seconds_bucket" + labels + ",le=\"+Inf\"}"), std::string::npos);
 }
 
 }  // namespace
