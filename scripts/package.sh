@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package: cmkfs and cmkfs-vault, systemd units (cmkfs@.service,
-# cmkfs-vault.service), man pages made from --help, /etc/cmkfs/mounts; library dependencies
+# cmkfs-vault.service), man pages (cmkfs(1) made from its parser, cmkfs-vault(1) from --help),
+# bash completion, /etc/cmkfs/mounts; library dependencies
 # declared by dpkg-shlibdeps. Install it with: apt install ./build-package/cmkfs_*.deb
 #
 #   scripts/package.sh        (Debian 12, as root; idempotent)

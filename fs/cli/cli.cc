@@ -1,6 +1,7 @@
 #include "fs/cli/cli.h"
 
 #include "crypto/base/nearest.h"
+#include "fs/cli/manpage.h"
 
 #include <CLI/CLI.hpp>
 #include <set>
@@ -166,7 +167,7 @@ bool rewrite_mount_args(std::vector<std::string>& args, const std::set<std::stri
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat", "export",
-                                          "encryption", "trust", "status", "completion", "--help", "-h", "--version"};
+                                          "encryption", "trust", "status", "completion", "manpage", "--help", "-h", "--version"};
   // One word that is no command: a typo, most likely (`cmkfs STORE MNT` has two).
   if (args.size() == 1 && !args[0].empty() && args[0][0] != '-' && !commands.contains(args[0])) {
     std::string guess = nearest(args[0], {commands.begin(), commands.end()});
@@ -189,6 +190,7 @@ std::string bash_completion(const CLI::App& app) {
   std::function<void(const CLI::App&, const std::string&)> walk = [&](const CLI::App& a, const std::string& path) {
     std::string words;
     for (const auto* sub : a.get_subcommands({})) {
+      if (sub->get_group().empty()) continue;  // hidden
       words += sub->get_name() + " ";
       walk(*sub, path.empty() ? sub->get_name() : path + " " + sub->get_name());
     }
@@ -370,6 +372,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   auto* completion = app.add_subcommand("completion", "Print the bash completion script (made from these commands)");
   std::string shell = "bash";
   completion->add_option("SHELL", shell, "bash")->check(CLI::IsMember({"bash"}));
+  // Hidden (no group): the build writes cmkfs.1 with it.
+  auto* manpage = app.add_subcommand("manpage", "Print the man page (roff) made from these commands")->group("");
 
   // The offline commands that unwrap or rewrap a key audit it where they are told.
   for (auto* sub : {fsck, inspect, cat, exp, enable, rotate, rotate_dek, trust}) {
@@ -414,6 +418,9 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
     }
   } else if (completion->parsed()) {
     out << bash_completion(app);
+    return kExitOk;
+  } else if (manpage->parsed()) {
+    out << man_page(app, app.version());
     return kExitOk;
   } else if (status->parsed()) {
     cmd->kind = Command::Kind::kStatus;

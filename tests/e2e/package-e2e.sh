@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian package as `apt install` would get it, made from this build with cpack: what it
-# installs (both programs, the systemd units, bash completion, /etc/cmkfs/mounts), the library
+# installs (both programs, the systemd units, bash completion, the man page, /etc/cmkfs/mounts), the library
 # dependencies dpkg-shlibdeps declared, and that what it holds runs.
 #   tests/e2e/package-e2e.sh BUILD_DIR
 set -euo pipefail
@@ -13,7 +13,7 @@ fail() { echo "package-e2e: $*" >&2; exit 1; }
 deb=$(ls "$out"/cmkfs_*.deb)
 contents=$(dpkg-deb -c "$deb")
 for path in bin/cmkfs bin/cmkfs-vault lib/systemd/system/cmkfs@.service lib/systemd/system/cmkfs-vault.service \
-  share/bash-completion/completions/cmkfs etc/cmkfs/mounts/; do
+  share/bash-completion/completions/cmkfs share/man/man1/cmkfs.1 etc/cmkfs/mounts/; do
   grep -q -- "$path\$" <<<"$contents" || fail "the package lacks $path"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
@@ -26,7 +26,24 @@ bin=$(find "$out/root" -path '*/bin/cmkfs' -type f)
 "$bin" --version | grep -q "cmkfs 0" || fail "the packaged cmkfs does not run"
 unit=$(find "$out/root" -name 'cmkfs@.service')
 grep -q '^Type=notify$' "$unit" || fail "cmkfs@.service is not Type=notify"
+# systemd would load the units: no unknown key or bad value (the programs are only in the package
+# here, so "not executable" is expected for them, and only for them), and they run what it installs.
+mkdir "$out/units"
+cp "$unit" "$out/units/cmkfs@registry.service"
+cp "$(find "$out/root" -name 'cmkfs-vault.service')" "$out/units/"
+verify=$(systemd-analyze verify --man=no "$out"/units/*.service 2>&1 |
+  grep -Ev "Command /usr/bin/cmkfs(-vault)? is not executable" || true)
+[ -z "$verify" ] || fail "systemd-analyze verify: $verify"
+for exe in $(grep -ho '^Exec[A-Za-z]*=/usr/bin/cmkfs[a-z-]*' "$out"/units/*.service | cut -d= -f2 | sort -u); do
+  [ -x "$out/root$exe" ] || fail "a unit runs $exe, which the package does not install"
+done
 completion=$(find "$out/root" -path '*/completions/cmkfs')
 words=$(bash -c "source '$completion'; COMP_WORDS=(cmkfs encr); COMP_CWORD=1; _cmkfs; echo \"\${COMPREPLY[*]}\"")
 [ "$words" = encryption ] || fail "the packaged completion offers '$words' for 'encr'"
-echo "package-e2e: $(basename "$deb") holds the programs, units and completion; Depends: $depends"
+# man cmkfs: the page made from the parser shows every command, and what --help cannot say.
+page=$(MANWIDTH=100 man -l "$(find "$out/root" -name cmkfs.1)" 2>/dev/null)
+for want in "cmkfs mount STORE MOUNTPOINT" "cmkfs encryption rotate-key STORE" "--key-check-interval" \
+  "EXIT STATUS" "/etc/cmkfs/mounts/"; do
+  grep -qF -- "$want" <<<"$page" || fail "man cmkfs does not show '$want'"
+done
+echo "package-e2e: $(basename "$deb") holds the programs, units, completion and man page; Depends: $depends"

@@ -57,6 +57,48 @@ TEST(CliParser, HelpExitsZeroAndDescribesEveryCommand) {
   EXPECT_NE(out.find("allow_other"), std::string::npos);
 }
 
+// The man page is made from the parser: every command and every option its --help shows is on it.
+TEST(CliParser, TheManPageShowsEveryCommandAndOptionOfHelp) {
+  Command c;
+  std::string page;
+  ASSERT_EQ(parse({"manpage"}, &c, &page), 0);
+  ASSERT_EQ(page.rfind(".TH CMKFS 1", 0), 0u);
+  auto roff = [](std::string s) {
+    std::string out;
+    for (char ch : s) out += ch == '-' ? std::string("\\-") : std::string(1, ch);
+    return out;
+  };
+  for (std::vector<std::string> command :
+       {std::vector<std::string>{}, {"init"}, {"mount"}, {"umount"}, {"view"}, {"fsck"}, {"inspect"}, {"status"},
+        {"cat"}, {"export"}, {"encryption", "show"}, {"encryption", "enable"}, {"encryption", "rotate-key"},
+        {"encryption", "rotate-data-key"}, {"trust"}}) {
+    std::string help;
+    command.push_back("--help");
+    ASSERT_EQ(parse(command, &c, &help), 0);
+    command.pop_back();
+    std::string heading = ".SS \"cmkfs";
+    for (const auto& w : command) heading += " " + roff(w);
+    if (!command.empty()) {
+      EXPECT_NE(page.find(heading), std::string::npos) << heading;
+    }
+    size_t checked = 0;
+    for (size_t at = help.find(" --"); at != std::string::npos; at = help.find(" --", at + 3)) {
+      size_t end = help.find_first_of(" ,=:.)`'\n", at + 3);
+      std::string option = help.substr(at + 1, end - at - 1);
+      if (option == "--help") continue;
+      EXPECT_NE(page.find("\\fB" + roff(option) + "\\fR"), std::string::npos) << option << " of " << heading;
+      ++checked;
+    }
+    if (command == std::vector<std::string>{"mount"}) {
+      EXPECT_GT(checked, 10u);
+    }
+  }
+  EXPECT_EQ(page.find("manpage"), std::string::npos);  // the hidden command itself is not shown
+  for (const char* section : {".SH EXIT STATUS", ".SH FILES", ".SH ENVIRONMENT", ".SH SEE ALSO"}) {
+    EXPECT_NE(page.find(section), std::string::npos) << section;
+  }
+}
+
 TEST(CliParser, MissingArgumentsAreUsageErrors) {
   Command c;
   EXPECT_EQ(parse({}, &c), fs::kExitUsage);
