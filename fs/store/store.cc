@@ -85,13 +85,19 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   if (!crypto::ChunkLayout::valid_chunk_size(opts.chunk_size)) {
     return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB");
   }
-  std::error_code ec;
-  bool made_dir = !stdfs::exists(opts.store, ec);
+  // The topmost directory init is about to create (the store's, or a missing parent of it).
+  std::string made_top;
+  for (stdfs::path p = stdfs::absolute(opts.store).lexically_normal(); !p.empty() && p != p.root_path();
+       p = p.parent_path()) {
+    std::error_code ec;
+    if (stdfs::exists(p, ec) || ec) break;
+    made_top = p.string();
+  }
   CMKFS_RETURN_IF_ERROR(check_empty_dir(opts.store));
   std::string root = stdfs::canonical(opts.store).string();
   StorePaths paths = StorePaths::of(root);
-  // A failed init leaves nothing it made: the store's directory (or, when it was there and empty,
-  // what was put in it), a key file it created, its binding.
+  // A failed init leaves nothing it made: the directories it created (or, when the store's was
+  // there and empty, what was put in it), a key file it created, its binding.
   std::string made_key_file, made_binding;
   bool done = false;
   struct Undo {
@@ -100,7 +106,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   } undo{[&] {
     if (done) return;
     std::error_code e;
-    if (made_dir) stdfs::remove_all(root, e);
+    if (!made_top.empty()) stdfs::remove_all(made_top, e);
     else for (const auto& entry : stdfs::directory_iterator(root, e)) stdfs::remove_all(entry.path(), e);
     if (!made_key_file.empty()) stdfs::remove(made_key_file, e);
     if (!made_binding.empty()) stdfs::remove(made_binding, e);

@@ -67,6 +67,9 @@ TEST_F(CmkTest, InitRefusesAnEcKeyAKeyWithoutWrapAndAnUnreachableVault) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.output.find("unreachable"), std::string::npos) << r.output;
   EXPECT_FALSE(stdfs::exists(store)) << "a failed init leaves behind the directory it made";
+  r = run(cmkfs_binary() + " init " + dir + "/new/parents/store" + vault_flags(key_url));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_FALSE(stdfs::exists(dir + "/new")) << "a failed init leaves behind the parents it made";
   stdfs::create_directories(store);  // one that was there stays, empty
   r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));
   EXPECT_NE(r.rc, 0);
