@@ -35,8 +35,17 @@ Status classify(const HttpResponse& r, const std::string& what) {
     message = text(j["error"], "message");
     if (j["error"].contains("innererror")) inner = text(j["error"]["innererror"], "code");
   }
+  for (char& ch : message) {
+    if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';  // one log line, whatever the reply held
+  }
   std::string detail = what + ": HTTP " + std::to_string(r.status) + (code.empty() ? "" : " " + code) +
                        (inner.empty() ? "" : "/" + inner) + (message.empty() ? "" : ": " + message);
+  if (r.status == 403 && inner == "ForbiddenByFirewall") {
+    // Not the key, not the policy: the vault's network rules. Inaccessible all the same.
+    return Status(EACCES, "the key vault's firewall refuses this host (" + what +
+                              "): add a network rule for its address, or use an identity the vault trusts ([system] "
+                              "with bypass for trusted services); " + message);
+  }
   if (r.status == 401 || (r.status == 403 && inner != "KeyDisabled")) return Status(EACCES, detail);
   if (r.status == 403) return Status(EKEYREVOKED, detail);
   if (r.status == 404) return Status(ENOKEY, detail);

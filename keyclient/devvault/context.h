@@ -34,13 +34,16 @@ struct Context {
   int64_t token_lifetime = 3600;
   std::ofstream audit;
 
-  void log(const Principal* who, const std::string& op, const std::string& key, const std::string& version, int status) {
+  // `extra` (an object) adds fields: why a request was refused, from where.
+  void log(const Principal* who, const std::string& op, const std::string& key, const std::string& version, int status,
+           const json& extra = nullptr) {
     json line{{"time", iso_time(unix_now())},
               {"identity", who != nullptr ? json{{"appid", who->client_id}, {"oid", who->principal_id}} : json(nullptr)},
               {"operation", op},
               {"key", key},
               {"version", version},
               {"result", status}};
+    if (extra.is_object()) line.update(extra);
     audit << safe_dump(line) << "\n";
     audit.flush();
     audited = true;

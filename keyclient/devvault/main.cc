@@ -152,6 +152,22 @@ int main(int argc, char** argv) {
     sub->add_option("--client-id", client_id, "The app's client id")->required();
   }
 
+  // The firewall, with az keyvault's words.
+  std::string default_action, bypass, ip_address;
+  auto* update = app.add_subcommand("update", "Change the vault's firewall: default action, trusted-service bypass");
+  update->add_option("--default-action", default_action, "Allow, or Deny what no network rule admits")
+      ->check(CLI::IsMember({"Allow", "Deny"}, CLI::ignore_case));
+  update->add_option("--bypass", bypass, "trusted (AzureServices: the vault's system identity passes) or none")
+      ->check(CLI::IsMember({"trusted", "AzureServices", "none", "None"}, CLI::ignore_case));
+  auto* rule = app.add_subcommand("network-rule", "The firewall's IP rules");
+  rule->require_subcommand(1);
+  auto* rule_add = rule->add_subcommand("add", "Admit an address or CIDR range");
+  auto* rule_remove = rule->add_subcommand("remove", "Stop admitting an address or CIDR range");
+  auto* rule_list = rule->add_subcommand("list", "Show the firewall (networkAcls)");
+  for (auto* sub : {rule_add, rule_remove}) {
+    sub->add_option("--ip-address", ip_address, "IPv4 or IPv6 address or CIDR range")->required();
+  }
+
   auto* token = app.add_subcommand("token", "Print an access token for an identity (as IMDS would issue it)");
   token->add_option("--client-id", client_id, "Identity client id; default the system-assigned identity");
 
@@ -237,6 +253,24 @@ int main(int argc, char** argv) {
     return print(c.call("POST", "/admin/apps/" + client_id + "/federated-credentials",
                         json{{"issuer", issuer}, {"subject", subject}, {"audience", audience}, {"issuerKey", read(file)}}));
   }
+  if (update->parsed()) {
+    json body = json::object();
+    if (!default_action.empty()) body["defaultAction"] = CLI::detail::to_lower(default_action) == "deny" ? "Deny" : "Allow";
+    if (!bypass.empty()) {
+      std::string b = CLI::detail::to_lower(bypass);
+      body["bypass"] = b == "trusted" || b == "azureservices" ? "AzureServices" : "None";
+    }
+    if (body.empty()) {
+      std::cerr << "cmkfs-vault: update needs --default-action or --bypass\n";
+      return 2;
+    }
+    return print(c.call("PATCH", "/admin/network", body));
+  }
+  if (rule_add->parsed()) return print(c.call("POST", "/admin/network/ip-rules", json{{"ipRule", ip_address}}));
+  if (rule_remove->parsed()) {
+    return print(c.call("DELETE", "/admin/network/ip-rules?ipRule=" + keyclient::percent_encode(ip_address)));
+  }
+  if (rule_list->parsed()) return print(c.call("GET", "/admin/network"));
   if (token->parsed()) {
     std::string path = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + c.resource();
     if (!client_id.empty()) path += "&client_id=" + client_id;

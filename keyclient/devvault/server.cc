@@ -116,7 +116,8 @@ namespace {
 
 // Checks the bearer token and the principal's permission. Fills `res` and returns nullopt when
 // the request may not go on.
-std::optional<Principal> authorize(Context& c, const Request& req, Response& res, const std::string& permission) {
+std::optional<Principal> authorize(Context& c, const Request& req, Response& res, const std::string& permission,
+                                   const std::string& op, const std::string& key) {
   std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) != 0) {
     res.set_header("WWW-Authenticate", "Bearer authorization=\"https://login.windows.net/" + c.tenant +
@@ -127,6 +128,19 @@ std::optional<Principal> authorize(Context& c, const Request& req, Response& res
   auto who = verify_token(c.secret, auth.substr(7), c.resource);
   if (!who) {
     send(res, Reply::error(401, "Unauthorized", "AKV10022: Invalid or expired token."));
+    return std::nullopt;
+  }
+  // The firewall, as Key Vault's: before the access policy, after the token (a trusted caller is
+  // known by its identity). The admin is the control plane, which Azure's firewall does not cover.
+  const NetworkAcls& net = c.vault->network();
+  bool trusted = net.trusted_bypass && who->principal_id == c.vault->system_identity().principal_id;
+  if (who->principal_id != kAdmin.principal_id && !trusted && !net.admits(req.remote_addr)) {
+    send(res, Reply::error(403, "Forbidden",
+                           "Client address is not authorized and caller is not a trusted service.\r\nClient address: " +
+                               req.remote_addr + "\r\nCaller: appid=" + who->client_id + ";oid=" + who->principal_id +
+                               "\r\nVault: cmkfs-vault;location=local",
+                           "ForbiddenByFirewall"));
+    c.log(&*who, op, key, "", 403, json{{"error", "ForbiddenByFirewall"}, {"clientAddress", req.remote_addr}});
     return std::nullopt;
   }
   if (who->principal_id != kAdmin.principal_id && !c.vault->allowed(who->principal_id, permission)) {
@@ -147,9 +161,9 @@ void handle(Context& c, const Request& req, Response& res, const std::string& op
     send(res, Reply::error(400, "BadParameter", "The api-version query parameter is required."));
     return;
   }
-  auto who = authorize(c, req, res, permission);
+  auto who = authorize(c, req, res, permission, op, key);
   if (!who) {
-    c.log(nullptr, op, key, version, res.status);
+    if (!audited) c.log(nullptr, op, key, version, res.status);
     return;
   }
   json body = json::object();
@@ -169,6 +183,61 @@ void handle(Context& c, const Request& req, Response& res, const std::string& op
   }
   send(res, r);
   c.log(&*who, op, key, c.vault->resolve_version(key, version), r.status);
+}
+
+// The firewall's settings (Azure: az keyvault update --default-action/--bypass, az keyvault
+// network-rule add/remove): GET/PATCH /admin/network, POST/DELETE /admin/network/ip-rules.
+void add_network_routes(httplib::Server& s, Context& c) {
+  s.Get("/admin/network", [&](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (require_admin(c, q, r)) send(r, Reply{200, c.vault->network().to_json()});
+  });
+  // {defaultAction: Allow|Deny, bypass: AzureServices|None} (either or both); {ipRule: CIDR} to
+  // add one (POST /admin/network/ip-rules), ?ipRule=CIDR to remove one (DELETE).
+  auto change = [&](const Request& q, Response& r, const std::string& op) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!require_admin(c, q, r)) return;
+    // DELETE names its rule in the query (?ipRule=CIDR): DELETE bodies are not for everyone.
+    json b = q.body.empty() && !param(q, "ipRule").empty() ? json{{"ipRule", param(q, "ipRule")}}
+                                                         : json::parse(q.body, nullptr, false);
+    NetworkAcls next = c.vault->network();
+    auto bad = [&](const std::string& why) {
+      send(r, Reply::error(400, "BadParameter", why));
+      c.log(&kAdmin, op, "", "", 400);
+    };
+    if (!b.is_object()) return bad("the body must be a JSON object");
+    if (op == "updatenetwork") {
+      std::string action = b.contains("defaultAction") && b["defaultAction"].is_string() ? b["defaultAction"] : "";
+      std::string bypass = b.contains("bypass") && b["bypass"].is_string() ? b["bypass"] : "";
+      if (b.contains("defaultAction") && action != "Allow" && action != "Deny") return bad("defaultAction: Allow or Deny");
+      if (b.contains("bypass") && bypass != "AzureServices" && bypass != "None") return bad("bypass: AzureServices or None");
+      if (!action.empty()) next.deny_by_default = action == "Deny";
+      if (!bypass.empty()) next.trusted_bypass = bypass == "AzureServices";
+    } else {
+      auto rule = Cidr::parse(b.contains("ipRule") && b["ipRule"].is_string() ? b["ipRule"].get<std::string>() : "");
+      if (!rule.ok()) return bad(rule.status().message());
+      auto& rules = next.ip_rules;
+      auto same = [&](const Cidr& x) { return x.to_string() == rule->to_string(); };
+      bool present = std::any_of(rules.begin(), rules.end(), same);
+      if (op == "addiprule" && !present) rules.push_back(*rule);
+      if (op == "removeiprule") {
+        if (!present) {
+          send(r, Reply::error(404, "NotFound", "no IP rule " + rule->to_string()));
+          c.log(&kAdmin, op, "", "", 404);
+          return;
+        }
+        rules.erase(std::remove_if(rules.begin(), rules.end(), same), rules.end());
+      }
+    }
+    Status saved = c.vault->set_network(next);
+    int status = saved.ok() ? 200 : 500;
+    c.log(&kAdmin, op, "", "", status);
+    send(r, saved.ok() ? Reply{200, c.vault->network().to_json()}
+                       : Reply::error(500, "InternalError", "cannot save the vault's state: " + saved.message()));
+  };
+  s.Patch("/admin/network", [change](const Request& q, Response& r) { change(q, r, "updatenetwork"); });
+  s.Post("/admin/network/ip-rules", [change](const Request& q, Response& r) { change(q, r, "addiprule"); });
+  s.Delete("/admin/network/ip-rules", [change](const Request& q, Response& r) { change(q, r, "removeiprule"); });
 }
 
 void add_routes(httplib::Server& s, Context& c) {
@@ -266,6 +335,7 @@ void add_routes(httplib::Server& s, Context& c) {
     c.log(&kAdmin, "deletepolicy", oid, "", had ? 200 : 404);
     send(r, had ? Reply{200, json{{"objectId", oid}}} : Reply::error(404, "NotFound", "no policy for " + oid));
   });
+  add_network_routes(s, c);
   s.Get("/healthz", [](const Request&, Response& r) { r.set_content("ok", "text/plain"); });
 }
 

@@ -149,7 +149,7 @@ json Vault::to_json() const {
   json policies = json::object();
   for (const auto& [p, perms] : policies_) policies[p] = perms;
   return json{{"purgeProtection", purge_protection_}, {"system", principal(system_)}, {"identities", ids},
-              {"apps", apps_.to_json()}, {"policies", policies}, {"keys", keys}};
+              {"apps", apps_.to_json()}, {"policies", policies}, {"networkAcls", network_.to_json()}, {"keys", keys}};
 }
 
 Status Vault::load(const json& j) {
@@ -159,6 +159,11 @@ Status Vault::load(const json& j) {
   for (const auto& p : j.at("identities")) identities_.push_back(principal(p));
   if (j.contains("apps")) CMKFS_RETURN_IF_ERROR(apps_.load(j.at("apps")));
   for (const auto& [p, perms] : j.at("policies").items()) policies_[p] = perms.get<std::set<std::string>>();
+  if (j.contains("networkAcls")) {
+    auto acls = NetworkAcls::from_json(j.at("networkAcls"));
+    if (!acls.ok()) return acls.status();
+    network_ = std::move(*acls);
+  }
   for (const auto& [name, k] : j.at("keys").items()) {
     Key key;
     key.deleted = k.at("deleted");
@@ -227,6 +232,11 @@ std::vector<Principal> Vault::identities() const {
 void Vault::set_policy(const std::string& principal_id, const std::set<std::string>& permissions) {
   policies_[principal_id] = permissions;
   (void)save();
+}
+
+Status Vault::set_network(NetworkAcls acls) {
+  network_ = std::move(acls);
+  return save();
 }
 
 bool Vault::delete_policy(const std::string& principal_id) {

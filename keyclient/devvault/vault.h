@@ -19,6 +19,7 @@
 #include "crypto/base/status.h"
 #include "crypto/crypto.h"
 #include "keyclient/devvault/apps.h"
+#include "keyclient/devvault/network.h"
 #include "keyclient/devvault/principal.h"
 
 namespace cmkfs::devvault {
@@ -51,6 +52,9 @@ class Vault {
   void set_policy(const std::string& principal_id, const std::set<std::string>& permissions);
   bool delete_policy(const std::string& principal_id);
   bool allowed(const std::string& principal_id, const std::string& permission) const;
+  // The firewall (network.h); set_network keeps the change.
+  const NetworkAcls& network() const { return network_; }
+  Status set_network(NetworkAcls acls);
 
   Reply create_key(const std::string& name, const json& body);
   Reply get_key(const std::string& name, const std::string& version) const;
@@ -104,6 +108,7 @@ class Vault {
   std::vector<Principal> identities_;
   AppRegistry apps_;
   std::map<std::string, std::set<std::string>> policies_;
+  NetworkAcls network_;
   std::map<std::string, Key> keys_;
 };
 

@@ -106,6 +106,7 @@ TEST_F(VaultClientTest, RefusalsAreDefinitiveAndNamedByCause) {
     int code;
   } cases[] = {
       {error_reply(403, "Forbidden", "ForbiddenByPolicy"), EACCES},
+      {error_reply(403, "Forbidden", "ForbiddenByFirewall"), EACCES},
       {error_reply(403, "Forbidden", "KeyDisabled"), EKEYREVOKED},
       {error_reply(404, "KeyNotFound"), ENOKEY},
       {error_reply(400, "BadParameter"), EKEYREJECTED},
@@ -118,6 +119,20 @@ TEST_F(VaultClientTest, RefusalsAreDefinitiveAndNamedByCause) {
     EXPECT_EQ(s.code(), c.code) << s.message();
     EXPECT_TRUE(is_definitive_refusal(s));
   }
+}
+
+// A firewall refusal says so in one line: the operator's fix is a network rule, not a policy.
+TEST_F(VaultClientTest, AFirewallRefusalIsNamedOnOneLine) {
+  t->replies = {challenge(), token_reply(),
+                reply(403, {{"error", {{"code", "Forbidden"},
+                                       {"message", "Client address is not authorized and caller is not a trusted "
+                                                   "service.\r\nClient address: 10.9.8.7\r\nCaller: appid=a;oid=b"},
+                                       {"innererror", {{"code", "ForbiddenByFirewall"}}}}}})};
+  Status s = unwrap_status();
+  EXPECT_EQ(s.code(), EACCES);
+  EXPECT_NE(s.message().find("firewall refuses this host"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("Client address: 10.9.8.7"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find_first_of("\r\n"), std::string::npos) << s.message();
 }
 
 TEST_F(VaultClientTest, A401RefreshesTheTokenOnceThenIsARefusal) {

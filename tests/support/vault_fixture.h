@@ -1,5 +1,6 @@
 // A real cmkfs-vault for a test: started on a free port in the test's directory, with one
-// identity, an RSA key and an access policy (get, wrapKey, unwrapKey), stopped in TearDown.
+// identity, an RSA key and an access policy (get, wrapKey, unwrapKey), stopped in TearDown. A
+// test may start more (VaultServer).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,49 @@
 namespace cmkfs::testing {
 
 inline std::string vault_binary() { return CMKFS_VAULT_BINARY; }
+
+// One cmkfs-vault process serving DIR on a loopback port (a free one at first; a restart keeps it).
+struct VaultServer {
+  std::string dir, log, url;
+  int port = 0;
+  pid_t pid = -1;
+
+  void start(const std::string& extra = "") {
+    ::unlink((dir + "/server.json").c_str());
+    pid_t child = ::fork();
+    if (child == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close_range(3, ~0U, 0);  // no inherited descriptor may keep a test's mount busy
+      std::string listen = port == 0 ? "127.0.0.1:0" : "127.0.0.1:" + std::to_string(port);
+      std::string cmd = vault_binary() + " --dir " + dir + " serve --listen " + listen + " " + extra;
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
+      _exit(127);
+    }
+    pid = child;
+    for (int i = 0; i < 500 && !stdfs::exists(dir + "/server.json"); ++i) ::usleep(10000);
+    ASSERT_TRUE(stdfs::exists(dir + "/server.json")) << read_file(log);
+    auto info = nlohmann::json::parse(read_file(dir + "/server.json"));
+    url = info["url"];
+    port = std::stoi(url.substr(url.rfind(':') + 1));
+  }
+  void stop() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    int status;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+  }
+  // Runs `cmkfs-vault --dir DIR ARGS`, expecting success; its JSON answer.
+  nlohmann::json cli(const std::string& args) const {
+    auto r = run(vault_binary() + " --dir " + dir + " " + args + " 2>&1");
+    EXPECT_EQ(r.rc, 0) << args << ": " << r.output;
+    auto j = nlohmann::json::parse(r.output, nullptr, false);
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  }
+  std::string token_endpoint() const { return url + "/metadata/identity/oauth2/token"; }
+};
 
 class VaultTest : public MountTest {
  protected:
@@ -30,40 +74,15 @@ class VaultTest : public MountTest {
   }
 
   void start_vault(const std::string& extra = "") {
-    ::unlink((vault_dir + "/server.json").c_str());
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int fd = ::open((dir + "/vault.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::close_range(3, ~0U, 0);  // no inherited descriptor may keep a test's mount busy
-      std::string listen = port == 0 ? "127.0.0.1:0" : "127.0.0.1:" + std::to_string(port);
-      std::string cmd = vault_binary() + " --dir " + vault_dir + " serve --listen " + listen + " " + extra;
-      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
-      _exit(127);
-    }
-    vault_pid = pid;
-    for (int i = 0; i < 500 && !stdfs::exists(vault_dir + "/server.json"); ++i) ::usleep(10000);
-    ASSERT_TRUE(stdfs::exists(vault_dir + "/server.json")) << read_file(dir + "/vault.log");
-    auto info = nlohmann::json::parse(read_file(vault_dir + "/server.json"));
-    url = info["url"];
-    port = std::stoi(url.substr(url.rfind(':') + 1));  // a restart keeps the address
+    primary.dir = vault_dir;
+    primary.log = dir + "/vault.log";
+    primary.port = port;
+    primary.start(extra);
+    url = primary.url;
+    port = primary.port;
   }
-
-  void stop_vault() {
-    if (vault_pid <= 0) return;
-    ::kill(vault_pid, SIGTERM);
-    int status;
-    ::waitpid(vault_pid, &status, 0);
-    vault_pid = -1;
-  }
-
-  nlohmann::json vault_json(const std::string& args) {
-    auto r = run(vault_binary() + " --dir " + vault_dir + " " + args + " 2>&1");
-    EXPECT_EQ(r.rc, 0) << args << ": " << r.output;
-    auto j = nlohmann::json::parse(r.output, nullptr, false);
-    return j.is_discarded() ? nlohmann::json::object() : j;
-  }
+  void stop_vault() { primary.stop(); }
+  nlohmann::json vault_json(const std::string& args) { return primary.cli(args); }
 
   std::string vault_flags(const std::string& key) const {
     return " --key-encryption-key " + key + " --identity " + client_id + " --identity-endpoint " + url +
@@ -82,9 +101,9 @@ class VaultTest : public MountTest {
     return n;
   }
 
+  VaultServer primary;
   std::string vault_dir, url, key_url, client_id, principal_id;
   int port = 0;
-  pid_t vault_pid = -1;
 };
 
 }  // namespace cmkfs::testing
