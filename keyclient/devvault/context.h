@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "keyclient/devvault/console_sessions.h"
 #include "keyclient/devvault/server.h"
 #include "keyclient/devvault/vault.h"
 
@@ -24,8 +25,10 @@ std::string safe_dump(const json& j);
 extern thread_local bool audited;
 
 struct Context {
-  std::mutex mu;  // guards vault and audit
+  std::mutex mu;  // guards vault, audit and console
+  std::string dir;
   std::unique_ptr<Vault> vault;
+  ConsoleSessions console;
   std::string secret;
   std::string tenant;
   std::string resource;         // what the vault's tokens are for: https://<its host>
@@ -57,6 +60,10 @@ std::optional<uid_t> loopback_peer_uid(const httplib::Request& req);
 std::string param(const httplib::Request& req, const std::string& name);
 // Whether the request carries the admin's token; answers 401 otherwise.
 bool require_admin(Context& c, const httplib::Request& q, httplib::Response& r);
+
+// Changes the firewall: op "updatenetwork" ({defaultAction, bypass}), "addiprule" or
+// "removeiprule" ({ipRule}); the new networkAcls, or an error. REQUIRES: the vault's lock.
+Reply change_network(Vault& vault, const std::string& op, const json& body);
 
 // Token endpoints (IMDS, App Service, Entra's /{tenant}/oauth2/v2.0/token) and the admin
 // endpoints of app registrations (tokens.cc).

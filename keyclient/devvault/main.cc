@@ -6,7 +6,16 @@
 #include <iterator>
 #include <iostream>
 
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "crypto/base/nearest.h"
+#include "crypto/password.h"
+#include "keyclient/devvault/console.h"
 #include "keyclient/devvault/server.h"
 #include "keyclient/http.h"
 
@@ -59,6 +68,40 @@ class AdminClient {
   std::unique_ptr<keyclient::HttpTransport> transport_;
 };
 
+// Reads the password (a file, stdin, or the terminal without echo) and writes its hash, mode 0600.
+Status write_console_password(const std::string& dir, const std::string& file) {
+  std::string password;
+  if (!file.empty()) {
+    std::ifstream in(file);
+    std::getline(in, password);
+  } else if (::isatty(0)) {
+    termios old{};
+    ::tcgetattr(0, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    std::cerr << "New console password: ";
+    ::tcsetattr(0, TCSANOW, &quiet);
+    std::getline(std::cin, password);
+    ::tcsetattr(0, TCSANOW, &old);
+    std::cerr << "\n";
+  } else {
+    std::getline(std::cin, password);
+  }
+  if (password.size() < 12) return Status::InvalidArgument("the password must have at least 12 characters");
+  auto hash = crypto::hash_password(password);
+  OPENSSL_cleanse(password.data(), password.size());
+  if (!hash.ok()) return hash.status();
+  std::filesystem::create_directories(dir);
+  std::string path = console_password_path(dir), tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError(errno, "cannot write " + tmp);
+  std::string line = *hash + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(errno, "cannot write " + path);
+  return Status::Ok();
+}
+
 int print(const Result<json>& r) {
   if (!r.ok()) {
     std::cerr << "cmkfs-vault: " << r.status().message() << "\n";
@@ -90,6 +133,17 @@ int main(int argc, char** argv) {
                         "The URL clients reach the vault at, when not the listener's (a proxy in front)");
   serve_cmd->add_option("--token-uid", serve_opts.token_uids,
                         "A user (uid) besides root and the vault's own that may get identity tokens");
+
+  serve_cmd->add_option("--console-session-idle", serve_opts.console_idle_seconds,
+                        "Seconds a console session may go unused before it ends")->capture_default_str();
+
+  // The console's admin password: written here, read by the server at each sign-in.
+  std::string password_file;
+  auto* admin = app.add_subcommand("admin", "The web console's administrator");
+  admin->require_subcommand(1);
+  auto* set_password = admin->add_subcommand("set-password", "Set the console's admin password (read from stdin, "
+                                                             "or asked for on a terminal)");
+  set_password->add_option("--password-file", password_file, "Read it from this file instead")->check(CLI::ExistingFile);
 
   std::string name, object_id, version, kty = "RSA", curve, client_id;
   int size = 2048;
@@ -202,6 +256,13 @@ int main(int argc, char** argv) {
     serve_opts.purge_protection = !no_purge_protection;
     Status s = serve(serve_opts);
     if (!s.ok()) std::cerr << "cmkfs-vault: " << s.message() << "\n";
+    return s.ok() ? 0 : 1;
+  }
+
+  if (set_password->parsed()) {
+    Status s = write_console_password(dir, password_file);
+    if (!s.ok()) std::cerr << "cmkfs-vault: " << s.message() << "\n";
+    else std::cerr << "cmkfs-vault: the console's admin password is set (" << console_password_path(dir) << ")\n";
     return s.ok() ? 0 : 1;
   }
 

@@ -21,6 +21,7 @@
 #include "crypto/crypto.h"
 #include "crypto/base/hex.h"
 #include "keyclient/base64url.h"
+#include "keyclient/devvault/console.h"
 #include "keyclient/devvault/context.h"
 
 namespace cmkfs::devvault {
@@ -185,6 +186,41 @@ void handle(Context& c, const Request& req, Response& res, const std::string& op
   c.log(&*who, op, key, c.vault->resolve_version(key, version), r.status);
 }
 
+}  // namespace
+
+Reply change_network(Vault& vault, const std::string& op, const json& b) {
+  if (!b.is_object()) return Reply::error(400, "BadParameter", "the body must be a JSON object");
+  NetworkAcls next = vault.network();
+  if (op == "updatenetwork") {
+    std::string action = b.contains("defaultAction") && b["defaultAction"].is_string() ? b["defaultAction"] : "";
+    std::string bypass = b.contains("bypass") && b["bypass"].is_string() ? b["bypass"] : "";
+    if (b.contains("defaultAction") && action != "Allow" && action != "Deny") {
+      return Reply::error(400, "BadParameter", "defaultAction: Allow or Deny");
+    }
+    if (b.contains("bypass") && bypass != "AzureServices" && bypass != "None") {
+      return Reply::error(400, "BadParameter", "bypass: AzureServices or None");
+    }
+    if (!action.empty()) next.deny_by_default = action == "Deny";
+    if (!bypass.empty()) next.trusted_bypass = bypass == "AzureServices";
+  } else {
+    auto rule = Cidr::parse(b.contains("ipRule") && b["ipRule"].is_string() ? b["ipRule"].get<std::string>() : "");
+    if (!rule.ok()) return Reply::error(400, "BadParameter", rule.status().message());
+    auto& rules = next.ip_rules;
+    auto same = [&](const Cidr& x) { return x.to_string() == rule->to_string(); };
+    bool present = std::any_of(rules.begin(), rules.end(), same);
+    if (op == "addiprule" && !present) rules.push_back(*rule);
+    if (op == "removeiprule") {
+      if (!present) return Reply::error(404, "NotFound", "no IP rule " + rule->to_string());
+      rules.erase(std::remove_if(rules.begin(), rules.end(), same), rules.end());
+    }
+  }
+  Status saved = vault.set_network(next);
+  if (!saved.ok()) return Reply::error(500, "InternalError", "cannot save the vault's state: " + saved.message());
+  return Reply{200, vault.network().to_json()};
+}
+
+namespace {
+
 // The firewall's settings (Azure: az keyvault update --default-action/--bypass, az keyvault
 // network-rule add/remove): GET/PATCH /admin/network, POST/DELETE /admin/network/ip-rules.
 void add_network_routes(httplib::Server& s, Context& c) {
@@ -192,48 +228,15 @@ void add_network_routes(httplib::Server& s, Context& c) {
     std::lock_guard<std::mutex> g(c.mu);
     if (require_admin(c, q, r)) send(r, Reply{200, c.vault->network().to_json()});
   });
-  // {defaultAction: Allow|Deny, bypass: AzureServices|None} (either or both); {ipRule: CIDR} to
-  // add one (POST /admin/network/ip-rules), ?ipRule=CIDR to remove one (DELETE).
   auto change = [&](const Request& q, Response& r, const std::string& op) {
     std::lock_guard<std::mutex> g(c.mu);
     if (!require_admin(c, q, r)) return;
     // DELETE names its rule in the query (?ipRule=CIDR): DELETE bodies are not for everyone.
     json b = q.body.empty() && !param(q, "ipRule").empty() ? json{{"ipRule", param(q, "ipRule")}}
                                                          : json::parse(q.body, nullptr, false);
-    NetworkAcls next = c.vault->network();
-    auto bad = [&](const std::string& why) {
-      send(r, Reply::error(400, "BadParameter", why));
-      c.log(&kAdmin, op, "", "", 400);
-    };
-    if (!b.is_object()) return bad("the body must be a JSON object");
-    if (op == "updatenetwork") {
-      std::string action = b.contains("defaultAction") && b["defaultAction"].is_string() ? b["defaultAction"] : "";
-      std::string bypass = b.contains("bypass") && b["bypass"].is_string() ? b["bypass"] : "";
-      if (b.contains("defaultAction") && action != "Allow" && action != "Deny") return bad("defaultAction: Allow or Deny");
-      if (b.contains("bypass") && bypass != "AzureServices" && bypass != "None") return bad("bypass: AzureServices or None");
-      if (!action.empty()) next.deny_by_default = action == "Deny";
-      if (!bypass.empty()) next.trusted_bypass = bypass == "AzureServices";
-    } else {
-      auto rule = Cidr::parse(b.contains("ipRule") && b["ipRule"].is_string() ? b["ipRule"].get<std::string>() : "");
-      if (!rule.ok()) return bad(rule.status().message());
-      auto& rules = next.ip_rules;
-      auto same = [&](const Cidr& x) { return x.to_string() == rule->to_string(); };
-      bool present = std::any_of(rules.begin(), rules.end(), same);
-      if (op == "addiprule" && !present) rules.push_back(*rule);
-      if (op == "removeiprule") {
-        if (!present) {
-          send(r, Reply::error(404, "NotFound", "no IP rule " + rule->to_string()));
-          c.log(&kAdmin, op, "", "", 404);
-          return;
-        }
-        rules.erase(std::remove_if(rules.begin(), rules.end(), same), rules.end());
-      }
-    }
-    Status saved = c.vault->set_network(next);
-    int status = saved.ok() ? 200 : 500;
-    c.log(&kAdmin, op, "", "", status);
-    send(r, saved.ok() ? Reply{200, c.vault->network().to_json()}
-                       : Reply::error(500, "InternalError", "cannot save the vault's state: " + saved.message()));
+    Reply reply = change_network(*c.vault, op, b);
+    c.log(&kAdmin, op, "", "", reply.status);
+    send(r, reply);
   };
   s.Patch("/admin/network", [change](const Request& q, Response& r) { change(q, r, "updatenetwork"); });
   s.Post("/admin/network/ip-rules", [change](const Request& q, Response& r) { change(q, r, "addiprule"); });
@@ -435,6 +438,8 @@ Status serve(const ServeOptions& o) {
   std::string advertised = o.public_url.empty() ? url : o.public_url;
 
   Context c;
+  c.dir = o.dir;
+  c.console.idle_seconds = o.console_idle_seconds;
   auto vault = Vault::open(o.dir, o.purge_protection);
   if (!vault.ok()) return vault.status();
   c.vault = std::move(*vault);
@@ -457,6 +462,7 @@ Status serve(const ServeOptions& o) {
     return refuse_oversized(c, q, r);
   });
   add_routes(server, c);
+  add_console_routes(server, c);
   // Every reply has Azure's error shape, and every request an audit line.
   server.set_exception_handler([&c](const Request& q, Response& r, std::exception_ptr) {
     send(r, Reply::error(500, "InternalError", "The request could not be served."));

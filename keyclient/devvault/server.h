@@ -1,5 +1,6 @@
 // The HTTPS server of cmkfs-vault: the Key Vault keys REST API (api-version 7.x subset), an
-// IMDS-compatible token endpoint, admin endpoints for identities and policies, an audit log.
+// IMDS-compatible token endpoint, admin endpoints for identities, policies and the firewall, a
+// web console (/console, console.h), an audit log.
 #pragma once
 
 #include <memory>
@@ -20,6 +21,7 @@ struct ServeOptions {
   int64_t token_lifetime = 3600;
   std::vector<uid_t> token_uids;  // who else but root and the vault's user may get tokens
   std::string public_url;         // the URL clients use, when not the listener's (behind a proxy)
+  int64_t console_idle_seconds = 15 * 60;  // a console session unused this long ends
 };
 
 // Creates DIR (0700), its CA (DIR/ca.pem) and server certificate on first start, then serves

@@ -380,6 +380,17 @@ Reply Vault::list_versions(const std::string& name, size_t max_results, size_t s
   return Reply{200, json{{"value", value}, {"nextLink", next}}};
 }
 
+json Vault::key_list() const {
+  json all = json::array();
+  for (const auto& [name, k] : keys_) {
+    json versions = json::array();
+    for (const auto& v : k.versions) versions.push_back({{"version", v.version}, {"enabled", v.enabled}, {"created", v.created}});
+    all.push_back({{"name", name}, {"kty", k.versions.empty() ? "" : k.versions.back().kty}, {"versions", versions},
+                   {"deleted", k.deleted}, {"deletedDate", k.deleted_date}, {"scheduledPurgeDate", k.scheduled_purge}});
+  }
+  return all;
+}
+
 Reply Vault::rotate_key(const std::string& name) {
   const Key* k = live_key(name);
   if (k == nullptr) return not_found(name);

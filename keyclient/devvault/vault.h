@@ -68,6 +68,12 @@ class Vault {
   // wrapkey / unwrapkey with RSA-OAEP-256 or RSA-OAEP. `version` empty means the latest.
   Reply wrap(const std::string& name, const std::string& version, const json& body, bool unwrap) const;
 
+  // For the console: every key, live or soft-deleted, as {name, kty, versions: [{version,
+  // enabled, created}], deleted, deletedDate, scheduledPurgeDate} (versions oldest first).
+  json key_list() const;
+  const std::map<std::string, std::set<std::string>>& policies() const { return policies_; }
+  bool purge_protection() const { return purge_protection_; }
+
   // The key version a request names, for the audit log ("" when unknown).
   std::string resolve_version(const std::string& name, const std::string& version) const;
 

@@ -1,0 +1,40 @@
+#include "keyclient/devvault/console_sessions.h"
+
+#include "keyclient/devvault/vault.h"
+
+namespace cmkfs::devvault {
+
+std::string ConsoleSessions::open(const std::string& who, int64_t now) {
+  // Expired sessions go when a new one comes: the map stays as small as the live ones.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    bool dead = now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds;
+    it = dead ? sessions_.erase(it) : std::next(it);
+  }
+  std::string id = random_hex(32);
+  sessions_[id] = ConsoleSession{who, random_hex(32), now, now};
+  return id;
+}
+
+const ConsoleSession* ConsoleSessions::find(const std::string& id, int64_t now) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return nullptr;
+  if (now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds) {
+    sessions_.erase(it);
+    return nullptr;
+  }
+  it->second.last_seen = now;
+  return &it->second;
+}
+
+bool ConsoleSessions::throttled(const std::string& address, int64_t now) const {
+  auto it = failures_.find(address);
+  return it != failures_.end() && it->second.count >= 5 && now - it->second.first < 60;
+}
+
+void ConsoleSessions::failed(const std::string& address, int64_t now) {
+  Failures& f = failures_[address];
+  if (now - f.first >= 60) f = Failures{0, now};
+  ++f.count;
+}
+
+}  // namespace cmkfs::devvault
