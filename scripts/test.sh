@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
 install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+# The browser tests' driver (playwright-core) runs on Node.js: the machine's, or Debian's.
+command -v npm >/dev/null || install_packages nodejs npm
 trap cleanup_test_mounts EXIT
 cleanup_test_mounts
 

@@ -184,7 +184,7 @@ std::string audit_page(Context& c, const ConsoleSession&, const Request& q) {
     std::string op = j.value("operation", ""), key = j.value("key", "");
     std::string result = j["result"].is_number() ? std::to_string(j["result"].get<int>()) : "";
     if ((!f_identity.empty() && who.find(f_identity) == std::string::npos) || (!f_key.empty() && key != f_key) ||
-        (!f_op.empty() && op.find(f_op) == std::string::npos) || (!f_result.empty() && result != f_result)) {
+        (!f_op.empty() && op != f_op) || (!f_result.empty() && result != f_result)) {
       continue;
     }
     std::string note = j.value("error", "");
