@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for a while over its seed
-# corpus (tests/fuzz/corpus/<target>/, which also gets what they find). A crash fails the run and
-# leaves its input as crash-* in build-fuzz/ (add it to the corpus as a test once fixed).
+# corpus (tests/fuzz/corpus/<target>/), one target per core at a time. A crash fails the run and
+# leaves its input as <target>-crash-* in build-fuzz/ (add it to the corpus as a test once fixed).
 #
 #   scripts/fuzz.sh [--seconds 60] [TARGET...]     targets: records json vault_reply vault_request mountinfo oci
 #
@@ -28,19 +28,29 @@ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
 [ "${PIPESTATUS[0]}" = 0 ]
-for t in "${TARGETS[@]}"; do
-  corpus=tests/fuzz/corpus/$t
+# One target per core at a time: each gets a whole core for its time, and the run takes
+# ceil(targets / cores) rounds instead of one round per target.
+fuzz_one() {
+  local t=$1 corpus=tests/fuzz/corpus/$1 work
   mkdir -p "$corpus"
   work=$(mktemp -d /tmp/cmkfs-fuzz.XXXXXX)
-  echo "== fuzz $t for ${SECONDS_EACH}s"
   # New inputs go to a scratch corpus; the seeds in the tree are not rewritten by every run.
   (cd build-fuzz && "bin/${t}_fuzz" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 \
-     -print_final_stats=1 "$work" "../$corpus" 2>&1 | grep -E "^(#[0-9]+ *DONE|stat::|==[0-9]+==ERROR|SUMMARY)" || true)
-  rm -rf "$work"
-  if compgen -G "build-fuzz/crash-*" >/dev/null || compgen -G "build-fuzz/leak-*" >/dev/null; then
-    echo "fuzz target $t found a crash: build-fuzz/$(cd build-fuzz && ls crash-* leak-* 2>/dev/null | head -1)" >&2
-    exit 1
-  fi
+     -print_final_stats=1 -artifact_prefix="$t-" "$work" "../$corpus" >"$work.log" 2>&1) || true
+  { echo "== fuzz $t for ${SECONDS_EACH}s"; grep -E "^(#[0-9]+ *DONE|stat::|==[0-9]+==ERROR|SUMMARY)" "$work.log"; } || true
+  rm -rf "$work" "$work.log"
+}
+running=0
+for t in "${TARGETS[@]}"; do
+  fuzz_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$(nproc)" ]; then wait -n; running=$((running - 1)); fi
 done
+wait
+if compgen -G "build-fuzz/*-crash-*" >/dev/null || compgen -G "build-fuzz/*-leak-*" >/dev/null ||
+   compgen -G "build-fuzz/*-timeout-*" >/dev/null; then
+  echo "a fuzz target found a crash: $(cd build-fuzz && ls ./*-crash-* ./*-leak-* ./*-timeout-* 2>/dev/null | head -1)" >&2
+  exit 1
+fi
 rm -rf /tmp/cmkfs-fuzz-vault-*
 echo "== fuzzing passed"
