@@ -5,8 +5,8 @@
 #include <regex>
 #include <set>
 
-#include "crypto/base/html.h"
 #include "keyclient/devvault/console.h"
+#include "keyclient/web/html.h"
 
 namespace cmkfs::devvault {
 namespace {
@@ -21,18 +21,18 @@ const std::vector<std::string> kPermissions = {"get", "list", "wrapKey", "unwrap
 std::string form_field(const Request& q, const std::string& name) { return q.get_param_value(name).substr(0, 256); }
 
 // Reply -> outcome: the error's message on failure, `done` on success.
-ConsoleOutcome outcome(const Reply& r, const std::string& next, const std::string& done, const std::string& op,
+web::Outcome outcome(const Reply& r, const std::string& next, const std::string& done, const std::string& op,
                        const std::string& key = "", const std::string& version = "") {
   std::string msg = done;
   if (r.status >= 300) {
     msg = r.body.contains("error") ? r.body["error"].value("message", "failed") : "failed";
   }
-  return ConsoleOutcome{next, msg, r.status, op, key, version};
+  return web::Outcome(next, msg, r.status, op, key, version);
 }
 
 std::string when(int64_t t) { return t == 0 ? "" : iso_time(t); }
 
-std::string identities_page(Context& c, const ConsoleSession& s, const Request&) {
+std::string identities_page(Context& c, const web::Session& s, const Request&) {
   std::string rows;
   for (const auto& p : c.vault->identities()) {
     bool system = p.principal_id == c.vault->system_identity().principal_id;
@@ -47,7 +47,7 @@ std::string identities_page(Context& c, const ConsoleSession& s, const Request&)
          "<button type=\"submit\">Create</button></fieldset></form>";
 }
 
-std::string keys_page(Context& c, const ConsoleSession& s, const Request&) {
+std::string keys_page(Context& c, const web::Session& s, const Request&) {
   std::string live, deleted;
   for (const auto& k : c.vault->key_list()) {
     std::string name = k["name"];
@@ -84,7 +84,7 @@ std::string keys_page(Context& c, const ConsoleSession& s, const Request&) {
   return out;
 }
 
-std::string key_page(Context& c, const ConsoleSession& s, const Request& q) {
+std::string key_page(Context& c, const web::Session& s, const Request& q) {
   std::string name = q.matches[1];
   json key;
   for (const auto& k : c.vault->key_list()) {
@@ -110,7 +110,7 @@ std::string key_page(Context& c, const ConsoleSession& s, const Request& q) {
          html::button_form("/console/keys/delete", "Delete key", s.csrf, h);
 }
 
-std::string policies_page(Context& c, const ConsoleSession& s, const Request&) {
+std::string policies_page(Context& c, const web::Session& s, const Request&) {
   std::map<std::string, std::string> names;
   for (const auto& p : c.vault->identities()) names[p.principal_id] = p.name;
   std::string rows;
@@ -137,7 +137,7 @@ std::string policies_page(Context& c, const ConsoleSession& s, const Request&) {
          "</select></label></p><p>" + boxes + "</p><button type=\"submit\">Add</button></fieldset></form>";
 }
 
-std::string networking_page(Context& c, const ConsoleSession& s, const Request&) {
+std::string networking_page(Context& c, const web::Session& s, const Request&) {
   const NetworkAcls& n = c.vault->network();
   std::string rows;
   for (const auto& r : n.ip_rules) {
@@ -163,7 +163,7 @@ std::string networking_page(Context& c, const ConsoleSession& s, const Request&)
 }
 
 // The last lines of the audit log (up to 4 MiB back), newest first, that match every filter.
-std::string audit_page(Context& c, const ConsoleSession&, const Request& q) {
+std::string audit_page(Context& c, const web::Session&, const Request& q) {
   std::string f_identity = form_field(q, "identity"), f_key = form_field(q, "key"), f_op = form_field(q, "operation"),
               f_result = form_field(q, "result");
   std::ifstream in(c.dir + "/audit.log", std::ios::ate);
@@ -206,24 +206,28 @@ std::string audit_page(Context& c, const ConsoleSession&, const Request& q) {
 
 }  // namespace
 
-void add_console_pages(httplib::Server& s, Context& c) {
-  console_page(s, c, "/console/identities", "identities", "Managed identities", identities_page);
-  console_page(s, c, "/console/keys", "keys", "Keys", keys_page);
-  console_page(s, c, R"(/console/keys/([0-9A-Za-z-]{1,127}))", "keys", "Key versions", key_page);
-  console_page(s, c, "/console/policies", "policies", "Access policies", policies_page);
-  console_page(s, c, "/console/networking", "networking", "Networking", networking_page);
-  console_page(s, c, "/console/audit", "audit", "Audit log", audit_page);
+void add_console_pages(web::Console& con, Context& c) {
+  using PageFn = std::string (*)(Context&, const web::Session&, const Request&);
+  auto page = [&](const std::string& pattern, const char* nav, const char* title, PageFn fn) {
+    con.page(pattern, nav, title, [&c, fn](const web::Session& s, const Request& q) { return fn(c, s, q); });
+  };
+  page("/console/identities", "identities", "Managed identities", identities_page);
+  page("/console/keys", "keys", "Keys", keys_page);
+  page(R"(/console/keys/([0-9A-Za-z-]{1,127}))", "keys", "Key versions", key_page);
+  page("/console/policies", "policies", "Access policies", policies_page);
+  page("/console/networking", "networking", "Networking", networking_page);
+  page("/console/audit", "audit", "Audit log", audit_page);
 
-  console_action(s, c, "/console/identities", [](Context& c, const ConsoleSession&, const Request& q) {
+  con.action("/console/identities", [&c](const web::Session&, const Request& q) {
     std::string name = form_field(q, "name");
     if (!std::regex_match(name, std::regex("[A-Za-z0-9_-]{1,64}"))) {
-      return ConsoleOutcome{"/console/identities", "A name is 1 to 64 letters, digits, - or _.", 400, "createidentity"};
+      return web::Outcome("/console/identities", "A name is 1 to 64 letters, digits, - or _.", 400, "createidentity");
     }
     Principal p = c.vault->create_identity(name);
-    return ConsoleOutcome{"/console/identities", "Identity " + name + ": client id " + p.client_id + ", object id " +
-                                                     p.principal_id, 200, "createidentity", name};
+    return web::Outcome("/console/identities", "Identity " + name + ": client id " + p.client_id + ", object id " +
+                                                     p.principal_id, 200, "createidentity", name);
   });
-  console_action(s, c, "/console/keys", [](Context& c, const ConsoleSession&, const Request& q) {
+  con.action("/console/keys", [&c](const web::Session&, const Request& q) {
     std::string name = form_field(q, "name"), kty = form_field(q, "kty");
     json body{{"kty", kty}};
     if (kty.rfind("RSA", 0) == 0) body["key_size"] = std::atoi(form_field(q, "size").c_str());
@@ -236,7 +240,7 @@ void add_console_pages(httplib::Server& s, Context& c) {
   auto key_action = [&](const std::string& path, const std::string& op,
                         std::function<Reply(Vault&, const std::string&, const std::string&)> fn, std::string done,
                         bool back_to_key) {
-    console_action(s, c, path, [op, fn, done, back_to_key](Context& c, const ConsoleSession&, const Request& q) {
+    con.action(path, [&c, op, fn, done, back_to_key](const web::Session&, const Request& q) {
       std::string name = form_field(q, "name"), version = form_field(q, "version");
       Reply r = fn(*c.vault, name, version);
       return outcome(r, back_to_key && r.status < 300 ? "/console/keys/" + name : "/console/keys", done + " " + name + ".",
@@ -262,7 +266,7 @@ void add_console_pages(httplib::Server& s, Context& c) {
     return v.purge_key(n);
   }, "Purged", false);
 
-  console_action(s, c, "/console/policies", [](Context& c, const ConsoleSession&, const Request& q) {
+  con.action("/console/policies", [&c](const web::Session&, const Request& q) {
     std::string oid = form_field(q, "objectId");
     std::set<std::string> perms;
     for (size_t i = 0; i < q.get_param_value_count("permission"); ++i) {
@@ -270,26 +274,26 @@ void add_console_pages(httplib::Server& s, Context& c) {
       if (std::find(kPermissions.begin(), kPermissions.end(), p) != kPermissions.end()) perms.insert(p);
     }
     if (oid.empty() || perms.empty()) {
-      return ConsoleOutcome{"/console/policies", "Choose a principal and at least one permission.", 400, "setpolicy"};
+      return web::Outcome("/console/policies", "Choose a principal and at least one permission.", 400, "setpolicy");
     }
     c.vault->set_policy(oid, perms);
-    return ConsoleOutcome{"/console/policies", "Access policy saved for " + oid + ".", 200, "setpolicy", oid};
+    return web::Outcome("/console/policies", "Access policy saved for " + oid + ".", 200, "setpolicy", oid);
   });
-  console_action(s, c, "/console/policies/remove", [](Context& c, const ConsoleSession&, const Request& q) {
+  con.action("/console/policies/remove", [&c](const web::Session&, const Request& q) {
     std::string oid = form_field(q, "objectId");
     bool had = c.vault->delete_policy(oid);
-    return ConsoleOutcome{"/console/policies", had ? "Access policy removed for " + oid + "." : "No such policy.",
-                          had ? 200 : 404, "deletepolicy", oid};
+    return web::Outcome("/console/policies", had ? "Access policy removed for " + oid + "." : "No such policy.",
+                          had ? 200 : 404, "deletepolicy", oid);
   });
-  console_action(s, c, "/console/networking", [](Context& c, const ConsoleSession&, const Request& q) {
+  con.action("/console/networking", [&c](const web::Session&, const Request& q) {
     json body{{"defaultAction", form_field(q, "defaultAction")},
               {"bypass", form_field(q, "bypass") == "AzureServices" ? "AzureServices" : "None"}};
     return outcome(change_network(*c.vault, "updatenetwork", body), "/console/networking", "Firewall saved.",
                    "updatenetwork");
   });
   for (bool add : {true, false}) {
-    console_action(s, c, add ? "/console/networking/rules" : "/console/networking/rules/remove",
-                   [add](Context& c, const ConsoleSession&, const Request& q) {
+    con.action(add ? "/console/networking/rules" : "/console/networking/rules/remove",
+                   [&c, add](const web::Session&, const Request& q) {
                      std::string rule = form_field(q, "ipRule");
                      return outcome(change_network(*c.vault, add ? "addiprule" : "removeiprule", json{{"ipRule", rule}}),
                                     "/console/networking", (add ? "Added " : "Removed ") + rule + ".",

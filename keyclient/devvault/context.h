@@ -12,9 +12,12 @@
 #include <set>
 #include <string>
 
-#include "keyclient/devvault/console_sessions.h"
 #include "keyclient/devvault/server.h"
 #include "keyclient/devvault/vault.h"
+
+namespace cmkfs::web {
+class Console;
+}
 
 namespace cmkfs::devvault {
 
@@ -25,10 +28,12 @@ std::string safe_dump(const json& j);
 extern thread_local bool audited;
 
 struct Context {
+  ~Context();
   std::mutex mu;  // guards vault, audit and console
   std::string dir;
   std::unique_ptr<Vault> vault;
-  ConsoleSessions console;
+  std::unique_ptr<web::Console> console;
+  int64_t console_idle_seconds = 15 * 60;
   std::string secret;
   std::string tenant;
   std::string resource;         // what the vault's tokens are for: https://<its host>

@@ -23,6 +23,7 @@
 #include "keyclient/base64url.h"
 #include "keyclient/devvault/console.h"
 #include "keyclient/devvault/context.h"
+#include "keyclient/web/tls.h"
 
 namespace cmkfs::devvault {
 
@@ -187,6 +188,8 @@ void handle(Context& c, const Request& req, Response& res, const std::string& op
 }
 
 }  // namespace
+
+Context::~Context() = default;
 
 Reply change_network(Vault& vault, const std::string& op, const json& b) {
   if (!b.is_object()) return Reply::error(400, "BadParameter", "the body must be a JSON object");
@@ -418,7 +421,7 @@ Status serve(const ServeOptions& o) {
   std::filesystem::create_directories(o.dir, ec);
   if (ec) return Status::IOError(ec.value(), "cannot create " + o.dir + ": " + ec.message());
   ::chmod(o.dir.c_str(), 0700);
-  CMKFS_RETURN_IF_ERROR(ensure_tls_files(o.dir, o.host));
+  CMKFS_RETURN_IF_ERROR(web::ensure_tls_files(o.dir, o.host, "cmkfs-vault local CA"));
 
   httplib::SSLServer server((o.dir + "/server.pem").c_str(), (o.dir + "/server.key").c_str());
   if (!server.is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + o.dir);
@@ -439,7 +442,7 @@ Status serve(const ServeOptions& o) {
 
   Context c;
   c.dir = o.dir;
-  c.console.idle_seconds = o.console_idle_seconds;
+  c.console_idle_seconds = o.console_idle_seconds;
   auto vault = Vault::open(o.dir, o.purge_protection);
   if (!vault.ok()) return vault.status();
   c.vault = std::move(*vault);

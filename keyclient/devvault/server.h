@@ -41,7 +41,5 @@ Result<std::string> load_or_create_secret(const std::string& dir, const std::str
 // The principal the cmkfs-vault CLI acts as: all permissions, on every key.
 inline const Principal kAdmin{"admin", "admin", "admin"};
 
-// DIR/ca.pem, DIR/ca.key, DIR/server.pem, DIR/server.key; created if missing.
-Status ensure_tls_files(const std::string& dir, const std::string& host);
 
 }  // namespace cmkfs::devvault

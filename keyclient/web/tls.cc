@@ -1,4 +1,5 @@
-// A private CA and a server certificate for the local vault, made with OpenSSL on first start.
+#include "keyclient/web/tls.h"
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -7,12 +8,13 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <string>
 #include <memory>
 
 #include "crypto/asymmetric.h"
-#include "keyclient/devvault/server.h"
 
-namespace cmkfs::devvault {
+namespace cmkfs::web {
 namespace {
 
 struct X509Free {
@@ -70,7 +72,7 @@ Status write_pem(const std::string& path, const std::function<int(FILE*)>& write
 
 }  // namespace
 
-Status ensure_tls_files(const std::string& dir, const std::string& host) {
+Status ensure_tls_files(const std::string& dir, const std::string& host, const std::string& ca_name) {
   namespace stdfs = std::filesystem;
   if (stdfs::exists(dir + "/ca.pem") && stdfs::exists(dir + "/server.pem") && stdfs::exists(dir + "/server.key")) {
     return Status::Ok();
@@ -78,7 +80,7 @@ Status ensure_tls_files(const std::string& dir, const std::string& host) {
   auto ca_key = crypto::KeyPair::generate_ec("P-256");
   auto srv_key = crypto::KeyPair::generate_ec("P-256");
   if (!ca_key.ok() || !srv_key.ok()) return Status::IOError(EIO, "key generation failed");
-  auto ca = make_cert(*ca_key, "cmkfs-vault local CA", nullptr, *ca_key, true, "");
+  auto ca = make_cert(*ca_key, ca_name, nullptr, *ca_key, true, "");
   if (!ca.ok()) return ca.status();
   std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
   if (host != "127.0.0.1" && host != "localhost" && host != "::1" && !host.empty() && host != "0.0.0.0") {
@@ -97,4 +99,4 @@ Status ensure_tls_files(const std::string& dir, const std::string& host) {
   }, 0600);
 }
 
-}  // namespace cmkfs::devvault
+}  // namespace cmkfs::web

@@ -1,4 +1,4 @@
-// Building HTML by hand, safely: every piece of text goes through esc(). For the two consoles
+// Building HTML by hand, safely: every piece of text goes through esc(). For the web consoles
 // (cmkfs-vault's and cmkfs's), which render small server-side pages and no scripts.
 #pragma once
 

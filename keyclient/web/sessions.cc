@@ -1,21 +1,32 @@
-#include "keyclient/devvault/console_sessions.h"
+#include "keyclient/web/sessions.h"
 
-#include "keyclient/devvault/vault.h"
+#include <cstdlib>
+#include <iterator>
+#include <vector>
 
-namespace cmkfs::devvault {
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
 
-std::string ConsoleSessions::open(const std::string& who, int64_t now) {
+namespace cmkfs::web {
+std::string random_token() {
+  std::vector<uint8_t> b(32);
+  if (!crypto::random_bytes(b).ok()) std::abort();  // never hand out a guessable id
+  return to_hex(b);
+}
+
+
+std::string Sessions::open(const std::string& who, int64_t now) {
   // Expired sessions go when a new one comes: the map stays as small as the live ones.
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     bool dead = now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds;
     it = dead ? sessions_.erase(it) : std::next(it);
   }
-  std::string id = random_hex(32);
-  sessions_[id] = ConsoleSession{who, random_hex(32), now, now};
+  std::string id = random_token();
+  sessions_[id] = Session{who, random_token(), now, now};
   return id;
 }
 
-const ConsoleSession* ConsoleSessions::find(const std::string& id, int64_t now) {
+const Session* Sessions::find(const std::string& id, int64_t now) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;
   if (now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds) {
@@ -26,15 +37,15 @@ const ConsoleSession* ConsoleSessions::find(const std::string& id, int64_t now) 
   return &it->second;
 }
 
-bool ConsoleSessions::throttled(const std::string& address, int64_t now) const {
+bool Sessions::throttled(const std::string& address, int64_t now) const {
   auto it = failures_.find(address);
   return it != failures_.end() && it->second.count >= 5 && now - it->second.first < 60;
 }
 
-void ConsoleSessions::failed(const std::string& address, int64_t now) {
+void Sessions::failed(const std::string& address, int64_t now) {
   Failures& f = failures_[address];
   if (now - f.first >= 60) f = Failures{0, now};
   ++f.count;
 }
 
-}  // namespace cmkfs::devvault
+}  // namespace cmkfs::web

@@ -1,5 +1,5 @@
-// Who is signed in to the vault's console: sessions (a random id in a cookie, a CSRF token of
-// their own, an idle and an absolute lifetime) and sign-in throttling per client address.
+// Who is signed in to a web console: sessions (a random id in a cookie, a CSRF token of their
+// own, an idle and an absolute lifetime) and sign-in throttling per client address.
 // Thread-safety: none; the server calls it under its one lock.
 #pragma once
 
@@ -7,15 +7,18 @@
 #include <map>
 #include <string>
 
-namespace cmkfs::devvault {
+namespace cmkfs::web {
 
-struct ConsoleSession {
+// 32 random bytes as hex: session ids and CSRF tokens.
+std::string random_token();
+
+struct Session {
   std::string who;   // the signed-in admin
   std::string csrf;  // every form must carry it back
   int64_t created = 0, last_seen = 0;
 };
 
-class ConsoleSessions {
+class Sessions {
  public:
   int64_t idle_seconds = 15 * 60;
   int64_t max_seconds = 8 * 3600;
@@ -23,7 +26,7 @@ class ConsoleSessions {
   // A new session for `who`; its id (the cookie's value).
   std::string open(const std::string& who, int64_t now);
   // The live session with this id (touched), or null: unknown, idle too long or too old.
-  const ConsoleSession* find(const std::string& id, int64_t now);
+  const Session* find(const std::string& id, int64_t now);
   void close(const std::string& id) { sessions_.erase(id); }
 
   // Five failed sign-ins from one address within a minute shut it out for that minute.
@@ -36,8 +39,8 @@ class ConsoleSessions {
     int count = 0;
     int64_t first = 0;
   };
-  std::map<std::string, ConsoleSession> sessions_;
+  std::map<std::string, Session> sessions_;
   std::map<std::string, Failures> failures_;
 };
 
-}  // namespace cmkfs::devvault
+}  // namespace cmkfs::web

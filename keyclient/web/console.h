@@ -1,0 +1,73 @@
+// The frame of a web console under /console on an HTTPS listener (cmkfs-vault's, cmkfs's):
+// sign-in by password (or whatever `verify` accepts), session cookies (Secure, HttpOnly,
+// SameSite=Strict) that expire, sign-in throttling, a CSRF token on every form (the sign-in
+// form's in a cookie of its own), no scripts (a CSP forbids them), no caching, no framing, and
+// an audit callback for every sign-in and every action. The pages are the caller's.
+//
+// Thread-safety: every handler runs under `mu`, which the caller's pages share with their data.
+#pragma once
+
+#include <httplib.h>
+
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "keyclient/web/sessions.h"
+
+namespace cmkfs::web {
+
+// What a form's action did: where to go next, what to tell the user, what to audit.
+struct Outcome {
+  Outcome(std::string next, std::string message, int status, std::string op, std::string target = "",
+          std::string version = "")
+      : next(std::move(next)), message(std::move(message)), status(status), op(std::move(op)),
+        target(std::move(target)), version(std::move(version)) {}
+  std::string next;     // a path under /console
+  std::string message;  // shown on the next page
+  int status = 200;     // for the audit line (>= 400: shown as an error)
+  std::string op, target, version;
+};
+
+class Console {
+ public:
+  struct Options {
+    std::string product;                                   // in the header and titles
+    std::vector<std::pair<std::string, std::string>> nav;  // {path under /console/, label}
+    std::string home;                                      // where /console and a sign-in lead
+    // Whether `secret` signs the admin in; and whether any password is set (else a hint shows).
+    std::function<bool(const std::string& secret)> verify;
+    std::function<bool()> has_password;
+    std::string no_password_hint;  // HTML
+    // An audit line: `who` "" before sign-in; `extra` has via, clientAddress, and error if any.
+    std::function<void(const std::string& who, const Outcome& what, const nlohmann::json& extra)> audit;
+    int64_t idle_seconds = 15 * 60;
+    int64_t max_seconds = 8 * 3600;
+  };
+  using Page = std::function<std::string(const Session&, const httplib::Request&)>;
+  using Action = std::function<Outcome(const Session&, const httplib::Request&)>;
+
+  // Registers /console, /console/style.css, /console/signin and /console/signout on `s`.
+  Console(httplib::Server& s, std::mutex& mu, Options o);
+
+  // GET `pattern` (a regex under /console/): `page` renders the content, `nav` marks the menu.
+  void page(const std::string& pattern, const std::string& nav, const std::string& title, Page page);
+  // POST `pattern`: refused without a live session or without its CSRF token; otherwise runs
+  // the action, audits it and redirects (303) to outcome.next with its message.
+  void action(const std::string& pattern, Action action);
+
+ private:
+  std::string layout(const std::string& title, const std::string& nav, const Session* s, const httplib::Request& q,
+                     const std::string& body) const;
+  void signin_routes();
+
+  httplib::Server& server_;
+  std::mutex& mu_;
+  Options o_;
+  Sessions sessions_;
+};
+
+}  // namespace cmkfs::web
