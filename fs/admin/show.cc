@@ -85,6 +85,7 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
                              {"pid", live["pid"]},
                              {"dataKeyGeneration", live.value("dataKeyGeneration", 0)}};
     if (live.contains("dataKeyRotation")) j["liveKeyState"]["dataKeyRotation"] = live["dataKeyRotation"];
+    if (live.contains("auditLog") && live["auditLog"].is_string()) j["liveKeyState"]["auditLog"] = live["auditLog"];
   }
   out << j.dump(2) << "\n";
   return Status::Ok();

@@ -167,7 +167,7 @@ bool rewrite_mount_args(std::vector<std::string>& args, const std::set<std::stri
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   const std::set<std::string> commands = {"init", "mount", "umount", "view", "fsck", "inspect", "cat", "export",
-                                          "encryption", "trust", "status", "completion", "manpage", "--help", "-h", "--version"};
+                                          "encryption", "trust", "status", "console", "completion", "manpage", "--help", "-h", "--version"};
   // One word that is no command: a typo, most likely (`cmkfs STORE MNT` has two).
   if (args.size() == 1 && !args[0].empty() && args[0][0] != '-' && !commands.contains(args[0])) {
     std::string guess = nearest(args[0], {commands.begin(), commands.end()});
@@ -335,6 +335,18 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   auto* status = app.add_subcommand("status", "List every cmkfs mount and view on this host: store, key state, daemon");
   status->add_flag("--json", cmd->json, "JSON instead of a table");
 
+  auto* console = app.add_subcommand("console", "Serve a web console of this host's stores (HTTPS, loopback only by "
+                                                "default): encryption, key state and timeline, change key");
+  console->add_option("--listen", cmd->console.listen, "HOST:PORT (port 0: any free port)")->capture_default_str();
+  console->add_option("--store", cmd->console.stores, "A store to show besides the mounted ones and /etc/cmkfs/mounts");
+  console->add_option("--audit-log", cmd->console.audit_log,
+                      "The console's audit log, JSON lines (default /var/log/cmkfs/console.audit.jsonl)");
+  console->add_option("--session-idle", cmd->console.idle_seconds, "Seconds a session may go unused before it ends")
+      ->capture_default_str();
+  console->add_flag("--set-password", cmd->set_password, "Set the admin password (read from stdin or the terminal) "
+                                                         "and exit");
+  console->add_option("--password-file", cmd->password_file, "With --set-password: read it from this file");
+
   auto* cat = app.add_subcommand("cat", "Print one file of a store (unmounted: read with its key)");
   cat->add_option("STORE", cmd->store, "The store directory, or a mountpoint")->required();
   cat->add_option("PATH", cmd->path, "The file, from the store's root")->required();
@@ -424,6 +436,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
     return kExitOk;
   } else if (status->parsed()) {
     cmd->kind = Command::Kind::kStatus;
+  } else if (console->parsed()) {
+    cmd->kind = Command::Kind::kConsole;
   } else if (cat->parsed()) {
     cmd->kind = Command::Kind::kCat;
   } else if (exp->parsed()) {

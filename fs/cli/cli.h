@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "fs/admin/admin.h"
+#include "fs/console/console.h"
 #include "fs/daemon/daemon.h"
 #include "fs/store/store.h"
 
@@ -19,7 +20,7 @@ namespace cmkfs::fs {
 struct Command {
   enum class Kind {
     kNone, kInit, kMount, kUmount, kEncryptionShow, kEncryptionEnable, kRotateKey, kRotateDataKey, kFsck, kInspect,
-    kTrust, kView, kCat, kExport, kStatus
+    kTrust, kView, kCat, kExport, kStatus, kConsole
   } kind = Kind::kNone;
   std::string log_level = "info";
   std::string log_format = "text";  // or json
@@ -36,6 +37,9 @@ struct Command {
   TrustOptions trust;      // trust (its vault options are in `vault`)
   LocalKeyOptions local;   // encryption rotate-key to another local key
   std::string audit_log;   // the offline commands' key audit log (init and mount have their own)
+  ConsoleOptions console;  // console
+  bool set_password = false;  // console --set-password
+  std::string password_file;
 };
 
 // Parses sizes such as "65536", "64K", "64KiB", "1MiB". nullopt when malformed.

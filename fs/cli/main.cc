@@ -84,6 +84,13 @@ int main(int argc, char** argv) {
       for (const auto& m : served_mounts()) entries.push_back({m.store, m.mountpoint, m.view});
       return run_status(entries, cmd.json, std::cout, std::cerr);
     }
+    case Command::Kind::kConsole:
+      if (cmd.set_password) {
+        s = set_console_password(cmd.password_file);
+        if (s.ok()) std::cerr << "cmkfs: the console's admin password is set\n";
+        break;
+      }
+      return run_console(cmd.console, std::cout, std::cerr);
     case Command::Kind::kCat:
       return run_cat(cmd.store, serving_mountpoint(cmd.store), cmd.path, std::cout, std::cerr);
     case Command::Kind::kExport:

@@ -303,7 +303,8 @@ void KeyMonitor::publish_status() {
                    {"versionedKeyIdentifier", k.versioned_key_identifier},
                    {"mountpoint", mountpoint_},
                    {"pid", ::getpid()},
-                   {"dataKeyGeneration", store_.super.dek_generation}};
+                   {"dataKeyGeneration", store_.super.dek_generation},
+                   {"auditLog", audit_.path()}};
   if (status_extra_) {
     nlohmann::json extra = status_extra_();
     for (const auto& [key, value] : extra.items()) j[key] = value;

@@ -1,20 +1,8 @@
 #include "keyclient/devvault/console.h"
 
-#include <fstream>
-
-#include "crypto/password.h"
+#include "keyclient/web/password_file.h"
 
 namespace cmkfs::devvault {
-namespace {
-
-std::string password_hash(const std::string& dir) {
-  std::ifstream in(console_password_path(dir));
-  std::string s;
-  std::getline(in, s);
-  return s;
-}
-
-}  // namespace
 
 std::string console_password_path(const std::string& dir) { return dir + "/console.password"; }
 
@@ -26,12 +14,11 @@ void add_console_routes(httplib::Server& s, Context& c) {
   o.home = "/console/keys";
   // The password file is read at each sign-in: set-password takes effect without a restart.
   o.verify = [&c](const std::string& secret) {
-    std::string hash = password_hash(c.dir);
     auto token = verify_token(c.secret, secret, c.resource);
-    return (!hash.empty() && crypto::verify_password(secret, hash)) ||
+    return web::check_password_file(console_password_path(c.dir), secret) ||
            (token && token->principal_id == kAdmin.principal_id);
   };
-  o.has_password = [&c] { return !password_hash(c.dir).empty(); };
+  o.has_password = [&c] { return web::has_password_file(console_password_path(c.dir)); };
   o.no_password_hint = "No admin password is set: run <code>cmkfs-vault admin set-password</code> on the vault's "
                        "host, or sign in with an admin token (<code>cmkfs-vault token</code> prints one).";
   o.audit = [&c](const std::string& who, const web::Outcome& what, const json& extra) {

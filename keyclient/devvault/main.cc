@@ -6,16 +6,9 @@
 #include <iterator>
 #include <iostream>
 
-#include <fcntl.h>
-#include <openssl/crypto.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "crypto/base/nearest.h"
-#include "crypto/password.h"
 #include "keyclient/devvault/console.h"
+#include "keyclient/web/password_file.h"
 #include "keyclient/devvault/server.h"
 #include "keyclient/http.h"
 
@@ -67,40 +60,6 @@ class AdminClient {
   std::string dir_, url_, token_;
   std::unique_ptr<keyclient::HttpTransport> transport_;
 };
-
-// Reads the password (a file, stdin, or the terminal without echo) and writes its hash, mode 0600.
-Status write_console_password(const std::string& dir, const std::string& file) {
-  std::string password;
-  if (!file.empty()) {
-    std::ifstream in(file);
-    std::getline(in, password);
-  } else if (::isatty(0)) {
-    termios old{};
-    ::tcgetattr(0, &old);
-    termios quiet = old;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    std::cerr << "New console password: ";
-    ::tcsetattr(0, TCSANOW, &quiet);
-    std::getline(std::cin, password);
-    ::tcsetattr(0, TCSANOW, &old);
-    std::cerr << "\n";
-  } else {
-    std::getline(std::cin, password);
-  }
-  if (password.size() < 12) return Status::InvalidArgument("the password must have at least 12 characters");
-  auto hash = crypto::hash_password(password);
-  OPENSSL_cleanse(password.data(), password.size());
-  if (!hash.ok()) return hash.status();
-  std::filesystem::create_directories(dir);
-  std::string path = console_password_path(dir), tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError(errno, "cannot write " + tmp);
-  std::string line = *hash + "\n";
-  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(errno, "cannot write " + path);
-  return Status::Ok();
-}
 
 int print(const Result<json>& r) {
   if (!r.ok()) {
@@ -260,7 +219,7 @@ int main(int argc, char** argv) {
   }
 
   if (set_password->parsed()) {
-    Status s = write_console_password(dir, password_file);
+    Status s = web::set_password_file(console_password_path(dir), password_file);
     if (!s.ok()) std::cerr << "cmkfs-vault: " << s.message() << "\n";
     else std::cerr << "cmkfs-vault: the console's admin password is set (" << console_password_path(dir) << ")\n";
     return s.ok() ? 0 : 1;
