@@ -1,6 +1,7 @@
 // cmkfs console's pages: the stores, and one store's encryption, key state and timeline, with the
 // forms that change its key (the same functions as `cmkfs encryption ...`).
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -98,7 +99,9 @@ int64_t parse_time(const std::string& iso) {
 std::string timeline(const std::vector<json>& events) {
   if (events.empty()) return "<p>No key events recorded yet.</p>";
   size_t first = events.size() > 200 ? events.size() - 200 : 0;
-  int64_t t0 = parse_time(events[first].value("time", "")), t1 = std::max(t0 + 1, parse_time(events.back().value("time", "")));
+  // Up to now: the current state is the band's last stretch.
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  int64_t t0 = parse_time(events[first].value("time", "")), t1 = std::max({t0 + 1, now, parse_time(events.back().value("time", ""))});
   const double w = 900, h = 80;
   auto x = [&](int64_t t) { return 10 + (w - 20) * static_cast<double>(t - t0) / static_cast<double>(t1 - t0); };
   std::ostringstream svg;
@@ -128,8 +131,7 @@ std::string timeline(const std::vector<json>& events) {
   }
   band(w - 10);
   svg << "<text x=\"10\" y=\"78\" font-size=\"10\">" << esc(events[first].value("time", "")) << "</text><text x=\""
-      << w - 10 << "\" y=\"78\" font-size=\"10\" text-anchor=\"end\">" << esc(events.back().value("time", ""))
-      << "</text></svg>";
+      << w - 10 << "\" y=\"78\" font-size=\"10\" text-anchor=\"end\">now</text></svg>";
   return svg.str();
 }
 
@@ -234,7 +236,11 @@ void add_console_pages(web::Console& console, const ConsoleOptions& o) {
       auto k = named_store(o, q.get_param_value("path"));
       if (!k) return web::Outcome("/console/stores", "Not a store this console knows.", 404, op);
       std::ostringstream out;
+      // What the change unwraps and wraps goes to the mount's key audit log, with its checks.
+      std::string audit_log = str(show(k->store).value("liveKeyState", json::object()), "auditLog");
+      override_default_audit_path(audit_log);
       Status s = run(k->store, q, out);
+      override_default_audit_path("");
       std::string msg = s.ok() ? done : s.message();
       return web::Outcome(store_link(k->store), msg, s.ok() ? 200 : 400, op, k->store);
     });

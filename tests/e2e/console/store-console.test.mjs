@@ -68,8 +68,10 @@ test('change key with and without a version, to the system identity; revoke and 
 
   // A store under the user-assigned identity, mounted with checks every second.
   cli('init', store, '--key-encryption-key', keyId, '--identity', clientId, '--identity-endpoint',
-      `${vaultUrl}/metadata/identity/oauth2/token`, '--vault-ca', `${vaultDir}/ca.pem`);
-  cli('mount', store, mnt, '--key-check-interval', '1s', '--audit-log', `${work}/store-audit.jsonl`);
+      `${vaultUrl}/metadata/identity/oauth2/token`, '--vault-ca', `${vaultDir}/ca.pem`, '--audit-log',
+      `${work}/store-audit.jsonl`);
+  cli('mount', store, mnt, '--key-check-interval', '1s', '--audit-log', `${work}/store-audit.jsonl`, '--log-file',
+      `${work}/store.log`);
 
   // The host's stores: this one, mounted, its key available. (Signed in now: the console's
   // sessions here end after a few idle seconds, for the expiry test.)
