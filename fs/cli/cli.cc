@@ -1,6 +1,7 @@
 #include "fs/cli/cli.h"
 
 #include "crypto/base/nearest.h"
+#include "fs/cli/init_template.h"
 #include "fs/cli/manpage.h"
 
 #include <CLI/CLI.hpp>
@@ -236,7 +237,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
 
   std::string chunk_size = format_size(cmd->init.chunk_size);
   auto* init = app.add_subcommand("init", "Turn an empty directory into an encrypted store");
-  init->add_option("STORE", cmd->init.store, "The directory to hold the store (created if missing)")->required();
+  init->add_option("STORE", cmd->init.store, "The directory to hold the store (created if missing)");
+  std::string init_file;
+  init->add_option("--from-file", init_file, "A JSON template of these options (store, chunkSize, "
+                                             "keyVaultProperties...); options given here win")
+      ->check(CLI::ExistingFile);
   init->add_option("--chunk-size", chunk_size, "Encryption chunk size, a power of two from 4KiB to 1MiB")
       ->capture_default_str();
   auto* local_key = init->add_option("--local-key-file", cmd->init.kek.key_file,
@@ -399,6 +404,14 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   }
   if (init->parsed()) {
     cmd->kind = Command::Kind::kInit;
+    if (!init_file.empty() &&
+        !read_init_template(init_file, cmd, &chunk_size, init->get_option("--chunk-size")->count() > 0, err)) {
+      return kExitUsage;
+    }
+    if (cmd->init.store.empty()) {
+      err << "cmkfs: init needs STORE (or \"store\" in --from-file)\n";
+      return kExitUsage;
+    }
     auto size = parse_size(chunk_size);
     if (!size || !crypto::ChunkLayout::valid_chunk_size(*size)) {
       err << "cmkfs: --chunk-size " << chunk_size << " is not a power of two from 4KiB to 1MiB\n";

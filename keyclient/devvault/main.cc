@@ -181,6 +181,11 @@ int main(int argc, char** argv) {
     sub->add_option("--ip-address", ip_address, "IPv4 or IPv6 address or CIDR range")->required();
   }
 
+  std::string template_file;
+  auto* apply = app.add_subcommand("apply", "Make identities, keys, access policies and the firewall what a JSON "
+                                            "template declares (applying it twice changes nothing)");
+  apply->add_option("FILE", template_file, "The template (see the README)")->required()->check(CLI::ExistingFile);
+
   auto* token = app.add_subcommand("token", "Print an access token for an identity (as IMDS would issue it)");
   token->add_option("--client-id", client_id, "Identity client id; default the system-assigned identity");
 
@@ -272,6 +277,15 @@ int main(int argc, char** argv) {
   if (fed_create->parsed()) {
     return print(c.call("POST", "/admin/apps/" + client_id + "/federated-credentials",
                         json{{"issuer", issuer}, {"subject", subject}, {"audience", audience}, {"issuerKey", read(file)}}));
+  }
+  if (apply->parsed()) {
+    std::ifstream in(template_file);
+    json doc = json::parse(in, nullptr, false);
+    if (doc.is_discarded()) {
+      std::cerr << "cmkfs-vault: " << template_file << " is not JSON\n";
+      return 2;
+    }
+    return print(c.call("POST", "/admin/apply", doc));
   }
   if (update->parsed()) {
     json body = json::object();

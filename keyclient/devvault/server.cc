@@ -23,6 +23,7 @@
 #include "keyclient/base64url.h"
 #include "keyclient/devvault/console.h"
 #include "keyclient/devvault/context.h"
+#include "keyclient/devvault/template.h"
 #include "keyclient/web/tls.h"
 
 namespace cmkfs::devvault {
@@ -342,6 +343,16 @@ void add_routes(httplib::Server& s, Context& c) {
     send(r, had ? Reply{200, json{{"objectId", oid}}} : Reply::error(404, "NotFound", "no policy for " + oid));
   });
   add_network_routes(s, c);
+  s.Post("/admin/apply", [&](const Request& q, Response& r) {
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!require_admin(c, q, r)) return;
+    json doc = json::parse(q.body, nullptr, false);
+    Reply reply = doc.is_discarded() ? Reply::error(400, "BadParameter", "the template is not JSON")
+                                     : apply_template(*c.vault, doc);
+    c.log(&kAdmin, "apply", "", "", reply.status,
+          reply.status == 200 ? json{{"changed", reply.body["changed"]}} : json(nullptr));
+    send(r, reply);
+  });
   s.Get("/healthz", [](const Request&, Response& r) { r.set_content("ok", "text/plain"); });
 }
 

@@ -76,6 +76,29 @@ TEST_F(CmkTest, InitRefusesAnEcKeyAKeyWithoutWrapAndAnUnreachableVault) {
   EXPECT_TRUE(stdfs::exists(store) && stdfs::is_empty(store));
 }
 
+// The article's Resource Manager template, in two files: the vault's (identity, key, access)
+// applied with cmkfs-vault apply, the store's given to init --from-file; then it serves.
+TEST_F(CmkTest, InitFromTemplatesForTheVaultAndTheStore) {
+  write_file(dir + "/vault.json", R"({"identities": [{"name": "acr"}], "keys": [{"name": "acr-cmk"}],
+    "accessPolicies": [{"identity": "acr", "permissions": ["get", "wrapKey", "unwrapKey"]}]})");
+  json applied = vault_json("apply " + dir + "/vault.json");
+  std::string acr = applied["identities"]["acr"]["clientId"];
+  write_file(dir + "/store.json", json{{"store", store}, {"chunkSize", "16KiB"},
+                                       {"keyVaultProperties", {{"keyIdentifier", url + "/keys/acr-cmk"}, {"identity", acr},
+                                                               {"identityEndpoint", url + "/metadata/identity/oauth2/token"},
+                                                               {"vaultCa", vault_dir + "/ca.pem"}}}}.dump());
+  auto r = run(cmkfs_binary() + " init --from-file " + dir + "/store.json");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  json shown = show();
+  EXPECT_EQ(shown["keyVaultProperties"]["keyIdentifier"], url + "/keys/acr-cmk");
+  EXPECT_EQ(shown["keyVaultProperties"]["identity"], acr);
+  EXPECT_EQ(shown["chunkSize"], 16384);
+  mount();
+  write_file(at("f"), "from a template");
+  remount();
+  EXPECT_EQ(read_file(at("f")), "from a template");
+}
+
 TEST_F(CmkTest, IdentityWithoutUnwrapPermissionIsRefusedAtInit) {
   vault_json("set-policy --object-id " + principal_id + " --key-permissions get wrapKey");
   auto r = run(cmkfs_binary() + " init " + store + vault_flags(key_url));

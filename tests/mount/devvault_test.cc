@@ -219,5 +219,40 @@ TEST_F(DevVaultTest, PrivateKeysAreSealedAtRest) {
   EXPECT_EQ(w.status, 200) << w.body;
 }
 
+// The template: applied once it makes what it declares; applied again it changes nothing, not
+// even the state file; a malformed one changes nothing either.
+TEST_F(DevVaultTest, ATemplateAppliedTwiceChangesNothing) {
+  std::string file = dir + "/vault.json";
+  write_file(file, R"({
+    "identities": [{"name": "registry"}, {"name": "builder"}],
+    "keys": [{"name": "cmk"}, {"name": "cmk-b", "kty": "RSA-HSM", "size": 3072}],
+    "accessPolicies": [{"identity": "builder", "permissions": ["get", "wrapKey", "unwrapKey"]},
+                       {"identity": "[system]", "permissions": ["get", "wrapKey", "unwrapKey"]}],
+    "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices", "ipRules": ["127.0.0.1", "10.0.0.0/8"]}
+  })");
+  json first = vault_json("apply " + file);
+  std::vector<std::string> changed = first["changed"];
+  EXPECT_EQ(changed, (std::vector<std::string>{"identity builder", "key cmk-b",
+                                               "access policy " + first["identities"]["builder"]["principalId"].get<std::string>(),
+                                               "access policy " + vault_json("identity list")[0]["principalId"].get<std::string>(),
+                                               "networkAcls"}))
+      << first.dump();
+  EXPECT_EQ(first["identities"]["registry"]["clientId"], client_id);  // the fixture's, found by name
+  EXPECT_EQ(vault_json("key show --name cmk-b")["key"]["kty"], "RSA-HSM");
+  EXPECT_EQ(vault_json("network-rule list")["ipRules"].size(), 2u);
+
+  std::string state = read_file(vault_dir + "/state.json");
+  json second = vault_json("apply " + file);
+  EXPECT_TRUE(second["changed"].empty()) << second.dump();
+  EXPECT_EQ(second["keys"], first["keys"]);
+  EXPECT_EQ(read_file(vault_dir + "/state.json"), state);
+
+  write_file(file, R"({"identities": [{"name": "x"}], "keys": [{"name": "k", "colour": "blue"}]})");
+  auto r = run(vault_binary() + " --dir " + vault_dir + " apply " + file + " 2>&1");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("unknown field 'colour'"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(vault_dir + "/state.json"), state);
+}
+
 }  // namespace
 }  // namespace cmkfs::testing

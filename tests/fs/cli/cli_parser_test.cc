@@ -99,6 +99,39 @@ TEST(CliParser, TheManPageShowsEveryCommandAndOptionOfHelp) {
   }
 }
 
+// init --from-file: the file fills what the command line leaves out; typos are refused.
+TEST(CliParser, InitFromATemplateFileWhereTheCommandLineWins) {
+  std::string file = ::testing::TempDir() + "/store.json";
+  auto write = [&](const std::string& text) {
+    FILE* f = std::fopen(file.c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write(R"({"store": "/srv/store", "chunkSize": "64KiB", "keyVaultProperties": {"keyIdentifier":
+           "https://v.example/keys/cmk", "identity": "[system]", "vaultCa": "/etc/ca.pem"}})");
+  Command c;
+  ASSERT_EQ(parse({"init", "--from-file", file}, &c), -1);
+  EXPECT_EQ(c.init.store, "/srv/store");
+  EXPECT_EQ(c.init.chunk_size, 64u << 10);
+  EXPECT_EQ(c.vault.key_encryption_key, "https://v.example/keys/cmk");
+  EXPECT_EQ(c.vault.identity, "[system]");
+  EXPECT_EQ(c.vault.vault_ca, "/etc/ca.pem");
+  EXPECT_EQ(c.init.kek.provider, keyclient::ProviderKind::kVault);
+  ASSERT_EQ(parse({"init", "/other", "--from-file", file, "--chunk-size", "4KiB", "--identity", "abc"}, &c), -1);
+  EXPECT_EQ(c.init.store, "/other");
+  EXPECT_EQ(c.init.chunk_size, 4u << 10);
+  EXPECT_EQ(c.vault.identity, "abc");
+  std::string out;
+  write(R"({"store": "/s", "keyVaultProperties": {"keyIdentifer": "https://v.example/keys/cmk"}})");
+  EXPECT_EQ(parse({"init", "--from-file", file}, &c, &out), fs::kExitUsage);
+  EXPECT_NE(out.find("unknown field keyVaultProperties.keyIdentifer"), std::string::npos) << out;
+  write(R"({"localKeyFile": "/k", "keyVaultProperties": {"keyIdentifier": "https://v.example/keys/cmk"}})");
+  EXPECT_EQ(parse({"init", "/s", "--from-file", file}, &c, &out), fs::kExitUsage);
+  write(R"({"chunkSize": "4KiB"})");
+  EXPECT_EQ(parse({"init", "--from-file", file}, &c, &out), fs::kExitUsage);  // no store anywhere
+  EXPECT_NE(out.find("init needs STORE"), std::string::npos) << out;
+}
+
 TEST(CliParser, MissingArgumentsAreUsageErrors) {
   Command c;
   EXPECT_EQ(parse({}, &c), fs::kExitUsage);
