@@ -21,6 +21,10 @@ for lib in fuse3 libfuse3 libssl3 liblmdb0 libcurl libgrpc; do
   grep -q "$lib" <<<"$depends" || fail "the package does not depend on $lib (Depends: $depends)"
 done
 
+# apt would install it: every dependency resolves here (a simulation: nothing is installed).
+apt-get install -s "$deb" >"$out/apt.log" 2>&1 || { cat "$out/apt.log" >&2; fail "apt install would fail"; }
+grep -q "^Inst cmkfs " "$out/apt.log" || fail "apt would not install cmkfs: $(tail -3 "$out/apt.log")"
+
 dpkg-deb -x "$deb" "$out/root"
 bin=$(find "$out/root" -path '*/bin/cmkfs' -type f)
 "$bin" --version | grep -q "cmkfs 0" || fail "the packaged cmkfs does not run"
