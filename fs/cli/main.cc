@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -84,13 +85,15 @@ int main(int argc, char** argv) {
       for (const auto& m : served_mounts()) entries.push_back({m.store, m.mountpoint, m.view});
       return run_status(entries, cmd.json, std::cout, std::cerr);
     }
-    case Command::Kind::kConsole:
-      if (cmd.set_password) {
-        s = set_console_password(cmd.password_file);
-        if (s.ok()) std::cerr << "cmkfs: the console's admin password is set\n";
-        break;
-      }
-      return run_console(cmd.console, std::cout, std::cerr);
+    case Command::Kind::kConsole: {
+      // The console is a program of its own beside this one: cmkfs, which serves mounts and
+      // holds their keys, links no HTTPS server.
+      std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+      std::string console = std::filesystem::path(self).parent_path().string() + "/cmkfs-console";
+      ::execv(console.c_str(), argv);
+      std::cerr << "cmkfs: cannot run " << console << ": " << std::strerror(errno) << "\n";
+      return kExitError;
+    }
     case Command::Kind::kCat:
       return run_cat(cmd.store, serving_mountpoint(cmd.store), cmd.path, std::cout, std::cerr);
     case Command::Kind::kExport:

@@ -42,6 +42,11 @@ int run_console(const ConsoleOptions& o, std::ostream& out, std::ostream& err) {
   }
   httplib::SSLServer server((tls_dir + "/server.pem").c_str(), (tls_dir + "/server.key").c_str());
   server.set_payload_max_length(64 << 10);
+  // A page that fails answers 500 with nothing of the error (httplib would put it in a header).
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& r, std::exception_ptr) {
+    r.status = 500;
+    r.set_content("the page could not be shown\n", "text/plain");
+  });
   int bound = port == 0 ? server.bind_to_any_port(host.c_str()) : (server.bind_to_port(host.c_str(), port) ? port : -1);
   if (!server.is_valid() || bound <= 0) {
     err << "cmkfs: cannot listen on " << o.listen << " (in use, or not an address here)\n";

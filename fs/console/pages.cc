@@ -101,7 +101,7 @@ std::string timeline(const std::vector<json>& events) {
   size_t first = events.size() > 200 ? events.size() - 200 : 0;
   // Up to now: the current state is the band's last stretch.
   int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  int64_t t0 = parse_time(events[first].value("time", "")), t1 = std::max({t0 + 1, now, parse_time(events.back().value("time", ""))});
+  int64_t t0 = parse_time(str(events[first], "time")), t1 = std::max({t0 + 1, now, parse_time(str(events.back(), "time"))});
   const double w = 900, h = 80;
   auto x = [&](int64_t t) { return 10 + (w - 20) * static_cast<double>(t - t0) / static_cast<double>(t1 - t0); };
   std::ostringstream svg;
@@ -116,8 +116,8 @@ std::string timeline(const std::vector<json>& events) {
   };
   for (size_t i = first; i < events.size(); ++i) {
     const json& e = events[i];
-    std::string ev = e.value("event", ""), result = e.value("result", "");
-    double at = x(parse_time(e.value("time", "")));
+    std::string ev = str(e, "event"), result = str(e, "result");
+    double at = x(parse_time(str(e, "time")));
     bool down = ev == "revoke" || ev == "fail-closed";
     if ((down && !revoked) || (ev == "restore" && revoked)) {
       band(at);
@@ -126,11 +126,11 @@ std::string timeline(const std::vector<json>& events) {
     }
     const char* color = down ? "#b3261e" : ev == "restore" ? "#187a2f" : result == "ok" ? "#0b3d66" : "#a15c00";
     svg << "<circle class=\"event event-" << esc(ev) << "\" cx=\"" << at << "\" cy=\"" << (down || ev == "restore" ? 20 : 62)
-        << "\" r=\"4\" fill=\"" << color << "\"><title>" << esc(e.value("time", "") + " " + ev + " " + result)
+        << "\" r=\"4\" fill=\"" << color << "\"><title>" << esc(str(e, "time") + " " + ev + " " + result)
         << "</title></circle>";
   }
   band(w - 10);
-  svg << "<text x=\"10\" y=\"78\" font-size=\"10\">" << esc(events[first].value("time", "")) << "</text><text x=\""
+  svg << "<text x=\"10\" y=\"78\" font-size=\"10\">" << esc(str(events[first], "time")) << "</text><text x=\""
       << w - 10 << "\" y=\"78\" font-size=\"10\" text-anchor=\"end\">now</text></svg>";
   return svg.str();
 }
@@ -166,8 +166,9 @@ std::string store_page(const ConsoleOptions& o, const web::Session& s, const Req
          "</th><th></th></tr>";
   for (size_t i = events.size(), shown = 0; i-- > 0 && shown < 15; ++shown) {
     const json& e = events[i];
-    out += "<tr><td>" + esc(e.value("time", "")) + "</td><td>" + esc(e.value("event", "")) + "</td><td>" +
-           esc(e.value("result", "")) + "</td><td>" + esc(e.value("reason", e.value("error", ""))) + "</td></tr>";
+    std::string why = str(e, "reason").empty() ? str(e, "error") : str(e, "reason");
+    out += "<tr><td>" + esc(str(e, "time")) + "</td><td>" + esc(str(e, "event")) + "</td><td>" + esc(str(e, "result")) +
+           "</td><td>" + esc(why) + "</td></tr>";
   }
   out += "</table>";
   std::string h = hidden("path", k->store);

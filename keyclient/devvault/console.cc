@@ -20,7 +20,7 @@ void add_console_routes(httplib::Server& s, Context& c) {
   };
   o.has_password = [&c] { return web::has_password_file(console_password_path(c.dir)); };
   o.no_password_hint = "No admin password is set: run <code>cmkfs-vault admin set-password</code> on the vault's "
-                       "host, or sign in with an admin token (<code>cmkfs-vault token</code> prints one).";
+                       "host.";
   o.audit = [&c](const std::string& who, const web::Outcome& what, const json& extra) {
     Principal admin{who, "console", kAdmin.principal_id};
     json fields = extra;

@@ -1,5 +1,7 @@
 #include "keyclient/devvault/template.h"
 
+#include <algorithm>
+#include <regex>
 #include <set>
 
 namespace cmkfs::devvault {
@@ -25,24 +27,37 @@ std::string check(const json& doc) {
   for (const char* list : {"identities", "keys", "accessPolicies"}) {
     if (doc.contains(list) && !doc[list].is_array()) return std::string(list) + " must be a list";
   }
+  // Every field that is given must be a string where one is expected: the file is input too.
+  auto not_strings = [](const json& o, std::initializer_list<const char*> keys) {
+    return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return o.contains(k) && !o[k].is_string(); });
+  };
+  static const std::regex name_re("[A-Za-z0-9_-]{1,64}"), key_re("[0-9A-Za-z-]{1,127}");
   for (const auto& i : doc.value("identities", json::array())) {
     if (!(bad = unknown_fields(i, {"name"}, "an identity")).empty()) return bad;
-    if (!i.contains("name") || !i["name"].is_string() || i["name"].get<std::string>().empty()) return "an identity needs a name";
+    if (!i.contains("name") || not_strings(i, {"name"}) || !std::regex_match(i["name"].get<std::string>(), name_re)) {
+      return "an identity needs a name of 1 to 64 letters, digits, - or _";
+    }
   }
   for (const auto& k : doc.value("keys", json::array())) {
     if (!(bad = unknown_fields(k, {"name", "kty", "size", "curve", "ops"}, "a key")).empty()) return bad;
-    if (!k.contains("name") || !k["name"].is_string()) return "a key needs a name";
+    if (!k.contains("name") || not_strings(k, {"name", "kty", "curve"}) ||
+        !std::regex_match(k["name"].get<std::string>(), key_re)) {
+      return "a key needs a name of 0-9, a-z, A-Z and - (and kty, curve are strings)";
+    }
     if (k.contains("size") && !k["size"].is_number_integer()) return "a key's size is a number";
     if (k.contains("ops") && !strings(k["ops"])) return "a key's ops are a list of strings";
   }
   for (const auto& p : doc.value("accessPolicies", json::array())) {
     if (!(bad = unknown_fields(p, {"identity", "objectId", "permissions"}, "an access policy")).empty()) return bad;
-    if (p.contains("identity") == p.contains("objectId")) return "an access policy names an identity or an objectId";
+    if (p.contains("identity") == p.contains("objectId") || not_strings(p, {"identity", "objectId"})) {
+      return "an access policy names an identity or an objectId (a string)";
+    }
     if (!p.contains("permissions") || !strings(p["permissions"])) return "an access policy needs permissions (strings)";
   }
   if (doc.contains("networkAcls")) {
     const json& n = doc["networkAcls"];
     if (!(bad = unknown_fields(n, {"defaultAction", "bypass", "ipRules"}, "networkAcls")).empty()) return bad;
+    if (not_strings(n, {"defaultAction", "bypass"})) return "networkAcls.defaultAction and bypass are strings";
     if (n.contains("ipRules") && !strings(n["ipRules"])) return "networkAcls.ipRules is a list of strings";
     for (const auto& r : n.value("ipRules", json::array())) {
       if (auto c = Cidr::parse(r.get<std::string>()); !c.ok()) return c.status().message();

@@ -1,5 +1,6 @@
 #include "keyclient/web/console.h"
 
+#include <map>
 #include <sstream>
 
 #include "crypto/crypto.h"
@@ -13,9 +14,17 @@ using httplib::Response;
 using html::esc;
 using nlohmann::json;
 
-constexpr const char* kSessionCookie = "cmkfs_console";
-constexpr const char* kSigninCookie = "cmkfs_signin";  // the sign-in form's own CSRF token
-constexpr const char* kExpired = "/console/signin?msg=Your+session+expired%3A+sign+in+again&err=1";
+constexpr const char* kExpired = "/console/signin?e=expired";
+// What the sign-in page may say, by code: a link can choose among these, never write its own.
+const std::map<std::string, std::pair<const char*, bool>> kSigninNotes = {
+    {"expired", {"Your session expired: sign in again.", true}},
+    {"wrong", {"Wrong password.", true}},
+    {"csrf", {"The sign-in form came without its CSRF token: open the sign-in page again.", true}},
+    {"throttled", {"Too many failed sign-ins: wait a minute.", true}},
+    {"busy", {"Too many sign-ins at once: try again.", true}},
+    {"signedout", {"Signed out.", false}}};
+// Password checks (scrypt: 32 MiB, ~0.1 s each) running at once, at most.
+constexpr int kMaxVerifying = 2;
 
 int64_t now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -33,9 +42,20 @@ std::string cookie(const Request& q, const std::string& name) {
   return "";
 }
 
+// __Host- cookies: Secure, for this host only, Path=/ (a browser refuses them otherwise).
 void set_cookie(Response& r, const std::string& name, const std::string& value, int64_t max_age) {
-  r.set_header("Set-Cookie", name + "=" + value + "; Path=/console; Secure; HttpOnly; SameSite=Strict; Max-Age=" +
+  r.set_header("Set-Cookie", name + "=" + value + "; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=" +
                                  std::to_string(max_age));
+}
+
+// A field of a form's body (application/x-www-form-urlencoded) only: not of the URL, which
+// httplib merges into the same parameters, and which leaks into history and logs.
+std::string form_value(const Request& q, const std::string& name) {
+  if (q.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) != 0) return "";
+  httplib::Params params;
+  httplib::detail::parse_query_text(q.body, params);
+  auto it = params.find(name);
+  return it == params.end() ? "" : it->second;
 }
 
 void secure_headers(Response& r) {
@@ -58,7 +78,12 @@ bool same(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-Console::Console(httplib::Server& s, std::mutex& mu, Options o) : server_(s), mu_(mu), o_(std::move(o)) {
+Console::Console(httplib::Server& s, std::mutex& mu, Options o)
+    : server_(s),
+      mu_(mu),
+      o_(std::move(o)),
+      session_cookie_("__Host-" + o_.product + "-session"),
+      signin_cookie_("__Host-" + o_.product + "-signin") {
   sessions_.idle_seconds = o_.idle_seconds;
   sessions_.max_seconds = o_.max_seconds;
   server_.Get("/console/style.css", [](const Request&, Response& r) {
@@ -69,7 +94,7 @@ Console::Console(httplib::Server& s, std::mutex& mu, Options o) : server_(s), mu
   signin_routes();
 }
 
-std::string Console::layout(const std::string& title, const std::string& nav, const Session* s, const Request& q,
+std::string Console::layout(const std::string& title, const std::string& nav, Session* s, const Request& q,
                             const std::string& body) const {
   std::string out = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + esc(title) + " - " +
                     esc(o_.product) + "</title><link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>"
@@ -82,9 +107,18 @@ std::string Console::layout(const std::string& title, const std::string& nav, co
            "</span>";
   }
   out += "</header><main><h1>" + esc(title) + "</h1>";
-  if (q.has_param("msg")) {
-    out += std::string("<p class=\"flash") + (q.get_param_value("err") == "1" ? " error" : "") + "\" id=\"flash\">" +
-           esc(q.get_param_value("msg").substr(0, 500)) + "</p>";
+  std::string note;
+  bool error = false;
+  if (s != nullptr && !s->flash.empty()) {
+    note = s->flash;
+    error = s->flash_error;
+    s->flash.clear();
+  } else if (auto it = kSigninNotes.find(q.get_param_value("e")); s == nullptr && it != kSigninNotes.end()) {
+    note = it->second.first;
+    error = it->second.second;
+  }
+  if (!note.empty()) {
+    out += std::string("<p class=\"flash") + (error ? " error" : "") + "\" id=\"flash\">" + esc(note.substr(0, 500)) + "</p>";
   }
   return out + body + "</main></body></html>";
 }
@@ -92,8 +126,8 @@ std::string Console::layout(const std::string& title, const std::string& nav, co
 void Console::page(const std::string& pattern, const std::string& nav, const std::string& title, Page page) {
   server_.Get(pattern, [this, nav, title, page](const Request& q, Response& r) {
     std::lock_guard<std::mutex> g(mu_);
-    const Session* session = sessions_.find(cookie(q, kSessionCookie), now());
-    if (session == nullptr) return redirect(r, cookie(q, kSessionCookie).empty() ? "/console/signin" : kExpired);
+    Session* session = sessions_.find(cookie(q, session_cookie_), now());
+    if (session == nullptr) return redirect(r, cookie(q, session_cookie_).empty() ? "/console/signin" : kExpired);
     std::string body = page(*session, q);
     secure_headers(r);
     r.set_content(layout(title, nav, session, q, body), "text/html; charset=utf-8");
@@ -104,14 +138,14 @@ void Console::action(const std::string& pattern, Action action) {
   server_.Post(pattern, [this, action](const Request& q, Response& r) {
     std::lock_guard<std::mutex> g(mu_);
     json where{{"via", "console"}, {"clientAddress", q.remote_addr}};
-    const Session* session = sessions_.find(cookie(q, kSessionCookie), now());
+    Session* session = sessions_.find(cookie(q, session_cookie_), now());
     if (session == nullptr) {
       where["error"] = "SessionExpired";
       o_.audit("", Outcome("", "", 401, "console " + q.path), where);
       return redirect(r, kExpired);
     }
     std::string who = session->who;
-    if (!same(q.get_param_value("csrf"), session->csrf)) {
+    if (!same(form_value(q, "csrf"), session->csrf)) {
       where["error"] = "CsrfTokenMissing";
       o_.audit(who, Outcome("", "", 403, "console " + q.path), where);
       secure_headers(r);
@@ -122,23 +156,23 @@ void Console::action(const std::string& pattern, Action action) {
                     "text/html; charset=utf-8");
       return;
     }
+    std::string id = cookie(q, session_cookie_);
     Outcome o = action(*session, q);  // may end the session (sign-out)
     o_.audit(who, o, where);
-    std::string next = o.next.empty() ? o_.home : o.next;
-    if (!o.message.empty()) {
-      next += std::string(next.find('?') == std::string::npos ? "?" : "&") + "msg=" +
-              httplib::detail::encode_query_param(o.message) + (o.status >= 400 ? "&err=1" : "");
+    if (Session* still = sessions_.find(id, now()); still != nullptr) {
+      still->flash = o.message;
+      still->flash_error = o.status >= 400;
     }
-    redirect(r, next);
+    redirect(r, o.next.empty() ? o_.home : o.next);
   });
 }
 
 void Console::signin_routes() {
   server_.Get("/console/signin", [this](const Request& q, Response& r) {
     std::lock_guard<std::mutex> g(mu_);
-    if (sessions_.find(cookie(q, kSessionCookie), now()) != nullptr) return redirect(r, o_.home);
+    if (sessions_.find(cookie(q, session_cookie_), now()) != nullptr) return redirect(r, o_.home);
     std::string token = random_token();
-    set_cookie(r, kSigninCookie, token, 600);
+    set_cookie(r, signin_cookie_, token, 600);
     std::string body = (o_.has_password() ? "" : "<p class=\"flash error\">" + o_.no_password_hint + "</p>") +
                        "<form method=\"post\" action=\"/console/signin\">" + html::csrf_field(token) +
                        "<label>Password <input type=\"password\" name=\"password\" id=\"password\" "
@@ -148,31 +182,42 @@ void Console::signin_routes() {
     r.set_content(layout("Sign in", "", nullptr, q, body), "text/html; charset=utf-8");
   });
   server_.Post("/console/signin", [this](const Request& q, Response& r) {
-    std::lock_guard<std::mutex> g(mu_);
     json where{{"via", "console"}, {"clientAddress", q.remote_addr}};
-    auto refuse = [&](const std::string& why, int status, const std::string& error) {
+    auto refuse = [&](const char* code, int status, const std::string& error) {
       where["error"] = error;
+      std::lock_guard<std::mutex> g(mu_);
       o_.audit("", Outcome("", "", status, "signin"), where);
-      redirect(r, "/console/signin?err=1&msg=" + httplib::detail::encode_query_param(why));
+      redirect(r, std::string("/console/signin?e=") + code);
     };
-    if (!same(q.get_param_value("csrf"), cookie(q, kSigninCookie))) {
-      return refuse("The sign-in form came without its CSRF token: open the sign-in page again.", 403,
-                    "CsrfTokenMissing");
+    if (!same(form_value(q, "csrf"), cookie(q, signin_cookie_))) return refuse("csrf", 403, "CsrfTokenMissing");
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (sessions_.throttled(q.remote_addr, now())) return refuse("throttled", 429, "TooManyRequests");
     }
-    if (sessions_.throttled(q.remote_addr, now())) return refuse("Too many failed sign-ins: wait a minute.", 429, "TooManyRequests");
-    if (!o_.verify(q.get_param_value("password"))) {
+    // The password check runs outside the lock (the vault's keys wait on it), and only a few at
+    // once: sign-ins cannot stall the key API or exhaust memory.
+    if (verifying_.fetch_add(1) >= kMaxVerifying) {
+      verifying_.fetch_sub(1);
+      return refuse("busy", 429, "TooManyRequests");
+    }
+    bool ok = o_.verify(form_value(q, "password"));
+    verifying_.fetch_sub(1);
+    std::lock_guard<std::mutex> g(mu_);
+    if (!ok) {
       sessions_.failed(q.remote_addr, now());
-      return refuse("Wrong password.", 401, "SignInFailed");
+      where["error"] = "SignInFailed";
+      o_.audit("", Outcome("", "", 401, "signin"), where);
+      return redirect(r, "/console/signin?e=wrong");
     }
     sessions_.succeeded(q.remote_addr);
     std::string id = sessions_.open("admin", now());
     o_.audit("admin", Outcome("", "", 200, "signin"), where);
-    set_cookie(r, kSessionCookie, id, sessions_.max_seconds);
+    set_cookie(r, session_cookie_, id, sessions_.max_seconds);
     redirect(r, o_.home);
   });
   action("/console/signout", [this](const Session&, const Request& q) {
-    sessions_.close(cookie(q, kSessionCookie));
-    return Outcome("/console/signin", "Signed out.", 200, "signout");
+    sessions_.close(cookie(q, session_cookie_));
+    return Outcome("/console/signin?e=signedout", "", 200, "signout");
   });
 }
 

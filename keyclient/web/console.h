@@ -1,14 +1,16 @@
 // The frame of a web console under /console on an HTTPS listener (cmkfs-vault's, cmkfs's):
-// sign-in by password (or whatever `verify` accepts), session cookies (Secure, HttpOnly,
-// SameSite=Strict) that expire, sign-in throttling, a CSRF token on every form (the sign-in
-// form's in a cookie of its own), no scripts (a CSP forbids them), no caching, no framing, and
-// an audit callback for every sign-in and every action. The pages are the caller's.
+// sign-in by password (or whatever `verify` accepts), session cookies (__Host-, Secure, HttpOnly,
+// SameSite=Strict) that expire, sign-in throttling, a CSRF token in the body of every form (the
+// sign-in form's in a cookie of its own), messages kept in the session (a link cannot put words
+// on a page), no scripts (a CSP forbids them), no caching, no framing, and an audit callback for
+// every sign-in and every action. The pages are the caller's.
 //
 // Thread-safety: every handler runs under `mu`, which the caller's pages share with their data.
 #pragma once
 
 #include <httplib.h>
 
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -60,14 +62,17 @@ class Console {
   void action(const std::string& pattern, Action action);
 
  private:
-  std::string layout(const std::string& title, const std::string& nav, const Session* s, const httplib::Request& q,
+  // The page; `s`'s flash is shown once (then cleared).
+  std::string layout(const std::string& title, const std::string& nav, Session* s, const httplib::Request& q,
                      const std::string& body) const;
   void signin_routes();
 
   httplib::Server& server_;
   std::mutex& mu_;
   Options o_;
+  const std::string session_cookie_, signin_cookie_;  // named per product: two consoles on one host
   Sessions sessions_;
+  std::atomic<int> verifying_{0};
 };
 
 }  // namespace cmkfs::web

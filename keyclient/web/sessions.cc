@@ -1,5 +1,6 @@
 #include "keyclient/web/sessions.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iterator>
 #include <vector>
@@ -22,11 +23,14 @@ std::string Sessions::open(const std::string& who, int64_t now) {
     it = dead ? sessions_.erase(it) : std::next(it);
   }
   std::string id = random_token();
-  sessions_[id] = Session{who, random_token(), now, now};
+  Session& s = sessions_[id];
+  s.who = who;
+  s.csrf = random_token();
+  s.created = s.last_seen = now;
   return id;
 }
 
-const Session* Sessions::find(const std::string& id, int64_t now) {
+Session* Sessions::find(const std::string& id, int64_t now) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;
   if (now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds) {
@@ -43,6 +47,11 @@ bool Sessions::throttled(const std::string& address, int64_t now) const {
 }
 
 void Sessions::failed(const std::string& address, int64_t now) {
+  if (failures_.size() >= kMaxTracked && !failures_.contains(address)) {
+    auto oldest = std::min_element(failures_.begin(), failures_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+    failures_.erase(oldest);
+  }
   Failures& f = failures_[address];
   if (now - f.first >= 60) f = Failures{0, now};
   ++f.count;

@@ -16,6 +16,9 @@ struct Session {
   std::string who;   // the signed-in admin
   std::string csrf;  // every form must carry it back
   int64_t created = 0, last_seen = 0;
+  // What the last action said, shown once on the next page: kept here, never taken from a link.
+  std::string flash;
+  bool flash_error = false;
 };
 
 class Sessions {
@@ -26,10 +29,11 @@ class Sessions {
   // A new session for `who`; its id (the cookie's value).
   std::string open(const std::string& who, int64_t now);
   // The live session with this id (touched), or null: unknown, idle too long or too old.
-  const Session* find(const std::string& id, int64_t now);
+  Session* find(const std::string& id, int64_t now);
   void close(const std::string& id) { sessions_.erase(id); }
 
-  // Five failed sign-ins from one address within a minute shut it out for that minute.
+  // Five failed sign-ins from one address within a minute shut it out for that minute. At most
+  // kMaxTracked addresses are remembered (the oldest forgotten first).
   bool throttled(const std::string& address, int64_t now) const;
   void failed(const std::string& address, int64_t now);
   void succeeded(const std::string& address) { failures_.erase(address); }
@@ -40,6 +44,7 @@ class Sessions {
     int64_t first = 0;
   };
   std::map<std::string, Session> sessions_;
+  static constexpr size_t kMaxTracked = 4096;
   std::map<std::string, Failures> failures_;
 };
 

@@ -12,7 +12,7 @@ fail() { echo "package-e2e: $*" >&2; exit 1; }
 (cd "$build" && cpack -G DEB -B "$out" >"$out/cpack.log" 2>&1) || { cat "$out/cpack.log" >&2; fail "cpack failed"; }
 deb=$(ls "$out"/cmkfs_*.deb)
 contents=$(dpkg-deb -c "$deb")
-for path in bin/cmkfs bin/cmkfs-vault lib/systemd/system/cmkfs@.service lib/systemd/system/cmkfs-vault.service \
+for path in bin/cmkfs bin/cmkfs-console bin/cmkfs-vault lib/systemd/system/cmkfs@.service lib/systemd/system/cmkfs-vault.service \
   share/bash-completion/completions/cmkfs share/man/man1/cmkfs.1 etc/cmkfs/mounts/; do
   grep -q -- "$path\$" <<<"$contents" || fail "the package lacks $path"
 done

@@ -22,11 +22,15 @@ test('a wrong password is refused, the right one signs in', async () => {
   await signIn(page);
   assert.match(page.url(), /\/console\/keys$/);
   const cookies = await page.context().cookies();
-  const session = cookies.find((c) => c.name === 'cmkfs_console');
+  const session = cookies.find((c) => c.name === '__Host-cmkfs-vault-session');
   assert.ok(session, 'a session cookie');
   assert.equal(session.httpOnly, true);
   assert.equal(session.secure, true);
   assert.equal(session.sameSite, 'Strict');
+  assert.equal(session.path, '/');
+  // A link cannot put its own words on the page: only the session's messages show.
+  await page.goto(`${url}/console/keys?msg=Your+password+expired&err=1`);
+  assert.equal(await page.locator('#flash').count(), 0);
   await page.context().close();
 });
 
