@@ -69,9 +69,11 @@ Status harden_process(bool lock_memory) {
   struct rlimit no_core = {0, 0};
   if (setrlimit(RLIMIT_CORE, &no_core) != 0) return Status::IOError(errno, "setrlimit(RLIMIT_CORE) failed");
   // 1 MiB of mlocked, undumpable memory holds ~16k keys; it must be a power of two.
+#ifndef CMKFS_NO_SECURE_HEAP
   if (CRYPTO_secure_malloc_initialized() == 0 && CRYPTO_secure_malloc_init(1 << 20, 32) == 0) {
     return Status::IOError(ENOMEM, "could not lock memory for the secure heap (RLIMIT_MEMLOCK?)");
   }
+#endif
   if (lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) {
     return Status::IOError(errno, "could not lock the process's memory (mlockall)");
   }
