@@ -109,6 +109,14 @@ test('change key with and without a version, to the system identity; revoke and 
   await grant(systemId);
   await expectState('available', 3.5);
   assert.ok(await host.locator('#timeline circle.event-restore').count() >= 1, 'the timeline marks the restore');
+
+  // Data-key rotation from the console: a new generation, the mount re-encrypting behind it.
+  await openStore();
+  assert.equal(await field('generation'), '1');
+  await host.click('button:has-text("Rotate the data key")');
+  assert.match(await flash(host), /A new data key is in use/);
+  assert.ok(await eventually(5, async () => { await openStore(); return (await field('generation')) === '2'; }),
+            `the console shows data-key generation 2 (shows ${await field('generation')})`);
   await host.goto(`${consoleUrl}/console/stores`);
   await shot(host, 'cmkfs-console-stores');
 });
