@@ -53,7 +53,7 @@ Result<int> CreationLog::note(uint64_t ino, const Id128& file_id) {
 void CreationLog::committed(int ticket) { --in_flight_[ticket]; }
 
 void CreationLog::maybe_turn(const std::function<void(std::function<void()>)>& when_durable) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::unique_lock<std::mutex> g(mu_);
   int old = 1 - current_;
   if (retiring_) {
     // The retired file is emptied once no create it noted is in flight and what committed is on
@@ -61,6 +61,10 @@ void CreationLog::maybe_turn(const std::function<void(std::function<void()>)>& w
     if (in_flight_[old] != 0) return;
     retiring_ = false;
     int fd = fds_[old];
+    // Not under mu_: when_durable takes the metadata batch's lock, which a create holds while it
+    // waits for mu_ in note() (a deadlock seen after ~64,000 creates). Nothing writes the old
+    // file meanwhile, and no turn comes back to it before it is empty.
+    g.unlock();
     when_durable([fd] { (void)!::ftruncate(fd, 0); });
     return;
   }
