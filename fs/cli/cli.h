@@ -54,4 +54,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 // (0 after --help, kExitUsage after a usage error, with the message already written).
 int parse_command_line(int argc, const char* const* argv, Command* cmd, std::ostream& out, std::ostream& err);
 
+// What cmkfs and cmkfs-console do first: parse argv, then ready the process for the command
+// (logging, the offline commands' audit log, no core file and no swap for key material). -1
+// when `cmd` is ready to run; otherwise the exit code to end with (start.cc).
+int start_command(int argc, const char* const* argv, Command* cmd);
+
 }  // namespace cmkfs::fs

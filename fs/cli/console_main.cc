@@ -1,10 +1,7 @@
 // cmkfs-console: what `cmkfs console ...` runs (with the same arguments), so that the cmkfs
 // binary, which serves mounts and holds their keys, links no HTTPS server.
-#include <unistd.h>
-
 #include <iostream>
 
-#include "crypto/crypto.h"
 #include "fs/cli/cli.h"
 #include "fs/console/console.h"
 
@@ -13,17 +10,10 @@ using namespace cmkfs::fs;
 
 int main(int argc, char** argv) {
   Command cmd;
-  int rc = parse_command_line(argc, argv, &cmd, std::cout, std::cerr);
-  if (rc >= 0) return rc;
+  if (int rc = start_command(argc, argv, &cmd); rc >= 0) return rc;
   if (cmd.kind != Command::Kind::kConsole) {
     std::cerr << "cmkfs-console: run it as 'cmkfs console [OPTIONS]'\n";
     return kExitUsage;
-  }
-  use_stderr_log(cmd.log_level, cmd.log_format);
-  // It rewraps data keys on request: no core file, no swap.
-  if (Status h = crypto::harden_process(/*lock_memory=*/::geteuid() == 0); !h.ok()) {
-    std::cerr << "cmkfs: cannot protect key material: " << h.message() << "\n";
-    return kExitError;
   }
   if (cmd.set_password) {
     Status s = set_console_password(cmd.password_file);

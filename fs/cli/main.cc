@@ -1,13 +1,10 @@
 // cmkfs: the command-line entry point. Parses, then hands over to one command.
-#include <spdlog/spdlog.h>
-
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 
-#include "crypto/crypto.h"
 #include "fs/cli/cli.h"
 
 using namespace cmkfs;
@@ -15,16 +12,7 @@ using namespace cmkfs::fs;
 
 int main(int argc, char** argv) {
   Command cmd;
-  int rc = parse_command_line(argc, argv, &cmd, std::cout, std::cerr);
-  if (rc >= 0) return rc;
-  use_stderr_log(cmd.log_level, cmd.log_format);
-  if (!cmd.audit_log.empty()) override_default_audit_path(std::filesystem::absolute(cmd.audit_log).string());
-  cmd.mount.log_format = cmd.log_format;
-  // Every command may hold a key: none may leave it in a core file or in swap.
-  if (Status h = crypto::harden_process(/*lock_memory=*/::geteuid() == 0); !h.ok()) {
-    std::cerr << "cmkfs: cannot protect key material: " << h.message() << "\n";
-    return kExitError;
-  }
+  if (int rc = start_command(argc, argv, &cmd); rc >= 0) return rc;
 
   // A key identifier that cannot be one is a usage error, whichever command it came with.
   if (!cmd.vault.key_encryption_key.empty()) {

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +15,6 @@
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "crypto/crypto.h"
 #include "crypto/base/hex.h"
@@ -24,7 +22,7 @@
 #include "keyclient/devvault/console.h"
 #include "keyclient/devvault/context.h"
 #include "keyclient/devvault/template.h"
-#include "keyclient/web/tls.h"
+#include "keyclient/web/https.h"
 
 namespace cmkfs::devvault {
 
@@ -428,25 +426,11 @@ httplib::Server::HandlerResponse refuse_oversized(Context& c, const Request& q, 
 }
 
 Status serve(const ServeOptions& o) {
-  std::error_code ec;
-  std::filesystem::create_directories(o.dir, ec);
-  if (ec) return Status::IOError(ec.value(), "cannot create " + o.dir + ": " + ec.message());
-  ::chmod(o.dir.c_str(), 0700);
-  CMKFS_RETURN_IF_ERROR(web::ensure_tls_files(o.dir, o.host, "cmkfs-vault local CA"));
-
-  httplib::SSLServer server((o.dir + "/server.pem").c_str(), (o.dir + "/server.key").c_str());
-  if (!server.is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + o.dir);
-  // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second vault share the port.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  server.set_payload_max_length(kMaxRequestBytes);
   // Bound before the state is touched: a second `serve` fails here and changes nothing.
-  int port = o.port == 0 ? server.bind_to_any_port(o.host.c_str()) : (server.bind_to_port(o.host.c_str(), o.port) ? o.port : -1);
-  if (port <= 0) {
-    return Status(EADDRINUSE, "cannot listen on " + o.host + ":" + std::to_string(o.port) + " (in use, or not an address here)");
-  }
+  auto bound = web::bind_https(o.dir, o.host, o.port, "cmkfs-vault local CA", kMaxRequestBytes);
+  if (!bound.ok()) return bound.status();
+  httplib::SSLServer& server = *bound->server;
+  int port = bound->port;
   std::string host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host;
   std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   std::string advertised = o.public_url.empty() ? url : o.public_url;
@@ -494,27 +478,15 @@ Status serve(const ServeOptions& o) {
     c.log(nullptr, q.method + " " + q.path, "", "", r.status);
   });
 
-  // Signals are taken by one thread with sigwait, which stops the server cleanly.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  {
-    std::ofstream info(o.dir + "/server.json.tmp");
-    info << json{{"url", url}, {"pid", ::getpid()}, {"ca", o.dir + "/ca.pem"}}.dump() << "\n";
-  }
-  std::filesystem::rename(o.dir + "/server.json.tmp", o.dir + "/server.json");
-  std::cerr << "cmkfs-vault: serving " << url << " (state in " << o.dir << ", CA " << o.dir << "/ca.pem)\n";
-
-  std::thread stopper([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    server.stop();
+  bool ok = web::serve_until_signalled(server, [&] {
+    {
+      std::ofstream info(o.dir + "/server.json.tmp");
+      info << json{{"url", url}, {"pid", ::getpid()}, {"ca", o.dir + "/ca.pem"}}.dump() << "\n";
+    }
+    std::filesystem::rename(o.dir + "/server.json.tmp", o.dir + "/server.json");
+    std::cerr << "cmkfs-vault: serving " << url << " (state in " << o.dir << ", CA " << o.dir << "/ca.pem)\n";
   });
-  bool ok = server.listen_after_bind();
-  pthread_kill(stopper.native_handle(), SIGTERM);  // wakes the waiter if the server ended on its own
-  stopper.join();
+  std::error_code ec;
   std::filesystem::remove(o.dir + "/server.json", ec);
   return ok ? Status::Ok() : Status::IOError(EIO, "the server stopped with an error");
 }
