@@ -4,6 +4,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -85,8 +86,9 @@ struct StatusEntry {
 };
 int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostream& out, std::ostream& err);
 
-// Prints the store's encryption settings as JSON, in the shape of `az acr encryption show`, with
-// the live key state when it is mounted.
+// The store's encryption settings in the shape of `az acr encryption show`, with the live key
+// state when it is mounted; show_encryption prints them.
+Result<nlohmann::json> encryption_settings(const std::string& store);
 Status show_encryption(const std::string& store, std::ostream& out);
 
 // Moves a local-key store to a vault key. A vault-key store never goes back to the local key.

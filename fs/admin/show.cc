@@ -36,7 +36,7 @@ const char* key_source(keyclient::ProviderKind k) {
 
 }  // namespace
 
-Status show_encryption(const std::string& store_dir, std::ostream& out) {
+Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
   auto store = open_store(store_dir, /*exclusive=*/false, /*read_only=*/true);
   if (!store.ok()) return store.status();
   const OpenStore& st = **store;
@@ -87,7 +87,13 @@ Status show_encryption(const std::string& store_dir, std::ostream& out) {
     if (live.contains("dataKeyRotation")) j["liveKeyState"]["dataKeyRotation"] = live["dataKeyRotation"];
     if (live.contains("auditLog") && live["auditLog"].is_string()) j["liveKeyState"]["auditLog"] = live["auditLog"];
   }
-  out << j.dump(2) << "\n";
+  return j;
+}
+
+Status show_encryption(const std::string& store_dir, std::ostream& out) {
+  auto j = encryption_settings(store_dir);
+  if (!j.ok()) return j.status();
+  out << j->dump(2) << "\n";
   return Status::Ok();
 }
 

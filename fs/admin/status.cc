@@ -35,15 +35,14 @@ int64_t uptime_of(int pid) {
 int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostream& out, std::ostream& err) {
   json rows = json::array();
   for (const auto& m : mounts) {
-    std::ostringstream shown;
     json row = {{"mountpoint", m.mountpoint}, {"store", m.store}, {"kind", m.view ? "view" : "mount"}};
-    Status s = show_encryption(m.store, shown);
-    json show = s.ok() ? json::parse(shown.str(), nullptr, false) : json();
-    if (!show.is_object()) {
-      row["error"] = s.ok() ? "unreadable" : s.message();
+    auto settings = encryption_settings(m.store);
+    if (!settings.ok()) {
+      row["error"] = settings.status().message();
       rows.push_back(row);
       continue;
     }
+    const json& show = *settings;
     row["storeId"] = show.value("storeId", "");
     json kv = show.value("keyVaultProperties", json::object());
     row["keyEncryptionKey"] = kv.value("versionedKeyIdentifier", json()).is_string() ? kv["versionedKeyIdentifier"] : json("local key file");

@@ -29,15 +29,11 @@ std::string canonical(const std::string& p) {
 }
 
 json show(const std::string& store) {
-  std::ostringstream out;
-  Status s = show_encryption(store, out);
-  json j = s.ok() ? json::parse(out.str(), nullptr, false) : json();
-  return j.is_object() ? j : json{{"error", s.ok() ? "unreadable" : s.message()}};
+  auto j = encryption_settings(store);
+  return j.ok() ? *j : json{{"error", j.status().message()}};
 }
 
-std::string str(const json& j, const char* key) {
-  return j.is_object() && j.contains(key) && !j[key].is_null() ? (j[key].is_string() ? j[key].get<std::string>() : j[key].dump()) : "";
-}
+constexpr auto* str = &web::text_of;
 
 std::string state_badge(const std::string& state) {
   if (state.empty()) return "<span>not mounted</span>";
@@ -74,17 +70,8 @@ std::string stores_page(const ConsoleOptions& o) {
 
 // The store's key events from its audit log (newest last), at most the last 4 MiB of it.
 std::vector<json> key_events(const std::string& audit_path) {
-  std::vector<json> events;
-  std::ifstream in(audit_path, std::ios::ate);
-  if (!in) return events;
-  std::streamoff size = in.tellg(), from = std::max<std::streamoff>(0, size - (4 << 20));
-  in.seekg(from);
-  std::string line;
-  if (from > 0) std::getline(in, line);
-  while (std::getline(in, line)) {
-    json j = json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("event") && j.contains("time")) events.push_back(std::move(j));
-  }
+  std::vector<json> events = web::json_lines_tail(audit_path);
+  std::erase_if(events, [](const json& j) { return !j.contains("event") || !j.contains("time"); });
   return events;
 }
 

@@ -1,8 +1,6 @@
 // The vault console's pages and forms, following the article's portal steps: identities, keys
 // (create, versions, enable/disable, delete/recover/purge), access policies, networking (the
 // firewall) and the audit log. Each form's action calls the Vault as the REST API does.
-#include <fstream>
-#include <regex>
 #include <set>
 
 #include "keyclient/devvault/console.h"
@@ -166,31 +164,22 @@ std::string networking_page(Context& c, const web::Session& s, const Request&) {
 std::string audit_page(Context& c, const web::Session&, const Request& q) {
   std::string f_identity = form_field(q, "identity"), f_key = form_field(q, "key"), f_op = form_field(q, "operation"),
               f_result = form_field(q, "result");
-  std::ifstream in(c.dir + "/audit.log", std::ios::ate);
-  std::streamoff size = in.tellg();
-  std::streamoff from = std::max<std::streamoff>(0, size - (4 << 20));
-  in.seekg(from);
-  std::vector<std::string> lines;
-  std::string line;
-  if (from > 0) std::getline(in, line);  // a partial line
-  while (std::getline(in, line)) lines.push_back(line);
+  auto lines = web::json_lines_tail(c.dir + "/audit.log");
   std::string rows;
   int shown = 0;
   for (auto it = lines.rbegin(); it != lines.rend() && shown < 200; ++it) {
-    json j = json::parse(*it, nullptr, false);
-    if (!j.is_object()) continue;
-    std::string who = j["identity"].is_object() ? j["identity"].value("appid", "") + " / " + j["identity"].value("oid", "")
-                                                : "(none)";
-    std::string op = j.value("operation", ""), key = j.value("key", "");
-    std::string result = j["result"].is_number() ? std::to_string(j["result"].get<int>()) : "";
+    const json& j = *it;
+    const json& id = j.contains("identity") ? j["identity"] : json();
+    std::string who = id.is_object() ? web::text_of(id, "appid") + " / " + web::text_of(id, "oid") : "(none)";
+    std::string op = web::text_of(j, "operation"), key = web::text_of(j, "key"), result = web::text_of(j, "result");
     if ((!f_identity.empty() && who.find(f_identity) == std::string::npos) || (!f_key.empty() && key != f_key) ||
         (!f_op.empty() && op != f_op) || (!f_result.empty() && result != f_result)) {
       continue;
     }
-    std::string note = j.value("error", "");
-    if (j.contains("clientAddress")) note += (note.empty() ? "" : " ") + std::string("from ") + j.value("clientAddress", "");
-    rows += "<tr><td>" + esc(j.value("time", "")) + "</td><td><code>" + esc(who) + "</code></td><td>" + esc(op) +
-            "</td><td>" + esc(key) + "</td><td><code>" + esc(j.value("version", "")) + "</code></td><td>" +
+    std::string note = web::text_of(j, "error");
+    if (j.contains("clientAddress")) note += (note.empty() ? "" : " ") + std::string("from ") + web::text_of(j, "clientAddress");
+    rows += "<tr><td>" + esc(web::text_of(j, "time")) + "</td><td><code>" + esc(who) + "</code></td><td>" + esc(op) +
+            "</td><td>" + esc(key) + "</td><td><code>" + esc(web::text_of(j, "version")) + "</code></td><td>" +
             esc(result) + "</td><td>" + esc(note) + "</td></tr>";
     ++shown;
   }
@@ -220,7 +209,7 @@ void add_console_pages(web::Console& con, Context& c) {
 
   con.action("/console/identities", [&c](const web::Session&, const Request& q) {
     std::string name = form_field(q, "name");
-    if (!std::regex_match(name, std::regex("[A-Za-z0-9_-]{1,64}"))) {
+    if (!valid_identity_name(name)) {
       return web::Outcome("/console/identities", "A name is 1 to 64 letters, digits, - or _.", 400, "createidentity");
     }
     Principal p = c.vault->create_identity(name);

@@ -93,11 +93,28 @@ nlohmann::json NetworkAcls::to_json() const {
           {"ipRules", rules}};
 }
 
+Status NetworkAcls::update(const nlohmann::json& j) {
+  auto word = [&](const char* key, const char* yes, const char* no, bool* out) -> Status {
+    if (!j.contains(key)) return Status::Ok();
+    const auto& v = j[key];
+    if (!v.is_string() || (v != yes && v != no)) {
+      return Status::InvalidArgument(std::string(key) + ": " + yes + " or " + no);
+    }
+    *out = v == yes;
+    return Status::Ok();
+  };
+  bool deny = deny_by_default, bypass = trusted_bypass;
+  CMKFS_RETURN_IF_ERROR(word("defaultAction", "Deny", "Allow", &deny));
+  CMKFS_RETURN_IF_ERROR(word("bypass", "AzureServices", "None", &bypass));
+  deny_by_default = deny;
+  trusted_bypass = bypass;
+  return Status::Ok();
+}
+
 Result<NetworkAcls> NetworkAcls::from_json(const nlohmann::json& j) {
   NetworkAcls n;
   if (!j.is_object()) return Status::Corruption("networkAcls is not an object");
-  n.deny_by_default = j.value("defaultAction", "Allow") == "Deny";
-  n.trusted_bypass = j.value("bypass", "AzureServices") == "AzureServices";
+  CMKFS_RETURN_IF_ERROR(n.update(j));
   if (j.contains("ipRules")) {
     for (const auto& r : j.at("ipRules")) {
       auto c = Cidr::parse(r.at("value").get<std::string>());

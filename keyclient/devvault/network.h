@@ -26,6 +26,9 @@ struct NetworkAcls {
   bool trusted_bypass = true;    // bypass AzureServices
   std::vector<Cidr> ip_rules;
 
+  // Sets defaultAction (Allow or Deny) and bypass (AzureServices or None) where `j` names them;
+  // EINVAL naming the field when a value is none of those (nothing changed then).
+  Status update(const nlohmann::json& j);
   // Whether a request from `address` may reach the keys, before any bypass.
   bool admits(const std::string& address) const;
   // Key Vault's shape: {defaultAction, bypass, ipRules: [{value}]}.

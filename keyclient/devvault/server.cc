@@ -194,16 +194,7 @@ Reply change_network(Vault& vault, const std::string& op, const json& b) {
   if (!b.is_object()) return Reply::error(400, "BadParameter", "the body must be a JSON object");
   NetworkAcls next = vault.network();
   if (op == "updatenetwork") {
-    std::string action = b.contains("defaultAction") && b["defaultAction"].is_string() ? b["defaultAction"] : "";
-    std::string bypass = b.contains("bypass") && b["bypass"].is_string() ? b["bypass"] : "";
-    if (b.contains("defaultAction") && action != "Allow" && action != "Deny") {
-      return Reply::error(400, "BadParameter", "defaultAction: Allow or Deny");
-    }
-    if (b.contains("bypass") && bypass != "AzureServices" && bypass != "None") {
-      return Reply::error(400, "BadParameter", "bypass: AzureServices or None");
-    }
-    if (!action.empty()) next.deny_by_default = action == "Deny";
-    if (!bypass.empty()) next.trusted_bypass = bypass == "AzureServices";
+    if (Status s = next.update(b); !s.ok()) return Reply::error(400, "BadParameter", s.message());
   } else {
     auto rule = Cidr::parse(b.contains("ipRule") && b["ipRule"].is_string() ? b["ipRule"].get<std::string>() : "");
     if (!rule.ok()) return Reply::error(400, "BadParameter", rule.status().message());

@@ -1,7 +1,6 @@
 #include "keyclient/devvault/template.h"
 
 #include <algorithm>
-#include <regex>
 #include <set>
 
 namespace cmkfs::devvault {
@@ -20,6 +19,22 @@ bool strings(const json& v) {
   return v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
 }
 
+// The firewall a template declares: {defaultAction, bypass, ipRules: ["CIDR", ...]}, Azure's
+// defaults (Allow, AzureServices) for what it leaves out.
+Result<NetworkAcls> network_of(const json& n) {
+  std::string bad = unknown_fields(n, {"defaultAction", "bypass", "ipRules"}, "networkAcls");
+  if (!bad.empty()) return Status::InvalidArgument(bad);
+  NetworkAcls acls;
+  if (Status s = acls.update(n); !s.ok()) return Status::InvalidArgument("networkAcls." + s.message());
+  if (n.contains("ipRules") && !strings(n["ipRules"])) return Status::InvalidArgument("networkAcls.ipRules is a list of strings");
+  for (const auto& r : n.value("ipRules", json::array())) {
+    auto c = Cidr::parse(r.get<std::string>());
+    if (!c.ok()) return c.status();
+    acls.ip_rules.push_back(*c);
+  }
+  return acls;
+}
+
 // The whole document checked before anything is applied.
 std::string check(const json& doc) {
   std::string bad = unknown_fields(doc, {"$schema", "identities", "keys", "accessPolicies", "networkAcls"}, "the template");
@@ -31,17 +46,16 @@ std::string check(const json& doc) {
   auto not_strings = [](const json& o, std::initializer_list<const char*> keys) {
     return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return o.contains(k) && !o[k].is_string(); });
   };
-  static const std::regex name_re("[A-Za-z0-9_-]{1,64}"), key_re("[0-9A-Za-z-]{1,127}");
   for (const auto& i : doc.value("identities", json::array())) {
     if (!(bad = unknown_fields(i, {"name"}, "an identity")).empty()) return bad;
-    if (!i.contains("name") || not_strings(i, {"name"}) || !std::regex_match(i["name"].get<std::string>(), name_re)) {
+    if (!i.contains("name") || not_strings(i, {"name"}) || !valid_identity_name(i["name"])) {
       return "an identity needs a name of 1 to 64 letters, digits, - or _";
     }
   }
   for (const auto& k : doc.value("keys", json::array())) {
     if (!(bad = unknown_fields(k, {"name", "kty", "size", "curve", "ops"}, "a key")).empty()) return bad;
     if (!k.contains("name") || not_strings(k, {"name", "kty", "curve"}) ||
-        !std::regex_match(k["name"].get<std::string>(), key_re)) {
+        !valid_key_name(k["name"])) {
       return "a key needs a name of 0-9, a-z, A-Z and - (and kty, curve are strings)";
     }
     if (k.contains("size") && !k["size"].is_number_integer()) return "a key's size is a number";
@@ -55,16 +69,7 @@ std::string check(const json& doc) {
     if (!p.contains("permissions") || !strings(p["permissions"])) return "an access policy needs permissions (strings)";
   }
   if (doc.contains("networkAcls")) {
-    const json& n = doc["networkAcls"];
-    if (!(bad = unknown_fields(n, {"defaultAction", "bypass", "ipRules"}, "networkAcls")).empty()) return bad;
-    if (not_strings(n, {"defaultAction", "bypass"})) return "networkAcls.defaultAction and bypass are strings";
-    if (n.contains("ipRules") && !strings(n["ipRules"])) return "networkAcls.ipRules is a list of strings";
-    for (const auto& r : n.value("ipRules", json::array())) {
-      if (auto c = Cidr::parse(r.get<std::string>()); !c.ok()) return c.status().message();
-    }
-    std::string action = n.value("defaultAction", "Allow"), bypass = n.value("bypass", "AzureServices");
-    if (action != "Allow" && action != "Deny") return "networkAcls.defaultAction: Allow or Deny";
-    if (bypass != "AzureServices" && bypass != "None") return "networkAcls.bypass: AzureServices or None";
+    if (auto n = network_of(doc["networkAcls"]); !n.ok()) return n.status().message();
   }
   return "";
 }
@@ -117,10 +122,7 @@ Reply apply_template(Vault& vault, const json& doc) {
   }
   if (doc.contains("networkAcls")) {
     const json& n = doc["networkAcls"];
-    NetworkAcls next;
-    next.deny_by_default = n.value("defaultAction", "Allow") == "Deny";
-    next.trusted_bypass = n.value("bypass", "AzureServices") == "AzureServices";
-    for (const auto& r : n.value("ipRules", json::array())) next.ip_rules.push_back(*Cidr::parse(r.get<std::string>()));
+    NetworkAcls next = *network_of(n);  // checked above
     bool same = next.to_json() == vault.network().to_json();
     if (!same) {
       if (Status s = vault.set_network(next); !s.ok()) return Reply::error(500, "InternalError", s.message());

@@ -19,10 +19,6 @@ constexpr int64_t kRecoverableDays = 90;
 const std::vector<std::string> kRsaOps = {"encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"};
 const std::vector<std::string> kEcOps = {"sign", "verify"};
 
-bool valid_name(const std::string& name) {
-  static const std::regex re("^[0-9a-zA-Z-]{1,127}$");
-  return std::regex_match(name, re);
-}
 
 // A 32-byte key in a file of its own (mode 0600, created on first use).
 Result<crypto::SecretBytes> load_or_create_key(const std::string& path) {
@@ -52,6 +48,16 @@ std::string pem_aad(const std::string& name, const std::string& version) {
 }
 
 }  // namespace
+
+bool valid_key_name(const std::string& name) {
+  static const std::regex re("[0-9a-zA-Z-]{1,127}");
+  return std::regex_match(name, re);
+}
+
+bool valid_identity_name(const std::string& name) {
+  static const std::regex re("[0-9a-zA-Z_-]{1,64}");
+  return std::regex_match(name, re);
+}
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -335,7 +341,7 @@ Result<Vault::KeyVersion> Vault::new_version(const std::string& kty, int size, c
 }
 
 Reply Vault::create_key(const std::string& name, const json& body) {
-  if (!valid_name(name)) return Reply::error(400, "BadParameter", "Key names may contain only 0-9, a-z, A-Z and -.");
+  if (!valid_key_name(name)) return Reply::error(400, "BadParameter", "Key names may contain only 0-9, a-z, A-Z and -.");
   auto it = keys_.find(name);
   if (it != keys_.end() && it->second.deleted) {
     return Reply::error(409, "Conflict", "Key " + name + " is currently in a deleted but recoverable state, and its "

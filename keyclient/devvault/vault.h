@@ -118,6 +118,11 @@ class Vault {
   std::map<std::string, Key> keys_;
 };
 
+// Names as Key Vault takes them: a key's 1 to 127 of 0-9, a-z, A-Z and -; an identity's 1 to 64
+// of those and _ (what the console and templates accept).
+bool valid_key_name(const std::string& name);
+bool valid_identity_name(const std::string& name);
+
 int64_t unix_now();
 std::string random_hex(size_t bytes);
 std::string random_guid();

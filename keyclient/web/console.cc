@@ -1,5 +1,7 @@
 #include "keyclient/web/console.h"
 
+#include <algorithm>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -219,6 +221,26 @@ void Console::signin_routes() {
     sessions_.close(cookie(q, session_cookie_));
     return Outcome("/console/signin?e=signedout", "", 200, "signout");
   });
+}
+
+std::vector<json> json_lines_tail(const std::string& path, size_t max_bytes) {
+  std::vector<json> out;
+  std::ifstream in(path, std::ios::ate);
+  if (!in) return out;
+  std::streamoff size = in.tellg(), from = std::max<std::streamoff>(0, size - static_cast<std::streamoff>(max_bytes));
+  in.seekg(from);
+  std::string line;
+  if (from > 0) std::getline(in, line);  // a partial line
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string text_of(const json& o, const char* key) {
+  if (!o.is_object() || !o.contains(key) || o[key].is_null()) return "";
+  return o[key].is_string() ? o[key].get<std::string>() : o[key].dump();
 }
 
 }  // namespace cmkfs::web

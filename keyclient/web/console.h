@@ -75,4 +75,11 @@ class Console {
   std::atomic<int> verifying_{0};
 };
 
+// The objects of a JSON-lines log, oldest first, from at most its last `max_bytes`: a log grows
+// without bound and a page shows its end. Lines that are not JSON objects are skipped.
+std::vector<nlohmann::json> json_lines_tail(const std::string& path, size_t max_bytes = 4 << 20);
+// o[key] as text: a string as it is, any other value as JSON, "" when missing or null. For
+// fields read from logs and status files, which are input too (nlohmann's value() throws).
+std::string text_of(const nlohmann::json& o, const char* key);
+
 }  // namespace cmkfs::web
