@@ -608,8 +608,7 @@ TEST_F(PosixTest, SighupReopensTheLogAndKeepsServing) {
   ASSERT_GT(pid, 0);
   stdfs::rename(log, log + ".1");
   ASSERT_EQ(::kill(pid, SIGHUP), 0);
-  for (int i = 0; i < 50 && !stdfs::exists(log); ++i) ::usleep(100000);
-  EXPECT_NE(read_file(log).find("log file reopened"), std::string::npos) << read_file(log + ".1");
+  EXPECT_TRUE(wait_for_text(log, "log file reopened", 10)) << read_file(log + ".1");
   EXPECT_EQ(::kill(pid, 0), 0);  // still running
   EXPECT_EQ(read_file(at("before")), "written before the rotation");
   write_file(at("after"), "written after the rotation");

@@ -119,6 +119,16 @@ inline bool wait_gone(pid_t pid, double seconds) {
   return false;
 }
 
+// Waits up to `seconds` for the file at `path` to contain `text`; true if it does. A log line is
+// written after its file is created, so waiting for the file alone races with the writer.
+inline bool wait_for_text(const std::string& path, const std::string& text, double seconds) {
+  for (int i = 0; i < seconds * 100; ++i) {
+    if (read_file(path).find(text) != std::string::npos) return true;
+    ::usleep(10000);
+  }
+  return false;
+}
+
 class MountTest : public ::testing::Test {
  public:  // also used by helper functions of the tests
   static constexpr const char* kRoot = "/tmp/cmkfs-it";
