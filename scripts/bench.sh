@@ -6,6 +6,7 @@
 #   scripts/bench.sh [--reps 3] [--targets raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs]
 #                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--rand-seconds 8]
 #                    [--no-registry] [--no-readme] [--no-view]
+#   scripts/bench.sh --scale [...]   the scale curve to a million files: scripts/bench-scale.sh
 #
 # Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
 # reads after dropping caches; random 4 KiB reads for 8 s; then FILES files of 4 KiB in 50
@@ -16,7 +17,9 @@
 # "Performance" section. Debian 12, as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "${1:-}" = --scale ] && exec scripts/bench-scale.sh "$@"
 . scripts/lib.sh
+. scripts/bench-lib.sh
 
 REPS=3 TARGETS=raw,mergerfs,bindfs,gocryptfs,securefs,cryfs,cmkfs SIZE=1G FILES=3000 BACKING=tmpfs
 REGISTRY=1 README=1 RAND_SECONDS=8 VIEW=1
@@ -31,7 +34,7 @@ while [ $# -gt 0 ]; do
     --no-registry) REGISTRY=0 ;;
     --no-readme) README=0 ;;
     --no-view) VIEW=0 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -48,69 +51,8 @@ OUT=$PWD/build-bench/results
 WORK=/tmp/cmkfs-bench
 mkdir -p "$OUT"
 
-cleanup() {
-  for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
-  pkill -f "docker-registry serve $WORK" 2>/dev/null || true
-}
-trap cleanup EXIT
-cleanup
-rm -rf "$WORK"
-mkdir -p "$WORK/backing"
-if [ "$BACKING" = tmpfs ]; then
-  mount -t tmpfs -o size=12g tmpfs "$WORK/backing"
-  BACKING_DESC="tmpfs"
-else
-  WORK_BACKING=$(realpath "$BACKING")/cmkfs-bench-backing
-  rm -rf "$WORK_BACKING"
-  mkdir -p "$WORK_BACKING"
-  ln -sfn "$WORK_BACKING" "$WORK/backing-disk"
-  BACKING_DESC="disk ($(df -T "$WORK_BACKING" | awk 'NR==2 {print $2}'), $WORK_BACKING)"
-fi
-backing_dir() { if [ "$BACKING" = tmpfs ]; then echo "$WORK/backing/$1"; else echo "$WORK/backing-disk/$1"; fi; }
-
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-
-# mount_target NAME -> prints the directory to benchmark in
-mount_target() {
-  local t=$1 b m
-  b=$(backing_dir "$t")
-  m=$WORK/mnt/$t
-  rm -rf "$b"
-  mkdir -p "$b" "$m"
-  case $t in
-    raw) echo "$b"; return ;;
-    # Daemons must not keep this function's stdout (a command substitution) open: logs go to files.
-    mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
-    bindfs) bindfs --multithreaded "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
-    gocryptfs)
-      mkdir -p "$b/c"
-      gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c" >"$WORK/$t.log" 2>&1
-      gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
-    securefs)
-      securefs create --pass benchpass "$b/c" >"$WORK/$t.log" 2>&1
-      securefs mount -b --pass benchpass "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
-    cryfs)
-      mkdir -p "$b/c"
-      echo benchpass | CRYFS_FRONTEND=noninteractive CRYFS_NO_UPDATE_CHECK=true \
-        cryfs --cipher aes-256-gcm --allow-replaced-filesystem "$b/c" "$m" >"$WORK/$t.log" 2>&1 ;;
-    cmkfs)
-      "$CMKFS" init "$b/store" --local-key-file "$b/key" >"$WORK/$t.log" 2>&1
-      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
-  esac
-  for _ in $(seq 600); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
-  grep -q " $m " /proc/mounts || { echo "could not mount $t:" >&2; cat "$WORK/$t.log" >&2; exit 1; }
-  echo "$m"
-}
-
-umount_target() {
-  local t=$1 m=$WORK/mnt/$1
-  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
-  elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
-  rm -rf "$(backing_dir "$t")"
-}
-
-cmkfs_pid() { pgrep -f "cmkfs mount $(backing_dir cmkfs)/store" | head -n1; }
-vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+trap bench_cleanup EXIT
+prepare_backing 12g
 
 fio_run() {  # fio_run DIR RW BS [extra...] -> JSON on stdout
   local dir=$1 rw=$2 bs=$3

@@ -30,6 +30,7 @@ struct FsckReport {
   uint64_t directories = 0, files = 0, symlinks = 0, others = 0;
   uint64_t entries = 0, chunks = 0, bytes = 0;
   uint64_t orphans = 0;               // unlinked while open; the next mount removes them
+  unsigned threads = 1;               // that checked the chunks
   std::vector<FsckProblem> problems;
   // What a crash left and the next mount repairs (noted by the crashed mount): not damage.
   std::vector<std::string> leftovers;

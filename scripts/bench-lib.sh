@@ -1,0 +1,75 @@
+# Shared by the benchmark scripts: mounting each target over its own directory of the backing
+# store, and what the scripts read of a daemon. Source it after setting WORK (the scratch root),
+# BACKING (tmpfs, or a directory on the disk) and CMKFS (the binary).
+
+backing_dir() { if [ "$BACKING" = tmpfs ]; then echo "$WORK/backing/$1"; else echo "$WORK/backing-disk/$1"; fi; }
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# mount_target NAME -> prints the directory to benchmark in
+mount_target() {
+  local t=$1 b m
+  b=$(backing_dir "$t")
+  m=$WORK/mnt/$t
+  rm -rf "$b"
+  mkdir -p "$b" "$m"
+  case $t in
+    raw) echo "$b"; return ;;
+    # Daemons must not keep this function's stdout (a command substitution) open: logs go to files.
+    mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
+    bindfs) bindfs --multithreaded "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
+    gocryptfs)
+      mkdir -p "$b/c"
+      gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c" >"$WORK/$t.log" 2>&1
+      gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
+    securefs)
+      securefs create --pass benchpass "$b/c" >"$WORK/$t.log" 2>&1
+      securefs mount -b --pass benchpass "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
+    cryfs)
+      mkdir -p "$b/c"
+      echo benchpass | CRYFS_FRONTEND=noninteractive CRYFS_NO_UPDATE_CHECK=true \
+        cryfs --cipher aes-256-gcm --allow-replaced-filesystem "$b/c" "$m" >"$WORK/$t.log" 2>&1 ;;
+    cmkfs)
+      "$CMKFS" init "$b/store" --local-key-file "$b/key" >"$WORK/$t.log" 2>&1
+      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+  esac
+  for _ in $(seq 600); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
+  grep -q " $m " /proc/mounts || { echo "could not mount $t:" >&2; cat "$WORK/$t.log" >&2; exit 1; }
+  echo "$m"
+}
+
+umount_target() {
+  local t=$1 m=$WORK/mnt/$1
+  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
+  elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
+  rm -rf "$(backing_dir "$t")"
+}
+
+cmkfs_pid() { pgrep -f "cmkfs mount $(backing_dir cmkfs)/store" | head -n1; }
+vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+
+# Unmounts everything under WORK (lazily) and stops its registries.
+bench_cleanup() {
+  for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  pkill -f "docker-registry serve $WORK" 2>/dev/null || true
+}
+
+# prepare_backing TMPFS_SIZE: a fresh WORK, with the backing store on a tmpfs of that size or in
+# BACKING's directory; sets BACKING_DESC.
+prepare_backing() {
+  bench_cleanup
+  rm -rf "$WORK"
+  mkdir -p "$WORK/backing"
+  if [ "$BACKING" = tmpfs ]; then
+    mount -t tmpfs -o "size=$1" tmpfs "$WORK/backing"
+    BACKING_DESC="tmpfs"
+  else
+    local dir
+    dir=$(realpath "$BACKING")/cmkfs-bench-backing
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    ln -sfn "$dir" "$WORK/backing-disk"
+    BACKING_DESC="disk ($(df -T "$dir" | awk 'NR==2 {print $2}'), $dir)"
+  fi
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The scale curve: cmkfs and gocryptfs filled with a registry-shaped tree (tests/bench/
+# registry_tree.cc: blobs of 100 B to 4 MiB, link files of 71 bytes, each in a directory of its
+# own) to each size of LEVELS in turn, both targets at each size before the next. At each size:
+# unmount and mount times; a `find` over the whole store and an `ls -f` of its largest directory
+# (a ninth of the links) after dropping caches, and the daemon's RSS after the find; then the
+# per-file cost of creating SAMPLE more files (synced), of stat'ing SAMPLE files spread over the
+# whole store after dropping caches, and of removing the new ones; and `cmkfs fsck`'s rate.
+# Results: build-bench/results/scale.{csv,md,png}, and unless --no-readme, README.md's "Scale".
+#
+#   scripts/bench.sh --scale [--levels 3000,100000,1000000] [--targets cmkfs,gocryptfs]
+#                            [--sample 3000] [--backing tmpfs|DIR] [--no-readme]
+#
+# Debian 12, as root. A million files take about 20 minutes per target on tmpfs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/bench-lib.sh
+
+LEVELS=3000,100000,1000000 TARGETS=cmkfs,gocryptfs SAMPLE=3000 BACKING=tmpfs README=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --scale) ;;
+    --levels) LEVELS=$2; shift ;;
+    --targets) TARGETS=$2; shift ;;
+    --sample) SAMPLE=$2; shift ;;
+    --backing) BACKING=$2; shift ;;
+    --no-readme) README=0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need_root
+install_packages "${BUILD_PACKAGES[@]}" gocryptfs gnuplot-nox python3 bc
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=ON >/dev/null
+cmake --build build-bench -j "$(nproc)" --target cmkfs registry_tree | grep -Ev '^\[ *[0-9]+%\]' || true
+CMKFS=$PWD/build-bench/bin/cmkfs
+TREE=$PWD/build-bench/bin/registry_tree
+OUT=$PWD/build-bench/results
+WORK=/tmp/cmkfs-bench-scale
+mkdir -p "$OUT"
+trap bench_cleanup EXIT
+prepare_backing 20g
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+per_file_us() { echo "scale=2; $1 * 1000000 / $2" | bc; }
+
+# Unmount and mount again over the same data, timed; the daemon's start is included.
+umount_timed() {
+  local t=$1 m=$WORK/mnt/$1 s
+  s=$(now)
+  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null; else fusermount3 -u "$m"; fi
+  since "$s"
+}
+mount_timed() {
+  local t=$1 b m=$WORK/mnt/$1 s
+  b=$(backing_dir "$t")
+  s=$(now)
+  case $t in
+    cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+    gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
+  esac
+  since "$s"
+}
+rss_kB() { [ "$1" = cmkfs ] && vm "$(cmkfs_pid)" "$2" || echo ""; }
+
+CSV=$OUT/scale.csv
+echo "files,target,fill_us,create_us,stat_us,unlink_us,ls_s,ls_entries,find_s,umount_s,mount_s,rss_kB,rss_anon_kB,rss_file_kB,fsck_s,fsck_MBps" >"$CSV"
+IFS=, read -ra TLIST <<<"$TARGETS"
+IFS=, read -ra LLIST <<<"$LEVELS"
+for t in "${TLIST[@]}"; do mount_target "$t" >/dev/null; done
+prev=0
+for level in "${LLIST[@]}"; do
+  for t in "${TLIST[@]}"; do
+    d=$WORK/mnt/$t
+    fill=$("$TREE" create "$d" "$prev" "$level")
+    um=$(umount_timed "$t")
+    mo=$(mount_timed "$t")
+    drop_caches
+    s=$(now)
+    find "$d" >/dev/null
+    find_s=$(since "$s")
+    rss=$(rss_kB "$t" VmRSS) anon=$(rss_kB "$t" RssAnon) file=$(rss_kB "$t" RssFile)
+    drop_caches
+    s=$(now)
+    entries=$(ls -f "$d/repositories/repo0/_layers/sha256" | wc -l)
+    ls_s=$(since "$s")
+    c=$("$TREE" create "$d" "$level" $((level + SAMPLE)))
+    drop_caches
+    st=$("$TREE" stat "$d" 0 "$level" $(( level > SAMPLE ? level / SAMPLE : 1 )))
+    st_n=$(( level > SAMPLE ? (level + level / SAMPLE - 1) / (level / SAMPLE) : level ))
+    rm_s=$("$TREE" remove "$d" "$level" $((level + SAMPLE)))
+    fsck_s="" fsck_rate=""
+    if [ "$t" = cmkfs ]; then
+      "$CMKFS" umount "$d" >/dev/null
+      s=$(now)
+      bytes=$("$CMKFS" fsck --json "$(backing_dir cmkfs)/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+      fsck_s=$(since "$s")
+      fsck_rate=$(echo "scale=1; $bytes / 1000000 / $fsck_s" | bc)
+      mount_timed cmkfs >/dev/null
+    fi
+    printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n" "$level" "$t" \
+      "$(per_file_us "$fill" $((level - prev)))" "$(per_file_us "$c" "$SAMPLE")" "$(per_file_us "$st" "$st_n")" \
+      "$(per_file_us "$rm_s" "$SAMPLE")" "$ls_s" "$entries" "$find_s" "$um" "$mo" "$rss" "$anon" "$file" \
+      "$fsck_s" "$fsck_rate" | tee -a "$CSV"
+  done
+  prev=$level
+done
+
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r); backing: $BACKING_DESC; $SAMPLE files sampled per size"
+python3 scripts/bench_scale_report.py "$OUT" "$MACHINE" $([ $README = 1 ] && echo README.md)
