@@ -104,7 +104,8 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
 // own options pass; anything else is refused before any key is touched.
 const std::set<std::string, std::less<>> kValueFlags = {
     "key-check-interval", "rotation-poll-interval", "offline-grace", "vault-timeout", "read-ahead", "log-file",
-    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "log-format", "metrics-listen"};
+    "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "log-format", "metrics-listen",
+    "inode-cache"};
 const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring"};
 const std::set<std::string, std::less<>> kFuseOptions = {
     "allow_other", "allow_root", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec",
@@ -282,6 +283,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
                     "with others; fsync(2) and unmount write at once; 0 writes each change alone")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1000.0));
+  mount->add_option("--inode-cache", cmd->mount.inode_cache,
+                    "Inodes kept whole in memory; past that, idle ones the kernel still references are kept "
+                    "as a count and read again on use, so memory does not grow with the kernel's inode cache")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{1} << 30));
   std::string read_ahead = format_size(cmd->mount.read_ahead);
   mount->add_option("--read-ahead", read_ahead,
                     "The kernel's readahead window for sequential reads, set as root (0: the kernel's 128KiB)")

@@ -22,14 +22,11 @@ meta::Timespec now_timespec() {
   return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
 }
 
-Filesystem::Filesystem(OpenStore& store, Keyring& keyring)
-    : store_(store), keyring_(keyring), layout_(store.super.chunk_size), store_id_(store.super.store_id) {}
+Filesystem::Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache)
+    : store_(store), keyring_(keyring), layout_(store.super.chunk_size), store_id_(store.super.store_id),
+      inodes_(inode_cache) {}
 
-std::vector<uint64_t> Filesystem::known_inodes() {
-  std::vector<uint64_t> v;
-  for (const auto& node : inodes_.all()) v.push_back(node->rec.ino);
-  return v;
-}
+std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
 
 int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
   if (s.code() == EIO) io_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -276,9 +273,7 @@ int Filesystem::lookup(uint64_t parent, std::string_view name, meta::InodeRecord
 }
 
 void Filesystem::forget(uint64_t ino, uint64_t n) {
-  auto node = inodes_.find(ino);
-  if (!node) return;
-  if (inodes_.forget(*node, n)) drop_if_unused(node);
+  if (auto unused = inodes_.forget(ino, n)) drop_if_unused(unused);
 }
 
 InodeTable::Loader Filesystem::loader(uint64_t ino, const Keyring::Access& access) {
@@ -323,8 +318,12 @@ int Filesystem::resize(Inode& node, uint64_t size, const Keyring::Access& access
 int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::InodeRecord* out) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
-  std::shared_ptr<Inode> node = h != nullptr ? h->node : inodes_.find(ino);
-  if (!node) return ENOENT;
+  std::shared_ptr<Inode> node = h != nullptr ? h->node : nullptr;
+  if (!node) {
+    auto found = node_of(ino, access);  // the kernel holds it; it may have been demoted
+    if (!found.ok()) return fail(found.status(), "setattr", ino);
+    node = std::move(*found);
+  }
   if (c.size) {
     if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
     std::unique_lock<std::shared_mutex> g(node->data_mu);
@@ -374,6 +373,9 @@ Status Filesystem::flush_dirty() {
     store_.creations->maybe_turn([this](std::function<void()> fn) { store_.meta->when_durable(std::move(fn)); });
   }
   for (Inode* node : dirty) inodes_.erase_if_unused(node->snapshot().ino);  // kept only to be saved
+  dirty.clear();
+  all.clear();
+  inodes_.shrink();  // what was dirty or busy when its turn came
   return Status::Ok();
 }
 

@@ -48,7 +48,7 @@ struct AttrChange {
 
 class Filesystem {
  public:
-  Filesystem(OpenStore& store, Keyring& keyring);
+  Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache = InodeTable::kDefaultCapacity);
   // Reaps inodes left unlinked-but-open by an earlier mount and finds the next inode number.
   Status start();
   // Writes every changed inode and syncs: after this the store is consistent on disk.
@@ -110,6 +110,9 @@ class Filesystem {
   std::vector<uint64_t> known_inodes();
   // Requests answered EIO so far (chunks that did not authenticate, I/O errors of the store).
   uint64_t io_errors() const { return io_errors_.load(std::memory_order_relaxed); }
+  // Inodes the kernel has references to, or open: whole in memory, and held as a count only.
+  size_t inodes_in_memory() { return inodes_.size(); }
+  size_t inodes_demoted() { return inodes_.demoted(); }
 
  private:
   // The inode, from the table or loaded from LMDB (without adding a kernel reference).

@@ -12,24 +12,40 @@ std::shared_ptr<Inode> InodeTable::find(uint64_t ino) {
 }
 
 Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load, uint64_t lookups) {
-  {
+  for (;;) {
+    uint64_t seen = 0;  // the demotion the load starts after, if any
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = map_.find(ino);
+      if (it != map_.end()) {
+        it->second->lookups += lookups;
+        return it->second;
+      }
+      auto d = demoted_.find(ino);
+      if (d != demoted_.end()) seen = d->second.seq;
+    }
+    auto rec = load();
+    if (!rec.ok()) {
+      if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
+      return rec.status();
+    }
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);
-    if (it != map_.end()) {
+    if (it != map_.end()) {  // loaded meanwhile
       it->second->lookups += lookups;
       return it->second;
     }
+    auto d = demoted_.find(ino);
+    // Loaded, changed and demoted again by others since this load began: read it again.
+    if ((d == demoted_.end() ? 0 : d->second.seq) != seen) continue;
+    auto node = std::make_shared<Inode>(std::move(*rec));
+    node->lookups = lookups;
+    if (d != demoted_.end()) node->lookups += d->second.lookups, demoted_.erase(d);
+    map_.emplace(ino, node);
+    order_.push_back(ino);
+    shrink_locked();
+    return node;
   }
-  auto rec = load();
-  if (!rec.ok()) {
-    if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
-    return rec.status();
-  }
-  std::lock_guard<std::mutex> g(mu_);
-  auto [it, inserted] = map_.try_emplace(ino, nullptr);
-  if (inserted) it->second = std::make_shared<Inode>(std::move(*rec));  // else: loaded meanwhile
-  it->second->lookups += lookups;
-  return it->second;
 }
 
 std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookups) {
@@ -38,19 +54,61 @@ std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookup
   node->change_seq = 1;  // a new inode is unsaved until its creating transaction commits
   std::lock_guard<std::mutex> g(mu_);
   map_[node->rec.ino] = node;
+  demoted_.erase(node->rec.ino);
+  order_.push_back(node->rec.ino);
+  shrink_locked();
   return node;
 }
 
-bool InodeTable::forget(Inode& node, uint64_t n) {
+void InodeTable::shrink() {
   std::lock_guard<std::mutex> g(mu_);
-  if (node.lookups < n) {
-    std::fprintf(stderr, "cmkfs: BUG: forget of %llu references on inode %llu that has %llu\n",
-                 static_cast<unsigned long long>(n), static_cast<unsigned long long>(node.rec.ino),
-                 static_cast<unsigned long long>(node.lookups));
-    std::abort();
+  shrink_locked(8192);  // a few milliseconds at most: requests wait for the table meanwhile
+}
+
+void InodeTable::shrink_locked(size_t budget) {
+  for (size_t looked = 0; map_.size() > capacity_ && looked < budget && !order_.empty(); ++looked) {
+    uint64_t ino = order_.front();
+    order_.pop_front();
+    auto it = map_.find(ino);
+    if (it == map_.end()) continue;  // gone since
+    Inode& node = *it->second;
+    // Only the table holds it (every other holder got its copy from the table, under mu_), it is
+    // not open, LMDB has its record as it is, and it is not waiting to be reaped.
+    bool idle = ino != meta::kRootIno && it->second.use_count() == 1 && node.opens == 0 && !node.writing_noted &&
+                node.saved_and_linked();
+    if (!idle) {
+      order_.push_back(ino);
+      continue;
+    }
+    if (node.lookups > 0) demoted_[ino] = Demoted{node.lookups, ++demotions_};
+    map_.erase(it);
   }
-  node.lookups -= n;
-  return node.lookups == 0 && node.opens == 0;
+  if (order_.size() > 2 * map_.size() + 1024) {  // mostly inodes gone since: start again from the table
+    order_.clear();
+    for (const auto& [ino, node] : map_) order_.push_back(ino);
+  }
+}
+
+std::shared_ptr<Inode> InodeTable::forget(uint64_t ino, uint64_t n) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto bug = [&](uint64_t has) {
+    std::fprintf(stderr, "cmkfs: BUG: forget of %llu references on inode %llu that has %llu\n",
+                 static_cast<unsigned long long>(n), static_cast<unsigned long long>(ino),
+                 static_cast<unsigned long long>(has));
+    std::abort();
+  };
+  if (auto it = map_.find(ino); it != map_.end()) {
+    Inode& node = *it->second;
+    if (node.lookups < n) bug(node.lookups);
+    node.lookups -= n;
+    return node.lookups == 0 && node.opens == 0 ? it->second : nullptr;
+  }
+  auto d = demoted_.find(ino);
+  if (d == demoted_.end()) return nullptr;
+  if (d->second.lookups < n) bug(d->second.lookups);
+  d->second.lookups -= n;
+  if (d->second.lookups == 0) demoted_.erase(d);  // clean and on disk: nothing else to do
+  return nullptr;
 }
 
 void InodeTable::add_lookups(Inode& node, uint64_t n) {
@@ -91,9 +149,23 @@ std::vector<std::shared_ptr<Inode>> InodeTable::all() {
   return v;
 }
 
+std::vector<uint64_t> InodeTable::referenced() {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<uint64_t> v;
+  v.reserve(map_.size() + demoted_.size());
+  for (const auto& [ino, node] : map_) v.push_back(ino);
+  for (const auto& [ino, d] : demoted_) v.push_back(ino);
+  return v;
+}
+
 size_t InodeTable::size() {
   std::lock_guard<std::mutex> g(mu_);
   return map_.size();
+}
+
+size_t InodeTable::demoted() {
+  std::lock_guard<std::mutex> g(mu_);
+  return demoted_.size();
 }
 
 }  // namespace cmkfs::fs

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -70,6 +71,11 @@ struct Inode {
     std::lock_guard<std::mutex> g(mu);
     return unsaved();
   }
+  // LMDB has its record as it is, and a name links it (an unlinked inode waits to be reaped).
+  bool saved_and_linked() {
+    std::lock_guard<std::mutex> g(mu);
+    return on_disk == OnDisk::kRecord && !unsaved() && rec.nlink > 0;
+  }
   OnDisk disk_state() {
     std::lock_guard<std::mutex> g(mu);
     return on_disk;
@@ -96,9 +102,17 @@ struct Inode {
   bool unsaved() const { return on_disk == OnDisk::kRecord && change_seq != saved_seq; }  // REQUIRES: mu
 };
 
+// The kernel may hold references to millions of inodes (a `find` over a registry). Only the
+// last `capacity` used stay whole in memory; past that, an inode that nothing holds, that is
+// not open and whose record LMDB already has is demoted to its lookup count (tens of bytes), and
+// its record is read again on its next use. The daemon's memory then follows the capacity, not
+// the kernel's inode cache.
 class InodeTable {
  public:
-  std::shared_ptr<Inode> find(uint64_t ino);
+  static constexpr size_t kDefaultCapacity = 16384;
+  explicit InodeTable(size_t capacity = kDefaultCapacity) : capacity_(capacity) {}
+
+  std::shared_ptr<Inode> find(uint64_t ino);  // null if not whole in memory
   // The inode, with `lookups` more kernel references; when it is not in the table, `load` reads
   // its record. An inode leaves the table only after its changes were committed, so `load` must
   // read a snapshot taken after the miss: begin a new read transaction in it, or use the write
@@ -112,21 +126,38 @@ class InodeTable {
   // Adds a just-created inode with `lookups` references.
   std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
 
-  // Drops n kernel references; true when the inode is now unused (no references, not open).
+  // Drops n kernel references to `ino`; the inode if it is now unused (no references, not open).
   // An inode that would go below zero is a kernel/bookkeeping bug: it aborts.
-  bool forget(Inode& node, uint64_t n);
+  std::shared_ptr<Inode> forget(uint64_t ino, uint64_t n);
   void add_lookups(Inode& node, uint64_t n);
   void opened(Inode& node);
   bool is_open(Inode& node);
   bool closed(Inode& node);  // true when now unused
   // Removes the inode if it is still unused and has no unsaved changes (those wait for a flush).
   void erase_if_unused(uint64_t ino);
-  std::vector<std::shared_ptr<Inode>> all();
-  size_t size();
+  // Demotes idle inodes until no more than the capacity are whole, or none is idle (a request
+  // demotes a few; this, from the daemon's periodic flush, those that were busy then).
+  void shrink();
+  std::vector<std::shared_ptr<Inode>> all();  // those whole in memory
+  std::vector<uint64_t> referenced();         // every inode the kernel holds or that is open
+  size_t size();                              // whole in memory
+  size_t demoted();                           // held as a lookup count only
 
  private:
+  struct Demoted {
+    uint64_t lookups;
+    uint64_t seq;  // which demotion: a load that began before it must not be kept
+  };
+  // REQUIRES: mu_. Demotes the oldest idle inodes while more than capacity_ are whole, looking
+  // at no more than `budget` of them.
+  void shrink_locked(size_t budget = 16);
+
+  const size_t capacity_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> map_;
+  std::unordered_map<uint64_t, Demoted> demoted_;
+  std::deque<uint64_t> order_;  // map_'s inodes, oldest first (and some already gone)
+  uint64_t demotions_ = 0;
 };
 
 }  // namespace cmkfs::fs

@@ -254,7 +254,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Keyring keyring;
   Status s = install_keys(keyring, st.super.dek_generation, std::move(*unlocked));
   if (!s.ok()) return fail(s, kExitKey);
-  Filesystem fs(st, keyring);
+  Filesystem fs(st, keyring, o.inode_cache);
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
   Views views(fs, keyring, "cmkfs-view:" + st.paths.root);
@@ -335,7 +335,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   std::unique_ptr<MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
     auto started = MetricsServer::start(o.metrics_listen, [&] {
-      return render_metrics({&bridge.stats, fs.io_errors(), monitor.state(), monitor.counts(), &monitor.check_seconds(),
+      return render_metrics({&bridge.stats, fs.io_errors(), fs.inodes_in_memory(), fs.inodes_demoted(), monitor.state(), monitor.counts(), &monitor.check_seconds(),
                              &st.meta->batch_stats(), o.mountpoint});
     });
     if (!started.ok()) {

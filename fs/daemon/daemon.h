@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "crypto/base/status.h"
+#include "fs/core/filesystem.h"
 
 namespace cmkfs::fs {
 
@@ -37,6 +38,7 @@ struct MountOptions {
   bool io_uring = true;  // FUSE over io_uring (fs/fuse/fuse_uring.h), where the kernel has it
   // Metadata changes reach the disk in batches at most this old (meta/batcher.h); 0: each alone.
   double commit_interval_ms = 10;
+  size_t inode_cache = InodeTable::kDefaultCapacity;  // inodes whole in memory (fs/core/inode_table.h)
   uint64_t read_ahead = 4 << 20;  // the kernel's readahead window; 0 leaves its default (128 KiB)
   uint32_t max_write = 1 << 20;   // the largest WRITE request the kernel sends
   std::string log_file;           // default: chosen by store id when daemonized

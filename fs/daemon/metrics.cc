@@ -57,6 +57,10 @@ std::string render_metrics(const MetricsSnapshot& m) {
   o << "cmkfs_written_bytes_total{" << mp << "} " << m.ops->bytes_written << "\n";
   head(o, "cmkfs_io_errors_total", "counter", "Requests answered EIO: chunks that did not authenticate, store I/O errors");
   o << "cmkfs_io_errors_total{" << mp << "} " << m.io_errors << "\n";
+  head(o, "cmkfs_inodes_in_memory", "gauge", "Inodes the kernel references or that are open, whole in the daemon's memory");
+  o << "cmkfs_inodes_in_memory{" << mp << "} " << m.inodes << "\n";
+  head(o, "cmkfs_inodes_demoted", "gauge", "Inodes the kernel references, held as a count only (read again on use)");
+  o << "cmkfs_inodes_demoted{" << mp << "} " << m.inodes_demoted << "\n";
   if (m.batches != nullptr) {
     head(o, "cmkfs_commit_batch_changes", "histogram", "Metadata changes per group-commit batch written");
     histogram(o, "cmkfs_commit_batch_changes", mp, m.batches->changes);

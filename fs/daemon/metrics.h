@@ -1,5 +1,5 @@
 // The daemon's metrics in Prometheus' text format at http://ADDR/metrics (--metrics-listen ADDR):
-// FUSE requests, errors and latency by operation, bytes moved, EIO answers, group-commit batches
+// FUSE requests, errors and latency by operation, bytes moved, EIO answers, inodes held, group-commit batches
 // (size, latency, failures), and the key: its state, the checks against the vault (count by
 // result, latency), the last good check, the offline grace left, the data-key generation and the
 // key version.
@@ -20,6 +20,7 @@ namespace cmkfs::fs {
 struct MetricsSnapshot {
   const OpStats* ops = nullptr;
   uint64_t io_errors = 0;
+  uint64_t inodes = 0, inodes_demoted = 0;  // that the kernel holds: whole in memory, as a count only
   KeyState key_state = KeyState::kAvailable;
   KeyMonitor::CheckCounts checks;
   const Histogram<KeyMonitor::kCheckBounds>* check_seconds = nullptr;
