@@ -7,9 +7,11 @@
 #                    [--size 1G] [--files 3000] [--backing tmpfs|DIR] [--rand-seconds 8]
 #                    [--no-registry] [--no-readme] [--no-view]
 #   scripts/bench.sh --scale [...]   the scale curve to a million files: scripts/bench-scale.sh
+#   scripts/bench.sh --clients [...] 32 registry clients at once: scripts/bench-clients.sh
 #
 # Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
-# reads after dropping caches; random 4 KiB reads for 8 s; then FILES files of 4 KiB in 50
+# reads after dropping caches; random 4 KiB reads for 8 s, by one reader and (its p99 latency)
+# by eight; then FILES files of 4 KiB in 50
 # directories created and synced, stat'ed after dropping caches, and removed. Also the cmkfs
 # daemon's RSS (idle, and peak over the run) and a registry round trip (skopeo push and pull
 # through docker-registry) on cmkfs vs. on a plain directory; then scripts/bench-view.sh.
@@ -18,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = --scale ] && exec scripts/bench-scale.sh "$@"
+[ "${1:-}" = --clients ] && exec scripts/bench-clients.sh "$@"
 . scripts/lib.sh
 . scripts/bench-lib.sh
 
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
     --no-registry) REGISTRY=0 ;;
     --no-readme) README=0 ;;
     --no-view) VIEW=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -63,7 +66,7 @@ fio_run() {  # fio_run DIR RW BS [extra...] -> JSON on stdout
 json_get() { python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; print($1)"; }
 
 CSV=$OUT/results.csv
-echo "rep,target,write_MBps,read_MBps,randread_iops,create_s,stat_s,rm_s,rss_idle_kB,rss_peak_kB" >"$CSV"
+echo "rep,target,write_MBps,read_MBps,randread_iops,create_s,stat_s,rm_s,rss_idle_kB,rss_peak_kB,randread8_p99_us" >"$CSV"
 IFS=, read -ra TLIST <<<"$TARGETS"
 for rep in $(seq "$REPS"); do
   # Rotate the order each repetition so no target always runs first or last.
@@ -78,6 +81,9 @@ for rep in $(seq "$REPS"); do
     r=$(fio_run "$d" read 1M | json_get "j['read']['bw_bytes']/1e6")
     drop_caches
     rr=$(fio_run "$d" randread 4k --runtime="$RAND_SECONDS" --time_based | json_get "j['read']['iops']")
+    drop_caches
+    p99=$(fio_run "$d" randread 4k --numjobs=8 --group_reporting --runtime="$RAND_SECONDS" --time_based |
+      json_get "j['read']['clat_ns']['percentile']['99.000000'] / 1000")
     rm -f "$d/fio.dat"
     c=$("$SMALL" create "$d" "$FILES" 50 4096)
     drop_caches
@@ -86,7 +92,8 @@ for rep in $(seq "$REPS"); do
     rss_peak=""
     [ "$t" = cmkfs ] && rss_peak=$(vm "$(cmkfs_pid)" VmHWM)
     umount_target "$t"
-    printf "%s,%s,%.1f,%.1f,%.0f,%s,%s,%s,%s,%s\n" "$rep" "$t" "$w" "$r" "$rr" "$c" "$s" "$x" "$rss_idle" "$rss_peak" | tee -a "$CSV"
+    printf "%s,%s,%.1f,%.1f,%.0f,%s,%s,%s,%s,%s,%.0f\n" "$rep" "$t" "$w" "$r" "$rr" "$c" "$s" "$x" "$rss_idle" "$rss_peak" "$p99" |
+      tee -a "$CSV"
   done
 done
 

@@ -19,6 +19,7 @@ METRICS = [  # column, header, higher is better
     ("create_s", "create s", False),
     ("stat_s", "stat s", False),
     ("rm_s", "rm s", False),
+    ("randread8_p99_us", "p99 µs, 8 readers", False),
 ]
 
 
@@ -86,6 +87,7 @@ def main():
             checks.append(("random 4k read vs best encrypted peer", ">= 1.3x", per_rep(lambda r: rel(r, "randread_iops", best_peer(r, "randread_iops", True))), 1.3, True))
             checks.append(("create time vs best peer", "<= 0.6x", per_rep(lambda r: (val(r, "cmkfs", "create_s") or 0) / best_peer(r, "create_s", False) if best_peer(r, "create_s", False) else None), 0.6, False))
             checks.append(("stat time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "stat_s") or 0) / best_peer(r, "stat_s", False) if best_peer(r, "stat_s", False) else None), 1.0, False))
+            checks.append(("p99 of random 4k reads, 8 readers, vs best encrypted peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "randread8_p99_us") or 0) / best_peer(r, "randread8_p99_us", False) if best_peer(r, "randread8_p99_us", False) else None), 1.0, False))
             checks.append(("remove time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "rm_s") or 0) / best_peer(r, "rm_s", False) if best_peer(r, "rm_s", False) else None), 1.0, False))
         for ceiling in ("mergerfs", "bindfs"):
             if ceiling in targets:

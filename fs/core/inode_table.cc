@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <shared_mutex>
 
 namespace cmkfs::fs {
 
@@ -25,19 +26,19 @@ Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load,
       if (d != demoted_.end()) seen = d->second.seq;
     }
     auto rec = load();
-    if (!rec.ok()) {
-      if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
-      return rec.status();
-    }
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(ino);
-    if (it != map_.end()) {  // loaded meanwhile
+    if (it != map_.end()) {  // loaded meanwhile (and perhaps deleted since: it is the one to use)
       it->second->lookups += lookups;
       return it->second;
     }
     auto d = demoted_.find(ino);
     // Loaded, changed and demoted again by others since this load began: read it again.
     if ((d == demoted_.end() ? 0 : d->second.seq) != seen) continue;
+    if (!rec.ok()) {
+      if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
+      return rec.status();
+    }
     auto node = std::make_shared<Inode>(std::move(*rec));
     node->lookups = lookups;
     if (d != demoted_.end()) node->lookups += d->second.lookups, demoted_.erase(d);
@@ -73,9 +74,13 @@ void InodeTable::shrink_locked(size_t budget) {
     if (it == map_.end()) continue;  // gone since
     Inode& node = *it->second;
     // Only the table holds it (every other holder got its copy from the table, under mu_), it is
-    // not open, LMDB has its record as it is, and it is not waiting to be reaped.
+    // not open, LMDB has its record as it is, it is not waiting to be reaped, and no write to it
+    // was lost (those ranges live in memory only, and must keep failing reads). data_mu comes
+    // before mu_ in the lock order: only tried, and nobody else can hold it anyway.
+    std::shared_lock<std::shared_mutex> content(node.data_mu, std::try_to_lock);
     bool idle = ino != meta::kRootIno && it->second.use_count() == 1 && node.opens == 0 && !node.writing_noted &&
-                node.saved_and_linked();
+                content.owns_lock() && node.lost.empty() && node.saved_and_linked();
+    if (content.owns_lock()) content.unlock();  // before the node may go
     if (!idle) {
       order_.push_back(ino);
       continue;

@@ -1,6 +1,7 @@
 // The inode table past its capacity: idle inodes are demoted to their lookup count and read
-// again on use, with their references intact; dirty, held, open, unlinked and root inodes stay
-// whole; a load that raced a demotion is not kept.
+// again on use, with their references intact; dirty, held, open, unlinked, root inodes and those
+// with lost writes stay whole; a load that raced a demotion is not kept, nor an error of one
+// that raced a reload.
 #include "fs/core/inode_table.h"
 
 #include <gtest/gtest.h>
@@ -76,12 +77,15 @@ TEST(InodeTableTest, DirtyHeldOpenAndRootInodesStayWhole) {
   unlinked->update([](meta::InodeRecord& r) { r.nlink = 0; });
   unlinked->mark_saved(2);
   unlinked.reset();
-  for (uint64_t ino = 6; ino < 40; ++ino) f.create(ino);
+  f.create(6);
+  f.table.find(6)->lost.add(0, 4096);  // a write-back that failed: reads of it must keep failing
+  for (uint64_t ino = 7; ino < 40; ++ino) f.create(ino);
   EXPECT_NE(f.table.find(meta::kRootIno), nullptr);
   EXPECT_NE(f.table.find(2), nullptr);
   EXPECT_NE(f.table.find(3), nullptr);
   EXPECT_NE(f.table.find(4), nullptr);
   EXPECT_NE(f.table.find(5), nullptr);
+  EXPECT_NE(f.table.find(6), nullptr);
   EXPECT_EQ(f.table.size() + f.table.demoted(), 39u);
 }
 
@@ -111,6 +115,24 @@ TEST(InodeTableTest, ALoadThatRacedADemotionIsReadAgain) {
   EXPECT_EQ(outer_loads, 2);
   EXPECT_EQ((*node)->snapshot().size, 2u);
   EXPECT_EQ((*node)->lookups, 3u);
+}
+
+// A demoted inode loaded by an unlink, which deleted its record, while a getattr was loading it:
+// the getattr gets the unlink's inode, not "inode missing".
+TEST(InodeTableTest, ALoadThatFoundNoRecordUsesTheInodeLoadedMeanwhile) {
+  Fixture f;
+  for (uint64_t ino = 2; ino < 10; ++ino) f.create(ino);
+  ASSERT_EQ(f.table.find(2), nullptr);
+  auto node = f.table.get(2, [&]() -> Result<meta::InodeRecord> {
+    auto unlinking = f.table.get(2, f.loader(2));
+    EXPECT_TRUE(unlinking.ok());
+    (*unlinking)->update([](meta::InodeRecord& r) { r.nlink = 0; });
+    f.disk.erase(2);
+    return Status::NotFound("no record");
+  });
+  ASSERT_TRUE(node.ok()) << node.status().message();
+  EXPECT_EQ((*node)->snapshot().nlink, 0u);
+  EXPECT_EQ((*node)->lookups, 1u);
 }
 
 }  // namespace

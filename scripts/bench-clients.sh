@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Many registry clients at once: CLIENTS skopeo pushes of different images of IMAGE_MIB MiB each
+# (scripts/make_oci_images.py: uncompressed layers of random bytes) into docker-registry, all at
+# once, then CLIENTS concurrent pulls of them; through cmkfs and on a plain directory of the same
+# backing store, alternating, REPS times. The images and the pulled copies live on a tmpfs of
+# their own, so only the registry's storage differs. Aggregate seconds per phase, ratios inside
+# each repetition. Results: build-bench/results/clients-<backing>.{csv,md}.
+#
+#   scripts/bench.sh --clients [--count 32] [--image-mib 100] [--reps 2] [--backing tmpfs|DIR]
+#
+# Debian 12, as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/bench-lib.sh
+
+CLIENTS=32 IMAGE_MIB=100 REPS=2 BACKING=tmpfs
+while [ $# -gt 0 ]; do
+  case $1 in
+    --clients) ;;
+    --count) CLIENTS=$2; shift ;;
+    --image-mib) IMAGE_MIB=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --backing) BACKING=$2; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need_root
+install_packages "${BUILD_PACKAGES[@]}" docker-registry skopeo curl python3 bc
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-bench -j "$(nproc)" --target cmkfs | grep -Ev '^\[ *[0-9]+%\]' || true
+CMKFS=$PWD/build-bench/bin/cmkfs
+OUT=$PWD/build-bench/results
+WORK=/tmp/cmkfs-bench-clients
+mkdir -p "$OUT"
+trap bench_cleanup EXIT
+prepare_backing $((IMAGE_MIB * CLIENTS * 2 + 2048))m
+KIND=$([ "$BACKING" = tmpfs ] && echo tmpfs || echo disk)
+mkdir -p "$WORK/src"
+mount -t tmpfs -o size=$((IMAGE_MIB * CLIENTS * 2 + 2048))m tmpfs "$WORK/src"
+python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
+
+# run_phase push|pull PORT -> seconds for CLIENTS copies at once; every one must succeed.
+run_phase() {
+  local phase=$1 port=$2 pids=() start i failed=0
+  start=$(date +%s.%N)
+  for i in $(seq "$CLIENTS"); do
+    if [ "$phase" = push ]; then
+      skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/src/images:img$i" "docker://127.0.0.1:$port/bench/img$i:v1" &
+    else
+      skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$port/bench/img$i:v1" "oci:$WORK/src/pulled/$i:img$i" &
+    fi
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ $failed = 0 ] || { echo "a $phase failed" >&2; exit 1; }
+  echo "$(date +%s.%N) - $start" | bc
+}
+
+CSV=$OUT/clients-$KIND.csv
+echo "rep,target,push_s,pull_s" >"$CSV"
+for rep in $(seq "$REPS"); do
+  order="raw cmkfs"
+  [ $((rep % 2)) = 0 ] && order="cmkfs raw"
+  for t in $order; do
+    d=$(mount_target "$t")
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+      "$d" "$port" >"$WORK/registry.yml"
+    docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+    regpid=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+    push=$(run_phase push "$port")
+    rm -rf "$WORK/src/pulled"
+    drop_caches
+    pull=$(run_phase pull "$port")
+    # Every pulled layer is the one pushed (skopeo verified its digest; this checks the count).
+    n=$(find "$WORK/src/pulled" -path '*/blobs/sha256/*' -type f | wc -l)
+    [ "$n" -ge $((CLIENTS * 6)) ] || { echo "pulled only $n blobs" >&2; exit 1; }
+    rm -rf "$WORK/src/pulled"
+    kill "$regpid"
+    wait "$regpid" 2>/dev/null || true
+    umount_target "$t"
+    echo "$rep,$t,$push,$pull" | tee -a "$CSV"
+  done
+done
+
+python3 - "$CSV" "$OUT/clients-$KIND.md" "$CLIENTS" "$IMAGE_MIB" "$BACKING_DESC" <<'PY'
+import csv, statistics, sys
+path, md, clients, mib, backing = sys.argv[1:6]
+rows = list(csv.DictReader(open(path)))
+reps = sorted({r["rep"] for r in rows})
+by = {(r["rep"], r["target"]): r for r in rows}
+lines = [f"{clients} concurrent skopeo clients, images of {mib} MiB, docker-registry on {backing}:", "",
+         "| phase | plain directory s (median) | cmkfs s (median) | cmkfs / plain, per repetition | target | met |",
+         "|---|---|---|---|---|---|"]
+for phase in ("push", "pull"):
+    col = phase + "_s"
+    raw = [float(by[(r, "raw")][col]) for r in reps]
+    cm = [float(by[(r, "cmkfs")][col]) for r in reps]
+    ratios = [c / p for c, p in zip(cm, raw)]
+    med = statistics.median(ratios)
+    lines.append(f"| {phase} | {statistics.median(raw):.1f} | {statistics.median(cm):.1f} | "
+                 f"{', '.join(f'{x:.2f}' for x in ratios)} | <= 1.1x | {'yes' if med <= 1.1 else '**no**'} |")
+open(md, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
