@@ -46,6 +46,7 @@ python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
 # run_phase push|pull PORT -> seconds for CLIENTS copies at once; every one must succeed.
 run_phase() {
   local phase=$1 port=$2 pids=() start i failed=0
+  mkdir -p "$WORK/src/pulled"
   start=$(date +%s.%N)
   for i in $(seq "$CLIENTS"); do
     if [ "$phase" = push ]; then
