@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 
+from bench_readme import put_section
+
 ENCRYPTED_PEERS = ["gocryptfs", "securefs", "cryfs"]
 METRICS = [  # column, header, higher is better
     ("write_MBps", "write MB/s", True),
@@ -46,7 +48,7 @@ def main():
 
     def val(rep, t, col):
         r = by.get((rep, t))
-        return float(r[col]) if r and r[col] not in ("", None) else None
+        return float(r[col]) if r and r.get(col) not in ("", None) else None  # older CSVs lack newer columns
 
     def median(t, col):
         vs = [v for v in (val(rep, t, col) for rep in reps) if v is not None]
@@ -108,6 +110,8 @@ def main():
 
     ratio_lines = ["| cmkfs | target | median ratio | per repetition | met |", "|---|---|---|---|---|"]
     for name, target, (med, vs), bound, higher in checks:
+        if med is None:  # not measured in this run
+            continue
         met = "" if bound is None or med is None else ("yes" if (med >= bound if higher else med <= bound) else "**no**")
         ratio_lines.append(f"| {name} | {target} | {med:.2f}x | {', '.join(f'{v:.2f}' for v in vs)} | {met} |")
 
@@ -184,15 +188,9 @@ unset multiplot
                 base, ext = os.path.splitext(name)
                 target = name if name.startswith("bench-") else f"{base}-{kind}{ext}"
                 shutil.copy(os.path.join(out, name), os.path.join(keep, target))
-        text = open(readme).read()
-        start, end = f"<!-- bench:{kind}:start -->", f"<!-- bench:{kind}:end -->"
         title = "On a tmpfs backing store (the CPU cost)" if kind == "tmpfs" else "On the disk (real use)"
-        section = f"{start}\n#### {title}\n\n![benchmark, {kind}](scripts/bench/bench-{kind}.png)\n\n{report}\n{end}"
-        if start in text and end in text:
-            text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-        else:
-            text += f"\n## Performance\n\n{section}\n"
-        open(readme, "w").write(text)
+        put_section(readme, kind, f"#### {title}\n\n![benchmark, {kind}](scripts/bench/bench-{kind}.png)\n\n{report}",
+                    heading="## Performance\n\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+from bench_readme import put_section
+
 COLUMNS = [  # column, header, format
     ("fill_us", "fill µs/file", "{:.0f}"),
     ("create_us", "create µs/file", "{:.0f}"),
@@ -130,14 +132,7 @@ plot {", ".join(plots)}
         for name in ("scale.csv", "scale.md", "scale.png"):
             if os.path.exists(os.path.join(out, name)):
                 shutil.copy(os.path.join(out, name), os.path.join(keep, name))
-        text = open(readme).read()
-        start, end = "<!-- bench:scale:start -->", "<!-- bench:scale:end -->"
-        section = f"{start}\n#### Scale: from {lo:,} to {hi:,} files\n\n![scale curve](scripts/bench/scale.png)\n\n{report}\n{end}"
-        if start in text and end in text:
-            text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-        else:
-            text += f"\n{section}\n"
-        open(readme, "w").write(text)
+        put_section(readme, "scale", f"#### Scale: from {lo:,} to {hi:,} files\n\n![scale curve](scripts/bench/scale.png)\n\n{report}")
 
 
 if __name__ == "__main__":
