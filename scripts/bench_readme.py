@@ -1,5 +1,22 @@
-"""Shared by the benchmark reports: README.md's generated sections, each between
-<!-- bench:NAME:start --> and <!-- bench:NAME:end --> (appended, after `heading`, when missing)."""
+"""Shared by the benchmark reports: running gnuplot, and README.md's generated sections (each
+between <!-- bench:NAME:start --> and <!-- bench:NAME:end -->) with the files they show, kept
+in scripts/bench/."""
+import os
+import subprocess
+import sys
+
+
+def plot(script):
+    try:
+        subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"gnuplot failed: {e}", file=sys.stderr)
+
+
+def kept_dir(readme):
+    keep = os.path.join(os.path.dirname(os.path.abspath(readme)), "scripts", "bench")
+    os.makedirs(keep, exist_ok=True)
+    return keep
 
 
 def put_section(readme, name, body, heading=""):

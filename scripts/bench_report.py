@@ -8,10 +8,9 @@ import csv
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 
-from bench_readme import put_section
+from bench_readme import kept_dir, plot, put_section
 
 ENCRYPTED_PEERS = ["gocryptfs", "securefs", "cryfs"]
 METRICS = [  # column, header, higher is better
@@ -175,14 +174,10 @@ set title "small files: 4 KiB each (s, lower is better)"
 plot "{dat}" using 5:xtic(1) title "create+sync", "" using 6 title "stat", "" using 7 title "rm"
 unset multiplot
 """
-    try:
-        subprocess.run(["gnuplot"], input=gp.encode(), check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"gnuplot failed: {e}", file=sys.stderr)
+    plot(gp)
 
     if readme:
-        keep = os.path.join(os.path.dirname(os.path.abspath(readme)), "scripts", "bench")
-        os.makedirs(keep, exist_ok=True)
+        keep = kept_dir(readme)
         for name in ("results.csv", "registry.csv", "results.md", f"bench-{kind}.png"):
             if os.path.exists(os.path.join(out, name)):
                 base, ext = os.path.splitext(name)

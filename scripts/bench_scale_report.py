@@ -7,10 +7,9 @@ usage: bench_scale_report.py RESULTS_DIR MACHINE_DESCRIPTION [README.md]
 import csv
 import os
 import shutil
-import subprocess
 import sys
 
-from bench_readme import put_section
+from bench_readme import kept_dir, plot, put_section
 
 COLUMNS = [  # column, header, format
     ("fill_us", "fill µs/file", "{:.0f}"),
@@ -121,14 +120,10 @@ set grid
 set key outside right
 plot {", ".join(plots)}
 """
-    try:
-        subprocess.run(["gnuplot"], input=gp.encode(), check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"gnuplot failed: {e}", file=sys.stderr)
+    plot(gp)
 
     if readme:
-        keep = os.path.join(os.path.dirname(os.path.abspath(readme)), "scripts", "bench")
-        os.makedirs(keep, exist_ok=True)
+        keep = kept_dir(readme)
         for name in ("scale.csv", "scale.md", "scale.png"):
             if os.path.exists(os.path.join(out, name)):
                 shutil.copy(os.path.join(out, name), os.path.join(keep, name))
