@@ -16,7 +16,7 @@ export async function openPage(browser) {
 export async function signInTo(page, base, secret = password) {
   await page.goto(`${base}/console/signin`);
   await page.fill('#password', secret);
-  await page.click('button:has-text("Sign in")');
+  await submit(page, 'button:has-text("Sign in")');
 }
 
 export async function shot(page, name) {
@@ -24,6 +24,13 @@ export async function shot(page, name) {
 }
 
 export const flash = (page) => page.locator('#flash').innerText();
+
+// Clicks what submits a form and waits for the page that answers it. A count taken right after
+// a bare click may read the old page, or one still loading (seen under the sanitizers).
+export async function submit(page, target) {
+  const button = typeof target === 'string' ? page.locator(target) : target;
+  await Promise.all([page.waitForEvent('load'), button.click()]);
+}
 
 // Runs `probe` every 200 ms until it returns true or `seconds` pass.
 export async function eventually(seconds, probe) {

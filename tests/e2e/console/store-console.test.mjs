@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { launch, openPage, signInTo, shot, flash, eventually } from './console.mjs';
+import { launch, openPage, signInTo, shot, flash, eventually, submit } from './console.mjs';
 
 const { VAULT_URL: vaultUrl, VAULT_DIR: vaultDir, CONSOLE_URL: consoleUrl, CMKFS: cmkfs, WORK: work } = process.env;
 const store = `${work}/store`, mnt = `${work}/mnt`;
@@ -25,12 +25,12 @@ const cli = (...args) => execFileSync(cmkfs, args, { encoding: 'utf8', stdio: ['
 async function grant(objectId) {
   await vault.goto(`${vaultUrl}/console/policies`);
   await vault.selectOption('#principal', objectId);
-  await vault.click('button:has-text("Add")');
+  await submit(vault, 'button:has-text("Add")');
   assert.match(await flash(vault), /Access policy saved/);
 }
 async function removeGrant(objectId) {
   await vault.goto(`${vaultUrl}/console/policies`);
-  await vault.locator('#policies tr', { hasText: objectId }).locator('button:has-text("Remove")').click();
+  await submit(vault, vault.locator('#policies tr', { hasText: objectId }).locator('button:has-text("Remove")'));
   assert.match(await flash(vault), /Access policy removed/);
 }
 async function openStore() {
@@ -41,7 +41,7 @@ async function changeKey(key, identity) {
   await openStore();
   await host.fill('#new-key', key);
   await host.check(`input[name=identity-type][value=${identity}]`);
-  await host.click('button:has-text("Save")');
+  await submit(host, 'button:has-text("Save")');
   assert.match(await flash(host), /wrapped by the new key/);
 }
 async function expectState(state, seconds) {
@@ -56,12 +56,12 @@ test('change key with and without a version, to the system identity; revoke and 
   // The vault: an identity and a key, the identity and the system identity granted.
   await vault.goto(`${vaultUrl}/console/identities`);
   await vault.fill('#identity-name', 'store-registry');
-  await vault.click('button:has-text("Create")');
+  await submit(vault, 'button:has-text("Create")');
   const [, clientId, objectId] = (await flash(vault)).match(/client id ([0-9a-f-]{36}), object id ([0-9a-f-]{36})/);
   const systemId = (await vault.locator('#identities tr', { hasText: 'System-assigned' }).locator('td').nth(2).innerText()).trim();
   await vault.goto(`${vaultUrl}/console/keys`);
   await vault.fill('#key-name', 'store-cmk');
-  await vault.click('button:has-text("Create")');
+  await submit(vault, 'button:has-text("Create")');
   const keyId = await vault.locator('#key-id').innerText();
   await grant(objectId);
   await grant(systemId);
@@ -79,14 +79,14 @@ test('change key with and without a version, to the system identity; revoke and 
   await host.goto(`${consoleUrl}/console/stores`);
   const row = host.locator('#stores tr', { hasText: store });
   assert.match(await row.innerText(), /available/);
-  await row.locator('a').click();
+  await submit(host, row.locator('a'));
   assert.equal(await field('key-identifier'), keyId);
   assert.equal(await field('identity'), clientId);
   assert.match(await field('rotation'), /automatic/);
 
   // Change key with a version: a new version made in the vault, pinned here (manual rotation).
   await vault.goto(`${vaultUrl}/console/keys/store-cmk`);
-  await vault.click('button:has-text("New version")');
+  await submit(vault, 'button:has-text("New version")');
   const v2 = await vault.locator('#versions tr').nth(1).locator('td code').innerText();
   await changeKey(v2, 'keep');
   assert.equal(await field('versioned-key'), v2);
@@ -113,7 +113,7 @@ test('change key with and without a version, to the system identity; revoke and 
   // Data-key rotation from the console: a new generation, the mount re-encrypting behind it.
   await openStore();
   assert.equal(await field('generation'), '1');
-  await host.click('button:has-text("Rotate the data key")');
+  await submit(host, 'button:has-text("Rotate the data key")');
   assert.match(await flash(host), /A new data key is in use/);
   assert.ok(await eventually(5, async () => { await openStore(); return (await field('generation')) === '2'; }),
             `the console shows data-key generation 2 (shows ${await field('generation')})`);
@@ -128,7 +128,7 @@ test('a store the console does not know is not acted on', async () => {
   await openStore();
   await host.locator('input[name=path]').first().evaluate((e) => { e.value = '/tmp'; });
   await host.fill('#new-key', 'https://example.invalid/keys/x');
-  await host.click('button:has-text("Save")');
+  await submit(host, 'button:has-text("Save")');
   assert.match(await flash(host), /Not a store this console knows/);
 });
 
@@ -136,7 +136,7 @@ test('an idle session expires and asks to sign in again', async () => {
   const page = await openPage(browser);
   await signInTo(page, consoleUrl);
   await new Promise((r) => setTimeout(r, Number(process.env.SESSION_IDLE_SECONDS) * 1000 + 1500));
-  await page.click('header >> text=Stores');
+  await submit(page, 'header >> text=Stores');
   assert.match(page.url(), /\/console\/signin/);
   assert.match(await flash(page), /session expired/);
   await page.context().close();
