@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iterator>
@@ -163,8 +162,9 @@ void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layou
   r.bytes += checked.size;
 }
 
-// Every regular file's chunks, on every core: the files are taken in blocks, and each block's
-// findings are merged in the order of the blocks, so the report reads as a single thread's would.
+// Every regular file's chunks, on every core (parallel_for): the files are taken in blocks, and
+// each block's findings are merged in the order of the blocks, so the report reads as a single
+// thread's would.
 void check_files(OfflineStore& o, const Tree& t, FsckReport& r, const FsckProgress& progress) {
   constexpr size_t kBlock = 64;
   crypto::ChunkLayout layout(o.store->super.chunk_size);
@@ -174,26 +174,21 @@ void check_files(OfflineStore& o, const Tree& t, FsckReport& r, const FsckProgre
     if (S_ISREG(rec.mode)) files.push_back(&rec), total_bytes += rec.size;
   }
   std::vector<FsckReport> blocks((files.size() + kBlock - 1) / kBlock);
-  std::atomic<size_t> next{0};
-  std::mutex progress_mu;
+  std::mutex mu;  // guards what follows
   uint64_t done_bytes = 0, done_files = 0;
-  auto work = [&] {
-    for (size_t b; (b = next.fetch_add(1)) < blocks.size();) {
+  std::set<std::thread::id> threads;
+  parallel_for(blocks.size(), 1, [&](size_t first, size_t last) {
+    for (size_t b = first; b < last; ++b) {
       uint64_t bytes = 0;
       size_t end = std::min(files.size(), (b + 1) * kBlock);
       for (size_t i = b * kBlock; i < end; ++i) check_file(o, t, layout, *files[i], blocks[b]), bytes += files[i]->size;
-      if (!progress) continue;
-      std::lock_guard<std::mutex> g(progress_mu);
+      std::lock_guard<std::mutex> g(mu);
+      threads.insert(std::this_thread::get_id());
       done_bytes += bytes, done_files += end - b * kBlock;
-      progress(done_bytes, total_bytes, done_files, files.size());
+      if (progress) progress(done_bytes, total_bytes, done_files, files.size());
     }
-  };
-  size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 32);
-  std::vector<std::thread> helpers;
-  for (size_t k = 1; k < std::min(threads, blocks.size()); ++k) helpers.emplace_back(work);
-  r.threads = static_cast<unsigned>(helpers.size() + 1);
-  work();
-  for (auto& h : helpers) h.join();
+  });
+  r.threads = static_cast<unsigned>(std::max<size_t>(1, threads.size()));
   for (auto& b : blocks) {
     r.chunks += b.chunks, r.bytes += b.bytes;
     std::move(b.problems.begin(), b.problems.end(), std::back_inserter(r.problems));

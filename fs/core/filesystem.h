@@ -23,6 +23,7 @@
 #include "fs/core/chunk_file.h"
 #include "fs/core/file_crypto.h"
 #include "fs/core/inode_table.h"
+#include "fs/core/parallel.h"
 #include "fs/store/store.h"
 
 namespace cmkfs::fs {

@@ -54,8 +54,7 @@ std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookup
   node->lookups = lookups;
   node->change_seq = 1;  // a new inode is unsaved until its creating transaction commits
   std::lock_guard<std::mutex> g(mu_);
-  map_[node->rec.ino] = node;
-  demoted_.erase(node->rec.ino);
+  map_[node->rec.ino] = node;  // a new inode number: never demoted
   order_.push_back(node->rec.ino);
   shrink_locked();
   return node;

@@ -105,8 +105,8 @@ struct Inode {
 // The kernel may hold references to millions of inodes (a `find` over a registry). Only the
 // last `capacity` used stay whole in memory; past that, an inode that nothing holds, that is
 // not open, whose record LMDB already has and that lost no write is demoted to its lookup count
-// (tens of bytes), and its record is read again on its next use. The daemon's memory then follows the capacity, not
-// the kernel's inode cache.
+// (tens of bytes), and its record is read again on its next use. The daemon's memory then
+// follows the capacity, not the kernel's inode cache.
 class InodeTable {
  public:
   static constexpr size_t kDefaultCapacity = 16384;
