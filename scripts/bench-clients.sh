@@ -68,22 +68,16 @@ for rep in $(seq "$REPS"); do
   [ $((rep % 2)) = 0 ] && order="cmkfs raw"
   for t in $order; do
     d=$(mount_target "$t")
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-      "$d" "$port" >"$WORK/registry.yml"
-    docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-    regpid=$!
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
-    push=$(run_phase push "$port")
+    start_registry "$d"
+    push=$(run_phase push "$REG_PORT")
     rm -rf "$WORK/src/pulled"
     drop_caches
-    pull=$(run_phase pull "$port")
+    pull=$(run_phase pull "$REG_PORT")
     # Every pulled layer is the one pushed (skopeo verified its digest; this checks the count).
     n=$(find "$WORK/src/pulled" -path '*/blobs/sha256/*' -type f | wc -l)
     [ "$n" -ge $((CLIENTS * 6)) ] || { echo "pulled only $n blobs" >&2; exit 1; }
     rm -rf "$WORK/src/pulled"
-    kill "$regpid"
-    wait "$regpid" 2>/dev/null || true
+    stop_registry
     umount_target "$t"
     echo "$rep,$t,$push,$pull" | tee -a "$CSV"
   done

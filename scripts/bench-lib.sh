@@ -1,5 +1,5 @@
 # Shared by the benchmark scripts: mounting each target over its own directory of the backing
-# store, and what the scripts read of a daemon. Source it after setting WORK (the scratch root),
+# store, a registry on one, and what the scripts read of a daemon. Source it after setting WORK (the scratch root),
 # BACKING (tmpfs, or a directory on the disk) and CMKFS (the binary).
 
 backing_dir() { if [ "$BACKING" = tmpfs ]; then echo "$WORK/backing/$1"; else echo "$WORK/backing-disk/$1"; fi; }
@@ -21,7 +21,7 @@ mount_target() {
     gocryptfs)
       mkdir -p "$b/c"
       gocryptfs -q -init -extpass "echo benchpass" -scryptn 10 "$b/c" >"$WORK/$t.log" 2>&1
-      gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
+      attach_target "$t" ;;
     securefs)
       securefs create --pass benchpass "$b/c" >"$WORK/$t.log" 2>&1
       securefs mount -b --pass benchpass "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
@@ -31,23 +31,53 @@ mount_target() {
         cryfs --cipher aes-256-gcm --allow-replaced-filesystem "$b/c" "$m" >"$WORK/$t.log" 2>&1 ;;
     cmkfs)
       "$CMKFS" init "$b/store" --local-key-file "$b/key" >"$WORK/$t.log" 2>&1
-      "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+      attach_target "$t" ;;
   esac
   for _ in $(seq 600); do grep -q " $m " /proc/mounts && break; sleep 0.1; done
   grep -q " $m " /proc/mounts || { echo "could not mount $t:" >&2; cat "$WORK/$t.log" >&2; exit 1; }
   echo "$m"
 }
 
-umount_target() {
+# attach_target NAME: mounts what NAME's backing directory holds (cmkfs, gocryptfs) again.
+attach_target() {
+  local t=$1 b m=$WORK/mnt/$1
+  b=$(backing_dir "$t")
+  case $t in
+    gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
+    cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+  esac
+}
+
+# detach_target NAME: unmounts NAME, keeping its data.
+detach_target() {
   local t=$1 m=$WORK/mnt/$1
   if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
   elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
-  rm -rf "$(backing_dir "$t")"
+}
+
+umount_target() {
+  detach_target "$1"
+  rm -rf "$(backing_dir "$1")"
 }
 
 cmkfs_pid() { pgrep -f "cmkfs mount $(backing_dir cmkfs)/store" | head -n1; }
 vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
+
+# start_registry DIR: docker-registry with its filesystem driver on DIR, on a free loopback port;
+# sets REG_PORT and REG_PID, and returns once it answers.
+start_registry() {
+  REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$1" "$REG_PORT" >"$WORK/registry.yml"
+  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$REG_PORT/v2/" >/dev/null && break; sleep 0.05; done
+}
+stop_registry() {
+  kill "$REG_PID"
+  wait "$REG_PID" 2>/dev/null || true
+}
 
 # Unmounts everything under WORK (lazily) and stops its registries.
 bench_cleanup() {

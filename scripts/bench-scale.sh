@@ -49,21 +49,11 @@ now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 per_file_us() { echo "scale=2; $1 * 1000000 / $2" | bc; }
 
-# Unmount and mount again over the same data, timed; the daemon's start is included.
-umount_timed() {
-  local t=$1 m=$WORK/mnt/$1 s
+# The seconds a command takes (unmounting, and mounting again with the daemon's start).
+timed() {
+  local s
   s=$(now)
-  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null; else fusermount3 -u "$m"; fi
-  since "$s"
-}
-mount_timed() {
-  local t=$1 b m=$WORK/mnt/$1 s
-  b=$(backing_dir "$t")
-  s=$(now)
-  case $t in
-    cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
-    gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
-  esac
+  "$@"
   since "$s"
 }
 rss_kB() { [ "$1" = cmkfs ] && vm "$(cmkfs_pid)" "$2" || echo ""; }
@@ -78,8 +68,8 @@ for t in "${TLIST[@]}"; do
   for level in "${LLIST[@]}"; do
     d=$WORK/mnt/$t
     fill=$("$TREE" create "$d" "$prev" "$level")
-    um=$(umount_timed "$t")
-    mo=$(mount_timed "$t")
+    um=$(timed detach_target "$t")
+    mo=$(timed attach_target "$t")
     drop_caches
     s=$(now)
     find "$d" >/dev/null
@@ -96,12 +86,12 @@ for t in "${TLIST[@]}"; do
     rm_s=$("$TREE" remove "$d" "$level" $((level + SAMPLE)))
     fsck_s="" fsck_rate=""
     if [ "$t" = cmkfs ]; then
-      "$CMKFS" umount "$d" >/dev/null
+      detach_target cmkfs
       drop_caches
       # Its own time: reading every record and chunk (the key's unwrap and the process's start aside).
       read -r fsck_s fsck_rate < <("$CMKFS" fsck --json "$(backing_dir cmkfs)/store" |
         python3 -c 'import json,sys; j=json.load(sys.stdin); s=j["seconds"]; print("%.3f %.1f" % (s, j["bytes"] / 1e6 / s))')
-      mount_timed cmkfs >/dev/null
+      attach_target cmkfs
     fi
     printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n" "$level" "$t" \
       "$(per_file_us "$fill" $((level - prev)))" "$(per_file_us "$c" "$SAMPLE")" "$(per_file_us "$st" "$st_n")" \

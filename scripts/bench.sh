@@ -117,23 +117,17 @@ if [ $REGISTRY = 1 ]; then
   for rep in $(seq "$REPS"); do
     for t in raw cmkfs; do
       d=$(mount_target "$t")
-      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-      printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-        "$d" "$port" >"$WORK/registry.yml"
-      docker-registry serve "$WORK/registry.yml" >/dev/null 2>&1 &
-      regpid=$!
-      for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+      start_registry "$d"
       start=$(date +%s.%N)
       for img in 1 2 3; do
-        skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:img$img" "docker://127.0.0.1:$port/bench/img$img:v1"
+        skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:img$img" "docker://127.0.0.1:$REG_PORT/bench/img$img:v1"
       done
       for img in 1 2 3; do
         rm -rf "$WORK/pulled"
-        skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$port/bench/img$img:v1" "oci:$WORK/pulled:img$img"
+        skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$REG_PORT/bench/img$img:v1" "oci:$WORK/pulled:img$img"
       done
       end=$(date +%s.%N)
-      kill "$regpid"
-      wait "$regpid" 2>/dev/null || true
+      stop_registry
       umount_target "$t"
       echo "$rep,$t,$(echo "$end - $start" | bc)" | tee -a "$REG_CSV"
     done
