@@ -77,6 +77,7 @@ struct Superblock {
   int64_t created = 0;           // unix seconds
   uint32_t dek_generation = 1;   // the generation new files use
   std::string kek = "{}";        // JSON object: the key provider's settings (opaque to meta)
+  std::string objects;           // JSON object: where the objects are (opaque to meta); empty: STORE/objects
   std::string mac;               // hex HMAC-SHA256 of the fields above
 
   std::string to_json() const;

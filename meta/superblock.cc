@@ -9,14 +9,17 @@ namespace {
 using nlohmann::json;
 
 // The canonical form the MAC covers: every field but the MAC, keys sorted (nlohmann's default).
+// A store with local objects has no "objects": its MAC is what it was before the field existed.
 json body(const Superblock& sb) {
-  return json{{"format", "cmkfs"},
-              {"format_version", sb.format_version},
-              {"store_id", to_hex(sb.store_id)},
-              {"chunk_size", sb.chunk_size},
-              {"created", sb.created},
-              {"dek_generation", sb.dek_generation},
-              {"kek", json::parse(sb.kek)}};
+  json j{{"format", "cmkfs"},
+         {"format_version", sb.format_version},
+         {"store_id", to_hex(sb.store_id)},
+         {"chunk_size", sb.chunk_size},
+         {"created", sb.created},
+         {"dek_generation", sb.dek_generation},
+         {"kek", json::parse(sb.kek)}};
+  if (!sb.objects.empty()) j["objects"] = json::parse(sb.objects);
+  return j;
 }
 
 std::string mac_of(const Superblock& sb, crypto::Bytes mac_key) {
@@ -51,6 +54,10 @@ Result<Superblock> Superblock::from_json(std::string_view text) {
     const json& kek = j.at("kek");
     if (!kek.is_object()) return Status::Corruption("superblock: bad key settings");
     sb.kek = kek.dump();
+    if (j.contains("objects")) {
+      if (!j["objects"].is_object()) return Status::Corruption("superblock: bad object store settings");
+      sb.objects = j["objects"].dump();
+    }
     sb.mac = j.at("mac").get<std::string>();
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("superblock is damaged: ") + e.what());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crypto/base/status.h"
+#include "fs/store/object_store.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::fs {
@@ -116,6 +117,7 @@ struct TrustOptions {
   LocalKeyOptions local;       // a local-key store: its key file or command
   VaultKeyOptions vault;       // a vault-key store
   std::string fingerprint;     // the data key's fingerprint, as `encryption show` printed it elsewhere
+  ObjectsConfig objects;       // a store with objects in RADOS: conf and user, how this host reaches them
 };
 Status trust_store(const TrustOptions& o, std::ostream& out);
 

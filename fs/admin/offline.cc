@@ -14,7 +14,7 @@ std::unique_ptr<OfflineStore> open_offline(const std::string& path, const char* 
     return nullptr;
   };
   auto st = open_store(path, /*exclusive=*/true, /*read_only=*/!writable);
-  if (!st.ok()) return fail(st.status(), st.status().code() == EBUSY ? kExitBusy : kExitNotAStore);
+  if (!st.ok()) return fail(st.status(), open_store_exit_code(st.status()));
   OpenStore& s = **st;
   AuditLog audit(default_audit_path(s.super.store_id), to_hex(s.super.store_id));
   auto provider = bound_provider(s);

@@ -62,6 +62,14 @@ Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
   if (!vault && k.key_command.empty()) j["localKeyFile"] = k.key_file;
   if (!vault && !k.key_command.empty()) j["localKeyCommand"] = k.key_command;
   j["dataKeyGeneration"] = st.super.dek_generation;
+  // Where the sealed records and the sealed chunks are kept; how this host reaches a cluster.
+  json objects{{"kind", "local"}, {"path", st.paths.objects}};
+  if (!st.super.objects.empty()) objects = json::parse(st.super.objects, nullptr, false);
+  if (st.binding && !st.binding->objects.local()) {
+    objects["cephConf"] = st.binding->objects.conf;
+    objects["cephUser"] = st.binding->objects.user;
+  }
+  j["engines"] = json{{"metadata", {{"kind", "lmdb"}, {"path", st.paths.meta}}}, {"objects", objects}};
   // This host's binding: where it is and the fingerprint it holds, to compare across hosts.
   json binding{{"path", binding_path(st.super.store_id)}};
   if (st.binding) {

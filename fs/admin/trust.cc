@@ -8,6 +8,30 @@
 #include "fs/store/store.h"
 
 namespace cmkfs::fs {
+namespace {
+
+// A store whose objects are in a cluster: where they are is the store's word (its superblock,
+// authenticated by now); how this host reaches them is the admin's (`given`), or what the binding
+// already said.
+Status bind_objects(OpenStore& store, const ObjectsConfig& given) {
+  auto place = ObjectsConfig::from_json(store.super.objects);
+  if (!place.ok()) return place.status();
+  const ObjectsConfig* known = store.binding && store.binding->objects.same_place(*place) ? &store.binding->objects : nullptr;
+  place->conf = !given.conf.empty() ? given.conf : known ? known->conf : "/etc/ceph/ceph.conf";
+  place->user = !given.user.empty() ? given.user : known ? known->user : "admin";
+  place->conf = std::filesystem::absolute(place->conf).string();
+  auto reached = open_object_store(*place, -1);
+  if (!reached.ok()) return Status(reached.status().code(), "cannot reach the store's objects: " + reached.status().message());
+  auto b = update_binding(store.super.store_id, [&](HostBinding& b) {
+    b.objects = *place;
+    return Status::Ok();
+  });
+  if (!b.ok()) return b.status();
+  store.binding = std::move(*b);
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status trust_store(const TrustOptions& o, std::ostream& out) {
   if (o.local.given() == !o.vault.key_encryption_key.empty()) {
@@ -69,6 +93,7 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
   }
   bool first = expected == nullptr;
   CMKFS_RETURN_IF_ERROR(bind_store(store, settings, unlocked->dek));
+  if (!store.super.objects.empty()) CMKFS_RETURN_IF_ERROR(bind_objects(store, o.objects));
   audit.record("trust", unlocked->wrapped.key_id, "ok", {{"binding", binding_path(store.super.store_id)}});
   auto fp = crypto::dek_fingerprint(unlocked->dek);
   out << "store " << to_hex(store.super.store_id) << " (" << store.paths.root << ") is bound to this host in "

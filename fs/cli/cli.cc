@@ -86,6 +86,13 @@ void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
   cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");
 }
 
+void add_ceph_options(CLI::App* cmd, ObjectsConfig* o) {
+  cmd->add_option("--ceph-conf", o->conf,
+                  "RADOS objects: the Ceph config file naming the monitors and the keyring (default "
+                  "/etc/ceph/ceph.conf; kept in this host's binding, never in the store)");
+  cmd->add_option("--ceph-user", o->user, "RADOS objects: the Ceph client name, without client. (default admin)");
+}
+
 bool set_duration(const std::string& text, std::chrono::milliseconds* out, const char* flag, std::ostream& err) {
   if (text.empty()) return true;
   auto d = parse_duration(text);
@@ -253,6 +260,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   auto* key_command = init->add_option("--local-key-command", cmd->init.kek.key_command,
                                        "Instead of a key file: a program whose output is the key (run with /bin/sh -c "
                                        "at every mount; prints cmkfs-local-key-v1 HEX or 64 hex digits)");
+  std::string objects_url;
+  init->add_option("--objects", objects_url,
+                   "Where the encrypted objects go: in the store directory (default), or rados://POOL[/NAMESPACE] "
+                   "(the namespace defaults to the store id)");
+  add_ceph_options(init, &cmd->init.objects);
   local_key->excludes(init->get_option("--key-encryption-key"));
   key_command->excludes(local_key)->excludes(init->get_option("--key-encryption-key"));
 
@@ -389,6 +401,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   trust->add_option("--local-key-file", cmd->trust.local.file, "The key file of a local-key store");
   trust->add_option("--local-key-command", cmd->trust.local.command, "Or the program that prints it");
   add_vault_options(trust, &cmd->vault, false);
+  add_ceph_options(trust, &cmd->trust.objects);
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
 
@@ -424,6 +437,16 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       return kExitUsage;
     }
     cmd->init.chunk_size = static_cast<uint32_t>(*size);
+    if (!objects_url.empty()) {
+      auto objects = ObjectsConfig::from_url(objects_url);
+      if (!objects.ok()) {
+        err << "cmkfs: " << objects.status().message() << "\n";
+        return kExitUsage;
+      }
+      if (!cmd->init.objects.conf.empty()) objects->conf = cmd->init.objects.conf;
+      if (!cmd->init.objects.user.empty()) objects->user = cmd->init.objects.user;
+      cmd->init.objects = std::move(*objects);
+    }
     if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = keyclient::ProviderKind::kVault;
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;

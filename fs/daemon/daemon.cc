@@ -227,10 +227,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   if (!hardened.ok()) return fail(hardened, kExitError);
 
   auto store = open_store(o.store, /*exclusive=*/true, /*read_only=*/false);
-  if (!store.ok()) {
-    int code = store.status().code() == EBUSY ? kExitBusy : kExitNotAStore;
-    return fail(store.status(), code);
-  }
+  if (!store.ok()) return fail(store.status(), open_store_exit_code(store.status()));
   OpenStore& st = **store;
   std::shared_ptr<ReopenableFileSink> log_sink;
   if (!o.foreground) {

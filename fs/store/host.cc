@@ -51,6 +51,7 @@ std::string HostBinding::to_json() const {
   json j{{"store_id", to_hex(store_id)}, {"kek", json::parse(kek.to_json())}, {"fingerprints", fps},
          {"generation", generation}};
   if (next) j["next"] = json::parse(next->to_json());
+  if (!objects.local()) j["objects"] = json::parse(objects.host_json());
   return j.dump(2);
 }
 
@@ -70,6 +71,11 @@ Result<HostBinding> HostBinding::from_json(std::string_view text) {
       b.next = std::move(*next);
     }
     b.generation = j.value("generation", uint32_t{0});
+    if (j.contains("objects")) {
+      auto objects = ObjectsConfig::from_json(j["objects"].dump());
+      if (!objects.ok()) return objects.status();
+      b.objects = std::move(*objects);
+    }
     for (const auto& [gen, fp] : j.at("fingerprints").items()) {
       b.fingerprints[static_cast<uint32_t>(std::stoul(gen))] = fp.get<std::string>();
     }

@@ -2,7 +2,8 @@
 // attacker cannot write. Part of fs/store (include fs/store/store.h).
 //
 // A binding says which key opens which store: the key settings (provider, key file, vault key,
-// identity, endpoints, CA) and the fingerprint of each data-key generation. `init` writes it;
+// identity, endpoints, CA), the fingerprint of each data-key generation, and for a store whose
+// objects are in a cluster, how to reach it (its config file and client name). `init` writes it;
 // `mount`, the offline commands, key administration and the key monitor take the key settings
 // from it, never from the store, and refuse a store whose settings or data key differ. Changing
 // it is an explicit command (`cmkfs trust`, `encryption enable`, `encryption rotate-key`).
@@ -19,6 +20,7 @@
 
 #include "crypto/base/id128.h"
 #include "crypto/base/status.h"
+#include "fs/store/object_store.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::fs {
@@ -37,6 +39,8 @@ struct HostBinding {
   // The newest data-key generation the store is known to have committed: a store that shows an
   // older one has been rolled back (0: not recorded, a binding from before rotations).
   uint32_t generation = 0;
+  // Where the store's objects are and how this host reaches them (local: in the store directory).
+  ObjectsConfig objects;
 
   // The bound settings `store_kek` agrees with (kek, else next), or what differs from kek.
   Result<keyclient::KekConfig> match(const keyclient::KekConfig& store_kek) const;

@@ -9,8 +9,11 @@
 #include <cstring>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "crypto/base/hex.h"
 #include "fs/store/private_fs.h"
+#include "fs/store/rados_object_store.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -140,7 +143,97 @@ class LocalObjectStore : public ObjectStore {
   std::vector<Fd> subdirs_;  // objects/00 .. objects/ff
 };
 
+class UnreachableObjectStore : public ObjectStore {
+ public:
+  explicit UnreachableObjectStore(Status why) : why_(std::move(why)) {}
+  Result<std::unique_ptr<ObjectFile>> open(const Id128&, bool) override { return why_; }
+  Status remove(const Id128&) override { return why_; }
+  Result<struct statvfs> statfs() override { return why_; }
+  Status list(const std::function<void(const Id128&)>&, const std::function<void(const std::string&)>&) override {
+    return why_;
+  }
+
+ private:
+  Status why_;
+};
+
+// Pool, namespace and client names: what Ceph accepts, and nothing a shell or a path would read
+// differently.
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 100 || s[0] == '.' || s[0] == '-') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+Status check(const ObjectsConfig& c) {
+  if (c.kind == "local") return Status::Ok();
+  if (c.kind != "rados") return Status::InvalidArgument("unknown object store kind '" + c.kind + "'");
+  if (!valid_name(c.pool)) return Status::InvalidArgument("bad RADOS pool name '" + c.pool + "'");
+  if (!c.ns.empty() && !valid_name(c.ns)) return Status::InvalidArgument("bad RADOS namespace '" + c.ns + "'");
+  if (!c.user.empty() && !valid_name(c.user)) return Status::InvalidArgument("bad Ceph client name '" + c.user + "'");
+  return Status::Ok();
+}
+
 }  // namespace
+
+Result<ObjectsConfig> ObjectsConfig::from_url(std::string_view url) {
+  constexpr std::string_view kScheme = "rados://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return Status::InvalidArgument("--objects takes rados://POOL[/NAMESPACE], not '" + std::string(url) + "'");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  ObjectsConfig c;
+  c.kind = "rados";
+  size_t slash = rest.find('/');
+  c.pool = std::string(rest.substr(0, slash));
+  if (slash != std::string_view::npos) c.ns = std::string(rest.substr(slash + 1));
+  if (slash != std::string_view::npos && c.ns.empty()) return Status::InvalidArgument("empty RADOS namespace in " + std::string(url));
+  c.conf = "/etc/ceph/ceph.conf";
+  c.user = "admin";
+  CMKFS_RETURN_IF_ERROR(check(c));
+  return c;
+}
+
+std::string ObjectsConfig::url() const { return local() ? "local" : "rados://" + pool + (ns.empty() ? "" : "/" + ns); }
+
+std::string ObjectsConfig::public_json() const {
+  if (local()) return "";
+  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}}.dump();
+}
+
+std::string ObjectsConfig::host_json() const {
+  auto j = nlohmann::json::parse(local() ? R"({"kind":"local"})" : public_json());
+  if (!local()) j.update({{"conf", conf}, {"user", user}});
+  return j.dump();
+}
+
+Result<ObjectsConfig> ObjectsConfig::from_json(std::string_view text) {
+  ObjectsConfig c;
+  try {
+    auto j = nlohmann::json::parse(text);
+    c.kind = j.at("kind").get<std::string>();
+    c.pool = j.value("pool", std::string());
+    c.ns = j.value("namespace", std::string());
+    c.conf = j.value("conf", std::string());
+    c.user = j.value("user", std::string());
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(std::string("bad object store settings: ") + e.what());
+  }
+  Status s = check(c);
+  if (!s.ok()) return Status::Corruption(s.message());
+  return c;
+}
+
+std::unique_ptr<ObjectStore> unreachable_object_store(Status why) {
+  return std::make_unique<UnreachableObjectStore>(std::move(why));
+}
+
+Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& config, int store_dir) {
+  if (config.local()) return open_local_object_store(store_dir);
+  if (config.kind == "rados") return open_rados_object_store(config);
+  return Status(ENOTSUP, "object store kind '" + config.kind + "' is not supported");
+}
 
 Status create_object_dirs(const std::string& objects_dir) {
   if (::mkdir(objects_dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + objects_dir);

@@ -1,8 +1,8 @@
 // Object I/O: the byte ranges of each file's object. Everything fs does to object files goes
-// through these two interfaces, so tests can inject faults and a later backend can keep objects
-// elsewhere (an object store, RADOS).
+// through these two interfaces, so tests can inject faults and objects can live elsewhere.
 //
-// A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>.
+// A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>; a RADOS store
+// keeps it as RADOS object <id hex> in the store's pool and namespace (rados_object_store.cc).
 #pragma once
 
 #include <sys/statvfs.h>
@@ -43,6 +43,34 @@ class ObjectStore {
     return Status(ENOTSUP, "this object store cannot list its objects");
   }
 };
+
+// Where a store keeps its objects. The store's superblock records the public part (kind, pool,
+// namespace: where its data is); the host's binding records the whole, with how to reach it (the
+// cluster's config file, naming the monitors and the keyring, and the client's name): a store
+// never chooses where this host connects or which credentials it presents.
+struct ObjectsConfig {
+  std::string kind = "local";  // "local" or "rados"
+  std::string pool, ns;        // rados: the pool, and the namespace within it (the store id by default)
+  std::string conf, user;      // rados, host only: ceph.conf's path, the client name ("admin")
+
+  bool local() const { return kind == "local"; }
+  // rados://POOL[/NAMESPACE]; EINVAL otherwise.
+  static Result<ObjectsConfig> from_url(std::string_view url);
+  std::string url() const;
+  // JSON object of the public part ("" for local), or of everything (the host's copy).
+  std::string public_json() const;
+  std::string host_json() const;
+  static Result<ObjectsConfig> from_json(std::string_view json);  // EIO when malformed
+  // Whether `store` (a superblock's public part) names the same place as this host's copy.
+  bool same_place(const ObjectsConfig& store) const { return kind == store.kind && pool == store.pool && ns == store.ns; }
+};
+
+// Opens the objects `config` names (a local store's under `store_dir`). ENOTSUP for a kind this
+// build does not have; connection errors keep their code.
+Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& config, int store_dir);
+// An object store whose every call fails with `why`: a store whose objects this host cannot reach
+// still opens for what needs no object (showing its settings, binding it).
+std::unique_ptr<ObjectStore> unreachable_object_store(Status why);
 
 // The directory layout of a local store's objects: creates DIR/objects/00..ff.
 Status create_object_dirs(const std::string& objects_dir);

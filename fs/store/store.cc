@@ -64,6 +64,17 @@ Status check_empty_dir(const std::string& dir) {
   return Status::Ok();
 }
 
+// A new store's objects go where no object is yet: two stores in one namespace would see each
+// other's objects as strays, and fsck of one would offer to remove the other's.
+Status check_objects_empty(const ObjectsConfig& objects) {
+  auto store = open_object_store(objects, -1);
+  if (!store.ok()) return store.status();
+  bool any = false;
+  CMKFS_RETURN_IF_ERROR((*store)->list([&](const Id128&) { any = true; }, [&](const std::string&) { any = true; }));
+  if (any) return Status(ENOTEMPTY, objects.url() + " already holds objects; give the new store a namespace of its own");
+  return Status::Ok();
+}
+
 meta::InodeRecord root_inode() {
   meta::InodeRecord r;
   r.ino = meta::kRootIno;
@@ -117,6 +128,13 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   sb.chunk_size = opts.chunk_size;
   sb.created = unix_now();
   sb.dek_generation = 1;
+  ObjectsConfig objects = opts.objects;
+  if (!objects.local()) {
+    if (objects.ns.empty()) objects.ns = to_hex(sb.store_id);
+    objects.conf = stdfs::absolute(objects.conf).string();
+    CMKFS_RETURN_IF_ERROR(check_objects_empty(objects));
+    sb.objects = objects.public_json();
+  }
 
   keyclient::KekConfig kek = opts.kek;
   bool created_key_file = false;
@@ -151,12 +169,13 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
                       .kek = kek,
                       .next = {},
                       .fingerprints = {{sb.dek_generation, *fingerprint}},
-                      .generation = sb.dek_generation};
+                      .generation = sb.dek_generation,
+                      .objects = objects};
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
   made_binding = binding_path(sb.store_id);
 
   if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
-  CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
+  if (objects.local()) CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
   int lock = ::open(paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
   ::close(lock);
@@ -174,6 +193,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   out << "initialized cmkfs store " << root << "\n"
       << "  store id:   " << to_hex(sb.store_id) << "\n"
       << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n"
+      << "  objects:    " << (objects.local() ? paths.objects : objects.url() + " (cluster " + objects.conf + ")") << "\n"
       << "  bound in:   " << binding_path(sb.store_id) << " (data key fingerprint " << *fingerprint << ")\n";
   if (kek.provider == keyclient::ProviderKind::kLocal) {
     out << "  key:        " << (kek.key_command.empty() ? "local key file " + kek.key_file : "what the local key command prints")
@@ -210,6 +230,37 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
   }
   return meta;
 }
+
+int open_store_exit_code(const Status& s) {
+  if (s.code() == EBUSY) return kExitBusy;
+  return s.code() == EUCLEAN ? kExitKey : kExitNotAStore;
+}
+
+namespace {
+
+// The objects where the store says they are, reached the way this host's binding says: a store
+// names no cluster address and no credential. Until unlock() checks the superblock's MAC, a
+// store that disagrees with the binding is refused.
+Result<std::unique_ptr<ObjectStore>> open_objects(const OpenStore& s, int store_dir) {
+  ObjectsConfig wanted;
+  if (!s.super.objects.empty()) {
+    auto c = ObjectsConfig::from_json(s.super.objects);
+    if (!c.ok()) return c.status();
+    wanted = std::move(*c);
+  }
+  if (!s.binding) {
+    if (wanted.local()) return open_local_object_store(store_dir);
+    return unreachable_object_store(Status(ENOKEY, "the store's objects are in " + wanted.url() +
+                                                       " and this host has no binding saying how to reach them"));
+  }
+  if (!s.binding->objects.same_place(wanted)) {
+    return Status(EUCLEAN, "the store says its objects are in " + wanted.url() + ", this host's binding says " +
+                               s.binding->objects.url());
+  }
+  return open_object_store(s.binding->objects, store_dir);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool exclusive, bool read_only) {
   std::error_code ec;
@@ -252,9 +303,6 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto kek = keyclient::KekConfig::from_json(s->super.kek);
   if (!kek.ok()) return kek.status();
   s->kek = std::move(*kek);
-  auto objects = open_local_object_store(dir->get());
-  if (!objects.ok()) return objects.status();
-  s->objects = std::move(*objects);
   if (exclusive || read_only) {  // the store's one writer (a mount, fsck's reader): it keeps or reads the notes
     auto creations = CreationLog::open(s->meta_dir_fd, /*writable=*/!read_only);
     if (!creations.ok()) return creations.status();
@@ -263,6 +311,9 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto binding = load_binding(s->super.store_id);
   if (binding.ok()) s->binding = std::move(*binding);
   else s->binding_error = binding.status();
+  auto objects = open_objects(*s, dir->get());
+  if (!objects.ok()) return objects.status();
+  s->objects = std::move(*objects);
   return s;
 }
 

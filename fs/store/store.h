@@ -45,9 +45,11 @@ struct InitOptions {
   uint32_t chunk_size = 4 << 10;
   keyclient::KekConfig kek;  // provider "local": key_file may be empty (default path)
   std::string audit_log;     // where the first wrap is audited; empty: default_audit_path(store id)
+  ObjectsConfig objects;     // rados: an empty namespace becomes the store id's hex
 };
 
-// Creates a store in an empty (or missing) directory. Prints what it made to `out`.
+// Creates a store in an empty (or missing) directory, its objects there or in the cluster
+// opts.objects names (whose namespace must hold no object yet). Prints what it made to `out`.
 Status init_store(const InitOptions& opts, std::ostream& out);
 
 struct OpenStore {
@@ -67,6 +69,9 @@ struct OpenStore {
 // Opens the store at `root`. exclusive: take the store lock (EBUSY when mounted elsewhere).
 // Nothing inside the store is followed (private_fs.h); each part must be the user's own.
 Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only);
+// The exit code for a failed open_store(): busy, the store disagreeing with the host's binding
+// (kExitKey), or not a store.
+int open_store_exit_code(const Status& s);
 
 // (Re)opens the store's LMDB environment after checking its files (store.meta_dir_fd open).
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& store, bool read_only);

@@ -106,6 +106,33 @@ TEST_F(AttackTest, AnotherStoreSwappedInIsRefused) {
   EXPECT_TRUE(says(r, "not bound to this host")) << r.output;
 }
 
+// Where the objects are is the store's word only as far as this host's binding agrees: a store
+// that moves them into a cluster of the attacker's naming, or back into its own directory (where
+// copies could be planted), is refused before any object is read.
+TEST_F(AttackTest, ObjectsMovedByTheStoreAreRefused) {
+  init();
+  mount();
+  write_file(at("f"), "mine");
+  umount();
+  edit_superblock([&](json& j) { j["objects"] = {{"kind", "rados"}, {"pool", "theirs"}, {"namespace", "x"}}; });
+  auto r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "says its objects are in rados://theirs/x")) << r.output;
+  r = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(r.rc, 11) << r.output;
+
+  // The binding of a store whose objects are in a cluster; the store now claims its directory.
+  edit_superblock([&](json& j) { j.erase("objects"); });
+  ASSERT_EQ(std::distance(stdfs::directory_iterator(host + "/stores"), stdfs::directory_iterator()), 1);
+  std::string binding = stdfs::directory_iterator(host + "/stores")->path();
+  json b = json::parse(read_file(binding));
+  b["objects"] = {{"kind", "rados"}, {"pool", "cmkfs"}, {"namespace", "ns"}, {"conf", "/nonexistent"}, {"user", "admin"}};
+  write_file(binding, b.dump());
+  r = try_mount();
+  EXPECT_EQ(r.rc, 11) << r.output;
+  EXPECT_TRUE(says(r, "this host's binding says rados://cmkfs/ns")) << r.output;
+}
+
 TEST_F(AttackTest, ADataKeyOfTheAttackersChoiceIsRefused) {
   init_vault(key_url);
   // Anyone may wrap under the vault key's public half: the attacker wraps a key they know...

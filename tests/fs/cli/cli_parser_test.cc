@@ -39,6 +39,33 @@ TEST(CliParser, BadChunkSizeIsAUsageError) {
   EXPECT_EQ(parse({"init", "/s", "--chunk-size", "2MiB"}, &c), fs::kExitUsage);
 }
 
+TEST(CliParser, InitWithObjectsInRados) {
+  Command c;
+  ASSERT_EQ(parse({"init", "/s", "--objects", "rados://pool-1/ns_2", "--ceph-conf", "/c/ceph.conf", "--ceph-user", "cmkfs"},
+                  &c), -1);
+  EXPECT_EQ(c.init.objects.kind, "rados");
+  EXPECT_EQ(c.init.objects.pool, "pool-1");
+  EXPECT_EQ(c.init.objects.ns, "ns_2");
+  EXPECT_EQ(c.init.objects.conf, "/c/ceph.conf");
+  EXPECT_EQ(c.init.objects.user, "cmkfs");
+  Command d;
+  ASSERT_EQ(parse({"init", "/s", "--objects", "rados://pool"}, &d), -1);
+  EXPECT_EQ(d.init.objects.ns, "");  // init makes it the store id
+  EXPECT_EQ(d.init.objects.conf, "/etc/ceph/ceph.conf");
+  EXPECT_EQ(d.init.objects.user, "admin");
+  Command e;
+  ASSERT_EQ(parse({"init", "/s"}, &e), -1);
+  EXPECT_TRUE(e.init.objects.local());
+  // Names a shell, a path or Ceph would read otherwise are refused before anything is made.
+  for (const char* bad : {"rados://", "rados://a/", "rados://../x", "rados://p/a/b", "rados://p q", "s3://bucket",
+                          "/some/dir", "rados://p/ns;rm"}) {
+    std::string out;
+    Command b;
+    EXPECT_EQ(parse({"init", "/s", "--objects", bad}, &b, &out), fs::kExitUsage) << bad;
+    EXPECT_FALSE(out.empty()) << bad;
+  }
+}
+
 TEST(CliParser, MountOptionsAndGlobalFlagsAnywhere) {
   Command c;
   ASSERT_EQ(parse({"mount", "/s", "/m", "-f", "-o", "ro,allow_other", "--log-level", "debug"}, &c), -1);
