@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "crypto/base/status.h"
-#include "fs/store/object_store.h"
+#include "fs/store/store.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::fs {

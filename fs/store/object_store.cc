@@ -172,6 +172,9 @@ Status check(const ObjectsConfig& c) {
   if (!valid_name(c.pool)) return Status::InvalidArgument("bad RADOS pool name '" + c.pool + "'");
   if (!c.ns.empty() && !valid_name(c.ns)) return Status::InvalidArgument("bad RADOS namespace '" + c.ns + "'");
   if (!c.user.empty() && !valid_name(c.user)) return Status::InvalidArgument("bad Ceph client name '" + c.user + "'");
+  if (c.object_size < (64 << 10) || c.object_size > (64 << 20) || (c.object_size & (c.object_size - 1)) != 0) {
+    return Status::InvalidArgument("bad RADOS object size " + std::to_string(c.object_size));
+  }
   return Status::Ok();
 }
 
@@ -185,6 +188,7 @@ Result<ObjectsConfig> ObjectsConfig::from_url(std::string_view url) {
   std::string_view rest = url.substr(kScheme.size());
   ObjectsConfig c;
   c.kind = "rados";
+  c.object_size = kRadosObjectSize;
   size_t slash = rest.find('/');
   c.pool = std::string(rest.substr(0, slash));
   if (slash != std::string_view::npos) c.ns = std::string(rest.substr(slash + 1));
@@ -199,7 +203,7 @@ std::string ObjectsConfig::url() const { return local() ? "local" : "rados://" +
 
 std::string ObjectsConfig::public_json() const {
   if (local()) return "";
-  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}}.dump();
+  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}, {"object_size", object_size}}.dump();
 }
 
 std::string ObjectsConfig::host_json() const {
@@ -217,6 +221,7 @@ Result<ObjectsConfig> ObjectsConfig::from_json(std::string_view text) {
     c.ns = j.value("namespace", std::string());
     c.conf = j.value("conf", std::string());
     c.user = j.value("user", std::string());
+    c.object_size = j.value("object_size", uint64_t{0});
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(std::string("bad object store settings: ") + e.what());
   }

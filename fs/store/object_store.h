@@ -2,7 +2,8 @@
 // through these two interfaces, so tests can inject faults and objects can live elsewhere.
 //
 // A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>; a RADOS store
-// keeps it as RADOS object <id hex> in the store's pool and namespace (rados_object_store.cc).
+// stripes it over RADOS objects <id hex>, <id hex>.1, ... in the store's pool and namespace
+// (rados_object_store.cc).
 #pragma once
 
 #include <sys/statvfs.h>
@@ -51,6 +52,7 @@ class ObjectStore {
 struct ObjectsConfig {
   std::string kind = "local";  // "local" or "rados"
   std::string pool, ns;        // rados: the pool, and the namespace within it (the store id by default)
+  uint64_t object_size = 0;    // rados: the stripe size of a file's object (kRadosObjectSize)
   std::string conf, user;      // rados, host only: ceph.conf's path, the client name ("admin")
 
   bool local() const { return kind == "local"; }
@@ -62,7 +64,10 @@ struct ObjectsConfig {
   std::string host_json() const;
   static Result<ObjectsConfig> from_json(std::string_view json);  // EIO when malformed
   // Whether `store` (a superblock's public part) names the same place as this host's copy.
-  bool same_place(const ObjectsConfig& store) const { return kind == store.kind && pool == store.pool && ns == store.ns; }
+  bool same_place(const ObjectsConfig& store) const {
+    return kind == store.kind && pool == store.pool && ns == store.ns && object_size == store.object_size;
+  }
+  static constexpr uint64_t kRadosObjectSize = 4 << 20;
 };
 
 // Opens the objects `config` names (a local store's under `store_dir`). ENOTSUP for a kind this

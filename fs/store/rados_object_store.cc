@@ -1,8 +1,10 @@
-// One RADOS object per file, as one object file per file in a local store: the chunk layout, the
-// object names and the code above are the same. Why per file and not per chunk range: a read or
-// write of a file's chunks is one RADOS operation at an offset either way, RADOS stripes nothing
-// itself below the OSD's object size limit (the registry's blobs are far smaller), and one object
-// per file keeps removal, fsck's listing and the creation log one name per file.
+// Each file's object is striped over RADOS objects of a fixed size (the store's object size,
+// 4 MiB by default): RADOS refuses objects over osd_max_object_size (128 MiB by default), which a
+// registry's layers exceed, and stripes of the size RBD and CephFS use spread a large blob over
+// many placement groups, so its reads and writes go to many OSDs at once. Stripe 0 is named
+// <file id hex>, stripe k <file id hex>.<k>. Stripes are contiguous: a write to stripe k first
+// makes sure stripes below it exist, and removal goes from the last down, so a crash leaves a
+// prefix; the number of stripes is found by probing (exponential, then binary search).
 //
 // Writes are acknowledged once the placement group's replicas have them on their journals, so
 // sync() has nothing left to do. Operations time out (kOpTimeout) instead of hanging a FUSE
@@ -12,7 +14,11 @@
 #include <rados/librados.h>
 
 #include <algorithm>
+#include <atomic>
+#include <charconv>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "crypto/base/hex.h"
 
@@ -27,100 +33,222 @@ Status rados_status(int r, const std::string& what) {
   return Status::IOError(err, what + ": " + std::strerror(err));
 }
 
+std::string stripe_name(const std::string& base, uint64_t k) { return k == 0 ? base : base + "." + std::to_string(k); }
+
+// The stripes of one file's object: what both the open object and the store's removal need.
+class Stripes {
+ public:
+  Stripes(rados_ioctx_t io, std::string base, uint64_t size) : io_(io), base_(std::move(base)), size_(size) {}
+
+  const std::string& base() const { return base_; }
+  uint64_t size() const { return size_; }
+  std::string name(uint64_t k) const { return stripe_name(base_, k); }
+
+  // The stripe's length, or -ENOENT.
+  int stat(uint64_t k, uint64_t* length) const {
+    time_t mtime = 0;
+    return rados_stat(io_, name(k).c_str(), length, &mtime);
+  }
+
+  // How many stripes exist (they are contiguous from 0).
+  Result<uint64_t> count() const {
+    uint64_t len = 0;
+    auto exists = [&](uint64_t k) -> Result<bool> {
+      int r = stat(k, &len);
+      if (r == -ENOENT) return false;
+      if (r < 0) return rados_status(r, "stat of object " + name(k));
+      return true;
+    };
+    uint64_t lo = 0, hi = 1;  // stripe lo - 1 exists (lo = 0: nothing known), stripe hi - 1 is probed
+    for (;;) {
+      auto e = exists(hi - 1);
+      if (!e.ok()) return e.status();
+      if (!*e) break;
+      lo = hi;
+      hi *= 2;
+    }
+    while (lo + 1 < hi) {  // lo stripes exist, hi - 1 does not
+      uint64_t mid = lo + (hi - lo) / 2;
+      auto e = exists(mid - 1);
+      if (!e.ok()) return e.status();
+      (*e ? lo : hi) = mid;
+    }
+    return lo;
+  }
+
+  Status create(uint64_t k) const {
+    rados_write_op_t op = rados_create_write_op();
+    rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, nullptr);
+    int r = rados_write_op_operate(op, io_, name(k).c_str(), nullptr, 0);
+    rados_release_write_op(op);
+    if (r < 0) return rados_status(r, "creating object " + name(k));
+    return Status::Ok();
+  }
+
+  // Removes stripes [from, count) from the last down.
+  Status remove_from(uint64_t from, uint64_t count) const {
+    for (uint64_t k = count; k-- > from;) {
+      int r = rados_remove(io_, name(k).c_str());
+      if (r < 0 && r != -ENOENT) return rados_status(r, "removing object " + name(k));
+    }
+    return Status::Ok();
+  }
+
+  rados_ioctx_t io() const { return io_; }
+
+ private:
+  rados_ioctx_t io_;
+  std::string base_;
+  uint64_t size_;  // bytes per stripe
+};
+
 class RadosObjectFile : public ObjectFile {
  public:
-  RadosObjectFile(rados_ioctx_t io, std::string oid) : io_(io), oid_(std::move(oid)) {}
+  explicit RadosObjectFile(Stripes stripes) : stripes_(std::move(stripes)) {}
 
   Result<size_t> read_at(uint64_t offset, crypto::MutableBytes buf) override {
-    size_t done = 0;
-    while (done < buf.size()) {
-      int n = rados_read(io_, oid_.c_str(), reinterpret_cast<char*>(buf.data() + done), buf.size() - done, offset + done);
-      if (n < 0) return rados_status(n, "reading object " + oid_);
-      if (n == 0) break;
-      done += std::min(static_cast<size_t>(n), buf.size() - done);  // a reply never grows the buffer
+    size_t backed = 0;  // bytes of buf inside the object (a short stripe below another is a hole: zeros)
+    bool last_short = false;
+    uint64_t last_k = 0;
+    for (size_t at = 0; at < buf.size();) {
+      uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
+      size_t n = std::min<uint64_t>(buf.size() - at, stripes_.size() - off);
+      int r = rados_read(stripes_.io(), stripes_.name(k).c_str(), reinterpret_cast<char*>(buf.data() + at), n, off);
+      if (r == -ENOENT) break;  // past the last stripe
+      if (r < 0) return rados_status(r, "reading object " + stripes_.name(k));
+      size_t got = std::min(static_cast<size_t>(r), n);  // a reply never grows the buffer
+      std::memset(buf.data() + at + got, 0, n - got);
+      if (last_short) backed = at;  // this stripe exists: the short one before it ended in a hole
+      backed = std::max(backed, at + got);
+      last_short = got < n;
+      last_k = k;
+      at += n;
     }
-    return done;
+    if (last_short && backed < buf.size()) {  // the end of the object, or a hole up to a later stripe?
+      uint64_t len = 0;
+      int r = stripes_.stat(last_k + 1, &len);
+      if (r < 0 && r != -ENOENT) return rados_status(r, "stat of object " + stripes_.name(last_k + 1));
+      if (r == 0) backed = buf.size();
+    }
+    return backed;
   }
 
   Status write_at(uint64_t offset, crypto::Bytes data) override {
-    int r = rados_write(io_, oid_.c_str(), reinterpret_cast<const char*>(data.data()), data.size(), offset);
-    if (r < 0) return rados_status(r, "writing object " + oid_);
+    if (data.empty()) return Status::Ok();
+    uint64_t first = offset / stripes_.size(), last = (offset + data.size() - 1) / stripes_.size();
+    CMKFS_RETURN_IF_ERROR(fill_below(first));
+    for (size_t at = 0; at < data.size();) {
+      uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
+      size_t n = std::min<uint64_t>(data.size() - at, stripes_.size() - off);
+      int r = rados_write(stripes_.io(), stripes_.name(k).c_str(), reinterpret_cast<const char*>(data.data() + at), n, off);
+      if (r < 0) return rados_status(r, "writing object " + stripes_.name(k));
+      at += n;
+    }
+    raise_known(last + 1);
     return Status::Ok();
   }
 
   Status truncate(uint64_t length) override {
-    int r = rados_trunc(io_, oid_.c_str(), length);
-    if (r < 0) return rados_status(r, "truncating object " + oid_);
+    auto n = stripes_.count();
+    if (!n.ok()) return n.status();
+    uint64_t k = length == 0 ? 0 : (length - 1) / stripes_.size();
+    CMKFS_RETURN_IF_ERROR(stripes_.remove_from(k + 1, *n));
+    known_.store(std::min(*n, k + 1));
+    CMKFS_RETURN_IF_ERROR(fill_below(k + 1));
+    int r = rados_trunc(stripes_.io(), stripes_.name(k).c_str(), length - k * stripes_.size());
+    if (r < 0) return rados_status(r, "truncating object " + stripes_.name(k));
     return Status::Ok();
   }
 
   Result<uint64_t> length() override {
-    uint64_t size = 0;
-    time_t mtime = 0;
-    int r = rados_stat(io_, oid_.c_str(), &size, &mtime);
-    if (r < 0) return rados_status(r, "stat of object " + oid_);
-    return size;
+    auto n = stripes_.count();
+    if (!n.ok()) return n.status();
+    known_.store(*n);
+    if (*n == 0) return uint64_t{0};
+    uint64_t len = 0;
+    int r = stripes_.stat(*n - 1, &len);
+    if (r < 0) return rados_status(r, "stat of object " + stripes_.name(*n - 1));
+    return (*n - 1) * stripes_.size() + len;
   }
 
   Status sync() override { return Status::Ok(); }
 
  private:
-  rados_ioctx_t io_;
-  std::string oid_;
+  // Makes stripes [known, k) exist, so that stripe k is never written past a missing one.
+  Status fill_below(uint64_t k) {
+    uint64_t known = known_.load();
+    if (known >= k) return Status::Ok();
+    for (uint64_t j = known; j < k; ++j) CMKFS_RETURN_IF_ERROR(stripes_.create(j));
+    raise_known(k);
+    return Status::Ok();
+  }
+  void raise_known(uint64_t n) {
+    uint64_t cur = known_.load();
+    while (cur < n && !known_.compare_exchange_weak(cur, n)) {
+    }
+  }
+
+  Stripes stripes_;
+  std::atomic<uint64_t> known_{0};  // stripes known to exist (a lower bound)
 };
 
 class RadosObjectStore : public ObjectStore {
  public:
-  RadosObjectStore(rados_t cluster, rados_ioctx_t io) : cluster_(cluster), io_(io) {}
+  RadosObjectStore(rados_t cluster, rados_ioctx_t io, uint64_t stripe) : cluster_(cluster), io_(io), stripe_(stripe) {}
   ~RadosObjectStore() override {
     rados_ioctx_destroy(io_);
     rados_shutdown(cluster_);
   }
 
   Result<std::unique_ptr<ObjectFile>> open(const Id128& id, bool create) override {
-    std::string oid = to_hex(id);
+    Stripes s(io_, to_hex(id), stripe_);
     if (create) {
-      rados_write_op_t op = rados_create_write_op();
-      rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, nullptr);
-      int r = rados_write_op_operate(op, io_, oid.c_str(), nullptr, 0);
-      rados_release_write_op(op);
-      if (r < 0) return rados_status(r, "creating object " + oid);
+      CMKFS_RETURN_IF_ERROR(s.create(0));
     } else {
-      uint64_t size = 0;
-      time_t mtime = 0;
-      int r = rados_stat(io_, oid.c_str(), &size, &mtime);
-      if (r == -ENOENT) return Status::NotFound("object " + oid + " is missing");
-      if (r < 0) return rados_status(r, "opening object " + oid);
+      uint64_t len = 0;
+      int r = s.stat(0, &len);
+      if (r == -ENOENT) return Status::NotFound("object " + s.base() + " is missing");
+      if (r < 0) return rados_status(r, "opening object " + s.base());
     }
-    return std::unique_ptr<ObjectFile>(new RadosObjectFile(io_, std::move(oid)));
+    return std::unique_ptr<ObjectFile>(new RadosObjectFile(std::move(s)));
   }
 
   Status remove(const Id128& id) override {
-    int r = rados_remove(io_, to_hex(id).c_str());
-    if (r < 0 && r != -ENOENT) return rados_status(r, "removing object " + to_hex(id));
-    return Status::Ok();
+    Stripes s(io_, to_hex(id), stripe_);
+    auto n = s.count();
+    if (!n.ok()) return n.status();
+    return s.remove_from(0, *n);
   }
 
+  // Each file once, by its first stripe; a stripe without one (not left by cmkfs, whose removal
+  // goes from the last stripe down) and any other name are strays.
   Status list(const std::function<void(const Id128&)>& fn,
               const std::function<void(const std::string&)>& stray) override {
     rados_list_ctx_t ctx;
     int r = rados_nobjects_list_open(io_, &ctx);
     if (r < 0) return rados_status(r, "listing objects");
+    std::set<Id128> files;
+    std::map<Id128, std::vector<std::string>> later;  // stripes past the first, by file
     const char* name = nullptr;
     size_t name_len = 0;
     while ((r = rados_nobjects_list_next2(ctx, &name, nullptr, nullptr, &name_len, nullptr, nullptr)) == 0) {
       std::string oid(name, name_len);
-      auto bytes = from_hex(oid);
       Id128 id{};
-      if (!bytes || bytes->size() != id.size()) {
+      uint64_t k = 0;
+      if (!parse_name(oid, &id, &k)) {
         stray(oid);
-        continue;
+      } else if (k == 0) {
+        files.insert(id);
+      } else {
+        later[id].push_back(oid);
       }
-      std::copy(bytes->begin(), bytes->end(), id.begin());
-      fn(id);
     }
     rados_nobjects_list_close(ctx);
     if (r != -ENOENT) return rados_status(r, "listing objects");
+    for (const auto& id : files) fn(id);
+    for (const auto& [id, names] : later) {
+      if (!files.count(id)) for (const auto& n : names) stray(n);
+    }
     return Status::Ok();
   }
 
@@ -138,8 +266,23 @@ class RadosObjectStore : public ObjectStore {
   }
 
  private:
+  // <32 hex digits>[.<k>], k a decimal >= 1 without leading zeros.
+  static bool parse_name(const std::string& oid, Id128* id, uint64_t* k) {
+    size_t dot = oid.find('.');
+    auto bytes = from_hex(oid.substr(0, dot));
+    if (!bytes || bytes->size() != id->size()) return false;
+    std::copy(bytes->begin(), bytes->end(), id->begin());
+    *k = 0;
+    if (dot == std::string::npos) return true;
+    std::string_view digits(oid.data() + dot + 1, oid.size() - dot - 1);
+    if (digits.empty() || digits[0] == '0') return false;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), *k);
+    return ec == std::errc() && p == digits.data() + digits.size();
+  }
+
   rados_t cluster_;
   rados_ioctx_t io_;
+  uint64_t stripe_;
 };
 
 }  // namespace
@@ -164,7 +307,7 @@ Result<std::unique_ptr<ObjectStore>> open_rados_object_store(const ObjectsConfig
     return fail(r, "cannot open RADOS pool " + config.pool);
   }
   rados_ioctx_set_namespace(io, config.ns.c_str());
-  return std::unique_ptr<ObjectStore>(new RadosObjectStore(cluster, io));
+  return std::unique_ptr<ObjectStore>(new RadosObjectStore(cluster, io, config.object_size));
 }
 
 }  // namespace cmkfs::fs

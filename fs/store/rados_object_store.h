@@ -1,5 +1,5 @@
-// The RADOS backend of ObjectStore (object_store.h): each file's object is one RADOS object,
-// named by the file id in hex, in the store's pool and namespace. Internal to fs/store.
+// The RADOS backend of ObjectStore (object_store.h): each file's object is striped over RADOS
+// objects named by the file id in hex, in the store's pool and namespace. Internal to fs/store.
 #pragma once
 
 #include <memory>

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: a store whose objects are in Ceph RADOS, on a real single-host cluster
 # (scripts/ceph-cluster.sh: a monitor, a manager, one OSD in memory). Files written through the
-# mount read back equal, after a remount too; the pool holds only sealed chunks under random
+# mount read back equal, after a remount too (one larger than RADOS's largest object, one
+# sparse, cut and extended); the pool holds only sealed chunks under random
 # names, in the store's own namespace; docker-registry serves an image from it (pushed and pulled
 # back with skopeo, digests verified); an object changed in RADOS reads EIO and fsck names it; a
 # namespace already in use is refused at init; a host without the binding cannot reach the
@@ -52,12 +53,30 @@ mkdir -p "$MNT"
 log "writing files"
 secret="cmkfs-rados-plaintext-$RANDOM$RANDOM"
 for i in $(seq 20); do echo "$secret $i" >"$MNT/small-$i"; done
-head -c $((6 << 20)) /dev/urandom >"$WORK/big"
+head -c $((150 << 20)) /dev/urandom >"$WORK/big"  # RADOS refuses objects over 128 MiB: striped
 cp "$WORK/big" "$MNT/big"
 mkdir -p "$MNT/dir/sub" && echo "$secret moved" >"$MNT/dir/sub/a" && mv "$MNT/dir/sub/a" "$MNT/dir/b"
 ln "$MNT/big" "$MNT/dir/big-link"
 cmp "$WORK/big" "$MNT/dir/big-link"
 rm "$MNT/small-20"
+python3 - "$MNT/sparse" <<'PY'
+import os, sys
+p = sys.argv[1]
+with open(p, "wb") as f:
+    f.write(b"A" * 100); f.seek(21 << 20); f.write(b"B" * 10); f.seek(9 << 20); f.write(b"C" * 5)
+os.truncate(p, 30 << 20)
+os.truncate(p, (21 << 20) + 5)
+PY
+sparse_ok() {
+  python3 - "$1" <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read()
+want = bytearray((21 << 20) + 5)
+want[:100] = b"A" * 100; want[9 << 20:(9 << 20) + 5] = b"C" * 5; want[21 << 20:] = b"B" * 5
+sys.exit(0 if d == want else "[rados] FAIL: the sparse file reads wrong")
+PY
+}
+sparse_ok "$MNT/sparse"
 
 log "docker-registry on the mount: push and pull back an image"
 umoci init --layout "$WORK/oci" >/dev/null
@@ -82,18 +101,20 @@ log "remount: everything reads back"
 for i in $(seq 19); do [ "$(cat "$MNT/small-$i")" = "$secret $i" ] || die "small-$i reads wrong"; done
 [ ! -e "$MNT/small-20" ] || die "a removed file came back"
 cmp "$WORK/big" "$MNT/big"
-[ "$(cat "$MNT/dir/b")" = "$secret moved" ] || die "a renamed file reads wrong"
+[ "$(cat "$MNT/dir/b")" = "$secret moved" ] || die "a renamed file reads wrong: $(od -c "$MNT/dir/b" | head -n 3)"
 [ "$(stat -c %h "$MNT/big")" = 2 ] || die "the hard link count is wrong"
+sparse_ok "$MNT/sparse"
 "$CMKFS" umount "$MNT" >/dev/null
 
 log "the pool holds only sealed chunks, under random names, in the store's namespace"
 rados_ ls --all >"$WORK/objects.txt"
 n=$(wc -l <"$WORK/objects.txt")
-[ "$n" -ge 22 ] || die "expected at least 22 objects, found $n"
+[ "$n" -ge 60 ] || die "expected at least 60 objects, found $n"
 grep -qv "^$id	" "$WORK/objects.txt" && die "objects outside the store's namespace: $(grep -v "^$id	" "$WORK/objects.txt")"
-grep -Eqv "	[0-9a-f]{32}$" "$WORK/objects.txt" && die "an object name is not a random id"
+grep -Eqv "	[0-9a-f]{32}(\.[1-9][0-9]*)?$" "$WORK/objects.txt" && die "an object name is not a random id (and stripe)"
 mkdir "$WORK/dump"
 cut -f2 "$WORK/objects.txt" | while read -r o; do rados_ -N "$id" get "$o" "$WORK/dump/$o"; done
+[ -z "$(find "$WORK/dump" -type f -size +$((4 << 20))c)" ] || die "an object is larger than the 4 MiB stripe"
 python3 - "$WORK/dump" "$secret" "$WORK/big" "$want" <<'PY'
 import os, sys
 dump, secret, big, digest = sys.argv[1:]
@@ -107,8 +128,8 @@ PY
 "$CMKFS" fsck "$STORE" >"$WORK/fsck.out" || die "fsck of a clean store failed: $(cat "$WORK/fsck.out")"
 
 log "an object changed in RADOS reads EIO, and fsck names it"
-victim=$(find "$WORK/dump" -type f -size +$((6 << 20))c -printf '%f\n' | head -n 1)
-[ -n "$victim" ] || die "no object of the 6 MiB file"
+victim=$(grep -o "[0-9a-f]\{32\}\.30$" "$WORK/objects.txt" | head -n 1)  # a stripe only the 150 MiB file has
+[ -n "$victim" ] || die "no 31st stripe of the 150 MiB file"
 python3 -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[5000] ^= 1; open(p,"wb").write(d)' "$WORK/dump/$victim"
 rados_ -N "$id" put "$victim" "$WORK/dump/$victim"
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
