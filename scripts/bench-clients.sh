@@ -43,24 +43,6 @@ mkdir -p "$WORK/src"
 mount -t tmpfs -o size=$((IMAGE_MIB * CLIENTS * 2 + 2048))m tmpfs "$WORK/src"
 python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
 
-# run_phase push|pull PORT -> seconds for CLIENTS copies at once; every one must succeed.
-run_phase() {
-  local phase=$1 port=$2 pids=() start i failed=0
-  mkdir -p "$WORK/src/pulled"
-  start=$(date +%s.%N)
-  for i in $(seq "$CLIENTS"); do
-    if [ "$phase" = push ]; then
-      skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/src/images:img$i" "docker://127.0.0.1:$port/bench/img$i:v1" &
-    else
-      skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$port/bench/img$i:v1" "oci:$WORK/src/pulled/$i:img$i" &
-    fi
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p" || failed=1; done
-  [ $failed = 0 ] || { echo "a $phase failed" >&2; exit 1; }
-  echo "$(date +%s.%N) - $start" | bc
-}
-
 CSV=$OUT/clients-$KIND.csv
 echo "rep,target,push_s,pull_s" >"$CSV"
 for rep in $(seq "$REPS"); do

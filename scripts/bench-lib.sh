@@ -67,16 +67,41 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # start_registry DIR: docker-registry with its filesystem driver on DIR, on a free loopback port;
 # sets REG_PORT and REG_PID, and returns once it answers.
 start_registry() {
+  start_registry_with "$(printf '  filesystem:\n    rootdirectory: %s' "$1")"
+}
+# start_registry_with STORAGE_YAML: the same with the config's storage section given (indented).
+# AWS_CA_BUNDLE is unset for it: the registry's S3 client panics when it is set and the endpoint
+# is plain HTTP.
+start_registry_with() {
   REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-    "$1" "$REG_PORT" >"$WORK/registry.yml"
-  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n%s\nhttp:\n  addr: 127.0.0.1:%s\n' "$1" "$REG_PORT" \
+    >"$WORK/registry.yml"
+  env -u AWS_CA_BUNDLE docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
   REG_PID=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$REG_PORT/v2/" >/dev/null && break; sleep 0.05; done
 }
 stop_registry() {
   kill "$REG_PID"
   wait "$REG_PID" 2>/dev/null || true
+}
+
+# run_phase push|pull PORT -> seconds for CLIENTS skopeo copies at once, of the images in
+# WORK/src/images (scripts/make_oci_images.py) or back into WORK/src/pulled; every one must succeed.
+run_phase() {
+  local phase=$1 port=$2 pids=() start i failed=0
+  mkdir -p "$WORK/src/pulled"
+  start=$(date +%s.%N)
+  for i in $(seq "$CLIENTS"); do
+    if [ "$phase" = push ]; then
+      skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/src/images:img$i" "docker://127.0.0.1:$port/bench/img$i:v1" &
+    else
+      skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$port/bench/img$i:v1" "oci:$WORK/src/pulled/$i:img$i" &
+    fi
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ $failed = 0 ] || { echo "a $phase failed" >&2; exit 1; }
+  echo "$(date +%s.%N) - $start" | bc
 }
 
 # Unmounts everything under WORK (lazily) and stops its registries.

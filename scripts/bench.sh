@@ -8,6 +8,7 @@
 #                    [--no-registry] [--no-readme] [--no-view]
 #   scripts/bench.sh --scale [...]   the scale curve to a million files: scripts/bench-scale.sh
 #   scripts/bench.sh --clients [...] 32 registry clients at once: scripts/bench-clients.sh
+#   scripts/bench.sh --cluster [...] a registry on Ceph, cmkfs on RADOS vs the S3 driver: scripts/bench-cluster.sh
 #
 # Workloads (fio, psync): sequential 1 MiB writes of SIZE with a final fsync; sequential 1 MiB
 # reads after dropping caches; random 4 KiB reads for 8 s, by one reader and (its p99 latency)
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = --scale ] && exec scripts/bench-scale.sh "$@"
 [ "${1:-}" = --clients ] && exec scripts/bench-clients.sh "$@"
+[ "${1:-}" = --cluster ] && exec scripts/bench-cluster.sh "$@"
 . scripts/lib.sh
 . scripts/bench-lib.sh
 

@@ -2,15 +2,18 @@
 # A single-host Ceph cluster for trying and testing cmkfs on RADOS: one monitor, one manager and
 # one OSD keeping its objects in memory (memstore), all under one directory, with a config and an
 # admin keyring of their own (nothing in /etc/ceph is read or written).
-#   scripts/ceph-cluster.sh start DIR [POOL]  starts it (idempotent) and creates POOL (default cmkfs)
+#   scripts/ceph-cluster.sh start DIR [POOL] [--rgw]  starts it (idempotent), creates POOL (default
+#                             cmkfs); --rgw also starts an S3 gateway (radosgw) and writes its
+#                             endpoint and a user's keys to DIR/rgw.env (mode 0600)
 #   scripts/ceph-cluster.sh stop DIR          stops its daemons; DIR is left for `rm -rf`
 # Then: cmkfs init STORE --objects rados://POOL --ceph-conf DIR/ceph.conf
-# The monitor listens on 127.0.0.1 only, on a free port chosen at start. Data lives in memory:
-# stopping the OSD loses it. Needs root and Debian's ceph-mon, ceph-osd, ceph-mgr.
+# Everything listens on 127.0.0.1 only, on free ports chosen at start. Data lives in memory:
+# stopping the OSD loses it (CEPH_MEMSTORE_BYTES: its size, 2 GiB by default). Needs root and
+# Debian's ceph-mon, ceph-osd, ceph-mgr (and radosgw).
 set -euo pipefail
 
 cmd=${1:-} dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 conf=$dir/ceph.conf
 
 daemon_pids() { cat "$dir"/run/*.pid 2>/dev/null || true; }
@@ -31,12 +34,16 @@ stop() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 start() {
-  local pool=${1:-cmkfs}
+  local pool=cmkfs rgw=0
+  for a in "$@"; do
+    case $a in --rgw) rgw=1 ;; *) pool=$a ;; esac
+  done
   mkdir -p "$dir"/run "$dir"/log
   dir=$(cd "$dir" && pwd)
   conf=$dir/ceph.conf
   if [ -f "$conf" ] && ceph -c "$conf" --connect-timeout 5 health >/dev/null 2>&1; then
     ensure_pool "$pool"
+    [ $rgw = 0 ] || ensure_rgw
     return
   fi
   stop
@@ -61,12 +68,15 @@ mgr data = $dir/mgr/\$cluster-\$id
 osd data = $dir/osd/\$cluster-\$id
 osd pool default size = 1
 osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+mon max pg per osd = 1000
 osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = ${CEPH_MEMSTORE_BYTES:-2147483648}
 osd memory target = 939524096
 mgr initial modules =
 EOF
@@ -103,7 +113,36 @@ EOF
     sleep 0.5
   done
   ensure_pool "$pool"
-  echo "ceph cluster up: $conf (pool $pool)"
+  [ $rgw = 0 ] || ensure_rgw
+  echo "ceph cluster up: $conf (pool $pool)${rgw/#1/, S3 gateway in $dir/rgw.env}"
+}
+
+# radosgw as client.rgw.x on a free port, and an S3 user whose keys go to rgw.env.
+ensure_rgw() {
+  if [ -s "$dir/rgw.env" ] && kill -0 "$(cat "$dir/run/client.rgw.x.pid" 2>/dev/null)" 2>/dev/null; then return; fi
+  local port
+  port=$(free_port)
+  mkdir -p "$dir/rgw"
+  ceph -c "$conf" auth get-or-create client.rgw.x mon 'allow rw' osd 'allow rwx' >"$dir/rgw/keyring"
+  grep -q '^\[client.rgw.x\]' "$conf" || printf '[client.rgw.x]\nkeyring = %s\nrgw data = %s\nrgw frontends = beast endpoint=127.0.0.1:%s\npid file = %s\nadmin socket = %s\nlog file = %s\n' \
+    "$dir/rgw/keyring" "$dir/rgw" "$port" "$dir/run/\$name.pid" "$dir/run/\$name.asok" "$dir/log/\$name.log" >>"$conf"
+  port=$(sed -n 's/^rgw frontends = beast endpoint=127.0.0.1:\([0-9]*\)$/\1/p' "$conf")
+  radosgw -c "$conf" -n client.rgw.x
+  for _ in $(seq 120); do
+    curl -fs "http://127.0.0.1:$port/" >/dev/null && break
+    sleep 0.5
+  done
+  curl -fs "http://127.0.0.1:$port/" >/dev/null || { echo "radosgw did not start" >&2; return 1; }
+  local keys
+  keys=$(radosgw-admin -c "$conf" user info --uid cmkfs 2>/dev/null ||
+    radosgw-admin -c "$conf" user create --uid cmkfs --display-name cmkfs 2>/dev/null)
+  (umask 077; python3 -c '
+import json, sys
+k = json.loads(sys.argv[1])["keys"][0]
+print("RGW_ENDPOINT=http://127.0.0.1:" + sys.argv[2])
+print("RGW_ACCESS_KEY=" + k["access_key"])
+print("RGW_SECRET_KEY=" + k["secret_key"])
+' "$keys" "$port" >"$dir/rgw.env")
 }
 
 ensure_pool() {
@@ -122,5 +161,5 @@ ensure_pool() {
 case $cmd in
   start) shift 2; start "$@" ;;
   stop) stop ;;
-  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

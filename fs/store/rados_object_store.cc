@@ -4,7 +4,8 @@
 // many placement groups, so its reads and writes go to many OSDs at once. Stripe 0 is named
 // <file id hex>, stripe k <file id hex>.<k>. Stripes are contiguous: a write to stripe k first
 // makes sure stripes below it exist, and removal goes from the last down, so a crash leaves a
-// prefix; the number of stripes is found by probing (exponential, then binary search).
+// prefix; the number of stripes is found by probing (exponential, then binary search), bounded,
+// so that stripes planted in the pool make errors, never a hang.
 //
 // Writes are acknowledged once the placement group's replicas have them on their journals, so
 // sync() has nothing left to do. Operations time out (kOpTimeout) instead of hanging a FUSE
@@ -18,7 +19,8 @@
 #include <charconv>
 #include <cstring>
 #include <map>
-#include <set>
+#include <optional>
+#include <vector>
 
 #include "crypto/base/hex.h"
 
@@ -32,6 +34,10 @@ Status rados_status(int r, const std::string& what) {
   if (err == ETIMEDOUT) return Status::IOError(EIO, what + ": the Ceph cluster did not answer in time");
   return Status::IOError(err, what + ": " + std::strerror(err));
 }
+
+// No file has more stripes: the largest file (2^32 chunks of 1 MiB) in the smallest stripes
+// (64 KiB) would need 2^36; the stripe counts cmkfs makes stay far below.
+constexpr uint64_t kMaxStripes = uint64_t{1} << 36;
 
 std::string stripe_name(const std::string& base, uint64_t k) { return k == 0 ? base : base + "." + std::to_string(k); }
 
@@ -50,24 +56,35 @@ class Stripes {
     return rados_stat(io_, name(k).c_str(), length, &mtime);
   }
 
-  // How many stripes exist (they are contiguous from 0).
-  Result<uint64_t> count() const {
+  // The stripe's length, or -ENOENT; EIO for a stripe longer than a stripe can be.
+  Result<std::optional<uint64_t>> length_of(uint64_t k) const {
     uint64_t len = 0;
+    int r = stat(k, &len);
+    if (r == -ENOENT) return std::optional<uint64_t>();
+    if (r < 0) return rados_status(r, "stat of object " + name(k));
+    if (len > size_) return Status::Corruption("object " + name(k) + " is longer than a stripe: not written by cmkfs");
+    return std::optional<uint64_t>(len);
+  }
+
+  // How many stripes exist (they are contiguous from 0): probes 2^j - 1, then a binary search.
+  // Stripes planted past a gap can fool it upwards, never past kMaxStripes; remove_from() then
+  // finds the gap.
+  Result<uint64_t> count() const {
     auto exists = [&](uint64_t k) -> Result<bool> {
-      int r = stat(k, &len);
-      if (r == -ENOENT) return false;
-      if (r < 0) return rados_status(r, "stat of object " + name(k));
-      return true;
+      auto len = length_of(k);
+      if (!len.ok()) return len.status();
+      return len->has_value();
     };
-    uint64_t lo = 0, hi = 1;  // stripe lo - 1 exists (lo = 0: nothing known), stripe hi - 1 is probed
+    uint64_t lo = 0, hi = 1;  // stripes [0, lo) exist; stripe hi - 1 is probed next
     for (;;) {
       auto e = exists(hi - 1);
       if (!e.ok()) return e.status();
       if (!*e) break;
       lo = hi;
       hi *= 2;
+      if (hi > kMaxStripes) return Status::Corruption("object " + base_ + " has more stripes than any file");
     }
-    while (lo + 1 < hi) {  // lo stripes exist, hi - 1 does not
+    while (lo + 1 < hi) {  // stripes [0, lo) exist, stripe hi - 1 does not
       uint64_t mid = lo + (hi - lo) / 2;
       auto e = exists(mid - 1);
       if (!e.ok()) return e.status();
@@ -85,11 +102,37 @@ class Stripes {
     return Status::Ok();
   }
 
-  // Removes stripes [from, count) from the last down.
+  // Removes stripes [from, count), the last first, a batch at a time in parallel: a crash
+  // leaves a prefix. A whole batch already gone means count() was fooled by planted stripes.
   Status remove_from(uint64_t from, uint64_t count) const {
-    for (uint64_t k = count; k-- > from;) {
-      int r = rados_remove(io_, name(k).c_str());
-      if (r < 0 && r != -ENOENT) return rados_status(r, "removing object " + name(k));
+    constexpr uint64_t kBatch = 64;
+    for (uint64_t end = count; end > from;) {
+      uint64_t begin = end - std::min(kBatch, end - from);
+      std::vector<rados_completion_t> done;
+      int err = 0;
+      for (uint64_t k = end; k-- > begin;) {
+        rados_completion_t c = nullptr;
+        int r = rados_aio_create_completion2(nullptr, nullptr, &c);
+        if (r == 0 && (r = rados_aio_remove(io_, name(k).c_str(), c)) != 0) rados_aio_release(c);
+        if (r != 0) {
+          err = r;
+          break;
+        }
+        done.push_back(c);
+      }
+      size_t gone = 0;
+      for (rados_completion_t c : done) {
+        rados_aio_wait_for_complete(c);
+        int r = rados_aio_get_return_value(c);
+        rados_aio_release(c);
+        if (r == -ENOENT) ++gone;
+        else if (r < 0 && err == 0) err = r;
+      }
+      if (err != 0) return rados_status(err, "removing object " + base_ + " (stripes " + std::to_string(begin) + "+)");
+      if (gone == end - begin && end - begin == kBatch) {
+        return Status::Corruption("object " + base_ + " has stripes missing below others: not written by cmkfs");
+      }
+      end = begin;
     }
     return Status::Ok();
   }
@@ -152,8 +195,8 @@ class RadosObjectFile : public ObjectFile {
     auto n = stripes_.count();
     if (!n.ok()) return n.status();
     uint64_t k = length == 0 ? 0 : (length - 1) / stripes_.size();
+    known_.store(std::min(*n, k + 1));  // before removing: it must never count a removed stripe
     CMKFS_RETURN_IF_ERROR(stripes_.remove_from(k + 1, *n));
-    known_.store(std::min(*n, k + 1));
     CMKFS_RETURN_IF_ERROR(fill_below(k + 1));
     int r = rados_trunc(stripes_.io(), stripes_.name(k).c_str(), length - k * stripes_.size());
     if (r < 0) return rados_status(r, "truncating object " + stripes_.name(k));
@@ -165,10 +208,10 @@ class RadosObjectFile : public ObjectFile {
     if (!n.ok()) return n.status();
     known_.store(*n);
     if (*n == 0) return uint64_t{0};
-    uint64_t len = 0;
-    int r = stripes_.stat(*n - 1, &len);
-    if (r < 0) return rados_status(r, "stat of object " + stripes_.name(*n - 1));
-    return (*n - 1) * stripes_.size() + len;
+    auto last = stripes_.length_of(*n - 1);
+    if (!last.ok()) return last.status();
+    if (!last->has_value()) return Status::IOError(EIO, "object " + stripes_.base() + " changed while measured");
+    return (*n - 1) * stripes_.size() + **last;
   }
 
   Status sync() override { return Status::Ok(); }
@@ -220,34 +263,31 @@ class RadosObjectStore : public ObjectStore {
     return s.remove_from(0, *n);
   }
 
-  // Each file once, by its first stripe; a stripe without one (not left by cmkfs, whose removal
-  // goes from the last stripe down) and any other name are strays.
+  // Each file once; names cmkfs does not make (not lowercase hex, a stripe past a gap or without
+  // stripe 0) are strays.
   Status list(const std::function<void(const Id128&)>& fn,
               const std::function<void(const std::string&)>& stray) override {
     rados_list_ctx_t ctx;
     int r = rados_nobjects_list_open(io_, &ctx);
     if (r < 0) return rados_status(r, "listing objects");
-    std::set<Id128> files;
-    std::map<Id128, std::vector<std::string>> later;  // stripes past the first, by file
+    std::map<Id128, std::vector<uint64_t>> files;  // file -> the stripes seen
     const char* name = nullptr;
     size_t name_len = 0;
     while ((r = rados_nobjects_list_next2(ctx, &name, nullptr, nullptr, &name_len, nullptr, nullptr)) == 0) {
       std::string oid(name, name_len);
       Id128 id{};
       uint64_t k = 0;
-      if (!parse_name(oid, &id, &k)) {
-        stray(oid);
-      } else if (k == 0) {
-        files.insert(id);
-      } else {
-        later[id].push_back(oid);
-      }
+      if (parse_name(oid, &id, &k)) files[id].push_back(k);
+      else stray(oid);
     }
     rados_nobjects_list_close(ctx);
     if (r != -ENOENT) return rados_status(r, "listing objects");
-    for (const auto& id : files) fn(id);
-    for (const auto& [id, names] : later) {
-      if (!files.count(id)) for (const auto& n : names) stray(n);
+    for (auto& [id, stripes] : files) {
+      std::sort(stripes.begin(), stripes.end());
+      size_t prefix = 0;
+      while (prefix < stripes.size() && stripes[prefix] == prefix) ++prefix;
+      if (prefix > 0) fn(id);
+      for (size_t i = prefix; i < stripes.size(); ++i) stray(stripe_name(to_hex(id), stripes[i]));
     }
     return Status::Ok();
   }
@@ -272,12 +312,13 @@ class RadosObjectStore : public ObjectStore {
     auto bytes = from_hex(oid.substr(0, dot));
     if (!bytes || bytes->size() != id->size()) return false;
     std::copy(bytes->begin(), bytes->end(), id->begin());
+    if (oid.compare(0, dot, to_hex(*id)) != 0) return false;  // only the lowercase cmkfs writes
     *k = 0;
     if (dot == std::string::npos) return true;
     std::string_view digits(oid.data() + dot + 1, oid.size() - dot - 1);
     if (digits.empty() || digits[0] == '0') return false;
     auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), *k);
-    return ec == std::errc() && p == digits.data() + digits.size();
+    return ec == std::errc() && p == digits.data() + digits.size() && *k < kMaxStripes;
   }
 
   rados_t cluster_;

@@ -5,7 +5,7 @@
 # sparse, cut and extended); the pool holds only sealed chunks under random
 # names, in the store's own namespace; docker-registry serves an image from it (pushed and pulled
 # back with skopeo, digests verified); an object changed in RADOS reads EIO and fsck names it; a
-# namespace already in use is refused at init; a host without the binding cannot reach the
+# namespace already in use is refused at init; stripes planted past a gap make EIO, not a hang; a host without the binding cannot reach the
 # cluster, and `cmkfs trust --ceph-conf` gives it the way; with the OSD gone a read fails with
 # EIO instead of hanging, and the mount still unmounts.
 #
@@ -59,6 +59,7 @@ mkdir -p "$MNT/dir/sub" && echo "$secret moved" >"$MNT/dir/sub/a" && mv "$MNT/di
 ln "$MNT/big" "$MNT/dir/big-link"
 cmp "$WORK/big" "$MNT/dir/big-link"
 rm "$MNT/small-20"
+[ "$(cat "$MNT/dir/b")" = "$secret moved" ] || die "a renamed file reads wrong before the remount"
 python3 - "$MNT/sparse" <<'PY'
 import os, sys
 p = sys.argv[1]
@@ -138,6 +139,18 @@ grep -q "Input/output error" <<<"$out" || die "tampered read failed with: $out"
 "$CMKFS" umount "$MNT" >/dev/null
 if "$CMKFS" fsck "$STORE" >"$WORK/fsck.out" 2>&1; then die "fsck passed a tampered object"; fi
 grep -q "/big" "$WORK/fsck.out" || die "fsck does not name the tampered file: $(cat "$WORK/fsck.out")"
+
+log "stripes planted past a gap make EIO, not a hang, and fsck names them"
+size=$(( ${#secret} + 7 + 28 ))  # "$secret moved\n" in one sealed chunk: only dir/b's object
+victim=$(find "$WORK/dump" -type f -size "${size}c" -printf '%f\n')
+[ "$(wc -w <<<"$victim")" = 1 ] || die "cannot tell dir/b's object: '$victim'"
+for j in $(seq 20); do rados_ -N "$id" put "$victim.$(((1 << j) - 1))" /dev/null; done
+"$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
+if timeout 60 cat "$MNT/dir/b" >/dev/null 2>"$WORK/planted.err"; then die "a file with planted stripes read back"; fi
+grep -q "Input/output error" "$WORK/planted.err" || die "planted stripes: $(cat "$WORK/planted.err")"
+"$CMKFS" umount "$MNT" >/dev/null
+if "$CMKFS" fsck "$STORE" >"$WORK/fsck.out" 2>&1; then die "fsck passed planted stripes"; fi
+grep -q "$victim.1023" "$WORK/fsck.out" || die "fsck does not name the planted stripes: $(cat "$WORK/fsck.out")"
 
 log "a namespace that holds objects is refused at init"
 "$CMKFS" init "$WORK/second" --objects "rados://cmkfs/$id" --ceph-conf "$CONF" >"$WORK/second.out" 2>&1 &&

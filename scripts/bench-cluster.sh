@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# A registry on Ceph: CLIENTS skopeo pushes of different images of IMAGE_MIB MiB at once, then
+# CLIENTS concurrent pulls, through docker-registry (a) on a cmkfs mount whose objects are in
+# RADOS (filesystem driver) and (b) with the registry's own S3 driver on the same cluster's S3
+# gateway (radosgw): the choice a user would make without cmkfs. One single-host cluster
+# (scripts/ceph-cluster.sh: one OSD in memory) serves both, alternating, REPS times; a fresh
+# store and bucket each time. Aggregate seconds per phase, ratios inside each repetition.
+# Results: build-bench/results/cluster.{csv,md} and README.md's section (unless --no-readme).
+#
+#   scripts/bench.sh --cluster [--count 8] [--image-mib 50] [--reps 2] [--no-readme]
+#
+# Debian 12, as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/bench-lib.sh
+
+CLIENTS=8 IMAGE_MIB=50 REPS=2 README=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cluster) ;;
+    --count) CLIENTS=$2; shift ;;
+    --image-mib) IMAGE_MIB=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --no-readme) README=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need_root
+install_packages "${BUILD_PACKAGES[@]}" docker-registry skopeo curl python3 bc ceph-mon ceph-osd ceph-mgr ceph-common radosgw
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-bench -j "$(nproc)" --target cmkfs | grep -Ev '^\[ *[0-9]+%\]' || true
+CMKFS=$PWD/build-bench/bin/cmkfs
+OUT=$PWD/build-bench/results
+WORK=/tmp/cmkfs-bench-cluster
+CEPH=$WORK/ceph
+export CMKFS_CONFIG_DIR=$WORK/host
+mkdir -p "$OUT"
+cleanup() {
+  bench_cleanup
+  scripts/ceph-cluster.sh stop "$CEPH" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$WORK"
+mkdir -p "$WORK/src" "$WORK/mnt"
+mount -t tmpfs -o size=$((IMAGE_MIB * CLIENTS * 2 + 1024))m tmpfs "$WORK/src"
+python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
+# Room for one repetition's images twice over (each is removed before the next).
+CEPH_MEMSTORE_BYTES=$(((IMAGE_MIB * CLIENTS * 3 + 1024) << 20)) scripts/ceph-cluster.sh start "$CEPH" cmkfs --rgw
+. "$CEPH/rgw.env"
+s3() { curl -fs --aws-sigv4 "aws:amz:us-east-1:s3" --user "$RGW_ACCESS_KEY:$RGW_SECRET_KEY" \
+  -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" "$@"; }
+
+# start_target cmkfs|s3 REP: the registry on a fresh store or bucket.
+start_target() {
+  if [ "$1" = cmkfs ]; then
+    rm -rf "$WORK/store"
+    "$CMKFS" init "$WORK/store" --objects "rados://cmkfs" --ceph-conf "$CEPH/ceph.conf" >/dev/null
+    "$CMKFS" mount "$WORK/store" "$WORK/mnt" --log-file "$WORK/cmkfs.log"
+    start_registry "$WORK/mnt/registry"
+  else
+    s3 -X PUT "$RGW_ENDPOINT/bench$2" >/dev/null
+    start_registry_with "$(printf '  s3:\n    region: us-east-1\n    regionendpoint: %s\n    bucket: bench%s\n    accesskey: %s\n    secretkey: %s\n    secure: false\n    v4auth: true' \
+      "$RGW_ENDPOINT" "$2" "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY")"
+  fi
+}
+# stop_target cmkfs|s3 REP: and frees what it stored.
+stop_target() {
+  stop_registry
+  if [ "$1" = cmkfs ]; then
+    local ns
+    ns=$("$CMKFS" encryption show "$WORK/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["storeId"])')
+    "$CMKFS" umount "$WORK/mnt" >/dev/null
+    rados -c "$CEPH/ceph.conf" -p cmkfs -N "$ns" ls | xargs -r -n 200 rados -c "$CEPH/ceph.conf" -p cmkfs -N "$ns" rm
+  else
+    radosgw-admin -c "$CEPH/ceph.conf" bucket rm --bucket "bench$2" --purge-objects >/dev/null 2>&1
+  fi
+}
+
+CSV=$OUT/cluster.csv
+echo "rep,target,push_s,pull_s" >"$CSV"
+for rep in $(seq "$REPS"); do
+  order="s3 cmkfs"
+  [ $((rep % 2)) = 0 ] && order="cmkfs s3"
+  for t in $order; do
+    start_target "$t" "$rep"
+    push=$(run_phase push "$REG_PORT")
+    drop_caches
+    pull=$(run_phase pull "$REG_PORT")
+    n=$(find "$WORK/src/pulled" -path '*/blobs/sha256/*' -type f | wc -l)
+    [ "$n" -ge $((CLIENTS * 6)) ] || { echo "pulled only $n blobs" >&2; exit 1; }
+    rm -rf "$WORK/src/pulled"
+    stop_target "$t" "$rep"
+    echo "$rep,$t,$push,$pull" | tee -a "$CSV"
+  done
+done
+
+python3 - "$CSV" "$OUT/cluster.md" "$CLIENTS" "$IMAGE_MIB" "$README" <<'PY'
+import csv, os, shutil, statistics, sys
+sys.path.insert(0, "scripts")
+import bench_readme
+path, md, clients, mib, readme = sys.argv[1:6]
+rows = list(csv.DictReader(open(path)))
+reps = sorted({r["rep"] for r in rows})
+by = {(r["rep"], r["target"]): r for r in rows}
+lines = [f"{clients} concurrent skopeo clients, images of {mib} MiB, docker-registry on one single-host Ceph "
+         "cluster (one OSD in memory):", "",
+         "| phase | S3 driver on radosgw s (median) | cmkfs on RADOS s (median) | cmkfs / S3, per repetition | target | met |",
+         "|---|---|---|---|---|---|"]
+for phase in ("push", "pull"):
+    col = phase + "_s"
+    s3 = [float(by[(r, "s3")][col]) for r in reps]
+    cm = [float(by[(r, "cmkfs")][col]) for r in reps]
+    ratios = [c / p for c, p in zip(cm, s3)]
+    med = statistics.median(ratios)
+    lines.append(f"| {phase} | {statistics.median(s3):.1f} | {statistics.median(cm):.1f} | "
+                 f"{', '.join(f'{x:.2f}' for x in ratios)} | <= 1.2x | {'yes' if med <= 1.2 else '**no**'} |")
+open(md, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+if readme == "1":
+    keep = bench_readme.kept_dir("README.md")
+    shutil.copy(path, os.path.join(keep, "cluster.csv"))
+    shutil.copy(md, os.path.join(keep, "cluster.md"))
+    bench_readme.put_section("README.md", "cluster", "\n".join(lines))
+PY
