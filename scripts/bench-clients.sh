@@ -65,23 +65,5 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 - "$CSV" "$OUT/clients-$KIND.md" "$CLIENTS" "$IMAGE_MIB" "$BACKING_DESC" <<'PY'
-import csv, statistics, sys
-path, md, clients, mib, backing = sys.argv[1:6]
-rows = list(csv.DictReader(open(path)))
-reps = sorted({r["rep"] for r in rows})
-by = {(r["rep"], r["target"]): r for r in rows}
-lines = [f"{clients} concurrent skopeo clients, images of {mib} MiB, docker-registry on {backing}:", "",
-         "| phase | plain directory s (median) | cmkfs s (median) | cmkfs / plain, per repetition | target | met |",
-         "|---|---|---|---|---|---|"]
-for phase in ("push", "pull"):
-    col = phase + "_s"
-    raw = [float(by[(r, "raw")][col]) for r in reps]
-    cm = [float(by[(r, "cmkfs")][col]) for r in reps]
-    ratios = [c / p for c, p in zip(cm, raw)]
-    med = statistics.median(ratios)
-    lines.append(f"| {phase} | {statistics.median(raw):.1f} | {statistics.median(cm):.1f} | "
-                 f"{', '.join(f'{x:.2f}' for x in ratios)} | <= 1.1x | {'yes' if med <= 1.1 else '**no**'} |")
-open(md, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+python3 scripts/bench_phases.py "$CSV" "$OUT/clients-$KIND.md" \
+  "$CLIENTS concurrent skopeo clients, images of $IMAGE_MIB MiB, docker-registry on $BACKING_DESC:" raw "plain directory" 1.1

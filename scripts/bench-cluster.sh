@@ -99,31 +99,6 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 - "$CSV" "$OUT/cluster.md" "$CLIENTS" "$IMAGE_MIB" "$README" <<'PY'
-import csv, os, shutil, statistics, sys
-sys.path.insert(0, "scripts")
-import bench_readme
-path, md, clients, mib, readme = sys.argv[1:6]
-rows = list(csv.DictReader(open(path)))
-reps = sorted({r["rep"] for r in rows})
-by = {(r["rep"], r["target"]): r for r in rows}
-lines = [f"{clients} concurrent skopeo clients, images of {mib} MiB, docker-registry on one single-host Ceph "
-         "cluster (one OSD in memory):", "",
-         "| phase | S3 driver on radosgw s (median) | cmkfs on RADOS s (median) | cmkfs / S3, per repetition | target | met |",
-         "|---|---|---|---|---|---|"]
-for phase in ("push", "pull"):
-    col = phase + "_s"
-    s3 = [float(by[(r, "s3")][col]) for r in reps]
-    cm = [float(by[(r, "cmkfs")][col]) for r in reps]
-    ratios = [c / p for c, p in zip(cm, s3)]
-    med = statistics.median(ratios)
-    lines.append(f"| {phase} | {statistics.median(s3):.1f} | {statistics.median(cm):.1f} | "
-                 f"{', '.join(f'{x:.2f}' for x in ratios)} | <= 1.2x | {'yes' if med <= 1.2 else '**no**'} |")
-open(md, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-if readme == "1":
-    keep = bench_readme.kept_dir("README.md")
-    shutil.copy(path, os.path.join(keep, "cluster.csv"))
-    shutil.copy(md, os.path.join(keep, "cluster.md"))
-    bench_readme.put_section("README.md", "cluster", "\n".join(lines))
-PY
+python3 scripts/bench_phases.py "$CSV" "$OUT/cluster.md" \
+  "$CLIENTS concurrent skopeo clients, images of $IMAGE_MIB MiB, docker-registry on one single-host Ceph cluster (one OSD in memory):" \
+  s3 "S3 driver on radosgw" 1.2 "$([ "$README" = 1 ] && echo cluster)"

@@ -1,0 +1,44 @@
+"""The table of a concurrent push/pull benchmark (bench-clients.sh, bench-cluster.sh): the median
+seconds of each phase on the baseline and on cmkfs, and cmkfs's ratio in each repetition.
+
+usage: bench_phases.py CSV MD TITLE BASELINE BASELINE_LABEL TARGET_RATIO [README_SECTION]
+CSV rows: rep,target,push_s,pull_s with target BASELINE or cmkfs. With README_SECTION the table
+also goes into README.md (and the CSV and table into scripts/bench/)."""
+import csv
+import os
+import shutil
+import statistics
+import sys
+
+import bench_readme
+
+
+def main():
+    path, md, title, base, base_label, limit = sys.argv[1:7]
+    section = sys.argv[7] if len(sys.argv) > 7 else ""
+    limit = float(limit)
+    rows = list(csv.DictReader(open(path)))
+    reps = sorted({r["rep"] for r in rows})
+    by = {(r["rep"], r["target"]): r for r in rows}
+    lines = [title, "",
+             f"| phase | {base_label} s (median) | cmkfs s (median) | cmkfs / {base_label}, per repetition | target | met |",
+             "|---|---|---|---|---|---|"]
+    for phase in ("push", "pull"):
+        col = phase + "_s"
+        b = [float(by[(r, base)][col]) for r in reps]
+        c = [float(by[(r, "cmkfs")][col]) for r in reps]
+        ratios = [x / y for x, y in zip(c, b)]
+        met = statistics.median(ratios) <= limit
+        lines.append(f"| {phase} | {statistics.median(b):.1f} | {statistics.median(c):.1f} | "
+                     f"{', '.join(f'{x:.2f}' for x in ratios)} | <= {limit:g}x | {'yes' if met else '**no**'} |")
+    open(md, "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if section:
+        keep = bench_readme.kept_dir("README.md")
+        shutil.copy(path, os.path.join(keep, os.path.basename(path)))
+        shutil.copy(md, os.path.join(keep, os.path.basename(md)))
+        bench_readme.put_section("README.md", section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
