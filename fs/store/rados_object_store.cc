@@ -2,10 +2,12 @@
 // 4 MiB by default): RADOS refuses objects over osd_max_object_size (128 MiB by default), which a
 // registry's layers exceed, and stripes of the size RBD and CephFS use spread a large blob over
 // many placement groups, so its reads and writes go to many OSDs at once. Stripe 0 is named
-// <file id hex>, stripe k <file id hex>.<k>. Stripes are contiguous: a write to stripe k first
-// makes sure stripes below it exist, and removal goes from the last down, so a crash leaves a
-// prefix; the number of stripes is found by probing (exponential, then binary search), bounded,
-// so that stripes planted in the pool make errors, never a hang.
+// <file id hex>, stripe k <file id hex>.<k>. Every stripe but the last is full: a write or
+// extension past the last stripe first extends the stripes below it to the stripe size (holes
+// within a RADOS object read as zeros). So a short stripe is the last one, and a small file's
+// length is known from the one stat that opens it. Removal goes from the last stripe down, so a
+// crash leaves a prefix; a large file's stripes are counted by probing (exponential, then binary
+// search), bounded, so that stripes planted in the pool make errors, never a hang.
 //
 // Writes are acknowledged once the placement group's replicas have them on their journals, so
 // sync() has nothing left to do. Operations time out (kOpTimeout) instead of hanging a FUSE
@@ -69,13 +71,21 @@ class Stripes {
   // How many stripes exist (they are contiguous from 0): probes 2^j - 1, then a binary search.
   // Stripes planted past a gap can fool it upwards, never past kMaxStripes; remove_from() then
   // finds the gap.
-  Result<uint64_t> count() const {
+  // `first`: stripe 0's length if known (nullopt: missing).
+  Result<uint64_t> count(std::optional<std::optional<uint64_t>> first = {}) const {
     auto exists = [&](uint64_t k) -> Result<bool> {
       auto len = length_of(k);
       if (!len.ok()) return len.status();
       return len->has_value();
     };
-    uint64_t lo = 0, hi = 1;  // stripes [0, lo) exist; stripe hi - 1 is probed next
+    if (!first) {
+      auto len = length_of(0);
+      if (!len.ok()) return len.status();
+      first = *len;
+    }
+    if (!first->has_value()) return uint64_t{0};
+    if (**first < size_) return uint64_t{1};  // a short stripe is the last
+    uint64_t lo = 1, hi = 2;  // stripes [0, lo) exist; stripe hi - 1 is probed next
     for (;;) {
       auto e = exists(hi - 1);
       if (!e.ok()) return e.status();
@@ -99,6 +109,18 @@ class Stripes {
     int r = rados_write_op_operate(op, io_, name(k).c_str(), nullptr, 0);
     rados_release_write_op(op);
     if (r < 0) return rados_status(r, "creating object " + name(k));
+    return Status::Ok();
+  }
+
+  // Cuts or extends stripe k to `length` bytes, creating it if missing (one operation: a bare
+  // truncate does not create).
+  Status resize(uint64_t k, uint64_t length) const {
+    rados_write_op_t op = rados_create_write_op();
+    rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, nullptr);
+    rados_write_op_truncate(op, length);
+    int r = rados_write_op_operate(op, io_, name(k).c_str(), nullptr, 0);
+    rados_release_write_op(op);
+    if (r < 0) return rados_status(r, "resizing object " + name(k));
     return Status::Ok();
   }
 
@@ -147,37 +169,28 @@ class Stripes {
 
 class RadosObjectFile : public ObjectFile {
  public:
-  explicit RadosObjectFile(Stripes stripes) : stripes_(std::move(stripes)) {}
+  // first_length: stripe 0's length when the open just read it.
+  RadosObjectFile(Stripes stripes, std::optional<uint64_t> first_length)
+      : stripes_(std::move(stripes)), first_length_(first_length) {}
 
   Result<size_t> read_at(uint64_t offset, crypto::MutableBytes buf) override {
-    size_t backed = 0;  // bytes of buf inside the object (a short stripe below another is a hole: zeros)
-    bool last_short = false;
-    uint64_t last_k = 0;
-    for (size_t at = 0; at < buf.size();) {
+    size_t at = 0;
+    while (at < buf.size()) {
       uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
       size_t n = std::min<uint64_t>(buf.size() - at, stripes_.size() - off);
       int r = rados_read(stripes_.io(), stripes_.name(k).c_str(), reinterpret_cast<char*>(buf.data() + at), n, off);
       if (r == -ENOENT) break;  // past the last stripe
       if (r < 0) return rados_status(r, "reading object " + stripes_.name(k));
       size_t got = std::min(static_cast<size_t>(r), n);  // a reply never grows the buffer
-      std::memset(buf.data() + at + got, 0, n - got);
-      if (last_short) backed = at;  // this stripe exists: the short one before it ended in a hole
-      backed = std::max(backed, at + got);
-      last_short = got < n;
-      last_k = k;
-      at += n;
+      at += got;
+      if (got < n) break;  // a short stripe is the last
     }
-    if (last_short && backed < buf.size()) {  // the end of the object, or a hole up to a later stripe?
-      uint64_t len = 0;
-      int r = stripes_.stat(last_k + 1, &len);
-      if (r < 0 && r != -ENOENT) return rados_status(r, "stat of object " + stripes_.name(last_k + 1));
-      if (r == 0) backed = buf.size();
-    }
-    return backed;
+    return at;
   }
 
   Status write_at(uint64_t offset, crypto::Bytes data) override {
     if (data.empty()) return Status::Ok();
+    modified_.store(true);
     uint64_t first = offset / stripes_.size(), last = (offset + data.size() - 1) / stripes_.size();
     CMKFS_RETURN_IF_ERROR(fill_below(first));
     for (size_t at = 0; at < data.size();) {
@@ -192,22 +205,26 @@ class RadosObjectFile : public ObjectFile {
   }
 
   Status truncate(uint64_t length) override {
+    modified_.store(true);
     auto n = stripes_.count();
     if (!n.ok()) return n.status();
     uint64_t k = length == 0 ? 0 : (length - 1) / stripes_.size();
     known_.store(std::min(*n, k + 1));  // before removing: it must never count a removed stripe
     CMKFS_RETURN_IF_ERROR(stripes_.remove_from(k + 1, *n));
-    CMKFS_RETURN_IF_ERROR(fill_below(k + 1));
-    int r = rados_trunc(stripes_.io(), stripes_.name(k).c_str(), length - k * stripes_.size());
-    if (r < 0) return rados_status(r, "truncating object " + stripes_.name(k));
+    CMKFS_RETURN_IF_ERROR(fill_below(k));
+    CMKFS_RETURN_IF_ERROR(stripes_.resize(k, length - k * stripes_.size()));
+    raise_known(k + 1);
     return Status::Ok();
   }
 
   Result<uint64_t> length() override {
-    auto n = stripes_.count();
+    std::optional<std::optional<uint64_t>> first;
+    if (!modified_.load() && first_length_) first = first_length_;
+    auto n = stripes_.count(first);
     if (!n.ok()) return n.status();
     known_.store(*n);
     if (*n == 0) return uint64_t{0};
+    if (*n == 1 && first && first->has_value()) return **first;
     auto last = stripes_.length_of(*n - 1);
     if (!last.ok()) return last.status();
     if (!last->has_value()) return Status::IOError(EIO, "object " + stripes_.base() + " changed while measured");
@@ -217,11 +234,13 @@ class RadosObjectFile : public ObjectFile {
   Status sync() override { return Status::Ok(); }
 
  private:
-  // Makes stripes [known, k) exist, so that stripe k is never written past a missing one.
+  // Makes stripes [0, k) exist and full before stripe k is written: those from the last one
+  // known (which may be short) up are extended to the stripe size. Extending a full stripe, or
+  // racing a write into the same stripe, changes no byte.
   Status fill_below(uint64_t k) {
     uint64_t known = known_.load();
-    if (known >= k) return Status::Ok();
-    for (uint64_t j = known; j < k; ++j) CMKFS_RETURN_IF_ERROR(stripes_.create(j));
+    if (known > k) return Status::Ok();
+    for (uint64_t j = known == 0 ? 0 : known - 1; j < k; ++j) CMKFS_RETURN_IF_ERROR(stripes_.resize(j, stripes_.size()));
     raise_known(k);
     return Status::Ok();
   }
@@ -233,6 +252,8 @@ class RadosObjectFile : public ObjectFile {
 
   Stripes stripes_;
   std::atomic<uint64_t> known_{0};  // stripes known to exist (a lower bound)
+  std::optional<uint64_t> first_length_;
+  std::atomic<bool> modified_{false};  // written or cut since the open: first_length_ is stale
 };
 
 class RadosObjectStore : public ObjectStore {
@@ -245,15 +266,16 @@ class RadosObjectStore : public ObjectStore {
 
   Result<std::unique_ptr<ObjectFile>> open(const Id128& id, bool create) override {
     Stripes s(io_, to_hex(id), stripe_);
+    std::optional<uint64_t> first;
     if (create) {
       CMKFS_RETURN_IF_ERROR(s.create(0));
     } else {
-      uint64_t len = 0;
-      int r = s.stat(0, &len);
-      if (r == -ENOENT) return Status::NotFound("object " + s.base() + " is missing");
-      if (r < 0) return rados_status(r, "opening object " + s.base());
+      auto len = s.length_of(0);
+      if (!len.ok()) return len.status();
+      if (!len->has_value()) return Status::NotFound("object " + s.base() + " is missing");
+      first = *len;
     }
-    return std::unique_ptr<ObjectFile>(new RadosObjectFile(std::move(s)));
+    return std::unique_ptr<ObjectFile>(new RadosObjectFile(std::move(s), first));
   }
 
   Status remove(const Id128& id) override {

@@ -5,7 +5,8 @@
 # sparse, cut and extended); the pool holds only sealed chunks under random
 # names, in the store's own namespace; docker-registry serves an image from it (pushed and pulled
 # back with skopeo, digests verified); an object changed in RADOS reads EIO and fsck names it; a
-# namespace already in use is refused at init; stripes planted past a gap make EIO, not a hang; a host without the binding cannot reach the
+# namespace already in use is refused at init; stripes planted in the pool are ignored or make
+# EIO, never a hang; a host without the binding cannot reach the
 # cluster, and `cmkfs trust --ceph-conf` gives it the way; with the OSD gone a read fails with
 # EIO instead of hanging, and the mount still unmounts.
 #
@@ -115,7 +116,20 @@ grep -qv "^$id	" "$WORK/objects.txt" && die "objects outside the store's namespa
 grep -Eqv "	[0-9a-f]{32}(\.[1-9][0-9]*)?$" "$WORK/objects.txt" && die "an object name is not a random id (and stripe)"
 mkdir "$WORK/dump"
 cut -f2 "$WORK/objects.txt" | while read -r o; do rados_ -N "$id" get "$o" "$WORK/dump/$o"; done
-[ -z "$(find "$WORK/dump" -type f -size +$((4 << 20))c)" ] || die "an object is larger than the 4 MiB stripe"
+# Stripes: 4 MiB at most, and every one but a file's last exactly 4 MiB (so a short one ends it).
+python3 - "$WORK/dump" <<'PY'
+import collections, os, sys
+files = collections.defaultdict(dict)
+for name in os.listdir(sys.argv[1]):
+    base, _, k = name.partition(".")
+    files[base][int(k or 0)] = os.path.getsize(os.path.join(sys.argv[1], name))
+for base, stripes in files.items():
+    n = len(stripes)
+    if sorted(stripes) != list(range(n)):
+        sys.exit(f"[rados] FAIL: {base} has stripes {sorted(stripes)}")
+    if any(stripes[k] != 4 << 20 for k in range(n - 1)) or stripes[n - 1] > 4 << 20:
+        sys.exit(f"[rados] FAIL: {base} has stripes of {[stripes[k] for k in range(n)]} bytes")
+PY
 python3 - "$WORK/dump" "$secret" "$WORK/big" "$want" <<'PY'
 import os, sys
 dump, secret, big, digest = sys.argv[1:]
@@ -140,17 +154,24 @@ grep -q "Input/output error" <<<"$out" || die "tampered read failed with: $out"
 if "$CMKFS" fsck "$STORE" >"$WORK/fsck.out" 2>&1; then die "fsck passed a tampered object"; fi
 grep -q "/big" "$WORK/fsck.out" || die "fsck does not name the tampered file: $(cat "$WORK/fsck.out")"
 
-log "stripes planted past a gap make EIO, not a hang, and fsck names them"
+log "stripes planted past a gap: ignored past a short stripe; past full ones EIO, not a hang; fsck names them"
 size=$(( ${#secret} + 7 + 28 ))  # "$secret moved\n" in one sealed chunk: only dir/b's object
-victim=$(find "$WORK/dump" -type f -size "${size}c" -printf '%f\n')
-[ "$(wc -w <<<"$victim")" = 1 ] || die "cannot tell dir/b's object: '$victim'"
-for j in $(seq 20); do rados_ -N "$id" put "$victim.$(((1 << j) - 1))" /dev/null; done
+small=$(find "$WORK/dump" -type f -size "${size}c" -printf '%f\n')
+[ "$(wc -w <<<"$small")" = 1 ] || die "cannot tell dir/b's object: '$small'"
+sparse=$(grep -o "[0-9a-f]\{32\}\.5$" "$WORK/objects.txt" | cut -d. -f1 | while read -r b; do
+  grep -q "^$b\.6$" <(cut -f2 "$WORK/objects.txt") || echo "$b"; done)  # 6 stripes: only the sparse file
+[ "$(wc -w <<<"$sparse")" = 1 ] || die "cannot tell the sparse file's object: '$sparse'"
+for j in $(seq 3 20); do
+  rados_ -N "$id" put "$small.$(((1 << j) - 1))" /dev/null
+  rados_ -N "$id" put "$sparse.$(((1 << j) - 1))" /dev/null
+done
 "$CMKFS" mount "$STORE" "$MNT" --log-file "$WORK/cmkfs.log"
-if timeout 60 cat "$MNT/dir/b" >/dev/null 2>"$WORK/planted.err"; then die "a file with planted stripes read back"; fi
+[ "$(cat "$MNT/dir/b")" = "$secret moved" ] || die "stripes planted past a file's short last stripe changed it"
+if timeout 60 cat "$MNT/sparse" >/dev/null 2>"$WORK/planted.err"; then die "a file with planted stripes read back"; fi
 grep -q "Input/output error" "$WORK/planted.err" || die "planted stripes: $(cat "$WORK/planted.err")"
 "$CMKFS" umount "$MNT" >/dev/null
 if "$CMKFS" fsck "$STORE" >"$WORK/fsck.out" 2>&1; then die "fsck passed planted stripes"; fi
-grep -q "$victim.1023" "$WORK/fsck.out" || die "fsck does not name the planted stripes: $(cat "$WORK/fsck.out")"
+grep -q "$small.1023" "$WORK/fsck.out" || die "fsck does not name the planted stripes: $(cat "$WORK/fsck.out")"
 
 log "a namespace that holds objects is refused at init"
 "$CMKFS" init "$WORK/second" --objects "rados://cmkfs/$id" --ceph-conf "$CONF" >"$WORK/second.out" 2>&1 &&
