@@ -5,8 +5,8 @@
 // <file id hex>, stripe k <file id hex>.<k>. Every stripe but the last is full: a write or
 // extension past the last stripe first extends the stripes below it to the stripe size (holes
 // within a RADOS object read as zeros). So a short stripe is the last one, and a small file's
-// length is known from the one stat that opens it. Removal goes from the last stripe down, so a
-// crash leaves a prefix; a large file's stripes are counted by probing (exponential, then binary
+// length is known from the one stat that opens it. Removal goes from the last stripe down, one
+// at a time, so a crash leaves a prefix; a large file's stripes are counted by probing (exponential, then binary
 // search), bounded, so that stripes planted in the pool make errors, never a hang.
 //
 // Writes are acknowledged once the placement group's replicas have them on their journals, so
@@ -124,37 +124,21 @@ class Stripes {
     return Status::Ok();
   }
 
-  // Removes stripes [from, count), the last first, a batch at a time in parallel: a crash
-  // leaves a prefix. A whole batch already gone means count() was fooled by planted stripes.
+  // Removes stripes [from, count), one at a time from the last down: a crash or a failure leaves
+  // a prefix, never a gap. (Removed in parallel, a lower stripe could go before a higher one;
+  // the higher one, left past the gap, would come back with its old chunks, which still
+  // authenticate, when the file grows again.) A run of kMissingRun stripes already gone means
+  // count() was fooled by planted stripes.
   Status remove_from(uint64_t from, uint64_t count) const {
-    constexpr uint64_t kBatch = 64;
-    for (uint64_t end = count; end > from;) {
-      uint64_t begin = end - std::min(kBatch, end - from);
-      std::vector<rados_completion_t> done;
-      int err = 0;
-      for (uint64_t k = end; k-- > begin;) {
-        rados_completion_t c = nullptr;
-        int r = rados_aio_create_completion2(nullptr, nullptr, &c);
-        if (r == 0 && (r = rados_aio_remove(io_, name(k).c_str(), c)) != 0) rados_aio_release(c);
-        if (r != 0) {
-          err = r;
-          break;
-        }
-        done.push_back(c);
-      }
-      size_t gone = 0;
-      for (rados_completion_t c : done) {
-        rados_aio_wait_for_complete(c);
-        int r = rados_aio_get_return_value(c);
-        rados_aio_release(c);
-        if (r == -ENOENT) ++gone;
-        else if (r < 0 && err == 0) err = r;
-      }
-      if (err != 0) return rados_status(err, "removing object " + base_ + " (stripes " + std::to_string(begin) + "+)");
-      if (gone == end - begin && end - begin == kBatch) {
+    constexpr uint64_t kMissingRun = 64;
+    uint64_t missing = 0;
+    for (uint64_t k = count; k-- > from;) {
+      int r = rados_remove(io_, name(k).c_str());
+      if (r < 0 && r != -ENOENT) return rados_status(r, "removing object " + name(k));
+      missing = r == -ENOENT ? missing + 1 : 0;
+      if (missing == kMissingRun) {
         return Status::Corruption("object " + base_ + " has stripes missing below others: not written by cmkfs");
       }
-      end = begin;
     }
     return Status::Ok();
   }
@@ -222,7 +206,7 @@ class RadosObjectFile : public ObjectFile {
     if (!modified_.load() && first_length_) first = first_length_;
     auto n = stripes_.count(first);
     if (!n.ok()) return n.status();
-    known_.store(*n);
+    known_.store(*n);  // may lower it: length() never runs beside a write (open, recovery, fsck)
     if (*n == 0) return uint64_t{0};
     if (*n == 1 && first && first->has_value()) return **first;
     auto last = stripes_.length_of(*n - 1);
