@@ -4,7 +4,7 @@
 # mount read back equal, after a remount too (one larger than RADOS's largest object, one
 # sparse, cut and extended); the pool holds only sealed chunks under random
 # names, in the store's own namespace; docker-registry serves an image from it (pushed and pulled
-# back with skopeo, digests verified); an object changed in RADOS reads EIO and fsck names it; a
+# back with skopeo, digests verified) and the registry view shows it; an object changed in RADOS reads EIO and fsck names it; a
 # namespace already in use is refused at init; stripes planted in the pool are ignored or make
 # EIO, never a hang; a host without the binding cannot reach the
 # cluster, and `cmkfs trust --ceph-conf` gives it the way; with the OSD gone a read fails with
@@ -18,7 +18,7 @@ CMKFS=$(realpath "${1:-build/bin/cmkfs}")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/cmkfs-e2e-rados.XXXXXX) TAG=rados
 . "$(dirname "$0")/lib.sh"
-CEPH=$WORK/ceph MNT=$WORK/mnt STORE=$WORK/store
+CEPH=$WORK/ceph MNT=$WORK/mnt STORE=$WORK/store VIEW=$WORK/view
 CONF=$CEPH/ceph.conf
 export CMKFS_CONFIG_DIR=$WORK/host
 rados_() { rados -c "$CONF" -p cmkfs "$@"; }
@@ -26,7 +26,7 @@ rados_() { rados -c "$CONF" -p cmkfs "$@"; }
 cleanup() {
   local rc=$?
   stop_registry
-  unmount_all "$MNT"
+  unmount_all "$VIEW" "$MNT"
   "$ROOT/scripts/ceph-cluster.sh" stop "$CEPH" >/dev/null 2>&1 || true
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
     log "kept $WORK for inspection"; tail -n 20 "$WORK/cmkfs.log" "$WORK/registry.log" 2>/dev/null || true
@@ -95,6 +95,14 @@ want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifest
 got="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REG/apps/img:v1" | sha256sum | cut -d' ' -f1)"
 [ "$want" = "$got" ] || die "manifest digest $got, pushed $want"
 skopeo copy --quiet --src-tls-verify=false "docker://$REG/apps/img:v1" "oci:$WORK/pulled:img"  # verifies every blob
+log "the registry view of the same store"
+mkdir -p "$VIEW"
+"$CMKFS" view "$MNT" "$VIEW" --registry-root /registry >/dev/null
+skopeo inspect --raw --tls-verify=false "docker://$REG/apps/img:v1" | cmp -s - "$VIEW/apps/img:v1/manifest.json" ||
+  die "the view's manifest differs from the registry's"
+[ "$(cat "$VIEW/apps/img:v1/rootfs/note")" = "$secret layer" ] || die "the view's rootfs reads wrong"
+cmp "$b/rootfs/payload" "$VIEW/apps/img:v1/rootfs/payload"
+"$CMKFS" umount "$VIEW" >/dev/null
 stop_registry
 
 log "remount: everything reads back"
