@@ -175,6 +175,10 @@ Status check(const ObjectsConfig& c) {
   if (c.object_size < (64 << 10) || c.object_size > (64 << 20) || (c.object_size & (c.object_size - 1)) != 0) {
     return Status::InvalidArgument("bad RADOS object size " + std::to_string(c.object_size));
   }
+  if (c.layout != ObjectsConfig::kRadosLayout) {
+    return Status(ENOTSUP, "RADOS object layout " + std::to_string(c.layout) + " is not one this cmkfs reads (" +
+                               std::to_string(ObjectsConfig::kRadosLayout) + ")");
+  }
   return Status::Ok();
 }
 
@@ -189,6 +193,7 @@ Result<ObjectsConfig> ObjectsConfig::from_url(std::string_view url) {
   ObjectsConfig c;
   c.kind = "rados";
   c.object_size = kRadosObjectSize;
+  c.layout = kRadosLayout;
   size_t slash = rest.find('/');
   c.pool = std::string(rest.substr(0, slash));
   if (slash != std::string_view::npos) c.ns = std::string(rest.substr(slash + 1));
@@ -203,7 +208,8 @@ std::string ObjectsConfig::url() const { return local() ? "local" : "rados://" +
 
 std::string ObjectsConfig::public_json() const {
   if (local()) return "";
-  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}, {"object_size", object_size}}.dump();
+  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}, {"object_size", object_size}, {"layout", layout}}
+      .dump();
 }
 
 std::string ObjectsConfig::host_json() const {
@@ -222,11 +228,12 @@ Result<ObjectsConfig> ObjectsConfig::from_json(std::string_view text) {
     c.conf = j.value("conf", std::string());
     c.user = j.value("user", std::string());
     c.object_size = j.value("object_size", uint64_t{0});
+    c.layout = j.value("layout", uint32_t{0});
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(std::string("bad object store settings: ") + e.what());
   }
   Status s = check(c);
-  if (!s.ok()) return Status::Corruption(s.message());
+  if (!s.ok()) return s.code() == ENOTSUP ? s : Status::Corruption(s.message());
   return c;
 }
 

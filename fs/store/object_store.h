@@ -53,6 +53,7 @@ struct ObjectsConfig {
   std::string kind = "local";  // "local" or "rados"
   std::string pool, ns;        // rados: the pool, and the namespace within it (the store id by default)
   uint64_t object_size = 0;    // rados: the stripe size of a file's object (kRadosObjectSize)
+  uint32_t layout = 0;         // rados: how stripes are laid out (kRadosLayout); others are refused
   std::string conf, user;      // rados, host only: ceph.conf's path, the client name ("admin")
 
   bool local() const { return kind == "local"; }
@@ -65,9 +66,11 @@ struct ObjectsConfig {
   static Result<ObjectsConfig> from_json(std::string_view json);  // EIO when malformed
   // Whether `store` (a superblock's public part) names the same place as this host's copy.
   bool same_place(const ObjectsConfig& store) const {
-    return kind == store.kind && pool == store.pool && ns == store.ns && object_size == store.object_size;
+    return kind == store.kind && pool == store.pool && ns == store.ns && object_size == store.object_size &&
+           layout == store.layout;
   }
   static constexpr uint64_t kRadosObjectSize = 4 << 20;
+  static constexpr uint32_t kRadosLayout = 1;  // every stripe but a file's last full
 };
 
 // Opens the objects `config` names (a local store's under `store_dir`). ENOTSUP for a kind this

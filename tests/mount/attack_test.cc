@@ -114,7 +114,7 @@ TEST_F(AttackTest, ObjectsMovedByTheStoreAreRefused) {
   mount();
   write_file(at("f"), "mine");
   umount();
-  edit_superblock([&](json& j) { j["objects"] = {{"kind", "rados"}, {"pool", "theirs"}, {"namespace", "x"}, {"object_size", 4 << 20}}; });
+  edit_superblock([&](json& j) { j["objects"] = {{"kind", "rados"}, {"pool", "theirs"}, {"namespace", "x"}, {"object_size", 4 << 20}, {"layout", 1}}; });
   auto r = try_mount();
   EXPECT_EQ(r.rc, 11) << r.output;
   EXPECT_TRUE(says(r, "says its objects are in rados://theirs/x")) << r.output;
@@ -126,7 +126,7 @@ TEST_F(AttackTest, ObjectsMovedByTheStoreAreRefused) {
   ASSERT_EQ(std::distance(stdfs::directory_iterator(host + "/stores"), stdfs::directory_iterator()), 1);
   std::string binding = stdfs::directory_iterator(host + "/stores")->path();
   json b = json::parse(read_file(binding));
-  b["objects"] = {{"kind", "rados"}, {"pool", "cmkfs"}, {"namespace", "ns"}, {"object_size", 4 << 20}, {"conf", "/nonexistent"}, {"user", "admin"}};
+  b["objects"] = {{"kind", "rados"}, {"pool", "cmkfs"}, {"namespace", "ns"}, {"object_size", 4 << 20}, {"layout", 1}, {"conf", "/nonexistent"}, {"user", "admin"}};
   write_file(binding, b.dump());
   r = try_mount();
   EXPECT_EQ(r.rc, 11) << r.output;

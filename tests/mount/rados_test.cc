@@ -1,0 +1,87 @@
+// A store whose objects are in Ceph RADOS, under a vault key, on a real single-host cluster
+// (scripts/ceph-cluster.sh, one per test process): the key lifecycle is the same as on a local
+// store (revoked: EACCES through the mount, cached pages too; restored: serving again without a
+// remount), and a data-key rotation moves every file into new RADOS objects and removes the old.
+#include <set>
+
+#include "tests/support/lifecycle.h"
+#include "tests/support/vault_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using nlohmann::json;
+
+class RadosTest : public Lifecycle<VaultTest> {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = "/tmp/cmkfs-it/ceph-" + std::to_string(::getpid());
+    auto r = run(std::string(CEPH_CLUSTER_SCRIPT) + " start " + cluster_ + " cmkfs");
+    ASSERT_EQ(r.rc, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    run(std::string(CEPH_CLUSTER_SCRIPT) + " stop " + cluster_);
+    stdfs::remove_all(cluster_);
+  }
+  // Each test's store in a namespace of its own.
+  std::string objects_flags() const {
+    return " --objects rados://cmkfs/" + ns() + " --ceph-conf " + cluster_ + "/ceph.conf";
+  }
+  std::string ns() const { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
+  // The RADOS object names in this test's namespace.
+  std::set<std::string> objects() const {
+    auto r = run("rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns() + " ls");
+    std::set<std::string> names;
+    std::istringstream in(r.output);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) names.insert(line);
+    }
+    return names;
+  }
+
+  static std::string cluster_;
+};
+std::string RadosTest::cluster_;
+
+TEST_F(RadosTest, RevokedThroughTheMountThenServedAgainWithoutARemount) {
+  init_vault(key_url, objects_flags());
+  mount_with_file();
+  ASSERT_FALSE(objects().empty());
+  vault_json("key disable --name cmk");
+  expect_revoked();
+  vault_json("key enable --name cmk");
+  expect_serving();
+  write_file(at("after"), "written after the restore");
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("after")), "written after the restore");
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+TEST_F(RadosTest, ADataKeyRotationMovesEveryFileIntoNewObjects) {
+  init_vault(key_url, objects_flags());
+  mount();
+  for (int i = 0; i < 12; ++i) write_file(at("f" + std::to_string(i)), std::string(5000000 + i, 'a' + i));
+  ASSERT_EQ(::system(("sync -f " + mnt).c_str()), 0);
+  std::set<std::string> before = objects();
+  ASSERT_GE(before.size(), 24u);  // two stripes each
+  auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  ASSERT_TRUE(eventually(120, [&] {
+    json live = show()["liveKeyState"];
+    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
+  })) << read_file(log);
+  for (int i = 0; i < 12; ++i) ASSERT_EQ(read_file(at("f" + std::to_string(i))), std::string(5000000 + i, 'a' + i)) << i;
+  umount();
+  // Every file's objects are new, and the old ones are gone from the cluster.
+  std::set<std::string> after = objects();
+  EXPECT_EQ(after.size(), before.size());
+  for (const auto& name : after) EXPECT_EQ(before.count(name), 0u) << name;
+  auto fsck = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(fsck.rc, 0) << fsck.output;
+  mount();
+  EXPECT_EQ(read_file(at("f7")), std::string(5000007, 'a' + 7));
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
