@@ -16,10 +16,15 @@ cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 conf=$dir/ceph.conf
 
-daemon_pids() { cat "$dir"/run/*.pid 2>/dev/null || true; }
+# Its daemons: by pid file, and by command line (the pid files may be gone with a deleted DIR).
+daemon_pids() {
+  cat "$dir"/run/*.pid 2>/dev/null || true
+  pgrep -f -- "^(ceph-mon|ceph-mgr|ceph-osd|radosgw) -c $dir/ceph.conf " || true
+}
 
 stop() {
   local p
+  dir=$(cd "$dir" 2>/dev/null && pwd || echo "$dir")
   for p in $(daemon_pids); do kill "$p" 2>/dev/null || true; done
   for _ in $(seq 50); do
     local alive=0
