@@ -1,37 +1,25 @@
 // Directory entries: (parent, slot) -> sealed (name, child, type). See entry_home_slot().
-#include <lmdb.h>
-
 #include <bitset>
 
 #include "crypto/base/coding.h"
-#include "meta/lmdb_handles.h"
+#include "meta/engine.h"
 #include "meta/meta.h"
 #include "meta/records.h"
 
 namespace cmkfs::meta {
 namespace {
 
-uint64_t slot_of(const MDB_val& k) { return get_be64(static_cast<const uint8_t*>(k.mv_data) + 8); }
-uint64_t parent_of(const MDB_val& k) { return get_be64(static_cast<const uint8_t*>(k.mv_data)); }
+uint64_t slot_of(std::string_view k) { return get_be64(reinterpret_cast<const uint8_t*>(k.data()) + 8); }
+uint64_t parent_of(std::string_view k) { return get_be64(reinterpret_cast<const uint8_t*>(k.data())); }
 
 // Visits the entries of `parent` with slot >= from, in order, until fn returns false.
 template <class Fn>
-Status scan(MDB_txn* txn, unsigned dbi, uint64_t parent, uint64_t from, Fn&& fn) {
-  MDB_cursor* c = nullptr;
-  CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_cursor_open(txn, dbi, &c), "cursor"));
-  MdbCursor cursor(c);
-  std::string start = entry_key(parent, from);
-  MDB_val k = mdb_val(start), v;
-  for (int rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)); rc != MDB_NOTFOUND;
-       rc = note(txn, mdb_cursor_get(c, &k, &v, MDB_NEXT))) {
-    if (rc != MDB_SUCCESS) return lmdb_status(rc, "directory scan");
-    if (k.mv_size != 16) return Status::Corruption("directory table: malformed key");
-    if (parent_of(k) != parent) break;
-    Result<bool> more = fn(k, v);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-  }
-  return Status::Ok();
+Status scan(EngineTxn& txn, uint64_t parent, uint64_t from, Fn&& fn) {
+  return txn.scan(Table::kDirents, entry_key(parent, from), [&](std::string_view k, std::string_view v) -> Result<bool> {
+    if (k.size() != 16) return Status::Corruption("directory table: malformed key");
+    if (parent_of(k) != parent) return false;
+    return fn(k, v);
+  });
 }
 
 }  // namespace
@@ -40,10 +28,10 @@ Result<DirEntry> Txn::lookup(uint64_t parent, std::string_view name) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   uint64_t home = entry_home_slot(keys_->name, parent, name);
   Result<DirEntry> found = Status::NotFound(std::string(name));
-  Status s = scan(txn_, store_->dirents_, parent, home, [&](const MDB_val& k, const MDB_val& v) -> Result<bool> {
+  Status s = scan(*txn_, parent, home, [&](std::string_view k, std::string_view v) -> Result<bool> {
     uint64_t slot = slot_of(k);
     if (slot >= home + kSlotWindow) return false;
-    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(*keys_, kTableDirents, k, v);
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot, *plain);
     if (!e.ok()) return e.status();
@@ -62,11 +50,11 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
   uint64_t home = entry_home_slot(keys_->name, parent, name);
   std::bitset<kSlotWindow> used;
   bool exists = false;
-  CMKFS_RETURN_IF_ERROR(scan(txn_, store_->dirents_, parent, home, [&](const MDB_val& k, const MDB_val& v) -> Result<bool> {
+  CMKFS_RETURN_IF_ERROR(scan(*txn_, parent, home, [&](std::string_view k, std::string_view v) -> Result<bool> {
     uint64_t slot = slot_of(k);
     if (slot >= home + kSlotWindow) return false;
     used.set(slot - home);
-    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
+    auto plain = open_record(*keys_, kTableDirents, k, v);
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot, *plain);
     if (!e.ok()) return e.status();
@@ -81,20 +69,20 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
   auto sealed = seal_record(keys_->meta, kTableDirents, key, encode_entry({std::string(name), ino, type, 0}));
   store_->seals_.fetch_add(1, std::memory_order_relaxed);
   if (!sealed.ok()) return sealed.status();
-  return put_raw(store_->dirents_, key, *sealed, MDB_NOOVERWRITE);
+  return txn_->put(Table::kDirents, key, *sealed, /*create_only=*/true);
 }
 
 Status Txn::remove_entry(uint64_t parent, std::string_view name) {
   auto e = lookup(parent, name);
   if (!e.ok()) return e.status();
-  return del_raw(store_->dirents_, entry_key(parent, e->slot));
+  return txn_->del(Table::kDirents, entry_key(parent, e->slot));
 }
 
 Status Txn::list_entries(uint64_t parent, uint64_t after, const std::function<bool(const DirEntry&)>& fn) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   uint64_t from = after < kFirstSlot ? kFirstSlot : after + 1;
-  return scan(txn_, store_->dirents_, parent, from, [&](const MDB_val& k, const MDB_val& v) -> Result<bool> {
-    auto plain = open_record(*keys_, kTableDirents, as_view(k), as_view(v));
+  return scan(*txn_, parent, from, [&](std::string_view k, std::string_view v) -> Result<bool> {
+    auto plain = open_record(*keys_, kTableDirents, k, v);
     if (!plain.ok()) return plain.status();
     auto e = decode_entry(slot_of(k), *plain);
     if (!e.ok()) return e.status();
@@ -104,7 +92,7 @@ Status Txn::list_entries(uint64_t parent, uint64_t after, const std::function<bo
 
 Result<bool> Txn::has_entries(uint64_t parent) {
   bool any = false;
-  CMKFS_RETURN_IF_ERROR(scan(txn_, store_->dirents_, parent, kFirstSlot, [&](const MDB_val&, const MDB_val&) -> Result<bool> {
+  CMKFS_RETURN_IF_ERROR(scan(*txn_, parent, kFirstSlot, [&](std::string_view, std::string_view) -> Result<bool> {
     any = true;
     return false;
   }));

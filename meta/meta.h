@@ -32,8 +32,6 @@
 #include "crypto/base/status.h"
 #include "meta/format.h"
 
-struct MDB_env;
-struct MDB_txn;
 
 namespace cmkfs::meta {
 
@@ -88,7 +86,8 @@ struct Superblock {
 };
 
 class MetaStore;
-class Batcher;
+class Engine;
+class EngineTxn;
 
 // A transaction; aborts in its destructor unless committed. Inode and entry calls need the store
 // keys given to begin() (EACCES without them).
@@ -168,30 +167,25 @@ class Txn {
 
  private:
   friend class MetaStore;
-  // kOwn: an LMDB transaction of its own. kBatchWrite: nested in the open batch; kBatchRead: reads
-  // the open batch; both hold the batch's lock. kBorrowed: a read inside one of those, on its txn.
-  enum class Kind { kOwn, kBatchWrite, kBatchRead, kBorrowed };
-  Txn(MetaStore* store, MDB_txn* txn, const crypto::StoreKeys* keys, Kind kind = Kind::kOwn)
-      : store_(store), txn_(txn), keys_(keys), kind_(kind) {}
-  void release_batch();
-  Result<std::string> get_raw(unsigned dbi, std::string_view key);
-  Status put_raw(unsigned dbi, std::string_view key, std::string_view value, unsigned flags = 0);
-  Status del_raw(unsigned dbi, std::string_view key);
+  Txn(MetaStore* store, std::unique_ptr<EngineTxn> txn, const crypto::StoreKeys* keys);
   Status need_keys() const;
   template <class Fn>
   Status each_recovery(char tag, size_t size, Fn&& fn);
 
   MetaStore* store_;
-  MDB_txn* txn_;
+  std::unique_ptr<EngineTxn> txn_;
   const crypto::StoreKeys* keys_;
-  Kind kind_;
-  std::unique_lock<std::mutex> batch_lock_;
 };
 
 class MetaStore {
  public:
   // Opens (create=true: creates) the LMDB environment in directory `dir`.
   static Result<std::unique_ptr<MetaStore>> open(const std::string& dir, bool create, bool read_only);
+  // Opens (create=true: creates) the store's tables in PostgreSQL: schema `schema` of the
+  // database libpq's connection string `conninfo` names (it may carry a password: it is never
+  // logged nor put in an error).
+  static Result<std::unique_ptr<MetaStore>> open_postgres(const std::string& conninfo, const std::string& schema,
+                                                          bool create, bool read_only);
   ~MetaStore();
 
   // keys may be null for the superblock and wrapped-key tables. REQUIRES: keys outlive the Txn.
@@ -222,16 +216,13 @@ class MetaStore {
   // Writes a compacted copy of the database (live pages only: nothing deleted survives in it) to
   // `fd`. REQUIRES: nobody writes meanwhile (the store lock is held).
   Status copy_compacted(int fd);
+  // Compacts engines that compact in place (PostgreSQL); ENOTSUP for LMDB (copy_compacted).
+  Status compact_in_place();
 
  private:
   friend class Txn;
   MetaStore() = default;
-  MDB_env* env_ = nullptr;
-  std::unique_ptr<Batcher> batcher_;  // with group commit
-  std::mutex reserve_mu_;
-  uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
-  unsigned super_ = 0, keys_ = 0, inodes_ = 0, dirents_ = 0, orphans_ = 0, recovery_ = 0;
-  bool has_recovery_ = false;  // a read-only open of a store from before the table
+  std::unique_ptr<Engine> engine_;
   std::atomic<uint64_t> seals_{0};
   BatchStats batch_stats_;
   bool read_only_ = false;

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <lmdb.h>
 #include <sys/stat.h>
 
@@ -9,8 +10,10 @@
 #include <set>
 #include <thread>
 #include <atomic>
+#include <fstream>
 
 #include "tests/support/lmdb_poke.h"
+#include "meta/engine.h"
 #include "meta/meta.h"
 #include "meta/records.h"
 
@@ -19,14 +22,33 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class MetaTest : public ::testing::Test {
+// The PostgreSQL server the tests use: a connection string in this file (scripts/pg-cluster.sh,
+// started by ctest's postgres fixture).
+std::string pg_conninfo() {
+  std::ifstream in(PG_CONNINFO_FILE);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// A store's metadata in one engine: "lmdb" (a temporary directory) or "postgres" (a schema of
+// its own in the test server's database).
+class MetaTestBase : public ::testing::Test {
  protected:
+  virtual std::string engine() const { return "lmdb"; }
   void SetUp() override {
-    dir = fs::temp_directory_path() / ("cmkfs-meta-" + std::to_string(::getpid()) + "-" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : test) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_';
+    dir = fs::temp_directory_path() / ("cmkfs-meta-" + std::to_string(::getpid()) + "-" + test);
+    schema = "t" + std::to_string(::getpid()) + "_" + test.substr(0, 40);
     fs::remove_all(dir);
     fs::create_directories(dir);
-    auto s = MetaStore::open(dir, /*create=*/true, /*read_only=*/false);
+    if (engine() == "postgres") {
+      conninfo = pg_conninfo();
+      if (conninfo.empty()) GTEST_SKIP() << "no PostgreSQL server (" << PG_CONNINFO_FILE << "): run through ctest";
+      sql("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+    }
+    auto s = open(/*create=*/true);
     ASSERT_TRUE(s.ok()) << s.status().message();
     store = std::move(*s);
     auto dek = crypto::random_key();
@@ -36,21 +58,71 @@ class MetaTest : public ::testing::Test {
   void TearDown() override {
     store.reset();
     fs::remove_all(dir);
+    if (!conninfo.empty()) sql("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  }
+  Result<std::unique_ptr<MetaStore>> open(bool create) {
+    if (engine() == "postgres") return MetaStore::open_postgres(conninfo, schema, create, false);
+    return MetaStore::open(dir, create, false);
+  }
+  void reopen() {
+    store.reset();
+    store = std::move(*open(false));
   }
   Txn write() { return std::move(*store->begin(true, &keys)); }
   Txn read() { return std::move(*store->begin(false, &keys)); }
 
-  // Overwrites the raw value of `key` in `table`, bypassing sealing: what an attacker can do.
+  // Runs `query` on the test server with binary parameters $1.. (bytea, or text cast in the
+  // query); returns the first value of the first row, if any.
+  std::string sql(const std::string& query, const std::vector<std::string>& params = {}) {
+    PGconn* c = PQconnectdb(conninfo.c_str());
+    EXPECT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    for (auto& p : params) {
+      values.push_back(p.data());
+      lengths.push_back(static_cast<int>(p.size()));
+      formats.push_back(1);
+    }
+    PGresult* r = PQexecParams(c, query.c_str(), static_cast<int>(params.size()), nullptr, values.data(), lengths.data(),
+                               formats.data(), 1);
+    EXPECT_TRUE(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK) << PQerrorMessage(c);
+    std::string out;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) out.assign(PQgetvalue(r, 0, 0), PQgetlength(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return out;
+  }
+
+  // Overwrites the raw value of `key` in `table`, bypassing sealing: what an attacker with the
+  // database (or the backing directory) can do.
   void poke(std::string_view table, const std::string& key, const std::function<void(std::string&)>& edit) {
     store.reset();
-    cmkfs::testing::poke_lmdb(dir, std::string(table), key, edit);
-    store = std::move(*MetaStore::open(dir, false, false));
+    if (engine() == "postgres") {
+      int t = 0;
+      while (table_name(static_cast<Table>(t)) != table) ++t;
+      std::string where = " WHERE tbl = " + std::to_string(t) + " AND k = $1";
+      std::string v = sql("SELECT v FROM " + schema + ".records" + where, {key});
+      edit(v);
+      sql("UPDATE " + schema + ".records SET v = $2" + where, {key, v});
+    } else {
+      cmkfs::testing::poke_lmdb(dir, std::string(table), key, edit);
+    }
+    store = std::move(*open(false));
   }
 
   fs::path dir;
+  std::string schema, conninfo;
   std::unique_ptr<MetaStore> store;
   crypto::StoreKeys keys;
 };
+
+// The tests every engine passes.
+class MetaTest : public MetaTestBase, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string engine() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Engines, MetaTest, ::testing::Values("lmdb", "postgres"),
+                         [](const auto& info) { return info.param; });
 
 InodeRecord sample_inode(uint64_t ino) {
   InodeRecord r;
@@ -69,7 +141,7 @@ InodeRecord sample_inode(uint64_t ino) {
   return r;
 }
 
-TEST_F(MetaTest, InodeRoundTripsThroughSealing) {
+TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(7)).ok());
   ASSERT_TRUE(t.commit().ok());
@@ -80,7 +152,7 @@ TEST_F(MetaTest, InodeRoundTripsThroughSealing) {
   EXPECT_EQ(*read().last_inode(), 7u);
 }
 
-TEST_F(MetaTest, InodeValueHoldsNoPlaintext) {
+TEST_P(MetaTest, InodeValueHoldsNoPlaintext) {
   auto t = write();
   InodeRecord r = sample_inode(9);
   r.symlink = "very-recognisable-symlink-target";
@@ -91,7 +163,7 @@ TEST_F(MetaTest, InodeValueHoldsNoPlaintext) {
   });
 }
 
-TEST_F(MetaTest, TamperedInodeRecordIsCorruption) {
+TEST_P(MetaTest, TamperedInodeRecordIsCorruption) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
   ASSERT_TRUE(t.commit().ok());
@@ -99,7 +171,7 @@ TEST_F(MetaTest, TamperedInodeRecordIsCorruption) {
   EXPECT_EQ(read().get_inode(3).status().code(), EIO);
 }
 
-TEST_F(MetaTest, InodeRecordCopiedToAnotherInodeIsCorruption) {
+TEST_P(MetaTest, InodeRecordCopiedToAnotherInodeIsCorruption) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
   ASSERT_TRUE(t.put_inode(sample_inode(4)).ok());
@@ -111,7 +183,7 @@ TEST_F(MetaTest, InodeRecordCopiedToAnotherInodeIsCorruption) {
   EXPECT_EQ(read().get_inode(4).status().code(), EIO);
 }
 
-TEST_F(MetaTest, WrongKeysCannotReadRecords) {
+TEST_P(MetaTest, WrongKeysCannotReadRecords) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(3)).ok());
   ASSERT_TRUE(t.commit().ok());
@@ -120,7 +192,7 @@ TEST_F(MetaTest, WrongKeysCannotReadRecords) {
   EXPECT_EQ(store->begin(false, nullptr)->get_inode(3).status().code(), EACCES);
 }
 
-TEST_F(MetaTest, EntriesAddLookupRemove) {
+TEST_P(MetaTest, EntriesAddLookupRemove) {
   auto t = write();
   ASSERT_TRUE(t.add_entry(1, "layer.tar", 5, S_IFREG).ok());
   EXPECT_EQ(t.add_entry(1, "layer.tar", 6, S_IFREG).code(), EEXIST);
@@ -139,7 +211,7 @@ TEST_F(MetaTest, EntriesAddLookupRemove) {
   EXPECT_TRUE(*w.has_entries(2));
 }
 
-TEST_F(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
+TEST_P(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
   auto t = write();
   const int n = 3000;
   for (int i = 0; i < n; ++i) ASSERT_TRUE(t.add_entry(1, "f" + std::to_string(i), 100 + i, S_IFREG).ok());
@@ -167,7 +239,7 @@ TEST_F(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
   EXPECT_EQ(seen.size(), size_t{n});
 }
 
-TEST_F(MetaTest, EntryNamesAreNotStoredInTheClear) {
+TEST_P(MetaTest, EntryNamesAreNotStoredInTheClear) {
   auto t = write();
   ASSERT_TRUE(t.add_entry(1, "_manifests", 5, S_IFDIR).ok());
   ASSERT_TRUE(t.commit().ok());
@@ -178,7 +250,7 @@ TEST_F(MetaTest, EntryNamesAreNotStoredInTheClear) {
   });
 }
 
-TEST_F(MetaTest, TamperedEntryIsCorruption) {
+TEST_P(MetaTest, TamperedEntryIsCorruption) {
   auto t = write();
   ASSERT_TRUE(t.add_entry(1, "name", 5, S_IFREG).ok());
   ASSERT_TRUE(t.commit().ok());
@@ -187,7 +259,7 @@ TEST_F(MetaTest, TamperedEntryIsCorruption) {
   EXPECT_EQ(read().lookup(1, "name").status().code(), EIO);
 }
 
-TEST_F(MetaTest, OrphansAreRemembered) {
+TEST_P(MetaTest, OrphansAreRemembered) {
   auto t = write();
   ASSERT_TRUE(t.add_orphan(12).ok());
   ASSERT_TRUE(t.add_orphan(13).ok());
@@ -207,15 +279,11 @@ Superblock sample_super() {
 }
 
 // Group commit (a mounted store): transactions commit into a batch that reaches the disk later.
-class GroupCommitTest : public MetaTest {
+class GroupCommitTest : public MetaTestBase {
  protected:
   void SetUp() override {
-    MetaTest::SetUp();
+    MetaTestBase::SetUp();
     store->start_group_commit(std::chrono::seconds(10));  // sync(), closing or 128 changes write
-  }
-  void reopen() {
-    store.reset();
-    store = std::move(*MetaStore::open(dir, false, false));
   }
 };
 

@@ -1,0 +1,64 @@
+// Internal to meta/: what a metadata engine gives Txn and MetaStore. An engine keeps ordered
+// tables of byte strings in transactions; it never sees a plaintext record (Txn seals them before
+// they reach it), so LMDB and PostgreSQL hold the same sealed tables.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "crypto/base/status.h"
+#include "meta/meta.h"
+
+namespace cmkfs::meta {
+
+enum class Table : uint8_t { kSuper, kKeys, kInodes, kDirents, kOrphans, kRecovery };
+inline constexpr int kTableCount = 6;
+std::string_view table_name(Table t);  // format.h's names
+
+// One transaction; aborts in its destructor unless committed.
+class EngineTxn {
+ public:
+  virtual ~EngineTxn() = default;
+  virtual Result<std::string> get(Table t, std::string_view key) = 0;  // ENOENT
+  // create_only: EEXIST when the key is there.
+  virtual Status put(Table t, std::string_view key, std::string_view value, bool create_only = false) = 0;
+  virtual Status del(Table t, std::string_view key) = 0;  // ENOENT
+  // Calls fn(key, value) for each record with key >= from, in byte order, until it returns false
+  // or an error (which scan returns).
+  using Visit = std::function<Result<bool>(std::string_view key, std::string_view value)>;
+  virtual Status scan(Table t, std::string_view from, const Visit& fn) = 0;
+  virtual Result<std::string> last_key(Table t) = 0;  // ENOENT when the table is empty
+  virtual Status commit() = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Result<std::unique_ptr<EngineTxn>> begin(bool write) = 0;
+  virtual Status sync() = 0;  // every committed transaction durable
+  virtual void start_group_commit(std::chrono::microseconds interval) = 0;
+  // Runs fn once what was committed so far, and the write transaction this thread has open, if
+  // any, are durable; never if that transaction aborts or its batch fails.
+  virtual void when_durable(std::function<void()> fn) = 0;
+  virtual Status reserve_space(uint64_t bytes) = 0;
+  virtual int data_fd() const = 0;  // -1: not a local file
+  virtual Status copy_compacted(int fd) = 0;
+  // Engines that compact their own storage (PostgreSQL: VACUUM FULL); ENOTSUP for LMDB, which
+  // compacts into a copy (copy_compacted).
+  virtual Status compact_in_place() = 0;
+};
+
+// LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`.
+Result<std::unique_ptr<Engine>> open_lmdb_engine(const std::string& dir, bool create, bool read_only,
+                                                 MetaStore::BatchStats* stats);
+
+// PostgreSQL (postgres_engine.cc's notes): the store's tables in `schema` ([a-z][a-z0-9_]*) of
+// the database `conninfo` (libpq's connection string) names; create: makes them if missing.
+Result<std::unique_ptr<Engine>> open_postgres_engine(const std::string& conninfo, const std::string& schema,
+                                                     bool create, bool read_only);
+
+}  // namespace cmkfs::meta

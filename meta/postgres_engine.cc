@@ -1,0 +1,340 @@
+// A metadata engine in PostgreSQL (libpq): the same sealed tables as LMDB's, as rows
+// (table, key, value) of one relation in the store's own schema, so that several hosts can share
+// one store's metadata.
+//
+// Write transactions are serialized by a transaction-scoped advisory lock on the store, as LMDB
+// serializes its writers: each runs READ COMMITTED after taking the lock, so it reads every
+// earlier writer's commit and no other writer runs beside it, which makes the writers serializable
+// without retries. (SERIALIZABLE with retry would need every caller's transaction to be safe to
+// run twice; the filesystem's are not, they change in-memory state as they go.) Readers run
+// REPEATABLE READ, READ ONLY: one snapshot, never a serialization failure. A commit is durable
+// when it returns (synchronous_commit), so there is no group commit here.
+#include <libpq-fe.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "crypto/base/coding.h"
+#include "meta/engine.h"
+
+namespace cmkfs::meta {
+
+namespace {
+
+constexpr size_t kMaxConnections = 16;
+constexpr int kFirstPage = 32;   // a directory lookup reads one window of 16 slots
+constexpr int kLaterPage = 512;
+
+struct PgResult {
+  PGresult* r;
+  explicit PgResult(PGresult* r) : r(r) {}
+  ~PgResult() { PQclear(r); }
+  PgResult(const PgResult&) = delete;
+  PgResult& operator=(const PgResult&) = delete;
+};
+
+std::string pg_error(PGconn* c, std::string_view what) {
+  std::string m = PQerrorMessage(c);
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return "metadata in PostgreSQL: " + std::string(what) + ": " + m;
+}
+
+Result<PGconn*> connect_plain(const std::string& conninfo) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    Status s = Status::IOError(EIO, pg_error(c, "cannot connect"));
+    PQfinish(c);
+    return s;
+  }
+  return c;
+}
+
+bool valid_schema_name(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+// The statements every connection prepares; $1 is the table number.
+struct Statement {
+  const char* name;
+  const char* sql;  // %s: the schema
+  int params;
+};
+constexpr Statement kStatements[] = {
+    {"get", "SELECT v FROM %s.records WHERE tbl = $1 AND k = $2", 2},
+    {"put", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v", 3},
+    {"create", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO NOTHING", 3},
+    {"del", "DELETE FROM %s.records WHERE tbl = $1 AND k = $2", 2},
+    {"scan_from", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k >= $2 ORDER BY k LIMIT $3", 3},
+    {"scan_after", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k > $2 ORDER BY k LIMIT $3", 3},
+    {"last", "SELECT k FROM %s.records WHERE tbl = $1 ORDER BY k DESC LIMIT 1", 1},
+};
+
+class PostgresEngine;
+
+// The write transaction this thread has open: a read begun inside it reads through it (it must
+// see what the write changed), and what waits for durability waits for its commit.
+struct HeldWrite {
+  const PostgresEngine* engine = nullptr;
+  PGconn* conn = nullptr;
+  std::vector<std::function<void()>>* on_commit = nullptr;
+};
+thread_local HeldWrite held;
+
+class PostgresEngine final : public Engine {
+ public:
+  PostgresEngine(std::string conninfo, std::string schema, bool read_only)
+      : conninfo_(std::move(conninfo)), schema_(std::move(schema)), read_only_(read_only) {
+    // The advisory lock's key: the schema names the store.
+    uint64_t h = 0;
+    for (char c : schema_) h = h * 131 + static_cast<unsigned char>(c);
+    lock_key_ = static_cast<int64_t>(h);
+  }
+  ~PostgresEngine() override {
+    for (PGconn* c : idle_) PQfinish(c);
+  }
+
+  Status create();
+  Status check();
+  Result<PGconn*> take();
+  void give_back(PGconn* c);
+
+  Result<std::unique_ptr<EngineTxn>> begin(bool write) override;
+  Status sync() override { return Status::Ok(); }
+  void start_group_commit(std::chrono::microseconds) override {}
+  void when_durable(std::function<void()> fn) override {
+    if (held.engine == this) return held.on_commit->push_back(std::move(fn));
+    fn();
+  }
+  Status reserve_space(uint64_t) override { return Status::Ok(); }
+  int data_fd() const override { return -1; }
+  Status copy_compacted(int) override { return Status(ENOTSUP, "PostgreSQL metadata is compacted in place"); }
+  Status compact_in_place() override;
+
+  const std::string& schema() const { return schema_; }
+  int64_t lock_key() const { return lock_key_; }
+  bool read_only() const { return read_only_; }
+
+ private:
+  Result<PGconn*> connect();
+
+  const std::string conninfo_;
+  const std::string schema_;
+  const bool read_only_;
+  int64_t lock_key_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PGconn*> idle_;  // guarded by mu_
+  size_t open_ = 0;            // connections made and not dropped, guarded by mu_
+};
+
+Status exec(PGconn* c, const std::string& sql) {
+  PgResult r(PQexec(c, sql.c_str()));
+  auto st = PQresultStatus(r.r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(c, sql.substr(0, 40)));
+  return Status::Ok();
+}
+
+class PostgresTxn final : public EngineTxn {
+ public:
+  PostgresTxn(PostgresEngine* engine, PGconn* conn, bool write, bool borrowed)
+      : engine_(engine), conn_(conn), write_(write), borrowed_(borrowed) {
+    if (write_) held = {engine, conn, &on_commit_};
+  }
+  ~PostgresTxn() override {
+    if (conn_ == nullptr || borrowed_) return;
+    if (write_) held = {};
+    // A connection whose rollback fails is dropped, not reused half-way through a transaction.
+    if (exec(conn_, "ROLLBACK").ok()) engine_->give_back(conn_);
+    else engine_->give_back(nullptr), PQfinish(conn_);
+  }
+
+  Result<std::string> get(Table t, std::string_view key) override {
+    auto r = run("get", t, {key});
+    if (!r.ok()) return r.status();
+    if (PQntuples((*r)->r) == 0) return Status::NotFound("no such record");
+    return value((*r)->r, 0, 0);
+  }
+  Status put(Table t, std::string_view key, std::string_view v, bool create_only) override {
+    auto r = run(create_only ? "create" : "put", t, {key, v});
+    if (!r.ok()) return r.status();
+    if (create_only && std::strcmp(PQcmdTuples((*r)->r), "0") == 0) return Status::Exists("record exists");
+    return Status::Ok();
+  }
+  Status del(Table t, std::string_view key) override {
+    auto r = run("del", t, {key});
+    if (!r.ok()) return r.status();
+    if (std::strcmp(PQcmdTuples((*r)->r), "0") == 0) return Status::NotFound("no such record");
+    return Status::Ok();
+  }
+  Status scan(Table t, std::string_view from, const Visit& fn) override {
+    std::string next(from);
+    bool first = true;
+    for (;;) {
+      std::string limit = std::to_string(first ? kFirstPage : kLaterPage);
+      auto r = run(first ? "scan_from" : "scan_after", t, {next, limit}, /*last_is_text=*/true);
+      if (!r.ok()) return r.status();
+      int n = PQntuples((*r)->r);
+      for (int i = 0; i < n; ++i) {
+        std::string k = value((*r)->r, i, 0), v = value((*r)->r, i, 1);
+        Result<bool> more = fn(k, v);
+        if (!more.ok()) return more.status();
+        if (!*more) return Status::Ok();
+        if (i == n - 1) next = std::move(k);
+      }
+      if (n < std::stoi(limit)) return Status::Ok();
+      first = false;
+    }
+  }
+  Result<std::string> last_key(Table t) override {
+    auto r = run("last", t, {});
+    if (!r.ok()) return r.status();
+    if (PQntuples((*r)->r) == 0) return Status::NotFound("empty table");
+    return value((*r)->r, 0, 0);
+  }
+  Status commit() override {
+    if (borrowed_) return Status::Ok();  // the enclosing transaction commits
+    PGconn* c = conn_;
+    conn_ = nullptr;
+    if (write_) held = {};
+    Status s = exec(c, "COMMIT");
+    if (s.ok()) engine_->give_back(c);
+    else engine_->give_back(nullptr), PQfinish(c);
+    if (!s.ok()) return s;
+    for (auto& fn : on_commit_) fn();
+    return s;
+  }
+
+ private:
+  // Runs prepared statement `name` with the table number and `args` (binary, but for a LIMIT).
+  Result<std::unique_ptr<PgResult>> run(const char* name, Table t, std::vector<std::string_view> args,
+                                        bool last_is_text = false) {
+    std::string table = std::to_string(static_cast<int>(t));
+    std::vector<const char*> values{table.c_str()};
+    std::vector<int> lengths{static_cast<int>(table.size())}, formats{0};
+    for (size_t i = 0; i < args.size(); ++i) {
+      values.push_back(args[i].data());
+      lengths.push_back(static_cast<int>(args[i].size()));
+      formats.push_back(last_is_text && i + 1 == args.size() ? 0 : 1);
+    }
+    std::string limit_text;
+    if (last_is_text) {  // text parameters are NUL-terminated
+      limit_text = std::string(args.back());
+      values.back() = limit_text.c_str();
+    }
+    auto r = std::make_unique<PgResult>(PQexecPrepared(conn_, name, static_cast<int>(values.size()), values.data(),
+                                                       lengths.data(), formats.data(), /*resultFormat=*/1));
+    auto st = PQresultStatus(r->r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(conn_, name));
+    return r;
+  }
+  static std::string value(PGresult* r, int row, int col) {
+    return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+  }
+
+  PostgresEngine* engine_;
+  PGconn* conn_;
+  bool write_, borrowed_;
+  std::vector<std::function<void()>> on_commit_;
+};
+
+Result<PGconn*> PostgresEngine::connect() {
+  PGconn* c = PQconnectdb(conninfo_.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    Status s = Status::IOError(EIO, pg_error(c, "cannot connect"));
+    PQfinish(c);
+    return s;
+  }
+  for (const Statement& st : kStatements) {
+    std::vector<char> sql(std::strlen(st.sql) + schema_.size() + 1);
+    std::snprintf(sql.data(), sql.size(), st.sql, schema_.c_str());
+    PgResult r(PQprepare(c, st.name, sql.data(), st.params, nullptr));
+    if (PQresultStatus(r.r) != PGRES_COMMAND_OK) {
+      Status s = Status::IOError(EIO, pg_error(c, std::string("preparing ") + st.name));
+      PQfinish(c);
+      return s;
+    }
+  }
+  return c;
+}
+
+Result<PGconn*> PostgresEngine::take() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return !idle_.empty() || open_ < kMaxConnections; });
+  if (!idle_.empty()) {
+    PGconn* c = idle_.back();
+    idle_.pop_back();
+    if (PQstatus(c) == CONNECTION_OK) return c;
+    PQfinish(c);  // the server went away: a fresh one below
+    --open_;
+  }
+  ++open_;
+  lock.unlock();
+  auto c = connect();
+  if (!c.ok()) give_back(nullptr);
+  return c;
+}
+
+void PostgresEngine::give_back(PGconn* c) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (c != nullptr) idle_.push_back(c);
+  else --open_;
+  cv_.notify_one();
+}
+
+Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
+  if (held.engine == this) {
+    if (write) return Status(EDEADLK, "a write transaction inside another transaction");
+    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held.conn, false, /*borrowed=*/true));
+  }
+  if (write && read_only_) return Status(EROFS, "the metadata is open read-only");
+  auto c = take();
+  if (!c.ok()) return c.status();
+  Status s = write ? exec(*c, "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(" +
+                                  std::to_string(lock_key_) + ")")
+                   : exec(*c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+  if (!s.ok()) {
+    give_back(nullptr);
+    PQfinish(*c);
+    return s;
+  }
+  return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, write, /*borrowed=*/false));
+}
+
+Status PostgresEngine::create() {
+  auto c = connect_plain(conninfo_);
+  if (!c.ok()) return c.status();
+  Status s = exec(*c, "CREATE SCHEMA IF NOT EXISTS " + schema_ + "; CREATE TABLE IF NOT EXISTS " + schema_ +
+                          ".records (tbl smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (tbl, k))");
+  PQfinish(*c);
+  return s;
+}
+
+Status PostgresEngine::compact_in_place() {
+  auto c = connect_plain(conninfo_);
+  if (!c.ok()) return c.status();
+  Status s = exec(*c, "VACUUM FULL " + schema_ + ".records");
+  PQfinish(*c);
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> open_postgres_engine(const std::string& conninfo, const std::string& schema,
+                                                     bool create, bool read_only) {
+  if (!valid_schema_name(schema)) return Status::InvalidArgument("bad PostgreSQL schema name '" + schema + "'");
+  auto engine = std::make_unique<PostgresEngine>(conninfo, schema, read_only);
+  if (create) CMKFS_RETURN_IF_ERROR(engine->create());
+  // The first connection proves the server, the credentials and the schema.
+  auto c = engine->take();
+  if (!c.ok()) return c.status();
+  engine->give_back(*c);
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace cmkfs::meta
