@@ -177,6 +177,9 @@ class Txn {
   const crypto::StoreKeys* keys_;
 };
 
+// A PostgreSQL schema name cmkfs accepts: [a-z][a-z0-9_]*, at most 63 bytes.
+bool valid_schema_name(std::string_view s);
+
 class MetaStore {
  public:
   // Opens (create=true: creates) the LMDB environment in directory `dir`.

@@ -51,14 +51,6 @@ Result<PGconn*> connect_plain(const std::string& conninfo) {
   return c;
 }
 
-bool valid_schema_name(std::string_view s) {
-  if (s.empty() || s.size() > 63 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  }
-  return true;
-}
-
 // The statements every connection prepares; $1 is the table number.
 struct Statement {
   const char* name;
@@ -324,6 +316,15 @@ Status PostgresEngine::compact_in_place() {
 }
 
 }  // namespace
+
+bool valid_schema_name(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
 
 Result<std::unique_ptr<Engine>> open_postgres_engine(const std::string& conninfo, const std::string& schema,
                                                      bool create, bool read_only) {

@@ -69,7 +69,11 @@ Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
     objects["cephConf"] = st.binding->objects.conf;
     objects["cephUser"] = st.binding->objects.user;
   }
-  j["engines"] = json{{"metadata", {{"kind", "lmdb"}, {"path", st.paths.meta}}}, {"objects", objects}};
+  json metadata = st.meta_config.lmdb() ? json{{"kind", "lmdb"}, {"path", st.paths.meta}}
+                                        : json{{"kind", st.meta_config.engine},
+                                               {"schema", st.meta_config.schema},
+                                               {"connection", st.meta_config.conninfo_file}};
+  j["engines"] = json{{"metadata", metadata}, {"objects", objects}};
   // This host's binding: where it is and the fingerprint it holds, to compare across hosts.
   json binding{{"path", binding_path(st.super.store_id)}};
   if (st.binding) {

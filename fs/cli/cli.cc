@@ -265,6 +265,13 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
                    "Where the encrypted objects go: in the store directory (default), or rados://POOL[/NAMESPACE] "
                    "(the namespace defaults to the store id)");
   add_ceph_options(init, &cmd->init.objects);
+  std::string meta_url;
+  init->add_option("--meta", meta_url,
+                   "Where the metadata goes: lmdb in the store directory (default), or postgres[://SCHEMA] (the "
+                   "schema defaults to cmkfs_<store id>; needs --pg-conninfo)");
+  init->add_option("--pg-conninfo", cmd->init.meta.conninfo_file,
+                   "PostgreSQL metadata: a file (mode 0600) holding libpq's connection string (host, port, dbname, "
+                   "user, password; kept in this host's binding, never in the store)");
   local_key->excludes(init->get_option("--key-encryption-key"));
   key_command->excludes(local_key)->excludes(init->get_option("--key-encryption-key"));
 
@@ -446,6 +453,25 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       if (!cmd->init.objects.conf.empty()) objects->conf = cmd->init.objects.conf;
       if (!cmd->init.objects.user.empty()) objects->user = cmd->init.objects.user;
       cmd->init.objects = std::move(*objects);
+    }
+    if (!meta_url.empty() && meta_url != "lmdb") {
+      if (meta_url != "postgres" && meta_url.rfind("postgres://", 0) != 0) {
+        err << "cmkfs: --meta " << meta_url << " is neither lmdb nor postgres[://SCHEMA]\n";
+        return kExitUsage;
+      }
+      cmd->init.meta.engine = "postgres";
+      if (meta_url.size() > 11) cmd->init.meta.schema = meta_url.substr(11);
+      if (!meta::valid_schema_name(cmd->init.meta.schema) && !cmd->init.meta.schema.empty()) {
+        err << "cmkfs: --meta: a schema name is lower-case letters, digits and _, starting with a letter\n";
+        return kExitUsage;
+      }
+      if (cmd->init.meta.conninfo_file.empty()) {
+        err << "cmkfs: --meta postgres needs --pg-conninfo FILE\n";
+        return kExitUsage;
+      }
+    } else if (!cmd->init.meta.conninfo_file.empty()) {
+      err << "cmkfs: --pg-conninfo goes with --meta postgres\n";
+      return kExitUsage;
     }
     if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = keyclient::ProviderKind::kVault;
   } else if (mount->parsed()) {

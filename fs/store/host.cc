@@ -52,6 +52,7 @@ std::string HostBinding::to_json() const {
          {"generation", generation}};
   if (next) j["next"] = json::parse(next->to_json());
   if (!objects.local()) j["objects"] = json::parse(objects.host_json());
+  if (!meta.lmdb()) j["meta"] = json::parse(meta.host_json());
   return j.dump(2);
 }
 
@@ -75,6 +76,11 @@ Result<HostBinding> HostBinding::from_json(std::string_view text) {
       auto objects = ObjectsConfig::from_json(j["objects"].dump());
       if (!objects.ok()) return objects.status();
       b.objects = std::move(*objects);
+    }
+    if (j.contains("meta")) {
+      auto meta = MetaConfig::from_json(j["meta"].dump());
+      if (!meta.ok()) return meta.status();
+      b.meta = std::move(*meta);
     }
     for (const auto& [gen, fp] : j.at("fingerprints").items()) {
       b.fingerprints[static_cast<uint32_t>(std::stoul(gen))] = fp.get<std::string>();

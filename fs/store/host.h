@@ -20,6 +20,7 @@
 
 #include "crypto/base/id128.h"
 #include "crypto/base/status.h"
+#include "fs/store/meta_config.h"
 #include "fs/store/object_store.h"
 #include "keyclient/keyclient.h"
 
@@ -41,6 +42,8 @@ struct HostBinding {
   uint32_t generation = 0;
   // Where the store's objects are and how this host reaches them (local: in the store directory).
   ObjectsConfig objects;
+  // Where the store's metadata is and how this host reaches it (lmdb: in the store directory).
+  MetaConfig meta;
 
   // The bound settings `store_kek` agrees with (kek, else next), or what differs from kek.
   Result<keyclient::KekConfig> match(const keyclient::KekConfig& store_kek) const;

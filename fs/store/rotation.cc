@@ -105,6 +105,13 @@ bool compaction_pending(OpenStore& store) {
 }
 
 Status compact_metadata(OpenStore& store) {
+  if (!store.meta_config.lmdb()) {  // compacted in place (VACUUM FULL)
+    CMKFS_RETURN_IF_ERROR(store.meta->compact_in_place());
+    auto txn = store.meta->begin(true);
+    if (!txn.ok()) return txn.status();
+    CMKFS_RETURN_IF_ERROR(txn->delete_raw_marker(kCompactKey));
+    return txn->commit();
+  }
   // Nobody may change key records meanwhile (commands beside a mount hold this shared).
   if (::flock(store.meta_dir_fd, LOCK_EX | LOCK_NB) != 0) {
     return Status(EBUSY, "another cmkfs command is changing the store's keys; compaction waits for the next unmount");

@@ -135,6 +135,15 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
     CMKFS_RETURN_IF_ERROR(check_objects_empty(objects));
     sb.objects = objects.public_json();
   }
+  MetaConfig meta_config = opts.meta;
+  std::string conninfo;
+  if (!meta_config.lmdb()) {
+    if (meta_config.schema.empty()) meta_config.schema = MetaConfig::default_schema(sb.store_id);
+    meta_config.conninfo_file = stdfs::absolute(meta_config.conninfo_file).string();
+    auto c = read_conninfo(meta_config.conninfo_file);
+    if (!c.ok()) return c.status();
+    conninfo = std::move(*c);
+  }
 
   keyclient::KekConfig kek = opts.kek;
   bool created_key_file = false;
@@ -170,7 +179,8 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
                       .next = {},
                       .fingerprints = {{sb.dek_generation, *fingerprint}},
                       .generation = sb.dek_generation,
-                      .objects = objects};
+                      .objects = objects,
+                      .meta = meta_config};
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
   made_binding = binding_path(sb.store_id);
 
@@ -180,10 +190,22 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
   ::close(lock);
 
-  auto store = meta::MetaStore::open(paths.meta, /*create=*/true, /*read_only=*/false);
+  auto store = meta_config.lmdb() ? meta::MetaStore::open(paths.meta, /*create=*/true, /*read_only=*/false)
+                                  : meta::MetaStore::open_postgres(conninfo, meta_config.schema, true, false);
   if (!store.ok()) return store.status();
   auto txn = (*store)->begin(true, &*keys);
   if (!txn.ok()) return txn.status();
+  if (!meta_config.lmdb()) {
+    if (txn->superblock().ok()) {
+      return Status::Exists("PostgreSQL schema " + meta_config.schema + " already holds a store");
+    }
+    auto marker = open_private_file(AT_FDCWD, paths.meta + "/engine.json", O_WRONLY | O_CREAT | O_EXCL, paths.meta + "/engine.json");
+    if (!marker.ok()) return marker.status();
+    std::string text = engine_marker_json(meta_config, sb.store_id);
+    if (::write(marker->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(marker->get()) != 0) {
+      return Status::IOError(errno, "cannot write " + paths.meta + "/engine.json");
+    }
+  }
   CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
   CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
   CMKFS_RETURN_IF_ERROR(txn->put_inode(root_inode()));
@@ -193,6 +215,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   out << "initialized cmkfs store " << root << "\n"
       << "  store id:   " << to_hex(sb.store_id) << "\n"
       << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n"
+      << "  metadata:   " << (meta_config.lmdb() ? paths.meta : meta_config.describe() + " (connection " + meta_config.conninfo_file + ")") << "\n"
       << "  objects:    " << (objects.local() ? paths.objects : objects.url() + " (cluster " + objects.conf + ")") << "\n"
       << "  bound in:   " << binding_path(sb.store_id) << " (data key fingerprint " << *fingerprint << ")\n";
   if (kek.provider == keyclient::ProviderKind::kLocal) {
@@ -208,6 +231,13 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
 }
 
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool read_only) {
+  if (!s.meta_config.lmdb()) {
+    auto conninfo = read_conninfo(s.meta_config.conninfo_file);
+    if (!conninfo.ok()) return conninfo.status();
+    auto meta = meta::MetaStore::open_postgres(*conninfo, s.meta_config.schema, /*create=*/false, read_only);
+    if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+    return meta;
+  }
   // LMDB opens its files by name, creating the lock file: both are made or checked here first
   // (regular, one link, the user's), and LMDB is given the directory just checked, by descriptor.
   // The descriptors are closed before LMDB opens: closing one of a file LMDB holds would drop
@@ -230,6 +260,20 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
   }
   return meta;
 }
+
+namespace {
+
+// The store id in STORE/meta/engine.json (meta_config.h).
+Result<Id128> read_engine_marker(int meta_dir, const std::string& shown) {
+  auto fd = open_private_file(meta_dir, "engine.json", O_RDONLY, shown);
+  if (!fd.ok()) return fd.status();
+  char buf[4096];
+  ssize_t n = ::read(fd->get(), buf, sizeof buf);
+  if (n < 0) return Status::IOError(errno, "cannot read " + shown);
+  return parse_engine_marker(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+}  // namespace
 
 int open_store_exit_code(const Status& s) {
   if (s.code() == EBUSY) return kExitBusy;
@@ -275,8 +319,15 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
     if (meta_dir.status().code() != ENOENT) return meta_dir.status();
     return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
   }
+  // The metadata is in STORE/meta (LMDB), or where the host's binding of the store it names says.
+  std::optional<Id128> marked;
   if (::faccessat(meta_dir->get(), "data.mdb", F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
-    return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
+    auto id = read_engine_marker(meta_dir->get(), s->paths.meta + "/engine.json");
+    if (!id.ok() && id.status().code() == ENOENT) {
+      return Status::InvalidArgument(root_arg + " is not a cmkfs store (no meta/data.mdb; create one with cmkfs init)");
+    }
+    if (!id.ok()) return id.status();
+    marked = *id;
   }
   if (exclusive) {
     auto lock = open_private_file(dir->get(), "lock", O_RDWR | O_CREAT, s->paths.lock);
@@ -292,6 +343,18 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   if (!exclusive && !read_only && ::flock(s->meta_dir_fd, LOCK_SH) != 0) {
     return Status::IOError(errno, "cannot lock " + s->paths.meta);
   }
+  if (marked) {
+    auto binding = load_binding(*marked);
+    if (!binding.ok()) {
+      return Status(binding.status().code() == ENOENT ? ENOKEY : binding.status().code(),
+                    "store " + to_hex(*marked) + " keeps its metadata outside " + s->paths.root +
+                        " and this host has no binding saying where: " + binding.status().message());
+    }
+    if (binding->meta.lmdb()) {
+      return Status(EUCLEAN, s->paths.meta + " says the metadata is elsewhere; this host's binding says it is there");
+    }
+    s->meta_config = binding->meta;
+  }
   auto meta = open_checked_meta(*s, read_only);
   if (!meta.ok()) return meta.status();
   s->meta = std::move(*meta);
@@ -300,6 +363,10 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto sb = txn->superblock();
   if (!sb.ok()) return sb.status();
   s->super = std::move(*sb);
+  if (marked && s->super.store_id != *marked) {
+    return Status(EUCLEAN, "the metadata in " + s->meta_config.describe() + " is store " + to_hex(s->super.store_id) +
+                               "'s, not store " + to_hex(*marked) + "'s");
+  }
   auto kek = keyclient::KekConfig::from_json(s->super.kek);
   if (!kek.ok()) return kek.status();
   s->kek = std::move(*kek);

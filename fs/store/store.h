@@ -46,6 +46,7 @@ struct InitOptions {
   keyclient::KekConfig kek;  // provider "local": key_file may be empty (default path)
   std::string audit_log;     // where the first wrap is audited; empty: default_audit_path(store id)
   ObjectsConfig objects;     // rados: an empty namespace becomes the store id's hex
+  MetaConfig meta;           // postgres: an empty schema becomes MetaConfig::default_schema
 };
 
 // Creates a store in an empty (or missing) directory, its objects there or in the cluster
@@ -56,6 +57,7 @@ struct OpenStore {
   StorePaths paths;
   int lock_fd = -1;      // flock held for the lifetime of a mount
   int meta_dir_fd = -1;  // STORE/meta, opened without following links; LMDB works in it
+  MetaConfig meta_config;  // where the metadata is (postgres: the binding's settings)
   std::unique_ptr<meta::MetaStore> meta;
   std::unique_ptr<ObjectStore> objects;
   meta::Superblock super;  // unauthenticated until unlock()
