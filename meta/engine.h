@@ -50,6 +50,10 @@ class Engine {
   // Engines that compact their own storage (PostgreSQL: VACUUM FULL); ENOTSUP for LMDB, which
   // compacts into a copy (copy_compacted).
   virtual Status compact_in_place() = 0;
+  // Makes this process the store's one writer for as long as the engine is open, across every
+  // host sharing the metadata; EBUSY when another holds it. LMDB: nothing (the store directory's
+  // lock does it).
+  virtual Status lock_writer() = 0;
 };
 
 // LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`.

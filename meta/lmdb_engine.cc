@@ -79,6 +79,7 @@ class LmdbEngine final : public Engine {
     return lmdb_status(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "compacting the metadata");
   }
   Status compact_in_place() override { return Status(ENOTSUP, "LMDB compacts into a copy"); }
+  Status lock_writer() override { return Status::Ok(); }
 
  private:
   friend class LmdbTxn;

@@ -221,6 +221,10 @@ class MetaStore {
   Status copy_compacted(int fd);
   // Compacts engines that compact in place (PostgreSQL); ENOTSUP for LMDB (copy_compacted).
   Status compact_in_place();
+  // Makes this process the store's one writer while the MetaStore is open, across every host that
+  // shares its metadata (PostgreSQL: a session lock the server drops when this process's
+  // connection ends); EBUSY when another process holds it. Nothing for LMDB.
+  Status lock_writer();
 
  private:
   friend class Txn;

@@ -46,6 +46,7 @@ Status MetaStore::sync() { return engine_->sync(); }
 int MetaStore::data_fd() const { return engine_->data_fd(); }
 Status MetaStore::copy_compacted(int fd) { return engine_->copy_compacted(fd); }
 Status MetaStore::compact_in_place() { return engine_->compact_in_place(); }
+Status MetaStore::lock_writer() { return engine_->lock_writer(); }
 Status MetaStore::reserve_space(uint64_t bytes) { return engine_->reserve_space(bytes); }
 
 // ---- Txn ----

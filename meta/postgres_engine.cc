@@ -89,6 +89,7 @@ class PostgresEngine final : public Engine {
   }
   ~PostgresEngine() override {
     for (PGconn* c : idle_) PQfinish(c);
+    if (writer_lock_ != nullptr) PQfinish(writer_lock_);
   }
 
   Status create();
@@ -107,6 +108,7 @@ class PostgresEngine final : public Engine {
   int data_fd() const override { return -1; }
   Status copy_compacted(int) override { return Status(ENOTSUP, "PostgreSQL metadata is compacted in place"); }
   Status compact_in_place() override;
+  Status lock_writer() override;
 
   const std::string& schema() const { return schema_; }
   int64_t lock_key() const { return lock_key_; }
@@ -119,6 +121,7 @@ class PostgresEngine final : public Engine {
   const std::string schema_;
   const bool read_only_;
   int64_t lock_key_;
+  PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<PGconn*> idle_;  // guarded by mu_
@@ -305,6 +308,26 @@ Status PostgresEngine::create() {
                           ".records (tbl smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (tbl, k))");
   PQfinish(*c);
   return s;
+}
+
+Status PostgresEngine::lock_writer() {
+  if (writer_lock_ != nullptr) return Status::Ok();
+  auto c = connect_plain(conninfo_);
+  if (!c.ok()) return c.status();
+  // A session lock (not the transactions' key): held until this connection closes, which the
+  // server notices when the process dies.
+  PgResult r(PQexec(*c, ("SELECT pg_try_advisory_lock(" + std::to_string(lock_key_ ^ 1) + ")").c_str()));
+  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1) {
+    Status s = Status::IOError(EIO, pg_error(*c, "taking the writer lock"));
+    PQfinish(*c);
+    return s;
+  }
+  if (std::string_view(PQgetvalue(r.r, 0, 0)) != "t") {
+    PQfinish(*c);
+    return Status(EBUSY, "the store is mounted (or checked) by another cmkfs on a host sharing its metadata");
+  }
+  writer_lock_ = *c;
+  return Status::Ok();
 }
 
 Status PostgresEngine::compact_in_place() {

@@ -358,6 +358,7 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   auto meta = open_checked_meta(*s, read_only);
   if (!meta.ok()) return meta.status();
   s->meta = std::move(*meta);
+  if (exclusive) CMKFS_RETURN_IF_ERROR(s->meta->lock_writer());
   auto txn = s->meta->begin(false);
   if (!txn.ok()) return txn.status();
   auto sb = txn->superblock();

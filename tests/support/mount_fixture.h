@@ -152,8 +152,14 @@ class MountTest : public ::testing::Test {
     if (!HasFailure()) stdfs::remove_all(dir);
   }
 
+  // With $CMKFS_TEST_PG_CONNINFO (ctest runs some suites again with it), stores keep their
+  // metadata in PostgreSQL.
+  static std::string meta_flags() {
+    const char* pg = ::getenv("CMKFS_TEST_PG_CONNINFO");
+    return pg == nullptr ? "" : std::string(" --meta postgres --pg-conninfo ") + pg;
+  }
   void init(const std::string& extra = "") {
-    auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + " " + extra);
+    auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + meta_flags() + " " + extra);
     ASSERT_EQ(r.rc, 0) << r.output;
   }
   CommandResult try_mount(const std::string& extra = "") {

@@ -1,5 +1,6 @@
-// Unit-test fixture: a real store (LMDB metadata, sealed records, a local key file) in a fresh
-// temporary directory, opened and unlocked in the test's process, with its objects in memory.
+// Unit-test fixture: a real store (LMDB metadata, or PostgreSQL's with $CMKFS_TEST_PG_CONNINFO;
+// sealed records, a local key file) in a fresh temporary directory, opened and unlocked in the
+// test's process, with its objects in memory.
 // No mount, no FUSE, no root.
 #pragma once
 
@@ -40,6 +41,12 @@ class StoreTest : public ::testing::Test {
     init.store = dir + "/store";
     init.kek.key_file = dir + "/key";
     init.audit_log = audit_path();
+    // The same tests on PostgreSQL metadata: ctest runs them again with this set (a fresh schema
+    // per store, named after its id).
+    if (const char* pg = ::getenv("CMKFS_TEST_PG_CONNINFO")) {
+      init.meta.engine = "postgres";
+      init.meta.conninfo_file = pg;
+    }
     std::ostringstream out;
     Status s = fs::init_store(init, out);
     ASSERT_TRUE(s.ok()) << s.message();
