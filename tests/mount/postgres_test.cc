@@ -1,0 +1,160 @@
+// A store whose metadata is in PostgreSQL (the test server ctest's postgres fixture starts): what
+// the database holds, one writer across hosts, and what an attacker who can write the store
+// directory or the database, or a bad connection file, gets.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/mount_fixture.h"
+
+namespace cmkfs::testing {
+namespace {
+
+using nlohmann::json;
+
+class PostgresTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    const char* pg = ::getenv("CMKFS_TEST_PG_CONNINFO");
+    if (pg == nullptr) GTEST_SKIP() << "no PostgreSQL server: run through ctest (its postgres fixture)";
+    conninfo_text = read_file(pg);
+    conninfo = dir + "/conninfo";
+    write_file(conninfo, conninfo_text);
+    ::chmod(conninfo.c_str(), 0600);
+  }
+  // A store of this test's with its metadata in `schema`.
+  void init_pg(const std::string& schema, const std::string& conn = "") {
+    auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + " --meta postgres://" + schema +
+                 " --pg-conninfo " + (conn.empty() ? conninfo : conn));
+    ASSERT_EQ(r.rc, 0) << r.output;
+  }
+  std::string schema() const {
+    std::string s = "t" + std::to_string(::getpid()) + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s.substr(0, 60);
+  }
+  CommandResult psql(const std::string& sql) const {
+    std::string line = conninfo_text.substr(0, conninfo_text.find('\n'));
+    return run("psql -X -q -t -A -v ON_ERROR_STOP=1 '" + line + "' -c \"" + sql + "\"");
+  }
+  static bool says(const CommandResult& r, const std::string& what) { return r.output.find(what) != std::string::npos; }
+  std::string password() const {
+    auto at = conninfo_text.find("password=");
+    return conninfo_text.substr(at + 9, conninfo_text.find_first_of(" \n", at + 9) - at - 9);
+  }
+
+  std::string conninfo, conninfo_text;
+};
+
+TEST_F(PostgresTest, TheDatabaseHoldsSealedRecordsOnlyAndTheStoreDirectoryNone) {
+  init_pg(schema());
+  mount();
+  ASSERT_EQ(::mkdir(at("very-secret-directory").c_str(), 0755), 0);
+  write_file(at("very-secret-directory/very-secret-name"), "very secret content");
+  umount();
+  // The store directory names the store and nothing else.
+  EXPECT_FALSE(stdfs::exists(store + "/meta/data.mdb"));
+  EXPECT_TRUE(stdfs::exists(store + "/meta/engine.json"));
+  auto rows = psql("SELECT count(*) FROM " + schema() + ".records");
+  ASSERT_EQ(rows.rc, 0) << rows.output;
+  EXPECT_GE(std::stoi(rows.output), 5);
+  for (const char* secret : {"very-secret", "very secret"}) {
+    auto hits = psql("SELECT count(*) FROM " + schema() + ".records WHERE position(convert_to('" + secret +
+                     "', 'UTF8') in v) > 0 OR position(convert_to('" + secret + "', 'UTF8') in k) > 0");
+    ASSERT_EQ(hits.rc, 0) << hits.output;
+    EXPECT_EQ(std::stoi(hits.output), 0) << secret;
+  }
+  json engines = json::parse(run(cmkfs_binary() + " encryption show " + store).output)["engines"]["metadata"];
+  EXPECT_EQ(engines["kind"], "postgres");
+  EXPECT_EQ(engines["schema"], schema());
+  auto fsck = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(fsck.rc, 0) << fsck.output;
+  mount();
+  EXPECT_EQ(read_file(at("very-secret-directory/very-secret-name")), "very secret content");
+}
+
+// A second host's directory of the same store (a copy of this one: the same binding, the same
+// schema) cannot mount while the first mount lives, and can as soon as it is gone, even killed.
+TEST_F(PostgresTest, OneWriterAcrossHostsAndAKilledOneLetsTheNextIn) {
+  init_pg(schema());
+  mount();
+  write_file(at("f"), "from the first host");
+  ASSERT_EQ(::system(("sync -f " + mnt).c_str()), 0);
+  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
+  stdfs::create_directories(mnt2);
+  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
+  EXPECT_EQ(second.rc, 13) << second.output;
+  EXPECT_TRUE(says(second, "mounted (or checked) by another cmkfs")) << second.output;
+  EXPECT_EQ(run(cmkfs_binary() + " fsck " + store2).rc, 13);
+
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_gone(pid, 10));
+  detach_mounts_below(mnt);
+  mounted = false;
+  second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
+  ASSERT_EQ(second.rc, 0) << second.output << read_file(dir + "/log2");
+  EXPECT_EQ(read_file(mnt2 + "/f"), "from the first host");
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+}
+
+// Whoever can write the database swaps two stores' schemas: each store finds another's metadata
+// where its own should be, and refuses it before reading a record.
+TEST_F(PostgresTest, SwappedSchemasAreRefused) {
+  init_pg(schema());
+  std::string other = dir + "/other";
+  auto r = run(cmkfs_binary() + " init " + other + " --local-key-file " + dir + "/key2 --meta postgres://" + schema() +
+               "_b --pg-conninfo " + conninfo);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  ASSERT_EQ(psql("ALTER SCHEMA " + schema() + " RENAME TO " + schema() + "_x; ALTER SCHEMA " + schema() + "_b RENAME TO " +
+                 schema() + "; ALTER SCHEMA " + schema() + "_x RENAME TO " + schema() + "_b")
+                .rc,
+            0);
+  auto m = try_mount();
+  EXPECT_EQ(m.rc, 11) << m.output;
+  EXPECT_TRUE(says(m, "not store")) << m.output;
+  EXPECT_EQ(run(cmkfs_binary() + " fsck " + store).rc, 11);
+}
+
+// The store directory names the store only: garbage there, or a store this host has no binding
+// for, is a clear refusal.
+TEST_F(PostgresTest, TheStoreDirectoryCannotPointTheMetadataAnywhere) {
+  init_pg(schema());
+  write_file(store + "/meta/engine.json", "{\"engine\":\"postgres\",\"store_id\":\"00112233445566778899aabbccddeeff\"}");
+  auto m = try_mount();
+  EXPECT_EQ(m.rc, 10) << m.output;
+  EXPECT_TRUE(says(m, "no binding saying where")) << m.output;
+  write_file(store + "/meta/engine.json", "not json");
+  m = try_mount();
+  EXPECT_EQ(m.rc, 10) << m.output;
+  EXPECT_TRUE(says(m, "engine.json is damaged")) << m.output;
+}
+
+// The connection string holds a password: a file others may read is refused, and no error ever
+// shows the password, even when the server is not there.
+TEST_F(PostgresTest, TheConnectionFileIsPrivateAndItsPasswordNeverShown) {
+  ::chmod(conninfo.c_str(), 0644);
+  auto r = run(cmkfs_binary() + " init " + store + " --local-key-file " + key + " --meta postgres --pg-conninfo " + conninfo);
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_TRUE(says(r, "chmod")) << r.output;
+  EXPECT_FALSE(says(r, password())) << r.output;
+  ::chmod(conninfo.c_str(), 0600);
+  init_pg(schema());
+  // The server moves away: the mount fails, saying why, without the password.
+  std::string moved = conninfo_text;
+  auto port = moved.find("port=");
+  moved.replace(port, moved.find(' ', port) - port, "port=1");
+  write_file(conninfo, moved);
+  auto m = try_mount();
+  EXPECT_NE(m.rc, 0) << m.output;
+  EXPECT_TRUE(says(m, "cannot connect")) << m.output;
+  EXPECT_FALSE(says(m, password())) << m.output;
+  EXPECT_EQ(read_file(log).find(password()), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cmkfs::testing
