@@ -47,6 +47,7 @@ Result<DirEntry> Txn::lookup(uint64_t parent, std::string_view name) {
 
 Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint32_t type) {
   CMKFS_RETURN_IF_ERROR(need_keys());
+  changed_entries_.emplace_back(parent, name);
   uint64_t home = entry_home_slot(keys_->name, parent, name);
   std::bitset<kSlotWindow> used;
   bool exists = false;
@@ -73,6 +74,7 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
 }
 
 Status Txn::remove_entry(uint64_t parent, std::string_view name) {
+  changed_entries_.emplace_back(parent, name);
   auto e = lookup(parent, name);
   if (!e.ok()) return e.status();
   return txn_->del(Table::kDirents, entry_key(parent, e->slot));

@@ -32,6 +32,9 @@ class EngineTxn {
   using Visit = std::function<Result<bool>(std::string_view key, std::string_view value)>;
   virtual Status scan(Table t, std::string_view from, const Visit& fn) = 0;
   virtual Result<std::string> last_key(Table t) = 0;  // ENOENT when the table is empty
+  // Sends `payload` to every listener of the store once this transaction commits (nothing if it
+  // aborts). Engines without listeners (LMDB) drop it.
+  virtual Status notify(std::string_view payload) = 0;
   virtual Status commit() = 0;
 };
 
@@ -54,6 +57,12 @@ class Engine {
   // host sharing the metadata; EBUSY when another holds it. LMDB: nothing (the store directory's
   // lock does it).
   virtual Status lock_writer() = 0;
+  // Whether other processes may listen to this store's changes (notify() reaches them).
+  virtual bool shared() const = 0;
+  // Calls fn with each payload another process notified, on a thread of the engine's, until the
+  // engine closes; fn("") when some may have been missed (the connection was lost).
+  virtual Status listen(std::function<void(std::string_view payload)> fn) = 0;
+  virtual void stop_listening() = 0;  // fn is not called after this returns
 };
 
 // LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`.

@@ -37,6 +37,7 @@ class LmdbTxn final : public EngineTxn {
   Status del(Table t, std::string_view key) override;
   Status scan(Table t, std::string_view from, const Visit& fn) override;
   Result<std::string> last_key(Table t) override;
+  Status notify(std::string_view) override { return Status::Ok(); }
   Status commit() override;
 
   std::unique_lock<std::mutex> batch_lock;
@@ -80,6 +81,11 @@ class LmdbEngine final : public Engine {
   }
   Status compact_in_place() override { return Status(ENOTSUP, "LMDB compacts into a copy"); }
   Status lock_writer() override { return Status::Ok(); }
+  bool shared() const override { return false; }
+  Status listen(std::function<void(std::string_view)>) override {
+    return Status(ENOTSUP, "an LMDB store has one process: nothing to listen to");
+  }
+  void stop_listening() override {}
 
  private:
   friend class LmdbTxn;

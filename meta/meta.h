@@ -167,6 +167,7 @@ class Txn {
 
  private:
   friend class MetaStore;
+  Status publish_changes();
   Txn(MetaStore* store, std::unique_ptr<EngineTxn> txn, const crypto::StoreKeys* keys);
   Status need_keys() const;
   template <class Fn>
@@ -175,6 +176,9 @@ class Txn {
   MetaStore* store_;
   std::unique_ptr<EngineTxn> txn_;
   const crypto::StoreKeys* keys_;
+  // What this transaction changed, for the store's other processes (a shared engine only).
+  std::vector<uint64_t> changed_inodes_;
+  std::vector<std::pair<uint64_t, std::string>> changed_entries_;
 };
 
 // A PostgreSQL schema name cmkfs accepts: [a-z][a-z0-9_]*, at most 63 bytes.
@@ -226,6 +230,21 @@ class MetaStore {
   // connection ends); EBUSY when another process holds it. Nothing for LMDB.
   Status lock_writer();
 
+  // The change feed of a store several processes share (PostgreSQL): every write transaction
+  // tells the others which inodes and which directory entries it changed, sealed under the meta
+  // key (the database never sees a name). listen() calls fn on a thread of its own with each
+  // payload; open_changes() opens one. ENOTSUP for LMDB.
+  struct Changes {
+    bool everything = false;  // some changes may have been missed: drop every cached thing
+    std::vector<uint64_t> inodes;
+    std::vector<std::pair<uint64_t, std::string>> entries;  // (parent, name)
+  };
+  Status listen(std::function<void(std::string_view payload)> fn);
+  void stop_listening();  // fn is not called after this returns
+  // EIO when the payload does not authenticate under `keys` (nor came from this process).
+  Result<Changes> open_changes(const crypto::StoreKeys& keys, std::string_view payload) const;
+  bool shared() const;
+
  private:
   friend class Txn;
   MetaStore() = default;
@@ -233,6 +252,7 @@ class MetaStore {
   std::atomic<uint64_t> seals_{0};
   BatchStats batch_stats_;
   bool read_only_ = false;
+  std::string origin_;  // random: names this process's payloads in the change feed
 };
 
 }  // namespace cmkfs::meta

@@ -1,4 +1,7 @@
+#include <nlohmann/json.hpp>
+
 #include "crypto/base/coding.h"
+#include "crypto/base/hex.h"
 #include "meta/engine.h"
 #include "meta/meta.h"
 #include "meta/records.h"
@@ -15,6 +18,9 @@ std::string_view table_name(Table t) {
 
 Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool create, bool read_only) {
   std::unique_ptr<MetaStore> store(new MetaStore());
+  std::array<uint8_t, 8> origin;
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(origin));
+  store->origin_ = to_hex(origin);
   store->read_only_ = read_only;
   auto engine = open_lmdb_engine(dir, create, read_only, &store->batch_stats_);
   if (!engine.ok()) return engine.status();
@@ -25,6 +31,9 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool 
 Result<std::unique_ptr<MetaStore>> MetaStore::open_postgres(const std::string& conninfo, const std::string& schema,
                                                             bool create, bool read_only) {
   std::unique_ptr<MetaStore> store(new MetaStore());
+  std::array<uint8_t, 8> origin;
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(origin));
+  store->origin_ = to_hex(origin);
   store->read_only_ = read_only;
   auto engine = open_postgres_engine(conninfo, schema, create, read_only);
   if (!engine.ok()) return engine.status();
@@ -47,6 +56,63 @@ int MetaStore::data_fd() const { return engine_->data_fd(); }
 Status MetaStore::copy_compacted(int fd) { return engine_->copy_compacted(fd); }
 Status MetaStore::compact_in_place() { return engine_->compact_in_place(); }
 Status MetaStore::lock_writer() { return engine_->lock_writer(); }
+Status MetaStore::listen(std::function<void(std::string_view)> fn) { return engine_->listen(std::move(fn)); }
+bool MetaStore::shared() const { return engine_->shared(); }
+void MetaStore::stop_listening() { engine_->stop_listening(); }
+
+// ---- the change feed ----
+//
+// A payload: "<origin hex>:" then hex of a record sealed under the meta key (table "feed") holding
+// JSON {"i": [inodes], "e": [[parent, name], ...]}. The origin (random per MetaStore) lets a
+// process skip its own; it is not trusted: a forged one can only make a process skip a payload.
+
+namespace {
+constexpr size_t kFeedPayloadMax = 7000;  // NOTIFY takes 8000 bytes
+}  // namespace
+
+Status Txn::publish_changes() {
+  if (changed_inodes_.empty() && changed_entries_.empty()) return Status::Ok();
+  if (keys_ == nullptr || keys_->empty()) return Status::Ok();
+  // Split so that each sealed payload fits: names are at most 255 bytes.
+  size_t i = 0, e = 0;
+  while (i < changed_inodes_.size() || e < changed_entries_.size()) {
+    nlohmann::json inos = nlohmann::json::array(), entries = nlohmann::json::array();
+    size_t budget = (kFeedPayloadMax - 64) / 2 - 64;
+    for (; i < changed_inodes_.size() && budget > 24; ++i, budget -= 21) inos.push_back(changed_inodes_[i]);
+    for (; e < changed_entries_.size() && budget > 24 + 2 * 255 + 4; ++e) {
+      entries.push_back({changed_entries_[e].first, changed_entries_[e].second});
+      budget -= 24 + 2 * changed_entries_[e].second.size() + 4;
+    }
+    nlohmann::json j{{"i", inos}, {"e", entries}};
+    auto sealed = seal_record(keys_->meta, "feed", "", j.dump());
+    if (!sealed.ok()) return sealed.status();
+    CMKFS_RETURN_IF_ERROR(txn_->notify(store_->origin_ + ":" + to_hex(crypto::as_bytes(*sealed))));
+  }
+  return Status::Ok();
+}
+
+Result<MetaStore::Changes> MetaStore::open_changes(const crypto::StoreKeys& keys, std::string_view payload) const {
+  Changes out;
+  if (payload.empty()) {
+    out.everything = true;
+    return out;
+  }
+  auto colon = payload.find(':');
+  if (colon == std::string_view::npos) return Status::Corruption("change feed: malformed payload");
+  if (payload.substr(0, colon) == origin_) return out;  // this process's own
+  auto sealed = from_hex(payload.substr(colon + 1));
+  if (!sealed) return Status::Corruption("change feed: malformed payload");
+  auto plain = open_record(keys, "feed", "", std::string_view(reinterpret_cast<const char*>(sealed->data()), sealed->size()));
+  if (!plain.ok()) return plain.status();
+  try {
+    auto j = nlohmann::json::parse(*plain);
+    for (const auto& ino : j.at("i")) out.inodes.push_back(ino.get<uint64_t>());
+    for (const auto& e : j.at("e")) out.entries.emplace_back(e.at(0).get<uint64_t>(), e.at(1).get<std::string>());
+  } catch (const nlohmann::json::exception&) {
+    return Status::Corruption("change feed: malformed change");
+  }
+  return out;
+}
 Status MetaStore::reserve_space(uint64_t bytes) { return engine_->reserve_space(bytes); }
 
 // ---- Txn ----
@@ -58,6 +124,11 @@ Txn::~Txn() = default;
 
 Status Txn::commit() {
   auto t = std::move(txn_);
+  if (store_->shared()) {
+    txn_ = std::move(t);
+    CMKFS_RETURN_IF_ERROR(publish_changes());
+    t = std::move(txn_);
+  }
   return t->commit();
 }
 
@@ -180,6 +251,7 @@ Status Txn::update_inode(const InodeRecord& rec) {
 
 Status Txn::put_inode(const InodeRecord& rec) {
   CMKFS_RETURN_IF_ERROR(need_keys());
+  changed_inodes_.push_back(rec.ino);
   std::string key = be64_key(rec.ino);
   auto sealed = seal_record(keys_->meta, kTableInodes, key, encode_inode(rec));
   store_->seals_.fetch_add(1, std::memory_order_relaxed);
@@ -187,7 +259,10 @@ Status Txn::put_inode(const InodeRecord& rec) {
   return txn_->put(Table::kInodes, key, *sealed);
 }
 
-Status Txn::delete_inode(uint64_t ino) { return txn_->del(Table::kInodes, be64_key(ino)); }
+Status Txn::delete_inode(uint64_t ino) {
+  changed_inodes_.push_back(ino);
+  return txn_->del(Table::kInodes, be64_key(ino));
+}
 
 Result<uint64_t> Txn::last_inode() {
   auto k = txn_->last_key(Table::kInodes);

@@ -11,9 +11,13 @@
 // when it returns (synchronous_commit), so there is no group commit here.
 #include <libpq-fe.h>
 
+#include <poll.h>
+
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "crypto/base/coding.h"
@@ -65,6 +69,7 @@ constexpr Statement kStatements[] = {
     {"scan_from", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k >= $2 ORDER BY k LIMIT $3", 3},
     {"scan_after", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k > $2 ORDER BY k LIMIT $3", 3},
     {"last", "SELECT k FROM %s.records WHERE tbl = $1 ORDER BY k DESC LIMIT 1", 1},
+    {"notify", "SELECT pg_notify('%s', $1)", 1},
 };
 
 class PostgresEngine;
@@ -88,6 +93,7 @@ class PostgresEngine final : public Engine {
     lock_key_ = static_cast<int64_t>(h);
   }
   ~PostgresEngine() override {
+    stop_listening();
     for (PGconn* c : idle_) PQfinish(c);
     if (writer_lock_ != nullptr) PQfinish(writer_lock_);
   }
@@ -109,6 +115,12 @@ class PostgresEngine final : public Engine {
   Status copy_compacted(int) override { return Status(ENOTSUP, "PostgreSQL metadata is compacted in place"); }
   Status compact_in_place() override;
   Status lock_writer() override;
+  bool shared() const override { return true; }
+  Status listen(std::function<void(std::string_view)> fn) override;
+  void stop_listening() override {
+    stop_listening_ = true;
+    if (listener_.joinable()) listener_.join();
+  }
 
   const std::string& schema() const { return schema_; }
   int64_t lock_key() const { return lock_key_; }
@@ -122,6 +134,8 @@ class PostgresEngine final : public Engine {
   const bool read_only_;
   int64_t lock_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
+  std::thread listener_;
+  std::atomic<bool> stop_listening_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<PGconn*> idle_;  // guarded by mu_
@@ -185,6 +199,13 @@ class PostgresTxn final : public EngineTxn {
       if (n < std::stoi(limit)) return Status::Ok();
       first = false;
     }
+  }
+  Status notify(std::string_view payload) override {
+    std::string text(payload);  // a text parameter: NUL-terminated
+    const char* values[] = {text.c_str()};
+    PgResult r(PQexecPrepared(conn_, "notify", 1, values, nullptr, nullptr, 0));
+    if (PQresultStatus(r.r) != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(conn_, "notify"));
+    return Status::Ok();
   }
   Result<std::string> last_key(Table t) override {
     auto r = run("last", t, {});
@@ -327,6 +348,38 @@ Status PostgresEngine::lock_writer() {
     return Status(EBUSY, "the store is mounted (or checked) by another cmkfs on a host sharing its metadata");
   }
   writer_lock_ = *c;
+  return Status::Ok();
+}
+
+// LISTEN on a connection of its own; a lost connection is made again, and fn("") says that
+// payloads may have been missed meanwhile.
+Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
+  if (listener_.joinable()) return Status::Exists("already listening");
+  auto first = connect_plain(conninfo_);
+  if (!first.ok()) return first.status();
+  CMKFS_RETURN_IF_ERROR(exec(*first, "LISTEN " + schema_));
+  listener_ = std::thread([this, fn = std::move(fn), c = *first]() mutable {
+    while (!stop_listening_) {
+      if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
+        if (c != nullptr) PQfinish(c);
+        c = nullptr;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        auto again = connect_plain(conninfo_);
+        if (!again.ok() || !exec(*again, "LISTEN " + schema_).ok()) continue;
+        c = *again;
+        fn("");  // what was sent meanwhile is lost
+        continue;
+      }
+      pollfd p{PQsocket(c), POLLIN, 0};
+      if (::poll(&p, 1, 200) < 0 && errno != EINTR) continue;
+      if (PQconsumeInput(c) == 0) continue;  // the status check above reconnects
+      while (PGnotify* n = PQnotifies(c)) {
+        fn(n->extra);
+        PQfreemem(n);
+      }
+    }
+    if (c != nullptr) PQfinish(c);
+  });
   return Status::Ok();
 }
 

@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <fstream>
 
 #include "tests/support/lmdb_poke.h"
@@ -267,6 +269,82 @@ TEST_P(MetaTest, OrphansAreRemembered) {
   ASSERT_TRUE(t.remove_orphan(99).ok());
   ASSERT_TRUE(t.commit().ok());
   EXPECT_EQ(*read().orphans(), std::vector<uint64_t>{13});
+}
+
+// The change feed of a store in PostgreSQL: another process sharing the schema hears which
+// inodes and entries a commit changed, sealed (the database never sees a name), and nothing of
+// an aborted transaction; a payload changed in transit does not open.
+class ChangeFeedTest : public MetaTestBase {
+ protected:
+  std::string engine() const override { return "postgres"; }
+};
+
+TEST_F(ChangeFeedTest, AnotherProcessHearsWhatACommitChangedAndNothingOfAnAbort) {
+  auto other = open(false);
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  ASSERT_TRUE((*other)->listen([&](std::string_view p) {
+    std::lock_guard<std::mutex> g(mu);
+    heard.emplace_back(p);
+    cv.notify_all();
+  }).ok());
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+    ASSERT_TRUE(t.add_entry(1, "secret-name", 5, S_IFREG).ok());
+    // aborted: never heard
+  }
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(6)).ok());
+  ASSERT_TRUE(t.add_entry(1, "another-secret-name", 6, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
+  ASSERT_EQ(heard.size(), 1u);
+  EXPECT_EQ(heard[0].find("secret"), std::string::npos);
+  auto changes = (*other)->open_changes(keys, heard[0]);
+  ASSERT_TRUE(changes.ok()) << changes.status().message();
+  EXPECT_EQ(changes->inodes, std::vector<uint64_t>{6});
+  ASSERT_EQ(changes->entries.size(), 1u);
+  EXPECT_EQ(changes->entries[0], (std::pair<uint64_t, std::string>{1, "another-secret-name"}));
+  // Its own payloads a process skips; a changed one, or one under other keys, does not open.
+  EXPECT_TRUE(store->open_changes(keys, heard[0])->inodes.empty());
+  std::string changed = heard[0];
+  changed[changed.size() - 3] = changed[changed.size() - 3] == '0' ? '1' : '0';
+  EXPECT_EQ((*other)->open_changes(keys, changed).status().code(), EIO);
+  auto strangers = crypto::derive_store_keys(*crypto::random_key());
+  EXPECT_EQ((*other)->open_changes(*strangers, heard[0]).status().code(), EIO);
+  EXPECT_TRUE((*other)->open_changes(keys, "")->everything);
+  lock.unlock();
+  (*other)->stop_listening();
+}
+
+TEST_F(ChangeFeedTest, ALargeCommitIsSplitIntoPayloadsThatFit) {
+  auto other = open(false);
+  ASSERT_TRUE(other.ok());
+  std::mutex mu;
+  std::set<std::string> names;
+  ASSERT_TRUE((*other)->listen([&](std::string_view p) {
+    EXPECT_LE(p.size(), 8000u);
+    auto c = (*other)->open_changes(keys, p);
+    ASSERT_TRUE(c.ok());
+    std::lock_guard<std::mutex> g(mu);
+    for (auto& e : c->entries) names.insert(e.second);
+  }).ok());
+  auto t = write();
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(t.add_entry(1, std::string(200, 'a') + std::to_string(i), 100 + i, S_IFREG).ok());
+  ASSERT_TRUE(t.commit().ok());
+  for (int i = 0; i < 1000; ++i) {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (names.size() == 300) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  (*other)->stop_listening();
+  EXPECT_EQ(names.size(), 300u);
 }
 
 Superblock sample_super() {
