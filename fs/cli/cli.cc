@@ -292,6 +292,9 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   mount->add_flag("--no-writeback-cache", no_writeback_cache,
                   "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "
                   "by fsync(2) or close(2)); slower for streams of small writes");
+  mount->add_flag("--follow", cmd->mount.follow,
+                  "Serve read-only a store another cmkfs mount writes (its metadata in PostgreSQL), following "
+                  "its changes as they commit");
   bool no_io_uring = false;
   mount->add_flag("--no-io-uring", no_io_uring,
                   "Take every request over /dev/fuse. By default, where the kernel has it (Linux 6.14+; "
@@ -478,6 +481,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
     cmd->kind = Command::Kind::kMount;
     cmd->mount.writeback_cache = !no_writeback_cache;
     cmd->mount.io_uring = !no_io_uring;
+    cmd->mount.monitor.writes = !cmd->mount.follow;
     auto ra = parse_size(read_ahead);
     if (!ra || *ra > (uint64_t{1} << 30)) {
       err << "cmkfs: --read-ahead " << read_ahead << " is not a size up to 1GiB (e.g. 4MiB, or 0)\n";

@@ -17,6 +17,7 @@ constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
 int Filesystem::open(uint64_t ino, int flags, Handle** out) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
+  if (follower_) reload(ino, access);  // close-to-open: what the writer last saved
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;
@@ -129,6 +130,13 @@ int Filesystem::fsync(Handle* h, bool /*datasync: the size is metadata a reader 
   Status s = persist(node, access);
   if (s.ok()) s = store_.meta->sync();
   return s.ok() ? 0 : fail(s, "fsync", node.rec.ino);
+}
+
+int Filesystem::flush(Handle* h) {
+  auto access = keyring_.access();
+  if (!access.ok()) return EACCES;
+  Status s = persist(*h->node, access);
+  return s.ok() ? 0 : fail(s, "flush", h->node->snapshot().ino);
 }
 
 void Filesystem::release(Handle* h) {

@@ -28,6 +28,27 @@ Filesystem::Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache)
 
 std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
 
+void Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
+  auto node = inodes_.find(ino);
+  if (!node) return;  // not in memory: the next lookup loads it
+  auto txn = store_.meta->begin(false, &access.store_keys());
+  if (!txn.ok()) return;
+  auto rec = txn->get_inode(ino);
+  if (!rec.ok()) return;  // removed: the kernel forgets it
+  std::lock_guard<std::mutex> g(node->mu);
+  node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
+}
+
+Result<meta::MetaStore::Changes> Filesystem::apply_changes(std::string_view payload) {
+  auto access = keyring_.access();
+  if (!access.ok()) return Status::AccessDenied("the key is revoked");  // the kernel's caches were emptied
+  auto changes = store_.meta->open_changes(access.store_keys(), payload);
+  if (!changes.ok()) return changes.status();
+  if (changes->everything) changes->inodes = known_inodes();
+  for (uint64_t ino : changes->inodes) reload(ino, access);
+  return changes;
+}
+
 int Filesystem::fail(const Status& s, const char* op, uint64_t ino) {
   if (s.code() == EIO) io_errors_.fetch_add(1, std::memory_order_relaxed);
   if (s.code() == EIO || s.code() == ENOSPC || s.code() == EFBIG) {
@@ -62,6 +83,7 @@ Status Filesystem::start() {
     auto root = inodes_.get(meta::kRootIno, loader(meta::kRootIno, access), 1);  // pinned: never forgotten
     if (!root.ok()) return root.status();
   }
+  if (follower_) return Status::Ok();  // the writer repairs
   CMKFS_RETURN_IF_ERROR(recover(access));
   for (uint64_t ino : orphans) {
     spdlog::info("removing inode {}, unlinked while open before the last unmount", ino);
@@ -71,6 +93,7 @@ Status Filesystem::start() {
 }
 
 Status Filesystem::shutdown() {
+  if (follower_) return Status::Ok();  // it changed nothing
   auto access = keyring_.access();
   if (!access.ok()) {
     spdlog::warn("unmounting while the key is revoked: unsaved attribute changes are lost");
@@ -229,7 +252,9 @@ void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
 Status Filesystem::ensure_object(Inode& node, const Keyring::Access& access, bool recovering) {
   if (node.object) return Status::Ok();
   meta::InodeRecord rec = node.snapshot();
-  auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0);
+  // A follower never makes, nor cuts, an object: the writer's may be longer than the size it
+  // last saved because it is being written.
+  auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0 && !follower_);
   if (!obj.ok()) {
     if (obj.status().code() == ENOENT) return Status::Corruption("the object file is missing");
     return obj.status();
@@ -241,7 +266,7 @@ Status Filesystem::ensure_object(Inode& node, const Keyring::Access& access, boo
   auto len = (*obj)->length();
   if (!len.ok()) return len.status();
   uint64_t want = layout_.phys_size(rec.size);
-  if (!recovering && *len > want) {
+  if (!recovering && *len > want && !follower_) {
     spdlog::warn("inode {}: object is {} bytes longer than its saved size; dropping them", rec.ino, *len - want);
     CMKFS_RETURN_IF_ERROR((*obj)->truncate(want));
   } else if (recovering && *len != want) {
@@ -359,6 +384,10 @@ int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::Inod
 }
 
 Status Filesystem::flush_dirty() {
+  if (follower_) {  // nothing to save: only the cache to trim
+    inodes_.shrink();
+    return Status::Ok();
+  }
   Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
   if (!reserved.ok()) spdlog::warn("{}", reserved.message());
   auto access = keyring_.access();

@@ -87,6 +87,9 @@ class Filesystem {
   int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
   int write(Handle* h, uint64_t offset, crypto::Bytes data, size_t* n);
   int fsync(Handle* h, bool datasync);
+  // close(2) of a store other mounts follow: commits the file's size and times if they changed
+  // (no sync), so that whoever opens it next, anywhere, reads what was written.
+  int flush(Handle* h);
   void release(Handle* h);
   int fsyncdir();
 
@@ -109,6 +112,15 @@ class Filesystem {
   void set_writeback_cache(bool on) { writeback_cache_ = on; }
   // Every inode the kernel may cache, for invalidation after a revocation.
   std::vector<uint64_t> known_inodes();
+
+  // A follower serves a store another process writes (metadata in PostgreSQL): it writes nothing
+  // (start() repairs nothing, the mount is read-only), reloads a file's record when it is opened
+  // (close-to-open), and takes the writer's changes from the change feed. Before start().
+  void set_follower(bool on) { follower_ = on; }
+  bool follower() const { return follower_; }
+  // A payload of the change feed (meta.h): reloads the records of the inodes it names, and
+  // returns what the kernel must forget (its cached attributes, pages and names).
+  Result<meta::MetaStore::Changes> apply_changes(std::string_view payload);
   // Requests answered EIO so far (chunks that did not authenticate, I/O errors of the store).
   uint64_t io_errors() const { return io_errors_.load(std::memory_order_relaxed); }
   // Inodes the kernel has references to, or open: whole in memory, and held as a count only.
@@ -121,6 +133,7 @@ class Filesystem {
   // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
   InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
   Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
+  void reload(uint64_t ino, const Keyring::Access& access);    // a follower's: the store's record
   // Notes in the store's recovery table that the file is being written, once per open-to-save
   // span. REQUIRES: data_mu held exclusively.
   Status note_writing(Inode& node, const Keyring::Access& access);
@@ -165,6 +178,7 @@ class Filesystem {
   crypto::ChunkLayout layout_;
   const Id128 store_id_;  // a copy: the key monitor may replace store_.super
   bool writeback_cache_ = false;
+  bool follower_ = false;
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
   std::atomic<uint64_t> io_errors_{0};

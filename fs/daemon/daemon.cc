@@ -226,9 +226,13 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Status hardened = crypto::harden_process(/*lock_memory=*/::geteuid() == 0);
   if (!hardened.ok()) return fail(hardened, kExitError);
 
-  auto store = open_store(o.store, /*exclusive=*/true, /*read_only=*/false);
+  auto store = open_store(o.store, /*exclusive=*/!o.follow, /*read_only=*/o.follow);
   if (!store.ok()) return fail(store.status(), open_store_exit_code(store.status()));
   OpenStore& st = **store;
+  if (o.follow && !st.meta->shared()) {
+    return fail(Status::InvalidArgument("--follow needs a store whose metadata is in PostgreSQL (cmkfs init --meta postgres)"),
+                kExitUsage);
+  }
   std::shared_ptr<ReopenableFileSink> log_sink;
   if (!o.foreground) {
     log_sink = use_file_log(o.log_file.empty() ? default_log_file(st.super.store_id) : o.log_file, log_level,
@@ -252,6 +256,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Status s = install_keys(keyring, st.super.dek_generation, std::move(*unlocked));
   if (!s.ok()) return fail(s, kExitKey);
   Filesystem fs(st, keyring, o.inode_cache);
+  fs.set_follower(o.follow);
   s = fs.start();
   if (!s.ok()) return fail(s, kExitNotAStore);
   Views views(fs, keyring, "cmkfs-view:" + st.paths.root);
@@ -272,6 +277,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     allow_other = allow_other || ("," + extra + ",").find(",allow_other,") != std::string::npos;
   }
   if (allow_other) opts += ",default_permissions";
+  if (o.follow) opts += ",ro";
   std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -279,12 +285,13 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   Bridge bridge{&fs, BridgeConfig{.attr_timeout = o.attr_timeout,
                                   .entry_timeout = o.entry_timeout,
                                   .max_write = o.max_write,
-                                  .writeback_cache = o.writeback_cache,
+                                  .writeback_cache = o.writeback_cache && !o.follow,  // it would keep its own sizes
                                   .read_ahead = o.read_ahead,
                                   .mountpoint = o.mountpoint,
                                   .source = "cmkfs:" + st.paths.root}};
   bridge.collect_stats = !o.metrics_listen.empty();
-  fuse_session* se = fuse_session_new(&args, &fuse_operations(), sizeof(fuse_lowlevel_ops), &bridge);
+  fuse_session* se = fuse_session_new(&args, &fuse_operations(/*save_at_close=*/st.meta->shared() && !o.follow),
+                                     sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
   // The kernel offers io_uring in INIT only once its switch is on, so it is turned on first.
@@ -314,7 +321,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   };
   ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes, reopen_log);  // before any other thread starts
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
-  auto rekeyer = std::make_unique<Rekeyer>(fs, keyring, monitor);
+  auto rekeyer = o.follow ? nullptr : std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   monitor.start();
   SealBudget seals(st, keyring, monitor);
@@ -342,6 +349,27 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     }
     metrics = std::move(*started);
   }
+  if (o.follow) {
+    // The writer's commits: the records they changed are reloaded, and the kernel forgets what
+    // it cached of them (attributes, pages, names). Called on the feed's thread, never from a
+    // request handler.
+    Status listening = st.meta->listen([&fs, se](std::string_view payload) {
+      auto changes = fs.apply_changes(payload);
+      if (!changes.ok()) {
+        if (changes.status().code() != EACCES) spdlog::warn("change feed: {}", changes.status().message());
+        return;
+      }
+      for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+      for (const auto& [parent, name] : changes->entries) {
+        fuse_lowlevel_notify_inval_entry(se, parent, name.data(), name.size());
+      }
+    });
+    if (!listening.ok()) {
+      fuse_session_exit(se);
+      fuse_session_unmount(se);
+      return fail(listening, kExitError);
+    }
+  }
   ready.report(0, "");
   notifier.ready(key_status());
   if (!o.foreground) detach_stdio();
@@ -351,6 +379,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   notifier.stopping();
+  st.meta->stop_listening();  // before the session goes: the feed invalidates through it
   metrics.reset();
   control.reset();  // no view is attached from now on
   views.clear();
@@ -361,7 +390,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());
-  if (s.ok() && compaction_pending(st)) {  // after a data-key rotation: no old wrapped key may linger
+  if (s.ok() && !o.follow && compaction_pending(st)) {  // after a data-key rotation: no old wrapped key may linger
     Status c = compact_metadata(st);
     if (c.ok()) spdlog::info("metadata compacted: the old data keys' wrapped copies are gone from it");
     else spdlog::error("compacting the metadata failed (the next unmount tries again): {}", c.message());

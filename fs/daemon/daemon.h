@@ -21,6 +21,7 @@ struct MonitorOptions {
   std::chrono::milliseconds rotation_poll_interval{std::chrono::hours(1)};
   std::chrono::milliseconds offline_grace{std::chrono::minutes(15)};
   std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};  // each vault request
+  bool writes = true;  // false on a follower: rotations are the writer's to do
 };
 
 struct MountOptions {
@@ -49,6 +50,9 @@ struct MountOptions {
   // at `registry_root` ("" finds it).
   bool view_only = false;
   std::string registry_root;
+  // Serve, read-only, a store another cmkfs mount writes (metadata in PostgreSQL), following its
+  // changes (Filesystem::set_follower).
+  bool follow = false;
 };
 
 // Mounts and serves until unmounted or signalled (SIGTERM, SIGINT), then flushes everything;

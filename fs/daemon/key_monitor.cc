@@ -242,7 +242,7 @@ void KeyMonitor::revoke(KeyState why, const std::string& reason) {
 }
 
 void KeyMonitor::maybe_rotate(const crypto::SecretBytes& dek, const keyclient::WrappedKey& wrapped) {
-  if (!store_.kek.rotation_enabled()) return;
+  if (!store_.kek.rotation_enabled() || !options_.writes) return;
   auto now = clock_.steady();
   if (now - last_rotation_poll_ < options_.rotation_poll_interval) return;
   last_rotation_poll_ = now;
@@ -264,6 +264,7 @@ void KeyMonitor::maybe_rotate(const crypto::SecretBytes& dek, const keyclient::W
 }
 
 void KeyMonitor::start_rotation() {
+  if (!options_.writes) return;
   if (!keyring_.older_generations().empty()) return;  // one at a time
   auto unlocked = unlock(store_, *provider_, audit_, "data-key rotation");
   auto to = unlocked.ok() ? start_dek_rotation(store_, *provider_, *unlocked, audit_) : Result<uint32_t>(unlocked.status());

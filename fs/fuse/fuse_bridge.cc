@@ -275,6 +275,10 @@ void ll_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
   fuse_reply_err(req, t.err = fs_of(req).fsync(handle_of(fi), datasync != 0));
 }
 
+void ll_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  fuse_reply_err(req, fs_of(req).flush(handle_of(fi)));
+}
+
 void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int err = fs_of(req).opendir(ino);
   if (err != 0) {
@@ -305,7 +309,7 @@ void ll_statfs(fuse_req_t req, fuse_ino_t) {
   else fuse_reply_statfs(req, &st);
 }
 
-fuse_lowlevel_ops make_ops() {
+fuse_lowlevel_ops make_ops(bool with_flush) {
   fuse_lowlevel_ops ops{};
   ops.init = ll_init;
   ops.lookup = ll_lookup;
@@ -332,17 +336,20 @@ fuse_lowlevel_ops make_ops() {
   ops.releasedir = ll_releasedir;
   ops.fsyncdir = ll_fsyncdir;
   ops.statfs = ll_statfs;
-  // No flush: writes are never deferred, so close() has nothing to report; the size is saved at
-  // release, which the application does not wait for. No xattr handlers either. libfuse answers
-  // ENOSYS once for each and the kernel stops asking: two fewer round trips per small file.
+  // No flush on a store of one mount: writes are never deferred, so close() has nothing to
+  // report; the size is saved at release, which the application does not wait for. No xattr
+  // handlers either. libfuse answers ENOSYS once for each and the kernel stops asking: two fewer
+  // round trips per small file. A shared store saves at close, for the other mounts to see.
+  if (with_flush) ops.flush = ll_flush;
   return ops;
 }
 
 }  // namespace
 
-const fuse_lowlevel_ops& fuse_operations() {
-  static const fuse_lowlevel_ops ops = make_ops();
-  return ops;
+const fuse_lowlevel_ops& fuse_operations(bool save_at_close) {
+  static const fuse_lowlevel_ops ops = make_ops(false);
+  static const fuse_lowlevel_ops with_flush = make_ops(true);
+  return save_at_close ? with_flush : ops;
 }
 
 }  // namespace cmkfs::fs

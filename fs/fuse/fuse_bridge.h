@@ -33,6 +33,8 @@ struct Bridge {
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.
-const fuse_lowlevel_ops& fuse_operations();
+// save_at_close: close(2) saves a changed file's size and times (Filesystem::flush), for a store
+// other mounts follow.
+const fuse_lowlevel_ops& fuse_operations(bool save_at_close = false);
 
 }  // namespace cmkfs::fs

@@ -2,10 +2,14 @@
 // the database holds, one writer across hosts, and what an attacker who can write the store
 // directory or the database, or a bad connection file, gets.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/lifecycle.h"
 #include "tests/support/mount_fixture.h"
 
 namespace cmkfs::testing {
@@ -100,6 +104,65 @@ TEST_F(PostgresTest, OneWriterAcrossHostsAndAKilledOneLetsTheNextIn) {
   ASSERT_EQ(second.rc, 0) << second.output << read_file(dir + "/log2");
   EXPECT_EQ(read_file(mnt2 + "/f"), "from the first host");
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+}
+
+// A follower (cmkfs mount --follow) on a second host's directory of the store, sharing its
+// objects (here a bind mount; RADOS between machines): every close on the writer is visible at
+// once through it (close-to-open), names come and go with the writer's commits, and it writes
+// nothing.
+TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
+  init_pg(schema());
+  mount();
+  write_file(at("f1"), "one");
+  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
+  stdfs::create_directories(mnt2);
+  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+  ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
+  auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + dir + "/log2");
+  ASSERT_EQ(follower.rc, 0) << follower.output;
+  auto there = [&](const std::string& rel) { return mnt2 + "/" + rel; };
+  EXPECT_EQ(read_file(there("f1")), "one");
+
+  write_file(at("f2"), "two");
+  EXPECT_EQ(read_file(there("f2")), "two");
+  {
+    std::ofstream out(at("f1"), std::ios::app);
+    out << " and more";
+  }
+  EXPECT_EQ(read_file(there("f1")), "one and more");
+  std::string large(9 << 20, 'x');
+  for (size_t i = 0; i < large.size(); i += 4096) large[i] = static_cast<char>('a' + i % 26);
+  write_file(at("large"), large);
+  EXPECT_EQ(read_file(there("large")), large);
+  // Names change with the writer's commit, as soon as the feed brings it (milliseconds).
+  struct stat st;
+  auto gone = [&](const std::string& rel) { return eventually(5, [&] { return ::stat(there(rel).c_str(), &st) != 0; }); };
+  ASSERT_EQ(::rename(at("f2").c_str(), at("f3").c_str()), 0);
+  EXPECT_TRUE(gone("f2"));
+  EXPECT_EQ(read_file(there("f3")), "two");
+  ASSERT_EQ(::unlink(at("f3").c_str()), 0);
+  EXPECT_TRUE(gone("f3"));
+  ASSERT_EQ(::mkdir(at("d").c_str(), 0755), 0);
+  write_file(at("d/x"), "in d");
+  EXPECT_EQ(read_file(there("d/x")), "in d");
+
+  // It writes nothing: the mount is read-only, and its unmount saves nothing.
+  EXPECT_NE(run("touch " + there("nope")).rc, 0);
+  EXPECT_NE(::stat(at("nope").c_str(), &st), 0);
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+  EXPECT_EQ(read_file(dir + "/log2").find(" error "), std::string::npos) << read_file(dir + "/log2");
+  EXPECT_EQ(read_file(at("f1")), "one and more");
+  umount();
+  ::umount2((store2 + "/objects").c_str(), MNT_DETACH);
+  auto fsck = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(fsck.rc, 0) << fsck.output;
+
+  // A store of one mount has nobody to follow.
+  auto lmdb = run(cmkfs_binary() + " init " + dir + "/plain --local-key-file " + dir + "/key3");
+  ASSERT_EQ(lmdb.rc, 0) << lmdb.output;
+  auto refused = run(cmkfs_binary() + " mount " + dir + "/plain " + mnt2 + " --follow --log-file " + dir + "/log3");
+  EXPECT_EQ(refused.rc, 2) << refused.output;
+  EXPECT_TRUE(says(refused, "--follow needs a store whose metadata is in PostgreSQL")) << refused.output;
 }
 
 // Whoever can write the database swaps two stores' schemas: each store finds another's metadata
