@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# End-to-end: one encrypted store served by two nodes, its metadata in PostgreSQL
+# (scripts/pg-cluster.sh) and its objects in Ceph RADOS (scripts/ceph-cluster.sh), both real and
+# on this host. Node A mounts it and runs a docker-registry that takes pushes; node B, another
+# store directory of the same store, follows it (`cmkfs mount --follow`) under a read-only
+# docker-registry that serves pulls. Images pushed through A pull through B with every digest
+# verified; a manifest deleted and garbage-collected through A is gone through B while the rest
+# still pull; A killed in the middle of a push leaves B serving what was committed, and A's next
+# mount repairs what the kill left (fsck clean).
+#
+# usage: tests/e2e/cluster-e2e.sh [path/to/cmkfs]     (default: build/bin/cmkfs)
+# Needs root, /dev/fuse, postgresql, ceph-mon, ceph-osd, ceph-mgr, docker-registry, skopeo, umoci.
+set -euo pipefail
+
+CMKFS=$(realpath "${1:-build/bin/cmkfs}")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d /tmp/cmkfs-e2e-cluster.XXXXXX) TAG=cluster
+. "$(dirname "$0")/lib.sh"
+CEPH=$WORK/ceph PG=$WORK/pg
+STORE_A=$WORK/a/store MNT_A=$WORK/a/mnt STORE_B=$WORK/b/store MNT_B=$WORK/b/mnt
+export CMKFS_CONFIG_DIR=$WORK/host  # both nodes' bindings (one host here; a copy on another)
+B_PID=""
+
+cleanup() {
+  local rc=$?
+  stop_registry
+  { [ -n "$B_PID" ] && kill "$B_PID" 2>/dev/null && wait "$B_PID" 2>/dev/null; } || true
+  unmount_all "$MNT_B" "$MNT_A"
+  "$ROOT/scripts/ceph-cluster.sh" stop "$CEPH" >/dev/null 2>&1 || true
+  "$ROOT/scripts/pg-cluster.sh" stop "$PG" >/dev/null 2>&1 || true
+  if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
+    log "kept $WORK for inspection"; tail -n 20 "$WORK"/*.log 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'printf "[cluster] FAIL: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+log "starting PostgreSQL and a single-host Ceph cluster"
+"$ROOT/scripts/pg-cluster.sh" start "$PG"
+"$ROOT/scripts/ceph-cluster.sh" start "$CEPH" cmkfs >/dev/null
+
+log "init: metadata in PostgreSQL, objects in rados://cmkfs"
+mkdir -p "$WORK/a" "$WORK/b" "$MNT_A" "$MNT_B"
+"$CMKFS" init "$STORE_A" --meta postgres --pg-conninfo "$PG/conninfo" --objects rados://cmkfs \
+  --ceph-conf "$CEPH/ceph.conf" >"$WORK/init.out"
+grep -q "metadata:   postgres" "$WORK/init.out" || die "init does not say where the metadata is: $(cat "$WORK/init.out")"
+cp -a "$STORE_A" "$STORE_B"  # node B's directory of the same store: it names the store, nothing more
+
+"$CMKFS" mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log"
+"$CMKFS" mount "$STORE_B" "$MNT_B" --follow --log-file "$WORK/b.log"
+mkdir -p "$WORK/b/mnt2"
+out=$("$CMKFS" mount "$STORE_B" "$WORK/b/mnt2" 2>&1) && die "a second writer mounted"
+[[ $out == *"mounted (or checked) by another cmkfs"* ]] || die "a second writer: $out"
+
+# registry_config FILE ROOTDIR ADDR [readonly]
+registry_config() {
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: %s\nhttp:\n  addr: %s\n' \
+    "$2" "${4:-false}" "$3" >"$1"
+}
+wait_answers() {
+  for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null && return 0; sleep 0.1; done
+  die "docker-registry on $1 did not start"
+}
+REG_A=127.0.0.1:$(free_port) REG_B=127.0.0.1:$(free_port)
+registry_config "$WORK/registry.yml" "$MNT_A/registry" "$REG_A"
+registry_config "$WORK/registry-b.yml" "$MNT_B/registry" "$REG_B" true
+start_registry "$REG_A"  # lib.sh: $WORK/registry.yml
+
+log "two images pushed through node A"
+umoci init --layout "$WORK/oci" >/dev/null
+for img in one two; do
+  umoci new --image "$WORK/oci:$img" >/dev/null
+  umoci unpack --image "$WORK/oci:$img" "$WORK/bundle-$img" >/dev/null
+  head -c $((5 << 20)) /dev/urandom >"$WORK/bundle-$img/rootfs/payload"
+  umoci repack --image "$WORK/oci:$img" "$WORK/bundle-$img" >/dev/null
+  skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:$img" "docker://$REG_A/apps/$img:v1"
+done
+digest_of() { python3 -c 'import json,sys; print([m["digest"] for m in json.load(open(sys.argv[1]))["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == sys.argv[2]][0])' "$WORK/oci/index.json" "$1"; }
+
+log "pulled through node B, every digest verified"
+docker-registry serve "$WORK/registry-b.yml" >>"$WORK/registry-b.log" 2>&1 &
+B_PID=$!
+wait_answers "$REG_B"
+for img in one two; do
+  got="sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REG_B/apps/$img:v1" | sha256sum | cut -d' ' -f1)"
+  [ "$got" = "$(digest_of "$img")" ] || die "node B serves $img with manifest digest $got"
+  skopeo copy --quiet --src-tls-verify=false "docker://$REG_B/apps/$img:v1" "oci:$WORK/pulled:$img"  # verifies every blob
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://$REG_B/v2/apps/x/blobs/uploads/") || true
+[ "$code" != 202 ] || die "node B's read-only registry took an upload"
+
+log "a manifest deleted and garbage-collected through node A is gone through node B"
+curl -fs -X DELETE "http://$REG_A/v2/apps/one/manifests/$(digest_of one)" >/dev/null
+stop_registry
+docker-registry garbage-collect "$WORK/registry.yml" >>"$WORK/gc.log" 2>&1
+start_registry "$REG_A"
+for _ in $(seq 50); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG_B/v2/apps/one/manifests/$(digest_of one)")
+  [ "$code" = 404 ] && break
+  sleep 0.1
+done
+[ "$code" = 404 ] || die "node B still serves the deleted manifest (HTTP $code)"
+skopeo copy --quiet --src-tls-verify=false "docker://$REG_B/apps/two:v1" "oci:$WORK/pulled2:two"
+
+log "node A killed in the middle of a push: node B serves what was committed"
+umoci new --image "$WORK/oci:three" >/dev/null
+umoci unpack --image "$WORK/oci:three" "$WORK/bundle-three" >/dev/null
+head -c $((200 << 20)) /dev/urandom >"$WORK/bundle-three/rootfs/payload"
+umoci repack --image "$WORK/oci:three" "$WORK/bundle-three" >/dev/null
+(rc=0; skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:three" "docker://$REG_A/apps/three:v1" >/dev/null 2>&1 || rc=$?
+ echo $rc >"$WORK/push.rc") &
+push=$!
+for _ in $(seq 100); do [ -n "$(ls "$MNT_B/registry/docker/registry/v2/repositories/apps/three/_uploads" 2>/dev/null)" ] && break; sleep 0.1; done
+sleep 1
+pid=$(pgrep -f "^$CMKFS mount $STORE_A " | head -1)
+[ -n "$pid" ] || die "no daemon for node A"
+kill -9 "$pid"
+stop_registry
+wait "$push" || true
+[ "$(cat "$WORK/push.rc")" != 0 ] || die "the push finished before node A was killed"
+umount -l "$MNT_A"
+skopeo copy --quiet --src-tls-verify=false "docker://$REG_B/apps/two:v1" "oci:$WORK/pulled3:two"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG_B/v2/apps/three/manifests/v1")
+[ "$code" = 404 ] || die "node B serves a manifest whose push was killed (HTTP $code)"
+
+log "node A mounts again and repairs; fsck is clean"
+kill "$B_PID"; wait "$B_PID" 2>/dev/null || true; B_PID=""
+"$CMKFS" umount "$MNT_B" >/dev/null
+"$CMKFS" mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log"
+"$CMKFS" umount "$MNT_A" >/dev/null
+"$CMKFS" fsck "$STORE_A" >"$WORK/fsck.out" 2>&1 || die "fsck: $(cat "$WORK/fsck.out")"
+grep -q "^clean" "$WORK/fsck.out" || die "fsck: $(cat "$WORK/fsck.out")"
+grep -qi " error " "$WORK/b.log" && die "node B logged errors: $(grep -i ' error ' "$WORK/b.log" | head -3)"
+log "passed"
