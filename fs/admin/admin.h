@@ -118,6 +118,7 @@ struct TrustOptions {
   VaultKeyOptions vault;       // a vault-key store
   std::string fingerprint;     // the data key's fingerprint, as `encryption show` printed it elsewhere
   ObjectsConfig objects;       // a store with objects in RADOS: conf and user, how this host reaches them
+  MetaConfig meta;             // a store with metadata in PostgreSQL: schema and connection file
 };
 Status trust_store(const TrustOptions& o, std::ostream& out);
 

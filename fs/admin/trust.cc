@@ -46,7 +46,12 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
     if (!kek.ok()) return kek.status();
     settings = std::move(*kek);
   }
-  auto st = open_store(o.store, /*exclusive=*/false, /*read_only=*/false);
+  // A store whose metadata is in PostgreSQL: this host's directory of it, made if need be.
+  const MetaConfig* meta = o.meta.lmdb() ? nullptr : &o.meta;
+  if (meta != nullptr && !std::filesystem::exists(o.store + "/meta")) {
+    CMKFS_RETURN_IF_ERROR(make_store_directory(o.store, o.meta));
+  }
+  auto st = open_store(o.store, /*exclusive=*/false, /*read_only=*/false, meta);
   if (!st.ok()) return st.status();
   OpenStore& store = **st;
   const std::string* expected = nullptr;
@@ -93,6 +98,16 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
   }
   bool first = expected == nullptr;
   CMKFS_RETURN_IF_ERROR(bind_store(store, settings, unlocked->dek));
+  if (!store.meta_config.lmdb()) {
+    MetaConfig given = store.meta_config;
+    given.conninfo_file = std::filesystem::absolute(given.conninfo_file).string();
+    auto b = update_binding(store.super.store_id, [&](HostBinding& b) {
+      b.meta = given;
+      return Status::Ok();
+    });
+    if (!b.ok()) return b.status();
+    store.binding = std::move(*b);
+  }
   if (!store.super.objects.empty()) CMKFS_RETURN_IF_ERROR(bind_objects(store, o.objects));
   audit.record("trust", unlocked->wrapped.key_id, "ok", {{"binding", binding_path(store.super.store_id)}});
   auto fp = crypto::dek_fingerprint(unlocked->dek);

@@ -86,6 +86,30 @@ void add_vault_options(CLI::App* cmd, VaultKeyOptions* v, bool key_required) {
   cmd->add_option("--vault-ca", v->vault_ca, "CA certificate file for the vault and identity endpoint");
 }
 
+// --meta and --pg-conninfo into `meta`; false (with the message in `err`) when they are wrong.
+bool parse_meta_options(const std::string& url, MetaConfig* meta, std::ostream& err) {
+  if (url.empty() || url == "lmdb") {
+    if (meta->conninfo_file.empty()) return true;
+    err << "cmkfs: --pg-conninfo goes with --meta postgres\n";
+    return false;
+  }
+  if (url != "postgres" && url.rfind("postgres://", 0) != 0) {
+    err << "cmkfs: --meta " << url << " is neither lmdb nor postgres[://SCHEMA]\n";
+    return false;
+  }
+  meta->engine = "postgres";
+  if (url.size() > 11) meta->schema = url.substr(11);
+  if (!meta->schema.empty() && !meta::valid_schema_name(meta->schema)) {
+    err << "cmkfs: --meta: a schema name is lower-case letters, digits and _, starting with a letter\n";
+    return false;
+  }
+  if (meta->conninfo_file.empty()) {
+    err << "cmkfs: --meta postgres needs --pg-conninfo FILE\n";
+    return false;
+  }
+  return true;
+}
+
 void add_ceph_options(CLI::App* cmd, ObjectsConfig* o) {
   cmd->add_option("--ceph-conf", o->conf,
                   "RADOS objects: the Ceph config file naming the monitors and the keyring (default "
@@ -414,6 +438,12 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   add_ceph_options(trust, &cmd->trust.objects);
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
+  std::string trust_meta;
+  trust->add_option("--meta", trust_meta,
+                    "A store whose metadata is in PostgreSQL: postgres://SCHEMA (as `encryption show` names it); "
+                    "STORE is then this host's directory of it, made if missing");
+  trust->add_option("--pg-conninfo", cmd->trust.meta.conninfo_file,
+                    "With --meta: a file (mode 0600) holding libpq's connection string");
 
   auto* completion = app.add_subcommand("completion", "Print the bash completion script (made from these commands)");
   std::string shell = "bash";
@@ -457,25 +487,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       if (!cmd->init.objects.user.empty()) objects->user = cmd->init.objects.user;
       cmd->init.objects = std::move(*objects);
     }
-    if (!meta_url.empty() && meta_url != "lmdb") {
-      if (meta_url != "postgres" && meta_url.rfind("postgres://", 0) != 0) {
-        err << "cmkfs: --meta " << meta_url << " is neither lmdb nor postgres[://SCHEMA]\n";
-        return kExitUsage;
-      }
-      cmd->init.meta.engine = "postgres";
-      if (meta_url.size() > 11) cmd->init.meta.schema = meta_url.substr(11);
-      if (!meta::valid_schema_name(cmd->init.meta.schema) && !cmd->init.meta.schema.empty()) {
-        err << "cmkfs: --meta: a schema name is lower-case letters, digits and _, starting with a letter\n";
-        return kExitUsage;
-      }
-      if (cmd->init.meta.conninfo_file.empty()) {
-        err << "cmkfs: --meta postgres needs --pg-conninfo FILE\n";
-        return kExitUsage;
-      }
-    } else if (!cmd->init.meta.conninfo_file.empty()) {
-      err << "cmkfs: --pg-conninfo goes with --meta postgres\n";
-      return kExitUsage;
-    }
+    if (!parse_meta_options(meta_url, &cmd->init.meta, err)) return kExitUsage;
     if (!cmd->vault.key_encryption_key.empty()) cmd->init.kek.provider = keyclient::ProviderKind::kVault;
   } else if (mount->parsed()) {
     cmd->kind = Command::Kind::kMount;
@@ -539,6 +551,11 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   } else if (trust->parsed()) {
     cmd->kind = Command::Kind::kTrust;
     cmd->trust.vault = cmd->vault;
+    if (!parse_meta_options(trust_meta, &cmd->trust.meta, err)) return kExitUsage;
+    if (!cmd->trust.meta.lmdb() && cmd->trust.meta.schema.empty()) {
+      err << "cmkfs: trust --meta needs the schema: postgres://SCHEMA (cmkfs encryption show names it)\n";
+      return kExitUsage;
+    }
   }
   return -1;
 }

@@ -75,6 +75,28 @@ Status check_objects_empty(const ObjectsConfig& objects) {
   return Status::Ok();
 }
 
+// A store directory's own parts: meta/ (0700), the lock, and objects/ when they are kept there.
+Status make_store_skeleton(const StorePaths& paths, bool local_objects) {
+  if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
+  if (local_objects) CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
+  int lock = ::open(paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
+  ::close(lock);
+  return Status::Ok();
+}
+
+// meta/engine.json: which store this directory is, its metadata being elsewhere.
+Status write_engine_marker(const StorePaths& paths, const MetaConfig& meta, const Id128& store_id) {
+  std::string path = paths.meta + "/engine.json";
+  auto marker = open_private_file(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL, path);
+  if (!marker.ok()) return marker.status();
+  std::string text = engine_marker_json(meta, store_id);
+  if (::write(marker->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(marker->get()) != 0) {
+    return Status::IOError(errno, "cannot write " + path);
+  }
+  return Status::Ok();
+}
+
 meta::InodeRecord root_inode() {
   meta::InodeRecord r;
   r.ino = meta::kRootIno;
@@ -184,12 +206,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
   made_binding = binding_path(sb.store_id);
 
-  if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
-  if (objects.local()) CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
-  int lock = ::open(paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
-  ::close(lock);
-
+  CMKFS_RETURN_IF_ERROR(make_store_skeleton(paths, objects.local()));
   auto store = meta_config.lmdb() ? meta::MetaStore::open(paths.meta, /*create=*/true, /*read_only=*/false)
                                   : meta::MetaStore::open_postgres(conninfo, meta_config.schema, true, false);
   if (!store.ok()) return store.status();
@@ -199,12 +216,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
     if (txn->superblock().ok()) {
       return Status::Exists("PostgreSQL schema " + meta_config.schema + " already holds a store");
     }
-    auto marker = open_private_file(AT_FDCWD, paths.meta + "/engine.json", O_WRONLY | O_CREAT | O_EXCL, paths.meta + "/engine.json");
-    if (!marker.ok()) return marker.status();
-    std::string text = engine_marker_json(meta_config, sb.store_id);
-    if (::write(marker->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(marker->get()) != 0) {
-      return Status::IOError(errno, "cannot write " + paths.meta + "/engine.json");
-    }
+    CMKFS_RETURN_IF_ERROR(write_engine_marker(paths, meta_config, sb.store_id));
   }
   CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
   CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
@@ -228,6 +240,21 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   }
   done = true;
   return Status::Ok();
+}
+
+Status make_store_directory(const std::string& root, const MetaConfig& meta) {
+  CMKFS_RETURN_IF_ERROR(check_empty_dir(root));
+  auto conninfo = read_conninfo(meta.conninfo_file);
+  if (!conninfo.ok()) return conninfo.status();
+  auto store = meta::MetaStore::open_postgres(*conninfo, meta.schema, /*create=*/false, /*read_only=*/true);
+  if (!store.ok()) return store.status();
+  auto txn = (*store)->begin(false);
+  if (!txn.ok()) return txn.status();
+  auto sb = txn->superblock();
+  if (!sb.ok()) return Status(sb.status().code(), "schema " + meta.schema + " holds no store: " + sb.status().message());
+  StorePaths paths = StorePaths::of(stdfs::canonical(root).string());
+  CMKFS_RETURN_IF_ERROR(make_store_skeleton(paths, sb->objects.empty()));
+  return write_engine_marker(paths, meta, sb->store_id);
 }
 
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool read_only) {
@@ -306,7 +333,8 @@ Result<std::unique_ptr<ObjectStore>> open_objects(const OpenStore& s, int store_
 
 }  // namespace
 
-Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool exclusive, bool read_only) {
+Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool exclusive, bool read_only,
+                                              const MetaConfig* given_meta) {
   std::error_code ec;
   if (!stdfs::is_directory(root_arg, ec)) return Status::NotFound(root_arg + " does not exist or is not a directory");
   auto s = std::make_unique<OpenStore>();
@@ -345,15 +373,18 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   }
   if (marked) {
     auto binding = load_binding(*marked);
-    if (!binding.ok()) {
+    if (binding.ok()) {
+      if (binding->meta.lmdb()) {
+        return Status(EUCLEAN, s->paths.meta + " says the metadata is elsewhere; this host's binding says it is there");
+      }
+      s->meta_config = binding->meta;
+    } else if (given_meta != nullptr && binding.status().code() == ENOENT) {
+      s->meta_config = *given_meta;  // `cmkfs trust` binds it once the key proves the store
+    } else {
       return Status(binding.status().code() == ENOENT ? ENOKEY : binding.status().code(),
                     "store " + to_hex(*marked) + " keeps its metadata outside " + s->paths.root +
                         " and this host has no binding saying where: " + binding.status().message());
     }
-    if (binding->meta.lmdb()) {
-      return Status(EUCLEAN, s->paths.meta + " says the metadata is elsewhere; this host's binding says it is there");
-    }
-    s->meta_config = binding->meta;
   }
   auto meta = open_checked_meta(*s, read_only);
   if (!meta.ok()) return meta.status();

@@ -70,7 +70,13 @@ struct OpenStore {
 
 // Opens the store at `root`. exclusive: take the store lock (EBUSY when mounted elsewhere).
 // Nothing inside the store is followed (private_fs.h); each part must be the user's own.
-Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only);
+// meta: where the metadata is when this host's binding does not say yet (`cmkfs trust --meta`).
+Result<std::unique_ptr<OpenStore>> open_store(const std::string& root, bool exclusive, bool read_only,
+                                              const MetaConfig* meta = nullptr);
+// Makes `root` (missing or empty) this host's directory of the store whose metadata `meta` names:
+// meta/engine.json naming the store its superblock says, the lock, and the objects directory of
+// a store that keeps them there. Nothing is authenticated yet: `cmkfs trust` does that next.
+Status make_store_directory(const std::string& root, const MetaConfig& meta);
 // The exit code for a failed open_store(): busy, the store disagreeing with the host's binding
 // (kExitKey), or not a store.
 int open_store_exit_code(const Status& s);

@@ -19,7 +19,9 @@ WORK=$(mktemp -d /tmp/cmkfs-e2e-cluster.XXXXXX) TAG=cluster
 . "$(dirname "$0")/lib.sh"
 CEPH=$WORK/ceph PG=$WORK/pg
 STORE_A=$WORK/a/store MNT_A=$WORK/a/mnt STORE_B=$WORK/b/store MNT_B=$WORK/b/mnt
-export CMKFS_CONFIG_DIR=$WORK/host  # both nodes' bindings (one host here; a copy on another)
+# Each node has its own host configuration (its bindings), as two machines would.
+node_a() { CMKFS_CONFIG_DIR=$WORK/host-a "$CMKFS" "$@"; }
+node_b() { CMKFS_CONFIG_DIR=$WORK/host-b "$CMKFS" "$@"; }
 VAULT="$(dirname "$CMKFS")/cmkfs-vault --dir $WORK/vault"
 B_PID="" VAULT_PID=""
 
@@ -55,17 +57,27 @@ $VAULT set-policy --object-id "$principal" --key-permissions get wrapKey unwrapK
 
 log "init: metadata in PostgreSQL, objects in rados://cmkfs, the data key wrapped by the vault key"
 mkdir -p "$WORK/a" "$WORK/b" "$MNT_A" "$MNT_B"
-"$CMKFS" init "$STORE_A" --meta postgres --pg-conninfo "$PG/conninfo" --objects rados://cmkfs \
+node_a init "$STORE_A" --meta postgres --pg-conninfo "$PG/conninfo" --objects rados://cmkfs \
   --ceph-conf "$CEPH/ceph.conf" --key-encryption-key "https://$VAULT_ADDR/keys/cmk" --identity "$client" \
   --identity-endpoint "https://$VAULT_ADDR/metadata/identity/oauth2/token" --vault-ca "$WORK/vault/ca.pem" \
   >"$WORK/init.out"
 grep -q "metadata:   postgres" "$WORK/init.out" || die "init does not say where the metadata is: $(cat "$WORK/init.out")"
-cp -a "$STORE_A" "$STORE_B"  # node B's directory of the same store: it names the store, nothing more
+KEY_FLAGS=(--key-encryption-key "https://$VAULT_ADDR/keys/cmk" --identity "$client"
+  --identity-endpoint "https://$VAULT_ADDR/metadata/identity/oauth2/token" --vault-ca "$WORK/vault/ca.pem")
+show=$(node_a encryption show "$STORE_A")
+schema=$(echo "$show" | python3 -c 'import json,sys; print(json.load(sys.stdin)["engines"]["metadata"]["schema"])')
+fingerprint=$(echo "$show" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostBinding"]["dataKeyFingerprint"])')
 
-"$CMKFS" mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log" --key-check-interval 1s
-"$CMKFS" mount "$STORE_B" "$MNT_B" --follow --log-file "$WORK/b.log" --key-check-interval 1s
+log "node B: its own directory of the store, made and bound by cmkfs trust"
+cp "$PG/conninfo" "$WORK/b/conninfo"  # node B's copy of the connection file
+node_b trust "$STORE_B" --meta "postgres://$schema" --pg-conninfo "$WORK/b/conninfo" --ceph-conf "$CEPH/ceph.conf" \
+  --fingerprint "$fingerprint" "${KEY_FLAGS[@]}" >"$WORK/trust.out"
+[ -f "$STORE_B/meta/engine.json" ] && [ ! -e "$STORE_B/meta/data.mdb" ] || die "trust made no store directory"
+
+node_a mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log" --key-check-interval 1s
+node_b mount "$STORE_B" "$MNT_B" --follow --log-file "$WORK/b.log" --key-check-interval 1s
 mkdir -p "$WORK/b/mnt2"
-out=$("$CMKFS" mount "$STORE_B" "$WORK/b/mnt2" 2>&1) && die "a second writer mounted"
+out=$(node_b mount "$STORE_B" "$WORK/b/mnt2" 2>&1) && die "a second writer mounted"
 [[ $out == *"mounted (or checked) by another cmkfs"* ]] || die "a second writer: $out"
 
 # registry_config FILE ROOTDIR ADDR [readonly]
@@ -155,10 +167,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG_B/v2/apps/three/manif
 
 log "node A mounts again and repairs; fsck is clean"
 kill "$B_PID"; wait "$B_PID" 2>/dev/null || true; B_PID=""
-"$CMKFS" umount "$MNT_B" >/dev/null
-"$CMKFS" mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log"
-"$CMKFS" umount "$MNT_A" >/dev/null
-"$CMKFS" fsck "$STORE_A" >"$WORK/fsck.out" 2>&1 || die "fsck: $(cat "$WORK/fsck.out")"
+node_b umount "$MNT_B" >/dev/null
+node_a mount "$STORE_A" "$MNT_A" --log-file "$WORK/a.log"
+node_a umount "$MNT_A" >/dev/null
+node_a fsck "$STORE_A" >"$WORK/fsck.out" 2>&1 || die "fsck: $(cat "$WORK/fsck.out")"
 grep -q "^clean" "$WORK/fsck.out" || die "fsck: $(cat "$WORK/fsck.out")"
 errors=$(grep " error " "$WORK/b.log" | grep -v "key access lost" || true)
 [ -z "$errors" ] || die "node B logged errors: $errors"
