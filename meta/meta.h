@@ -8,7 +8,9 @@
 // The superblock is plaintext (it says which key opens the store) and carries a MAC.
 //
 // Thread-safety: MetaStore may be shared by threads; a Txn belongs to one thread at a time.
-// LMDB runs one write transaction at a time (others wait) beside any number of readers.
+// LMDB runs one write transaction at a time (others wait) beside any number of readers; with
+// group commit, and always on PostgreSQL, a process runs one transaction at a time, and a read
+// begun on a thread that holds a transaction reads through it (a write: EDEADLK).
 // Durability: a commit survives a crash of the process; after a power loss the database is intact
 // but may lack the last commit (MDB_NOMETASYNC). sync() makes every committed one durable. With
 // group commit (start_group_commit) a commit reaches the disk with its batch, a few milliseconds

@@ -9,6 +9,12 @@
 // run twice; the filesystem's are not, they change in-memory state as they go.) Readers run
 // REPEATABLE READ, READ ONLY: one snapshot, never a serialization failure.
 //
+// Within one process transactions run one at a time, reads too, as LMDB's run while a batch is
+// open: the filesystem keeps records in memory as the authoritative copy, and one loaded by a
+// reader from a snapshot older than a writer's commit would overwrite what the writer did.
+// (A concurrent rename-over with readers made exactly that: a replaced inode back with its old
+// link count.) A read begun inside another transaction on the same thread reads through it.
+//
 // Durability as LMDB's group commit gives it: a write commits without waiting for the server's
 // WAL flush (synchronous_commit off: a crash of the server loses at most its last few hundred
 // milliseconds, never tears anything; a crash of cmkfs loses nothing), except a transaction
@@ -79,14 +85,14 @@ constexpr Statement kStatements[] = {
 
 class PostgresEngine;
 
-// The write transaction this thread has open: a read begun inside it reads through it (it must
-// see what the write changed), and what waits for durability waits for its commit.
-struct HeldWrite {
+// The transaction this thread has open: a read begun inside it reads through it (it must see
+// what a write changed), and what waits for durability waits for a write's commit.
+struct HeldTxn {
   const PostgresEngine* engine = nullptr;
   PGconn* conn = nullptr;
-  std::vector<std::function<void()>>* on_commit = nullptr;
+  std::vector<std::function<void()>>* on_commit = nullptr;  // null for a read
 };
-thread_local HeldWrite held;
+thread_local HeldTxn held;
 
 class PostgresEngine final : public Engine {
  public:
@@ -112,7 +118,7 @@ class PostgresEngine final : public Engine {
   Status sync() override;
   void start_group_commit(std::chrono::microseconds) override {}
   void when_durable(std::function<void()> fn) override {
-    if (held.engine == this) return held.on_commit->push_back(std::move(fn));
+    if (held.engine == this && held.on_commit != nullptr) return held.on_commit->push_back(std::move(fn));
     fn();
   }
   Status reserve_space(uint64_t) override { return Status::Ok(); }
@@ -129,6 +135,7 @@ class PostgresEngine final : public Engine {
 
   const std::string& schema() const { return schema_; }
   int64_t lock_key() const { return lock_key_; }
+  std::mutex& txn_mu() { return txn_mu_; }
   bool read_only() const { return read_only_; }
 
  private:
@@ -139,6 +146,7 @@ class PostgresEngine final : public Engine {
   const bool read_only_;
   int64_t lock_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
+  std::mutex txn_mu_;              // held for each transaction's life (see the top)
   std::thread listener_;
   std::atomic<bool> stop_listening_{false};
   std::mutex mu_;
@@ -156,13 +164,13 @@ Status exec(PGconn* c, const std::string& sql) {
 
 class PostgresTxn final : public EngineTxn {
  public:
-  PostgresTxn(PostgresEngine* engine, PGconn* conn, bool write, bool borrowed)
-      : engine_(engine), conn_(conn), write_(write), borrowed_(borrowed) {
-    if (write_) held = {engine, conn, &on_commit_};
+  PostgresTxn(PostgresEngine* engine, PGconn* conn, bool write, std::unique_lock<std::mutex> turn)
+      : engine_(engine), conn_(conn), write_(write), borrowed_(!turn.owns_lock()), turn_(std::move(turn)) {
+    if (!borrowed_) held = {engine, conn, write_ ? &on_commit_ : nullptr};
   }
   ~PostgresTxn() override {
     if (conn_ == nullptr || borrowed_) return;
-    if (write_) held = {};
+    held = {};
     // A connection whose rollback fails is dropped, not reused half-way through a transaction.
     if (exec(conn_, "ROLLBACK").ok()) engine_->give_back(conn_);
     else engine_->give_back(nullptr), PQfinish(conn_);
@@ -222,11 +230,12 @@ class PostgresTxn final : public EngineTxn {
     if (borrowed_) return Status::Ok();  // the enclosing transaction commits
     PGconn* c = conn_;
     conn_ = nullptr;
-    if (write_) held = {};
+    held = {};
     // What waits on this commit must not run before it is on the server's disk.
     Status s = exec(c, on_commit_.empty() ? "COMMIT" : "SET LOCAL synchronous_commit = on; COMMIT");
     if (s.ok()) engine_->give_back(c);
     else engine_->give_back(nullptr), PQfinish(c);
+    turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
     for (auto& fn : on_commit_) fn();
     return s;
@@ -262,6 +271,7 @@ class PostgresTxn final : public EngineTxn {
   PostgresEngine* engine_;
   PGconn* conn_;
   bool write_, borrowed_;
+  std::unique_lock<std::mutex> turn_;  // the engine's txn_mu, unless borrowed
   std::vector<std::function<void()>> on_commit_;
 };
 
@@ -312,9 +322,10 @@ void PostgresEngine::give_back(PGconn* c) {
 Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   if (held.engine == this) {
     if (write) return Status(EDEADLK, "a write transaction inside another transaction");
-    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held.conn, false, /*borrowed=*/true));
+    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held.conn, false, std::unique_lock<std::mutex>()));
   }
   if (write && read_only_) return Status(EROFS, "the metadata is open read-only");
+  std::unique_lock<std::mutex> turn(txn_mu_);
   auto c = take();
   if (!c.ok()) return c.status();
   Status s = write ? exec(*c, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off; "
@@ -325,7 +336,7 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
     PQfinish(*c);
     return s;
   }
-  return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, write, /*borrowed=*/false));
+  return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, write, std::move(turn)));
 }
 
 Status PostgresEngine::create() {

@@ -200,12 +200,14 @@ TEST_P(MetaTest, EntriesAddLookupRemove) {
   EXPECT_EQ(t.add_entry(1, "layer.tar", 6, S_IFREG).code(), EEXIST);
   ASSERT_TRUE(t.add_entry(2, "layer.tar", 6, S_IFREG).ok());  // same name, other directory
   ASSERT_TRUE(t.commit().ok());
-  auto r = read();
-  auto e = r.lookup(1, "layer.tar");
-  ASSERT_TRUE(e.ok());
-  EXPECT_EQ(e->ino, 5u);
-  EXPECT_EQ(r.lookup(2, "layer.tar")->ino, 6u);
-  EXPECT_EQ(r.lookup(1, "missing").status().code(), ENOENT);
+  {
+    auto r = read();
+    auto e = r.lookup(1, "layer.tar");
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->ino, 5u);
+    EXPECT_EQ(r.lookup(2, "layer.tar")->ino, 6u);
+    EXPECT_EQ(r.lookup(1, "missing").status().code(), ENOENT);
+  }  // a process runs one transaction at a time (PostgreSQL, or LMDB with group commit)
   auto w = write();
   ASSERT_TRUE(w.remove_entry(1, "layer.tar").ok());
   EXPECT_EQ(w.remove_entry(1, "layer.tar").code(), ENOENT);
@@ -223,8 +225,7 @@ TEST_P(MetaTest, ListingThousandsOfEntriesResumesAtStableSlots) {
   uint64_t after = 0;
   for (;;) {
     std::vector<DirEntry> page;
-    auto r = read();
-    ASSERT_TRUE(r.list_entries(1, after, [&](const DirEntry& e) {
+    ASSERT_TRUE(read().list_entries(1, after, [&](const DirEntry& e) {
       page.push_back(e);
       return page.size() < 100;
     }).ok());
