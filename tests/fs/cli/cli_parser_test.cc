@@ -66,6 +66,43 @@ TEST(CliParser, InitWithObjectsInRados) {
   }
 }
 
+TEST(CliParser, MetadataInPostgres) {
+  Command c;
+  ASSERT_EQ(parse({"init", "/s", "--meta", "postgres://reg_1", "--pg-conninfo", "/etc/cmkfs/pg"}, &c), -1);
+  EXPECT_EQ(c.init.meta.engine, "postgres");
+  EXPECT_EQ(c.init.meta.schema, "reg_1");
+  EXPECT_EQ(c.init.meta.conninfo_file, "/etc/cmkfs/pg");
+  Command d;
+  ASSERT_EQ(parse({"init", "/s", "--meta", "postgres", "--pg-conninfo", "/p"}, &d), -1);
+  EXPECT_EQ(d.init.meta.schema, "");  // init makes it cmkfs_<store id>
+  Command e;
+  ASSERT_EQ(parse({"init", "/s"}, &e), -1);
+  EXPECT_TRUE(e.init.meta.lmdb());
+  Command t;
+  ASSERT_EQ(parse({"trust", "/s", "--local-key-file", "/k", "--meta", "postgres://cmkfs_ab", "--pg-conninfo", "/p"}, &t), -1);
+  EXPECT_EQ(t.trust.meta.schema, "cmkfs_ab");
+  Command m;
+  ASSERT_EQ(parse({"mount", "/s", "/m", "--follow"}, &m), -1);
+  EXPECT_TRUE(m.mount.follow);
+  EXPECT_FALSE(m.mount.monitor.writes);  // a follower never rewraps nor rotates
+  // A schema name goes into SQL: anything but [a-z][a-z0-9_]* is refused before anything is made;
+  // postgres needs its connection file, which goes with nothing else.
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"init", "/s", "--meta", "postgres://Reg", "--pg-conninfo", "/p"},
+           {"init", "/s", "--meta", "postgres://a;drop", "--pg-conninfo", "/p"},
+           {"init", "/s", "--meta", "postgres://1a", "--pg-conninfo", "/p"},
+           {"init", "/s", "--meta", "postgres://a b", "--pg-conninfo", "/p"},
+           {"init", "/s", "--meta", "mysql://x", "--pg-conninfo", "/p"},
+           {"init", "/s", "--meta", "postgres"},
+           {"init", "/s", "--pg-conninfo", "/p"},
+           {"trust", "/s", "--local-key-file", "/k", "--meta", "postgres", "--pg-conninfo", "/p"}}) {
+    std::string out;
+    Command b;
+    EXPECT_EQ(parse(bad, &b, &out), fs::kExitUsage) << bad[3];
+    EXPECT_FALSE(out.empty()) << bad[3];
+  }
+}
+
 TEST(CliParser, MountOptionsAndGlobalFlagsAnywhere) {
   Command c;
   ASSERT_EQ(parse({"mount", "/s", "/m", "-f", "-o", "ro,allow_other", "--log-level", "debug"}, &c), -1);
