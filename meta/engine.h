@@ -60,7 +60,8 @@ class Engine {
   // Whether other processes may listen to this store's changes (notify() reaches them).
   virtual bool shared() const = 0;
   // Calls fn with each payload another process notified, on a thread of the engine's, until the
-  // engine closes; fn("") when some may have been missed (the connection was lost).
+  // engine closes; fn(MetaStore::kFeedMissed) when some may have been missed (the connection was
+  // lost).
   virtual Status listen(std::function<void(std::string_view payload)> fn) = 0;
   virtual void stop_listening() = 0;  // fn is not called after this returns
 };

@@ -185,6 +185,8 @@ class Txn {
 
 // A PostgreSQL schema name cmkfs accepts: [a-z][a-z0-9_]*, at most 63 bytes.
 bool valid_schema_name(std::string_view s);
+// EINVAL when libpq cannot parse `conninfo`; the message never quotes it (it may hold a password).
+Status check_conninfo(const std::string& conninfo);
 
 class MetaStore {
  public:
@@ -242,6 +244,7 @@ class MetaStore {
     std::vector<std::pair<uint64_t, std::string>> entries;  // (parent, name)
   };
   Status listen(std::function<void(std::string_view payload)> fn);
+  static const std::string_view kFeedMissed;  // what listen() hands fn when payloads may be lost
   void stop_listening();  // fn is not called after this returns
   // EIO when the payload does not authenticate under `keys` (nor came from this process).
   Result<Changes> open_changes(const crypto::StoreKeys& keys, std::string_view payload) const;

@@ -63,25 +63,36 @@ void MetaStore::stop_listening() { engine_->stop_listening(); }
 // ---- the change feed ----
 //
 // A payload: "<origin hex>:" then hex of a record sealed under the meta key (table "feed") holding
-// JSON {"i": [inodes], "e": [[parent, name], ...]}. The origin (random per MetaStore) lets a
-// process skip its own; it is not trusted: a forged one can only make a process skip a payload.
+// JSON {"i": [inodes], "e": [[parent, "<name hex>"], ...]}: names in hex, since a name is any
+// bytes and JSON takes only UTF-8. The origin (random per MetaStore) lets a process skip its own;
+// it is not trusted: a forged one can only make a process skip a payload.
 
 namespace {
 constexpr size_t kFeedPayloadMax = 7000;  // NOTIFY takes 8000 bytes
+// The JSON that fits: the payload is the origin (16), ':', and hex of nonce (12) + JSON + tag (16).
+constexpr size_t kFeedJsonMax = (kFeedPayloadMax - 17) / 2 - 28 - 16;  // less {"i":[],"e":[]}
+constexpr size_t kInodeJson = 21;                                       // 20 digits and a comma
+size_t entry_json(const std::string& name) { return 20 + 2 * name.size() + 6; }  // [N,"hex"],
 }  // namespace
+
+// The marker listen() hands over for "payloads may have been missed": a NUL, which no NOTIFY
+// payload (text) can hold, so nobody with a database login can send it.
+const std::string_view MetaStore::kFeedMissed{"\0", 1};
 
 Status Txn::publish_changes() {
   if (changed_inodes_.empty() && changed_entries_.empty()) return Status::Ok();
   if (keys_ == nullptr || keys_->empty()) return Status::Ok();
-  // Split so that each sealed payload fits: names are at most 255 bytes.
+  // Split so that each sealed payload fits NOTIFY (a name is at most 255 bytes: one always fits).
   size_t i = 0, e = 0;
   while (i < changed_inodes_.size() || e < changed_entries_.size()) {
     nlohmann::json inos = nlohmann::json::array(), entries = nlohmann::json::array();
-    size_t budget = (kFeedPayloadMax - 64) / 2 - 64;
-    for (; i < changed_inodes_.size() && budget > 24; ++i, budget -= 21) inos.push_back(changed_inodes_[i]);
-    for (; e < changed_entries_.size() && budget > 24 + 2 * 255 + 4; ++e) {
-      entries.push_back({changed_entries_[e].first, changed_entries_[e].second});
-      budget -= 24 + 2 * changed_entries_[e].second.size() + 4;
+    size_t used = 0;
+    for (; i < changed_inodes_.size() && used + kInodeJson <= kFeedJsonMax; ++i, used += kInodeJson) {
+      inos.push_back(changed_inodes_[i]);
+    }
+    for (; e < changed_entries_.size() && used + entry_json(changed_entries_[e].second) <= kFeedJsonMax; ++e) {
+      used += entry_json(changed_entries_[e].second);
+      entries.push_back({changed_entries_[e].first, to_hex(crypto::as_bytes(changed_entries_[e].second))});
     }
     nlohmann::json j{{"i", inos}, {"e", entries}};
     auto sealed = seal_record(keys_->meta, "feed", "", j.dump());
@@ -93,7 +104,7 @@ Status Txn::publish_changes() {
 
 Result<MetaStore::Changes> MetaStore::open_changes(const crypto::StoreKeys& keys, std::string_view payload) const {
   Changes out;
-  if (payload.empty()) {
+  if (payload == kFeedMissed) {
     out.everything = true;
     return out;
   }
@@ -107,7 +118,11 @@ Result<MetaStore::Changes> MetaStore::open_changes(const crypto::StoreKeys& keys
   try {
     auto j = nlohmann::json::parse(*plain);
     for (const auto& ino : j.at("i")) out.inodes.push_back(ino.get<uint64_t>());
-    for (const auto& e : j.at("e")) out.entries.emplace_back(e.at(0).get<uint64_t>(), e.at(1).get<std::string>());
+    for (const auto& e : j.at("e")) {
+      auto name = from_hex(e.at(1).get<std::string>());
+      if (!name || name->empty() || name->size() > 255) return Status::Corruption("change feed: malformed name");
+      out.entries.emplace_back(e.at(0).get<uint64_t>(), std::string(name->begin(), name->end()));
+    }
   } catch (const nlohmann::json::exception&) {
     return Status::Corruption("change feed: malformed change");
   }

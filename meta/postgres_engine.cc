@@ -32,13 +32,15 @@
 #include <vector>
 
 #include "crypto/base/coding.h"
+#include "crypto/crypto.h"
 #include "meta/engine.h"
 
 namespace cmkfs::meta {
 
 namespace {
 
-constexpr size_t kMaxConnections = 16;
+// Transactions run one at a time per process; the others are sync() and when_durable beside them.
+constexpr size_t kMaxConnections = 4;
 constexpr int kFirstPage = 32;   // a directory lookup reads one window of 16 slots
 constexpr int kLaterPage = 512;
 
@@ -56,14 +58,22 @@ std::string pg_error(PGconn* c, std::string_view what) {
   return "metadata in PostgreSQL: " + std::string(what) + ": " + m;
 }
 
+// A server starting up, or out of connection slots for a moment, is waited for (2 s at most).
 Result<PGconn*> connect_plain(const std::string& conninfo) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    Status s = Status::IOError(EIO, pg_error(c, "cannot connect"));
+  for (int attempt = 0;; ++attempt) {
+    PGconn* c = PQconnectdb(conninfo.c_str());
+    if (PQstatus(c) == CONNECTION_OK) return c;
+    std::string why = PQerrorMessage(c);
+    bool transient = why.find("too many clients") != std::string::npos ||
+                     why.find("the database system is starting up") != std::string::npos;
+    if (!transient || attempt == 10) {
+      Status s = Status::IOError(EIO, pg_error(c, "cannot connect"));
+      PQfinish(c);
+      return s;
+    }
     PQfinish(c);
-    return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return c;
 }
 
 // The statements every connection prepares; $1 is the table number.
@@ -97,10 +107,8 @@ class PostgresEngine final : public Engine {
  public:
   PostgresEngine(std::string conninfo, std::string schema, bool read_only)
       : conninfo_(std::move(conninfo)), schema_(std::move(schema)), read_only_(read_only) {
-    // The advisory lock's key: the schema names the store.
-    uint64_t h = 0;
-    for (char c : schema_) h = h * 131 + static_cast<unsigned char>(c);
-    lock_key_ = static_cast<int64_t>(h);
+    txn_key_ = lock_key("transactions");
+    writer_key_ = lock_key("writer");
   }
   ~PostgresEngine() override {
     stop_listening();
@@ -116,9 +124,12 @@ class PostgresEngine final : public Engine {
   Result<std::unique_ptr<EngineTxn>> begin(bool write) override;
   Status sync() override;
   void start_group_commit(std::chrono::microseconds) override {}
+  // Inside a write transaction: after its commit, which then waits for the flush. Outside one:
+  // what was committed did not wait for it, so it is flushed first; if that fails, fn never runs
+  // (an object left behind is a leak fsck finds; one removed too early would be data lost).
   void when_durable(std::function<void()> fn) override {
     if (held.engine == this && held.on_commit != nullptr) return held.on_commit->push_back(std::move(fn));
-    fn();
+    if (sync().ok()) fn();
   }
   Status reserve_space(uint64_t) override { return Status::Ok(); }
   int data_fd() const override { return -1; }
@@ -133,7 +144,25 @@ class PostgresEngine final : public Engine {
   }
 
   const std::string& schema() const { return schema_; }
-  int64_t lock_key() const { return lock_key_; }
+  // For a write transaction of the store's writer: fails it if the writer lock's session is gone
+  // (a server restart, a terminated backend), before another mount can take the store.
+  std::string writer_check() const {
+    if (writer_lock_ == nullptr) return "";
+    auto key = static_cast<uint64_t>(writer_key_);
+    return "; DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = " +
+           std::to_string(PQbackendPID(writer_lock_)) + " AND classid = " + std::to_string(key >> 32) +
+           " AND objid = " + std::to_string(key & 0xffffffffu) +
+           " AND objsubid = 1) THEN RAISE EXCEPTION 'this mount no longer holds the store''s writer lock (its "
+           "session ended): unmount it'; END IF; END$$";
+  }
+  // An advisory lock's key: 64 bits of a keyed hash of what it serializes and the schema (which
+  // names the store), so that no two stores' or purposes' keys meet.
+  int64_t lock_key(std::string_view purpose) const {
+    std::string what = std::string(purpose) + ":" + schema_;
+    static constexpr char kLockKey[] = "cmkfs advisory lock";
+    auto mac = crypto::hmac_sha256(crypto::as_bytes(std::string_view(kLockKey)), crypto::as_bytes(what));
+    return static_cast<int64_t>(get_be64(mac.data()));
+  }
   std::mutex& txn_mu() { return txn_mu_; }
   bool read_only() const { return read_only_; }
 
@@ -143,7 +172,7 @@ class PostgresEngine final : public Engine {
   const std::string conninfo_;
   const std::string schema_;
   const bool read_only_;
-  int64_t lock_key_;
+  int64_t txn_key_, writer_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
   std::mutex txn_mu_;              // held for each transaction's life (see the top)
   std::thread listener_;
@@ -286,12 +315,9 @@ class PostgresTxn final : public EngineTxn {
 };
 
 Result<PGconn*> PostgresEngine::connect() {
-  PGconn* c = PQconnectdb(conninfo_.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    Status s = Status::IOError(EIO, pg_error(c, "cannot connect"));
-    PQfinish(c);
-    return s;
-  }
+  auto made = connect_plain(conninfo_);
+  if (!made.ok()) return made.status();
+  PGconn* c = *made;
   for (const Statement& st : kStatements) {
     std::vector<char> sql(std::strlen(st.sql) + schema_.size() + 1);
     std::snprintf(sql.data(), sql.size(), st.sql, schema_.c_str());
@@ -345,7 +371,7 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
     return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, false, std::move(turn), /*autocommit=*/true));
   }
   Status s = write ? exec(*c, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off; "
-                                  "SELECT pg_advisory_xact_lock(" + std::to_string(lock_key_) + ")")
+                                  "SELECT pg_advisory_xact_lock(" + std::to_string(txn_key_) + ")" + writer_check())
                    : exec(*c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   if (!s.ok()) {
     give_back(nullptr);
@@ -371,7 +397,7 @@ Status PostgresEngine::sync() {
   if (read_only_) return Status::Ok();
   auto c = take();
   if (!c.ok()) return c.status();
-  Status s = exec(*c, "BEGIN; SELECT txid_current(); COMMIT");
+  Status s = exec(*c, "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT");
   if (s.ok()) give_back(*c);
   else give_back(nullptr), PQfinish(*c);
   return s;
@@ -383,8 +409,8 @@ Status PostgresEngine::lock_writer() {
   if (!c.ok()) return c.status();
   // A session lock (not the transactions' key): held until this connection closes, which the
   // server notices when the process dies.
-  PgResult r(PQexec(*c, ("SELECT pg_try_advisory_lock(" + std::to_string(lock_key_ ^ 1) + ")").c_str()));
-  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1) {
+  PgResult r(PQexec(*c, ("SELECT pg_try_advisory_lock(" + std::to_string(writer_key_) + ")").c_str()));
+  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1 || PQnfields(r.r) != 1) {
     Status s = Status::IOError(EIO, pg_error(*c, "taking the writer lock"));
     PQfinish(*c);
     return s;
@@ -397,7 +423,7 @@ Status PostgresEngine::lock_writer() {
   return Status::Ok();
 }
 
-// LISTEN on a connection of its own; a lost connection is made again, and fn("") says that
+// LISTEN on a connection of its own; a lost connection is made again, and fn(kFeedMissed) says that
 // payloads may have been missed meanwhile.
 Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
   if (listener_.joinable()) return Status::Exists("already listening");
@@ -413,7 +439,7 @@ Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
         auto again = connect_plain(conninfo_);
         if (!again.ok() || !exec(*again, "LISTEN " + schema_).ok()) continue;
         c = *again;
-        fn("");  // what was sent meanwhile is lost
+        fn(MetaStore::kFeedMissed);  // what was sent meanwhile is lost
         continue;
       }
       pollfd p{PQsocket(c), POLLIN, 0};
@@ -448,9 +474,22 @@ bool valid_schema_name(std::string_view s) {
 }
 
 
+Status check_conninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  // libpq's message quotes the part it could not parse, which may be the password.
+  if (error != nullptr) PQfreemem(error);
+  if (options == nullptr) {
+    return Status::InvalidArgument("the PostgreSQL connection string is malformed (not shown: it may hold a password)");
+  }
+  PQconninfoFree(options);
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Engine>> open_postgres_engine(const std::string& conninfo, const std::string& schema,
                                                      bool create, bool read_only) {
   if (!valid_schema_name(schema)) return Status::InvalidArgument("bad PostgreSQL schema name '" + schema + "'");
+  CMKFS_RETURN_IF_ERROR(check_conninfo(conninfo));
   auto engine = std::make_unique<PostgresEngine>(conninfo, schema, read_only);
   if (create) CMKFS_RETURN_IF_ERROR(engine->create());
   // The first connection proves the server, the credentials and the schema.

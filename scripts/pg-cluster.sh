@@ -33,7 +33,9 @@ start() {
   password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
   pg_createcluster -q "$version" "$name" -p "$port" -- --auth-local=peer --auth-host=scram-sha-256 >/dev/null
   pg_conftool "$version" "$name" set listen_addresses localhost
+  pg_conftool "$version" "$name" set max_connections 300  # several mounts, each a few connections
   pg_ctlcluster "$version" "$name" start
+  for _ in $(seq 100); do pg_isready -q -h localhost -p "$port" && break; sleep 0.1; done
   runuser -u postgres -- psql -q -p "$port" -d postgres -v ON_ERROR_STOP=1 \
     -c "CREATE ROLE cmkfs LOGIN PASSWORD '$password'" -c "CREATE DATABASE cmkfs OWNER cmkfs" >/dev/null
   (umask 077; echo "host=127.0.0.1 port=$port dbname=cmkfs user=cmkfs password=$password" >"$dir/conninfo")

@@ -8,6 +8,7 @@
 
 #include "crypto/base/hex.h"
 #include "fs/store/private_fs.h"
+#include "meta/meta.h"
 
 namespace cmkfs::fs {
 
@@ -47,6 +48,7 @@ Result<std::string> read_conninfo(const std::string& path) {
   std::string s(buf, static_cast<size_t>(n));
   s = s.substr(0, s.find('\n'));
   if (s.empty()) return Status::InvalidArgument(path + " holds no connection string");
+  if (Status parsed = meta::check_conninfo(s); !parsed.ok()) return Status(parsed.code(), path + ": " + parsed.message());
   return s;
 }
 

@@ -317,7 +317,9 @@ TEST_F(ChangeFeedTest, AnotherProcessHearsWhatACommitChangedAndNothingOfAnAbort)
   EXPECT_EQ((*other)->open_changes(keys, changed).status().code(), EIO);
   auto strangers = crypto::derive_store_keys(*crypto::random_key());
   EXPECT_EQ((*other)->open_changes(*strangers, heard[0]).status().code(), EIO);
-  EXPECT_TRUE((*other)->open_changes(keys, "")->everything);
+  // Only the engine can say "some were missed": no NOTIFY payload can hold the NUL it uses.
+  EXPECT_TRUE((*other)->open_changes(keys, MetaStore::kFeedMissed)->everything);
+  EXPECT_EQ((*other)->open_changes(keys, "").status().code(), EIO);
   lock.unlock();
   (*other)->stop_listening();
 }
@@ -337,15 +339,24 @@ TEST_F(ChangeFeedTest, ALargeCommitIsSplitIntoPayloadsThatFit) {
   auto t = write();
   for (int i = 0; i < 300; ++i) ASSERT_TRUE(t.add_entry(1, std::string(200, 'a') + std::to_string(i), 100 + i, S_IFREG).ok());
   ASSERT_TRUE(t.commit().ok());
+  // Names are bytes, not UTF-8: the longest, of control and invalid bytes, in one commit.
+  auto u = write();
+  for (int i = 0; i < 3; ++i) {
+    std::string name(252, '\x01');
+    name += "\xff\xfe" + std::to_string(i);
+    ASSERT_TRUE(u.add_entry(2, name, 500 + i, S_IFREG).ok());
+  }
+  ASSERT_TRUE(u.commit().ok());
   for (int i = 0; i < 1000; ++i) {
     {
       std::lock_guard<std::mutex> g(mu);
-      if (names.size() == 300) break;
+      if (names.size() == 303) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   (*other)->stop_listening();
-  EXPECT_EQ(names.size(), 300u);
+  EXPECT_EQ(names.size(), 303u);
+  EXPECT_EQ(names.count(std::string(252, '\x01') + "\xff\xfe" + "2"), 1u);
 }
 
 Superblock sample_super() {

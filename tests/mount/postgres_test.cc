@@ -145,6 +145,9 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   ASSERT_EQ(::mkdir(at("d").c_str(), 0755), 0);
   write_file(at("d/x"), "in d");
   EXPECT_EQ(read_file(there("d/x")), "in d");
+  // A name is bytes, not UTF-8 (it once took the writer down: the feed's JSON would not hold it).
+  write_file(at("d/\xff\x01bytes"), "any name");
+  EXPECT_EQ(read_file(there("d/\xff\x01bytes")), "any name");
 
   // It writes nothing: the mount is read-only, and its unmount saves nothing.
   EXPECT_NE(run("touch " + there("nope")).rc, 0);

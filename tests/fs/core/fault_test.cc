@@ -167,7 +167,7 @@ class FaultTest : public StoreTest {
     int faults = 0;
     for (int err : {EIO, ENOSPC, EDQUOT}) {
       for (int64_t n = 1; n <= total; ++n) {
-        recreate();
+        ASSERT_NO_FATAL_FAILURE(recreate());  // a store that failed to open must not be used
         std::map<std::string, std::vector<uint8_t>> durable;
         {
           fs::Filesystem f(*store, keyring);
@@ -178,7 +178,7 @@ class FaultTest : public StoreTest {
           (void)f.shutdown();  // may fail too: the fault is still in the past of this mount
         }
         objects.fail_at(0, 0);  // lifted
-        open();
+        ASSERT_NO_FATAL_FAILURE(open());
         fs::Filesystem f(*store, keyring);
         ASSERT_TRUE(f.start().ok()) << "fault " << n;
         for (const auto& [name, data] : durable) {
