@@ -409,7 +409,10 @@ Status PostgresEngine::lock_writer() {
   if (!c.ok()) return c.status();
   // A session lock (not the transactions' key): held until this connection closes, which the
   // server notices when the process dies.
-  PgResult r(PQexec(*c, ("SELECT pg_try_advisory_lock(" + std::to_string(writer_key_) + ")").c_str()));
+  // Named, so that pg_stat_activity shows which backend holds which store.
+  PgResult r(PQexec(*c, ("SET application_name = 'cmkfs writer " + schema_ + "'; SELECT pg_try_advisory_lock(" +
+                         std::to_string(writer_key_) + ")")
+                            .c_str()));
   if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1 || PQnfields(r.r) != 1) {
     Status s = Status::IOError(EIO, pg_error(*c, "taking the writer lock"));
     PQfinish(*c);

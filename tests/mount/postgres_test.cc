@@ -168,6 +168,48 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   EXPECT_TRUE(says(refused, "--follow needs a store whose metadata is in PostgreSQL")) << refused.output;
 }
 
+// The writer's lock is a session in the database: if that session ends under it (a server
+// restart, a terminated backend), its writes fail from then on, and another mount can take the
+// store; they never write side by side.
+TEST_F(PostgresTest, AWriterWhoseLockSessionEndedWritesNothingMore) {
+  init_pg(schema());
+  mount();
+  write_file(at("before"), "kept");
+  auto killed = psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                     "left('cmkfs writer " + schema() + "', 63)");
+  ASSERT_EQ(killed.rc, 0) << killed.output;
+  ASSERT_NE(killed.output.find('t'), std::string::npos) << killed.output;
+  EXPECT_NE(run("sh -c 'echo x > " + at("after") + "'").rc, 0);
+  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
+  stdfs::create_directories(mnt2);
+  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
+  ASSERT_EQ(second.rc, 0) << second.output;
+  EXPECT_EQ(read_file(mnt2 + "/before"), "kept");
+  EXPECT_NE(run("sh -c 'echo x > " + at("late") + "'").rc, 0);  // the first still writes nothing
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+  EXPECT_TRUE(wait_for_text(log, "writer lock", 5)) << read_file(log);
+}
+
+// Two stores whose schema names differ in their last character, mounted at once, both write
+// (their lock keys once met, and each mount froze the other).
+TEST_F(PostgresTest, StoresWithNeighbouringNamesDoNotBlockEachOther) {
+  init_pg(schema() + "0");
+  std::string other = dir + "/other", mnt2 = dir + "/mnt2";
+  auto r = run(cmkfs_binary() + " init " + other + " --local-key-file " + dir + "/key2 --meta postgres://" + schema() +
+               "1 --pg-conninfo " + conninfo);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  mount();
+  stdfs::create_directories(mnt2);
+  auto m = run(cmkfs_binary() + " mount " + other + " " + mnt2 + " --log-file " + dir + "/log2");
+  ASSERT_EQ(m.rc, 0) << m.output;
+  auto both = run("timeout 20 sh -c 'for i in $(seq 50); do echo $i > " + at("f") + "; echo $i > " + mnt2 +
+                  "/f; done'");
+  EXPECT_EQ(both.rc, 0) << both.output;
+  EXPECT_EQ(read_file(mnt2 + "/f"), "50\n");
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+}
+
 // Whoever can write the database swaps two stores' schemas: each store finds another's metadata
 // where its own should be, and refuses it before reading a record.
 TEST_F(PostgresTest, SwappedSchemasAreRefused) {
@@ -209,6 +251,14 @@ TEST_F(PostgresTest, TheConnectionFileIsPrivateAndItsPasswordNeverShown) {
   EXPECT_TRUE(says(r, "chmod")) << r.output;
   EXPECT_FALSE(says(r, password())) << r.output;
   ::chmod(conninfo.c_str(), 0600);
+  // libpq's own parse error would quote the part it cannot parse: here, the password.
+  std::string malformed = dir + "/malformed";
+  write_file(malformed, "host=127.0.0.1 password=leaked secret\n");
+  ::chmod(malformed.c_str(), 0600);
+  r = run(cmkfs_binary() + " init " + dir + "/m --local-key-file " + dir + "/k3 --meta postgres --pg-conninfo " + malformed);
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_TRUE(says(r, "malformed")) << r.output;
+  EXPECT_FALSE(says(r, "secret") || says(r, "leaked")) << r.output;
   init_pg(schema());
   // The server moves away: the mount fails, saying why, without the password.
   std::string moved = conninfo_text;
