@@ -1,5 +1,6 @@
-// HTTP(S) for the vault client: one small interface, so tests can put a scripted transport in
-// place of the network (timeouts, garbage, 5xx) and the client can be tested without a server.
+// HTTP(S) for the vault client and the S3 object store: one small interface, so tests can put a
+// scripted transport in place of the network (timeouts, garbage, 5xx) and the clients can be
+// tested without a server. Bodies are bytes (a std::string may hold any).
 #pragma once
 
 #include <map>
@@ -37,6 +38,7 @@ class HttpTransport {
 struct HttpOptions {
   std::string ca_file;        // extra CA for the server certificate; empty: the system's
   double timeout_seconds = 10;
+  size_t max_reply_bytes = 1 << 20;  // a larger reply body is refused (EBADMSG), not buffered
 };
 
 std::unique_ptr<HttpTransport> make_curl_transport(const HttpOptions& options);

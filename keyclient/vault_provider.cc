@@ -93,7 +93,7 @@ Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config
   if (config.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or [system]");
   Credential credential{*kind, config.identity, config.identity_endpoint, config.tenant_id, config.credential_file};
   CMKFS_RETURN_IF_ERROR(credential.check());
-  auto client = std::make_unique<VaultClient>(make_curl_transport({config.vault_ca, timeout_seconds}),
+  auto client = std::make_unique<VaultClient>(make_curl_transport({.ca_file = config.vault_ca, .timeout_seconds = timeout_seconds}),
                                               VaultClientOptions{credential});
   return std::unique_ptr<KeyProvider>(new VaultProvider(std::move(*id), std::move(client)));
 }

@@ -37,15 +37,9 @@ Result<MetaConfig> MetaConfig::from_json(std::string_view text) {
 }
 
 Result<std::string> read_conninfo(const std::string& path) {
-  auto fd = open_private_file(AT_FDCWD, path, O_RDONLY, path);
-  if (!fd.ok()) return fd.status();
-  struct stat st;
-  if (::fstat(fd->get(), &st) != 0) return Status::IOError(errno, "cannot stat " + path);
-  CMKFS_RETURN_IF_ERROR(check_private(st, path, /*dir=*/false, /*secret=*/true));
-  char buf[4096];
-  ssize_t n = ::read(fd->get(), buf, sizeof buf);
-  if (n < 0) return Status::IOError(errno, "cannot read " + path);
-  std::string s(buf, static_cast<size_t>(n));
+  auto text = read_secret_file(path);
+  if (!text.ok()) return text.status();
+  std::string s = std::move(*text);
   s = s.substr(0, s.find('\n'));
   if (s.empty()) return Status::InvalidArgument(path + " holds no connection string");
   if (Status parsed = meta::check_conninfo(s); !parsed.ok()) return Status(parsed.code(), path + ": " + parsed.message());

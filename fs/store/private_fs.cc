@@ -53,4 +53,25 @@ Result<Fd> open_private_file(int at, const std::string& name, int flags, const s
   return fd;
 }
 
+Result<std::string> read_secret_file(const std::string& path, size_t max) {
+  auto fd = open_private_file(AT_FDCWD, path, O_RDONLY, path);
+  if (!fd.ok()) return fd.status();
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) return Status::IOError(errno, "cannot stat " + path);
+  CMKFS_RETURN_IF_ERROR(check_private(st, path, /*dir=*/false, /*secret=*/true));
+  if (static_cast<uint64_t>(st.st_size) > max) return Status(EFBIG, path + " is larger than " + std::to_string(max) + " bytes");
+  std::string s(max + 1, '\0');
+  size_t got = 0;
+  while (got < s.size()) {
+    ssize_t n = ::read(fd->get(), s.data() + got, s.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IOError(errno, "cannot read " + path);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > max) return Status(EFBIG, path + " is larger than " + std::to_string(max) + " bytes");
+  s.resize(got);
+  return s;
+}
+
 }  // namespace cmkfs::fs

@@ -48,4 +48,8 @@ Result<Fd> open_private_dir(int at, const std::string& name, const std::string& 
 // refused if it is not a regular file with one link, owned by the caller.
 Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown);
 
+// The text of a file holding a secret (a password, an access key) at `path`: opened as above,
+// unreadable by others, at most `max` bytes (EFBIG past that). The contents are never in an error.
+Result<std::string> read_secret_file(const std::string& path, size_t max = 4096);
+
 }  // namespace cmkfs::fs

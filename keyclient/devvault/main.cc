@@ -32,7 +32,7 @@ class AdminClient {
     auto secret = load_or_create_secret(dir_);
     if (!secret.ok()) return secret.status();
     token_ = mint_token(*secret, kAdmin, 300, resource_of(url_));
-    transport_ = keyclient::make_curl_transport({dir_ + "/ca.pem", 30});
+    transport_ = keyclient::make_curl_transport({.ca_file = dir_ + "/ca.pem", .timeout_seconds = 30});
     return Status::Ok();
   }
 

@@ -139,7 +139,7 @@ TEST_F(AttackTest, ADataKeyOfTheAttackersChoiceIsRefused) {
   std::vector<uint8_t> theirs(32, 0x41);
   std::string kid = show()["keyVaultProperties"]["versionedKeyIdentifier"];
   std::string token = vault_json("token --client-id " + client_id)["access_token"];
-  auto http = keyclient::make_curl_transport({vault_dir + "/ca.pem", 10});
+  auto http = keyclient::make_curl_transport({.ca_file = vault_dir + "/ca.pem", .timeout_seconds = 10});
   auto w = http->send({"POST", kid + "/wrapkey?api-version=7.4",
                        {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}},
                        json{{"alg", "RSA-OAEP-256"}, {"value", keyclient::base64url_encode(theirs)}}.dump()});

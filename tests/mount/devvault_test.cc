@@ -13,7 +13,7 @@ class DevVaultTest : public VaultTest {
  protected:
   void SetUp() override {
     VaultTest::SetUp();
-    http = keyclient::make_curl_transport({vault_dir + "/ca.pem", 10});
+    http = keyclient::make_curl_transport({.ca_file = vault_dir + "/ca.pem", .timeout_seconds = 10});
     token = vault_json("token --client-id " + client_id)["access_token"];
   }
   keyclient::HttpResponse call(const std::string& method, const std::string& path, const json& body = nullptr,
