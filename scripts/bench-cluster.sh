@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A registry on Ceph: CLIENTS skopeo pushes of different images of IMAGE_MIB MiB at once, then
 # CLIENTS concurrent pulls, through docker-registry (a) on a cmkfs mount whose objects are in
-# RADOS (filesystem driver) and (b) with the registry's own S3 driver on the same cluster's S3
-# gateway (radosgw): the choice a user would make without cmkfs. One single-host cluster
+# RADOS (filesystem driver), (b) on a cmkfs mount whose objects are in an S3 bucket of the
+# cluster's gateway (radosgw), and (c) with the registry's own S3 driver on that gateway: the
+# choice a user would make without cmkfs. One single-host cluster
 # (scripts/ceph-cluster.sh: one OSD in memory) serves both, alternating, REPS times; a fresh
 # store and bucket each time. Aggregate seconds per phase, ratios inside each repetition.
 # Results: build-bench/results/cluster.{csv,md} and README.md's section (unless --no-readme).
@@ -52,14 +53,19 @@ python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
 # Room for one repetition's images twice over (each is removed before the next).
 CEPH_MEMSTORE_BYTES=$(((IMAGE_MIB * CLIENTS * 3 + 1024) << 20)) scripts/ceph-cluster.sh start "$CEPH" cmkfs --rgw
 . "$CEPH/rgw.env"
+(umask 077; printf 'access_key = %s\nsecret_key = %s\n' "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY" >"$WORK/s3.keys")
 s3() { curl -fs --aws-sigv4 "aws:amz:us-east-1:s3" --user "$RGW_ACCESS_KEY:$RGW_SECRET_KEY" \
   -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" "$@"; }
 
-# start_target cmkfs|s3 REP: the registry on a fresh store or bucket.
+# start_target cmkfs|cmkfs-s3|s3 REP: the registry on a fresh store or bucket.
 start_target() {
-  if [ "$1" = cmkfs ]; then
+  if [ "$1" != s3 ]; then
     rm -rf "$WORK/store"
-    "$CMKFS" init "$WORK/store" --objects "rados://cmkfs" --ceph-conf "$CEPH/ceph.conf" >/dev/null
+    if [ "$1" = cmkfs ]; then
+      "$CMKFS" init "$WORK/store" --objects "rados://cmkfs" --ceph-conf "$CEPH/ceph.conf" >/dev/null
+    else
+      "$CMKFS" init "$WORK/store" --objects "s3://cmkfs$2" --s3-endpoint "$RGW_ENDPOINT" --s3-credentials "$WORK/s3.keys" >/dev/null
+    fi
     "$CMKFS" mount "$WORK/store" "$WORK/mnt" --log-file "$WORK/cmkfs.log"
     start_registry "$WORK/mnt/registry"
   else
@@ -68,10 +74,13 @@ start_target() {
       "$RGW_ENDPOINT" "$2" "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY")"
   fi
 }
-# stop_target cmkfs|s3 REP: and frees what it stored.
+# stop_target cmkfs|cmkfs-s3|s3 REP: and frees what it stored.
 stop_target() {
   stop_registry
-  if [ "$1" = cmkfs ]; then
+  if [ "$1" = cmkfs-s3 ]; then
+    "$CMKFS" umount "$WORK/mnt" >/dev/null
+    radosgw-admin -c "$CEPH/ceph.conf" bucket rm --bucket "cmkfs$2" --purge-objects >/dev/null 2>&1
+  elif [ "$1" = cmkfs ]; then
     local ns
     ns=$("$CMKFS" encryption show "$WORK/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["storeId"])')
     "$CMKFS" umount "$WORK/mnt" >/dev/null
@@ -84,8 +93,8 @@ stop_target() {
 CSV=$OUT/cluster.csv
 echo "rep,target,push_s,pull_s" >"$CSV"
 for rep in $(seq "$REPS"); do
-  order="s3 cmkfs"
-  [ $((rep % 2)) = 0 ] && order="cmkfs s3"
+  order="s3 cmkfs cmkfs-s3"
+  [ $((rep % 2)) = 0 ] && order="cmkfs-s3 cmkfs s3"
   for t in $order; do
     start_target "$t" "$rep"
     push=$(run_phase push "$REG_PORT")

@@ -2,7 +2,8 @@
 seconds of each phase on the baseline and on cmkfs, and cmkfs's ratio in each repetition.
 
 usage: bench_phases.py CSV MD TITLE BASELINE BASELINE_LABEL TARGET_RATIO [README_SECTION]
-CSV rows: rep,target,push_s,pull_s with target BASELINE or cmkfs. With README_SECTION the table
+CSV rows: rep,target,push_s,pull_s with target BASELINE or a cmkfs variant (cmkfs, cmkfs-s3, ...):
+one row per phase and variant. With README_SECTION the table
 also goes into README.md (and the CSV and table into scripts/bench/)."""
 import csv
 import os
@@ -20,17 +21,21 @@ def main():
     rows = list(csv.DictReader(open(path)))
     reps = sorted({r["rep"] for r in rows})
     by = {(r["rep"], r["target"]): r for r in rows}
+    # Every target but the baseline, in the order they first ran (cmkfs, cmkfs-s3, ...).
+    targets = list(dict.fromkeys(r["target"] for r in rows if r["target"] != base))
     lines = [title, "",
              f"| phase | {base_label} s (median) | cmkfs s (median) | cmkfs / {base_label}, per repetition | target | met |",
              "|---|---|---|---|---|---|"]
-    for phase in ("push", "pull"):
-        col = phase + "_s"
-        b = [float(by[(r, base)][col]) for r in reps]
-        c = [float(by[(r, "cmkfs")][col]) for r in reps]
-        ratios = [x / y for x, y in zip(c, b)]
-        met = statistics.median(ratios) <= limit
-        lines.append(f"| {phase} | {statistics.median(b):.1f} | {statistics.median(c):.1f} | "
-                     f"{', '.join(f'{x:.2f}' for x in ratios)} | <= {limit:g}x | {'yes' if met else '**no**'} |")
+    for t in targets:
+        for phase in ("push", "pull"):
+            col = phase + "_s"
+            b = [float(by[(r, base)][col]) for r in reps]
+            c = [float(by[(r, t)][col]) for r in reps]
+            ratios = [x / y for x, y in zip(c, b)]
+            met = statistics.median(ratios) <= limit
+            name = phase if len(targets) == 1 else f"{phase}, {t}"
+            lines.append(f"| {name} | {statistics.median(b):.1f} | {statistics.median(c):.1f} | "
+                         f"{', '.join(f'{x:.2f}' for x in ratios)} | <= {limit:g}x | {'yes' if met else '**no**'} |")
     open(md, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
     if section:

@@ -25,10 +25,11 @@ if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
   # Daemons log to files, not stderr: sanitizer reports go to $reports and fail the run.
   export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1"
   export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
-  # All but the package test (a package of sanitizer builds is not what anyone installs) and the
-  # second runs of the core and POSIX suites on PostgreSQL metadata (pg.*: their code is the
-  # same code these run; the PostgreSQL engine itself runs here in its own tests).
-  (cd build-asan && ctest --output-on-failure -j "$(nproc)" -E '^(package_e2e$|pg\.)')
+  # All but the package test (a package of sanitizer builds is not what anyone installs), the
+  # second runs of the core and POSIX suites on PostgreSQL metadata (pg.*), and the cluster
+  # end-to-end scripts: their daemons run the same engine and object-store code that the unit
+  # and mount tests run here, and each would add a minute of cluster start-up under ASan.
+  (cd build-asan && ctest --output-on-failure -j "$(nproc)" -E '^(package_e2e|cluster_e2e|cluster_s3_e2e|rados_e2e)$|^pg\.')
   if compgen -G "$reports/*" >/dev/null; then
     echo "sanitizer reports:" >&2
     cat "$reports"/* >&2

@@ -65,9 +65,15 @@ Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
   // Where the sealed records and the sealed chunks are kept; how this host reaches a cluster.
   json objects{{"kind", "local"}, {"path", st.paths.objects}};
   if (!st.super.objects.empty()) objects = json::parse(st.super.objects, nullptr, false);
-  if (st.binding && !st.binding->objects.local()) {
+  if (st.binding && st.binding->objects.kind == "rados") {
     objects["cephConf"] = st.binding->objects.conf;
     objects["cephUser"] = st.binding->objects.user;
+  }
+  if (st.binding && st.binding->objects.kind == "s3") {
+    objects["endpoint"] = st.binding->objects.endpoint;
+    objects["region"] = st.binding->objects.region;
+    objects["credentials"] = st.binding->objects.credentials;
+    if (!st.binding->objects.ca.empty()) objects["ca"] = st.binding->objects.ca;
   }
   json metadata = st.meta_config.lmdb() ? json{{"kind", "lmdb"}, {"path", st.paths.meta}}
                                         : json{{"kind", st.meta_config.engine},

@@ -17,9 +17,27 @@ Status bind_objects(OpenStore& store, const ObjectsConfig& given) {
   auto place = ObjectsConfig::from_json(store.super.objects);
   if (!place.ok()) return place.status();
   const ObjectsConfig* known = store.binding && store.binding->objects.same_place(*place) ? &store.binding->objects : nullptr;
-  place->conf = !given.conf.empty() ? given.conf : known ? known->conf : "/etc/ceph/ceph.conf";
-  place->user = !given.user.empty() ? given.user : known ? known->user : "admin";
-  place->conf = std::filesystem::absolute(place->conf).string();
+  // Each setting: the admin's, else the binding's, else the default.
+  auto pick = [&](std::string ObjectsConfig::*field, const char* fallback) {
+    const std::string& g = given.*field;
+    (*place).*field = !g.empty() ? g : known ? (*known).*field : fallback;
+  };
+  auto absolute = [](std::string& path) {
+    if (!path.empty()) path = std::filesystem::absolute(path).string();
+  };
+  if (place->kind == "rados") {
+    pick(&ObjectsConfig::conf, "/etc/ceph/ceph.conf");
+    pick(&ObjectsConfig::user, "admin");
+    absolute(place->conf);
+  } else {
+    pick(&ObjectsConfig::endpoint, "");
+    pick(&ObjectsConfig::region, "us-east-1");
+    pick(&ObjectsConfig::credentials, "");
+    pick(&ObjectsConfig::ca, "");
+    absolute(place->credentials);
+    absolute(place->ca);
+  }
+  CMKFS_RETURN_IF_ERROR(place->check_host_part());
   auto reached = open_object_store(*place, -1);
   if (!reached.ok()) return Status(reached.status().code(), "cannot reach the store's objects: " + reached.status().message());
   auto b = update_binding(store.super.store_id, [&](HostBinding& b) {

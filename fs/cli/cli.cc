@@ -110,11 +110,19 @@ bool parse_meta_options(const std::string& url, MetaConfig* meta, std::ostream& 
   return true;
 }
 
-void add_ceph_options(CLI::App* cmd, ObjectsConfig* o) {
+void add_object_store_options(CLI::App* cmd, ObjectsConfig* o) {
   cmd->add_option("--ceph-conf", o->conf,
                   "RADOS objects: the Ceph config file naming the monitors and the keyring (default "
                   "/etc/ceph/ceph.conf; kept in this host's binding, never in the store)");
   cmd->add_option("--ceph-user", o->user, "RADOS objects: the Ceph client name, without client. (default admin)");
+  cmd->add_option("--s3-endpoint", o->endpoint,
+                  "S3 objects: the service, http(s)://HOST[:PORT] (plain http only to this host; kept in this "
+                  "host's binding, never in the store)");
+  cmd->add_option("--s3-credentials", o->credentials,
+                  "S3 objects: a file of yours, unreadable by others, with access_key = ... and secret_key = ... "
+                  "lines (an AWS credentials file's names work too)");
+  cmd->add_option("--s3-region", o->region, "S3 objects: the region requests are signed for (default us-east-1)");
+  cmd->add_option("--s3-ca", o->ca, "S3 objects: a CA file for the endpoint's certificate (default: the system's)");
 }
 
 bool set_duration(const std::string& text, std::chrono::milliseconds* out, const char* flag, std::ostream& err) {
@@ -286,9 +294,10 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
                                        "at every mount; prints cmkfs-local-key-v1 HEX or 64 hex digits)");
   std::string objects_url;
   init->add_option("--objects", objects_url,
-                   "Where the encrypted objects go: in the store directory (default), or rados://POOL[/NAMESPACE] "
-                   "(the namespace defaults to the store id)");
-  add_ceph_options(init, &cmd->init.objects);
+                   "Where the encrypted objects go: in the store directory (default), rados://POOL[/NAMESPACE] "
+                   "or s3://BUCKET[/PREFIX] (the namespace or prefix defaults to the store id; the bucket is "
+                   "created if missing)");
+  add_object_store_options(init, &cmd->init.objects);
   std::string meta_url;
   init->add_option("--meta", meta_url,
                    "Where the metadata goes: lmdb in the store directory (default), or postgres[://SCHEMA] (the "
@@ -435,7 +444,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   trust->add_option("--local-key-file", cmd->trust.local.file, "The key file of a local-key store");
   trust->add_option("--local-key-command", cmd->trust.local.command, "Or the program that prints it");
   add_vault_options(trust, &cmd->vault, false);
-  add_ceph_options(trust, &cmd->trust.objects);
+  add_object_store_options(trust, &cmd->trust.objects);
   trust->add_option("--fingerprint", cmd->trust.fingerprint,
                     "The data key's fingerprint as `cmkfs encryption show` printed it where the store came from");
   std::string trust_meta;
@@ -483,8 +492,15 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
         err << "cmkfs: " << objects.status().message() << "\n";
         return kExitUsage;
       }
-      if (!cmd->init.objects.conf.empty()) objects->conf = cmd->init.objects.conf;
-      if (!cmd->init.objects.user.empty()) objects->user = cmd->init.objects.user;
+      const ObjectsConfig& given = cmd->init.objects;
+      if (!given.conf.empty()) objects->conf = given.conf;
+      if (!given.user.empty()) objects->user = given.user;
+      if (!given.region.empty()) objects->region = given.region;
+      objects->endpoint = given.endpoint, objects->credentials = given.credentials, objects->ca = given.ca;
+      if (Status s = objects->check_host_part(); !s.ok()) {
+        err << "cmkfs: " << s.message() << "\n";
+        return kExitUsage;
+      }
       cmd->init.objects = std::move(*objects);
     }
     if (!parse_meta_options(meta_url, &cmd->init.meta, err)) return kExitUsage;

@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/chunk_layout.h"
 #include "fs/store/private_fs.h"
 #include "fs/store/rados_object_store.h"
+#include "fs/store/s3_object_store.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -166,55 +168,98 @@ bool valid_name(std::string_view s) {
   });
 }
 
+// S3 bucket names as S3 allows them for path-style requests: lowercase letters, digits, '-'
+// and '.', 3 to 63 characters, starting and ending with a letter or digit.
+bool valid_bucket(std::string_view s) {
+  if (s.size() < 3 || s.size() > 63 || s.front() == '-' || s.front() == '.' || s.back() == '-' || s.back() == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
+}
+
+bool valid_region(std::string_view s) {
+  return !s.empty() && s.size() <= 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
 Status check(const ObjectsConfig& c) {
   if (c.kind == "local") return Status::Ok();
-  if (c.kind != "rados") return Status::InvalidArgument("unknown object store kind '" + c.kind + "'");
-  if (!valid_name(c.pool)) return Status::InvalidArgument("bad RADOS pool name '" + c.pool + "'");
-  if (!c.ns.empty() && !valid_name(c.ns)) return Status::InvalidArgument("bad RADOS namespace '" + c.ns + "'");
-  if (!c.user.empty() && !valid_name(c.user)) return Status::InvalidArgument("bad Ceph client name '" + c.user + "'");
-  if (c.object_size < (64 << 10) || c.object_size > (64 << 20) || (c.object_size & (c.object_size - 1)) != 0) {
-    return Status::InvalidArgument("bad RADOS object size " + std::to_string(c.object_size));
+  bool s3 = c.kind == "s3";
+  if (c.kind != "rados" && !s3) return Status::InvalidArgument("unknown object store kind '" + c.kind + "'");
+  if (s3 ? !valid_bucket(c.pool) : !valid_name(c.pool)) {
+    return Status::InvalidArgument(s3 ? "bad S3 bucket name '" + c.pool + "'" : "bad RADOS pool name '" + c.pool + "'");
   }
-  if (c.layout != ObjectsConfig::kRadosLayout) {
-    return Status(ENOTSUP, "RADOS object layout " + std::to_string(c.layout) + " is not one this cmkfs reads (" +
-                               std::to_string(ObjectsConfig::kRadosLayout) + ")");
+  if (!c.ns.empty() && !valid_name(c.ns)) return Status::InvalidArgument(std::string(s3 ? "bad S3 prefix '" : "bad RADOS namespace '") + c.ns + "'");
+  if (!c.user.empty() && !valid_name(c.user)) return Status::InvalidArgument("bad Ceph client name '" + c.user + "'");
+  if (!c.region.empty() && !valid_region(c.region)) return Status::InvalidArgument("bad S3 region '" + c.region + "'");
+  bool size_ok = c.object_size >= (64 << 10) && c.object_size <= (64 << 20) &&
+                 (s3 || (c.object_size & (c.object_size - 1)) == 0);
+  if (!size_ok) return Status::InvalidArgument("bad object size " + std::to_string(c.object_size));
+  if (c.layout != ObjectsConfig::kStripeLayout) {
+    return Status(ENOTSUP, "object layout " + std::to_string(c.layout) + " is not one this cmkfs reads (" +
+                               std::to_string(ObjectsConfig::kStripeLayout) + ")");
   }
   return Status::Ok();
 }
 
 }  // namespace
 
+uint64_t ObjectsConfig::s3_object_size(uint32_t chunk_size) {
+  crypto::ChunkLayout layout(chunk_size);
+  return layout.phys_stride() * (crypto::kMaxChunkSize / chunk_size);
+}
+
 Result<ObjectsConfig> ObjectsConfig::from_url(std::string_view url) {
-  constexpr std::string_view kScheme = "rados://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return Status::InvalidArgument("--objects takes rados://POOL[/NAMESPACE], not '" + std::string(url) + "'");
-  }
-  std::string_view rest = url.substr(kScheme.size());
   ObjectsConfig c;
-  c.kind = "rados";
-  c.object_size = kRadosObjectSize;
-  c.layout = kRadosLayout;
+  std::string_view rest;
+  if (url.starts_with("rados://")) {
+    c.kind = "rados";
+    c.object_size = kRadosObjectSize;
+    c.conf = "/etc/ceph/ceph.conf";
+    c.user = "admin";
+    rest = url.substr(8);
+  } else if (url.starts_with("s3://")) {
+    c.kind = "s3";
+    c.object_size = s3_object_size(crypto::kMaxChunkSize);  // init sets it for the store's chunk size
+    c.region = "us-east-1";
+    rest = url.substr(5);
+  } else {
+    return Status::InvalidArgument("--objects takes rados://POOL[/NAMESPACE] or s3://BUCKET[/PREFIX], not '" +
+                                   std::string(url) + "'");
+  }
+  c.layout = kStripeLayout;
   size_t slash = rest.find('/');
   c.pool = std::string(rest.substr(0, slash));
   if (slash != std::string_view::npos) c.ns = std::string(rest.substr(slash + 1));
-  if (slash != std::string_view::npos && c.ns.empty()) return Status::InvalidArgument("empty RADOS namespace in " + std::string(url));
-  c.conf = "/etc/ceph/ceph.conf";
-  c.user = "admin";
+  if (slash != std::string_view::npos && c.ns.empty()) return Status::InvalidArgument("empty namespace or prefix in " + std::string(url));
   CMKFS_RETURN_IF_ERROR(check(c));
   return c;
 }
 
-std::string ObjectsConfig::url() const { return local() ? "local" : "rados://" + pool + (ns.empty() ? "" : "/" + ns); }
+std::string ObjectsConfig::url() const {
+  if (local()) return "local";
+  return kind + "://" + pool + (ns.empty() ? "" : "/" + ns);
+}
+
+Status ObjectsConfig::check_host_part() const {
+  if (kind == "rados" && conf.empty()) return Status::InvalidArgument("RADOS objects need --ceph-conf FILE");
+  if (kind != "s3") return Status::Ok();
+  if (endpoint.empty()) return Status::InvalidArgument("S3 objects need --s3-endpoint URL");
+  if (credentials.empty()) return Status::InvalidArgument("S3 objects need --s3-credentials FILE");
+  if (!valid_region(region)) return Status::InvalidArgument("bad S3 region '" + region + "'");
+  return check_s3_endpoint(endpoint);
+}
 
 std::string ObjectsConfig::public_json() const {
   if (local()) return "";
-  return nlohmann::json{{"kind", kind}, {"pool", pool}, {"namespace", ns}, {"object_size", object_size}, {"layout", layout}}
+  bool s3 = kind == "s3";
+  return nlohmann::json{{"kind", kind}, {s3 ? "bucket" : "pool", pool}, {s3 ? "prefix" : "namespace", ns},
+                        {"object_size", object_size}, {"layout", layout}}
       .dump();
 }
 
 std::string ObjectsConfig::host_json() const {
   auto j = nlohmann::json::parse(local() ? R"({"kind":"local"})" : public_json());
-  if (!local()) j.update({{"conf", conf}, {"user", user}});
+  if (kind == "rados") j.update({{"conf", conf}, {"user", user}});
+  if (kind == "s3") j.update({{"endpoint", endpoint}, {"region", region}, {"credentials", credentials}, {"ca", ca}});
   return j.dump();
 }
 
@@ -223,10 +268,15 @@ Result<ObjectsConfig> ObjectsConfig::from_json(std::string_view text) {
   try {
     auto j = nlohmann::json::parse(text);
     c.kind = j.at("kind").get<std::string>();
-    c.pool = j.value("pool", std::string());
-    c.ns = j.value("namespace", std::string());
+    bool s3 = c.kind == "s3";
+    c.pool = j.value(s3 ? "bucket" : "pool", std::string());
+    c.ns = j.value(s3 ? "prefix" : "namespace", std::string());
     c.conf = j.value("conf", std::string());
     c.user = j.value("user", std::string());
+    c.endpoint = j.value("endpoint", std::string());
+    c.region = j.value("region", std::string());
+    c.credentials = j.value("credentials", std::string());
+    c.ca = j.value("ca", std::string());
     c.object_size = j.value("object_size", uint64_t{0});
     c.layout = j.value("layout", uint32_t{0});
   } catch (const nlohmann::json::exception& e) {
@@ -244,6 +294,7 @@ std::unique_ptr<ObjectStore> unreachable_object_store(Status why) {
 Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& config, int store_dir) {
   if (config.local()) return open_local_object_store(store_dir);
   if (config.kind == "rados") return open_rados_object_store(config);
+  if (config.kind == "s3") return open_s3_object_store(config);
   return Status(ENOTSUP, "object store kind '" + config.kind + "' is not supported");
 }
 

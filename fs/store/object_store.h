@@ -1,9 +1,9 @@
 // Object I/O: the byte ranges of each file's object. Everything fs does to object files goes
 // through these two interfaces, so tests can inject faults and objects can live elsewhere.
 //
-// A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>; a RADOS store
-// stripes it over RADOS objects <id hex>, <id hex>.1, ... in the store's pool and namespace
-// (rados_object_store.cc).
+// A local store keeps object `id` at STORE/objects/<first byte hex>/<id hex>; a RADOS or S3 store
+// stripes it over objects <id hex>, <id hex>.1, ... in the store's pool and namespace, or bucket
+// and prefix (striped_object_store.cc).
 #pragma once
 
 #include <sys/statvfs.h>
@@ -45,19 +45,23 @@ class ObjectStore {
   }
 };
 
-// Where a store keeps its objects. The store's superblock records the public part (kind, pool,
-// namespace: where its data is); the host's binding records the whole, with how to reach it (the
-// cluster's config file, naming the monitors and the keyring, and the client's name): a store
-// never chooses where this host connects or which credentials it presents.
+// Where a store keeps its objects. The store's superblock records the public part (kind, pool or
+// bucket, namespace or prefix: where its data is); the host's binding records the whole, with how
+// to reach it (RADOS: the cluster's config file, naming the monitors and the keyring, and the
+// client's name; S3: the endpoint, the region, the credentials file, a CA): a store never
+// chooses where this host connects or which credentials it presents.
 struct ObjectsConfig {
-  std::string kind = "local";  // "local" or "rados"
-  std::string pool, ns;        // rados: the pool, and the namespace within it (the store id by default)
-  uint64_t object_size = 0;    // rados: the stripe size of a file's object (kRadosObjectSize)
-  uint32_t layout = 0;         // rados: how stripes are laid out (kRadosLayout); others are refused
+  std::string kind = "local";  // "local", "rados" or "s3"
+  std::string pool, ns;        // rados: the pool and the namespace within it; s3: the bucket and
+                               // the key prefix (both: the store id by default)
+  uint64_t object_size = 0;    // the stripe size of a file's object (kRadosObjectSize; s3: s3_object_size())
+  uint32_t layout = 0;         // how stripes are laid out (kStripeLayout); others are refused
   std::string conf, user;      // rados, host only: ceph.conf's path, the client name ("admin")
+  std::string endpoint, region, credentials, ca;  // s3, host only: http(s)://HOST[:PORT], the
+                                                  // region (us-east-1), the keys' file, a CA file
 
   bool local() const { return kind == "local"; }
-  // rados://POOL[/NAMESPACE]; EINVAL otherwise.
+  // rados://POOL[/NAMESPACE] or s3://BUCKET[/PREFIX]; EINVAL otherwise.
   static Result<ObjectsConfig> from_url(std::string_view url);
   std::string url() const;
   // JSON object of the public part ("" for local), or of everything (the host's copy).
@@ -69,8 +73,13 @@ struct ObjectsConfig {
     return kind == store.kind && pool == store.pool && ns == store.ns && object_size == store.object_size &&
            layout == store.layout;
   }
+  // Where this host's part must be given (EINVAL naming the option otherwise).
+  Status check_host_part() const;
   static constexpr uint64_t kRadosObjectSize = 4 << 20;
-  static constexpr uint32_t kRadosLayout = 1;  // every stripe but a file's last full
+  static constexpr uint32_t kStripeLayout = 1;  // every stripe but a file's last full
+  // An S3 stripe is written whole, so it holds whole sealed chunks: 1 MiB of plaintext
+  // (max_chunk / chunk_size chunks with their nonces and tags), one chunk-aligned 1 MiB write.
+  static uint64_t s3_object_size(uint32_t chunk_size);
 };
 
 // Opens the objects `config` names (a local store's under `store_dir`). ENOTSUP for a kind this

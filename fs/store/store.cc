@@ -16,6 +16,7 @@
 
 #include "crypto/base/hex.h"
 #include "fs/store/private_fs.h"
+#include "fs/store/s3_object_store.h"
 
 namespace cmkfs::fs {
 
@@ -153,7 +154,14 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   ObjectsConfig objects = opts.objects;
   if (!objects.local()) {
     if (objects.ns.empty()) objects.ns = to_hex(sb.store_id);
-    objects.conf = stdfs::absolute(objects.conf).string();
+    CMKFS_RETURN_IF_ERROR(objects.check_host_part());
+    if (objects.kind == "rados") objects.conf = stdfs::absolute(objects.conf).string();
+    if (objects.kind == "s3") {
+      objects.object_size = ObjectsConfig::s3_object_size(opts.chunk_size);
+      objects.credentials = stdfs::absolute(objects.credentials).string();
+      if (!objects.ca.empty()) objects.ca = stdfs::absolute(objects.ca).string();
+      CMKFS_RETURN_IF_ERROR(create_s3_bucket(objects));
+    }
     CMKFS_RETURN_IF_ERROR(check_objects_empty(objects));
     sb.objects = objects.public_json();
   }
@@ -228,7 +236,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
       << "  store id:   " << to_hex(sb.store_id) << "\n"
       << "  chunk size: " << opts.chunk_size << " bytes, AES-256-GCM\n"
       << "  metadata:   " << (meta_config.lmdb() ? paths.meta : meta_config.describe() + " (connection " + meta_config.conninfo_file + ")") << "\n"
-      << "  objects:    " << (objects.local() ? paths.objects : objects.url() + " (cluster " + objects.conf + ")") << "\n"
+      << "  objects:    " << (objects.local() ? paths.objects : objects.url() + " (" + (objects.kind == "s3" ? "endpoint " + objects.endpoint : "cluster " + objects.conf) + ")") << "\n"
       << "  bound in:   " << binding_path(sb.store_id) << " (data key fingerprint " << *fingerprint << ")\n";
   if (kek.provider == keyclient::ProviderKind::kLocal) {
     out << "  key:        " << (kek.key_command.empty() ? "local key file " + kek.key_file : "what the local key command prints")

@@ -9,15 +9,21 @@
 # through B while the rest still pull; A killed in the middle of a push leaves B serving what was committed, and A's next
 # mount repairs what the kill left (fsck clean).
 #
-# usage: tests/e2e/cluster-e2e.sh [path/to/cmkfs]     (default: build/bin/cmkfs)
-# Needs root, /dev/fuse, postgresql, ceph-mon, ceph-osd, ceph-mgr, docker-registry, skopeo, umoci.
+# With `s3`, the objects are in an S3 bucket of the cluster's gateway (radosgw) instead.
+#
+# usage: tests/e2e/cluster-e2e.sh [path/to/cmkfs] [rados|s3]     (default: build/bin/cmkfs rados)
+# Needs root, /dev/fuse, postgresql, ceph-mon, ceph-osd, ceph-mgr, radosgw, docker-registry, skopeo, umoci.
 set -euo pipefail
 
 CMKFS=$(realpath "${1:-build/bin/cmkfs}")
+OBJECTS=${2:-rados}
+[ "$OBJECTS" = rados ] || [ "$OBJECTS" = s3 ] || { echo "usage: $0 [cmkfs] [rados|s3]" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/cmkfs-e2e-cluster.XXXXXX) TAG=cluster
+WORK=$(mktemp -d /tmp/cmkfs-e2e-cluster.XXXXXX) TAG=cluster-$OBJECTS
 . "$(dirname "$0")/lib.sh"
-CEPH=$WORK/ceph PG=$WORK/pg
+# A running cluster (with its gateway) in $CMKFS_TEST_CEPH_DIR, as ctest's `ceph` fixture gives,
+# is used and left running; otherwise one is started here.
+CEPH=${CMKFS_TEST_CEPH_DIR:-$WORK/ceph} PG=$WORK/pg
 STORE_A=$WORK/a/store MNT_A=$WORK/a/mnt STORE_B=$WORK/b/store MNT_B=$WORK/b/mnt
 # Each node has its own host configuration (its bindings), as two machines would.
 node_a() { CMKFS_CONFIG_DIR=$WORK/host-a "$CMKFS" "$@"; }
@@ -31,7 +37,7 @@ cleanup() {
   { [ -n "$B_PID" ] && kill "$B_PID" 2>/dev/null && wait "$B_PID" 2>/dev/null; } || true
   unmount_all "$MNT_B" "$MNT_A"
   { [ -n "$VAULT_PID" ] && kill "$VAULT_PID" 2>/dev/null && wait "$VAULT_PID" 2>/dev/null; } || true
-  "$ROOT/scripts/ceph-cluster.sh" stop "$CEPH" >/dev/null 2>&1 || true
+  [ -n "${CMKFS_TEST_CEPH_DIR:-}" ] || "$ROOT/scripts/ceph-cluster.sh" stop "$CEPH" >/dev/null 2>&1 || true
   "$ROOT/scripts/pg-cluster.sh" stop "$PG" >/dev/null 2>&1 || true
   if [ $rc -eq 0 ]; then rm -rf "$WORK"; else
     log "kept $WORK for inspection"; tail -n 20 "$WORK"/*.log 2>/dev/null || true
@@ -42,7 +48,10 @@ trap 'printf "[cluster] FAIL: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 log "starting PostgreSQL and a single-host Ceph cluster"
 "$ROOT/scripts/pg-cluster.sh" start "$PG"
-"$ROOT/scripts/ceph-cluster.sh" start "$CEPH" cmkfs >/dev/null
+if [ -z "${CMKFS_TEST_CEPH_DIR:-}" ]; then
+  if [ "$OBJECTS" = s3 ]; then "$ROOT/scripts/ceph-cluster.sh" start "$CEPH" cmkfs --rgw >/dev/null
+  else "$ROOT/scripts/ceph-cluster.sh" start "$CEPH" cmkfs >/dev/null; fi
+fi
 
 log "a key vault (cmkfs-vault): an identity, a key and its access policy"
 VAULT_ADDR=127.0.0.1:$(free_port)
@@ -55,10 +64,21 @@ principal=$(echo "$identity" | python3 -c 'import json,sys; print(json.load(sys.
 $VAULT key create --name cmk --kty RSA --size 2048 >/dev/null
 $VAULT set-policy --object-id "$principal" --key-permissions get wrapKey unwrapKey >/dev/null
 
-log "init: metadata in PostgreSQL, objects in rados://cmkfs, the data key wrapped by the vault key"
 mkdir -p "$WORK/a" "$WORK/b" "$MNT_A" "$MNT_B"
-node_a init "$STORE_A" --meta postgres --pg-conninfo "$PG/conninfo" --objects rados://cmkfs \
-  --ceph-conf "$CEPH/ceph.conf" --key-encryption-key "https://$VAULT_ADDR/keys/cmk" --identity "$client" \
+# Each node's way to the objects: the cluster's config, or the gateway and a copy of the S3 keys.
+if [ "$OBJECTS" = s3 ]; then
+  . "$CEPH/rgw.env"
+  for n in a b; do
+    (umask 077; printf 'access_key = %s\nsecret_key = %s\n' "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY" >"$WORK/$n/s3.keys")
+  done
+  OBJ_A=(--objects s3://cmkfs-cluster --s3-endpoint "$RGW_ENDPOINT" --s3-credentials "$WORK/a/s3.keys")
+  REACH_B=(--s3-endpoint "$RGW_ENDPOINT" --s3-credentials "$WORK/b/s3.keys")
+else
+  OBJ_A=(--objects rados://cmkfs --ceph-conf "$CEPH/ceph.conf")
+  REACH_B=(--ceph-conf "$CEPH/ceph.conf")
+fi
+log "init: metadata in PostgreSQL, objects in ${OBJ_A[1]}, the data key wrapped by the vault key"
+node_a init "$STORE_A" --meta postgres --pg-conninfo "$PG/conninfo" "${OBJ_A[@]}" --key-encryption-key "https://$VAULT_ADDR/keys/cmk" --identity "$client" \
   --identity-endpoint "https://$VAULT_ADDR/metadata/identity/oauth2/token" --vault-ca "$WORK/vault/ca.pem" \
   >"$WORK/init.out"
 grep -q "metadata:   postgres" "$WORK/init.out" || die "init does not say where the metadata is: $(cat "$WORK/init.out")"
@@ -70,7 +90,7 @@ fingerprint=$(echo "$show" | python3 -c 'import json,sys; print(json.load(sys.st
 
 log "node B: its own directory of the store, made and bound by cmkfs trust"
 cp "$PG/conninfo" "$WORK/b/conninfo"  # node B's copy of the connection file
-node_b trust "$STORE_B" --meta "postgres://$schema" --pg-conninfo "$WORK/b/conninfo" --ceph-conf "$CEPH/ceph.conf" \
+node_b trust "$STORE_B" --meta "postgres://$schema" --pg-conninfo "$WORK/b/conninfo" "${REACH_B[@]}" \
   --fingerprint "$fingerprint" "${KEY_FLAGS[@]}" >"$WORK/trust.out"
 [ -f "$STORE_B/meta/engine.json" ] && [ ! -e "$STORE_B/meta/data.mdb" ] || die "trust made no store directory"
 
@@ -145,25 +165,35 @@ done
 skopeo copy --quiet --src-tls-verify=false "docker://$REG_B/apps/two:v1" "oci:$WORK/pulled2:two"
 
 log "node A killed in the middle of a push: node B serves what was committed"
-umoci new --image "$WORK/oci:three" >/dev/null
-umoci unpack --image "$WORK/oci:three" "$WORK/bundle-three" >/dev/null
-head -c $((200 << 20)) /dev/urandom >"$WORK/bundle-three/rootfs/payload"
-umoci repack --image "$WORK/oci:three" "$WORK/bundle-three" >/dev/null
-(rc=0; skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:three" "docker://$REG_A/apps/three:v1" >/dev/null 2>&1 || rc=$?
- echo $rc >"$WORK/push.rc") &
+# A blob pushed at a bounded rate (the registry API's monolithic upload, as a client on a slow link
+# would): a fast machine cannot finish it before the kill, which lands once A has part of it.
+head -c $((96 << 20)) /dev/urandom >"$WORK/blob-three"
+blob=sha256:$(sha256sum "$WORK/blob-three" | cut -d' ' -f1)
+loc=$(curl -fsS -X POST -D - -o /dev/null "http://$REG_A/v2/apps/three/blobs/uploads/" |
+  tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+[ -n "$loc" ] || die "the registry gave no upload location"
+[[ $loc == http* ]] || loc="http://$REG_A$loc"
+(curl -s -o /dev/null -w '%{http_code}' --limit-rate 8M -X PUT -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$WORK/blob-three" "$loc&digest=$blob" >"$WORK/push.code" 2>/dev/null || true) &
 push=$!
-for _ in $(seq 100); do [ -n "$(ls "$MNT_B/registry/docker/registry/v2/repositories/apps/three/_uploads" 2>/dev/null)" ] && break; sleep 0.1; done
-sleep 1
+uploaded=0
+for _ in $(seq 300); do
+  size=$(stat -c %s "$MNT_A"/registry/docker/registry/v2/repositories/apps/three/_uploads/*/data 2>/dev/null | head -1)
+  [ "${size:-0}" -ge $((8 << 20)) ] && { uploaded=$size; break; }
+  sleep 0.05
+done
+[ "$uploaded" -gt 0 ] || die "the upload never reached node A's mount"
 pid=$(pgrep -f "^$CMKFS mount $STORE_A " | head -1)
 [ -n "$pid" ] || die "no daemon for node A"
 kill -9 "$pid"
+log "killed node A with $((uploaded >> 20)) MiB of the 96 MiB blob uploaded"
 stop_registry
 wait "$push" || true
-[ "$(cat "$WORK/push.rc")" != 0 ] || die "the push finished before node A was killed"
+[ "$(cat "$WORK/push.code")" != 201 ] || die "the push finished before node A was killed"
 umount -l "$MNT_A"
 skopeo copy --quiet --src-tls-verify=false "docker://$REG_B/apps/two:v1" "oci:$WORK/pulled3:two"
-code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG_B/v2/apps/three/manifests/v1")
-[ "$code" = 404 ] || die "node B serves a manifest whose push was killed (HTTP $code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -I "http://$REG_B/v2/apps/three/blobs/$blob")
+[ "$code" = 404 ] || die "node B serves a blob whose push was killed (HTTP $code)"
 
 log "node A mounts again and repairs; fsck is clean"
 kill "$B_PID"; wait "$B_PID" 2>/dev/null || true; B_PID=""

@@ -1,9 +1,10 @@
 // A store whose objects are in Ceph RADOS, under a vault key, on a real single-host cluster
-// (scripts/ceph-cluster.sh, one per test process): the key lifecycle is the same as on a local
+// (scripts/ceph-cluster.sh, the run's `ceph` fixture): the key lifecycle is the same as on a local
 // store (revoked: EACCES through the mount, cached pages too; restored: serving again without a
 // remount), and a data-key rotation moves every file into new RADOS objects and removes the old.
 #include <set>
 
+#include "tests/support/ceph_fixture.h"
 #include "tests/support/lifecycle.h"
 #include "tests/support/vault_fixture.h"
 
@@ -14,14 +15,12 @@ using nlohmann::json;
 
 class RadosTest : public Lifecycle<VaultTest> {
  protected:
-  static void SetUpTestSuite() {
-    cluster_ = "/tmp/cmkfs-it/ceph-" + std::to_string(::getpid());
-    auto r = run(std::string(CEPH_CLUSTER_SCRIPT) + " start " + cluster_ + " cmkfs");
-    ASSERT_EQ(r.rc, 0) << r.output;
-  }
-  static void TearDownTestSuite() {
-    run(std::string(CEPH_CLUSTER_SCRIPT) + " stop " + cluster_);
-    stdfs::remove_all(cluster_);
+  void SetUp() override {
+    Lifecycle<VaultTest>::SetUp();
+    cluster_ = ceph_dir();
+    ASSERT_FALSE(cluster_.empty()) << "needs the ceph fixture (CMKFS_TEST_CEPH_DIR)";
+    std::string rados = "rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns();
+    run(rados + " ls | xargs -r -n 100 " + rados + " rm");  // an earlier run's
   }
   // Each test's store in a namespace of its own.
   std::string objects_flags() const {
@@ -30,18 +29,11 @@ class RadosTest : public Lifecycle<VaultTest> {
   std::string ns() const { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
   // The RADOS object names in this test's namespace.
   std::set<std::string> objects() const {
-    auto r = run("rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns() + " ls");
-    std::set<std::string> names;
-    std::istringstream in(r.output);
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) names.insert(line);
-    }
-    return names;
+    return lines_of(run("rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns() + " ls").output);
   }
 
-  static std::string cluster_;
+  std::string cluster_;
 };
-std::string RadosTest::cluster_;
 
 TEST_F(RadosTest, RevokedThroughTheMountThenServedAgainWithoutARemount) {
   init_vault(key_url, objects_flags());
@@ -60,7 +52,7 @@ TEST_F(RadosTest, RevokedThroughTheMountThenServedAgainWithoutARemount) {
 
 TEST_F(RadosTest, ADataKeyRotationMovesEveryFileIntoNewObjects) {
   init_vault(key_url, objects_flags());
-  mount();
+  mount("--key-check-interval 1s");  // the new generation is taken up at the next check
   for (int i = 0; i < 12; ++i) write_file(at("f" + std::to_string(i)), std::string(5000000 + i, 'a' + i));
   ASSERT_EQ(::system(("sync -f " + mnt).c_str()), 0);
   std::set<std::string> before = objects();

@@ -57,12 +57,48 @@ TEST(CliParser, InitWithObjectsInRados) {
   ASSERT_EQ(parse({"init", "/s"}, &e), -1);
   EXPECT_TRUE(e.init.objects.local());
   // Names a shell, a path or Ceph would read otherwise are refused before anything is made.
-  for (const char* bad : {"rados://", "rados://a/", "rados://../x", "rados://p/a/b", "rados://p q", "s3://bucket",
-                          "/some/dir", "rados://p/ns;rm"}) {
+  for (const char* bad : {"rados://", "rados://a/", "rados://../x", "rados://p/a/b", "rados://p q", "/some/dir",
+                          "rados://p/ns;rm"}) {
     std::string out;
     Command b;
     EXPECT_EQ(parse({"init", "/s", "--objects", bad}, &b, &out), fs::kExitUsage) << bad;
     EXPECT_FALSE(out.empty()) << bad;
+  }
+}
+
+TEST(CliParser, InitWithObjectsInS3) {
+  Command c;
+  ASSERT_EQ(parse({"init", "/s", "--objects", "s3://reg-bucket/p1", "--s3-endpoint", "https://s3.example.com",
+                   "--s3-credentials", "/k/s3.keys", "--s3-region", "eu-west-1", "--s3-ca", "/k/ca.pem"},
+                  &c), -1);
+  EXPECT_EQ(c.init.objects.kind, "s3");
+  EXPECT_EQ(c.init.objects.pool, "reg-bucket");
+  EXPECT_EQ(c.init.objects.ns, "p1");
+  EXPECT_EQ(c.init.objects.endpoint, "https://s3.example.com");
+  EXPECT_EQ(c.init.objects.credentials, "/k/s3.keys");
+  EXPECT_EQ(c.init.objects.region, "eu-west-1");
+  EXPECT_EQ(c.init.objects.ca, "/k/ca.pem");
+  Command d;
+  ASSERT_EQ(parse({"init", "/s", "--objects", "s3://bucket", "--s3-endpoint", "http://127.0.0.1:7480", "--s3-credentials", "k"},
+                  &d), -1);
+  EXPECT_EQ(d.init.objects.region, "us-east-1");
+  // Refused before anything is made: a missing endpoint or credentials file, plain http to
+  // another host, a bucket name S3 would not take, a region that is not one.
+  const std::vector<std::vector<std::string>> bad = {
+      {"--objects", "s3://bucket", "--s3-credentials", "k"},
+      {"--objects", "s3://bucket", "--s3-endpoint", "https://h"},
+      {"--objects", "s3://bucket", "--s3-endpoint", "http://10.1.2.3", "--s3-credentials", "k"},
+      {"--objects", "s3://Bucket", "--s3-endpoint", "https://h", "--s3-credentials", "k"},
+      {"--objects", "s3://bucket", "--s3-endpoint", "https://h/x", "--s3-credentials", "k"},
+      {"--objects", "s3://bucket", "--s3-endpoint", "https://h", "--s3-credentials", "k", "--s3-region", "US East"},
+  };
+  for (const auto& args : bad) {
+    std::vector<std::string> argv = {"init", "/s"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    Command b;
+    EXPECT_EQ(parse(argv, &b, &out), fs::kExitUsage) << args[1] << " " << args.back();
+    EXPECT_FALSE(out.empty());
   }
 }
 

@@ -1,0 +1,322 @@
+// S3 objects for striped_object_store.cc. An S3 object is written whole, so a stripe is one
+// PUT: the store's stripe is a whole number of sealed chunks (store.cc), and a chunk-aligned
+// write of a whole stripe, what a sequential writer sends, is one PUT with no read. Anything
+// else (a partial last chunk, a cut, an extension) reads the stripe, changes it and puts it
+// back, which one writer per store (the store's lock) makes safe.
+//
+// No multipart uploads: a stripe is at most 64 MiB, far under a single PUT's 5 GiB, and an object
+// per stripe lets a file grow, shrink and be rewritten in place. Deletes are not conditional:
+// only the store's one writer deletes, and RGW (Debian's Ceph 16) has no If-Match on DELETE.
+#include "fs/store/s3_object_store.h"
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <chrono>
+#include <mutex>
+#include <cstring>
+#include <thread>
+
+#include <pugixml.hpp>
+
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
+#include "fs/store/private_fs.h"
+#include "fs/store/s3_signer.h"
+#include "fs/store/striped_object_store.h"
+#include "keyclient/http.h"
+
+namespace cmkfs::fs {
+namespace {
+
+constexpr double kTimeoutSeconds = 20;
+constexpr int kAttempts = 3;
+const std::string kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+std::string sha256_hex(const std::string& body) {
+  crypto::Sha256 h;
+  h.update({reinterpret_cast<const uint8_t*>(body.data()), body.size()});
+  return to_hex(h.finish());
+}
+
+// The S3 error code of an error reply (<Error><Code>...), if it has one that reads as a code.
+std::string error_code(const std::string& body) {
+  pugi::xml_document doc;
+  if (!doc.load_buffer(body.data(), body.size())) return "";
+  std::string code = doc.child("Error").child_value("Code");
+  if (code.size() > 64 || code.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
+                              std::string::npos) {
+    return "";
+  }
+  return code;
+}
+
+struct Endpoint {
+  std::string scheme, host;  // host: the Host header, host[:port]
+};
+
+Result<Endpoint> parse_endpoint(const std::string& e) {
+  Endpoint ep;
+  size_t colon = e.find("://");
+  if (colon == std::string::npos) return Status::InvalidArgument("S3 endpoint '" + e + "' is not http(s)://HOST[:PORT]");
+  ep.scheme = e.substr(0, colon);
+  ep.host = e.substr(colon + 3);
+  if (!ep.host.empty() && ep.host.back() == '/') ep.host.pop_back();
+  bool plain = ep.host.find_first_of("/?#@ \\") == std::string::npos && !ep.host.empty();
+  if ((ep.scheme != "http" && ep.scheme != "https") || !plain) {
+    return Status::InvalidArgument("S3 endpoint '" + e + "' is not http(s)://HOST[:PORT]");
+  }
+  if (ep.scheme == "http") {
+    std::string name = ep.host;
+    if (name.front() == '[') name = name.substr(1, name.find(']') - 1);
+    else name = name.substr(0, name.find(':'));
+    in_addr a4{};
+    in6_addr a6{};
+    bool loopback = name == "localhost" || (inet_pton(AF_INET, name.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                    (inet_pton(AF_INET6, name.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+    if (!loopback) {
+      return Status::InvalidArgument("S3 endpoint '" + e + "': plain http only to this host (127.0.0.1, ::1); use https");
+    }
+  }
+  return ep;
+}
+
+class S3Client {
+ public:
+  S3Client(Endpoint ep, std::string region, S3Keys keys, std::string bucket, const std::string& ca, size_t max_reply)
+      : ep_(std::move(ep)), region_(std::move(region)), keys_(std::move(keys)), bucket_(std::move(bucket)),
+        http_(keyclient::make_curl_transport({.ca_file = ca, .timeout_seconds = kTimeoutSeconds, .max_reply_bytes = max_reply})) {}
+
+  // `key` empty: the bucket itself. Retries what may pass a second time (a 5xx, a dropped
+  // connection); every request here is idempotent.
+  Result<keyclient::HttpResponse> send(const std::string& method, const std::string& key,
+                                       std::vector<std::pair<std::string, std::string>> query = {},
+                                       std::vector<std::pair<std::string, std::string>> headers = {},
+                                       const std::string& body = {}) {
+    S3SignedRequest r{.method = method,
+                      .host = ep_.host,
+                      .path = "/" + bucket_ + (key.empty() ? "" : "/" + s3_uri_encode(key, true)),
+                      .query = std::move(query),
+                      .headers = std::move(headers),
+                      .payload_sha256 = body.empty() ? kEmptySha256 : sha256_hex(body)};
+    std::string url = ep_.scheme + "://" + ep_.host + r.path;
+    for (size_t i = 0; i < r.query.size(); ++i) {
+      url += (i == 0 ? "?" : "&") + s3_uri_encode(r.query[i].first, false) + "=" + s3_uri_encode(r.query[i].second, false);
+    }
+    Status last;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100 << (2 * attempt)));
+      keyclient::HttpRequest req{.method = method, .url = url, .headers = r.headers, .body = body};
+      req.headers.emplace_back("Host", ep_.host);
+      for (auto& h : s3_sign(r, keys_, region_, std::time(nullptr))) req.headers.push_back(std::move(h));
+      auto resp = http_->send(req);
+      if (resp.ok() && resp->status < 500) return resp;
+      last = resp.ok() ? failure(*resp, method, key) : Status::IOError(EIO, "S3 " + method + " " + shown(key) + ": " + resp.status().message());
+    }
+    return last;
+  }
+
+  // A reply that is no success: EACCES for a refusal, EIO otherwise, with S3's error code.
+  Status failure(const keyclient::HttpResponse& resp, const std::string& method, const std::string& key) const {
+    std::string code = error_code(resp.body);
+    std::string what = "S3 " + method + " " + shown(key) + ": HTTP " + std::to_string(resp.status) + (code.empty() ? "" : " " + code);
+    if (resp.status == 403) return Status::IOError(EACCES, what);
+    return Status::IOError(EIO, what);
+  }
+
+  const std::string& bucket() const { return bucket_; }
+
+ private:
+  std::string shown(const std::string& key) const { return bucket_ + (key.empty() ? "" : "/" + key); }
+
+  Endpoint ep_;
+  std::string region_;
+  S3Keys keys_;
+  std::string bucket_;
+  std::unique_ptr<keyclient::HttpTransport> http_;
+};
+
+class S3Backend : public StripeBackend {
+ public:
+  S3Backend(std::unique_ptr<S3Client> client, std::string prefix, uint64_t stripe)
+      : s3_(std::move(client)), prefix_(std::move(prefix)), stripe_(stripe) {}
+
+  Result<std::optional<uint64_t>> stat(const std::string& name) override {
+    auto r = s3_->send("HEAD", key(name));
+    if (!r.ok()) return r.status();
+    if (r->status == 404) return std::optional<uint64_t>();
+    if (r->status != 200) return s3_->failure(*r, "HEAD", key(name));
+    auto len = r->headers.find("content-length");
+    uint64_t n = 0;
+    if (len == r->headers.end() || !parse_u64(len->second, &n)) {
+      return Status::IOError(EIO, "S3 HEAD " + key(name) + ": no length in the reply");
+    }
+    return std::optional<uint64_t>(n);
+  }
+
+  Result<size_t> read(const std::string& name, uint64_t offset, crypto::MutableBytes buf) override {
+    if (buf.empty()) return size_t{0};
+    std::string range = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + buf.size() - 1);
+    auto r = s3_->send("GET", key(name), {}, {{"Range", range}});
+    if (!r.ok()) return r.status();
+    if (r->status == 404) return Status::NotFound("S3 object " + key(name) + " is missing");
+    if (r->status == 416) return size_t{0};  // at or past its end
+    std::string_view got = r->body;
+    if (r->status == 200) got = offset < got.size() ? got.substr(offset) : std::string_view();  // the range ignored
+    else if (r->status != 206) return s3_->failure(*r, "GET", key(name));
+    size_t n = std::min(got.size(), buf.size());
+    std::memcpy(buf.data(), got.data(), n);
+    return n;
+  }
+
+  Status write(const std::string& name, uint64_t offset, crypto::Bytes data) override {
+    std::lock_guard lock(lock_of(name));
+    if (offset == 0 && data.size() == stripe_) return put(name, std::string(reinterpret_cast<const char*>(data.data()), data.size()));
+    auto whole = get(name);
+    if (!whole.ok()) return whole.status();
+    if (whole->size() < offset + data.size()) whole->resize(offset + data.size(), '\0');
+    std::memcpy(whole->data() + offset, data.data(), data.size());
+    return put(name, *whole);
+  }
+
+  Status resize(const std::string& name, uint64_t length) override {
+    std::lock_guard lock(lock_of(name));
+    auto len = stat(name);
+    if (!len.ok()) return len.status();
+    if (len->has_value() && **len == length) return Status::Ok();
+    std::string whole;
+    if (len->has_value() && **len > 0) {
+      auto got = get(name);
+      if (!got.ok()) return got.status();
+      whole = std::move(*got);
+    }
+    whole.resize(length, '\0');
+    return put(name, whole);
+  }
+
+  // S3 answers 204 whether or not the object existed; striping needs to know (a run of missing
+  // stripes is a planted one), so it asks first.
+  Result<bool> remove(const std::string& name) override {
+    std::lock_guard lock(lock_of(name));
+    auto len = stat(name);
+    if (!len.ok()) return len.status();
+    if (!len->has_value()) return false;
+    auto r = s3_->send("DELETE", key(name));
+    if (!r.ok()) return r.status();
+    if (r->status != 204 && r->status != 200 && r->status != 404) return s3_->failure(*r, "DELETE", key(name));
+    return true;
+  }
+
+  // ListObjectsV2 under the prefix, a page of up to 1000 keys at a time.
+  Status list(const std::function<void(const std::string&)>& fn) override {
+    std::string token;
+    for (;;) {
+      std::vector<std::pair<std::string, std::string>> q{{"list-type", "2"}, {"prefix", prefix_ + "/"}};
+      if (!token.empty()) q.emplace_back("continuation-token", token);
+      auto r = s3_->send("GET", "", q);
+      if (!r.ok()) return r.status();
+      if (r->status != 200) return s3_->failure(*r, "GET (list)", "");
+      pugi::xml_document doc;
+      if (!doc.load_buffer(r->body.data(), r->body.size())) {
+        return Status::IOError(EIO, "S3 list of " + s3_->bucket() + ": the reply is not XML");
+      }
+      auto result = doc.child("ListBucketResult");
+      for (auto c : result.children("Contents")) {
+        std::string k = c.child_value("Key");
+        if (k.compare(0, prefix_.size() + 1, prefix_ + "/") == 0) fn(k.substr(prefix_.size() + 1));
+      }
+      if (std::string(result.child_value("IsTruncated")) != "true") return Status::Ok();
+      std::string next = result.child_value("NextContinuationToken");
+      if (next.empty() || next == token) return Status::IOError(EIO, "S3 list of " + s3_->bucket() + ": a truncated page without a next token");
+      token = next;
+    }
+  }
+
+  // S3 has no capacity to report: a bucket is as large as the service lets it be.
+  Result<struct statvfs> statfs() override {
+    struct statvfs st {};
+    st.f_bsize = st.f_frsize = 4096;
+    st.f_blocks = st.f_bfree = st.f_bavail = uint64_t{1} << 40;
+    st.f_files = st.f_ffree = st.f_favail = uint64_t{1} << 32;
+    st.f_namemax = 255;
+    return st;
+  }
+
+ private:
+  std::string key(const std::string& name) const { return prefix_ + "/" + name; }
+
+  // Writes into one stripe at once (two halves of it from two FUSE workers) would each read
+  // it, change their part and put it back, and the later put would undo the earlier: a stripe's
+  // read-change-put holds its lock. Stripes share kLocks locks.
+  std::mutex& lock_of(const std::string& name) { return locks_[std::hash<std::string>{}(name) % kLocks]; }
+
+  Result<std::string> get(const std::string& name) {
+    auto r = s3_->send("GET", key(name));
+    if (!r.ok()) return r.status();
+    if (r->status == 404) return std::string();
+    if (r->status != 200) return s3_->failure(*r, "GET", key(name));
+    if (r->body.size() > stripe_) return Status::Corruption("S3 object " + key(name) + " is longer than a stripe: not written by cmkfs");
+    return std::move(r->body);
+  }
+
+  Status put(const std::string& name, const std::string& body) {
+    auto r = s3_->send("PUT", key(name), {}, {{"Content-Type", "application/octet-stream"}}, body);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return s3_->failure(*r, "PUT", key(name));
+    return Status::Ok();
+  }
+
+  static bool parse_u64(const std::string& s, uint64_t* out) {
+    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+    *out = std::stoull(s);
+    return true;
+  }
+
+  static constexpr size_t kLocks = 64;
+  std::unique_ptr<S3Client> s3_;
+  std::string prefix_;
+  uint64_t stripe_;
+  std::array<std::mutex, kLocks> locks_;
+};
+
+Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t max_reply) {
+  auto ep = parse_endpoint(config.endpoint);
+  if (!ep.ok()) return ep.status();
+  if (config.credentials.empty()) return Status::InvalidArgument("no S3 credentials file (--s3-credentials)");
+  auto text = read_secret_file(config.credentials);
+  if (!text.ok()) return text.status();
+  auto keys = parse_s3_keys(*text);
+  if (!keys.error.empty()) return Status::InvalidArgument(config.credentials + ": " + keys.error);
+  return std::make_unique<S3Client>(std::move(*ep), config.region, std::move(keys.keys), config.pool, config.ca, max_reply);
+}
+
+}  // namespace
+
+Status check_s3_endpoint(const std::string& endpoint) { return parse_endpoint(endpoint).status(); }
+
+Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config) {
+  // The largest reply: a whole stripe, or a page of a listing.
+  auto client = connect(config, std::max<size_t>(config.object_size, 4 << 20) + 4096);
+  if (!client.ok()) return client.status();
+  auto r = (*client)->send("HEAD", "");
+  if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + config.pool + ": " + r.status().message());
+  if (r->status == 404) return Status::IOError(ENOENT, "S3 bucket " + config.pool + " does not exist");
+  if (r->status != 200) return (*client)->failure(*r, "HEAD", "");
+  return make_striped_object_store(std::make_unique<S3Backend>(std::move(*client), config.ns, config.object_size),
+                                   config.object_size);
+}
+
+Status create_s3_bucket(const ObjectsConfig& config) {
+  auto client = connect(config, 1 << 20);
+  if (!client.ok()) return client.status();
+  auto r = (*client)->send("HEAD", "");
+  if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + config.pool + ": " + r.status().message());
+  if (r->status == 200) return Status::Ok();
+  if (r->status != 404) return (*client)->failure(*r, "HEAD", "");
+  r = (*client)->send("PUT", "");
+  if (!r.ok()) return r.status();
+  if (r->status == 200 || error_code(r->body) == "BucketAlreadyOwnedByYou") return Status::Ok();
+  return (*client)->failure(*r, "PUT (create bucket)", "");
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,113 @@
+#include "fs/store/s3_signer.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "crypto/base/hex.h"
+#include "crypto/crypto.h"
+
+namespace cmkfs::fs {
+namespace {
+
+crypto::Bytes bytes_of(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+crypto::Mac256 hmac(crypto::Bytes key, std::string_view data) { return crypto::hmac_sha256(key, bytes_of(data)); }
+
+std::string sha256_hex(std::string_view s) {
+  crypto::Sha256 h;
+  h.update(bytes_of(s));
+  return to_hex(h.finish());
+}
+
+std::string trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
+  return b == std::string_view::npos ? std::string() : std::string(s.substr(b, e - b + 1));
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+std::string s3_uri_encode(std::string_view s, bool keep_slash) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+S3KeysOrError parse_s3_keys(std::string_view text) {
+  S3KeysOrError r;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string line = trim(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = lower(trim(line.substr(0, eq))), value = trim(line.substr(eq + 1));
+    if (name == "access_key" || name == "aws_access_key_id") r.keys.access_key = value;
+    if (name == "secret_key" || name == "aws_secret_access_key") r.keys.secret_key = value;
+  }
+  if (r.keys.access_key.empty()) r.error = "no access_key (or aws_access_key_id) line";
+  else if (r.keys.secret_key.empty()) r.error = "no secret_key (or aws_secret_access_key) line";
+  return r;
+}
+
+std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& r, const S3Keys& keys,
+                                                         const std::string& region, std::time_t now) {
+  char stamp[17];
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::string amz_date = stamp, date = amz_date.substr(0, 8);
+
+  std::vector<std::pair<std::string, std::string>> headers;
+  headers.emplace_back("host", r.host);
+  for (const auto& [k, v] : r.headers) headers.emplace_back(lower(k), trim(v));
+  headers.emplace_back("x-amz-content-sha256", r.payload_sha256);
+  headers.emplace_back("x-amz-date", amz_date);
+  std::sort(headers.begin(), headers.end());
+  std::string canonical_headers, signed_headers;
+  for (const auto& [k, v] : headers) {
+    canonical_headers += k + ":" + v + "\n";
+    signed_headers += (signed_headers.empty() ? "" : ";") + k;
+  }
+  std::vector<std::pair<std::string, std::string>> query;
+  for (const auto& [k, v] : r.query) query.emplace_back(s3_uri_encode(k, false), s3_uri_encode(v, false));
+  std::sort(query.begin(), query.end());
+  std::string canonical_query;
+  for (const auto& [k, v] : query) canonical_query += (canonical_query.empty() ? "" : "&") + k + "=" + v;
+
+  std::string canonical = r.method + "\n" + r.path + "\n" + canonical_query + "\n" + canonical_headers + "\n" +
+                          signed_headers + "\n" + r.payload_sha256;
+  std::string scope = date + "/" + region + "/s3/aws4_request";
+  std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + sha256_hex(canonical);
+
+  crypto::SecretBytes secret(4 + keys.secret_key.size());
+  std::copy_n("AWS4", 4, secret.data());
+  std::copy(keys.secret_key.begin(), keys.secret_key.end(), secret.data() + 4);
+  crypto::Mac256 k = hmac({secret.data(), secret.size()}, date);
+  k = hmac(k, region);
+  k = hmac(k, "s3");
+  k = hmac(k, "aws4_request");
+  std::string signature = to_hex(hmac(k, to_sign));
+  std::fill(k.begin(), k.end(), 0);
+
+  return {{"x-amz-date", amz_date},
+          {"x-amz-content-sha256", r.payload_sha256},
+          {"Authorization", "AWS4-HMAC-SHA256 Credential=" + keys.access_key + "/" + scope +
+                                ",SignedHeaders=" + signed_headers + ",Signature=" + signature}};
+}
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,46 @@
+// AWS Signature Version 4 for S3 requests, as RGW and every S3 service check it. Pure functions
+// of the request, the keys and the time, so they are tested against AWS's published examples.
+#pragma once
+
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cmkfs::fs {
+
+struct S3Keys {
+  std::string access_key;
+  std::string secret_key;
+};
+
+// Parses an S3 credentials file: `name = value` lines, `[section]` lines and `#` comments
+// ignored. The access key is `access_key` or `aws_access_key_id`, the secret `secret_key` or
+// `aws_secret_access_key` (an AWS credentials file's [default] names work). EINVAL names what is
+// missing, never a value.
+struct S3KeysOrError {
+  S3Keys keys;
+  std::string error;  // empty when parsed
+};
+S3KeysOrError parse_s3_keys(std::string_view text);
+
+struct S3SignedRequest {
+  std::string method;
+  std::string host;   // the Host header: host[:port]
+  std::string path;   // already percent-encoded, starting with '/'
+  std::vector<std::pair<std::string, std::string>> query;    // not encoded
+  std::vector<std::pair<std::string, std::string>> headers;  // signed as well as sent (e.g. Range)
+  std::string payload_sha256;                                 // lowercase hex
+};
+
+// The headers that authenticate `r` at `now` (x-amz-date, x-amz-content-sha256, Authorization),
+// to send with r.headers.
+std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& r, const S3Keys& keys,
+                                                         const std::string& region, std::time_t now);
+
+// RFC 3986 encoding as SigV4 wants it: everything but unreserved characters (and '/' when
+// `keep_slash`) as %XX.
+std::string s3_uri_encode(std::string_view s, bool keep_slash);
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,108 @@
+// S3 request signing against AWS's published Signature Version 4 example, the credentials file,
+// and the S3 object settings a user gives (what is refused before anything is made).
+#include <gtest/gtest.h>
+
+#include "fs/store/object_store.h"
+#include "fs/store/s3_object_store.h"
+#include "fs/store/s3_signer.h"
+
+namespace cmkfs::fs {
+namespace {
+
+std::string header(const std::vector<std::pair<std::string, std::string>>& h, const std::string& name) {
+  for (const auto& [k, v] : h) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+// "GET Object" of the SigV4 documentation: GET /test.txt with Range bytes=0-9, signed at
+// 20130524T000000Z with the documentation's example keys.
+TEST(S3Signer, MatchesAwsPublishedExample) {
+  S3SignedRequest r{.method = "GET",
+                    .host = "examplebucket.s3.amazonaws.com",
+                    .path = "/test.txt",
+                    .query = {},
+                    .headers = {{"Range", "bytes=0-9"}},
+                    .payload_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
+  S3Keys keys{"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"};
+  auto h = s3_sign(r, keys, "us-east-1", 1369353600);  // 2013-05-24T00:00:00Z
+  EXPECT_EQ(header(h, "x-amz-date"), "20130524T000000Z");
+  EXPECT_EQ(header(h, "Authorization"),
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+            "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
+            "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+  // The secret itself is in no header.
+  for (const auto& [k, v] : h) EXPECT_EQ(v.find(keys.secret_key), std::string::npos) << k;
+}
+
+TEST(S3Signer, QueryIsSortedAndEncoded) {
+  S3SignedRequest a{.method = "GET", .host = "h", .path = "/b", .query = {{"prefix", "p/"}, {"list-type", "2"}},
+                    .headers = {}, .payload_sha256 = "x"};
+  S3SignedRequest b = a;
+  std::swap(b.query[0], b.query[1]);
+  S3Keys keys{"A", "S"};
+  EXPECT_EQ(header(s3_sign(a, keys, "r", 0), "Authorization"), header(s3_sign(b, keys, "r", 0), "Authorization"));
+  EXPECT_EQ(s3_uri_encode("a/b c~", true), "a/b%20c~");
+  EXPECT_EQ(s3_uri_encode("a/b", false), "a%2Fb");
+}
+
+TEST(S3Keys, ReadsOwnAndAwsNamesAndSaysWhatIsMissing) {
+  auto k = parse_s3_keys("# keys\naccess_key = AK\nsecret_key=SK \n");
+  EXPECT_EQ(k.error, "");
+  EXPECT_EQ(k.keys.access_key, "AK");
+  EXPECT_EQ(k.keys.secret_key, "SK");
+  k = parse_s3_keys("[default]\naws_access_key_id = AK2\naws_secret_access_key = SK2\n");
+  EXPECT_EQ(k.keys.access_key, "AK2");
+  EXPECT_EQ(k.keys.secret_key, "SK2");
+  k = parse_s3_keys("access_key = AK\nsecret = hunter2\n");
+  EXPECT_NE(k.error.find("secret_key"), std::string::npos);
+  EXPECT_EQ(k.error.find("hunter2"), std::string::npos);
+  EXPECT_NE(parse_s3_keys("").error, "");
+}
+
+TEST(S3Settings, UrlsBucketsAndEndpoints) {
+  auto c = ObjectsConfig::from_url("s3://my-bucket.1/prefix_2");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->kind, "s3");
+  EXPECT_EQ(c->pool, "my-bucket.1");
+  EXPECT_EQ(c->ns, "prefix_2");
+  EXPECT_EQ(c->region, "us-east-1");
+  EXPECT_EQ(c->url(), "s3://my-bucket.1/prefix_2");
+  for (const char* bad : {"s3://", "s3://ab", "s3://Upper", "s3://a_b", "s3://-ab", "s3://bucket/", "s3://bucket/a b",
+                          "s3://bucket/../x", "s3:/bucket", "s4://bucket"}) {
+    EXPECT_FALSE(ObjectsConfig::from_url(bad).ok()) << bad;
+  }
+  // The stripe is whole sealed chunks: 1 MiB of plaintext.
+  EXPECT_EQ(ObjectsConfig::s3_object_size(1 << 20), (1u << 20) + 28);
+  EXPECT_EQ(ObjectsConfig::s3_object_size(4096), 256u * (4096 + 28));
+
+  EXPECT_TRUE(check_s3_endpoint("http://127.0.0.1:7480").ok());
+  EXPECT_TRUE(check_s3_endpoint("http://localhost").ok());
+  EXPECT_TRUE(check_s3_endpoint("http://[::1]:80").ok());
+  EXPECT_TRUE(check_s3_endpoint("https://s3.example.com").ok());
+  for (const char* bad : {"http://10.0.0.1:7480", "http://example.com", "ftp://127.0.0.1", "https://user@h",
+                          "https://h/path", "https://h?x", "127.0.0.1:7480", "https://"}) {
+    EXPECT_FALSE(check_s3_endpoint(bad).ok()) << bad;
+  }
+}
+
+TEST(S3Settings, HostPartsStayOnTheHost) {
+  auto c = ObjectsConfig::from_url("s3://bucket/p");
+  ASSERT_TRUE(c.ok());
+  c->endpoint = "https://s3.example.com";
+  c->credentials = "/root/keys";
+  auto pub = c->public_json();
+  EXPECT_EQ(pub.find("s3.example.com"), std::string::npos) << pub;
+  EXPECT_EQ(pub.find("/root/keys"), std::string::npos) << pub;
+  auto back = ObjectsConfig::from_json(c->host_json());
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->endpoint, c->endpoint);
+  EXPECT_EQ(back->credentials, c->credentials);
+  EXPECT_TRUE(back->same_place(*ObjectsConfig::from_json(pub)));
+  c->endpoint.clear();
+  EXPECT_FALSE(c->check_host_part().ok());
+}
+
+}  // namespace
+}  // namespace cmkfs::fs
