@@ -34,6 +34,7 @@ size_t on_header(char* data, size_t size, size_t n, void* out) {
   auto* headers = static_cast<std::map<std::string, std::string>*>(out);
   if (headers->size() > 100 || size * n > 16384) return 0;  // curl fails: a reply this odd is garbage
   std::string line(data, size * n);
+  if (line.compare(0, 5, "HTTP/") == 0) headers->clear();  // a new response (after a 1xx): its headers only
   auto colon = line.find(':');
   if (colon != std::string::npos) {
     std::string name = line.substr(0, colon), value = line.substr(colon + 1);

@@ -165,9 +165,12 @@ Result<ChunkWrite> write_chunks(const ChunkFile& f, uint64_t size, uint64_t offs
   uint64_t phys_begin = L.phys_offset(first);
   std::vector<uint8_t>& phys = staging();
   phys.resize(L.phys_end(last, w.new_size) - phys_begin);
-  // Each part seals its chunks and writes them; ranges of parts are disjoint.
+  // Each part seals its chunks and writes them; ranges of parts are disjoint. Parts are no
+  // smaller than the object's write unit: two parts of one S3 stripe would each read, change
+  // and put back the whole stripe.
   FirstError error;
-  parallel_for(last - first + 1, chunks_per_task(L), [&](size_t b, size_t e) {
+  size_t per_task = std::max<size_t>(chunks_per_task(L), f.object.write_unit() / L.phys_stride());
+  parallel_for(last - first + 1, per_task, [&](size_t b, size_t e) {
     crypto::ChunkSealer sealer(f.key, f.binding);
     for (uint64_t i = first + b; i < first + e; ++i) {
       uint64_t start = L.start_of(i);

@@ -27,6 +27,9 @@ class ObjectFile {
   virtual Status truncate(uint64_t length) = 0;
   virtual Result<uint64_t> length() = 0;
   virtual Status sync() = 0;  // the object's data is durable
+  // Writes of whole aligned runs of this many bytes cost least (an S3 stripe is put whole, so
+  // part of one is read, changed and put back); 0: any write costs by its length.
+  virtual uint64_t write_unit() const { return 0; }
 };
 
 class ObjectStore {

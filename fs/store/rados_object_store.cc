@@ -42,19 +42,26 @@ class RadosBackend : public StripeBackend {
     return static_cast<size_t>(r);
   }
 
-  Status write(const std::string& name, uint64_t offset, crypto::Bytes data) override {
-    int r = rados_write(io_, name.c_str(), reinterpret_cast<const char*>(data.data()), data.size(), offset);
+  Status write(const std::string& name, uint64_t offset, crypto::Bytes data, bool must_exist) override {
+    rados_write_op_t op = rados_create_write_op();
+    if (must_exist) rados_write_op_assert_exists(op);
+    rados_write_op_write(op, reinterpret_cast<const char*>(data.data()), data.size(), offset);
+    int r = rados_write_op_operate(op, io_, name.c_str(), nullptr, 0);
+    rados_release_write_op(op);
+    if (r == -ENOENT) return Status::IOError(EIO, "object " + name + " is missing below the file's last");
     if (r < 0) return rados_status(r, "writing object " + name);
     return Status::Ok();
   }
 
   // One operation: a bare truncate does not create.
-  Status resize(const std::string& name, uint64_t length) override {
+  Status resize(const std::string& name, uint64_t length, bool must_exist) override {
     rados_write_op_t op = rados_create_write_op();
-    rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, nullptr);
+    if (must_exist) rados_write_op_assert_exists(op);
+    else rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, nullptr);
     rados_write_op_truncate(op, length);
     int r = rados_write_op_operate(op, io_, name.c_str(), nullptr, 0);
     rados_release_write_op(op);
+    if (r == -ENOENT) return Status::IOError(EIO, "object " + name + " is missing below the file's last");
     if (r < 0) return rados_status(r, "resizing object " + name);
     return Status::Ok();
   }

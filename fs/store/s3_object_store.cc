@@ -55,37 +55,59 @@ struct Endpoint {
   std::string scheme, host;  // host: the Host header, host[:port]
 };
 
+// http(s)://HOST[:PORT], HOST a DNS name (letters, digits, '-', '.'), an IPv4 address or a
+// bracketed IPv6 one. The string itself is never repeated in an error: it could hold userinfo.
 Result<Endpoint> parse_endpoint(const std::string& e) {
+  const Status bad = Status::InvalidArgument("the S3 endpoint is not http(s)://HOST[:PORT]");
   Endpoint ep;
   size_t colon = e.find("://");
-  if (colon == std::string::npos) return Status::InvalidArgument("S3 endpoint '" + e + "' is not http(s)://HOST[:PORT]");
+  if (colon == std::string::npos) return bad;
   ep.scheme = e.substr(0, colon);
   ep.host = e.substr(colon + 3);
   if (!ep.host.empty() && ep.host.back() == '/') ep.host.pop_back();
-  bool plain = ep.host.find_first_of("/?#@ \\") == std::string::npos && !ep.host.empty();
-  if ((ep.scheme != "http" && ep.scheme != "https") || !plain) {
-    return Status::InvalidArgument("S3 endpoint '" + e + "' is not http(s)://HOST[:PORT]");
+  if ((ep.scheme != "http" && ep.scheme != "https") || ep.host.empty() || ep.host.size() > 255) return bad;
+  std::string name, port;
+  if (ep.host.front() == '[') {
+    size_t close = ep.host.find(']');
+    if (close == std::string::npos) return bad;
+    name = ep.host.substr(1, close - 1);
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, name.c_str(), &a6) != 1) return bad;
+    std::string rest = ep.host.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return bad;
+    if (!rest.empty()) port = rest.substr(1);
+    if (rest == ":") return bad;
+  } else {
+    size_t c = ep.host.find(':');
+    name = ep.host.substr(0, c);
+    if (c != std::string::npos) {
+      port = ep.host.substr(c + 1);
+      if (port.empty()) return bad;
+    }
+    bool ldh = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.';
+    });
+    if (!ldh || name.front() == '-' || name.front() == '.') return bad;
+  }
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return bad;
+    int p = std::stoi(port);
+    if (p < 1 || p > 65535) return bad;
   }
   if (ep.scheme == "http") {
-    std::string name = ep.host;
-    if (name.front() == '[') name = name.substr(1, name.find(']') - 1);
-    else name = name.substr(0, name.find(':'));
     in_addr a4{};
     in6_addr a6{};
     bool loopback = name == "localhost" || (inet_pton(AF_INET, name.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
                     (inet_pton(AF_INET6, name.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
-    if (!loopback) {
-      return Status::InvalidArgument("S3 endpoint '" + e + "': plain http only to this host (127.0.0.1, ::1); use https");
-    }
+    if (!loopback) return Status::InvalidArgument("plain http to an S3 endpoint only on this host (127.0.0.1, ::1); use https");
   }
   return ep;
 }
 
 class S3Client {
  public:
-  S3Client(Endpoint ep, std::string region, S3Keys keys, std::string bucket, const std::string& ca, size_t max_reply)
-      : ep_(std::move(ep)), region_(std::move(region)), keys_(std::move(keys)), bucket_(std::move(bucket)),
-        http_(keyclient::make_curl_transport({.ca_file = ca, .timeout_seconds = kTimeoutSeconds, .max_reply_bytes = max_reply})) {}
+  S3Client(Endpoint ep, std::string region, S3Keys keys, std::string bucket, std::unique_ptr<keyclient::HttpTransport> http)
+      : ep_(std::move(ep)), region_(std::move(region)), keys_(std::move(keys)), bucket_(std::move(bucket)), http_(std::move(http)) {}
 
   // `key` empty: the bucket itself. Retries what may pass a second time (a 5xx, a dropped
   // connection); every request here is idempotent.
@@ -111,6 +133,7 @@ class S3Client {
       for (auto& h : s3_sign(r, keys_, region_, std::time(nullptr))) req.headers.push_back(std::move(h));
       auto resp = http_->send(req);
       if (resp.ok() && resp->status < 500) return resp;
+      if (!resp.ok() && resp.status().code() == EBADMSG) break;  // too large: the same again
       last = resp.ok() ? failure(*resp, method, key) : Status::IOError(EIO, "S3 " + method + " " + shown(key) + ": " + resp.status().message());
     }
     return last;
@@ -162,31 +185,44 @@ class S3Backend : public StripeBackend {
     if (r->status == 404) return Status::NotFound("S3 object " + key(name) + " is missing");
     if (r->status == 416) return size_t{0};  // at or past its end
     std::string_view got = r->body;
-    if (r->status == 200) got = offset < got.size() ? got.substr(offset) : std::string_view();  // the range ignored
-    else if (r->status != 206) return s3_->failure(*r, "GET", key(name));
+    if (r->status == 200) {  // the range ignored: the whole object
+      if (got.size() > stripe_) return Status::IOError(EIO, "S3 GET " + key(name) + ": longer than a stripe");
+      got = offset < got.size() ? got.substr(offset) : std::string_view();
+    } else if (r->status == 206) {
+      // bytes FIRST-LAST/TOTAL: exactly what was asked, or up to the end of the object.
+      uint64_t first = 0, last = 0, total = 0;
+      auto cr = r->headers.find("content-range");
+      bool ok = cr != r->headers.end() && parse_content_range(cr->second, &first, &last, &total) && first == offset &&
+                last >= first && last - first + 1 == got.size() && got.size() <= buf.size() && total <= stripe_ &&
+                (got.size() == buf.size() || last + 1 == total);
+      if (!ok) return Status::IOError(EIO, "S3 GET " + key(name) + ": the reply is not the range asked for");
+    } else {
+      return s3_->failure(*r, "GET", key(name));
+    }
     size_t n = std::min(got.size(), buf.size());
     std::memcpy(buf.data(), got.data(), n);
     return n;
   }
 
-  Status write(const std::string& name, uint64_t offset, crypto::Bytes data) override {
+  Status write(const std::string& name, uint64_t offset, crypto::Bytes data, bool must_exist) override {
     std::lock_guard lock(lock_of(name));
     if (offset == 0 && data.size() == stripe_) return put(name, std::string(reinterpret_cast<const char*>(data.data()), data.size()));
-    auto whole = get(name);
+    auto whole = get(name, must_exist);
     if (!whole.ok()) return whole.status();
     if (whole->size() < offset + data.size()) whole->resize(offset + data.size(), '\0');
     std::memcpy(whole->data() + offset, data.data(), data.size());
     return put(name, *whole);
   }
 
-  Status resize(const std::string& name, uint64_t length) override {
+  Status resize(const std::string& name, uint64_t length, bool must_exist) override {
     std::lock_guard lock(lock_of(name));
     auto len = stat(name);
     if (!len.ok()) return len.status();
+    if (!len->has_value() && must_exist) return missing(name);
     if (len->has_value() && **len == length) return Status::Ok();
     std::string whole;
     if (len->has_value() && **len > 0) {
-      auto got = get(name);
+      auto got = get(name, /*must_exist=*/true);
       if (!got.ok()) return got.status();
       whole = std::move(*got);
     }
@@ -207,10 +243,15 @@ class S3Backend : public StripeBackend {
     return true;
   }
 
-  // ListObjectsV2 under the prefix, a page of up to 1000 keys at a time.
+  // ListObjectsV2 under the prefix, a page of up to 1000 keys at a time. S3 lists keys in
+  // order: keys that do not increase, or more than kMaxListed, are a reply not to follow.
   Status list(const std::function<void(const std::string&)>& fn) override {
-    std::string token;
+    constexpr uint64_t kMaxListed = 10'000'000;
+    std::string token, previous;
+    uint64_t listed = 0, pages = 0;
+    auto refuse = [&](const std::string& why) { return Status::IOError(EIO, "S3 list of " + s3_->bucket() + ": " + why); };
     for (;;) {
+      if (++pages > kMaxListed / 100) return refuse("too many pages");
       std::vector<std::pair<std::string, std::string>> q{{"list-type", "2"}, {"prefix", prefix_ + "/"}};
       if (!token.empty()) q.emplace_back("continuation-token", token);
       auto r = s3_->send("GET", "", q);
@@ -221,16 +262,22 @@ class S3Backend : public StripeBackend {
         return Status::IOError(EIO, "S3 list of " + s3_->bucket() + ": the reply is not XML");
       }
       auto result = doc.child("ListBucketResult");
+      if (!result) return refuse("the reply is not a listing");
       for (auto c : result.children("Contents")) {
         std::string k = c.child_value("Key");
+        if (!previous.empty() && k <= previous) return refuse("keys out of order");
+        if (++listed > kMaxListed) return refuse("more than " + std::to_string(kMaxListed) + " objects");
+        previous = k;
         if (k.compare(0, prefix_.size() + 1, prefix_ + "/") == 0) fn(k.substr(prefix_.size() + 1));
       }
       if (std::string(result.child_value("IsTruncated")) != "true") return Status::Ok();
       std::string next = result.child_value("NextContinuationToken");
-      if (next.empty() || next == token) return Status::IOError(EIO, "S3 list of " + s3_->bucket() + ": a truncated page without a next token");
+      if (next.empty() || next == token) return refuse("a truncated page without a next token");
       token = next;
     }
   }
+
+  bool writes_whole() const override { return true; }
 
   // S3 has no capacity to report: a bucket is as large as the service lets it be.
   Result<struct statvfs> statfs() override {
@@ -250,10 +297,16 @@ class S3Backend : public StripeBackend {
   // read-change-put holds its lock. Stripes share kLocks locks.
   std::mutex& lock_of(const std::string& name) { return locks_[std::hash<std::string>{}(name) % kLocks]; }
 
-  Result<std::string> get(const std::string& name) {
+  Status missing(const std::string& name) const {
+    return Status::IOError(EIO, "S3 object " + key(name) + " is missing below the file's last");
+  }
+
+  // The whole object; "" when missing, unless it must exist (EIO: writing it from nothing would
+  // zero the chunks it held).
+  Result<std::string> get(const std::string& name, bool must_exist) {
     auto r = s3_->send("GET", key(name));
     if (!r.ok()) return r.status();
-    if (r->status == 404) return std::string();
+    if (r->status == 404) return must_exist ? Result<std::string>(missing(name)) : Result<std::string>(std::string());
     if (r->status != 200) return s3_->failure(*r, "GET", key(name));
     if (r->body.size() > stripe_) return Status::Corruption("S3 object " + key(name) + " is longer than a stripe: not written by cmkfs");
     return std::move(r->body);
@@ -264,6 +317,15 @@ class S3Backend : public StripeBackend {
     if (!r.ok()) return r.status();
     if (r->status != 200) return s3_->failure(*r, "PUT", key(name));
     return Status::Ok();
+  }
+
+  // "bytes FIRST-LAST/TOTAL"
+  static bool parse_content_range(const std::string& v, uint64_t* first, uint64_t* last, uint64_t* total) {
+    if (v.compare(0, 6, "bytes ") != 0) return false;
+    size_t dash = v.find('-', 6), slash = v.find('/', 6);
+    if (dash == std::string::npos || slash == std::string::npos || dash > slash) return false;
+    return parse_u64(v.substr(6, dash - 6), first) && parse_u64(v.substr(dash + 1, slash - dash - 1), last) &&
+           parse_u64(v.substr(slash + 1), total);
   }
 
   static bool parse_u64(const std::string& s, uint64_t* out) {
@@ -279,7 +341,10 @@ class S3Backend : public StripeBackend {
   std::array<std::mutex, kLocks> locks_;
 };
 
-Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t max_reply) {
+// `http`: the transport to use (tests script one); null: curl to the endpoint, replies bounded
+// by `max_reply`.
+Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t max_reply,
+                                          std::unique_ptr<keyclient::HttpTransport> http = nullptr) {
   auto ep = parse_endpoint(config.endpoint);
   if (!ep.ok()) return ep.status();
   if (config.credentials.empty()) return Status::InvalidArgument("no S3 credentials file (--s3-credentials)");
@@ -287,16 +352,20 @@ Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t ma
   if (!text.ok()) return text.status();
   auto keys = parse_s3_keys(*text);
   if (!keys.error.empty()) return Status::InvalidArgument(config.credentials + ": " + keys.error);
-  return std::make_unique<S3Client>(std::move(*ep), config.region, std::move(keys.keys), config.pool, config.ca, max_reply);
+  if (!http) {
+    http = keyclient::make_curl_transport({.ca_file = config.ca, .timeout_seconds = kTimeoutSeconds, .max_reply_bytes = max_reply});
+  }
+  return std::make_unique<S3Client>(std::move(*ep), config.region, std::move(keys.keys), config.pool, std::move(http));
 }
 
 }  // namespace
 
 Status check_s3_endpoint(const std::string& endpoint) { return parse_endpoint(endpoint).status(); }
 
-Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config) {
+Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config,
+                                                          std::unique_ptr<keyclient::HttpTransport> transport) {
   // The largest reply: a whole stripe, or a page of a listing.
-  auto client = connect(config, std::max<size_t>(config.object_size, 4 << 20) + 4096);
+  auto client = connect(config, std::max<size_t>(config.object_size, 4 << 20) + 4096, std::move(transport));
   if (!client.ok()) return client.status();
   auto r = (*client)->send("HEAD", "");
   if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + config.pool + ": " + r.status().message());

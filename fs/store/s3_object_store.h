@@ -6,13 +6,15 @@
 #include <memory>
 
 #include "fs/store/object_store.h"
+#include "keyclient/http.h"
 
 namespace cmkfs::fs {
 
 // Reaches config.endpoint (path-style requests, SigV4 in config.region) with the keys in the
 // file config.credentials (the caller's own, unreadable by others). Requests time out after
-// 20 s; a 5xx or a dropped connection is retried twice.
-Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config);
+// 20 s; a 5xx or a dropped connection is retried twice. `transport`: tests give a scripted one.
+Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config,
+                                                          std::unique_ptr<keyclient::HttpTransport> transport = nullptr);
 
 // Creates config.pool (the bucket) if it does not exist yet; a bucket this user already owns
 // is fine.

@@ -35,7 +35,8 @@ std::string s3_uri_encode(std::string_view s, bool keep_slash) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (alnum || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
       out.push_back(static_cast<char>(c));
     } else {
       out += '%';
@@ -48,11 +49,17 @@ std::string s3_uri_encode(std::string_view s, bool keep_slash) {
 
 S3KeysOrError parse_s3_keys(std::string_view text) {
   S3KeysOrError r;
+  std::string section;  // lines before any [section] count as [default]'s
   while (!text.empty()) {
     size_t nl = text.find('\n');
     std::string line = trim(text.substr(0, nl));
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') {
+      section = trim(line.substr(1, line.find(']') - 1));
+      continue;
+    }
+    if (!section.empty() && section != "default") continue;  // another profile's keys
     size_t eq = line.find('=');
     if (eq == std::string::npos) continue;
     std::string name = lower(trim(line.substr(0, eq))), value = trim(line.substr(eq + 1));

@@ -15,8 +15,8 @@ struct S3Keys {
   std::string secret_key;
 };
 
-// Parses an S3 credentials file: `name = value` lines, `[section]` lines and `#` comments
-// ignored. The access key is `access_key` or `aws_access_key_id`, the secret `secret_key` or
+// Parses an S3 credentials file: `name = value` lines and `#` comments; of an AWS credentials
+// file's profiles, only [default]'s keys (and lines before any section) are read. The access key is `access_key` or `aws_access_key_id`, the secret `secret_key` or
 // `aws_secret_access_key` (an AWS credentials file's [default] names work). EINVAL names what is
 // missing, never a value.
 struct S3KeysOrError {

@@ -83,7 +83,7 @@ class Stripes {
     return lo;
   }
 
-  Status resize(uint64_t k, uint64_t length) const { return b_.resize(name(k), length); }
+  Status resize(uint64_t k, uint64_t length, bool must_exist) const { return b_.resize(name(k), length, must_exist); }
 
   // Removes stripes [from, count), one at a time from the last down: a crash or a failure leaves
   // a prefix, never a gap. (Removed in parallel, a lower stripe could go before a higher one;
@@ -136,10 +136,11 @@ class StripedObjectFile : public ObjectFile {
     modified_.store(true);
     uint64_t first = offset / stripes_.size(), last = (offset + data.size() - 1) / stripes_.size();
     CMKFS_RETURN_IF_ERROR(fill_below(first));
+    uint64_t known = known_.load();  // stripes below it exist
     for (size_t at = 0; at < data.size();) {
       uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
       size_t n = std::min<uint64_t>(data.size() - at, stripes_.size() - off);
-      CMKFS_RETURN_IF_ERROR(stripes_.backend().write(stripes_.name(k), off, data.subspan(at, n)));
+      CMKFS_RETURN_IF_ERROR(stripes_.backend().write(stripes_.name(k), off, data.subspan(at, n), k < known));
       at += n;
     }
     raise_known(last + 1);
@@ -154,7 +155,7 @@ class StripedObjectFile : public ObjectFile {
     known_.store(std::min(*n, k + 1));  // before removing: it must never count a removed stripe
     CMKFS_RETURN_IF_ERROR(stripes_.remove_from(k + 1, *n));
     CMKFS_RETURN_IF_ERROR(fill_below(k));
-    CMKFS_RETURN_IF_ERROR(stripes_.resize(k, length - k * stripes_.size()));
+    CMKFS_RETURN_IF_ERROR(stripes_.resize(k, length - k * stripes_.size(), /*must_exist=*/k < *n));
     raise_known(k + 1);
     return Status::Ok();
   }
@@ -175,6 +176,8 @@ class StripedObjectFile : public ObjectFile {
 
   Status sync() override { return Status::Ok(); }
 
+  uint64_t write_unit() const override { return stripes_.backend().writes_whole() ? stripes_.size() : 0; }
+
  private:
   // Makes stripes [0, k) exist and full before stripe k is written: those from the last one
   // known (which may be short) up are extended to the stripe size. Extending a full stripe, or
@@ -182,7 +185,9 @@ class StripedObjectFile : public ObjectFile {
   Status fill_below(uint64_t k) {
     uint64_t known = known_.load();
     if (known > k) return Status::Ok();
-    for (uint64_t j = known == 0 ? 0 : known - 1; j < k; ++j) CMKFS_RETURN_IF_ERROR(stripes_.resize(j, stripes_.size()));
+    for (uint64_t j = known == 0 ? 0 : known - 1; j < k; ++j) {
+      CMKFS_RETURN_IF_ERROR(stripes_.resize(j, stripes_.size(), /*must_exist=*/j < known));
+    }
     raise_known(k);
     return Status::Ok();
   }
@@ -207,7 +212,7 @@ class StripedObjectStore : public ObjectStore {
     auto len = s.length_of(0);
     if (!len.ok()) return len.status();
     if (!len->has_value() && !create) return Status::NotFound("object " + s.base() + " is missing");
-    if (!len->has_value()) CMKFS_RETURN_IF_ERROR(s.resize(0, 0));
+    if (!len->has_value()) CMKFS_RETURN_IF_ERROR(s.resize(0, 0, /*must_exist=*/false));
     return std::unique_ptr<ObjectFile>(new StripedObjectFile(std::move(s), len->value_or(0)));
   }
 
@@ -231,6 +236,7 @@ class StripedObjectStore : public ObjectStore {
     }));
     for (auto& [id, stripes] : files) {
       std::sort(stripes.begin(), stripes.end());
+      stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());  // a listing may repeat
       size_t prefix = 0;
       while (prefix < stripes.size() && stripes[prefix] == prefix) ++prefix;
       if (prefix > 0) fn(id);

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <map>
+
 
 #include "tests/support/ceph_fixture.h"
 #include "tests/support/lifecycle.h"
@@ -87,13 +89,29 @@ TEST_F(S3Test, FilesReadBackAsWrittenAndTheBucketHoldsOnlySealedStripes) {
   EXPECT_EQ(read_file(at("grown")) == grown, true);
   umount();
 
-  // Stripes are named <file id hex>[.k]: no name of a file, and no plaintext in any of them.
+  // Stripes are named <file id hex>[.k]: no name of a file, and no plaintext in any of them;
+  // every stripe but a file's last is exactly a stripe (1 MiB of 4 KiB chunks, sealed).
+  const size_t stripe = 256 * (4096 + 28);
   auto names = objects();
-  ASSERT_GE(names.size(), 8u);  // big: 5 stripes; grown: 2; small: 1
+  ASSERT_EQ(names.size(), 8u);  // big: 5 stripes (the cut removed 4); grown: 2; small: 1
+  std::map<std::string, int> stripes_of;
   for (const auto& name : names) {
-    EXPECT_EQ(name.find_first_not_of("0123456789abcdef."), std::string::npos) << name;
+    std::string base = name.substr(0, name.find('.'));
+    EXPECT_EQ(base.size(), 32u) << name;
+    EXPECT_EQ(base.find_first_not_of("0123456789abcdef"), std::string::npos) << name;
+    if (name.size() > 32) {  // .k, k >= 1
+      EXPECT_EQ(name[32], '.') << name;
+      EXPECT_EQ(name.substr(33).find_first_not_of("0123456789"), std::string::npos) << name;
+      EXPECT_NE(name.substr(33, 1), "0") << name;
+    }
+    ++stripes_of[base];
+  }
+  for (const auto& name : names) {
+    std::string base = name.substr(0, name.find('.'));
+    int k = name.size() > 33 ? std::stoi(name.substr(33)) : 0;
     std::string body = object(name);
-    EXPECT_LE(body.size(), (1u << 20) + 28 * 256) << name;
+    if (k + 1 < stripes_of[base]) EXPECT_EQ(body.size(), stripe) << name;
+    else EXPECT_LE(body.size(), stripe) << name;
     EXPECT_EQ(body.find(marker), std::string::npos) << name << " holds plaintext";
     EXPECT_EQ(body.find(big.substr(100, 64)), std::string::npos) << name << " holds plaintext";
   }
@@ -112,27 +130,11 @@ TEST_F(S3Test, FilesReadBackAsWrittenAndTheBucketHoldsOnlySealedStripes) {
   EXPECT_EQ(read_file(log).find(s3.secret_key), std::string::npos);
 }
 
-TEST_F(S3Test, PartsOfOneWriteSealedInParallelKeepEveryByte) {
-  init(objects_flags());
-  mount("--no-writeback-cache");
-  // Each 1 MiB write is one stripe, sealed and written by several workers at once, each its own
-  // part: each S3 put rewrites the whole stripe, so no two parts' puts may undo each other.
-  std::string want = random_bytes(4 << 20, 7);
-  int fd = ::open(at("f").c_str(), O_WRONLY | O_CREAT, 0644);
-  ASSERT_GE(fd, 0);
-  for (size_t off = 0; off < want.size(); off += 1 << 20) {
-    ASSERT_EQ(::pwrite(fd, want.data() + off, 1 << 20, off), 1 << 20);
-  }
-  ASSERT_EQ(::fsync(fd), 0);
-  ::close(fd);
-  remount();
-  EXPECT_TRUE(read_file(at("f")) == want);
-}
-
 TEST_F(S3Test, AChangedOrMissingStripeIsAnIOErrorNeverOtherBytes) {
   init(objects_flags());
   mount();
-  write_file(at("f"), random_bytes(3 << 20, 3));  // three stripes
+  std::string written = random_bytes(3 << 20, 3);
+  write_file(at("f"), written);  // three stripes
   umount();
   auto names = objects();
   ASSERT_EQ(names.size(), 3u);
@@ -142,6 +144,7 @@ TEST_F(S3Test, AChangedOrMissingStripeIsAnIOErrorNeverOtherBytes) {
   // One byte of stripe 1 flipped by someone with the bucket's keys.
   std::string body = object(base + ".1");
   ASSERT_GT(body.size(), 100u);
+  write_file(dir + "/original", body);
   body[100] ^= 1;  // in its first chunk, the file's bytes from 1 MiB on
   write_file(dir + "/tampered", body);
   ASSERT_TRUE(s3.put(kBucket, prefix() + "/" + base + ".1", dir + "/tampered"));
@@ -150,13 +153,22 @@ TEST_F(S3Test, AChangedOrMissingStripeIsAnIOErrorNeverOtherBytes) {
   int fd = ::open(at("f").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   EXPECT_EQ(::pread(fd, buf.data(), buf.size(), 0), 65536);  // stripe 0 is intact
+  EXPECT_TRUE(buf == written.substr(0, 65536));
   EXPECT_EQ(::pread(fd, buf.data(), buf.size(), 1 << 20), -1);
   EXPECT_EQ(errno, EIO);
   ::close(fd);
   umount();
 
-  // The last stripe deleted: the file is short of its size, and fsck says so.
-  ASSERT_TRUE(s3.remove(kBucket, prefix() + "/" + base + ".2"));
+  // The middle stripe deleted: its bytes read EIO (not zeros), and fsck fails.
+  ASSERT_TRUE(s3.put(kBucket, prefix() + "/" + base + ".1", dir + "/original"));
+  ASSERT_TRUE(s3.remove(kBucket, prefix() + "/" + base + ".1"));
+  mount();
+  fd = ::open(at("f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::pread(fd, buf.data(), buf.size(), (1 << 20) + 8192), -1);
+  EXPECT_EQ(errno, EIO);
+  ::close(fd);
+  umount();
   auto fsck = run(cmkfs_binary() + " fsck " + store);
   EXPECT_NE(fsck.rc, 0) << fsck.output;
 }

@@ -36,6 +36,25 @@ TEST(S3Signer, MatchesAwsPublishedExample) {
   for (const auto& [k, v] : h) EXPECT_EQ(v.find(keys.secret_key), std::string::npos) << k;
 }
 
+// Known answers from an independent implementation (Python's hmac and urllib, which reproduces
+// the example above): a listing whose prefix holds '/', and a PUT with a body's hash.
+TEST(S3Signer, ListingsAndPutsMatchAnIndependentSigner) {
+  S3Keys keys{"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"};
+  S3SignedRequest list{.method = "GET", .host = "127.0.0.1:7480", .path = "/bucket",
+                       .query = {{"prefix", "a/"}, {"list-type", "2"}}, .headers = {},
+                       .payload_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
+  auto auth = header(s3_sign(list, keys, "us-east-1", 1369353600), "Authorization");
+  EXPECT_NE(auth.find("Signature=ec67ee97a4cd84be618094765c484ae5f17c00ef048be0fffb634e60cb5cc4ad"), std::string::npos) << auth;
+  S3SignedRequest put{.method = "PUT", .host = "127.0.0.1:7480", .path = "/bucket/p/0123abcd.1", .query = {},
+                      .headers = {{"Content-Type", "application/octet-stream"}},
+                      .payload_sha256 = "d2ca25d6e77fe121c7ccb887c23da925fae4593c2e41c5f3094b9325400f802e"};
+  auth = header(s3_sign(put, keys, "us-east-1", 1369353600), "Authorization");
+  EXPECT_NE(auth.find("SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date,"
+                      "Signature=7756964b267bc2f0f05d48afd1b7495ec7cabf92b2a32a77769acde55b176ed5"),
+            std::string::npos)
+      << auth;
+}
+
 TEST(S3Signer, QueryIsSortedAndEncoded) {
   S3SignedRequest a{.method = "GET", .host = "h", .path = "/b", .query = {{"prefix", "p/"}, {"list-type", "2"}},
                     .headers = {}, .payload_sha256 = "x"};
@@ -55,6 +74,11 @@ TEST(S3Keys, ReadsOwnAndAwsNamesAndSaysWhatIsMissing) {
   k = parse_s3_keys("[default]\naws_access_key_id = AK2\naws_secret_access_key = SK2\n");
   EXPECT_EQ(k.keys.access_key, "AK2");
   EXPECT_EQ(k.keys.secret_key, "SK2");
+  // Of several profiles, [default]'s: never one profile's key with another's secret.
+  k = parse_s3_keys("[prod]\naws_access_key_id = P\naws_secret_access_key = PS\n[default]\naws_access_key_id = D\n"
+                    "aws_secret_access_key = DS\n[test]\naws_secret_access_key = TS\n");
+  EXPECT_EQ(k.keys.access_key, "D");
+  EXPECT_EQ(k.keys.secret_key, "DS");
   k = parse_s3_keys("access_key = AK\nsecret = hunter2\n");
   EXPECT_NE(k.error.find("secret_key"), std::string::npos);
   EXPECT_EQ(k.error.find("hunter2"), std::string::npos);
@@ -82,9 +106,15 @@ TEST(S3Settings, UrlsBucketsAndEndpoints) {
   EXPECT_TRUE(check_s3_endpoint("http://[::1]:80").ok());
   EXPECT_TRUE(check_s3_endpoint("https://s3.example.com").ok());
   for (const char* bad : {"http://10.0.0.1:7480", "http://example.com", "ftp://127.0.0.1", "https://user@h",
-                          "https://h/path", "https://h?x", "127.0.0.1:7480", "https://"}) {
+                          "https://h/path", "https://h?x", "127.0.0.1:7480", "https://", "http://[::1]evil",
+                          "http://[::1", "https://h:", "https://h:0", "https://h:65536", "https://h:1:2",
+                          "https://h\r\nX-Evil: 1", "https://-h", "http://127.0.0.1.evil.com"}) {
     EXPECT_FALSE(check_s3_endpoint(bad).ok()) << bad;
   }
+  // An endpoint with userinfo is refused without being repeated.
+  auto s = check_s3_endpoint("https://AKIA:very-secret@s3.example.com");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find("very-secret"), std::string::npos) << s.message();
 }
 
 TEST(S3Settings, HostPartsStayOnTheHost) {
