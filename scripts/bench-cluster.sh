@@ -4,11 +4,14 @@
 # RADOS (filesystem driver), (b) on a cmkfs mount whose objects are in an S3 bucket of the
 # cluster's gateway (radosgw), and (c) with the registry's own S3 driver on that gateway: the
 # choice a user would make without cmkfs. One single-host cluster
-# (scripts/ceph-cluster.sh: one OSD in memory) serves both, alternating, REPS times; a fresh
+# (scripts/ceph-cluster.sh: one OSD in memory) serves all three, alternating, REPS times; a fresh
 # store and bucket each time. Aggregate seconds per phase, ratios inside each repetition.
 # Results: build-bench/results/cluster.{csv,md} and README.md's section (unless --no-readme).
 #
-#   scripts/bench.sh --cluster [--count 8] [--image-mib 50] [--reps 2] [--no-readme]
+# Then metadata operations per second with two nodes against one (PostgreSQL metadata, FILES
+# files): cluster-nodes.{csv,md}.
+#
+#   scripts/bench.sh --cluster [--count 8] [--image-mib 50] [--reps 2] [--files 3000] [--no-readme]
 #
 # Debian 12, as root.
 set -euo pipefail
@@ -16,22 +19,23 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/bench-lib.sh
 
-CLIENTS=8 IMAGE_MIB=50 REPS=2 README=1
+CLIENTS=8 IMAGE_MIB=50 REPS=2 README=1 FILES=3000
 while [ $# -gt 0 ]; do
   case $1 in
     --cluster) ;;
     --count) CLIENTS=$2; shift ;;
     --image-mib) IMAGE_MIB=$2; shift ;;
     --reps) REPS=$2; shift ;;
+    --files) FILES=$2; shift ;;
     --no-readme) README=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
 need_root
-install_packages "${BUILD_PACKAGES[@]}" docker-registry skopeo curl python3 bc ceph-mon ceph-osd ceph-mgr ceph-common radosgw
+install_packages "${BUILD_PACKAGES[@]}" docker-registry skopeo curl python3 bc ceph-mon ceph-osd ceph-mgr ceph-common radosgw postgresql
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j "$(nproc)" --target cmkfs | grep -Ev '^\[ *[0-9]+%\]' || true
 CMKFS=$PWD/build-bench/bin/cmkfs
@@ -43,6 +47,7 @@ mkdir -p "$OUT"
 cleanup() {
   bench_cleanup
   scripts/ceph-cluster.sh stop "$CEPH" >/dev/null 2>&1 || true
+  scripts/pg-cluster.sh stop "$WORK/pg" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -111,3 +116,41 @@ done
 python3 scripts/bench_phases.py "$CSV" "$OUT/cluster.md" \
   "$CLIENTS concurrent skopeo clients, images of $IMAGE_MIB MiB, docker-registry on one single-host Ceph cluster (one OSD in memory):" \
   s3 "S3 driver on radosgw" 1.2 "$([ "$README" = 1 ] && echo cluster)"
+
+# Metadata operations per second on one store whose metadata is in PostgreSQL (scripts/pg-cluster.sh)
+# and whose objects are in the cluster: FILES creates through the writer, then cold stats of all
+# of them through the writer alone, and through the writer and a follower (`mount --follow`, a
+# second host configuration) at once.
+echo "== metadata operations: one node against two"
+scripts/pg-cluster.sh start "$WORK/pg" >/dev/null
+NODES_CSV=$OUT/cluster-nodes.csv
+echo "rep,create_s,stat_one_node_s,stat_two_nodes_s" >"$NODES_CSV"
+for rep in $(seq "$REPS"); do
+  A=$WORK/node-a B=$WORK/node-b
+  rm -rf "$A" "$B"
+  mkdir -p "$A/mnt" "$B/mnt"
+  node_a() { CMKFS_CONFIG_DIR=$A/host "$CMKFS" "$@"; }
+  node_b() { CMKFS_CONFIG_DIR=$B/host "$CMKFS" "$@"; }
+  node_a init "$A/store" --meta "postgres://bench_nodes_$rep" --pg-conninfo "$WORK/pg/conninfo" \
+    --objects rados://cmkfs --ceph-conf "$CEPH/ceph.conf" --local-key-file "$A/key" >/dev/null
+  fp=$(node_a encryption show "$A/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostBinding"]["dataKeyFingerprint"])')
+  (umask 077; cp "$WORK/pg/conninfo" "$B/conninfo")
+  node_b trust "$B/store" --meta "postgres://bench_nodes_$rep" --pg-conninfo "$B/conninfo" --ceph-conf "$CEPH/ceph.conf" \
+    --local-key-file "$A/key" --fingerprint "$fp" >/dev/null
+  node_a mount "$A/store" "$A/mnt" --log-file "$A/log"
+  node_b mount "$B/store" "$B/mnt" --follow --log-file "$B/log"
+  create=$(python3 scripts/bench_meta_ops.py create "$A/mnt" "$FILES")
+  sync -f "$A/mnt"
+  drop_caches
+  one=$(python3 scripts/bench_meta_ops.py stat "$A/mnt" "$FILES")
+  drop_caches
+  python3 scripts/bench_meta_ops.py stat "$A/mnt" "$FILES" >"$WORK/stat-a" &
+  python3 scripts/bench_meta_ops.py stat "$B/mnt" "$FILES" >"$WORK/stat-b"
+  wait
+  two=$(sort -g "$WORK/stat-a" "$WORK/stat-b" | tail -1)
+  node_b umount "$B/mnt" >/dev/null
+  node_a umount "$A/mnt" >/dev/null
+  echo "$rep,$create,$one,$two" | tee -a "$NODES_CSV"
+done
+scripts/pg-cluster.sh stop "$WORK/pg" >/dev/null
+python3 scripts/bench_meta_ops.py report "$NODES_CSV" "$OUT/cluster-nodes.md" "$FILES" "$([ "$README" = 1 ] && echo cluster-nodes)"

@@ -278,6 +278,7 @@ class S3Backend : public StripeBackend {
   }
 
   bool writes_whole() const override { return true; }
+  bool concurrent_reads() const override { return true; }
 
   // S3 has no capacity to report: a bucket is as large as the service lets it be.
   Result<struct statvfs> statfs() override {

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <future>
 #include <map>
 #include <vector>
 
@@ -116,18 +117,45 @@ class StripedObjectFile : public ObjectFile {
   StripedObjectFile(Stripes stripes, std::optional<uint64_t> first_length)
       : stripes_(std::move(stripes)), first_length_(first_length) {}
 
+  // Stripe by stripe; with a backend whose requests wait on a network round trip each (S3),
+  // the stripes after the first are read at once, each on a thread of its own.
   Result<size_t> read_at(uint64_t offset, crypto::MutableBytes buf) override {
-    size_t at = 0;
-    while (at < buf.size()) {
+    struct Piece {
+      uint64_t k, off;
+      size_t at, n;
+    };
+    std::vector<Piece> pieces;
+    for (size_t at = 0; at < buf.size();) {
       uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
       size_t n = std::min<uint64_t>(buf.size() - at, stripes_.size() - off);
-      auto r = stripes_.backend().read(stripes_.name(k), off, buf.subspan(at, n));
-      if (!r.ok() && r.status().code() == ENOENT) break;  // past the last stripe
-      if (!r.ok()) return r.status();
-      size_t got = std::min(*r, n);  // a reply never grows the buffer
-      at += got;
-      if (got < n) break;  // a short stripe is the last
+      pieces.push_back({k, off, at, n});
+      at += n;
     }
+    auto read = [&](const Piece& p) { return stripes_.backend().read(stripes_.name(p.k), p.off, buf.subspan(p.at, p.n)); };
+    std::vector<std::future<Result<size_t>>> later;
+    if (stripes_.backend().concurrent_reads()) {
+      for (size_t i = 1; i < pieces.size(); ++i) later.push_back(std::async(std::launch::async, read, pieces[i]));
+    }
+    size_t at = 0;
+    bool ended = false;
+    Status failed;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      auto r = i == 0 || later.empty() ? read(pieces[i]) : later[i - 1].get();
+      if (ended || !failed.ok()) continue;  // every thread is waited for: they write into buf
+      if (!r.ok() && r.status().code() == ENOENT) {  // past the last stripe
+        ended = true;
+        continue;
+      }
+      if (!r.ok()) {
+        failed = r.status();
+        continue;
+      }
+      size_t got = std::min(*r, pieces[i].n);  // a reply never grows the buffer
+      at += got;
+      if (got < pieces[i].n) ended = true;  // a short stripe is the last
+      if (later.empty() && ended) break;
+    }
+    if (!failed.ok()) return failed;
     return at;
   }
 
@@ -144,6 +172,7 @@ class StripedObjectFile : public ObjectFile {
       at += n;
     }
     raise_known(last + 1);
+    raise(full_, (offset + data.size()) / stripes_.size());  // stripes below the end are full now
     return Status::Ok();
   }
 
@@ -153,6 +182,7 @@ class StripedObjectFile : public ObjectFile {
     if (!n.ok()) return n.status();
     uint64_t k = length == 0 ? 0 : (length - 1) / stripes_.size();
     known_.store(std::min(*n, k + 1));  // before removing: it must never count a removed stripe
+    full_.store(std::min(full_.load(), length / stripes_.size()));
     CMKFS_RETURN_IF_ERROR(stripes_.remove_from(k + 1, *n));
     CMKFS_RETURN_IF_ERROR(fill_below(k));
     CMKFS_RETURN_IF_ERROR(stripes_.resize(k, length - k * stripes_.size(), /*must_exist=*/k < *n));
@@ -166,6 +196,7 @@ class StripedObjectFile : public ObjectFile {
     auto n = stripes_.count(first);
     if (!n.ok()) return n.status();
     known_.store(*n);  // may lower it: length() never runs beside a write (open, recovery, fsck)
+    full_.store(*n == 0 ? 0 : *n - 1);  // every stripe but the last
     if (*n == 0) return uint64_t{0};
     if (*n == 1 && first && first->has_value()) return **first;
     auto last = stripes_.length_of(*n - 1);
@@ -182,23 +213,27 @@ class StripedObjectFile : public ObjectFile {
   // Makes stripes [0, k) exist and full before stripe k is written: those from the last one
   // known (which may be short) up are extended to the stripe size. Extending a full stripe, or
   // racing a write into the same stripe, changes no byte.
+  // Stripes known full are skipped: on S3 each check is a request.
   Status fill_below(uint64_t k) {
     uint64_t known = known_.load();
     if (known > k) return Status::Ok();
-    for (uint64_t j = known == 0 ? 0 : known - 1; j < k; ++j) {
+    for (uint64_t j = std::max(known == 0 ? 0 : known - 1, full_.load()); j < k; ++j) {
       CMKFS_RETURN_IF_ERROR(stripes_.resize(j, stripes_.size(), /*must_exist=*/j < known));
     }
     raise_known(k);
+    raise(full_, k);
     return Status::Ok();
   }
-  void raise_known(uint64_t n) {
-    uint64_t cur = known_.load();
-    while (cur < n && !known_.compare_exchange_weak(cur, n)) {
+  void raise_known(uint64_t n) { raise(known_, n); }
+  static void raise(std::atomic<uint64_t>& a, uint64_t n) {
+    uint64_t cur = a.load();
+    while (cur < n && !a.compare_exchange_weak(cur, n)) {
     }
   }
 
   Stripes stripes_;
   std::atomic<uint64_t> known_{0};  // stripes known to exist (a lower bound)
+  std::atomic<uint64_t> full_{0};   // stripes known to be full (a lower bound, <= known_)
   std::optional<uint64_t> first_length_;
   std::atomic<bool> modified_{false};  // written or cut since the open: first_length_ is stale
 };

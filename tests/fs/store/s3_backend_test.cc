@@ -267,6 +267,31 @@ TEST_F(S3BackendTest, AStripeMissingBelowTheLastIsNeverWrittenFromNothing) {
   EXPECT_EQ(puts_of(name(0)), 0);
 }
 
+// Stripes after the first are read at once: a refusal of any one fails the read, and a short
+// stripe ends it, whatever the order the replies come back in.
+TEST_F(S3BackendTest, StripesReadAtOnceFailOrEndAsOneRead) {
+  state_->objects[name(0)] = std::string(kStripe, 'a');
+  state_->objects[name(1)] = std::string(kStripe, 'b');
+  state_->objects[name(2)] = std::string(10, 'c');
+  auto f = open(false);
+  std::string buf(kStripe * 3, '\0');
+  auto got = f->read_at(kStripe / 2, {reinterpret_cast<uint8_t*>(buf.data()), buf.size()});
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(*got, kStripe / 2 + kStripe + 10);
+  EXPECT_EQ(buf.substr(0, kStripe / 2), std::string(kStripe / 2, 'a'));
+  EXPECT_EQ(buf.substr(kStripe / 2, kStripe), std::string(kStripe, 'b'));
+  EXPECT_EQ(buf.substr(kStripe / 2 + kStripe, 10), std::string(10, 'c'));
+  state_->hook = [&](const HttpRequest& r, const std::string& key) -> std::optional<HttpResponse> {
+    if (r.method != "GET" || key != name(1)) return std::nullopt;
+    HttpResponse resp;
+    resp.status = 403;
+    return resp;
+  };
+  got = f->read_at(0, {reinterpret_cast<uint8_t*>(buf.data()), buf.size()});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), EACCES);
+}
+
 // Parts of one stripe written at once (the parallel parts of a large write, any two callers):
 // each puts the whole stripe back, so without the stripe's lock a later put undoes an earlier one.
 TEST_F(S3BackendTest, WritesIntoOneStripeAtOnceKeepEveryByte) {
