@@ -319,8 +319,9 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       ->capture_default_str();
   mount->add_option("--entry-timeout", cmd->mount.entry_timeout, "Seconds the kernel caches names")
       ->capture_default_str();
-  mount->add_option("--threads", cmd->mount.max_threads, "Most FUSE worker threads (twice the cores, at least 4)")
-      ->capture_default_str();
+  mount->add_option("--threads", cmd->mount.max_threads,
+                    "Most FUSE worker threads (default: twice the cores, at least 4; with objects in RADOS or "
+                    "S3, eight times, at least 16)");
   bool no_writeback_cache = false;
   mount->add_flag("--no-writeback-cache", no_writeback_cache,
                   "Send every write(2) to cmkfs at once (a full disk is then reported by write(2), not "

@@ -32,9 +32,10 @@ struct MountOptions {
   std::vector<std::string> fuse_options;  // each -o value, comma lists kept as given
   double attr_timeout = 1.0;              // seconds the kernel caches attributes
   double entry_timeout = 1.0;             // ... names, and the absence of names
-  // FUSE worker threads. Each request wakes the idle worker that has waited longest, so idle
-  // workers beyond what the cores can run only add cold wake-ups (docs/performance.md).
-  unsigned max_threads = std::max(4u, 2 * std::thread::hardware_concurrency());
+  // FUSE worker threads; 0: twice the cores (at least 4) for objects on local storage, where
+  // idle workers beyond what the cores can run only add cold wake-ups (docs/performance.md),
+  // and eight times (at least 16) for objects in a cluster, where a worker waits on the network.
+  unsigned max_threads = 0;
   bool writeback_cache = true;
   bool io_uring = true;  // FUSE over io_uring (fs/fuse/fuse_uring.h), where the kernel has it
   // Metadata changes reach the disk in batches at most this old (meta/batcher.h); 0: each alone.
