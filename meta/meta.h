@@ -244,7 +244,9 @@ class MetaStore {
     std::vector<std::pair<uint64_t, std::string>> entries;  // (parent, name)
   };
   Status listen(std::function<void(std::string_view payload)> fn);
-  static const std::string_view kFeedMissed;  // what listen() hands fn when payloads may be lost
+  // What listen() hands fn first (what the caller loaded before listening may be stale) and
+  // whenever payloads may have been lost (a reconnection).
+  static const std::string_view kFeedMissed;
   void stop_listening();  // fn is not called after this returns
   // EIO when the payload does not authenticate under `keys` (nor came from this process).
   Result<Changes> open_changes(const crypto::StoreKeys& keys, std::string_view payload) const;

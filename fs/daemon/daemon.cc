@@ -359,10 +359,21 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     // The writer's commits: the records they changed are reloaded, and the kernel forgets what
     // it cached of them (attributes, pages, names). Called on the feed's thread, never from a
     // request handler.
-    Status listening = st.meta->listen([&fs, se](std::string_view payload) {
+    // Anyone with a login to the database can NOTIFY: payloads that do not open are logged at
+    // most once a minute, with how many there were.
+    auto last_warning = std::chrono::steady_clock::time_point();
+    uint64_t unopened = 0;
+    Status listening = st.meta->listen([&fs, se, last_warning, unopened](std::string_view payload) mutable {
       auto changes = fs.apply_changes(payload);
       if (!changes.ok()) {
-        if (changes.status().code() != EACCES) spdlog::warn("change feed: {}", changes.status().message());
+        if (changes.status().code() == EACCES) return;
+        ++unopened;
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_warning >= std::chrono::minutes(1)) {
+          spdlog::warn("{} change-feed payload(s) did not open; the last: {}", unopened, changes.status().message());
+          last_warning = now;
+          unopened = 0;
+        }
         return;
       }
       for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);

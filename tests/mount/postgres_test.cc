@@ -168,6 +168,31 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   EXPECT_TRUE(says(refused, "--follow needs a store whose metadata is in PostgreSQL")) << refused.output;
 }
 
+// Anyone with a login to the database can NOTIFY the store's channel: a flood of payloads that
+// do not open is one line a minute in the follower's log (each was a line), and it keeps serving.
+TEST_F(PostgresTest, GarbageOnTheFeedIsLoggedOnceAMinuteAndTheFollowerServes) {
+  init_pg(schema());
+  mount();
+  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
+  stdfs::create_directories(mnt2);
+  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+  ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
+  auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + dir + "/log2");
+  ASSERT_EQ(follower.rc, 0) << follower.output;
+  ASSERT_EQ(psql("SELECT count(pg_notify('" + schema() + "', 'garbage' || g)) FROM generate_series(1, 200) g").rc, 0);
+  write_file(at("after"), "still served");
+  EXPECT_EQ(read_file(mnt2 + "/after"), "still served");
+  EXPECT_TRUE(wait_for_text(dir + "/log2", "did not open", 5)) << read_file(dir + "/log2");
+  ::usleep(300000);
+  std::string log2 = read_file(dir + "/log2");
+  size_t lines = 0;
+  for (size_t at = log2.find("did not open"); at != std::string::npos; at = log2.find("did not open", at + 1)) ++lines;
+  EXPECT_EQ(lines, 1u) << log2;
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+  umount();
+  ::umount2((store2 + "/objects").c_str(), MNT_DETACH);
+}
+
 // The writer's lock is a session in the database: if that session ends under it (a server
 // restart, a terminated backend), its writes fail from then on, and another mount can take the
 // store; they never write side by side.
