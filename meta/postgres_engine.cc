@@ -113,7 +113,13 @@ class PostgresEngine final : public Engine {
   ~PostgresEngine() override {
     stop_listening();
     for (PGconn* c : idle_) PQfinish(c);
-    if (writer_lock_ != nullptr) PQfinish(writer_lock_);
+    if (writer_lock_ != nullptr) {
+      // Released before the close returns: the server frees a closed session's locks only once
+      // its backend has exited, after the close, and the next open (a remount, fsck) could find
+      // the store still taken.
+      PgResult r(PQexec(writer_lock_, ("SELECT pg_advisory_unlock(" + std::to_string(writer_key_) + ")").c_str()));
+      PQfinish(writer_lock_);
+    }
   }
 
   Status create();

@@ -328,6 +328,20 @@ TEST_F(ChangeFeedTest, AnotherProcessHearsWhatACommitChangedAndNothingOfAnAbort)
   (*other)->stop_listening();
 }
 
+// The writer lock is a session lock: a store closed and opened again at once (a remount, fsck
+// after a mount) finds it free. The server frees a closed session's locks only when its backend
+// exits, after the close returns, so the lock is released first.
+TEST_F(ChangeFeedTest, TheWriterLockIsFreeTheMomentItsHolderCloses) {
+  for (int i = 0; i < 50; ++i) {
+    auto writer = open(false);
+    ASSERT_TRUE(writer.ok()) << writer.status().message();
+    ASSERT_TRUE((*writer)->lock_writer().ok()) << "round " << i;
+    auto second = open(false);
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ((*second)->lock_writer().code(), EBUSY);
+  }
+}
+
 TEST_F(ChangeFeedTest, ALargeCommitIsSplitIntoPayloadsThatFit) {
   auto other = open(false);
   ASSERT_TRUE(other.ok());
