@@ -125,6 +125,13 @@ Mac256 hmac_sha256(Bytes key, Bytes data) {
   return mac;
 }
 
+Mac256 sha256(Bytes data) {
+  Mac256 digest{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr);
+  return digest;
+}
+
 struct Sha256::State {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   ~State() { EVP_MD_CTX_free(ctx); }

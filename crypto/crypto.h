@@ -95,6 +95,7 @@ Result<SecretBytes> random_key();  // kKeySize random bytes
 Result<SecretBytes> hkdf_sha256(Bytes ikm, Bytes salt, Bytes info, size_t length = kKeySize);
 
 Mac256 hmac_sha256(Bytes key, Bytes data);
+Mac256 sha256(Bytes data);  // one-shot; Sha256 below for a stream
 
 // SHA-256 of a stream (content digests: a registry blob is named by the SHA-256 of its bytes).
 class Sha256 {

@@ -125,12 +125,12 @@ echo "== metadata operations: one node against two"
 scripts/pg-cluster.sh start "$WORK/pg" >/dev/null
 NODES_CSV=$OUT/cluster-nodes.csv
 echo "rep,create_s,stat_one_node_s,stat_two_nodes_s" >"$NODES_CSV"
+A=$WORK/node-a B=$WORK/node-b
+node_a() { CMKFS_CONFIG_DIR=$A/host "$CMKFS" "$@"; }
+node_b() { CMKFS_CONFIG_DIR=$B/host "$CMKFS" "$@"; }
 for rep in $(seq "$REPS"); do
-  A=$WORK/node-a B=$WORK/node-b
   rm -rf "$A" "$B"
   mkdir -p "$A/mnt" "$B/mnt"
-  node_a() { CMKFS_CONFIG_DIR=$A/host "$CMKFS" "$@"; }
-  node_b() { CMKFS_CONFIG_DIR=$B/host "$CMKFS" "$@"; }
   node_a init "$A/store" --meta "postgres://bench_nodes_$rep" --pg-conninfo "$WORK/pg/conninfo" \
     --objects rados://cmkfs --ceph-conf "$CEPH/ceph.conf" --local-key-file "$A/key" >/dev/null
   fp=$(node_a encryption show "$A/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostBinding"]["dataKeyFingerprint"])')

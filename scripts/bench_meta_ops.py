@@ -8,7 +8,6 @@ usage: bench_meta_ops.py create DIR N    N files of 100 B in DIR/d00..d19 (made)
 CSV rows: rep,create_s,stat_one_node_s,stat_two_nodes_s (the two nodes' times: the longer)."""
 import csv
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -32,10 +31,7 @@ def report(path, md, n, section):
     open(md, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
     if section:
-        keep = bench_readme.kept_dir("README.md")
-        shutil.copy(path, os.path.join(keep, os.path.basename(path)))
-        shutil.copy(md, os.path.join(keep, os.path.basename(md)))
-        bench_readme.put_section("README.md", section, "\n".join(lines))
+        bench_readme.publish(path, md, section, "\n".join(lines))
 
 
 def paths(root, n):

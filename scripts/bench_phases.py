@@ -6,8 +6,6 @@ CSV rows: rep,target,push_s,pull_s with target BASELINE or a cmkfs variant (cmkf
 one row per phase and variant. With README_SECTION the table
 also goes into README.md (and the CSV and table into scripts/bench/)."""
 import csv
-import os
-import shutil
 import statistics
 import sys
 
@@ -39,10 +37,7 @@ def main():
     open(md, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
     if section:
-        keep = bench_readme.kept_dir("README.md")
-        shutil.copy(path, os.path.join(keep, os.path.basename(path)))
-        shutil.copy(md, os.path.join(keep, os.path.basename(md)))
-        bench_readme.put_section("README.md", section, "\n".join(lines))
+        bench_readme.publish(path, md, section, "\n".join(lines))
 
 
 if __name__ == "__main__":

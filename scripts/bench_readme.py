@@ -2,6 +2,7 @@
 between <!-- bench:NAME:start --> and <!-- bench:NAME:end -->) with the files they show, kept
 in scripts/bench/."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,3 +29,11 @@ def put_section(readme, name, body, heading=""):
     else:
         text += f"\n{heading}{section}\n"
     open(readme, "w").write(text)
+
+
+def publish(csv_path, md_path, section, body, readme="README.md"):
+    """Keeps the run's CSV and table in scripts/bench/ and puts `body` into README's section."""
+    keep = kept_dir(readme)
+    shutil.copy(csv_path, os.path.join(keep, os.path.basename(csv_path)))
+    shutil.copy(md_path, os.path.join(keep, os.path.basename(md_path)))
+    put_section(readme, section, body)

@@ -22,21 +22,16 @@ Status bind_objects(OpenStore& store, const ObjectsConfig& given) {
     const std::string& g = given.*field;
     (*place).*field = !g.empty() ? g : known ? (*known).*field : fallback;
   };
-  auto absolute = [](std::string& path) {
-    if (!path.empty()) path = std::filesystem::absolute(path).string();
-  };
   if (place->kind == "rados") {
     pick(&ObjectsConfig::conf, "/etc/ceph/ceph.conf");
     pick(&ObjectsConfig::user, "admin");
-    absolute(place->conf);
   } else {
     pick(&ObjectsConfig::endpoint, "");
     pick(&ObjectsConfig::region, "us-east-1");
     pick(&ObjectsConfig::credentials, "");
     pick(&ObjectsConfig::ca, "");
-    absolute(place->credentials);
-    absolute(place->ca);
   }
+  place->make_paths_absolute();
   CMKFS_RETURN_IF_ERROR(place->check_host_part());
   auto reached = open_object_store(*place, -1);
   if (!reached.ok()) return Status(reached.status().code(), "cannot reach the store's objects: " + reached.status().message());

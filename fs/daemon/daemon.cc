@@ -304,7 +304,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   std::unique_ptr<UringTransport> uring;
   if (o.io_uring) {
     Status on = enable_kernel_uring();
-    unsigned per_cpu = threads / std::max(1u, std::thread::hardware_concurrency());
+    unsigned per_cpu = threads / cores;
     if (on.ok()) uring = std::make_unique<UringTransport>(se, per_cpu);
     else spdlog::info("{}: serving over /dev/fuse", on.message());
   }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -246,6 +247,12 @@ Status ObjectsConfig::check_host_part() const {
   if (credentials.empty()) return Status::InvalidArgument("S3 objects need --s3-credentials FILE");
   if (!valid_region(region)) return Status::InvalidArgument("bad S3 region '" + region + "'");
   return check_s3_endpoint(endpoint);
+}
+
+void ObjectsConfig::make_paths_absolute() {
+  for (std::string* path : {&conf, &credentials, &ca}) {
+    if (!path->empty()) *path = std::filesystem::absolute(*path).string();
+  }
 }
 
 std::string ObjectsConfig::public_json() const {

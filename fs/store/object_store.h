@@ -78,6 +78,8 @@ struct ObjectsConfig {
   }
   // Where this host's part must be given (EINVAL naming the option otherwise).
   Status check_host_part() const;
+  // The host's files (ceph.conf, S3 credentials and CA) named from /, as the binding keeps them.
+  void make_paths_absolute();
   static constexpr uint64_t kRadosObjectSize = 4 << 20;
   static constexpr uint32_t kStripeLayout = 1;  // every stripe but a file's last full
   // An S3 stripe is written whole, so it holds whole sealed chunks: 1 MiB of plaintext

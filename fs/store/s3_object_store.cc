@@ -19,8 +19,6 @@
 
 #include <pugixml.hpp>
 
-#include "crypto/base/hex.h"
-#include "crypto/crypto.h"
 #include "fs/store/private_fs.h"
 #include "fs/store/s3_signer.h"
 #include "fs/store/striped_object_store.h"
@@ -31,14 +29,6 @@ namespace {
 
 constexpr double kTimeoutSeconds = 20;
 constexpr int kAttempts = 3;
-const std::string kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-std::string sha256_hex(const std::string& body) {
-  crypto::Sha256 h;
-  h.update({reinterpret_cast<const uint8_t*>(body.data()), body.size()});
-  return to_hex(h.finish());
-}
-
 // The S3 error code of an error reply (<Error><Code>...), if it has one that reads as a code.
 std::string error_code(const std::string& body) {
   pugi::xml_document doc;
@@ -110,25 +100,26 @@ class S3Client {
       : ep_(std::move(ep)), region_(std::move(region)), keys_(std::move(keys)), bucket_(std::move(bucket)), http_(std::move(http)) {}
 
   // `key` empty: the bucket itself. Retries what may pass a second time (a 5xx, a dropped
-  // connection); every request here is idempotent.
+  // connection); every request here is idempotent. The body (a stripe) is moved in, not copied.
   Result<keyclient::HttpResponse> send(const std::string& method, const std::string& key,
                                        std::vector<std::pair<std::string, std::string>> query = {},
                                        std::vector<std::pair<std::string, std::string>> headers = {},
-                                       const std::string& body = {}) {
+                                       std::string body = {}) {
     S3SignedRequest r{.method = method,
                       .host = ep_.host,
                       .path = "/" + bucket_ + (key.empty() ? "" : "/" + s3_uri_encode(key, true)),
                       .query = std::move(query),
                       .headers = std::move(headers),
-                      .payload_sha256 = body.empty() ? kEmptySha256 : sha256_hex(body)};
-    std::string url = ep_.scheme + "://" + ep_.host + r.path;
+                      .payload_sha256 = s3_payload_sha256(body)};
+    keyclient::HttpRequest req{.method = method, .url = ep_.scheme + "://" + ep_.host + r.path, .headers = {},
+                               .body = std::move(body)};
     for (size_t i = 0; i < r.query.size(); ++i) {
-      url += (i == 0 ? "?" : "&") + s3_uri_encode(r.query[i].first, false) + "=" + s3_uri_encode(r.query[i].second, false);
+      req.url += (i == 0 ? "?" : "&") + s3_uri_encode(r.query[i].first, false) + "=" + s3_uri_encode(r.query[i].second, false);
     }
     Status last;
     for (int attempt = 0; attempt < kAttempts; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100 << (2 * attempt)));
-      keyclient::HttpRequest req{.method = method, .url = url, .headers = r.headers, .body = body};
+      req.headers = r.headers;  // signed again: the date moves
       req.headers.emplace_back("Host", ep_.host);
       for (auto& h : s3_sign(r, keys_, region_, std::time(nullptr))) req.headers.push_back(std::move(h));
       auto resp = http_->send(req);
@@ -148,6 +139,14 @@ class S3Client {
   }
 
   const std::string& bucket() const { return bucket_; }
+
+  // HEAD of the bucket: its HTTP status (200: there, 404: missing).
+  Result<long> head_bucket() {
+    auto r = send("HEAD", "");
+    if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + bucket_ + ": " + r.status().message());
+    if (r->status != 200 && r->status != 404) return failure(*r, "HEAD", "");
+    return r->status;
+  }
 
  private:
   std::string shown(const std::string& key) const { return bucket_ + (key.empty() ? "" : "/" + key); }
@@ -211,7 +210,7 @@ class S3Backend : public StripeBackend {
     if (!whole.ok()) return whole.status();
     if (whole->size() < offset + data.size()) whole->resize(offset + data.size(), '\0');
     std::memcpy(whole->data() + offset, data.data(), data.size());
-    return put(name, *whole);
+    return put(name, std::move(*whole));
   }
 
   Status resize(const std::string& name, uint64_t length, bool must_exist) override {
@@ -227,7 +226,7 @@ class S3Backend : public StripeBackend {
       whole = std::move(*got);
     }
     whole.resize(length, '\0');
-    return put(name, whole);
+    return put(name, std::move(whole));
   }
 
   // S3 answers 204 whether or not the object existed; striping needs to know (a run of missing
@@ -278,7 +277,6 @@ class S3Backend : public StripeBackend {
   }
 
   bool writes_whole() const override { return true; }
-  bool concurrent_reads() const override { return true; }
 
   // S3 has no capacity to report: a bucket is as large as the service lets it be.
   Result<struct statvfs> statfs() override {
@@ -313,8 +311,8 @@ class S3Backend : public StripeBackend {
     return std::move(r->body);
   }
 
-  Status put(const std::string& name, const std::string& body) {
-    auto r = s3_->send("PUT", key(name), {}, {{"Content-Type", "application/octet-stream"}}, body);
+  Status put(const std::string& name, std::string body) {
+    auto r = s3_->send("PUT", key(name), {}, {{"Content-Type", "application/octet-stream"}}, std::move(body));
     if (!r.ok()) return r.status();
     if (r->status != 200) return s3_->failure(*r, "PUT", key(name));
     return Status::Ok();
@@ -368,10 +366,9 @@ Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& c
   // The largest reply: a whole stripe, or a page of a listing.
   auto client = connect(config, std::max<size_t>(config.object_size, 4 << 20) + 4096, std::move(transport));
   if (!client.ok()) return client.status();
-  auto r = (*client)->send("HEAD", "");
-  if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + config.pool + ": " + r.status().message());
-  if (r->status == 404) return Status::IOError(ENOENT, "S3 bucket " + config.pool + " does not exist");
-  if (r->status != 200) return (*client)->failure(*r, "HEAD", "");
+  auto there = (*client)->head_bucket();
+  if (!there.ok()) return there.status();
+  if (*there == 404) return Status::IOError(ENOENT, "S3 bucket " + config.pool + " does not exist");
   return make_striped_object_store(std::make_unique<S3Backend>(std::move(*client), config.ns, config.object_size),
                                    config.object_size);
 }
@@ -379,11 +376,9 @@ Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& c
 Status create_s3_bucket(const ObjectsConfig& config) {
   auto client = connect(config, 1 << 20);
   if (!client.ok()) return client.status();
-  auto r = (*client)->send("HEAD", "");
-  if (!r.ok()) return Status(r.status().code(), "cannot reach S3 bucket " + config.pool + ": " + r.status().message());
-  if (r->status == 200) return Status::Ok();
-  if (r->status != 404) return (*client)->failure(*r, "HEAD", "");
-  r = (*client)->send("PUT", "");
+  auto there = (*client)->head_bucket();
+  if (!there.ok() || *there == 200) return there.status();
+  auto r = (*client)->send("PUT", "");
   if (!r.ok()) return r.status();
   if (r->status == 200 || error_code(r->body) == "BucketAlreadyOwnedByYou") return Status::Ok();
   return (*client)->failure(*r, "PUT (create bucket)", "");

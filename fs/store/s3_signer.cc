@@ -13,12 +13,6 @@ crypto::Bytes bytes_of(std::string_view s) { return {reinterpret_cast<const uint
 
 crypto::Mac256 hmac(crypto::Bytes key, std::string_view data) { return crypto::hmac_sha256(key, bytes_of(data)); }
 
-std::string sha256_hex(std::string_view s) {
-  crypto::Sha256 h;
-  h.update(bytes_of(s));
-  return to_hex(h.finish());
-}
-
 std::string trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
   return b == std::string_view::npos ? std::string() : std::string(s.substr(b, e - b + 1));
@@ -30,22 +24,6 @@ std::string lower(std::string s) {
 }
 
 }  // namespace
-
-std::string s3_uri_encode(std::string_view s, bool keep_slash) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (alnum || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 S3KeysOrError parse_s3_keys(std::string_view text) {
   S3KeysOrError r;
@@ -70,6 +48,8 @@ S3KeysOrError parse_s3_keys(std::string_view text) {
   else if (r.keys.secret_key.empty()) r.error = "no secret_key (or aws_secret_access_key) line";
   return r;
 }
+
+std::string s3_payload_sha256(std::string_view body) { return to_hex(crypto::sha256(bytes_of(body))); }
 
 std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& r, const S3Keys& keys,
                                                          const std::string& region, std::time_t now) {
@@ -99,7 +79,7 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
   std::string canonical = r.method + "\n" + r.path + "\n" + canonical_query + "\n" + canonical_headers + "\n" +
                           signed_headers + "\n" + r.payload_sha256;
   std::string scope = date + "/" + region + "/s3/aws4_request";
-  std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + sha256_hex(canonical);
+  std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + s3_payload_sha256(canonical);
 
   crypto::SecretBytes secret(4 + keys.secret_key.size());
   std::copy_n("AWS4", 4, secret.data());

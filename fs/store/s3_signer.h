@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "keyclient/http.h"
+
 namespace cmkfs::fs {
 
 struct S3Keys {
@@ -41,6 +43,11 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
 
 // RFC 3986 encoding as SigV4 wants it: everything but unreserved characters (and '/' when
 // `keep_slash`) as %XX.
-std::string s3_uri_encode(std::string_view s, bool keep_slash);
+inline std::string s3_uri_encode(std::string_view s, bool keep_slash) {
+  return keyclient::percent_encode(s, keep_slash ? "/" : "");
+}
+
+// The lowercase hex SHA-256 of a request's body, as x-amz-content-sha256 carries it.
+std::string s3_payload_sha256(std::string_view body);
 
 }  // namespace cmkfs::fs

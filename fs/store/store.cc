@@ -155,11 +155,9 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   if (!objects.local()) {
     if (objects.ns.empty()) objects.ns = to_hex(sb.store_id);
     CMKFS_RETURN_IF_ERROR(objects.check_host_part());
-    if (objects.kind == "rados") objects.conf = stdfs::absolute(objects.conf).string();
+    objects.make_paths_absolute();
     if (objects.kind == "s3") {
       objects.object_size = ObjectsConfig::s3_object_size(opts.chunk_size);
-      objects.credentials = stdfs::absolute(objects.credentials).string();
-      if (!objects.ca.empty()) objects.ca = stdfs::absolute(objects.ca).string();
       CMKFS_RETURN_IF_ERROR(create_s3_bucket(objects));
     }
     CMKFS_RETURN_IF_ERROR(check_objects_empty(objects));

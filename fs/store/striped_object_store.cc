@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <future>
 #include <map>
 #include <vector>
 
@@ -117,45 +116,18 @@ class StripedObjectFile : public ObjectFile {
   StripedObjectFile(Stripes stripes, std::optional<uint64_t> first_length)
       : stripes_(std::move(stripes)), first_length_(first_length) {}
 
-  // Stripe by stripe; with a backend whose requests wait on a network round trip each (S3),
-  // the stripes after the first are read at once, each on a thread of its own.
   Result<size_t> read_at(uint64_t offset, crypto::MutableBytes buf) override {
-    struct Piece {
-      uint64_t k, off;
-      size_t at, n;
-    };
-    std::vector<Piece> pieces;
-    for (size_t at = 0; at < buf.size();) {
+    size_t at = 0;
+    while (at < buf.size()) {
       uint64_t k = (offset + at) / stripes_.size(), off = (offset + at) % stripes_.size();
       size_t n = std::min<uint64_t>(buf.size() - at, stripes_.size() - off);
-      pieces.push_back({k, off, at, n});
-      at += n;
-    }
-    auto read = [&](const Piece& p) { return stripes_.backend().read(stripes_.name(p.k), p.off, buf.subspan(p.at, p.n)); };
-    std::vector<std::future<Result<size_t>>> later;
-    if (stripes_.backend().concurrent_reads()) {
-      for (size_t i = 1; i < pieces.size(); ++i) later.push_back(std::async(std::launch::async, read, pieces[i]));
-    }
-    size_t at = 0;
-    bool ended = false;
-    Status failed;
-    for (size_t i = 0; i < pieces.size(); ++i) {
-      auto r = i == 0 || later.empty() ? read(pieces[i]) : later[i - 1].get();
-      if (ended || !failed.ok()) continue;  // every thread is waited for: they write into buf
-      if (!r.ok() && r.status().code() == ENOENT) {  // past the last stripe
-        ended = true;
-        continue;
-      }
-      if (!r.ok()) {
-        failed = r.status();
-        continue;
-      }
-      size_t got = std::min(*r, pieces[i].n);  // a reply never grows the buffer
+      auto r = stripes_.backend().read(stripes_.name(k), off, buf.subspan(at, n));
+      if (!r.ok() && r.status().code() == ENOENT) break;  // past the last stripe
+      if (!r.ok()) return r.status();
+      size_t got = std::min(*r, n);  // a reply never grows the buffer
       at += got;
-      if (got < pieces[i].n) ended = true;  // a short stripe is the last
-      if (later.empty() && ended) break;
+      if (got < n) break;  // a short stripe is the last
     }
-    if (!failed.ok()) return failed;
     return at;
   }
 

@@ -32,8 +32,6 @@ class StripeBackend {
   virtual Result<struct statvfs> statfs() = 0;
   // Whether objects are written whole (S3): a write of part of one reads it first.
   virtual bool writes_whole() const { return false; }
-  // Whether several objects are best read at once (each request a network round trip).
-  virtual bool concurrent_reads() const { return false; }
 };
 
 // Each file's object is striped over objects of `stripe_size` bytes of `backend`.

@@ -27,6 +27,7 @@ class PostgresTest : public MountTest {
     conninfo = dir + "/conninfo";
     write_file(conninfo, conninfo_text);
     ::chmod(conninfo.c_str(), 0600);
+    store2 = dir + "/store2", mnt2 = dir + "/mnt2", log2 = dir + "/log2";
   }
   // A store of this test's with its metadata in `schema`.
   void init_pg(const std::string& schema, const std::string& conn = "") {
@@ -49,7 +50,19 @@ class PostgresTest : public MountTest {
     return conninfo_text.substr(at + 9, conninfo_text.find_first_of(" \n", at + 9) - at - 9);
   }
 
+  // A follower of this test's mounted store: a second directory of it (a copy, its objects
+  // bound in) mounted with --follow at mnt2, logging to log2.
+  void mount_follower() {
+    stdfs::create_directories(mnt2);
+    ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+    ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
+    auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + log2);
+    ASSERT_EQ(follower.rc, 0) << follower.output;
+  }
+  void unbind_follower_objects() { ::umount2((store2 + "/objects").c_str(), MNT_DETACH); }
+
   std::string conninfo, conninfo_text;
+  std::string store2, mnt2, log2;  // a second host's directory of the store, its mountpoint and log
 };
 
 TEST_F(PostgresTest, TheDatabaseHoldsSealedRecordsOnlyAndTheStoreDirectoryNone) {
@@ -86,10 +99,9 @@ TEST_F(PostgresTest, OneWriterAcrossHostsAndAKilledOneLetsTheNextIn) {
   mount();
   write_file(at("f"), "from the first host");
   ASSERT_EQ(::system(("sync -f " + mnt).c_str()), 0);
-  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
   stdfs::create_directories(mnt2);
   ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
-  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
+  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2);
   EXPECT_EQ(second.rc, 13) << second.output;
   EXPECT_TRUE(says(second, "mounted (or checked) by another cmkfs")) << second.output;
   EXPECT_EQ(run(cmkfs_binary() + " fsck " + store2).rc, 13);
@@ -100,8 +112,8 @@ TEST_F(PostgresTest, OneWriterAcrossHostsAndAKilledOneLetsTheNextIn) {
   ASSERT_TRUE(wait_gone(pid, 10));
   detach_mounts_below(mnt);
   mounted = false;
-  second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
-  ASSERT_EQ(second.rc, 0) << second.output << read_file(dir + "/log2");
+  second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2);
+  ASSERT_EQ(second.rc, 0) << second.output << read_file(log2);
   EXPECT_EQ(read_file(mnt2 + "/f"), "from the first host");
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
 }
@@ -114,12 +126,7 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   init_pg(schema());
   mount();
   write_file(at("f1"), "one");
-  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
-  stdfs::create_directories(mnt2);
-  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
-  ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
-  auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + dir + "/log2");
-  ASSERT_EQ(follower.rc, 0) << follower.output;
+  mount_follower();
   auto there = [&](const std::string& rel) { return mnt2 + "/" + rel; };
   EXPECT_EQ(read_file(there("f1")), "one");
 
@@ -153,10 +160,10 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   EXPECT_NE(run("touch " + there("nope")).rc, 0);
   EXPECT_NE(::stat(at("nope").c_str(), &st), 0);
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
-  EXPECT_EQ(read_file(dir + "/log2").find(" error "), std::string::npos) << read_file(dir + "/log2");
+  EXPECT_EQ(read_file(log2).find(" error "), std::string::npos) << read_file(log2);
   EXPECT_EQ(read_file(at("f1")), "one and more");
   umount();
-  ::umount2((store2 + "/objects").c_str(), MNT_DETACH);
+  unbind_follower_objects();
   auto fsck = run(cmkfs_binary() + " fsck " + store);
   EXPECT_EQ(fsck.rc, 0) << fsck.output;
 
@@ -173,24 +180,19 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
 TEST_F(PostgresTest, GarbageOnTheFeedIsLoggedOnceAMinuteAndTheFollowerServes) {
   init_pg(schema());
   mount();
-  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
-  stdfs::create_directories(mnt2);
-  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
-  ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
-  auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + dir + "/log2");
-  ASSERT_EQ(follower.rc, 0) << follower.output;
+  mount_follower();
   ASSERT_EQ(psql("SELECT count(pg_notify('" + schema() + "', 'garbage' || g)) FROM generate_series(1, 200) g").rc, 0);
   write_file(at("after"), "still served");
   EXPECT_EQ(read_file(mnt2 + "/after"), "still served");
-  EXPECT_TRUE(wait_for_text(dir + "/log2", "did not open", 5)) << read_file(dir + "/log2");
+  EXPECT_TRUE(wait_for_text(log2, "did not open", 5)) << read_file(log2);
   ::usleep(300000);
-  std::string log2 = read_file(dir + "/log2");
+  std::string logged = read_file(log2);
   size_t lines = 0;
-  for (size_t at = log2.find("did not open"); at != std::string::npos; at = log2.find("did not open", at + 1)) ++lines;
-  EXPECT_EQ(lines, 1u) << log2;
+  for (size_t at = logged.find("did not open"); at != std::string::npos; at = logged.find("did not open", at + 1)) ++lines;
+  EXPECT_EQ(lines, 1u) << logged;
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
   umount();
-  ::umount2((store2 + "/objects").c_str(), MNT_DETACH);
+  unbind_follower_objects();
 }
 
 // The writer's lock is a session in the database: if that session ends under it (a server
@@ -205,10 +207,9 @@ TEST_F(PostgresTest, AWriterWhoseLockSessionEndedWritesNothingMore) {
   ASSERT_EQ(killed.rc, 0) << killed.output;
   ASSERT_NE(killed.output.find('t'), std::string::npos) << killed.output;
   EXPECT_NE(run("sh -c 'echo x > " + at("after") + "'").rc, 0);
-  std::string store2 = dir + "/store2", mnt2 = dir + "/mnt2";
   stdfs::create_directories(mnt2);
   ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
-  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + dir + "/log2");
+  auto second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2);
   ASSERT_EQ(second.rc, 0) << second.output;
   EXPECT_EQ(read_file(mnt2 + "/before"), "kept");
   EXPECT_NE(run("sh -c 'echo x > " + at("late") + "'").rc, 0);  // the first still writes nothing
@@ -220,13 +221,13 @@ TEST_F(PostgresTest, AWriterWhoseLockSessionEndedWritesNothingMore) {
 // (their lock keys once met, and each mount froze the other).
 TEST_F(PostgresTest, StoresWithNeighbouringNamesDoNotBlockEachOther) {
   init_pg(schema() + "0");
-  std::string other = dir + "/other", mnt2 = dir + "/mnt2";
+  std::string other = dir + "/other";
   auto r = run(cmkfs_binary() + " init " + other + " --local-key-file " + dir + "/key2 --meta postgres://" + schema() +
                "1 --pg-conninfo " + conninfo);
   ASSERT_EQ(r.rc, 0) << r.output;
   mount();
   stdfs::create_directories(mnt2);
-  auto m = run(cmkfs_binary() + " mount " + other + " " + mnt2 + " --log-file " + dir + "/log2");
+  auto m = run(cmkfs_binary() + " mount " + other + " " + mnt2 + " --log-file " + log2);
   ASSERT_EQ(m.rc, 0) << m.output;
   auto both = run("timeout 20 sh -c 'for i in $(seq 50); do echo $i > " + at("f") + "; echo $i > " + mnt2 +
                   "/f; done'");

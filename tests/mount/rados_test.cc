@@ -5,50 +5,35 @@
 #include <set>
 
 #include "tests/support/ceph_fixture.h"
-#include "tests/support/lifecycle.h"
-#include "tests/support/vault_fixture.h"
 
 namespace cmkfs::testing {
 namespace {
 
 using nlohmann::json;
 
-class RadosTest : public Lifecycle<VaultTest> {
+class RadosTest : public ClusterObjectsTest {
  protected:
   void SetUp() override {
-    Lifecycle<VaultTest>::SetUp();
+    ClusterObjectsTest::SetUp();
     cluster_ = ceph_dir();
     ASSERT_FALSE(cluster_.empty()) << "needs the ceph fixture (CMKFS_TEST_CEPH_DIR)";
     std::string rados = "rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns();
     run(rados + " ls | xargs -r -n 100 " + rados + " rm");  // an earlier run's
   }
   // Each test's store in a namespace of its own.
-  std::string objects_flags() const {
+  std::string objects_flags() const override {
     return " --objects rados://cmkfs/" + ns() + " --ceph-conf " + cluster_ + "/ceph.conf";
   }
   std::string ns() const { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
   // The RADOS object names in this test's namespace.
-  std::set<std::string> objects() const {
+  std::set<std::string> objects() const override {
     return lines_of(run("rados -c " + cluster_ + "/ceph.conf -p cmkfs -N " + ns() + " ls").output);
   }
 
   std::string cluster_;
 };
 
-TEST_F(RadosTest, RevokedThroughTheMountThenServedAgainWithoutARemount) {
-  init_vault(key_url, objects_flags());
-  mount_with_file();
-  ASSERT_FALSE(objects().empty());
-  vault_json("key disable --name cmk");
-  expect_revoked();
-  vault_json("key enable --name cmk");
-  expect_serving();
-  write_file(at("after"), "written after the restore");
-  release();
-  remount();
-  EXPECT_EQ(read_file(at("after")), "written after the restore");
-  EXPECT_EQ(read_file(at("f")), content);
-}
+TEST_F(RadosTest, RevokedThroughTheMountThenServedAgainWithoutARemount) { revoke_and_restore_through_the_mount(); }
 
 TEST_F(RadosTest, ADataKeyRotationMovesEveryFileIntoNewObjects) {
   init_vault(key_url, objects_flags());

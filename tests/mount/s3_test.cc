@@ -10,8 +10,6 @@
 
 
 #include "tests/support/ceph_fixture.h"
-#include "tests/support/lifecycle.h"
-#include "tests/support/vault_fixture.h"
 
 namespace cmkfs::testing {
 namespace {
@@ -20,10 +18,10 @@ using nlohmann::json;
 
 constexpr const char* kBucket = "cmkfs-test";
 
-class S3Test : public Lifecycle<VaultTest> {
+class S3Test : public ClusterObjectsTest {
  protected:
   void SetUp() override {
-    Lifecycle<VaultTest>::SetUp();
+    ClusterObjectsTest::SetUp();
     ASSERT_FALSE(ceph_dir().empty()) << "needs the ceph fixture (CMKFS_TEST_CEPH_DIR)";
     s3 = S3Gateway::from(ceph_dir());
     ASSERT_FALSE(s3.endpoint.empty()) << read_file(ceph_dir() + "/rgw.env");
@@ -33,10 +31,10 @@ class S3Test : public Lifecycle<VaultTest> {
   }
   // Each test's store under a prefix of its own.
   std::string prefix() const { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
-  std::string objects_flags() const {
+  std::string objects_flags() const override {
     return std::string(" --objects s3://") + kBucket + "/" + prefix() + " --s3-endpoint " + s3.endpoint + " --s3-credentials " + creds;
   }
-  std::set<std::string> objects() const {
+  std::set<std::string> objects() const override {
     std::set<std::string> names;
     for (const auto& k : s3.keys(kBucket, prefix())) names.insert(k.substr(prefix().size() + 1));
     return names;
@@ -196,20 +194,7 @@ TEST_F(S3Test, CredentialsArePrivateTheEndpointIsCheckedAndWrongKeysAreRefused) 
   EXPECT_FALSE(stdfs::exists(store + "/meta/data.mdb"));
 }
 
-TEST_F(S3Test, RevokedThroughTheMountThenServedAgainWithoutARemount) {
-  init_vault(key_url, objects_flags());
-  mount_with_file();
-  ASSERT_FALSE(objects().empty());
-  vault_json("key disable --name cmk");
-  expect_revoked();
-  vault_json("key enable --name cmk");
-  expect_serving();
-  write_file(at("after"), "written after the restore");
-  release();
-  remount();
-  EXPECT_EQ(read_file(at("after")), "written after the restore");
-  EXPECT_EQ(read_file(at("f")), content);
-}
+TEST_F(S3Test, RevokedThroughTheMountThenServedAgainWithoutARemount) { revoke_and_restore_through_the_mount(); }
 
 TEST_F(S3Test, ADataKeyRotationMovesEveryFileIntoNewObjectsAndRemovesTheOld) {
   init_vault(key_url, objects_flags());

@@ -8,7 +8,9 @@
 #include <sstream>
 #include <string>
 
+#include "tests/support/lifecycle.h"
 #include "tests/support/mount_fixture.h"
+#include "tests/support/vault_fixture.h"
 
 namespace cmkfs::testing {
 
@@ -63,6 +65,31 @@ struct S3Gateway {
   }
   bool remove(const std::string& bucket, const std::string& key) const {
     return curl("-f -X DELETE '" + endpoint + "/" + bucket + "/" + key + "'").rc == 0;
+  }
+};
+
+// A store whose objects are in the cluster, under a vault key: each kind says how init places
+// them and what the cluster holds.
+class ClusterObjectsTest : public Lifecycle<VaultTest> {
+ protected:
+  virtual std::string objects_flags() const = 0;
+  virtual std::set<std::string> objects() const = 0;  // this test's object names
+
+  // Revoked, every access through the mount is EACCES (cached pages too); restored, it serves
+  // again without a remount, and writes what it is given.
+  void revoke_and_restore_through_the_mount() {
+    init_vault(key_url, objects_flags());
+    mount_with_file();
+    ASSERT_FALSE(objects().empty());
+    vault_json("key disable --name cmk");
+    expect_revoked();
+    vault_json("key enable --name cmk");
+    expect_serving();
+    write_file(at("after"), "written after the restore");
+    release();
+    remount();
+    EXPECT_EQ(read_file(at("after")), "written after the restore");
+    EXPECT_EQ(read_file(at("f")), content);
   }
 };
 

@@ -267,9 +267,8 @@ TEST_F(S3BackendTest, AStripeMissingBelowTheLastIsNeverWrittenFromNothing) {
   EXPECT_EQ(puts_of(name(0)), 0);
 }
 
-// Stripes after the first are read at once: a refusal of any one fails the read, and a short
-// stripe ends it, whatever the order the replies come back in.
-TEST_F(S3BackendTest, StripesReadAtOnceFailOrEndAsOneRead) {
+// A read across stripes: a refusal of any one fails the read, and a short stripe ends it.
+TEST_F(S3BackendTest, AReadAcrossStripesFailsOrEndsAsOneRead) {
   state_->objects[name(0)] = std::string(kStripe, 'a');
   state_->objects[name(1)] = std::string(kStripe, 'b');
   state_->objects[name(2)] = std::string(10, 'c');
