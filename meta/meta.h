@@ -244,7 +244,8 @@ class MetaStore {
     std::vector<std::pair<uint64_t, std::string>> entries;  // (parent, name)
   };
   Status listen(std::function<void(std::string_view payload)> fn);
-  // What listen() hands fn whenever payloads may have been lost (a reconnection).
+  // What listen() hands fn first (what the caller loaded before listening may be stale) and
+  // whenever payloads may have been lost (a reconnection).
   static const std::string_view kFeedMissed;
   void stop_listening();  // fn is not called after this returns
   // EIO when the payload does not authenticate under `keys` (nor came from this process).

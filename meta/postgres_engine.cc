@@ -433,13 +433,15 @@ Status PostgresEngine::lock_writer() {
 }
 
 // LISTEN on a connection of its own; a lost connection is made again, and fn(kFeedMissed) says that
-// payloads may have been missed meanwhile.
+// payloads may have been missed meanwhile. It is also the first call: what the caller loaded
+// before LISTEN took effect may be older than commits it will never hear of.
 Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
   if (listener_.joinable()) return Status::Exists("already listening");
   auto first = connect_plain(conninfo_);
   if (!first.ok()) return first.status();
   CMKFS_RETURN_IF_ERROR(exec(*first, "LISTEN " + schema_));
   listener_ = std::thread([this, fn = std::move(fn), c = *first]() mutable {
+    fn(MetaStore::kFeedMissed);
     while (!stop_listening_) {
       if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
         if (c != nullptr) PQfinish(c);

@@ -14,10 +14,11 @@ constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
 
 }  // namespace
 
-int Filesystem::open(uint64_t ino, int flags, Handle** out) {
+int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
-  if (follower_) reload(ino, access);  // close-to-open: what the writer last saved
+  bool stale = follower_ && reload(ino, access);  // close-to-open: what the writer last saved
+  if (cache_stale != nullptr) *cache_stale = stale;
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;

@@ -28,15 +28,18 @@ Filesystem::Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache)
 
 std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
 
-void Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
+bool Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
+  std::lock_guard<std::mutex> order(reload_mu_[ino % reload_mu_.size()]);
   auto node = inodes_.find(ino);
-  if (!node) return;  // not in memory: the next lookup loads it
+  if (!node) return true;  // not in memory (the kernel may still cache it): the next lookup loads it
   auto txn = store_.meta->begin(false, &access.store_keys());
-  if (!txn.ok()) return;
+  if (!txn.ok()) return true;
   auto rec = txn->get_inode(ino);
-  if (!rec.ok()) return;  // removed: the kernel forgets it
+  if (!rec.ok()) return true;  // removed: the kernel forgets it
   std::lock_guard<std::mutex> g(node->mu);
+  if (node->rec == *rec) return false;
   node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
+  return true;
 }
 
 Result<meta::MetaStore::Changes> Filesystem::apply_changes(std::string_view payload) {

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <optional>
@@ -81,7 +82,9 @@ class Filesystem {
   using DirFiller = std::function<bool(std::string_view, uint64_t, uint32_t, uint64_t)>;
   int readdir(uint64_t ino, uint64_t offset, const DirFiller& fn);
 
-  int open(uint64_t ino, int flags, Handle** out);
+  // A follower's open reloads the record (close-to-open); *cache_stale then says whether what the
+  // kernel may have cached of the file (attributes, pages) is older than it.
+  int open(uint64_t ino, int flags, Handle** out, bool* cache_stale = nullptr);
   int create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
              meta::InodeRecord* out, Handle** handle);
   int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
@@ -133,7 +136,9 @@ class Filesystem {
   // Loads an inode's record through a read transaction begun when called (see InodeTable::get).
   InodeTable::Loader loader(uint64_t ino, const Keyring::Access& access);
   Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
-  void reload(uint64_t ino, const Keyring::Access& access);    // a follower's: the store's record
+  // A follower's: the store's record. False when it held the record already; true when the
+  // record changed or was not in memory to compare.
+  bool reload(uint64_t ino, const Keyring::Access& access);
   // Notes in the store's recovery table that the file is being written, once per open-to-save
   // span. REQUIRES: data_mu held exclusively.
   Status note_writing(Inode& node, const Keyring::Access& access);
@@ -174,6 +179,9 @@ class Filesystem {
   Keyring& keyring_;
   // Handles the kernel has not released; those left at unmount are freed by shutdown().
   std::mutex handles_mu_;
+  // A follower reloads an inode from the feed's thread and at open(2): one at a time per inode
+  // (striped), so the later read of the store is the one kept, never an older record over a newer.
+  std::array<std::mutex, 64> reload_mu_;
   std::unordered_set<Handle*> handles_;
   crypto::ChunkLayout layout_;
   const Id128 store_id_;  // a copy: the key monitor may replace store_.super

@@ -294,6 +294,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
                                      sizeof(fuse_lowlevel_ops), &bridge);
   fuse_opt_free_args(&args);
   if (se == nullptr) return fail(Status::InvalidArgument("invalid mount options: " + opts), kExitUsage);
+  bridge.session = se;
   // Workers: a request for objects in a cluster waits on its network round trips (a 200 MiB cold
   // read from S3 took 1.1-1.3 s with 4 workers, 0.57 s with 16: docs/performance.md).
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());

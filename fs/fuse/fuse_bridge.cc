@@ -209,13 +209,19 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   OpTimer t(stats_of(req), OpStats::kOpen);
   Filesystem& fs = fs_of(req);  // the reply frees req, also when it fails
   Handle* h = nullptr;
-  int err = t.err = fs.open(ino, fi->flags, &h);
+  bool stale = false;
+  int err = t.err = fs.open(ino, fi->flags, &h, &stale);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = 1;  // every change comes through this mount, so cached pages stay valid
+  // Every change comes through this mount, so cached pages stay valid; a follower's are dropped
+  // when open found a newer record, and its attributes too, before the first read asks for the
+  // size (the feed's invalidation may come later). Attributes only: no page is locked, so it
+  // cannot deadlock with this request.
+  fi->keep_cache = !stale;
+  if (stale && bridge(req).session != nullptr) fuse_lowlevel_notify_inval_inode(bridge(req).session, ino, -1, 0);
   if (fuse_reply_open(req, fi) != 0) fs.release(h);  // interrupted: no release will come
 }
 

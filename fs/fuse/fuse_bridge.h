@@ -30,6 +30,7 @@ struct Bridge {
   std::atomic<uint64_t> writes{0};  // WRITE requests served; a SIGTERM waits until they stop
   OpStats stats;                    // for /metrics: counted only when collect_stats
   bool collect_stats = false;       // set before the session starts
+  fuse_session* session = nullptr;  // for a follower's invalidations at open(2); set before it starts
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

@@ -52,11 +52,11 @@ class PostgresTest : public MountTest {
 
   // A follower of this test's mounted store: a second directory of it (a copy, its objects
   // bound in) mounted with --follow at mnt2, logging to log2.
-  void mount_follower() {
+  void mount_follower(const std::string& options = "") {
     stdfs::create_directories(mnt2);
     ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
     ASSERT_EQ(run("mount --bind " + store + "/objects " + store2 + "/objects").rc, 0);
-    auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + log2);
+    auto follower = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --follow --log-file " + log2 + options);
     ASSERT_EQ(follower.rc, 0) << follower.output;
   }
   void unbind_follower_objects() { ::umount2((store2 + "/objects").c_str(), MNT_DETACH); }
@@ -173,6 +173,36 @@ TEST_F(PostgresTest, AFollowerSeesEveryCloseAtOnceAndWritesNothing) {
   auto refused = run(cmkfs_binary() + " mount " + dir + "/plain " + mnt2 + " --follow --log-file " + dir + "/log3");
   EXPECT_EQ(refused.rc, 2) << refused.output;
   EXPECT_TRUE(says(refused, "--follow needs a store whose metadata is in PostgreSQL")) << refused.output;
+}
+
+// Close-to-open does not wait for the feed: with the follower's feed cut (its LISTEN session
+// ended; it reconnects a second later), what the kernel cached of a file the writer changed
+// since (its size, its pages) is not served at the next open. It once was: the size came from
+// the kernel's attributes, cached for --attr-timeout, and the pages were kept.
+TEST_F(PostgresTest, AFollowersOpenServesTheLastCloseEvenBeforeTheFeedBringsIt) {
+  init_pg(schema());
+  mount();
+  write_file(at("f1"), "one");
+  mount_follower(" --attr-timeout 60");
+  std::string there = mnt2 + "/f1";
+  EXPECT_EQ(read_file(there), "one");
+  auto cut = psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN " + schema() + "'");
+  ASSERT_EQ(cut.rc, 0) << cut.output;
+  ASSERT_EQ(std::stoi(cut.output), 1) << cut.output;
+  {
+    std::ofstream out(at("f1"), std::ios::app);
+    out << " and more";
+  }
+  EXPECT_EQ(read_file(there), "one and more");  // a new size
+  write_file(at("f1"), "ONE AND MORE");
+  EXPECT_EQ(read_file(there), "ONE AND MORE");  // the same size, other pages
+  // The feed comes back: a new name is seen without an open of it.
+  write_file(at("later"), "x");
+  struct stat st;
+  EXPECT_TRUE(eventually(10, [&] { return ::stat((mnt2 + "/later").c_str(), &st) == 0; }));
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+  umount();
+  unbind_follower_objects();
 }
 
 // Anyone with a login to the database can NOTIFY the store's channel: a flood of payloads that
