@@ -9,6 +9,7 @@
 // only the store's one writer deletes, and RGW (Debian's Ceph 16) has no If-Match on DELETE.
 #include "fs/store/s3_object_store.h"
 
+#include <openssl/crypto.h>
 #include <arpa/inet.h>
 
 #include <array>
@@ -350,6 +351,7 @@ Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t ma
   auto text = read_secret_file(config.credentials);
   if (!text.ok()) return text.status();
   auto keys = parse_s3_keys(*text);
+  OPENSSL_cleanse(text->data(), text->size());
   if (!keys.error.empty()) return Status::InvalidArgument(config.credentials + ": " + keys.error);
   if (!http) {
     http = keyclient::make_curl_transport({.ca_file = config.ca, .timeout_seconds = kTimeoutSeconds, .max_reply_bytes = max_reply});
@@ -373,12 +375,18 @@ Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& c
                                    config.object_size);
 }
 
-Status create_s3_bucket(const ObjectsConfig& config) {
-  auto client = connect(config, 1 << 20);
+Status create_s3_bucket(const ObjectsConfig& config, std::unique_ptr<keyclient::HttpTransport> transport) {
+  auto client = connect(config, 1 << 20, std::move(transport));
   if (!client.ok()) return client.status();
   auto there = (*client)->head_bucket();
   if (!there.ok() || *there == 200) return there.status();
-  auto r = (*client)->send("PUT", "");
+  // us-east-1 is the default, and AWS refuses it named; every other region must be named.
+  std::string body;
+  if (!config.region.empty() && config.region != "us-east-1") {
+    body = "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>" +
+           config.region + "</LocationConstraint></CreateBucketConfiguration>";
+  }
+  auto r = (*client)->send("PUT", "", {}, {}, std::move(body));
   if (!r.ok()) return r.status();
   if (r->status == 200 || error_code(r->body) == "BucketAlreadyOwnedByYou") return Status::Ok();
   return (*client)->failure(*r, "PUT (create bucket)", "");

@@ -16,9 +16,9 @@ namespace cmkfs::fs {
 Result<std::unique_ptr<ObjectStore>> open_s3_object_store(const ObjectsConfig& config,
                                                           std::unique_ptr<keyclient::HttpTransport> transport = nullptr);
 
-// Creates config.pool (the bucket) if it does not exist yet; a bucket this user already owns
-// is fine.
-Status create_s3_bucket(const ObjectsConfig& config);
+// Creates config.pool (the bucket) if it does not exist yet, in config.region (named in the
+// request outside us-east-1, as AWS requires); a bucket this user already owns is fine.
+Status create_s3_bucket(const ObjectsConfig& config, std::unique_ptr<keyclient::HttpTransport> transport = nullptr);
 
 // http(s)://HOST[:PORT] and nothing more; http only to a loopback address (the requests are
 // signed, never encrypted: the store's objects are sealed, their names and the requests are not).

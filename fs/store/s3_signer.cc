@@ -13,9 +13,10 @@ crypto::Bytes bytes_of(std::string_view s) { return {reinterpret_cast<const uint
 
 crypto::Mac256 hmac(crypto::Bytes key, std::string_view data) { return crypto::hmac_sha256(key, bytes_of(data)); }
 
-std::string trim(std::string_view s) {
+// A view, not a copy: a line may hold the secret key.
+std::string_view trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
-  return b == std::string_view::npos ? std::string() : std::string(s.substr(b, e - b + 1));
+  return b == std::string_view::npos ? std::string_view() : s.substr(b, e - b + 1);
 }
 
 std::string lower(std::string s) {
@@ -30,7 +31,7 @@ S3KeysOrError parse_s3_keys(std::string_view text) {
   std::string section;  // lines before any [section] count as [default]'s
   while (!text.empty()) {
     size_t nl = text.find('\n');
-    std::string line = trim(text.substr(0, nl));
+    std::string_view line = trim(text.substr(0, nl));
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     if (line.empty() || line[0] == '#') continue;
     if (line[0] == '[') {
@@ -39,13 +40,16 @@ S3KeysOrError parse_s3_keys(std::string_view text) {
     }
     if (!section.empty() && section != "default") continue;  // another profile's keys
     size_t eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    std::string name = lower(trim(line.substr(0, eq))), value = trim(line.substr(eq + 1));
+    if (eq == std::string_view::npos) continue;
+    std::string name = lower(std::string(trim(line.substr(0, eq))));
+    std::string_view value = trim(line.substr(eq + 1));
     if (name == "access_key" || name == "aws_access_key_id") r.keys.access_key = value;
-    if (name == "secret_key" || name == "aws_secret_access_key") r.keys.secret_key = value;
+    if (name == "secret_key" || name == "aws_secret_access_key") {
+      r.keys.secret = crypto::SecretBytes::copy_of(crypto::as_bytes(value));
+    }
   }
   if (r.keys.access_key.empty()) r.error = "no access_key (or aws_access_key_id) line";
-  else if (r.keys.secret_key.empty()) r.error = "no secret_key (or aws_secret_access_key) line";
+  else if (r.keys.secret.empty()) r.error = "no secret_key (or aws_secret_access_key) line";
   return r;
 }
 
@@ -61,7 +65,7 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
 
   std::vector<std::pair<std::string, std::string>> headers;
   headers.emplace_back("host", r.host);
-  for (const auto& [k, v] : r.headers) headers.emplace_back(lower(k), trim(v));
+  for (const auto& [k, v] : r.headers) headers.emplace_back(lower(k), std::string(trim(v)));
   headers.emplace_back("x-amz-content-sha256", r.payload_sha256);
   headers.emplace_back("x-amz-date", amz_date);
   std::sort(headers.begin(), headers.end());
@@ -81,9 +85,9 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
   std::string scope = date + "/" + region + "/s3/aws4_request";
   std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + s3_payload_sha256(canonical);
 
-  crypto::SecretBytes secret(4 + keys.secret_key.size());
+  crypto::SecretBytes secret(4 + keys.secret.size());
   std::copy_n("AWS4", 4, secret.data());
-  std::copy(keys.secret_key.begin(), keys.secret_key.end(), secret.data() + 4);
+  std::copy_n(keys.secret.data(), keys.secret.size(), secret.data() + 4);
   crypto::Mac256 k = hmac({secret.data(), secret.size()}, date);
   k = hmac(k, region);
   k = hmac(k, "s3");

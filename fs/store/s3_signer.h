@@ -8,19 +8,24 @@
 #include <utility>
 #include <vector>
 
+#include "crypto/crypto.h"
 #include "keyclient/http.h"
 
 namespace cmkfs::fs {
 
 struct S3Keys {
-  std::string access_key;
-  std::string secret_key;
+  std::string access_key;      // sent with every request: not a secret
+  crypto::SecretBytes secret;  // the secret key, zeroised when freed
+  static S3Keys of(std::string access_key, std::string_view secret_key) {
+    return {std::move(access_key), crypto::SecretBytes::copy_of(crypto::as_bytes(secret_key))};
+  }
 };
 
 // Parses an S3 credentials file: `name = value` lines and `#` comments; of an AWS credentials
-// file's profiles, only [default]'s keys (and lines before any section) are read. The access key is `access_key` or `aws_access_key_id`, the secret `secret_key` or
-// `aws_secret_access_key` (an AWS credentials file's [default] names work). EINVAL names what is
-// missing, never a value.
+// file's profiles, only [default]'s keys (and lines before any section) are read. The access key
+// is `access_key` or `aws_access_key_id`, the secret `secret_key` or `aws_secret_access_key` (an
+// AWS credentials file's [default] names work). `error` names what is missing, never a value;
+// no copy of the secret is left behind but the one in `keys`.
 struct S3KeysOrError {
   S3Keys keys;
   std::string error;  // empty when parsed

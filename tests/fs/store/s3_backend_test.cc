@@ -176,6 +176,29 @@ TEST_F(S3BackendTest, StripesAreWholeObjectsAndAnAlignedWholeStripeIsOnePut) {
   EXPECT_EQ(state_->objects[name(1)].size(), 10u);
 }
 
+// A missing bucket is made in the store's region: AWS wants every region but us-east-1 named
+// in the request (and us-east-1 not), or refuses it.
+TEST_F(S3BackendTest, ABucketIsMadeInTheStoresRegion) {
+  std::vector<std::string> bodies;
+  state_->hook = [&](const HttpRequest& r, const std::string& key) -> std::optional<HttpResponse> {
+    if (!key.empty()) return std::nullopt;
+    HttpResponse resp;
+    resp.status = r.method == "HEAD" ? 404 : 200;
+    if (r.method == "PUT") bodies.push_back(r.body);
+    return resp;
+  };
+  for (const char* region : {"us-east-1", "eu-west-1"}) {
+    ObjectsConfig c = config_;
+    c.region = region;
+    Status made = create_s3_bucket(c, std::make_unique<FakeS3>(state_));
+    ASSERT_TRUE(made.ok()) << made.message();
+  }
+  ASSERT_EQ(bodies.size(), 2u);
+  EXPECT_EQ(bodies[0], "");
+  EXPECT_EQ(bodies[1], "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                       "<LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>");
+}
+
 TEST_F(S3BackendTest, ARangedReplyOtherThanAskedIsAnIOError) {
   state_->objects[name(0)] = std::string(kStripe, 'a');
   auto f = open(false);
