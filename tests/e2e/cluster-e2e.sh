@@ -4,7 +4,7 @@
 # on this host. Node A mounts it and runs a docker-registry that takes pushes; node B, another
 # store directory of the same store, follows it (`cmkfs mount --follow`) under a read-only
 # docker-registry that serves pulls. Images pushed through A pull through B with every digest
-# verified; the vault key revoked, every access through both mounts is EACCES, and restored, both
+# verified, and B's registry view shows them; the vault key revoked, every access through both mounts is EACCES, and restored, both
 # serve again without a remount; a manifest deleted and garbage-collected through A is gone
 # through B while the rest still pull; A killed in the middle of a push leaves B serving what was committed, and A's next
 # mount repairs what the kill left (fsck clean).
@@ -35,7 +35,7 @@ cleanup() {
   local rc=$?
   stop_registry
   { [ -n "$B_PID" ] && kill "$B_PID" 2>/dev/null && wait "$B_PID" 2>/dev/null; } || true
-  unmount_all "$MNT_B" "$MNT_A"
+  unmount_all "$WORK/b/view" "$MNT_B" "$MNT_A"
   { [ -n "$VAULT_PID" ] && kill "$VAULT_PID" 2>/dev/null && wait "$VAULT_PID" 2>/dev/null; } || true
   [ -n "${CMKFS_TEST_CEPH_DIR:-}" ] || "$ROOT/scripts/ceph-cluster.sh" stop "$CEPH" >/dev/null 2>&1 || true
   "$ROOT/scripts/pg-cluster.sh" stop "$PG" >/dev/null 2>&1 || true
@@ -136,6 +136,14 @@ for img in one two; do
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://$REG_B/v2/apps/x/blobs/uploads/") || true
 [ "$code" != 202 ] || die "node B's read-only registry took an upload"
+
+log "the registry view of node B's mount: an image's manifest and its files"
+mkdir -p "$WORK/b/view"
+node_b view "$MNT_B" "$WORK/b/view" --registry-root /registry >/dev/null
+skopeo inspect --raw --tls-verify=false "docker://$REG_B/apps/two:v1" | cmp -s - "$WORK/b/view/apps/two:v1/manifest.json" ||
+  die "the view's manifest differs from the registry's"
+cmp "$WORK/bundle-two/rootfs/payload" "$WORK/b/view/apps/two:v1/rootfs/payload" || die "the view's rootfs reads wrong"
+node_b umount "$WORK/b/view" >/dev/null
 
 log "the key revoked: both nodes answer EACCES; restored: both serve again, no remount"
 blob=$(find "$MNT_B/registry/docker/registry/v2/blobs" -name data | head -1)
