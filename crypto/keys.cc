@@ -1,5 +1,8 @@
 #include "crypto/keys.h"
 
+#include <openssl/crypto.h>
+
+#include <array>
 #include <string>
 
 #include "crypto/base/hex.h"
@@ -31,12 +34,46 @@ Result<StoreKeys> derive_store_keys(const SecretBytes& dek, Bytes name_override)
   return StoreKeys{std::move(*meta), {}, std::move(*name), std::move(*super_mac)};
 }
 
+namespace {
+
+constexpr std::string_view kFileLabel = "cmkfs/v1/file";
+
+// HKDF's info for a file's key: the label, then the file's id.
+std::array<uint8_t, kFileLabel.size() + 16> file_info(const Id128& file_id) {
+  std::array<uint8_t, kFileLabel.size() + 16> info{};
+  std::copy(kFileLabel.begin(), kFileLabel.end(), info.begin());
+  std::copy(file_id.begin(), file_id.end(), info.begin() + kFileLabel.size());
+  return info;
+}
+
+}  // namespace
+
 Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id) {
-  std::array<uint8_t, 13 + 16> info{};
-  std::string_view label = "cmkfs/v1/file";
-  std::copy(label.begin(), label.end(), info.begin());
-  std::copy(file_id.begin(), file_id.end(), info.begin() + label.size());
-  return hkdf_sha256(dek.bytes(), {}, info);
+  return hkdf_sha256(dek.bytes(), {}, file_info(file_id));
+}
+
+Result<FileKeyDeriver> FileKeyDeriver::make(const SecretBytes& dek) {
+  // Extract with no salt: HMAC under HashLen zero bytes (RFC 5869, 2.2).
+  const std::array<uint8_t, 32> zeros{};
+  Mac256 prk = hmac_sha256(zeros, dek.bytes());
+  auto keyed = HmacKey::make(prk);
+  OPENSSL_cleanse(prk.data(), prk.size());
+  if (!keyed.ok()) return keyed.status();
+  FileKeyDeriver d;
+  d.prk_ = std::move(*keyed);
+  return d;
+}
+
+SecretBytes FileKeyDeriver::derive(const Id128& file_id) const {
+  // Expand: T(1) = HMAC(PRK, info || 0x01), all of a 32-byte key.
+  std::array<uint8_t, kFileLabel.size() + 16 + 1> input{};
+  auto info = file_info(file_id);
+  std::copy(info.begin(), info.end(), input.begin());
+  input.back() = 1;
+  Mac256 t1 = prk_.mac(input);
+  SecretBytes key = SecretBytes::copy_of(t1);
+  OPENSSL_cleanse(t1.data(), t1.size());
+  return key;
 }
 
 Result<std::string> dek_fingerprint(const SecretBytes& dek) {

@@ -1,5 +1,6 @@
 // Reading whole files outside a mount, through the same chunk path the mount uses.
-#include <vector>
+#include <algorithm>
+#include <memory>
 
 #include "fs/core/file_crypto.h"
 #include "fs/core/filesystem.h"
@@ -12,11 +13,14 @@ Status read_plaintext(OpenStore& store, Keyring& keyring, ObjectFile& object, co
   if (!fc.ok()) return fc.status();
   crypto::ChunkLayout layout(store.super.chunk_size);
   ChunkFile f = fc->chunks(object, layout);
-  std::vector<uint8_t> buf(1 << 20);
-  for (uint64_t off = 0; off < rec.size; off += buf.size()) {
-    auto n = read_chunks(f, rec.size, off, buf);
+  // Not zero-filled, and no larger than the file: for a store of small files, zeroing 1 MiB per
+  // file was a quarter of fsck's time.
+  size_t size = static_cast<size_t>(std::min<uint64_t>(rec.size, 1 << 20));
+  auto buf = std::make_unique_for_overwrite<uint8_t[]>(size);
+  for (uint64_t off = 0; off < rec.size; off += size) {
+    auto n = read_chunks(f, rec.size, off, {buf.get(), size});
     if (!n.ok()) return n.status();
-    fn({buf.data(), *n});
+    fn({buf.get(), *n});
   }
   return Status::Ok();
 }

@@ -17,13 +17,11 @@ Result<Keyring::FileKey> Keyring::Access::file_key(const Id128& file_id, uint32_
     auto it = ring_->file_keys_.find(file_id);
     if (it != ring_->file_keys_.end()) return it->second;
   }
-  auto dek = ring_->deks_.find(generation);
-  if (dek == ring_->deks_.end()) {
+  auto deriver = ring_->derivers_.find(generation);
+  if (deriver == ring_->derivers_.end()) {
     return Status::Corruption("no data key of generation " + std::to_string(generation));
   }
-  auto key = crypto::derive_file_key(dek->second, file_id);
-  if (!key.ok()) return key.status();
-  auto shared = std::make_shared<const crypto::SecretBytes>(std::move(*key));
+  auto shared = std::make_shared<const crypto::SecretBytes>(deriver->second.derive(file_id));
   std::lock_guard<std::mutex> g(ring_->cache_mu_);
   if (ring_->file_keys_.size() >= kMaxCachedFileKeys) ring_->file_keys_.erase(ring_->file_keys_.begin());
   ring_->file_keys_.emplace(file_id, shared);
@@ -46,8 +44,15 @@ Status Keyring::install(uint32_t current, std::map<uint32_t, crypto::SecretBytes
     if (!k.ok()) return k.status();
     keys->older_meta.push_back(std::move(k->meta));
   }
+  std::map<uint32_t, crypto::FileKeyDeriver> derivers;
+  for (const auto& [gen, dek] : deks) {
+    auto d = crypto::FileKeyDeriver::make(dek);
+    if (!d.ok()) return d.status();
+    derivers.emplace(gen, std::move(*d));
+  }
   std::unique_lock<std::shared_mutex> g(gate_);
   deks_ = std::move(deks);
+  derivers_ = std::move(derivers);
   name_key_ = std::move(name_key);
   generation_ = current;
   store_keys_ = std::move(*keys);
@@ -60,6 +65,9 @@ Status Keyring::install(uint32_t current, std::map<uint32_t, crypto::SecretBytes
 void Keyring::forget_older() {
   std::unique_lock<std::shared_mutex> g(gate_);
   for (auto it = deks_.begin(); it != deks_.end();) it = it->first == generation_ ? std::next(it) : deks_.erase(it);
+  for (auto it = derivers_.begin(); it != derivers_.end();) {
+    it = it->first == generation_ ? std::next(it) : derivers_.erase(it);
+  }
   store_keys_.older_meta.clear();
   std::lock_guard<std::mutex> c(cache_mu_);
   file_keys_.clear();
@@ -84,6 +92,7 @@ void Keyring::revoke() {
   std::unique_lock<std::shared_mutex> g(gate_);
   available_ = false;
   deks_.clear();  // SecretBytes wipe on destruction
+  derivers_.clear();  // and HmacKey's state
   name_key_.wipe();
   store_keys_.wipe();
   std::lock_guard<std::mutex> c(cache_mu_);

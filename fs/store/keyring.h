@@ -64,6 +64,7 @@ class Keyring {
   bool available_ = false;  // guarded by gate_
   uint32_t generation_ = 0;
   std::map<uint32_t, crypto::SecretBytes> deks_;
+  std::map<uint32_t, crypto::FileKeyDeriver> derivers_;  // of each key in deks_
   crypto::SecretBytes name_key_;
   crypto::StoreKeys store_keys_;
 

@@ -6,6 +6,7 @@
 
 #include "crypto/chunk_codec.h"
 #include "crypto/crypto.h"
+#include "crypto/keys.h"
 #include "tests/support/test_util.h"
 
 namespace cmkfs::crypto {
@@ -81,6 +82,38 @@ TEST(Hkdf, MatchesRfc5869) {
   ASSERT_TRUE(okm3.ok());
   EXPECT_EQ(to_hex(okm3->bytes()),
             "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
+}
+
+// Files' keys come from a deriver keyed once per data key: the same keys HKDF gives one call at a
+// time (stores written before it read the same), on many threads at once, and different for
+// different files and data keys.
+TEST(Hkdf, FileKeysKeyedOnceAreHkdfsOnManyThreads) {
+  for (int round = 0; round < 8; ++round) {
+    SecretBytes dek = std::move(random_key().value());
+    auto deriver = FileKeyDeriver::make(dek);
+    ASSERT_TRUE(deriver.ok());
+    std::vector<std::thread> threads;
+    std::atomic<int> differing{0};
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 64; ++i) {
+          Id128 id{};
+          id[0] = static_cast<uint8_t>(t), id[15] = static_cast<uint8_t>(i), id[7] = static_cast<uint8_t>(round);
+          auto once = derive_file_key(dek, id);
+          SecretBytes kept = deriver->derive(id);
+          if (!once.ok() || kept.size() != 32 || !equal_constant_time(once->bytes(), kept.bytes())) ++differing;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(differing.load(), 0);
+  }
+  SecretBytes a = std::move(random_key().value()), b = std::move(random_key().value());
+  Id128 one{}, two{};
+  two[0] = 1;
+  auto da = FileKeyDeriver::make(a), db = FileKeyDeriver::make(b);
+  EXPECT_FALSE(equal_constant_time(da->derive(one).bytes(), da->derive(two).bytes()));
+  EXPECT_FALSE(equal_constant_time(da->derive(one).bytes(), db->derive(one).bytes()));
 }
 
 // RFC 4231 test case 1.
