@@ -18,10 +18,12 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
   bool stale = follower_ && reload(ino, access);  // close-to-open: what the writer last saved
-  if (cache_stale != nullptr) *cache_stale = stale;
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;
+  // Also when the feed reloaded it first and has not yet told the kernel.
+  if (follower_ && node->kernel_stale.exchange(false)) stale = true;
+  if (cache_stale != nullptr) *cache_stale = stale;
   if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
   std::unique_lock<std::shared_mutex> g(node->data_mu);
   Status s = ensure_object(*node, access);

@@ -31,7 +31,10 @@ std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); 
 bool Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
   std::lock_guard<std::mutex> order(reload_mu_[ino % reload_mu_.size()]);
   auto node = inodes_.find(ino);
-  if (!node) return true;  // not in memory (the kernel may still cache it): the next lookup loads it
+  if (!node) {  // not in memory (the kernel may still cache it): the next lookup loads it
+    inodes_.changed_while_loading(ino);  // and one in flight loads it again
+    return true;
+  }
   auto txn = store_.meta->begin(false, &access.store_keys());
   if (!txn.ok()) return true;
   auto rec = txn->get_inode(ino);
@@ -39,6 +42,7 @@ bool Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
   std::lock_guard<std::mutex> g(node->mu);
   if (node->rec == *rec) return false;
   node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
+  node->kernel_stale = true;
   return true;
 }
 

@@ -14,7 +14,8 @@ std::shared_ptr<Inode> InodeTable::find(uint64_t ino) {
 
 Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load, uint64_t lookups) {
   for (;;) {
-    uint64_t seen = 0;  // the demotion the load starts after, if any
+    uint64_t seen = 0;     // the demotion the load starts after, if any
+    uint64_t changes = 0;  // changed_while_loading() calls before it
     {
       std::lock_guard<std::mutex> g(mu_);
       auto it = map_.find(ino);
@@ -24,17 +25,24 @@ Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load,
       }
       auto d = demoted_.find(ino);
       if (d != demoted_.end()) seen = d->second.seq;
+      Loading& l = loading_[ino];
+      ++l.loads;
+      changes = l.changes;
     }
     auto rec = load();
     std::lock_guard<std::mutex> g(mu_);
+    auto l = loading_.find(ino);
+    bool changed = l->second.changes != changes;
+    if (--l->second.loads == 0) loading_.erase(l);
     auto it = map_.find(ino);
     if (it != map_.end()) {  // loaded meanwhile (and perhaps deleted since: it is the one to use)
       it->second->lookups += lookups;
       return it->second;
     }
     auto d = demoted_.find(ino);
-    // Loaded, changed and demoted again by others since this load began: read it again.
-    if ((d == demoted_.end() ? 0 : d->second.seq) != seen) continue;
+    // Loaded, changed and demoted again by others since this load began, or changed by another
+    // process (a follower's writer): read it again.
+    if ((d == demoted_.end() ? 0 : d->second.seq) != seen || changed) continue;
     if (!rec.ok()) {
       if (rec.status().code() == ENOENT) return Status::Corruption("inode " + std::to_string(ino) + " is missing");
       return rec.status();
@@ -47,6 +55,12 @@ Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load,
     shrink_locked();
     return node;
   }
+}
+
+void InodeTable::changed_while_loading(uint64_t ino) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto l = loading_.find(ino);
+  if (l != loading_.end()) ++l->second.changes;
 }
 
 std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookups) {

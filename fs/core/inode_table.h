@@ -33,6 +33,9 @@ struct Inode {
   // The store's recovery table names this file as written since its size was saved (a crash may
   // leave its object longer than that size). Set and cleared holding data_mu exclusively.
   std::atomic<bool> writing_noted{false};
+  // A follower's: the record was reloaded and the kernel may still cache the old one (the
+  // feed's invalidation comes after its reload). The next open drops what the kernel cached.
+  std::atomic<bool> kernel_stale{false};
 
   // The record and its save state.
   std::mutex mu;
@@ -123,6 +126,9 @@ class InodeTable {
   Result<std::shared_ptr<Inode>> get(uint64_t ino, meta::Txn& write_txn, uint64_t lookups = 0) {
     return get(ino, [&] { return write_txn.get_inode(ino); }, lookups);
   }
+  // The store changed `ino` (a follower heard so): a load of it in flight may have read the
+  // record before the change, and reads it again.
+  void changed_while_loading(uint64_t ino);
   // Adds a just-created inode with `lookups` references.
   std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
 
@@ -156,6 +162,11 @@ class InodeTable {
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> map_;
   std::unordered_map<uint64_t, Demoted> demoted_;
+  struct Loading {
+    uint32_t loads;    // in flight
+    uint64_t changes;  // changed_while_loading() calls since the first of them began
+  };
+  std::unordered_map<uint64_t, Loading> loading_;
   std::deque<uint64_t> order_;  // map_'s inodes, oldest first (and some already gone)
   uint64_t demotions_ = 0;
 };

@@ -1,6 +1,7 @@
 #include "fs/store/keyring.h"
 
 #include <cstring>
+#include <new>
 
 namespace cmkfs::fs {
 
@@ -21,7 +22,12 @@ Result<Keyring::FileKey> Keyring::Access::file_key(const Id128& file_id, uint32_
   if (deriver == ring_->derivers_.end()) {
     return Status::Corruption("no data key of generation " + std::to_string(generation));
   }
-  auto shared = std::make_shared<const crypto::SecretBytes>(deriver->second.derive(file_id));
+  FileKey shared;
+  try {
+    shared = std::make_shared<const crypto::SecretBytes>(deriver->second.derive(file_id));
+  } catch (const std::bad_alloc&) {  // HmacKey's state: a request fails, the daemon stays
+    return Status::IOError(ENOMEM, "out of memory deriving a file's key");
+  }
   std::lock_guard<std::mutex> g(ring_->cache_mu_);
   if (ring_->file_keys_.size() >= kMaxCachedFileKeys) ring_->file_keys_.erase(ring_->file_keys_.begin());
   ring_->file_keys_.emplace(file_id, shared);

@@ -1,5 +1,6 @@
 #include "fs/store/private_fs.h"
 
+#include <openssl/crypto.h>
 #include <fcntl.h>
 
 #include <cerrno>
@@ -61,6 +62,11 @@ Result<std::string> read_secret_file(const std::string& path, size_t max) {
   CMKFS_RETURN_IF_ERROR(check_private(st, path, /*dir=*/false, /*secret=*/true));
   if (static_cast<uint64_t>(st.st_size) > max) return Status(EFBIG, path + " is larger than " + std::to_string(max) + " bytes");
   std::string s(max + 1, '\0');
+  // Whatever was read is wiped on the way out unless it is handed back.
+  struct Wipe {
+    std::string* s;
+    ~Wipe() { if (s != nullptr) OPENSSL_cleanse(s->data(), s->size()); }
+  } wipe{&s};
   size_t got = 0;
   while (got < s.size()) {
     ssize_t n = ::read(fd->get(), s.data() + got, s.size() - got);
@@ -70,7 +76,8 @@ Result<std::string> read_secret_file(const std::string& path, size_t max) {
     got += static_cast<size_t>(n);
   }
   if (got > max) return Status(EFBIG, path + " is larger than " + std::to_string(max) + " bytes");
-  s.resize(got);
+  s.resize(got);  // shrinks in place: the capacity (max + 1) is the same buffer
+  wipe.s = nullptr;
   return s;
 }
 

@@ -1,5 +1,7 @@
 #include "fs/store/s3_signer.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -89,11 +91,14 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
   std::copy_n("AWS4", 4, secret.data());
   std::copy_n(keys.secret.data(), keys.secret.size(), secret.data() + 4);
   crypto::Mac256 k = hmac({secret.data(), secret.size()}, date);
-  k = hmac(k, region);
-  k = hmac(k, "s3");
-  k = hmac(k, "aws4_request");
+  for (std::string_view part : {std::string_view(region), std::string_view("s3"), std::string_view("aws4_request")}) {
+    crypto::Mac256 next = hmac(k, part);
+    OPENSSL_cleanse(k.data(), k.size());  // each step's key derives the next: all are secret
+    k = next;
+    OPENSSL_cleanse(next.data(), next.size());
+  }
   std::string signature = to_hex(hmac(k, to_sign));
-  std::fill(k.begin(), k.end(), 0);
+  OPENSSL_cleanse(k.data(), k.size());
 
   return {{"x-amz-date", amz_date},
           {"x-amz-content-sha256", r.payload_sha256},
