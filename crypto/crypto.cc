@@ -214,6 +214,8 @@ Mac256 HmacKey::mac(Bytes data) const {
   return mac;
 }
 
+void wipe_memory(void* p, size_t n) { OPENSSL_cleanse(p, n); }
+
 bool equal_constant_time(Bytes a, Bytes b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

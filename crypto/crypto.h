@@ -134,6 +134,8 @@ class HmacKey {
 };
 
 bool equal_constant_time(Bytes a, Bytes b);
+// Zeroes memory that held a secret, in a way the compiler cannot drop (OPENSSL_cleanse).
+void wipe_memory(void* p, size_t n);
 
 // AES-256-GCM of one message. ct has pt.size() bytes. gcm_open returns EBADMSG when the tag does
 // not verify (wrong key, tampered ciphertext or AAD) and leaves `pt` unspecified.

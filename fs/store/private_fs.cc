@@ -1,10 +1,11 @@
 #include "fs/store/private_fs.h"
 
-#include <openssl/crypto.h>
 #include <fcntl.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "crypto/crypto.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -65,7 +66,7 @@ Result<std::string> read_secret_file(const std::string& path, size_t max) {
   // Whatever was read is wiped on the way out unless it is handed back.
   struct Wipe {
     std::string* s;
-    ~Wipe() { if (s != nullptr) OPENSSL_cleanse(s->data(), s->size()); }
+    ~Wipe() { if (s != nullptr) crypto::wipe_memory(s->data(), s->size()); }
   } wipe{&s};
   size_t got = 0;
   while (got < s.size()) {

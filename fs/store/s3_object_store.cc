@@ -9,7 +9,6 @@
 // only the store's one writer deletes, and RGW (Debian's Ceph 16) has no If-Match on DELETE.
 #include "fs/store/s3_object_store.h"
 
-#include <openssl/crypto.h>
 #include <arpa/inet.h>
 
 #include <array>
@@ -20,6 +19,7 @@
 
 #include <pugixml.hpp>
 
+#include "crypto/crypto.h"
 #include "fs/store/private_fs.h"
 #include "fs/store/s3_signer.h"
 #include "fs/store/striped_object_store.h"
@@ -351,7 +351,7 @@ Result<std::unique_ptr<S3Client>> connect(const ObjectsConfig& config, size_t ma
   auto text = read_secret_file(config.credentials);
   if (!text.ok()) return text.status();
   auto keys = parse_s3_keys(*text);
-  OPENSSL_cleanse(text->data(), text->size());
+  crypto::wipe_memory(text->data(), text->size());
   if (!keys.error.empty()) return Status::InvalidArgument(config.credentials + ": " + keys.error);
   if (!http) {
     http = keyclient::make_curl_transport({.ca_file = config.ca, .timeout_seconds = kTimeoutSeconds, .max_reply_bytes = max_reply});

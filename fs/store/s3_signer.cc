@@ -1,7 +1,5 @@
 #include "fs/store/s3_signer.h"
 
-#include <openssl/crypto.h>
-
 #include <algorithm>
 #include <cctype>
 
@@ -93,12 +91,12 @@ std::vector<std::pair<std::string, std::string>> s3_sign(const S3SignedRequest& 
   crypto::Mac256 k = hmac({secret.data(), secret.size()}, date);
   for (std::string_view part : {std::string_view(region), std::string_view("s3"), std::string_view("aws4_request")}) {
     crypto::Mac256 next = hmac(k, part);
-    OPENSSL_cleanse(k.data(), k.size());  // each step's key derives the next: all are secret
+    crypto::wipe_memory(k.data(), k.size());  // each step's key derives the next: all are secret
     k = next;
-    OPENSSL_cleanse(next.data(), next.size());
+    crypto::wipe_memory(next.data(), next.size());
   }
   std::string signature = to_hex(hmac(k, to_sign));
-  OPENSSL_cleanse(k.data(), k.size());
+  crypto::wipe_memory(k.data(), k.size());
 
   return {{"x-amz-date", amz_date},
           {"x-amz-content-sha256", r.payload_sha256},
