@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/crypto.h"
 #include "fs/store/private_fs.h"
 #include "meta/meta.h"
 
@@ -39,10 +40,17 @@ Result<MetaConfig> MetaConfig::from_json(std::string_view text) {
 Result<std::string> read_conninfo(const std::string& path) {
   auto text = read_secret_file(path);
   if (!text.ok()) return text.status();
+  // The first line, cut in place: the string may hold a password, and no copy of it is left.
   std::string s = std::move(*text);
-  s = s.substr(0, s.find('\n'));
+  if (size_t nl = s.find('\n'); nl != std::string::npos) {
+    crypto::wipe_memory(s.data() + nl, s.size() - nl);
+    s.resize(nl);
+  }
   if (s.empty()) return Status::InvalidArgument(path + " holds no connection string");
-  if (Status parsed = meta::check_conninfo(s); !parsed.ok()) return Status(parsed.code(), path + ": " + parsed.message());
+  if (Status parsed = meta::check_conninfo(s); !parsed.ok()) {
+    crypto::wipe_memory(s.data(), s.size());
+    return Status(parsed.code(), path + ": " + parsed.message());
+  }
   return s;
 }
 
