@@ -21,8 +21,9 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;
-  // Also when the feed reloaded it first and has not yet told the kernel.
-  if (follower_ && node->kernel_stale.exchange(false)) stale = true;
+  // Also when the feed reloaded it first and has not yet told the kernel. Only an open for the
+  // kernel (the registry view's own opens tell it nothing) takes the flag.
+  if (follower_ && cache_stale != nullptr && node->kernel_stale.exchange(false)) stale = true;
   if (cache_stale != nullptr) *cache_stale = stale;
   if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
   std::unique_lock<std::shared_mutex> g(node->data_mu);
