@@ -37,19 +37,19 @@ Result<StoreKeys> derive_store_keys(const SecretBytes& dek, Bytes name_override)
 namespace {
 
 constexpr std::string_view kFileLabel = "cmkfs/v1/file";
+constexpr size_t kFileInfoSize = kFileLabel.size() + 16;
 
-// HKDF's info for a file's key: the label, then the file's id.
-std::array<uint8_t, kFileLabel.size() + 16> file_info(const Id128& file_id) {
-  std::array<uint8_t, kFileLabel.size() + 16> info{};
-  std::copy(kFileLabel.begin(), kFileLabel.end(), info.begin());
-  std::copy(file_id.begin(), file_id.end(), info.begin() + kFileLabel.size());
-  return info;
+// HKDF's info for a file's key, the label and then the file's id, into out[0, kFileInfoSize).
+void put_file_info(const Id128& file_id, uint8_t* out) {
+  std::copy(file_id.begin(), file_id.end(), std::copy(kFileLabel.begin(), kFileLabel.end(), out));
 }
 
 }  // namespace
 
 Result<SecretBytes> derive_file_key(const SecretBytes& dek, const Id128& file_id) {
-  return hkdf_sha256(dek.bytes(), {}, file_info(file_id));
+  std::array<uint8_t, kFileInfoSize> info;
+  put_file_info(file_id, info.data());
+  return hkdf_sha256(dek.bytes(), {}, info);
 }
 
 Result<FileKeyDeriver> FileKeyDeriver::make(const SecretBytes& dek) {
@@ -66,9 +66,8 @@ Result<FileKeyDeriver> FileKeyDeriver::make(const SecretBytes& dek) {
 
 SecretBytes FileKeyDeriver::derive(const Id128& file_id) const {
   // Expand: T(1) = HMAC(PRK, info || 0x01), all of a 32-byte key.
-  std::array<uint8_t, kFileLabel.size() + 16 + 1> input{};
-  auto info = file_info(file_id);
-  std::copy(info.begin(), info.end(), input.begin());
+  std::array<uint8_t, kFileInfoSize + 1> input;
+  put_file_info(file_id, input.data());
   input.back() = 1;
   Mac256 t1 = prk_.mac(input);
   SecretBytes key = SecretBytes::copy_of(t1);

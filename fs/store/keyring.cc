@@ -18,13 +18,13 @@ Result<Keyring::FileKey> Keyring::Access::file_key(const Id128& file_id, uint32_
     auto it = ring_->file_keys_.find(file_id);
     if (it != ring_->file_keys_.end()) return it->second;
   }
-  auto deriver = ring_->derivers_.find(generation);
-  if (deriver == ring_->derivers_.end()) {
+  auto key = ring_->deks_.find(generation);
+  if (key == ring_->deks_.end()) {
     return Status::Corruption("no data key of generation " + std::to_string(generation));
   }
   FileKey shared;
   try {
-    shared = std::make_shared<const crypto::SecretBytes>(deriver->second.derive(file_id));
+    shared = std::make_shared<const crypto::SecretBytes>(key->second.files.derive(file_id));
   } catch (const std::bad_alloc&) {  // HmacKey's state: a request fails, the daemon stays
     return Status::IOError(ENOMEM, "out of memory deriving a file's key");
   }
@@ -50,15 +50,14 @@ Status Keyring::install(uint32_t current, std::map<uint32_t, crypto::SecretBytes
     if (!k.ok()) return k.status();
     keys->older_meta.push_back(std::move(k->meta));
   }
-  std::map<uint32_t, crypto::FileKeyDeriver> derivers;
-  for (const auto& [gen, dek] : deks) {
-    auto d = crypto::FileKeyDeriver::make(dek);
-    if (!d.ok()) return d.status();
-    derivers.emplace(gen, std::move(*d));
+  std::map<uint32_t, DataKey> installed;
+  for (auto& [gen, dek] : deks) {
+    auto files = crypto::FileKeyDeriver::make(dek);
+    if (!files.ok()) return files.status();
+    installed.emplace(gen, DataKey{std::move(dek), std::move(*files)});
   }
   std::unique_lock<std::shared_mutex> g(gate_);
-  deks_ = std::move(deks);
-  derivers_ = std::move(derivers);
+  deks_ = std::move(installed);
   name_key_ = std::move(name_key);
   generation_ = current;
   store_keys_ = std::move(*keys);
@@ -71,9 +70,6 @@ Status Keyring::install(uint32_t current, std::map<uint32_t, crypto::SecretBytes
 void Keyring::forget_older() {
   std::unique_lock<std::shared_mutex> g(gate_);
   for (auto it = deks_.begin(); it != deks_.end();) it = it->first == generation_ ? std::next(it) : deks_.erase(it);
-  for (auto it = derivers_.begin(); it != derivers_.end();) {
-    it = it->first == generation_ ? std::next(it) : derivers_.erase(it);
-  }
   store_keys_.older_meta.clear();
   std::lock_guard<std::mutex> c(cache_mu_);
   file_keys_.clear();
@@ -91,14 +87,13 @@ std::vector<uint32_t> Keyring::older_generations() const {
 bool Keyring::holds(uint32_t generation, const crypto::SecretBytes& dek) const {
   std::shared_lock<std::shared_mutex> g(gate_);
   auto it = deks_.find(generation);
-  return available_ && it != deks_.end() && crypto::equal_constant_time(it->second.bytes(), dek.bytes());
+  return available_ && it != deks_.end() && crypto::equal_constant_time(it->second.dek.bytes(), dek.bytes());
 }
 
 void Keyring::revoke() {
   std::unique_lock<std::shared_mutex> g(gate_);
   available_ = false;
-  deks_.clear();  // SecretBytes wipe on destruction
-  derivers_.clear();  // and HmacKey's state
+  deks_.clear();  // SecretBytes and HmacKey wipe on destruction
   name_key_.wipe();
   store_keys_.wipe();
   std::lock_guard<std::mutex> c(cache_mu_);

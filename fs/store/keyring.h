@@ -63,8 +63,11 @@ class Keyring {
   mutable std::shared_mutex gate_;
   bool available_ = false;  // guarded by gate_
   uint32_t generation_ = 0;
-  std::map<uint32_t, crypto::SecretBytes> deks_;
-  std::map<uint32_t, crypto::FileKeyDeriver> derivers_;  // of each key in deks_
+  struct DataKey {
+    crypto::SecretBytes dek;
+    crypto::FileKeyDeriver files;  // its files' keys
+  };
+  std::map<uint32_t, DataKey> deks_;  // by generation
   crypto::SecretBytes name_key_;
   crypto::StoreKeys store_keys_;
 
