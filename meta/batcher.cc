@@ -34,6 +34,10 @@ Batcher::~Batcher() {
 Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
   for (;;) {
     if (!failed_.ok()) return failed_;
+    if (alone_) {  // a transaction committing alone has yet to apply what it wrote in memory
+      state_cv_.wait(lock, [this] { return !alone_; });
+      continue;
+    }
     if (parent_ != nullptr) break;
     if (committer_done_) return Status(ESHUTDOWN, "the metadata is closing");
     open_wanted_ = true;
@@ -46,19 +50,25 @@ Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
   return child;
 }
 
-Status Batcher::commit(MDB_txn* child, std::unique_lock<std::mutex>& lock) {
+Status Batcher::commit(MDB_txn* child, std::unique_lock<std::mutex>& lock, const std::function<void()>& applied) {
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_commit(child), "commit"));
   ++ops_;
   if (!one_at_a_time_) {
     ++acknowledged_;
     if (ops_ >= max_ops_) committer_cv_.notify_one();
+    if (applied) applied();
     return Status::Ok();
   }
-  // Per-transaction mode (the disk is full): this transaction's outcome is the batch's.
+  // Per-transaction mode (the disk is full): this transaction's outcome is the batch's. Waiting
+  // for it lets mu go; no other writer begins until `applied` ran.
   uint64_t batch = batches_written_;
   flush_wanted_ = true;
+  alone_ = true;
   committer_cv_.notify_one();
   state_cv_.wait(lock, [&] { return batches_written_ != batch; });
+  if (last_batch_.ok() && applied) applied();
+  alone_ = false;
+  state_cv_.notify_all();
   return last_batch_;
 }
 

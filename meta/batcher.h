@@ -48,7 +48,8 @@ class Batcher {
   MDB_txn* open_batch() const { return parent_; }
   // REQUIRES: `lock` holds mu, `child` came from begin_write. Commits it into the batch; in
   // per-transaction mode also writes the batch (waiting on `lock`) and returns how that went.
-  Status commit(MDB_txn* child, std::unique_lock<std::mutex>& lock);
+  // `applied` (may be empty) runs if it committed, before the next writer begins.
+  Status commit(MDB_txn* child, std::unique_lock<std::mutex>& lock, const std::function<void()>& applied);
   // Writes the open batch now and waits for it and for what waited on it (the space that freed);
   // then whatever was committed is on disk (data pages).
   Status flush();
@@ -74,6 +75,7 @@ class Batcher {
   size_t ops_ = 0;           // nested transactions in the open batch
   size_t acknowledged_ = 0;  // of those, committed without waiting for the disk
   bool one_at_a_time_ = false;
+  bool alone_ = false;  // a per-transaction commit is waiting for its write (no writer begins)
   bool writing_ = false;  // a batch is being written
   bool open_wanted_ = false, flush_wanted_ = false, stopping_ = false;
   bool committer_done_ = false;  // no batch opens any more (stopping)

@@ -35,7 +35,9 @@ class EngineTxn {
   // Sends `payload` to every listener of the store once this transaction commits (nothing if it
   // aborts). Engines without listeners (LMDB) drop it.
   virtual Status notify(std::string_view payload) = 0;
-  virtual Status commit() = 0;
+  // `applied` (may be empty) runs once the commit succeeded and before this process's next write
+  // transaction begins (Txn::commit says why).
+  virtual Status commit(const std::function<void()>& applied) = 0;
 };
 
 class Engine {

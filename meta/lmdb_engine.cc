@@ -38,7 +38,7 @@ class LmdbTxn final : public EngineTxn {
   Status scan(Table t, std::string_view from, const Visit& fn) override;
   Result<std::string> last_key(Table t) override;
   Status notify(std::string_view) override { return Status::Ok(); }
-  Status commit() override;
+  Status commit(const std::function<void()>& applied) override;
 
   std::unique_lock<std::mutex> batch_lock;
 
@@ -205,29 +205,33 @@ void LmdbTxn::release_batch() {
   batch_lock.unlock();
 }
 
-Status LmdbTxn::commit() {
+Status LmdbTxn::commit(const std::function<void()>& applied) {
   MDB_txn* t = txn_;
   txn_ = nullptr;
   switch (kind_) {
-    case Kind::kOwn:
-      return lmdb_status(mdb_txn_commit(t), "commit");
+    case Kind::kOwn: {  // without group commit: offline tools, one thread
+      Status s = lmdb_status(mdb_txn_commit(t), "commit");
+      if (s.ok() && applied) applied();
+      return s;
+    }
     case Kind::kBatchWrite: {
       if (held_txn_failed) {
         mdb_txn_abort(t);  // leaves the batch as it was
         release_batch();
         return Status::IOError(EIO, "commit: the transaction failed earlier");
       }
-      Status s = engine_->batcher_->commit(t, batch_lock);
+      Status s = engine_->batcher_->commit(t, batch_lock, applied);
       release_batch();
       return s;
     }
     case Kind::kBatchRead:
       release_batch();
-      return Status::Ok();
-    case Kind::kBorrowed:
       break;
+    case Kind::kBorrowed:
+      break;  // the enclosing transaction commits
   }
-  return Status::Ok();  // the enclosing transaction commits
+  if (applied) applied();  // a read: nothing to order
+  return Status::Ok();
 }
 
 Result<MDB_dbi> LmdbTxn::dbi(Table t) const {

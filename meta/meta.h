@@ -165,7 +165,11 @@ class Txn {
   Status put_raw_marker(std::string_view name, std::string_view value);
   Status delete_raw_marker(std::string_view name);
 
-  Status commit();
+  // `applied` runs once the commit succeeded, before another write transaction of this process
+  // can begin: the caller's in-memory copy of what it wrote changes there, so that the next
+  // writer never reads it older than the store (a flush would write the old copy back over this
+  // commit). It must not begin a transaction.
+  Status commit(const std::function<void()>& applied = {});
 
  private:
   friend class MetaStore;

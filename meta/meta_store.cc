@@ -137,14 +137,14 @@ Txn::Txn(MetaStore* store, std::unique_ptr<EngineTxn> txn, const crypto::StoreKe
 Txn::Txn(Txn&& o) noexcept = default;
 Txn::~Txn() = default;
 
-Status Txn::commit() {
+Status Txn::commit(const std::function<void()>& applied) {
   auto t = std::move(txn_);
   if (store_->shared()) {
     txn_ = std::move(t);
     CMKFS_RETURN_IF_ERROR(publish_changes());
     t = std::move(txn_);
   }
-  return t->commit();
+  return t->commit(applied);
 }
 
 Status Txn::need_keys() const {

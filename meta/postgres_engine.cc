@@ -267,8 +267,11 @@ class PostgresTxn final : public EngineTxn {
     if (PQntuples((*r)->r) == 0) return Status::NotFound("empty table");
     return value((*r)->r, 0, 0);
   }
-  Status commit() override {
-    if (borrowed_) return Status::Ok();  // the enclosing transaction commits
+  Status commit(const std::function<void()>& applied) override {
+    if (borrowed_) {  // a read: the enclosing transaction commits
+      if (applied) applied();
+      return Status::Ok();
+    }
     PGconn* c = conn_;
     conn_ = nullptr;
     held = {};
@@ -278,6 +281,7 @@ class PostgresTxn final : public EngineTxn {
                            : exec(c, notifies_ + (on_commit_.empty() ? "COMMIT" : "SET LOCAL synchronous_commit = on; COMMIT"));
     if (s.ok()) engine_->give_back(c);
     else engine_->give_back(nullptr), PQfinish(c);
+    if (s.ok() && applied) applied();
     turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
     for (auto& fn : on_commit_) fn();

@@ -173,10 +173,10 @@ Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access&
     done_writing.emplace_back(node, std::move(g));
   }
   if (saved.empty() && done_writing.empty()) return Status::Ok();
-  CMKFS_RETURN_IF_ERROR(txn->commit());
-  for (auto& [node, seq] : saved) node->mark_saved(seq);
-  for (auto& [node, g] : done_writing) node->writing_noted = false;
-  return Status::Ok();
+  return txn->commit([&] {
+    for (auto& [node, seq] : saved) node->mark_saved(seq);
+    for (auto& [node, g] : done_writing) node->writing_noted = false;
+  });
 }
 
 Status Filesystem::note_writing(Inode& node, const Keyring::Access& access) {

@@ -27,10 +27,12 @@ class InodeWriter {
     return Status::Ok();
   }
 
+  // Applied in memory before the next writer begins: a flush that began meanwhile would otherwise
+  // write a node's older copy back over this commit (a renamed-over file's link count).
   Status commit() {
-    CMKFS_RETURN_IF_ERROR(txn_.commit());
-    for (auto& s : staged_) s.node->apply_committed(s.change, s.seq);
-    return Status::Ok();
+    return txn_.commit([this] {
+      for (auto& s : staged_) s.node->apply_committed(s.change, s.seq);
+    });
   }
 
  private:

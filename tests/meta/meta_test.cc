@@ -272,6 +272,30 @@ TEST_P(MetaTest, OrphansAreRemembered) {
   EXPECT_EQ(*read().orphans(), std::vector<uint64_t>{13});
 }
 
+// What a committer keeps in memory changes before the next writer of the process begins (as a
+// mounted store runs, with group commit): a flush beginning in between would read the older copy
+// and write it back over the commit (a renamed-over file came back with its link count).
+TEST_P(MetaTest, WhatACommitAppliesInMemoryIsThereBeforeTheNextWriterBegins) {
+  store->start_group_commit(std::chrono::milliseconds(5));
+  std::atomic<bool> applied{false};
+  bool next_saw_applied = false;
+  std::thread next;
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  Status s = t.commit([&] {
+    next = std::thread([&] {
+      auto t2 = write();
+      next_saw_applied = applied.load();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    applied = true;
+  });
+  ASSERT_TRUE(s.ok());
+  next.join();
+  EXPECT_TRUE(next_saw_applied);
+  EXPECT_EQ(read().get_inode(5)->nlink, 1u);
+}
+
 // The change feed of a store in PostgreSQL: another process sharing the schema hears which
 // inodes and entries a commit changed, sealed (the database never sees a name), and nothing of
 // an aborted transaction; a payload changed in transit does not open.

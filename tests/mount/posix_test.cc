@@ -641,10 +641,23 @@ TEST_F(PosixTest, PastTheInodeCacheEveryInodeIsReadBackRight) {
   ASSERT_EQ(::rename(at(name(2, 2)).c_str(), at("d3/moved").c_str()), 0);
   ASSERT_EQ(::chmod(at(name(4, 4)).c_str(), 0600), 0);
   sync_dir(mnt);
-  // Every inode referenced by the kernel, most of them long demoted, then changed.
+  // Every inode referenced by the kernel, most of them long demoted, then changed. O_PATH
+  // descriptors pin the references (no FUSE open), so that another test dropping the kernel's
+  // caches meanwhile cannot make the daemon forget these inodes instead of demoting them.
   struct stat st;
+  struct Pins {
+    std::vector<int> fds;
+    void close() {
+      for (int fd : fds) ::close(fd);
+      fds.clear();
+    }
+    ~Pins() { close(); }
+  } pins;
   for (int d = 0; d < kDirs; ++d) {
-    for (int f = 0; f < kFiles; ++f) ::stat(at(name(d, f)).c_str(), &st);
+    for (int f = 0; f < kFiles; ++f) {
+      int fd = ::open(at(name(d, f)).c_str(), O_PATH);
+      if (fd >= 0) pins.fds.push_back(fd);
+    }
   }
   // New files' sizes are saved by the next periodic flush; their inodes are demoted after it.
   std::string page, labels = "{mountpoint=\"" + mnt + "\"}";
@@ -691,6 +704,7 @@ TEST_F(PosixTest, PastTheInodeCacheEveryInodeIsReadBackRight) {
     EXPECT_FALSE(stdfs::exists(at(name(2, 2)))) << when;
   };
   expect_all("while mounted");
+  pins.close();
   remount();
   expect_all("after a remount");
 }
