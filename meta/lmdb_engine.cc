@@ -41,6 +41,7 @@ class LmdbTxn final : public EngineTxn {
   Status commit(const std::function<void()>& applied) override;
 
   std::unique_lock<std::mutex> batch_lock;
+  std::unique_lock<std::mutex> own_writer;  // kOwn writes: the engine's own_writer_mu_ until committed
 
  private:
   void release_batch();
@@ -92,6 +93,7 @@ class LmdbEngine final : public Engine {
   MetaStore::BatchStats* stats_;
   MDB_env* env_ = nullptr;
   std::unique_ptr<Batcher> batcher_;  // with group commit
+  std::mutex own_writer_mu_;          // without: held by a write from its begin to its commit's end
   std::mutex reserve_mu_;
   uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
   MDB_dbi dbis_[kTableCount] = {};
@@ -161,9 +163,15 @@ Result<std::unique_ptr<EngineTxn>> LmdbEngine::begin(bool write) {
       return std::unique_ptr<EngineTxn>(std::move(t));
     }
   }
+  // LMDB serializes writers itself, but lets the next one in at its commit, before the caller
+  // applied what it committed in memory (Txn::commit): held until then.
+  std::unique_lock<std::mutex> own_writer;
+  if (write) own_writer = std::unique_lock<std::mutex>(own_writer_mu_);
   MDB_txn* txn = nullptr;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, nullptr, write ? 0 : MDB_RDONLY, &txn), "begin"));
-  return std::unique_ptr<EngineTxn>(new LmdbTxn(this, txn, Kind::kOwn));
+  auto t = std::make_unique<LmdbTxn>(this, txn, Kind::kOwn);
+  t->own_writer = std::move(own_writer);
+  return std::unique_ptr<EngineTxn>(std::move(t));
 }
 
 Status LmdbEngine::sync() {
@@ -209,9 +217,10 @@ Status LmdbTxn::commit(const std::function<void()>& applied) {
   MDB_txn* t = txn_;
   txn_ = nullptr;
   switch (kind_) {
-    case Kind::kOwn: {  // without group commit: offline tools, one thread
+    case Kind::kOwn: {  // without group commit (offline tools, --commit-interval 0)
       Status s = lmdb_status(mdb_txn_commit(t), "commit");
       if (s.ok() && applied) applied();
+      if (own_writer.owns_lock()) own_writer.unlock();
       return s;
     }
     case Kind::kBatchWrite: {

@@ -72,17 +72,22 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
   if (s.ok() && S_ISREG(rec.mode)) s = txn->add_writing(rec.ino);
   InodeWriter writer(*txn);
   if (s.ok() && is_dir) s = writer.stage(*dir, [](meta::InodeRecord& r) { ++r.nlink; });
-  if (s.ok()) s = writer.commit();
+  std::shared_ptr<Inode> node;
+  if (s.ok()) {
+    // In the table before any other transaction can find the new inode's number.
+    s = writer.commit([&] {
+      node = inodes_.insert(rec, 1);
+      node->mark_saved(node->change_seq);
+      node->object = std::move(object);
+      node->writing_noted = S_ISREG(rec.mode);
+    });
+  }
   if (noted >= 0) store_.creations->committed(noted);
   if (!s.ok()) {
     if (S_ISREG(rec.mode)) (void)store_.objects->remove(rec.file_id);
     return s.code() == EEXIST ? EEXIST : fail(s, "create", parent);
   }
   touch_dir(**dir, now);
-  auto node = inodes_.insert(rec, 1);
-  node->mark_saved(node->change_seq);
-  node->object = std::move(object);
-  node->writing_noted = S_ISREG(rec.mode);
   *out = rec;
   if (created != nullptr) *created = node;
   return 0;

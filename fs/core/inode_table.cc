@@ -99,7 +99,7 @@ void InodeTable::shrink_locked(size_t budget) {
       continue;
     }
     if (node.lookups > 0) demoted_[ino] = Demoted{node.lookups, ++demotions_};
-    map_.erase(it);
+    erase_locked(it);
   }
   if (order_.size() > 2 * map_.size() + 1024) {  // mostly inodes gone since: start again from the table
     order_.clear();
@@ -155,8 +155,16 @@ void InodeTable::erase_if_unused(uint64_t ino) {
   auto it = map_.find(ino);
   if (it != map_.end() && it->second->lookups == 0 && it->second->opens == 0 && !it->second->dirty() &&
       !it->second->writing_noted) {
-    map_.erase(it);
+    erase_locked(it);
   }
+}
+
+void InodeTable::erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Inode>>::iterator it) {
+  // A load that began before this node was loaded (and perhaps changed since) must not put its
+  // older record in its place.
+  auto l = loading_.find(it->first);
+  if (l != loading_.end()) ++l->second.changes;
+  map_.erase(it);
 }
 
 std::vector<std::shared_ptr<Inode>> InodeTable::all() {

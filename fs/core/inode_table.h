@@ -127,7 +127,8 @@ class InodeTable {
     return get(ino, [&] { return write_txn.get_inode(ino); }, lookups);
   }
   // The store changed `ino` (a follower heard so): a load of it in flight may have read the
-  // record before the change, and reads it again.
+  // record before the change, and reads it again. (So does one in flight while a node of it
+  // leaves the table: it may have been changed while it was in.)
   void changed_while_loading(uint64_t ino);
   // Adds a just-created inode with `lookups` references.
   std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
@@ -157,6 +158,8 @@ class InodeTable {
   // REQUIRES: mu_. Demotes the oldest idle inodes while more than capacity_ are whole, looking
   // at no more than `budget` of them.
   void shrink_locked(size_t budget = 16);
+  // REQUIRES: mu_. Removes a node from map_; a load of it in flight reads its record again.
+  void erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Inode>>::iterator it);
 
   const size_t capacity_;
   std::mutex mu_;

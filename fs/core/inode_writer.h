@@ -29,9 +29,11 @@ class InodeWriter {
 
   // Applied in memory before the next writer begins: a flush that began meanwhile would otherwise
   // write a node's older copy back over this commit (a renamed-over file's link count).
-  Status commit() {
-    return txn_.commit([this] {
+  // `also` runs there too, after them.
+  Status commit(const std::function<void()>& also = {}) {
+    return txn_.commit([&] {
       for (auto& s : staged_) s.node->apply_committed(s.change, s.seq);
+      if (also) also();
     });
   }
 

@@ -71,6 +71,8 @@ class MetaTestBase : public ::testing::Test {
     store = std::move(*open(false));
   }
   Txn write() { return std::move(*store->begin(true, &keys)); }
+  // A commit's `applied` runs before the next write transaction of the process begins.
+  void expect_applied_before_the_next_writer();
   Txn read() { return std::move(*store->begin(false, &keys)); }
 
   // Runs `query` on the test server with binary parameters $1.. (bytea, or text cast in the
@@ -277,6 +279,15 @@ TEST_P(MetaTest, OrphansAreRemembered) {
 // and write it back over the commit (a renamed-over file came back with its link count).
 TEST_P(MetaTest, WhatACommitAppliesInMemoryIsThereBeforeTheNextWriterBegins) {
   store->start_group_commit(std::chrono::milliseconds(5));
+  expect_applied_before_the_next_writer();
+}
+
+// LMDB without group commit (`--commit-interval 0`) lets the next writer in at its commit.
+TEST_P(MetaTest, WhatACommitAppliesInMemoryIsThereBeforeTheNextWriterBeginsWithoutGroupCommit) {
+  expect_applied_before_the_next_writer();
+}
+
+void MetaTestBase::expect_applied_before_the_next_writer() {
   std::atomic<bool> applied{false};
   bool next_saw_applied = false;
   std::thread next;

@@ -1,7 +1,7 @@
 // The inode table past its capacity: idle inodes are demoted to their lookup count and read
 // again on use, with their references intact; dirty, held, open, unlinked, root inodes and those
-// with lost writes stay whole; a load that raced a demotion is not kept, nor an error of one
-// that raced a reload.
+// with lost writes stay whole; a load that raced a demotion or an erase is not kept, nor an error
+// of one that raced a reload.
 #include "fs/core/inode_table.h"
 
 #include <gtest/gtest.h>
@@ -115,6 +115,32 @@ TEST(InodeTableTest, ALoadThatRacedADemotionIsReadAgain) {
   EXPECT_EQ(outer_loads, 2);
   EXPECT_EQ((*node)->snapshot().size, 2u);
   EXPECT_EQ((*node)->lookups, 3u);
+}
+
+// The same with an inode nobody references (a rekey's, a lookup's before the kernel holds it):
+// loaded by another request, changed, committed and erased while the first load ran, it leaves no
+// demotion behind; the first load must still not put its older record in the table.
+TEST(InodeTableTest, ALoadThatRacedAnotherLoadChangeAndEraseIsReadAgain) {
+  Fixture f;
+  f.disk[2] = record(2, 1);
+  int outer_loads = 0;
+  auto node = f.table.get(2, [&]() -> Result<meta::InodeRecord> {
+    meta::InodeRecord stale = f.disk.at(2);
+    if (++outer_loads == 1) {
+      auto other = f.table.get(2, f.loader(2));
+      EXPECT_TRUE(other.ok());
+      (*other)->update([](meta::InodeRecord& r) { r.size = 2; });
+      f.disk[2].size = 2;
+      (*other)->mark_saved(1);
+      other->reset();
+      f.table.erase_if_unused(2);
+      EXPECT_EQ(f.table.find(2), nullptr);
+    }
+    return stale;
+  }, 1);
+  ASSERT_TRUE(node.ok());
+  EXPECT_EQ(outer_loads, 2);
+  EXPECT_EQ((*node)->snapshot().size, 2u);
 }
 
 // A demoted inode loaded by an unlink, which deleted its record, while a getattr was loading it:
