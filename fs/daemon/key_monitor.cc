@@ -39,14 +39,18 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
       invalidate_caches_(std::move(invalidate_caches)),
       mountpoint_(std::move(mountpoint)),
       clock_(clock),
+      status_path_(status_path(store.super.store_id, store.paths.root)),
       state_since_(clock.wall()),
       last_success_wall_(state_since_),
       last_success_(clock.steady()),
-      last_rotation_poll_(last_success_) {}
+      last_rotation_poll_(last_success_) {
+  note_settings();
+}
 
 void KeyMonitor::start() {
   publish_status();
   thread_ = std::thread([this] { run(); });
+  watchdog_ = std::thread([this] { watch(); });
 }
 
 void KeyMonitor::wake(std::atomic<bool>& flag) {
@@ -64,9 +68,10 @@ void KeyMonitor::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
+  if (thread_.joinable()) thread_.join();  // a provider call that hangs is waited for
   std::error_code ec;
-  std::filesystem::remove(status_path(store_.super.store_id, store_.paths.root), ec);
+  std::filesystem::remove(status_path_, ec);
 }
 
 void KeyMonitor::run() {
@@ -84,6 +89,39 @@ void KeyMonitor::run() {
     }
     lock.lock();
   }
+}
+
+void KeyMonitor::watch() {
+  auto period = std::min<std::chrono::milliseconds>(options_.check_interval, std::chrono::seconds(1));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!wake_.wait_for(lock, period, [this] { return stopping_; })) {
+    lock.unlock();
+    watch_once();
+    lock.lock();
+  }
+}
+
+void KeyMonitor::watch_once() {
+  {
+    std::lock_guard<std::mutex> g(state_mu_);
+    auto now = clock_.steady();
+    if (!checking_ || now - check_started_ < 2 * options_.request_timeout) return;
+    auto hung = std::chrono::duration_cast<std::chrono::seconds>(now - check_started_).count();
+    KeyState before = state_;
+    if (state_ == KeyState::kAvailable) {
+      spdlog::warn("the key check has not returned for {} s (the key provider hangs); serving from the cached key "
+                   "for up to {} s",
+                   hung, std::chrono::duration_cast<std::chrono::seconds>(options_.offline_grace).count());
+      audit_.record("unreachable", shown_.versioned_key_identifier, "serving-from-cache", {{"reason", "hung"}});
+      set_state(KeyState::kUnreachable);
+    }
+    if (state_ == KeyState::kUnreachable && now - last_success_ >= options_.offline_grace) {
+      revoke(KeyState::kFailedClosed, "the key check has not returned for " + std::to_string(hung) +
+                                          " s, and the vault was last reached longer than the offline grace ago");
+    }
+    if (state_ == before) return;
+  }
+  publish_status(/*on_check_thread=*/false);
 }
 
 // `cmkfs encryption rotate-key` may have rewrapped the key under new settings meanwhile. A changed
@@ -159,6 +197,18 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
 }
 
 void KeyMonitor::check_once() {
+  {
+    std::lock_guard<std::mutex> g(state_mu_);
+    checking_ = true;
+    check_started_ = clock_.steady();
+  }
+  struct Done {
+    KeyMonitor& m;
+    ~Done() {
+      std::lock_guard<std::mutex> g(m.state_mu_);
+      m.checking_ = false;
+    }
+  } done{*this};
   reload_settings();
   if (rotation_finished_.exchange(false)) finish_rotation();
   if (!provider_->revocable()) {  // the built-in key cannot be revoked from outside: nothing to prove
@@ -168,7 +218,6 @@ void KeyMonitor::check_once() {
   }
   auto started = std::chrono::steady_clock::now();
   auto unlocked = unlock(store_, *provider_, audit_, "key check");
-  auto now = clock_.steady();
   {
     std::lock_guard<std::mutex> g(counts_mu_);
     ++counts_.checks;
@@ -179,6 +228,20 @@ void KeyMonitor::check_once() {
     else if (keyclient::is_definitive_refusal(unlocked.status())) ++counts_.refused;
     else ++counts_.unreachable;
   }
+  crypto::SecretBytes dek;
+  keyclient::WrappedKey wrapped;
+  if (unlocked.ok()) dek = unlocked->dek.clone(), wrapped = unlocked->wrapped;
+  bool good = apply(std::move(unlocked));
+  publish_status();  // now, not after the rotation poll below (which may wait on the vault)
+  if (!good) return;
+  maybe_rotate(dek, wrapped);
+  if (rotation_wanted_.exchange(false)) start_rotation();
+}
+
+bool KeyMonitor::apply(Result<Unlocked> unlocked) {
+  std::lock_guard<std::mutex> g(state_mu_);
+  note_settings();
+  auto now = clock_.steady();
   // A good check unwraps the very key in use; any other key, however it was got, is tampering.
   if (unlocked.ok() && state_ == KeyState::kAvailable &&
       !keyring_.holds(store_.super.dek_generation, unlocked->dek)) {
@@ -187,18 +250,14 @@ void KeyMonitor::check_once() {
   if (unlocked.ok()) {
     last_success_ = now;
     last_success_wall_ = clock_.wall();
-    crypto::SecretBytes dek = unlocked->dek.clone();
-    keyclient::WrappedKey wrapped = unlocked->wrapped;
     if (state_ != KeyState::kAvailable) {
-      Status s = install_keys(keyring_, store_.super.dek_generation, std::move(*unlocked));
-      if (!s.ok()) return;
-      spdlog::warn("key access restored ({}); serving {} again", wrapped.key_id, mountpoint_);
-      audit_.record("restore", wrapped.key_id, "ok", {{"after", to_string(state_)}});
+      std::string key_id = unlocked->wrapped.key_id;
+      if (!install_keys(keyring_, store_.super.dek_generation, std::move(*unlocked)).ok()) return false;
+      spdlog::warn("key access restored ({}); serving {} again", key_id, mountpoint_);
+      audit_.record("restore", key_id, "ok", {{"after", to_string(state_)}});
       set_state(KeyState::kAvailable);
-      publish_status();  // now, not after the rotation poll below (which may wait on the vault)
     }
-    maybe_rotate(dek, wrapped);
-    if (rotation_wanted_.exchange(false)) start_rotation();
+    return true;
   } else if (unlocked.status().code() == EUCLEAN || unlocked.status().code() == EIO) {
     if (state_ != KeyState::kTampered) revoke(KeyState::kTampered, unlocked.status().message());
   } else if (keyclient::is_definitive_refusal(unlocked.status())) {
@@ -214,7 +273,7 @@ void KeyMonitor::check_once() {
       revoke(KeyState::kFailedClosed, "key vault unreachable for longer than the offline grace");
     }
   }
-  publish_status();
+  return false;
 }
 
 KeyMonitor::CheckCounts KeyMonitor::counts() {
@@ -237,7 +296,7 @@ void KeyMonitor::revoke(KeyState why, const std::string& reason) {
   invalidate_caches_();
   spdlog::error("key access lost ({}): keys wiped, every access to {} now answers EACCES", reason, mountpoint_);
   const char* event = why == KeyState::kRevoked ? "revoke" : why == KeyState::kTampered ? "tamper" : "fail-closed";
-  audit_.record(event, store_.kek.versioned_key_identifier, "ok", {{"reason", reason}});
+  audit_.record(event, shown_.versioned_key_identifier, "ok", {{"reason", reason}});
   set_state(why);
 }
 
@@ -287,37 +346,44 @@ void KeyMonitor::finish_rotation() {
                store_.super.dek_generation);
 }
 
-void KeyMonitor::publish_status() {
+void KeyMonitor::note_settings() {
+  const auto& k = store_.kek;
+  shown_.key_identifier = k.customer_managed() ? k.key_identifier : k.key_file;
+  shown_.versioned_key_identifier = k.versioned_key_identifier;
+  shown_.dek_generation = store_.super.dek_generation;
+}
+
+void KeyMonitor::publish_status(bool on_check_thread) {
+  std::lock_guard<std::mutex> state(state_mu_);
+  if (on_check_thread) note_settings();
   {
     std::lock_guard<std::mutex> g(counts_mu_);
     counts_.last_success_unix = unix_seconds(last_success_wall_);
-    counts_.data_key_generation = store_.super.dek_generation;
-    counts_.key_version = store_.kek.versioned_key_identifier;
+    counts_.data_key_generation = shown_.dek_generation;
+    counts_.key_version = shown_.versioned_key_identifier;
     published_state_ = state_;
     published_last_success_ = last_success_;
   }
-  const auto& k = store_.kek;
   nlohmann::json j{{"state", to_string(state_)},
                    {"since", unix_seconds(state_since_)},
                    {"lastSuccessfulCheck", unix_seconds(last_success_wall_)},
-                   {"keyIdentifier", k.customer_managed() ? k.key_identifier : k.key_file},
-                   {"versionedKeyIdentifier", k.versioned_key_identifier},
+                   {"keyIdentifier", shown_.key_identifier},
+                   {"versionedKeyIdentifier", shown_.versioned_key_identifier},
                    {"mountpoint", mountpoint_},
                    {"pid", ::getpid()},
-                   {"dataKeyGeneration", store_.super.dek_generation},
+                   {"dataKeyGeneration", shown_.dek_generation},
                    {"auditLog", audit_.path()}};
   if (status_extra_) {
     nlohmann::json extra = status_extra_();
     for (const auto& [key, value] : extra.items()) j[key] = value;
   }
-  std::string path = status_path(store_.super.store_id, store_.paths.root);
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  std::filesystem::create_directories(std::filesystem::path(status_path_).parent_path(), ec);
   {
-    std::ofstream out(path + ".tmp");
+    std::ofstream out(status_path_ + ".tmp");
     out << j.dump() << "\n";
   }
-  std::filesystem::rename(path + ".tmp", path, ec);
+  std::filesystem::rename(status_path_ + ".tmp", status_path_, ec);
 }
 
 }  // namespace cmkfs::fs

@@ -9,8 +9,13 @@
 // interval and rewraps the data key when it changed. Settings changed by `cmkfs encryption
 // rotate-key` in another process are picked up at the next check.
 //
-// Thread-safety: start() and stop() from one thread; check_once() runs on the monitor's own
-// (or, in tests, on the caller's while no monitor thread runs).
+// A provider call that never returns (a PKCS#11 module or plugin that hangs) holds its check, not
+// the grace: a watchdog counts a check running past its deadline as an unreachable vault, and
+// fails the mount closed once the grace since the last good check is over, while the call still
+// hangs. When it answers at last, the check goes on as any other.
+//
+// Thread-safety: start() and stop() from one thread; check_once() runs on the monitor's own,
+// watch_once() on the watchdog's (or, in tests, both on threads of the test's while neither runs).
 #pragma once
 
 #include <atomic>
@@ -48,6 +53,9 @@ class KeyMonitor {
   void start();  // publishes the status, then checks on its own thread if the key is revocable
   void stop();
   void check_once();  // one round, on the caller's thread
+  // The watchdog's round: a check running longer than twice the request timeout makes the vault
+  // unreachable, and past the offline grace fails the mount closed.
+  void watch_once();
   KeyState state() const { return state_; }
   // The rekeyer moved everything to the current data-key generation: the monitor forgets the
   // older ones at once (it alone changes the store's key records while mounted).
@@ -71,11 +79,17 @@ class KeyMonitor {
 
  private:
   void run();
+  void watch();
+  // Moves the state as the check's outcome says; true when it unwrapped the key in use.
+  bool apply(Result<Unlocked> unlocked);
   void reload_settings();
   Status adopt(const meta::Superblock& sb);
   void revoke(KeyState why, const std::string& reason);
   void maybe_rotate(const crypto::SecretBytes& dek, const keyclient::WrappedKey& wrapped);
-  void publish_status();
+  // REQUIRES: state_mu_. Copies what the status shows of the store's settings, which only the
+  // check's thread changes (the watchdog shows the copy).
+  void note_settings();
+  void publish_status(bool on_check_thread = true);
   void start_rotation();
   void finish_rotation();
   void wake(std::atomic<bool>& flag);
@@ -89,11 +103,21 @@ class KeyMonitor {
   std::function<void()> invalidate_caches_;
   std::string mountpoint_;
   Clock& clock_;
+  const std::string status_path_;
 
+  // Changes of the state, and what decides them, under state_mu_ (the check and the watchdog
+  // both make them); never held across a call to the provider.
+  std::mutex state_mu_;
   std::atomic<KeyState> state_{KeyState::kAvailable};  // also read by state(), from any thread
   std::chrono::system_clock::time_point state_since_;       // shown in the status
   std::chrono::system_clock::time_point last_success_wall_;  // shown in the status
   std::chrono::steady_clock::time_point last_success_;       // the offline grace runs from here
+  bool checking_ = false;                                     // a check is running
+  std::chrono::steady_clock::time_point check_started_;
+  struct Shown {
+    std::string key_identifier, versioned_key_identifier;
+    uint32_t dek_generation = 0;
+  } shown_;
   std::chrono::steady_clock::time_point last_rotation_poll_;
   std::string rejected_;  // the last superblock refused (reported once)
 
@@ -111,6 +135,7 @@ class KeyMonitor {
   bool stopping_ = false;
   bool woken_ = false;
   std::thread thread_;
+  std::thread watchdog_;
 };
 
 }  // namespace cmkfs::fs

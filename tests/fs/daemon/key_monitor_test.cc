@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include "tests/support/store_fixture.h"
 #include "tests/support/test_util.h"
 
@@ -15,15 +19,26 @@ using fs::KeyState;
 
 class FakeClock : public fs::Clock {
  public:
-  std::chrono::steady_clock::time_point steady() override { return steady_; }
-  std::chrono::system_clock::time_point wall() override { return wall_; }
+  std::chrono::steady_clock::time_point steady() override {
+    std::lock_guard<std::mutex> g(mu_);
+    return steady_;
+  }
+  std::chrono::system_clock::time_point wall() override {
+    std::lock_guard<std::mutex> g(mu_);
+    return wall_;
+  }
   void advance(std::chrono::milliseconds d) {
+    std::lock_guard<std::mutex> g(mu_);
     steady_ += d;
     wall_ += d;
   }
-  void jump_wall(std::chrono::milliseconds d) { wall_ += d; }
+  void jump_wall(std::chrono::milliseconds d) {
+    std::lock_guard<std::mutex> g(mu_);
+    wall_ += d;
+  }
 
  private:
+  std::mutex mu_;
   std::chrono::steady_clock::time_point steady_{};
   std::chrono::system_clock::time_point wall_ = std::chrono::system_clock::now();
 };
@@ -31,8 +46,10 @@ class FakeClock : public fs::Clock {
 // A vault as the monitor sees it: wraps with a key of its own, answers as the test says.
 class ScriptedVault {
  public:
-  enum class Answer { kServe, kRefuse, kUnreachable, kAnotherKey };
-  Answer answer = Answer::kServe;
+  // kHang: every call waits until the answer changes (a PKCS#11 module that hangs).
+  enum class Answer { kServe, kRefuse, kUnreachable, kAnotherKey, kHang };
+  std::atomic<Answer> answer{Answer::kServe};
+  std::atomic<int> hanging{0};  // calls waiting now
   std::string latest = "https://vault.test/keys/k/v1";
   int unwraps = 0, wraps = 0;
   crypto::SecretBytes kek = std::move(*crypto::random_key());
@@ -74,6 +91,11 @@ class ScriptedProvider : public keyclient::KeyProvider {
 
  private:
   Status refusal() const {
+    if (v_.answer == ScriptedVault::Answer::kHang) {
+      ++v_.hanging;
+      while (v_.answer == ScriptedVault::Answer::kHang) std::this_thread::sleep_for(1ms);
+      --v_.hanging;
+    }
     if (v_.answer == ScriptedVault::Answer::kRefuse) return Status(EACCES, "HTTP 403 Forbidden");
     if (v_.answer == ScriptedVault::Answer::kUnreachable) return Status(EAGAIN, "connection refused");
     return Status::Ok();
@@ -161,6 +183,53 @@ TEST_F(KeyMonitorTest, AnUnreachableVaultIsToleratedForTheGraceThenFailsClosed) 
   m.check_once();
   EXPECT_EQ(m.state(), KeyState::kAvailable);
   EXPECT_TRUE(serving());
+}
+
+// A provider call that never returns (a PKCS#11 module that hangs) holds the check, not the
+// grace: the watchdog counts the vault unreachable, fails closed once the grace is over while the
+// call still hangs, and the mount serves again when it answers.
+TEST_F(KeyMonitorTest, ACheckThatHangsStillFailsClosedWhenTheGraceEnds) {
+  auto& m = make_monitor();
+  m.check_once();
+  vault.answer = ScriptedVault::Answer::kHang;
+  std::thread check([&] { m.check_once(); });
+  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);  // not yet past its deadline
+  clock.advance(1min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kUnreachable);
+  EXPECT_TRUE(serving());
+  clock.advance(14min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(invalidations, 1);
+  EXPECT_EQ(vault.hanging, 1);  // still in the provider
+  vault.answer = ScriptedVault::Answer::kServe;  // it answers at last
+  check.join();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+  std::string log = read_text(dir + "/monitor-audit.jsonl");
+  EXPECT_NE(log.find("\"event\":\"fail-closed\""), std::string::npos) << log;
+  std::string status = read_text(fs::status_path(store->super.store_id, store->paths.root));
+  EXPECT_NE(status.find("\"state\":\"available\""), std::string::npos) << status;
+}
+
+// A hung check that answers "unreachable" after the grace leaves the mount failed closed.
+TEST_F(KeyMonitorTest, AHungCheckThatEndsUnreachableStaysFailedClosed) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kHang;
+  std::thread check([&] { m.check_once(); });
+  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  clock.advance(16min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  vault.answer = ScriptedVault::Answer::kUnreachable;
+  check.join();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  EXPECT_FALSE(serving());
+  EXPECT_EQ(invalidations, 1);
 }
 
 TEST_F(KeyMonitorTest, TheGraceRunsOnTheMonotonicClockNotTheWallClock) {
