@@ -105,7 +105,8 @@ void KeyMonitor::watch_once() {
   {
     std::lock_guard<std::mutex> g(state_mu_);
     auto now = clock_.steady();
-    if (!checking_ || now - check_started_ < 2 * options_.request_timeout) return;
+    auto deadline = std::min<std::chrono::milliseconds>(2 * options_.request_timeout, options_.offline_grace);
+    if (!checking_ || now - check_started_ < deadline) return;
     auto hung = std::chrono::duration_cast<std::chrono::seconds>(now - check_started_).count();
     KeyState before = state_;
     if (state_ == KeyState::kAvailable) {

@@ -53,8 +53,8 @@ class KeyMonitor {
   void start();  // publishes the status, then checks on its own thread if the key is revocable
   void stop();
   void check_once();  // one round, on the caller's thread
-  // The watchdog's round: a check running longer than twice the request timeout makes the vault
-  // unreachable, and past the offline grace fails the mount closed.
+  // The watchdog's round: a check running longer than twice the request timeout (or the grace,
+  // if shorter) makes the vault unreachable, and past the offline grace fails the mount closed.
   void watch_once();
   KeyState state() const { return state_; }
   // The rekeyer moved everything to the current data-key generation: the monitor forgets the

@@ -56,6 +56,11 @@ class Pkcs11Test : public Lifecycle<MountTest> {
     return std::count(l.begin(), l.end(), '\n');
   }
 
+  void TearDown() override {
+    if (!hsm.empty()) fault("");  // a hung call must answer before the unmount can end
+    Lifecycle<MountTest>::TearDown();
+  }
+
   std::string hsm, pin_file;
 };
 
@@ -163,6 +168,23 @@ TEST_F(Pkcs11Test, AnHsmOutageServesWithinTheGraceThenFailsClosedThenRecovers) {
   EXPECT_TRUE(eventually(12, [&] { return open_errno(at("f")) == EACCES; }));
   EXPECT_EQ(read_errno(held), EACCES);
   EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
+  fault("");
+  expect_serving();
+}
+
+// A module that stops answering (a hung driver) holds the key check, not the grace: the mount
+// fails closed when the grace ends while the call still hangs, and serves once it answers.
+TEST_F(Pkcs11Test, AModuleThatHangsFailsClosedWhenTheGraceEndsAndServesWhenItAnswers) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--offline-grace 6s --vault-timeout 1s");
+  fault("hang");
+  EXPECT_TRUE(eventually(5, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
+  EXPECT_EQ(read_file(at("f")), content);
+  EXPECT_TRUE(eventually(10, [&] { return open_errno(at("f")) == EACCES; })) << read_file(log);
+  EXPECT_EQ(read_errno(held), EACCES);
+  EXPECT_EQ(show()["liveKeyState"]["state"], "vault-unreachable-failed-closed");
+  EXPECT_NE(read_file(log).find("has not returned"), std::string::npos) << read_file(log);
   fault("");
   expect_serving();
 }

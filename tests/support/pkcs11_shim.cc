@@ -3,9 +3,10 @@
 //
 // CMKFS_PKCS11_SHIM_TARGET names the real module. The file CMKFS_PKCS11_SHIM_STATE, read on every
 // call, holds the fault: "outage" (every call CKR_DEVICE_ERROR), "removed" (no token; every call
-// CKR_DEVICE_REMOVED, and the sessions opened before are closed, as a pulled token's are), or
-// nothing. Each C_Login is counted as a line in CMKFS_PKCS11_SHIM_LOGINS, if set.
+// CKR_DEVICE_REMOVED, and the sessions opened before are closed, as a pulled token's are), "hang"
+// (every call waits until the fault changes: a driver that stops answering), or nothing. Each C_Login is counted as a line in CMKFS_PKCS11_SHIM_LOGINS, if set.
 #include <dlfcn.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 #include <cstdlib>
@@ -44,6 +45,7 @@ void drop_sessions() {
 // CKR_OK when calls may go through; the fault's return value otherwise.
 CK_RV gate() {
   std::string f = fault();
+  for (; f == "hang"; f = fault()) ::usleep(20000);
   if (f == "outage") return CKR_DEVICE_ERROR;
   if (f == "removed") {
     if (!sessions_dropped) drop_sessions();
