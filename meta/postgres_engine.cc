@@ -170,6 +170,13 @@ class PostgresEngine final : public Engine {
     return static_cast<int64_t>(get_be64(mac.data()));
   }
   std::mutex& txn_mu() { return txn_mu_; }
+  // REQUIRES: txn_mu_. A write's COMMIT whose connection broke may or may not have landed, and
+  // the records in memory no longer say which: this mount writes nothing more.
+  void lost_commit(const Status& why) {
+    lost_commit_ = Status::IOError(EIO, why.message() + " (the connection broke during a commit, which may have "
+                                                        "landed or not; this mount writes nothing more: unmount it "
+                                                        "and mount again)");
+  }
   bool read_only() const { return read_only_; }
 
  private:
@@ -181,6 +188,7 @@ class PostgresEngine final : public Engine {
   int64_t txn_key_, writer_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
   std::mutex txn_mu_;              // held for each transaction's life (see the top)
+  Status lost_commit_;             // guarded by txn_mu_
   std::thread listener_;
   std::atomic<bool> stop_listening_{false};
   std::mutex mu_;
@@ -279,6 +287,7 @@ class PostgresTxn final : public EngineTxn {
     // a transaction of its own (autocommit_) has nothing to end.
     Status s = autocommit_ ? Status::Ok()
                            : exec(c, notifies_ + (on_commit_.empty() ? "COMMIT" : "SET LOCAL synchronous_commit = on; COMMIT"));
+    if (!s.ok() && write_ && PQstatus(c) != CONNECTION_OK) engine_->lost_commit(s);
     if (s.ok()) engine_->give_back(c);
     else engine_->give_back(nullptr), PQfinish(c);
     if (s.ok() && applied) applied();
@@ -372,6 +381,7 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   }
   if (write && read_only_) return Status(EROFS, "the metadata is open read-only");
   std::unique_lock<std::mutex> turn(txn_mu_);
+  if (write && !lost_commit_.ok()) return lost_commit_;
   auto c = take();
   if (!c.ok()) return c.status();
   // The store's one writer reads without a transaction: nobody else writes what it reads (the

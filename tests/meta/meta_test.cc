@@ -307,6 +307,38 @@ void MetaTestBase::expect_applied_before_the_next_writer() {
   EXPECT_EQ(read().get_inode(5)->nlink, 1u);
 }
 
+// PostgreSQL only: a COMMIT whose connection breaks may have landed or not. The records a mount
+// keeps in memory no longer say which (a later flush would write them back over it), so no write
+// follows until the store is opened again; reads go on.
+class PostgresEngineTest : public MetaTestBase {
+ protected:
+  std::string engine() const override { return "postgres"; }
+};
+
+TEST_F(PostgresEngineTest, ACommitWhoseConnectionBrokeStopsEveryLaterWrite) {
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(4)).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  // Its backend goes (a network cut, a server restart) before the COMMIT.
+  std::string killed = sql("SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity WHERE state = "
+                           "'idle in transaction' AND query LIKE '%" + schema + ".records%'");
+  ASSERT_EQ(killed, "1");
+  Status s = t.commit();
+  EXPECT_FALSE(s.ok());
+  auto next = store->begin(true, &keys);
+  ASSERT_FALSE(next.ok());
+  EXPECT_NE(next.status().message().find("writes nothing more"), std::string::npos) << next.status().message();
+  EXPECT_EQ(read().get_inode(4)->nlink, 1u);
+  reopen();
+  auto again = write();
+  ASSERT_TRUE(again.put_inode(sample_inode(6)).ok());
+  EXPECT_TRUE(again.commit().ok());
+}
+
 // The change feed of a store in PostgreSQL: another process sharing the schema hears which
 // inodes and entries a commit changed, sealed (the database never sees a name), and nothing of
 // an aborted transaction; a payload changed in transit does not open.
