@@ -17,6 +17,28 @@ int64_t unix_seconds(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
+// Arms the watchdog for its life: calls to a revocable provider, which may not return. Nested
+// ones (a rotation's reload) count from the outermost.
+class KeyMonitor::ProviderCall {
+ public:
+  ProviderCall(KeyMonitor& m, const keyclient::KeyProvider& provider) : m_(m), armed_(provider.revocable()) {
+    if (!armed_) return;
+    std::lock_guard<std::mutex> g(m_.state_mu_);
+    if (m_.in_provider_++ == 0) m_.provider_since_ = m_.clock_.steady();
+  }
+  ~ProviderCall() { end(); }
+  void end() {
+    if (!armed_) return;
+    armed_ = false;
+    std::lock_guard<std::mutex> g(m_.state_mu_);
+    --m_.in_provider_;
+  }
+
+ private:
+  KeyMonitor& m_;
+  bool armed_;
+};
+
 const char* to_string(KeyState s) {
   switch (s) {
     case KeyState::kAvailable: return "available";
@@ -105,9 +127,8 @@ void KeyMonitor::watch_once() {
   {
     std::lock_guard<std::mutex> g(state_mu_);
     auto now = clock_.steady();
-    auto deadline = std::min<std::chrono::milliseconds>(2 * options_.request_timeout, options_.offline_grace);
-    if (!checking_ || now - check_started_ < deadline) return;
-    auto hung = std::chrono::duration_cast<std::chrono::seconds>(now - check_started_).count();
+    if (in_provider_ == 0 || now - provider_since_ < kHungAfter * options_.request_timeout) return;
+    auto hung = std::chrono::duration_cast<std::chrono::seconds>(now - provider_since_).count();
     KeyState before = state_;
     if (state_ == KeyState::kAvailable) {
       spdlog::warn("the key check has not returned for {} s (the key provider hangs); serving from the cached key "
@@ -179,8 +200,17 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
     store_.super = sb;
     store_.kek = *kek;
     store_.binding = *binding;
+    ProviderCall call(*this, **provider);
     auto unlocked = unlock(store_, **provider, audit_, "data-key rotation");
-    Status s = unlocked.ok() ? install_keys(keyring_, sb.dek_generation, std::move(*unlocked)) : unlocked.status();
+    call.end();
+    Status s = unlocked.status();
+    if (unlocked.ok()) {
+      // Not over a fail-closed the watchdog decided while the unwrap hung: the next check restores.
+      std::lock_guard<std::mutex> g(state_mu_);
+      s = state_ == KeyState::kAvailable || state_ == KeyState::kUnreachable
+              ? install_keys(keyring_, sb.dek_generation, std::move(*unlocked))
+              : Status::Unavailable("the mount failed closed meanwhile");
+    }
     if (!s.ok()) {
       store_.super = std::move(old_super);
       store_.kek = std::move(old_kek);
@@ -198,18 +228,6 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
 }
 
 void KeyMonitor::check_once() {
-  {
-    std::lock_guard<std::mutex> g(state_mu_);
-    checking_ = true;
-    check_started_ = clock_.steady();
-  }
-  struct Done {
-    KeyMonitor& m;
-    ~Done() {
-      std::lock_guard<std::mutex> g(m.state_mu_);
-      m.checking_ = false;
-    }
-  } done{*this};
   reload_settings();
   if (rotation_finished_.exchange(false)) finish_rotation();
   if (!provider_->revocable()) {  // the built-in key cannot be revoked from outside: nothing to prove
@@ -218,7 +236,9 @@ void KeyMonitor::check_once() {
     return;
   }
   auto started = std::chrono::steady_clock::now();
+  ProviderCall call(*this, *provider_);
   auto unlocked = unlock(store_, *provider_, audit_, "key check");
+  call.end();
   {
     std::lock_guard<std::mutex> g(counts_mu_);
     ++counts_.checks;
@@ -235,6 +255,7 @@ void KeyMonitor::check_once() {
   bool good = apply(std::move(unlocked));
   publish_status();  // now, not after the rotation poll below (which may wait on the vault)
   if (!good) return;
+  ProviderCall rotating(*this, *provider_);
   maybe_rotate(dek, wrapped);
   if (rotation_wanted_.exchange(false)) start_rotation();
 }

@@ -53,9 +53,11 @@ class KeyMonitor {
   void start();  // publishes the status, then checks on its own thread if the key is revocable
   void stop();
   void check_once();  // one round, on the caller's thread
-  // The watchdog's round: a check running longer than twice the request timeout (or the grace,
-  // if shorter) makes the vault unreachable, and past the offline grace fails the mount closed.
+  // The watchdog's round: a call to the provider running longer than kHungAfter request timeouts
+  // (a vault client's retries, backoff and token requests fit in it) makes the vault unreachable,
+  // and past the offline grace since the last good check fails the mount closed.
   void watch_once();
+  static constexpr int kHungAfter = 4;
   KeyState state() const { return state_; }
   // The rekeyer moved everything to the current data-key generation: the monitor forgets the
   // older ones at once (it alone changes the store's key records while mounted).
@@ -78,6 +80,7 @@ class KeyMonitor {
   const Histogram<kCheckBounds>& check_seconds() const { return check_seconds_; }
 
  private:
+  class ProviderCall;
   void run();
   void watch();
   // Moves the state as the check's outcome says; true when it unwrapped the key in use.
@@ -112,8 +115,8 @@ class KeyMonitor {
   std::chrono::system_clock::time_point state_since_;       // shown in the status
   std::chrono::system_clock::time_point last_success_wall_;  // shown in the status
   std::chrono::steady_clock::time_point last_success_;       // the offline grace runs from here
-  bool checking_ = false;                                     // a check is running
-  std::chrono::steady_clock::time_point check_started_;
+  int in_provider_ = 0;  // calls to a revocable provider running (ProviderCall)
+  std::chrono::steady_clock::time_point provider_since_;
   struct Shown {
     std::string key_identifier, versioned_key_identifier;
     uint32_t dek_generation = 0;

@@ -50,6 +50,7 @@ class ScriptedVault {
   enum class Answer { kServe, kRefuse, kUnreachable, kAnotherKey, kHang };
   std::atomic<Answer> answer{Answer::kServe};
   std::atomic<int> hanging{0};  // calls waiting now
+  std::atomic<bool> hang_polls{false};  // only the rotation poll's calls hang
   std::string latest = "https://vault.test/keys/k/v1";
   int unwraps = 0, wraps = 0;
   crypto::SecretBytes kek = std::move(*crypto::random_key());
@@ -83,6 +84,11 @@ class ScriptedProvider : public keyclient::KeyProvider {
     return dek;
   }
   Result<std::string> current_key_id() override {
+    if (v_.hang_polls) {
+      ++v_.hanging;
+      while (v_.hang_polls) std::this_thread::sleep_for(1ms);
+      --v_.hanging;
+    }
     if (Status s = refusal(); !s.ok()) return s;
     return v_.latest;
   }
@@ -194,9 +200,10 @@ TEST_F(KeyMonitorTest, ACheckThatHangsStillFailsClosedWhenTheGraceEnds) {
   vault.answer = ScriptedVault::Answer::kHang;
   std::thread check([&] { m.check_once(); });
   while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  clock.advance(39s);
   m.watch_once();
-  EXPECT_EQ(m.state(), KeyState::kAvailable);  // not yet past its deadline
-  clock.advance(1min);
+  EXPECT_EQ(m.state(), KeyState::kAvailable);  // not yet past four request timeouts
+  clock.advance(21s);
   m.watch_once();
   EXPECT_EQ(m.state(), KeyState::kUnreachable);
   EXPECT_TRUE(serving());
@@ -230,6 +237,45 @@ TEST_F(KeyMonitorTest, AHungCheckThatEndsUnreachableStaysFailedClosed) {
   EXPECT_EQ(m.state(), KeyState::kFailedClosed);
   EXPECT_FALSE(serving());
   EXPECT_EQ(invalidations, 1);
+}
+
+// A hung call after a good unwrap (the rotation poll's) is watched too; the grace runs from that
+// unwrap, and the next check that unwraps restores.
+TEST_F(KeyMonitorTest, AHungRotationPollStillFailsClosedWhenTheGraceEnds) {
+  auto& m = make_monitor();
+  clock.advance(1h);  // the next check polls for a new key version
+  vault.hang_polls = true;
+  std::thread check([&] { m.check_once(); });
+  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  clock.advance(1min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kUnreachable);
+  EXPECT_TRUE(serving());
+  clock.advance(14min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  EXPECT_FALSE(serving());
+  vault.hang_polls = false;
+  check.join();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  m.check_once();
+  EXPECT_EQ(m.state(), KeyState::kAvailable);
+  EXPECT_TRUE(serving());
+}
+
+// A hung check that ends in a refusal after the watchdog failed closed revokes: never a restore.
+TEST_F(KeyMonitorTest, AHungCheckThatEndsRefusedIsRevoked) {
+  auto& m = make_monitor();
+  vault.answer = ScriptedVault::Answer::kHang;
+  std::thread check([&] { m.check_once(); });
+  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  clock.advance(16min);
+  m.watch_once();
+  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  vault.answer = ScriptedVault::Answer::kRefuse;
+  check.join();
+  EXPECT_EQ(m.state(), KeyState::kRevoked);
+  EXPECT_FALSE(serving());
 }
 
 TEST_F(KeyMonitorTest, TheGraceRunsOnTheMonotonicClockNotTheWallClock) {
