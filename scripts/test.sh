@@ -15,7 +15,8 @@ trap cleanup_test_mounts EXIT
 cleanup_test_mounts
 
 echo "== build (RelWithDebInfo) and test"
-build build RelWithDebInfo
+# Line tables only (-g1): backtraces keep their files and lines, and the build takes a quarter less.
+build build RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 (cd build && ctest --output-on-failure -j "$(nproc)")
 
 if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
