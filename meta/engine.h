@@ -66,6 +66,16 @@ class Engine {
   // lost).
   virtual Status listen(std::function<void(std::string_view payload)> fn) = 0;
   virtual void stop_listening() = 0;  // fn is not called after this returns
+  // Objects that processes sharing the store read (a follower's open file, which the writer may
+  // delete meanwhile). hold() marks `object` (an object's name: hex) as open here for as long as
+  // this process's session with the engine lives, counted; release_hold() undoes one hold;
+  // held_elsewhere() says whether a live process other than this one holds it. An engine of one
+  // process (LMDB) holds nothing elsewhere.
+  virtual Status hold(std::string_view object) = 0;
+  virtual Status release_hold(std::string_view object) = 0;
+  virtual Result<bool> held_elsewhere(std::string_view object) = 0;
+  // Marks what this process holds again if its session ended (a lost connection): called often.
+  virtual Status renew_holds() = 0;
 };
 
 // LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`.

@@ -87,6 +87,10 @@ class LmdbEngine final : public Engine {
     return Status(ENOTSUP, "an LMDB store has one process: nothing to listen to");
   }
   void stop_listening() override {}
+  Status hold(std::string_view) override { return Status::Ok(); }
+  Status release_hold(std::string_view) override { return Status::Ok(); }
+  Result<bool> held_elsewhere(std::string_view) override { return false; }
+  Status renew_holds() override { return Status::Ok(); }
 
  private:
   friend class LmdbTxn;

@@ -252,6 +252,12 @@ class MetaStore {
   // whenever payloads may have been lost (a reconnection).
   static const std::string_view kFeedMissed;
   void stop_listening();  // fn is not called after this returns
+  // Engine::hold and the rest (engine.h), for the object of `file_id`: a follower holds a file it
+  // has open, and the writer keeps an object another process holds until it is let go.
+  Status hold(const Id128& file_id);
+  Status release_hold(const Id128& file_id);
+  Result<bool> held_elsewhere(const Id128& file_id);
+  Status renew_holds();
   // EIO when the payload does not authenticate under `keys` (nor came from this process).
   Result<Changes> open_changes(const crypto::StoreKeys& keys, std::string_view payload) const;
   bool shared() const;

@@ -59,6 +59,10 @@ Status MetaStore::lock_writer() { return engine_->lock_writer(); }
 Status MetaStore::listen(std::function<void(std::string_view)> fn) { return engine_->listen(std::move(fn)); }
 bool MetaStore::shared() const { return engine_->shared(); }
 void MetaStore::stop_listening() { engine_->stop_listening(); }
+Status MetaStore::hold(const Id128& file_id) { return engine_->hold(to_hex(file_id)); }
+Status MetaStore::release_hold(const Id128& file_id) { return engine_->release_hold(to_hex(file_id)); }
+Result<bool> MetaStore::held_elsewhere(const Id128& file_id) { return engine_->held_elsewhere(to_hex(file_id)); }
+Status MetaStore::renew_holds() { return engine_->renew_holds(); }
 
 // ---- the change feed ----
 //

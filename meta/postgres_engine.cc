@@ -27,6 +27,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -113,6 +114,7 @@ class PostgresEngine final : public Engine {
   ~PostgresEngine() override {
     stop_listening();
     for (PGconn* c : idle_) PQfinish(c);
+    if (holder_ != nullptr) PQfinish(holder_);  // its holds end with it
     if (writer_lock_ != nullptr) {
       // Released before the close returns: the server frees a closed session's locks only once
       // its backend has exited, after the close, and the next open (a remount, fsck) could find
@@ -148,6 +150,10 @@ class PostgresEngine final : public Engine {
     stop_listening_ = true;
     if (listener_.joinable()) listener_.join();
   }
+  Status hold(std::string_view object) override;
+  Status release_hold(std::string_view object) override;
+  Result<bool> held_elsewhere(std::string_view object) override;
+  Status renew_holds() override;
 
   const std::string& schema() const { return schema_; }
   // For a write transaction of the store's writer: fails it if the writer lock's session is gone
@@ -182,9 +188,16 @@ class PostgresEngine final : public Engine {
  private:
   Result<PGconn*> connect();
 
+  // REQUIRES: holds_mu_. The session the holds last for (its backend's pid names them in the
+  // holds table), connected again if it broke, every hold then marked again.
+  Status holder_session();
+
   const std::string conninfo_;
   const std::string schema_;
   const bool read_only_;
+  std::mutex holds_mu_;
+  PGconn* holder_ = nullptr;                        // guarded by holds_mu_
+  std::map<std::string, int, std::less<>> holds_;  // object -> holds here; guarded by holds_mu_
   int64_t txn_key_, writer_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
   std::mutex txn_mu_;              // held for each transaction's life (see the top)
@@ -478,6 +491,90 @@ Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
     if (c != nullptr) PQfinish(c);
   });
   return Status::Ok();
+}
+
+// The holds table: (object, the pid of the holding session's backend). A row whose backend is
+// gone holds nothing, and the writer deletes it; so a follower that crashes, or loses its
+// connection, holds nothing until it marks its holds again (holder_session).
+namespace {
+bool object_name(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+}  // namespace
+
+Status PostgresEngine::holder_session() {
+  if (holder_ != nullptr && PQstatus(holder_) == CONNECTION_OK) return Status::Ok();
+  if (holder_ != nullptr) PQfinish(holder_);
+  holder_ = nullptr;
+  auto c = connect_plain(conninfo_);
+  if (!c.ok()) return c.status();
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + schema_ +
+                    ".holds (object text NOT NULL, holder integer NOT NULL, PRIMARY KEY (object, holder))";
+  for (const auto& [object, n] : holds_) {
+    sql += "; INSERT INTO " + schema_ + ".holds VALUES ('" + object + "', pg_backend_pid()) ON CONFLICT DO NOTHING";
+  }
+  Status s = exec(*c, sql);
+  if (!s.ok()) {
+    PQfinish(*c);
+    return s;
+  }
+  holder_ = *c;
+  return Status::Ok();
+}
+
+Status PostgresEngine::hold(std::string_view object) {
+  if (!object_name(object)) return Status::InvalidArgument("hold: not an object name");
+  std::lock_guard<std::mutex> g(holds_mu_);
+  auto [it, first] = holds_.try_emplace(std::string(object), 0);
+  if (++it->second > 1) return Status::Ok();
+  CMKFS_RETURN_IF_ERROR(holder_session());
+  return exec(holder_, "INSERT INTO " + schema_ + ".holds VALUES ('" + it->first +
+                           "', pg_backend_pid()) ON CONFLICT DO NOTHING");
+}
+
+Status PostgresEngine::release_hold(std::string_view object) {
+  std::lock_guard<std::mutex> g(holds_mu_);
+  auto it = holds_.find(object);
+  if (it == holds_.end() || --it->second > 0) return Status::Ok();
+  std::string name = it->first;
+  holds_.erase(it);
+  if (holder_ == nullptr || PQstatus(holder_) != CONNECTION_OK) return Status::Ok();  // gone with its session
+  return exec(holder_, "DELETE FROM " + schema_ + ".holds WHERE object = '" + name + "' AND holder = pg_backend_pid()");
+}
+
+// A round trip finds a connection that died quietly; holder_session() then marks every hold again.
+Status PostgresEngine::renew_holds() {
+  std::lock_guard<std::mutex> g(holds_mu_);
+  if (holds_.empty()) return Status::Ok();
+  if (holder_ != nullptr && exec(holder_, "SELECT 1").ok()) return Status::Ok();
+  return holder_session();
+}
+
+Result<bool> PostgresEngine::held_elsewhere(std::string_view object) {
+  if (!object_name(object)) return Status::InvalidArgument("holds: not an object name");
+  int own = 0;
+  {
+    std::lock_guard<std::mutex> g(holds_mu_);
+    if (holder_ != nullptr && PQstatus(holder_) == CONNECTION_OK) own = PQbackendPID(holder_);
+  }
+  auto c = take();
+  if (!c.ok()) return c.status();
+  std::string live = "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.holder)";
+  std::string sql = "DELETE FROM " + schema_ + ".holds h WHERE NOT " + live + "; SELECT 1 FROM " + schema_ +
+                    ".holds h WHERE h.object = '" + std::string(object) + "' AND h.holder <> " + std::to_string(own) +
+                    " AND " + live + " LIMIT 1";
+  PgResult r(PQexec(*c, sql.c_str()));
+  if (PQresultStatus(r.r) == PGRES_TUPLES_OK) {
+    bool held = PQntuples(r.r) > 0;
+    give_back(*c);
+    return held;
+  }
+  const char* code = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
+  bool no_table = code != nullptr && std::string_view(code) == "42P01";  // nobody ever held anything
+  Status s = Status::IOError(EIO, pg_error(*c, "reading the holds"));
+  give_back(*c);  // a failed statement outside a transaction leaves the connection usable
+  if (no_table) return false;
+  return s;
 }
 
 Status PostgresEngine::compact_in_place() {

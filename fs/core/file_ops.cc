@@ -32,13 +32,24 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
     if (int err = resize(*node, 0, access); err != 0) return err;
   }
+  // A follower tells the writer which object it reads, so that a delete meanwhile keeps it until
+  // the last release here. Without that (the database unreachable) the file still reads, as
+  // long as the writer leaves its object.
+  std::optional<Id128> held;
+  if (follower_) {
+    Id128 id = node->snapshot().file_id;
+    Status h = store_.meta->hold(id);
+    if (h.ok()) held = id;
+    else spdlog::warn("inode {}: the writer cannot be told this file is open here ({}); a delete there ends its reads", ino, h.message());
+  }
   inodes_.opened(*node);
   *out = new_handle(node, flags);
+  (*out)->held = held;
   return 0;
 }
 
 Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags) {
-  auto* h = new Handle{std::move(node), flags};
+  auto* h = new Handle{std::move(node), flags, std::nullopt};
   std::lock_guard<std::mutex> g(handles_mu_);
   handles_.insert(h);
   return h;
@@ -145,6 +156,10 @@ int Filesystem::flush(Handle* h) {
 
 void Filesystem::release(Handle* h) {
   std::shared_ptr<Inode> node = std::move(h->node);
+  if (h->held) {
+    Status s = store_.meta->release_hold(*h->held);
+    if (!s.ok()) spdlog::warn("inode {}: the writer is not told this file was closed here: {}", node->snapshot().ino, s.message());
+  }
   {
     std::lock_guard<std::mutex> g(handles_mu_);
     handles_.erase(h);

@@ -22,9 +22,48 @@ meta::Timespec now_timespec() {
   return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
 }
 
+namespace {
+
+// Removes a deleted file's object and then the note that it must go, unless another process of
+// the store still reads it (or whether one does cannot be told now): then it waits in `held`.
+void remove_unless_held(meta::MetaStore& meta, ObjectStore& objects, HeldRemovals& held, const Id128& id,
+                        uint64_t ino) {
+  auto elsewhere = meta.held_elsewhere(id);
+  if (!elsewhere.ok() || *elsewhere) {
+    if (!elsewhere.ok()) spdlog::warn("inode {}: its object stays until its readers are known: {}", ino, elsewhere.status().message());
+    std::lock_guard<std::mutex> g(held.mu);
+    held.objects.emplace_back(id, ino);
+    return;
+  }
+  Status s = objects.remove(id);
+  if (!s.ok()) {
+    spdlog::error("inode {}: its object stays behind (the next mount retries): {}", ino, s.message());
+    return;
+  }
+  // Gone: the note that it had to go may go too (with the next batch; a crash before that only
+  // makes the next mount try a removal that is already done).
+  auto txn = meta.begin(true);
+  if (txn.ok() && txn->remove_pending_removal(id).ok()) (void)txn->commit();
+}
+
+}  // namespace
+
 Filesystem::Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache)
-    : store_(store), keyring_(keyring), layout_(store.super.chunk_size), store_id_(store.super.store_id),
+    : store_(store),
+      keyring_(keyring),
+      layout_(store.super.chunk_size),
+      store_id_(store.super.store_id),
+      held_removals_(std::make_shared<HeldRemovals>()),
       inodes_(inode_cache) {}
+
+void Filesystem::retry_held_removals() {
+  std::vector<std::pair<Id128, uint64_t>> waiting;
+  {
+    std::lock_guard<std::mutex> g(held_removals_->mu);
+    waiting.swap(held_removals_->objects);
+  }
+  for (const auto& [id, ino] : waiting) remove_unless_held(*store_.meta, *store_.objects, *held_removals_, id, ino);
+}
 
 std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
 
@@ -213,19 +252,11 @@ Status Filesystem::reap(uint64_t ino, const Keyring::Access& access) {
 // An object goes only once the metadata that no longer names it is on disk: a crash before
 // then must find the file whole (its name, or its orphan entry, and its bytes), never a record
 // without its object. A crash after the commit but before the removal leaks the object, which
-// fsck reports. Runs on the group committer's thread: it uses nothing of this Filesystem.
+// fsck reports. An object a follower still reads waits for it (remove_unless_held). Runs on the
+// group committer's thread: it uses nothing of this Filesystem but what it shares.
 void Filesystem::remove_object_when_durable(const meta::InodeRecord& rec) {
-  store_.meta->when_durable([meta = store_.meta.get(), objects = store_.objects.get(), id = rec.file_id, ino = rec.ino] {
-    Status s = objects->remove(id);
-    if (!s.ok()) {
-      spdlog::error("inode {}: its object stays behind (the next mount retries): {}", ino, s.message());
-      return;
-    }
-    // Gone: the note that it had to go may go too (with the next batch; a crash before that
-    // only makes the next mount try a removal that is already done).
-    auto txn = meta->begin(true);
-    if (txn.ok() && txn->remove_pending_removal(id).ok()) (void)txn->commit();
-  });
+  store_.meta->when_durable([meta = store_.meta.get(), objects = store_.objects.get(), held = held_removals_,
+                             id = rec.file_id, ino = rec.ino] { remove_unless_held(*meta, *objects, *held, id, ino); });
 }
 
 void Filesystem::drop_if_unused(const std::shared_ptr<Inode>& node) {
@@ -391,8 +422,12 @@ int Filesystem::setattr(uint64_t ino, const AttrChange& c, Handle* h, meta::Inod
 }
 
 Status Filesystem::flush_dirty() {
-  if (follower_) {  // nothing to save: only the cache to trim
+  if (follower_) {  // nothing to save: only the cache to trim, and the writer to keep told
     inodes_.shrink();
+    Status held = store_.meta->renew_holds();
+    if (!held.ok() && !holds_unrenewed_) spdlog::warn("the writer cannot be told which files are open here: {}", held.message());
+    if (held.ok() && holds_unrenewed_) spdlog::info("the writer is told again which files are open here");
+    holds_unrenewed_ = !held.ok();
     return Status::Ok();
   }
   Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);
@@ -405,6 +440,7 @@ Status Filesystem::flush_dirty() {
     if (node->dirty() || node->writing_noted) dirty.push_back(node.get());
   }
   CMKFS_RETURN_IF_ERROR(save(dirty, access));
+  retry_held_removals();
   if (store_.creations) {
     store_.creations->maybe_turn([this](std::function<void()> fn) { store_.meta->when_durable(std::move(fn)); });
   }

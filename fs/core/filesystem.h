@@ -38,6 +38,7 @@ struct Caller {
 struct Handle {
   std::shared_ptr<Inode> node;
   int flags = 0;
+  std::optional<Id128> held;  // a follower's: the object the writer is told this file reads
 };
 
 // What setattr changes (a subset of FUSE_SET_ATTR_*, decoded by the bridge).
@@ -46,6 +47,12 @@ struct AttrChange {
   std::optional<uint64_t> size;
   std::optional<meta::Timespec> atime, mtime;  // "now" already resolved
   std::optional<meta::Timespec> ctime;         // the kernel's, with the writeback cache; else now
+};
+
+// Deleted files' objects another process of the store still reads (Filesystem::held_removals_).
+struct HeldRemovals {
+  std::mutex mu;
+  std::vector<std::pair<Id128, uint64_t>> objects;  // and the inode each was of (0: not known)
 };
 
 class Filesystem {
@@ -149,6 +156,8 @@ class Filesystem {
   void drop_if_unused(const std::shared_ptr<Inode>& node);
   Status reap(uint64_t ino, const Keyring::Access& access);
   void remove_object_when_durable(const meta::InodeRecord& rec);
+  // Removes the objects whose removal waited for another process to let go of them.
+  void retry_held_removals();
   // Opens the node's object. REQUIRES: data_mu held exclusively.
   Status ensure_object(Inode& node, const Keyring::Access& access, bool recovering = false);
   Result<FileCrypto> file_crypto(const Keyring::Access& a, const meta::InodeRecord& rec) const {
@@ -187,6 +196,10 @@ class Filesystem {
   const Id128 store_id_;  // a copy: the key monitor may replace store_.super
   bool writeback_cache_ = false;
   bool follower_ = false;
+  // Deleted files' objects another process of the store still reads (a follower's open file):
+  // kept until it lets go, then removed by a flush. Shared with the committer's callbacks.
+  std::shared_ptr<HeldRemovals> held_removals_;
+  bool holds_unrenewed_ = false;  // a follower's: renewing its holds failed (told once); flush's only
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
   std::atomic<uint64_t> io_errors_{0};

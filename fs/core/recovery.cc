@@ -1,7 +1,8 @@
 // Filesystem: repairing at mount what a crash of the last mount left (README, Durability). Each
 // kind of leftover was noted where it is cheap, so the work is bounded by what was in flight, not
 // by the size of the store:
-// - objects whose removal was committed but not done (the recovery table's pending removals);
+// - objects whose removal was committed but not done (the recovery table's pending removals),
+//   but for those a follower still reads, which wait for it (remove_unless_held);
 // - objects created for files whose create never reached the disk (the creation log);
 // - objects longer than their file's saved size (the recovery table's files being written);
 // - files unlinked while open (the orphans table, reaped by start()).
@@ -36,8 +37,16 @@ Status Filesystem::recover(const Keyring::Access& access) {
   if (pending.empty() && writing.empty() && created.empty()) return Status::Ok();
 
   size_t removed = 0, leaked = 0, trimmed = 0;
+  std::vector<Id128> done;  // those whose note goes; one a follower still reads waits for it
   for (const Id128& id : pending) {
+    auto held = store_.meta->held_elsewhere(id);
+    if (!held.ok() || *held) {
+      std::lock_guard<std::mutex> g(held_removals_->mu);
+      held_removals_->objects.emplace_back(id, 0);
+      continue;
+    }
     CMKFS_RETURN_IF_ERROR(store_.objects->remove(id));
+    done.push_back(id);
     ++removed;
   }
   // A noted object whose inode does not name it was made by a create that never committed.
@@ -76,7 +85,7 @@ Status Filesystem::recover(const Keyring::Access& access) {
   {
     auto txn = store_.meta->begin(true, &access.store_keys());
     if (!txn.ok()) return txn.status();
-    for (const Id128& id : pending) CMKFS_RETURN_IF_ERROR(txn->remove_pending_removal(id));
+    for (const Id128& id : done) CMKFS_RETURN_IF_ERROR(txn->remove_pending_removal(id));
     for (uint64_t ino : writing) CMKFS_RETURN_IF_ERROR(txn->remove_writing(ino));
     CMKFS_RETURN_IF_ERROR(txn->commit());
   }

@@ -159,6 +159,28 @@ for f in "$blob_a" "$blob"; do
   cat "$f" >/dev/null || die "$f does not read after the restore"
 done
 
+log "a file node B has open while node A deletes it reads whole through B; its objects go once B closes it"
+head -c $((24 << 20)) /dev/urandom >"$WORK/held"
+cp "$WORK/held" "$MNT_A/held"
+for _ in $(seq 100); do [ -e "$MNT_B/held" ] && break; sleep 0.05; done
+objects_now() { if [ "$OBJECTS" = rados ]; then rados -c "$CEPH/ceph.conf" -p cmkfs --all ls | wc -l; else echo 0; fi; }
+before=$(objects_now)
+python3 - "$MNT_B/held" "$WORK/held" "$MNT_A/held" <<'EOF' || die "node B's open file did not read whole after node A deleted it"
+import os, sys, time
+f = open(sys.argv[1], "rb", buffering=0)
+first = f.read(1 << 20)
+os.unlink(sys.argv[3])
+time.sleep(1.5)  # node A's removal, had it not waited
+with open("/proc/sys/vm/drop_caches", "w") as d:
+    d.write("3")  # what node B cached goes: the rest is read from the objects
+data = first + f.read()
+sys.exit(0 if data == open(sys.argv[2], "rb").read() else 1)
+EOF
+if [ "$OBJECTS" = rados ]; then
+  for _ in $(seq 100); do [ "$(objects_now)" -lt "$before" ] && break; sleep 0.1; done
+  [ "$(objects_now)" -lt "$before" ] || die "the deleted file's objects stayed after node B closed it"
+fi
+
 log "a manifest deleted and garbage-collected through node A is gone through node B"
 curl -fs -X DELETE "http://$REG_A/v2/apps/one/manifests/$(digest_of one)" >/dev/null
 stop_registry

@@ -339,6 +339,30 @@ TEST_F(PostgresEngineTest, ACommitWhoseConnectionBrokeStopsEveryLaterWrite) {
   EXPECT_TRUE(again.commit().ok());
 }
 
+// What one process of a store reads (a follower's open file) another sees held until it is let
+// go, or until the holder's session ends: a writer then keeps that object.
+TEST_F(PostgresEngineTest, AnObjectHeldByAnotherProcessIsHeldUntilItLetsGoOrGoes) {
+  auto other = open(/*create=*/false);  // another process's engine: a session of its own
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  Id128 id{};
+  id[0] = 0xab;
+  Id128 unheld{};
+  EXPECT_FALSE(*store->held_elsewhere(id));  // nobody ever held anything: no table yet
+  ASSERT_TRUE((*other)->hold(id).ok());
+  ASSERT_TRUE((*other)->hold(id).ok());  // opened twice there
+  EXPECT_TRUE(*store->held_elsewhere(id));
+  EXPECT_FALSE(*store->held_elsewhere(unheld));
+  EXPECT_FALSE(*(*other)->held_elsewhere(id));  // its own hold is not elsewhere
+  ASSERT_TRUE((*other)->release_hold(id).ok());
+  EXPECT_TRUE(*store->held_elsewhere(id));
+  ASSERT_TRUE((*other)->release_hold(id).ok());
+  EXPECT_FALSE(*store->held_elsewhere(id));
+  ASSERT_TRUE((*other)->hold(id).ok());
+  EXPECT_TRUE(*store->held_elsewhere(id));
+  other->reset();  // the process ends (or its connection): its holds end with its session
+  EXPECT_FALSE(*store->held_elsewhere(id));
+}
+
 // The change feed of a store in PostgreSQL: another process sharing the schema hears which
 // inodes and entries a commit changed, sealed (the database never sees a name), and nothing of
 // an aborted transaction; a payload changed in transit does not open.
