@@ -7,13 +7,14 @@ backing_dir() { if [ "$BACKING" = tmpfs ]; then echo "$WORK/backing/$1"; else ec
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # mount_target NAME -> prints the directory to benchmark in
+# NAME-ref: a second mount of the same kind (the scale curve's reference store).
 mount_target() {
   local t=$1 b m
   b=$(backing_dir "$t")
   m=$WORK/mnt/$t
   rm -rf "$b"
   mkdir -p "$b" "$m"
-  case $t in
+  case ${t%-ref} in
     raw) echo "$b"; return ;;
     # Daemons must not keep this function's stdout (a command substitution) open: logs go to files.
     mergerfs) mergerfs -o cache.files=auto-full,cache.writeback=true,category.create=ff "$b" "$m" >"$WORK/$t.log" 2>&1 ;;
@@ -42,7 +43,7 @@ mount_target() {
 attach_target() {
   local t=$1 b m=$WORK/mnt/$1
   b=$(backing_dir "$t")
-  case $t in
+  case ${t%-ref} in
     gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
     cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
   esac
@@ -51,7 +52,7 @@ attach_target() {
 # detach_target NAME: unmounts NAME, keeping its data.
 detach_target() {
   local t=$1 m=$WORK/mnt/$1
-  if [ "$t" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
+  if [ "${t%-ref}" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
   elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
 }
 

@@ -7,10 +7,14 @@
 # (a ninth of the links) after dropping caches, and the daemon's RSS after the find; then the
 # per-file cost of creating SAMPLE more files (synced), of stat'ing SAMPLE files spread over the
 # whole store after dropping caches, and of removing the new ones; and `cmkfs fsck`'s rate.
-# Results: build-bench/results/scale.{csv,md,png}, and unless --no-readme, README.md's "Scale".
+# The same three costs are then measured again side by side with a store of the smallest size
+# mounted beside it (same target), alternating, --side-reps rounds: the growth targets compare
+# those medians, since measurements twenty minutes apart differ by more than the growth.
+# Results: build-bench/results/scale.{csv,md,png}, scale-side.csv, and unless --no-readme,
+# README.md's "Scale".
 #
 #   scripts/bench.sh --scale [--levels 3000,100000,1000000] [--targets cmkfs,gocryptfs]
-#                            [--sample 3000] [--backing tmpfs|DIR] [--no-readme]
+#                            [--sample 3000] [--side-reps 5] [--backing tmpfs|DIR] [--no-readme]
 #
 # Debian 12, as root. A million files take about 20 minutes per target on tmpfs.
 set -euo pipefail
@@ -18,16 +22,17 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/bench-lib.sh
 
-LEVELS=3000,100000,1000000 TARGETS=cmkfs,gocryptfs SAMPLE=3000 BACKING=tmpfs README=1
+LEVELS=3000,100000,1000000 TARGETS=cmkfs,gocryptfs SAMPLE=3000 SIDE_REPS=5 BACKING=tmpfs README=1
 while [ $# -gt 0 ]; do
   case $1 in
     --scale) ;;
     --levels) LEVELS=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
     --sample) SAMPLE=$2; shift ;;
+    --side-reps) SIDE_REPS=$2; shift ;;
     --backing) BACKING=$2; shift ;;
     --no-readme) README=0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -58,12 +63,37 @@ timed() {
 }
 rss_kB() { [ "$1" = cmkfs ] && vm "$(cmkfs_pid)" "$2" || echo ""; }
 
+# Stat'ing SAMPLE files spread over a store of N: every step-th of them.
+stat_step() { echo $(( $1 > SAMPLE ? $1 / SAMPLE : 1 )); }
+stat_count() { local step; step=$(stat_step "$1"); echo $(( ($1 + step - 1) / step )); }
+
+SIDE=$OUT/scale-side.csv
+echo "files,target,round,stat_ref_us,stat_us,create_ref_us,create_us,unlink_ref_us,unlink_us" >"$SIDE"
+# side_by_side T DIR LEVEL REF_DIR REF_LEVEL: SIDE_REPS rounds of the three costs, each on the
+# reference store then on DIR.
+side_by_side() {
+  local t=$1 d=$2 level=$3 ref=$4 lo=$5 rep sr sb cr cb rr rb
+  for rep in $(seq "$SIDE_REPS"); do
+    drop_caches
+    sr=$("$TREE" stat "$ref" 0 "$lo" "$(stat_step "$lo")")
+    drop_caches
+    sb=$("$TREE" stat "$d" 0 "$level" "$(stat_step "$level")")
+    cr=$("$TREE" create "$ref" "$lo" $((lo + SAMPLE)))
+    cb=$("$TREE" create "$d" "$level" $((level + SAMPLE)))
+    rr=$("$TREE" remove "$ref" "$lo" $((lo + SAMPLE)))
+    rb=$("$TREE" remove "$d" "$level" $((level + SAMPLE)))
+    echo "$level,$t,$rep,$(per_file_us "$sr" "$(stat_count "$lo")"),$(per_file_us "$sb" "$(stat_count "$level")"),$(per_file_us "$cr" "$SAMPLE"),$(per_file_us "$cb" "$SAMPLE"),$(per_file_us "$rr" "$SAMPLE"),$(per_file_us "$rb" "$SAMPLE")" >>"$SIDE"
+  done
+}
+
 CSV=$OUT/scale.csv
 echo "files,target,fill_us,create_us,stat_us,unlink_us,ls_s,ls_entries,find_s,umount_s,mount_s,rss_kB,rss_anon_kB,rss_file_kB,fsck_s,fsck_MBps" >"$CSV"
 IFS=, read -ra TLIST <<<"$TARGETS"
 IFS=, read -ra LLIST <<<"$LEVELS"
 for t in "${TLIST[@]}"; do
   mount_target "$t" >/dev/null
+  ref=$(mount_target "$t-ref")
+  "$TREE" create "$ref" 0 "${LLIST[0]}" >/dev/null
   prev=0
   for level in "${LLIST[@]}"; do
     d=$WORK/mnt/$t
@@ -81,8 +111,8 @@ for t in "${TLIST[@]}"; do
     ls_s=$(since "$s")
     c=$("$TREE" create "$d" "$level" $((level + SAMPLE)))
     drop_caches
-    st=$("$TREE" stat "$d" 0 "$level" $(( level > SAMPLE ? level / SAMPLE : 1 )))
-    st_n=$(( level > SAMPLE ? (level + level / SAMPLE - 1) / (level / SAMPLE) : level ))
+    st=$("$TREE" stat "$d" 0 "$level" "$(stat_step "$level")")
+    st_n=$(stat_count "$level")
     rm_s=$("$TREE" remove "$d" "$level" $((level + SAMPLE)))
     fsck_s="" fsck_rate=""
     if [ "$t" = cmkfs ]; then
@@ -97,8 +127,10 @@ for t in "${TLIST[@]}"; do
       "$(per_file_us "$fill" $((level - prev)))" "$(per_file_us "$c" "$SAMPLE")" "$(per_file_us "$st" "$st_n")" \
       "$(per_file_us "$rm_s" "$SAMPLE")" "$ls_s" "$entries" "$find_s" "$um" "$mo" "$rss" "$anon" "$file" \
       "$fsck_s" "$fsck_rate" | tee -a "$CSV"
+    [ "$level" != "${LLIST[0]}" ] && side_by_side "$t" "$d" "$level" "$ref" "${LLIST[0]}"
     prev=$level
   done
+  umount_target "$t-ref"
   umount_target "$t"  # and its data: two stores of a million files do not fit in memory at once
 done
 
