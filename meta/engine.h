@@ -69,8 +69,8 @@ class Engine {
   // Objects that processes sharing the store read (a follower's open file, which the writer may
   // delete meanwhile). hold() marks `object` (an object's name: hex) as open here for as long as
   // this process's session with the engine lives, counted; release_hold() undoes one hold;
-  // held_elsewhere() says whether a live process other than this one holds it. An engine of one
-  // process (LMDB) holds nothing elsewhere.
+  // held_elsewhere() says whether a live process holds it (asked by the writer, which holds
+  // nothing itself). An engine of one process (LMDB) holds nothing elsewhere.
   virtual Status hold(std::string_view object) = 0;
   virtual Status release_hold(std::string_view object) = 0;
   virtual Result<bool> held_elsewhere(std::string_view object) = 0;

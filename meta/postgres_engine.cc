@@ -114,7 +114,10 @@ class PostgresEngine final : public Engine {
   ~PostgresEngine() override {
     stop_listening();
     for (PGconn* c : idle_) PQfinish(c);
-    if (holder_ != nullptr) PQfinish(holder_);  // its holds end with it
+    if (holder_ != nullptr) {  // its holds end with it, before the close returns (as the writer lock)
+      PgResult r(PQexec(holder_, "SELECT pg_advisory_unlock_all()"));
+      PQfinish(holder_);
+    }
     if (writer_lock_ != nullptr) {
       // Released before the close returns: the server frees a closed session's locks only once
       // its backend has exited, after the close, and the next open (a remount, fsck) could find
@@ -188,9 +191,10 @@ class PostgresEngine final : public Engine {
  private:
   Result<PGconn*> connect();
 
-  // REQUIRES: holds_mu_. The session the holds last for (its backend's pid names them in the
-  // holds table), connected again if it broke, every hold then marked again.
+  // REQUIRES: holds_mu_. The session the holds are locks of, connected again if it broke, every
+  // hold then taken again.
   Status holder_session();
+  int64_t hold_key(std::string_view object) const { return lock_key("hold:" + std::string(object)); }
 
   const std::string conninfo_;
   const std::string schema_;
@@ -493,10 +497,14 @@ Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
   return Status::Ok();
 }
 
-// The holds table: (object, the pid of the holding session's backend). A row whose backend is
-// gone holds nothing, and the writer deletes it; so a follower that crashes, or loses its
-// connection, holds nothing until it marks its holds again (holder_session).
+// Holds are shared advisory locks, one per object, taken on a session of the follower's own:
+// the server drops them when that session ends, however the follower ends, and the writer's
+// check is one try of the same lock exclusively (released with its statement). No table to
+// clean, no process ids to trust. A lock takes a slot of the server's lock table
+// (max_locks_per_transaction x max_connections, 6,400 by default), so a process holds at most
+// kMaxHolds objects; past that its opens are not held (logged).
 namespace {
+constexpr size_t kMaxHolds = 1024;
 bool object_name(std::string_view s) {
   return !s.empty() && s.size() <= 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
@@ -508,11 +516,8 @@ Status PostgresEngine::holder_session() {
   holder_ = nullptr;
   auto c = connect_plain(conninfo_);
   if (!c.ok()) return c.status();
-  std::string sql = "CREATE TABLE IF NOT EXISTS " + schema_ +
-                    ".holds (object text NOT NULL, holder integer NOT NULL, PRIMARY KEY (object, holder))";
-  for (const auto& [object, n] : holds_) {
-    sql += "; INSERT INTO " + schema_ + ".holds VALUES ('" + object + "', pg_backend_pid()) ON CONFLICT DO NOTHING";
-  }
+  std::string sql = "SELECT 1";
+  for (const auto& [object, n] : holds_) sql += ", pg_advisory_lock_shared(" + std::to_string(hold_key(object)) + ")";
   Status s = exec(*c, sql);
   if (!s.ok()) {
     PQfinish(*c);
@@ -525,24 +530,26 @@ Status PostgresEngine::holder_session() {
 Status PostgresEngine::hold(std::string_view object) {
   if (!object_name(object)) return Status::InvalidArgument("hold: not an object name");
   std::lock_guard<std::mutex> g(holds_mu_);
-  auto [it, first] = holds_.try_emplace(std::string(object), 0);
-  if (++it->second > 1) return Status::Ok();
-  CMKFS_RETURN_IF_ERROR(holder_session());
-  return exec(holder_, "INSERT INTO " + schema_ + ".holds VALUES ('" + it->first +
-                           "', pg_backend_pid()) ON CONFLICT DO NOTHING");
+  auto it = holds_.find(object);
+  if (it != holds_.end()) return ++it->second, Status::Ok();
+  if (holds_.size() >= kMaxHolds) return Status(ENOSPC, "this process holds " + std::to_string(kMaxHolds) + " objects already");
+  Status s = holder_session();
+  if (s.ok()) s = exec(holder_, "SELECT pg_advisory_lock_shared(" + std::to_string(hold_key(object)) + ")");
+  if (s.ok()) holds_.emplace(std::string(object), 1);
+  return s;
 }
 
 Status PostgresEngine::release_hold(std::string_view object) {
   std::lock_guard<std::mutex> g(holds_mu_);
   auto it = holds_.find(object);
   if (it == holds_.end() || --it->second > 0) return Status::Ok();
-  std::string name = it->first;
+  int64_t key = hold_key(it->first);
   holds_.erase(it);
   if (holder_ == nullptr || PQstatus(holder_) != CONNECTION_OK) return Status::Ok();  // gone with its session
-  return exec(holder_, "DELETE FROM " + schema_ + ".holds WHERE object = '" + name + "' AND holder = pg_backend_pid()");
+  return exec(holder_, "SELECT pg_advisory_unlock_shared(" + std::to_string(key) + ")");
 }
 
-// A round trip finds a connection that died quietly; holder_session() then marks every hold again.
+// A round trip finds a connection that died quietly; holder_session() then takes every hold again.
 Status PostgresEngine::renew_holds() {
   std::lock_guard<std::mutex> g(holds_mu_);
   if (holds_.empty()) return Status::Ok();
@@ -552,29 +559,17 @@ Status PostgresEngine::renew_holds() {
 
 Result<bool> PostgresEngine::held_elsewhere(std::string_view object) {
   if (!object_name(object)) return Status::InvalidArgument("holds: not an object name");
-  int own = 0;
-  {
-    std::lock_guard<std::mutex> g(holds_mu_);
-    if (holder_ != nullptr && PQstatus(holder_) == CONNECTION_OK) own = PQbackendPID(holder_);
-  }
   auto c = take();
   if (!c.ok()) return c.status();
-  std::string live = "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.holder)";
-  std::string sql = "DELETE FROM " + schema_ + ".holds h WHERE NOT " + live + "; SELECT 1 FROM " + schema_ +
-                    ".holds h WHERE h.object = '" + std::string(object) + "' AND h.holder <> " + std::to_string(own) +
-                    " AND " + live + " LIMIT 1";
-  PgResult r(PQexec(*c, sql.c_str()));
-  if (PQresultStatus(r.r) == PGRES_TUPLES_OK) {
-    bool held = PQntuples(r.r) > 0;
-    give_back(*c);
-    return held;
+  PgResult r(PQexec(*c, ("SELECT pg_try_advisory_xact_lock(" + std::to_string(hold_key(object)) + ")").c_str()));
+  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1) {
+    Status s = Status::IOError(EIO, pg_error(*c, "checking the holds"));
+    give_back(*c);  // a failed statement outside a transaction leaves the connection usable
+    return s;
   }
-  const char* code = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
-  bool no_table = code != nullptr && std::string_view(code) == "42P01";  // nobody ever held anything
-  Status s = Status::IOError(EIO, pg_error(*c, "reading the holds"));
-  give_back(*c);  // a failed statement outside a transaction leaves the connection usable
-  if (no_table) return false;
-  return s;
+  bool got = PQgetvalue(r.r, 0, 0)[0] == 't';
+  give_back(*c);
+  return !got;
 }
 
 Status PostgresEngine::compact_in_place() {

@@ -17,34 +17,56 @@ constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
 int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
-  bool stale = follower_ && reload(ino, access);  // close-to-open: what the writer last saved
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;
+  bool stale = false;
+  std::optional<Id128> held;
+  if (follower_ && S_ISREG(node->snapshot().mode)) {
+    int err = follow_open(ino, *node, access, &held, &stale);
+    if (err != 0) return err;
+  }
   // Also when the feed reloaded it first and has not yet told the kernel. Only an open for the
   // kernel (the registry view's own opens tell it nothing) takes the flag.
   if (follower_ && cache_stale != nullptr && node->kernel_stale.exchange(false)) stale = true;
   if (cache_stale != nullptr) *cache_stale = stale;
-  if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
+  auto unheld = [&](int err) {  // an open that fails lets its hold go
+    if (held) (void)store_.meta->release_hold(*held);
+    return err;
+  };
+  if (!S_ISREG(node->snapshot().mode)) return unheld(S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL);
   std::unique_lock<std::shared_mutex> g(node->data_mu);
   Status s = ensure_object(*node, access);
-  if (!s.ok()) return fail(s, "open", ino);
+  if (!s.ok()) return unheld(fail(s, "open", ino));
   if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
-    if (int err = resize(*node, 0, access); err != 0) return err;
-  }
-  // A follower tells the writer which object it reads, so that a delete meanwhile keeps it until
-  // the last release here. Without that (the database unreachable) the file still reads, as
-  // long as the writer leaves its object.
-  std::optional<Id128> held;
-  if (follower_) {
-    Id128 id = node->snapshot().file_id;
-    Status h = store_.meta->hold(id);
-    if (h.ok()) held = id;
-    else spdlog::warn("inode {}: the writer cannot be told this file is open here ({}); a delete there ends its reads", ino, h.message());
+    if (int err = resize(*node, 0, access); err != 0) return unheld(err);
   }
   inodes_.opened(*node);
   *out = new_handle(node, flags);
   (*out)->held = held;
+  return 0;
+}
+
+// A follower's open holds the file's object (the writer keeps an object a live follower holds,
+// and removes a deleted file's only after its delete committed), then reads the record again
+// (close-to-open: what the writer last saved). A record still there names an object that stays
+// while held; one gone was deleted meanwhile. Without a hold (the database unreachable) the file
+// still reads, as long as the writer leaves its object.
+int Filesystem::follow_open(uint64_t ino, Inode& node, const Keyring::Access& access, std::optional<Id128>* held,
+                            bool* stale) {
+  Id128 id = node.snapshot().file_id;
+  Status h = store_.meta->hold(id);
+  if (h.ok()) *held = id;
+  else spdlog::warn("inode {}: the writer cannot be told this file is open here ({}); a delete there ends its reads", ino, h.message());
+  bool gone = false;
+  *stale = reload(ino, access, &gone);
+  Id128 now = node.snapshot().file_id;
+  if (gone || (*held && now != id)) {
+    if (*held) (void)store_.meta->release_hold(id);
+    held->reset();
+    if (gone) return ENOENT;
+    if (store_.meta->hold(now).ok()) *held = now;  // moved to a new object (a rotation) meanwhile
+  }
   return 0;
 }
 

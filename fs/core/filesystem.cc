@@ -67,20 +67,40 @@ void Filesystem::retry_held_removals() {
 
 std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
 
-bool Filesystem::reload(uint64_t ino, const Keyring::Access& access) {
+bool Filesystem::reload(uint64_t ino, const Keyring::Access& access, bool* gone) {
   std::lock_guard<std::mutex> order(reload_mu_[ino % reload_mu_.size()]);
   auto node = inodes_.find(ino);
   if (!node) {  // not in memory (the kernel may still cache it): the next lookup loads it
     inodes_.changed_while_loading(ino);  // and one in flight loads it again
     return true;
   }
-  auto txn = store_.meta->begin(false, &access.store_keys());
-  if (!txn.ok()) return true;
-  auto rec = txn->get_inode(ino);
-  if (!rec.ok()) return true;  // removed: the kernel forgets it
-  std::lock_guard<std::mutex> g(node->mu);
-  if (node->rec == *rec) return false;
-  node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
+  Result<meta::InodeRecord> rec = Status::Unavailable("not read");
+  {
+    auto txn = store_.meta->begin(false, &access.store_keys());
+    if (!txn.ok()) return true;
+    rec = txn->get_inode(ino);
+  }
+  if (!rec.ok()) {  // removed: the kernel forgets it
+    if (gone != nullptr && rec.status().code() == ENOENT) *gone = true;
+    return true;
+  }
+  meta::InodeRecord old = node->snapshot();
+  if (old == *rec) return false;
+  // Moved to another object (a data-key rotation): an open file reads the new one from now on,
+  // swapped with the record under data_mu so that no read pairs one's keys with the other.
+  std::unique_lock<std::shared_mutex> data(node->data_mu, std::defer_lock);
+  bool moved = rec->file_id != old.file_id;
+  if (moved) data.lock();
+  if (moved && node->object) {
+    auto object = store_.objects->open(rec->file_id, /*create=*/false);
+    if (object.ok()) node->object = std::move(*object);
+    else spdlog::warn("inode {}: its new object does not open ({}); reads fail until it is opened again", ino,
+                      object.status().message());
+  }
+  {
+    std::lock_guard<std::mutex> g(node->mu);
+    node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
+  }
   node->kernel_stale = true;
   return true;
 }

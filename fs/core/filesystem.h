@@ -145,7 +145,7 @@ class Filesystem {
   Status persist(Inode& node, const Keyring::Access& access);  // save() of one, if it changed
   // A follower's: the store's record. False when it held the record already; true when the
   // record changed or was not in memory to compare.
-  bool reload(uint64_t ino, const Keyring::Access& access);
+  bool reload(uint64_t ino, const Keyring::Access& access, bool* gone = nullptr);  // *gone: no record now
   // Notes in the store's recovery table that the file is being written, once per open-to-save
   // span. REQUIRES: data_mu held exclusively.
   Status note_writing(Inode& node, const Keyring::Access& access);
@@ -174,6 +174,8 @@ class Filesystem {
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
 
   Handle* new_handle(std::shared_ptr<Inode> node, int flags);
+  // A follower's open of a regular file: holds its object, then reads its record again.
+  int follow_open(uint64_t ino, Inode& node, const Keyring::Access& access, std::optional<Id128>* held, bool* stale);
   Status rekey_file(uint64_t ino, const Keyring::Access& access);
 
   // Data-key rotation state, for the generation it works towards. Guarded by rekey_mu_.

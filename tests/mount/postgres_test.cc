@@ -213,6 +213,42 @@ TEST_F(PostgresTest, AFollowersOpenServesTheLastCloseEvenBeforeTheFeedBringsIt) 
   unbind_follower_objects();
 }
 
+// A follower reading a file while the writer's data-key rotation moves it to a new object reads
+// on, whole: its open file follows the record to the new object and the new generation's key
+// (it read the old object with the new key, EIO, before).
+TEST_F(PostgresTest, AFollowersOpenFileReadsWholeAcrossADataKeyRotation) {
+  init_pg(schema());
+  mount("--key-check-interval 1s");
+  std::string content(6 << 20, 'r');
+  for (size_t i = 0; i < content.size(); i += 4096) content[i] = static_cast<char>('a' + (i / 4096) % 26);
+  write_file(at("f"), content);
+  mount_follower(" --key-check-interval 1s");
+  int fd = ::open((mnt2 + "/f").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::string got(content.size(), '\0');
+  ASSERT_EQ(::pread(fd, got.data(), 1 << 20, 0), 1 << 20);
+  auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(eventually(60, [&] {
+    json live = show()["liveKeyState"];
+    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
+  })) << read_file(log);
+  ::usleep(2500000);  // the follower's key check takes the new generation
+  write_file("/proc/sys/vm/drop_caches", "3");  // what it cached goes: the rest is read now
+  size_t done = 1 << 20;
+  while (done < got.size()) {
+    ssize_t n = ::pread(fd, got.data() + done, got.size() - done, static_cast<off_t>(done));
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  EXPECT_EQ(done, content.size()) << std::strerror(errno) << "\n" << read_file(log2);
+  EXPECT_TRUE(got == content);
+  EXPECT_EQ(read_file(mnt2 + "/f"), content);
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
+  unbind_follower_objects();
+}
+
 // Anyone with a login to the database can NOTIFY the store's channel: a flood of payloads that
 // do not open is one line a minute in the follower's log (each was a line), and it keeps serving.
 TEST_F(PostgresTest, GarbageOnTheFeedIsLoggedOnceAMinuteAndTheFollowerServes) {
