@@ -27,10 +27,12 @@ namespace {
 // Removes a deleted file's object and then the note that it must go, unless another process of
 // the store still reads it (or whether one does cannot be told now): then it waits in `held`.
 void remove_unless_held(meta::MetaStore& meta, ObjectStore& objects, HeldRemovals& held, const Id128& id,
-                        uint64_t ino) {
+                        uint64_t ino, bool retry = false) {
   auto elsewhere = meta.held_elsewhere(id);
   if (!elsewhere.ok() || *elsewhere) {
-    if (!elsewhere.ok()) spdlog::warn("inode {}: its object stays until its readers are known: {}", ino, elsewhere.status().message());
+    if (!elsewhere.ok() && !retry) {  // once, not at every retry
+      spdlog::warn("inode {}: its object stays until its readers are known: {}", ino, elsewhere.status().message());
+    }
     std::lock_guard<std::mutex> g(held.mu);
     held.objects.emplace_back(id, ino);
     return;
@@ -62,7 +64,9 @@ void Filesystem::retry_held_removals() {
     std::lock_guard<std::mutex> g(held_removals_->mu);
     waiting.swap(held_removals_->objects);
   }
-  for (const auto& [id, ino] : waiting) remove_unless_held(*store_.meta, *store_.objects, *held_removals_, id, ino);
+  for (const auto& [id, ino] : waiting) {
+    remove_unless_held(*store_.meta, *store_.objects, *held_removals_, id, ino, /*retry=*/true);
+  }
 }
 
 std::vector<uint64_t> Filesystem::known_inodes() { return inodes_.referenced(); }
