@@ -60,9 +60,15 @@ std::string pg_error(PGconn* c, std::string_view what) {
 }
 
 // A server starting up, or out of connection slots for a moment, is waited for (2 s at most).
+// Over TCP a server that stops answering (a partition, a host gone) fails a connection's calls
+// within about 30 s instead of TCP's own quarter of an hour: a follower's open waiting on its
+// hold, a writer's commit. What the connection string sets itself wins (it is read after these).
 Result<PGconn*> connect_plain(const std::string& conninfo) {
+  static const char* const kKeys[] = {"keepalives",          "keepalives_idle", "keepalives_interval",
+                                      "keepalives_count",    "tcp_user_timeout", "dbname", nullptr};
+  const char* values[] = {"1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
   for (int attempt = 0;; ++attempt) {
-    PGconn* c = PQconnectdb(conninfo.c_str());
+    PGconn* c = PQconnectdbParams(kKeys, values, /*expand_dbname=*/1);
     if (PQstatus(c) == CONNECTION_OK) return c;
     std::string why = PQerrorMessage(c);
     bool transient = why.find("too many clients") != std::string::npos ||
