@@ -508,9 +508,9 @@ Status PostgresEngine::listen(std::function<void(std::string_view)> fn) {
 // check is one try of the same lock exclusively (released with its statement). No table to
 // clean, no process ids to trust. A lock takes a slot of the server's lock table
 // (max_locks_per_transaction x max_connections, 6,400 by default), so a process holds at most
-// kMaxHolds objects; past that its opens are not held (logged).
+// kMaxHolds objects; past that its opens are not held (logged). The writer needs slots too.
 namespace {
-constexpr size_t kMaxHolds = 1024;
+constexpr size_t kMaxHolds = 256;
 bool object_name(std::string_view s) {
   return !s.empty() && s.size() <= 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }

@@ -54,20 +54,25 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
 // still reads, as long as the writer leaves its object.
 int Filesystem::follow_open(uint64_t ino, Inode& node, const Keyring::Access& access, std::optional<Id128>* held,
                             bool* stale) {
-  Id128 id = node.snapshot().file_id;
-  Status h = store_.meta->hold(id);
-  if (h.ok()) *held = id;
-  else spdlog::warn("inode {}: the writer cannot be told this file is open here ({}); a delete there ends its reads", ino, h.message());
-  bool gone = false;
-  *stale = reload(ino, access, &gone);
-  Id128 now = node.snapshot().file_id;
-  if (gone || (*held && now != id)) {
-    if (*held) (void)store_.meta->release_hold(id);
-    held->reset();
-    if (gone) return ENOENT;
-    if (store_.meta->hold(now).ok()) *held = now;  // moved to a new object (a rotation) meanwhile
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Id128 id = node.snapshot().file_id;
+    Status h = store_.meta->hold(id);
+    if (!h.ok()) {
+      spdlog::warn("inode {}: the writer cannot be told this file is open here ({}); a delete there ends its reads",
+                   ino, h.message());
+      *stale = reload(ino, access) || *stale;
+      return 0;
+    }
+    bool gone = false;
+    *stale = reload(ino, access, &gone) || *stale;
+    if (gone) return (void)store_.meta->release_hold(id), ENOENT;
+    if (node.snapshot().file_id == id) {
+      *held = id;
+      return 0;
+    }
+    (void)store_.meta->release_hold(id);  // moved to a new object (a rotation) meanwhile: hold that one
   }
-  return 0;
+  return EAGAIN;  // moved on every try
 }
 
 Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags) {
@@ -188,11 +193,16 @@ void Filesystem::release(Handle* h) {
   }
   delete h;
   bool unused;
+  std::optional<Id128> moved_hold;
   {
     std::unique_lock<std::shared_mutex> g(node->data_mu);
     unused = inodes_.closed(*node);
-    if (!inodes_.is_open(*node)) node->object.reset();
+    if (!inodes_.is_open(*node)) {
+      node->object.reset();
+      moved_hold = std::exchange(node->moved_hold, std::nullopt);
+    }
   }
+  if (moved_hold) (void)store_.meta->release_hold(*moved_hold);
   // A changed size is committed by the next periodic flush (within a second, batched with every
   // other change), or at once if the kernel has let go of the inode too. fsync(2) commits at once.
   if (unused) drop_if_unused(node);

@@ -90,22 +90,46 @@ bool Filesystem::reload(uint64_t ino, const Keyring::Access& access, bool* gone)
   }
   meta::InodeRecord old = node->snapshot();
   if (old == *rec) return false;
-  // Moved to another object (a data-key rotation): an open file reads the new one from now on,
-  // swapped with the record under data_mu so that no read pairs one's keys with the other.
   std::unique_lock<std::shared_mutex> data(node->data_mu, std::defer_lock);
-  bool moved = rec->file_id != old.file_id;
-  if (moved) data.lock();
-  if (moved && node->object) {
-    auto object = store_.objects->open(rec->file_id, /*create=*/false);
-    if (object.ok()) node->object = std::move(*object);
-    else spdlog::warn("inode {}: its new object does not open ({}); reads fail until it is opened again", ino,
-                      object.status().message());
-  }
+  if (rec->file_id != old.file_id && !follow_move(ino, *node, *rec, access, &data)) return true;  // tried again later
   {
     std::lock_guard<std::mutex> g(node->mu);
     node->rec = std::move(*rec);  // a follower changes nothing: never unsaved
   }
   node->kernel_stale = true;
+  return true;
+}
+
+// Moved to another object (a data-key rotation): a file open here reads the new one from now on,
+// held as the old one is (the writer may delete the file next), and swapped under data_mu with the
+// record so that no read pairs one's keys with the other. The new object is held first, the record
+// read again (still naming it: the writer will find it held) and the object opened, all before
+// data_mu is taken. False, with nothing changed, when one of those fails: the old object stays
+// held by the handles that opened it, and the next reload tries again.
+bool Filesystem::follow_move(uint64_t ino, Inode& node, const meta::InodeRecord& rec, const Keyring::Access& access,
+                             std::unique_lock<std::shared_mutex>* data) {
+  {
+    std::shared_lock<std::shared_mutex> g(node.data_mu);
+    if (!node.object) return true;  // not open here
+  }
+  if (!store_.meta->hold(rec.file_id).ok()) return false;
+  auto let_go = [&] { (void)store_.meta->release_hold(rec.file_id); };
+  {
+    auto txn = store_.meta->begin(false, &access.store_keys());
+    auto again = txn.ok() ? txn->get_inode(ino) : Result<meta::InodeRecord>(txn.status());
+    if (!again.ok() || again->file_id != rec.file_id) return let_go(), false;
+  }
+  auto object = store_.objects->open(rec.file_id, /*create=*/false);
+  if (!object.ok()) {
+    spdlog::warn("inode {}: its new object does not open ({}); it reads the old one meanwhile", ino,
+                 object.status().message());
+    return let_go(), false;
+  }
+  data->lock();
+  if (!node.object) return let_go(), true;  // closed meanwhile
+  node.object = std::move(*object);
+  std::optional<Id128> before = std::exchange(node.moved_hold, rec.file_id);
+  if (before) (void)store_.meta->release_hold(*before);
   return true;
 }
 

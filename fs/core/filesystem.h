@@ -146,6 +146,9 @@ class Filesystem {
   // A follower's: the store's record. False when it held the record already; true when the
   // record changed or was not in memory to compare.
   bool reload(uint64_t ino, const Keyring::Access& access, bool* gone = nullptr);  // *gone: no record now
+  // Part of reload: an open file's record names a new object. Locks *data when it swaps.
+  bool follow_move(uint64_t ino, Inode& node, const meta::InodeRecord& rec, const Keyring::Access& access,
+                   std::unique_lock<std::shared_mutex>* data);
   // Notes in the store's recovery table that the file is being written, once per open-to-save
   // span. REQUIRES: data_mu held exclusively.
   Status note_writing(Inode& node, const Keyring::Access& access);

@@ -2,9 +2,10 @@
 // lives, an Inode's record is the authoritative copy; it is written to LMDB by the filesystem
 // (InodeWriter) on namespace changes, flush, fsync and release.
 //
-// Lock order: the keyring gate (Keyring::Access), then Inode::data_mu, then an LMDB write
-// transaction, then InodeTable's mutex, then Inode::mu. Nothing holding a later lock takes an
-// earlier one.
+// Lock order: the keyring gate (Keyring::Access), then a follower's reload stripe
+// (Filesystem::reload_mu_), then Inode::data_mu, then an LMDB write transaction, then
+// InodeTable's mutex, then Inode::mu, then the engine's holds mutex. Nothing holding a later lock
+// takes an earlier one.
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <unordered_map>
 #include <vector>
@@ -36,6 +38,9 @@ struct Inode {
   // A follower's: the record was reloaded and the kernel may still cache the old one (the
   // feed's invalidation comes after its reload). The next open drops what the kernel cached.
   std::atomic<bool> kernel_stale{false};
+  // A follower's, guarded by data_mu: the object it holds for its open handles since a data-key
+  // rotation moved the file to it (each handle holds the object it opened). Let go at last close.
+  std::optional<Id128> moved_hold;
 
   // The record and its save state.
   std::mutex mu;
