@@ -207,6 +207,7 @@ class PostgresEngine final : public Engine {
   const bool read_only_;
   std::mutex holds_mu_;
   PGconn* holder_ = nullptr;                        // guarded by holds_mu_
+  std::chrono::steady_clock::time_point holder_retry_;  // no connect before; guarded by holds_mu_
   std::map<std::string, int, std::less<>> holds_;  // object -> holds here; guarded by holds_mu_
   int64_t txn_key_, writer_key_;
   PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
@@ -520,8 +521,15 @@ Status PostgresEngine::holder_session() {
   if (holder_ != nullptr && PQstatus(holder_) == CONNECTION_OK) return Status::Ok();
   if (holder_ != nullptr) PQfinish(holder_);
   holder_ = nullptr;
+  // A server that did not answer is asked again a second later, not by every open meanwhile
+  // (they wait on holds_mu_ behind the attempt).
+  auto now = std::chrono::steady_clock::now();
+  if (now < holder_retry_) return Status::Unavailable("the database did not answer a moment ago");
   auto c = connect_plain(conninfo_);
-  if (!c.ok()) return c.status();
+  if (!c.ok()) {
+    holder_retry_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    return c.status();
+  }
   std::string sql = "SELECT 1";
   for (const auto& [object, n] : holds_) sql += ", pg_advisory_lock_shared(" + std::to_string(hold_key(object)) + ")";
   Status s = exec(*c, sql);
