@@ -576,7 +576,7 @@ Result<bool> PostgresEngine::held_elsewhere(std::string_view object) {
   auto c = take();
   if (!c.ok()) return c.status();
   PgResult r(PQexec(*c, ("SELECT pg_try_advisory_xact_lock(" + std::to_string(hold_key(object)) + ")").c_str()));
-  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1) {
+  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1 || PQnfields(r.r) != 1) {
     Status s = Status::IOError(EIO, pg_error(*c, "checking the holds"));
     give_back(*c);  // a failed statement outside a transaction leaves the connection usable
     return s;

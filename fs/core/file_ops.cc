@@ -20,9 +20,10 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   auto loaded = node_of(ino, access);
   if (!loaded.ok()) return fail(loaded.status(), "open", ino);
   std::shared_ptr<Inode> node = *loaded;
+  if (!S_ISREG(node->snapshot().mode)) return S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL;
   bool stale = false;
   std::optional<Id128> held;
-  if (follower_ && S_ISREG(node->snapshot().mode)) {
+  if (follower_) {
     int err = follow_open(ino, *node, access, &held, &stale);
     if (err != 0) return err;
   }
@@ -34,7 +35,6 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
     if (held) (void)store_.meta->release_hold(*held);
     return err;
   };
-  if (!S_ISREG(node->snapshot().mode)) return unheld(S_ISDIR(node->snapshot().mode) ? EISDIR : EINVAL);
   std::unique_lock<std::shared_mutex> g(node->data_mu);
   Status s = ensure_object(*node, access);
   if (!s.ok()) return unheld(fail(s, "open", ino));

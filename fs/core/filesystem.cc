@@ -28,15 +28,7 @@ namespace {
 // the store still reads it (or whether one does cannot be told now): then it waits in `held`.
 void remove_unless_held(meta::MetaStore& meta, ObjectStore& objects, HeldRemovals& held, const Id128& id,
                         uint64_t ino, bool retry = false) {
-  auto elsewhere = meta.held_elsewhere(id);
-  if (!elsewhere.ok() || *elsewhere) {
-    if (!elsewhere.ok() && !retry) {  // once, not at every retry
-      spdlog::warn("inode {}: its object stays until its readers are known: {}", ino, elsewhere.status().message());
-    }
-    std::lock_guard<std::mutex> g(held.mu);
-    held.objects.emplace_back(id, ino);
-    return;
-  }
+  if (held.keep_if_held(meta, id, ino, /*warn=*/!retry)) return;  // warned once, not at every retry
   Status s = objects.remove(id);
   if (!s.ok()) {
     spdlog::error("inode {}: its object stays behind (the next mount retries): {}", ino, s.message());
@@ -49,6 +41,17 @@ void remove_unless_held(meta::MetaStore& meta, ObjectStore& objects, HeldRemoval
 }
 
 }  // namespace
+
+bool HeldRemovals::keep_if_held(meta::MetaStore& meta, const Id128& id, uint64_t ino, bool warn) {
+  auto elsewhere = meta.held_elsewhere(id);
+  if (elsewhere.ok() && !*elsewhere) return false;
+  if (!elsewhere.ok() && warn) {
+    spdlog::warn("inode {}: its object stays until its readers are known: {}", ino, elsewhere.status().message());
+  }
+  std::lock_guard<std::mutex> g(mu);
+  objects.emplace_back(id, ino);
+  return true;
+}
 
 Filesystem::Filesystem(OpenStore& store, Keyring& keyring, size_t inode_cache)
     : store_(store),
@@ -88,10 +91,14 @@ bool Filesystem::reload(uint64_t ino, const Keyring::Access& access, bool* gone)
     if (gone != nullptr && rec.status().code() == ENOENT) *gone = true;
     return true;
   }
-  meta::InodeRecord old = node->snapshot();
-  if (old == *rec) return false;
+  Id128 old_file;
+  {
+    std::lock_guard<std::mutex> g(node->mu);
+    if (node->rec == *rec) return false;
+    old_file = node->rec.file_id;
+  }
   std::unique_lock<std::shared_mutex> data(node->data_mu, std::defer_lock);
-  if (rec->file_id != old.file_id && !follow_move(ino, *node, *rec, access, &data)) return true;  // tried again later
+  if (rec->file_id != old_file && !follow_move(ino, *node, *rec, access, &data)) return true;  // tried again later
   {
     std::lock_guard<std::mutex> g(node->mu);
     node->rec = std::move(*rec);  // a follower changes nothing: never unsaved

@@ -53,6 +53,10 @@ struct AttrChange {
 struct HeldRemovals {
   std::mutex mu;
   std::vector<std::pair<Id128, uint64_t>> objects;  // and the inode each was of (0: not known)
+
+  // Keeps the object of `id` for a later flush if another process of the store holds it, or if
+  // that cannot be told now (`warn`: say why then); true when kept.
+  bool keep_if_held(meta::MetaStore& meta, const Id128& id, uint64_t ino, bool warn);
 };
 
 class Filesystem {

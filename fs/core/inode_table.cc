@@ -59,6 +59,10 @@ Result<std::shared_ptr<Inode>> InodeTable::get(uint64_t ino, const Loader& load,
 
 void InodeTable::changed_while_loading(uint64_t ino) {
   std::lock_guard<std::mutex> g(mu_);
+  changed_while_loading_locked(ino);
+}
+
+void InodeTable::changed_while_loading_locked(uint64_t ino) {
   auto l = loading_.find(ino);
   if (l != loading_.end()) ++l->second.changes;
 }
@@ -162,8 +166,7 @@ void InodeTable::erase_if_unused(uint64_t ino) {
 void InodeTable::erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Inode>>::iterator it) {
   // A load that began before this node was loaded (and perhaps changed since) must not put its
   // older record in its place.
-  auto l = loading_.find(it->first);
-  if (l != loading_.end()) ++l->second.changes;
+  changed_while_loading_locked(it->first);
   map_.erase(it);
 }
 

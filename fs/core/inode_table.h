@@ -163,6 +163,7 @@ class InodeTable {
   // REQUIRES: mu_. Demotes the oldest idle inodes while more than capacity_ are whole, looking
   // at no more than `budget` of them.
   void shrink_locked(size_t budget = 16);
+  void changed_while_loading_locked(uint64_t ino);  // REQUIRES: mu_
   // REQUIRES: mu_. Removes a node from map_; a load of it in flight reads its record again.
   void erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Inode>>::iterator it);
 

@@ -39,12 +39,7 @@ Status Filesystem::recover(const Keyring::Access& access) {
   size_t removed = 0, leaked = 0, trimmed = 0;
   std::vector<Id128> done;  // those whose note goes; one a follower still reads waits for it
   for (const Id128& id : pending) {
-    auto held = store_.meta->held_elsewhere(id);
-    if (!held.ok() || *held) {
-      std::lock_guard<std::mutex> g(held_removals_->mu);
-      held_removals_->objects.emplace_back(id, 0);
-      continue;
-    }
+    if (held_removals_->keep_if_held(*store_.meta, id, 0, /*warn=*/false)) continue;
     CMKFS_RETURN_IF_ERROR(store_.objects->remove(id));
     done.push_back(id);
     ++removed;

@@ -130,17 +130,8 @@ void KeyMonitor::watch_once() {
     if (in_provider_ == 0 || now - provider_since_ < kHungAfter * options_.request_timeout) return;
     auto hung = std::chrono::duration_cast<std::chrono::seconds>(now - provider_since_).count();
     KeyState before = state_;
-    if (state_ == KeyState::kAvailable) {
-      spdlog::warn("the key check has not returned for {} s (the key provider hangs); serving from the cached key "
-                   "for up to {} s",
-                   hung, std::chrono::duration_cast<std::chrono::seconds>(options_.offline_grace).count());
-      audit_.record("unreachable", shown_.versioned_key_identifier, "serving-from-cache", {{"reason", "hung"}});
-      set_state(KeyState::kUnreachable);
-    }
-    if (state_ == KeyState::kUnreachable && now - last_success_ >= options_.offline_grace) {
-      revoke(KeyState::kFailedClosed, "the key check has not returned for " + std::to_string(hung) +
-                                          " s, and the vault was last reached longer than the offline grace ago");
-    }
+    std::string why = "the key check has not returned for " + std::to_string(hung) + " s (the key provider hangs)";
+    outage(why, why + ", and the vault was last reached longer than the offline grace ago", {{"reason", "hung"}});
     if (state_ == before) return;
   }
   publish_status(/*on_check_thread=*/false);
@@ -285,17 +276,22 @@ bool KeyMonitor::apply(Result<Unlocked> unlocked) {
   } else if (keyclient::is_definitive_refusal(unlocked.status())) {
     if (state_ != KeyState::kRevoked) revoke(KeyState::kRevoked, unlocked.status().message());
   } else {
-    if (state_ == KeyState::kAvailable) {
-      spdlog::warn("key vault unreachable ({}); serving from the cached key for up to {} s", unlocked.status().message(),
-                   std::chrono::duration_cast<std::chrono::seconds>(options_.offline_grace).count());
-      audit_.record("unreachable", store_.kek.versioned_key_identifier, "serving-from-cache");
-      set_state(KeyState::kUnreachable);
-    }
-    if (state_ == KeyState::kUnreachable && now - last_success_ >= options_.offline_grace) {
-      revoke(KeyState::kFailedClosed, "key vault unreachable for longer than the offline grace");
-    }
+    outage("key vault unreachable (" + unlocked.status().message() + ")",
+           "key vault unreachable for longer than the offline grace", nlohmann::json::object());
   }
   return false;
+}
+
+void KeyMonitor::outage(const std::string& why, const std::string& fail_closed_reason, const nlohmann::json& detail) {
+  if (state_ == KeyState::kAvailable) {
+    spdlog::warn("{}; serving from the cached key for up to {} s", why,
+                 std::chrono::duration_cast<std::chrono::seconds>(options_.offline_grace).count());
+    audit_.record("unreachable", shown_.versioned_key_identifier, "serving-from-cache", detail);
+    set_state(KeyState::kUnreachable);
+  }
+  if (state_ == KeyState::kUnreachable && clock_.steady() - last_success_ >= options_.offline_grace) {
+    revoke(KeyState::kFailedClosed, fail_closed_reason);
+  }
 }
 
 KeyMonitor::CheckCounts KeyMonitor::counts() {

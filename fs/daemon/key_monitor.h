@@ -85,6 +85,9 @@ class KeyMonitor {
   void watch();
   // Moves the state as the check's outcome says; true when it unwrapped the key in use.
   bool apply(Result<Unlocked> unlocked);
+  // REQUIRES: state_mu_. The vault did not answer (a check's error, or the watchdog's hung call):
+  // serve from the cached key for the grace since the last good check, then fail closed.
+  void outage(const std::string& why, const std::string& fail_closed_reason, const nlohmann::json& detail);
   void reload_settings();
   Status adopt(const meta::Superblock& sb);
   void revoke(KeyState why, const std::string& reason);

@@ -330,10 +330,7 @@ TEST_F(CmkTest, DataKeyRotationUnderLoadKeepsEveryByteAndLeavesNoOldWrappedKey) 
   });
   auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
   ASSERT_EQ(r.rc, 0) << r.output;
-  bool done = eventually(30, [&] {
-    json live = show()["liveKeyState"];
-    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
-  });
+  bool done = eventually(30, [&] { return data_key_rotated_to(2); });
   stop = true;
   writer.join();
   ASSERT_TRUE(done) << read_file(log);

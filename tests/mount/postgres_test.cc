@@ -229,10 +229,7 @@ TEST_F(PostgresTest, AFollowersOpenFileReadsWholeAcrossADataKeyRotation) {
   ASSERT_EQ(::pread(fd, got.data(), 1 << 20, 0), 1 << 20);
   auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
   ASSERT_EQ(r.rc, 0) << r.output;
-  EXPECT_TRUE(eventually(60, [&] {
-    json live = show()["liveKeyState"];
-    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
-  })) << read_file(log);
+  EXPECT_TRUE(eventually(60, [&] { return data_key_rotated_to(2); })) << read_file(log);
   ::usleep(2500000);  // the follower's key check takes the new generation
   write_file("/proc/sys/vm/drop_caches", "3");  // what it cached goes: the rest is read now
   size_t done = 1 << 20;

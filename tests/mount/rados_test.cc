@@ -44,10 +44,7 @@ TEST_F(RadosTest, ADataKeyRotationMovesEveryFileIntoNewObjects) {
   ASSERT_GE(before.size(), 24u);  // two stripes each
   auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
   ASSERT_EQ(r.rc, 0) << r.output;
-  ASSERT_TRUE(eventually(120, [&] {
-    json live = show()["liveKeyState"];
-    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
-  })) << read_file(log);
+  ASSERT_TRUE(eventually(120, [&] { return data_key_rotated_to(2); })) << read_file(log);
   for (int i = 0; i < 12; ++i) ASSERT_EQ(read_file(at("f" + std::to_string(i))), std::string(5000000 + i, 'a' + i)) << i;
   umount();
   // Every file's objects are new, and the old ones are gone from the cluster.

@@ -205,10 +205,7 @@ TEST_F(S3Test, ADataKeyRotationMovesEveryFileIntoNewObjectsAndRemovesTheOld) {
   ASSERT_EQ(before.size(), 9u);  // three stripes each
   auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
   ASSERT_EQ(r.rc, 0) << r.output;
-  ASSERT_TRUE(eventually(120, [&] {
-    json live = show()["liveKeyState"];
-    return live["dataKeyGeneration"] == 2 && !live.contains("dataKeyRotation");
-  })) << read_file(log);
+  ASSERT_TRUE(eventually(120, [&] { return data_key_rotated_to(2); })) << read_file(log);
   umount();
   std::set<std::string> after = objects();
   EXPECT_EQ(after.size(), before.size());

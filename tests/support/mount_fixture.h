@@ -186,6 +186,11 @@ class MountTest : public ::testing::Test {
     EXPECT_EQ(r.rc, 0) << r.output;
     return nlohmann::json::parse(r.output, nullptr, false);
   }
+  // Whether the mount's data-key rotation reached `generation` and moved every file.
+  bool data_key_rotated_to(int generation) {
+    nlohmann::json live = show()["liveKeyState"];
+    return live["dataKeyGeneration"] == generation && !live.contains("dataKeyRotation");
+  }
 
   // Every file in the backing store, for tampering and plaintext scans.
   std::vector<std::string> store_files() const {

@@ -32,6 +32,15 @@ struct Fixture {
       return disk.at(ino);
     };
   }
+  // Another request loads `ino` (with `lookups` references), changes its size, and commits.
+  void change_elsewhere(uint64_t ino, uint64_t size, uint64_t lookups) {
+    auto other = table.get(ino, loader(ino), lookups);
+    EXPECT_TRUE(other.ok());
+    if (!other.ok()) return;
+    (*other)->update([size](meta::InodeRecord& r) { r.size = size; });
+    disk[ino].size = size;
+    (*other)->mark_saved(1);
+  }
   // A created inode whose creating transaction committed: clean, with `lookups` references.
   void create(uint64_t ino, uint64_t lookups = 1) {
     disk[ino] = record(ino);
@@ -100,12 +109,7 @@ TEST(InodeTableTest, ALoadThatRacedADemotionIsReadAgain) {
     meta::InodeRecord stale = f.disk.at(2);
     if (++outer_loads == 1) {
       // Meanwhile another request loads it, changes it, commits, and it is demoted again.
-      auto other = f.table.get(2, f.loader(2), 1);
-      EXPECT_TRUE(other.ok());
-      (*other)->update([](meta::InodeRecord& r) { r.size = 2; });
-      f.disk[2].size = 2;
-      (*other)->mark_saved(1);
-      other->reset();
+      f.change_elsewhere(2, 2, 1);
       for (uint64_t ino = 10; ino < 20; ++ino) f.create(ino);
       EXPECT_EQ(f.table.find(2), nullptr);
     }
@@ -127,12 +131,7 @@ TEST(InodeTableTest, ALoadThatRacedAnotherLoadChangeAndEraseIsReadAgain) {
   auto node = f.table.get(2, [&]() -> Result<meta::InodeRecord> {
     meta::InodeRecord stale = f.disk.at(2);
     if (++outer_loads == 1) {
-      auto other = f.table.get(2, f.loader(2));
-      EXPECT_TRUE(other.ok());
-      (*other)->update([](meta::InodeRecord& r) { r.size = 2; });
-      f.disk[2].size = 2;
-      (*other)->mark_saved(1);
-      other->reset();
+      f.change_elsewhere(2, 2, 0);
       f.table.erase_if_unused(2);
       EXPECT_EQ(f.table.find(2), nullptr);
     }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -51,6 +52,13 @@ class ScriptedVault {
   std::atomic<Answer> answer{Answer::kServe};
   std::atomic<int> hanging{0};  // calls waiting now
   std::atomic<bool> hang_polls{false};  // only the rotation poll's calls hang
+  // A call waits here while `hung` says so, counted in `hanging`.
+  void hang_while(const std::function<bool()>& hung) {
+    if (!hung()) return;
+    ++hanging;
+    while (hung()) std::this_thread::sleep_for(1ms);
+    --hanging;
+  }
   std::string latest = "https://vault.test/keys/k/v1";
   int unwraps = 0, wraps = 0;
   crypto::SecretBytes kek = std::move(*crypto::random_key());
@@ -84,11 +92,7 @@ class ScriptedProvider : public keyclient::KeyProvider {
     return dek;
   }
   Result<std::string> current_key_id() override {
-    if (v_.hang_polls) {
-      ++v_.hanging;
-      while (v_.hang_polls) std::this_thread::sleep_for(1ms);
-      --v_.hanging;
-    }
+    v_.hang_while([this] { return v_.hang_polls.load(); });
     if (Status s = refusal(); !s.ok()) return s;
     return v_.latest;
   }
@@ -97,11 +101,7 @@ class ScriptedProvider : public keyclient::KeyProvider {
 
  private:
   Status refusal() const {
-    if (v_.answer == ScriptedVault::Answer::kHang) {
-      ++v_.hanging;
-      while (v_.answer == ScriptedVault::Answer::kHang) std::this_thread::sleep_for(1ms);
-      --v_.hanging;
-    }
+    v_.hang_while([this] { return v_.answer == ScriptedVault::Answer::kHang; });
     if (v_.answer == ScriptedVault::Answer::kRefuse) return Status(EACCES, "HTTP 403 Forbidden");
     if (v_.answer == ScriptedVault::Answer::kUnreachable) return Status(EAGAIN, "connection refused");
     return Status::Ok();
@@ -140,6 +140,21 @@ class KeyMonitorTest : public StoreTest {
     return *monitor;
   }
   bool serving() { return keyring.access().ok(); }
+  // A check on a thread of its own, once it waits in the provider (the answer or polls hang).
+  std::thread check_until_it_hangs(fs::KeyMonitor& m) {
+    std::thread check([&m] { m.check_once(); });
+    while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+    return check;
+  }
+  // A check that hangs until the grace is over: the watchdog fails the mount closed meanwhile.
+  std::thread fail_closed_while_a_check_hangs(fs::KeyMonitor& m) {
+    vault.answer = ScriptedVault::Answer::kHang;
+    std::thread check = check_until_it_hangs(m);
+    clock.advance(16min);
+    m.watch_once();
+    EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+    return check;
+  }
 
   ScriptedVault vault;
   FakeClock clock;
@@ -198,8 +213,7 @@ TEST_F(KeyMonitorTest, ACheckThatHangsStillFailsClosedWhenTheGraceEnds) {
   auto& m = make_monitor();
   m.check_once();
   vault.answer = ScriptedVault::Answer::kHang;
-  std::thread check([&] { m.check_once(); });
-  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  std::thread check = check_until_it_hangs(m);
   clock.advance(39s);
   m.watch_once();
   EXPECT_EQ(m.state(), KeyState::kAvailable);  // not yet past four request timeouts
@@ -226,12 +240,7 @@ TEST_F(KeyMonitorTest, ACheckThatHangsStillFailsClosedWhenTheGraceEnds) {
 // A hung check that answers "unreachable" after the grace leaves the mount failed closed.
 TEST_F(KeyMonitorTest, AHungCheckThatEndsUnreachableStaysFailedClosed) {
   auto& m = make_monitor();
-  vault.answer = ScriptedVault::Answer::kHang;
-  std::thread check([&] { m.check_once(); });
-  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
-  clock.advance(16min);
-  m.watch_once();
-  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  std::thread check = fail_closed_while_a_check_hangs(m);
   vault.answer = ScriptedVault::Answer::kUnreachable;
   check.join();
   EXPECT_EQ(m.state(), KeyState::kFailedClosed);
@@ -245,8 +254,7 @@ TEST_F(KeyMonitorTest, AHungRotationPollStillFailsClosedWhenTheGraceEnds) {
   auto& m = make_monitor();
   clock.advance(1h);  // the next check polls for a new key version
   vault.hang_polls = true;
-  std::thread check([&] { m.check_once(); });
-  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
+  std::thread check = check_until_it_hangs(m);
   clock.advance(1min);
   m.watch_once();
   EXPECT_EQ(m.state(), KeyState::kUnreachable);
@@ -266,12 +274,7 @@ TEST_F(KeyMonitorTest, AHungRotationPollStillFailsClosedWhenTheGraceEnds) {
 // A hung check that ends in a refusal after the watchdog failed closed revokes: never a restore.
 TEST_F(KeyMonitorTest, AHungCheckThatEndsRefusedIsRevoked) {
   auto& m = make_monitor();
-  vault.answer = ScriptedVault::Answer::kHang;
-  std::thread check([&] { m.check_once(); });
-  while (vault.hanging == 0) std::this_thread::sleep_for(1ms);
-  clock.advance(16min);
-  m.watch_once();
-  EXPECT_EQ(m.state(), KeyState::kFailedClosed);
+  std::thread check = fail_closed_while_a_check_hangs(m);
   vault.answer = ScriptedVault::Answer::kRefuse;
   check.join();
   EXPECT_EQ(m.state(), KeyState::kRevoked);
