@@ -70,7 +70,7 @@ Status Txn::add_entry(uint64_t parent, std::string_view name, uint64_t ino, uint
   auto sealed = seal_record(keys_->meta, kTableDirents, key, encode_entry({std::string(name), ino, type, 0}));
   store_->seals_.fetch_add(1, std::memory_order_relaxed);
   if (!sealed.ok()) return sealed.status();
-  return txn_->put(Table::kDirents, key, *sealed, /*create_only=*/true);
+  return txn_->put(Table::kDirents, key, *sealed, Put::kCreate);
 }
 
 Status Txn::remove_entry(uint64_t parent, std::string_view name) {

@@ -19,14 +19,25 @@ enum class Table : uint8_t { kSuper, kKeys, kInodes, kDirents, kOrphans, kRecove
 inline constexpr int kTableCount = 6;
 std::string_view table_name(Table t);  // format.h's names
 
+// How put() treats a key already there (or not).
+enum class Put : uint8_t {
+  kAlways,   // writes the record
+  kCreate,   // EEXIST when the key is there
+  kReplace,  // writes only where the key is: a record deleted meanwhile stays deleted, no error
+};
+
 // One transaction; aborts in its destructor unless committed.
+//
+// An engine may send writes without waiting for their replies (PostgreSQL does): then put()'s
+// EEXIST, del()'s ENOENT or a server's error comes from the transaction's next read or from its
+// commit, and fails the whole transaction (nothing of it lands).
 class EngineTxn {
  public:
   virtual ~EngineTxn() = default;
   virtual Result<std::string> get(Table t, std::string_view key) = 0;  // ENOENT
-  // create_only: EEXIST when the key is there.
-  virtual Status put(Table t, std::string_view key, std::string_view value, bool create_only = false) = 0;
-  virtual Status del(Table t, std::string_view key) = 0;  // ENOENT
+  virtual Status put(Table t, std::string_view key, std::string_view value, Put how = Put::kAlways) = 0;
+  // ENOENT when the key is not there, unless missing_ok.
+  virtual Status del(Table t, std::string_view key, bool missing_ok = false) = 0;
   // Calls fn(key, value) for each record with key >= from, in byte order, until it returns false
   // or an error (which scan returns).
   using Visit = std::function<Result<bool>(std::string_view key, std::string_view value)>;

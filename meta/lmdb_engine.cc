@@ -33,8 +33,8 @@ class LmdbTxn final : public EngineTxn {
   LmdbTxn(LmdbEngine* engine, MDB_txn* txn, Kind kind) : engine_(engine), txn_(txn), kind_(kind) {}
   ~LmdbTxn() override;
   Result<std::string> get(Table t, std::string_view key) override;
-  Status put(Table t, std::string_view key, std::string_view value, bool create_only) override;
-  Status del(Table t, std::string_view key) override;
+  Status put(Table t, std::string_view key, std::string_view value, Put how) override;
+  Status del(Table t, std::string_view key, bool missing_ok) override;
   Status scan(Table t, std::string_view from, const Visit& fn) override;
   Result<std::string> last_key(Table t) override;
   Status notify(std::string_view) override { return Status::Ok(); }
@@ -261,20 +261,28 @@ Result<std::string> LmdbTxn::get(Table t, std::string_view key) {
   return std::string(as_view(v));
 }
 
-Status LmdbTxn::put(Table t, std::string_view key, std::string_view value, bool create_only) {
+Status LmdbTxn::put(Table t, std::string_view key, std::string_view value, Put how) {
   auto d = dbi(t);
   if (!d.ok()) return Status(EROFS, "a store from before the recovery table, opened read-only");
   MDB_val k = mdb_val(key), v = mdb_val(value);
-  int rc = note(txn_, mdb_put(txn_, *d, &k, &v, create_only ? MDB_NOOVERWRITE : 0));
+  if (how == Put::kReplace) {
+    MDB_val old;
+    int rc = note(txn_, mdb_get(txn_, *d, &k, &old));
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    CMKFS_RETURN_IF_ERROR(lmdb_status(rc, "get"));
+  }
+  int rc = note(txn_, mdb_put(txn_, *d, &k, &v, how == Put::kCreate ? MDB_NOOVERWRITE : 0));
   if (rc == MDB_KEYEXIST) return Status::Exists("record exists");
   return lmdb_status(rc, "put");
 }
 
-Status LmdbTxn::del(Table t, std::string_view key) {
+Status LmdbTxn::del(Table t, std::string_view key, bool missing_ok) {
   auto d = dbi(t);
   if (!d.ok()) return d.status();
   MDB_val k = mdb_val(key);
-  return lmdb_status(note(txn_, mdb_del(txn_, *d, &k, nullptr)), "delete");
+  int rc = note(txn_, mdb_del(txn_, *d, &k, nullptr));
+  if (rc == MDB_NOTFOUND && missing_ok) return Status::Ok();
+  return lmdb_status(rc, "delete");
 }
 
 Status LmdbTxn::scan(Table t, std::string_view from, const Visit& fn) {

@@ -90,6 +90,7 @@ struct Superblock {
 class MetaStore;
 class Engine;
 class EngineTxn;
+enum class Put : uint8_t;
 
 // A transaction; aborts in its destructor unless committed. Inode and entry calls need the store
 // keys given to begin() (EACCES without them).
@@ -102,7 +103,9 @@ class Txn {
 
   Result<InodeRecord> get_inode(uint64_t ino);  // ENOENT, EIO
   Status put_inode(const InodeRecord& rec);
-  Status update_inode(const InodeRecord& rec);  // ENOENT if the record is gone (deleted)
+  // Rewrites a record still there; one deleted meanwhile (an unlink since the caller looked)
+  // stays deleted, and that is no error.
+  Status rewrite_inode(const InodeRecord& rec);
   Status delete_inode(uint64_t ino);
   Result<uint64_t> last_inode();  // highest inode number in use
 
@@ -176,6 +179,7 @@ class Txn {
   Status publish_changes();
   Txn(MetaStore* store, std::unique_ptr<EngineTxn> txn, const crypto::StoreKeys* keys);
   Status need_keys() const;
+  Status write_inode(const InodeRecord& rec, Put how);
   template <class Fn>
   Status each_recovery(char tag, size_t size, Fn&& fn);
 

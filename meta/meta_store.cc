@@ -182,8 +182,7 @@ Status Txn::put_wrapped_dek(uint32_t generation, std::string_view blob) {
 }
 
 Status Txn::delete_wrapped_dek(uint32_t generation) {
-  Status s = txn_->del(Table::kKeys, be64_key(generation));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kKeys, be64_key(generation), /*missing_ok=*/true);
 }
 
 Result<std::vector<uint32_t>> Txn::wrapped_generations() {
@@ -220,8 +219,7 @@ Result<crypto::SecretBytes> Txn::name_key(uint32_t generation, const crypto::Gcm
 }
 
 Status Txn::delete_name_key(uint32_t generation) {
-  Status s = txn_->del(Table::kKeys, name_key_key(generation));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kKeys, name_key_key(generation), /*missing_ok=*/true);
 }
 
 Result<uint64_t> Txn::seal_count(uint32_t generation) {
@@ -242,8 +240,7 @@ Status Txn::put_raw_marker(std::string_view name, std::string_view value) {
 }
 
 Status Txn::delete_raw_marker(std::string_view name) {
-  Status s = txn_->del(Table::kSuper, marker_key(name));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kSuper, marker_key(name), /*missing_ok=*/true);
 }
 
 Status Txn::put_seal_count(uint32_t generation, uint64_t count) {
@@ -262,20 +259,18 @@ Result<InodeRecord> Txn::get_inode(uint64_t ino) {
   return decode_inode(ino, *plain);
 }
 
-Status Txn::update_inode(const InodeRecord& rec) {
-  auto existing = txn_->get(Table::kInodes, be64_key(rec.ino));
-  if (!existing.ok()) return existing.status();
-  return put_inode(rec);
-}
+Status Txn::put_inode(const InodeRecord& rec) { return write_inode(rec, Put::kAlways); }
 
-Status Txn::put_inode(const InodeRecord& rec) {
+Status Txn::rewrite_inode(const InodeRecord& rec) { return write_inode(rec, Put::kReplace); }
+
+Status Txn::write_inode(const InodeRecord& rec, Put how) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   changed_inodes_.push_back(rec.ino);
   std::string key = be64_key(rec.ino);
   auto sealed = seal_record(keys_->meta, kTableInodes, key, encode_inode(rec));
   store_->seals_.fetch_add(1, std::memory_order_relaxed);
   if (!sealed.ok()) return sealed.status();
-  return txn_->put(Table::kInodes, key, *sealed);
+  return txn_->put(Table::kInodes, key, *sealed, how);
 }
 
 Status Txn::delete_inode(uint64_t ino) {
@@ -295,8 +290,7 @@ Result<uint64_t> Txn::last_inode() {
 Status Txn::add_orphan(uint64_t ino) { return txn_->put(Table::kOrphans, be64_key(ino), ""); }
 
 Status Txn::remove_orphan(uint64_t ino) {
-  Status s = txn_->del(Table::kOrphans, be64_key(ino));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kOrphans, be64_key(ino), /*missing_ok=*/true);
 }
 
 namespace {
@@ -307,15 +301,13 @@ std::string writing_key(uint64_t ino) { return "w" + be64_key(ino); }
 Status Txn::add_pending_removal(const Id128& file_id) { return txn_->put(Table::kRecovery, pending_key(file_id), ""); }
 
 Status Txn::remove_pending_removal(const Id128& file_id) {
-  Status s = txn_->del(Table::kRecovery, pending_key(file_id));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kRecovery, pending_key(file_id), /*missing_ok=*/true);
 }
 
 Status Txn::add_writing(uint64_t ino) { return txn_->put(Table::kRecovery, writing_key(ino), ""); }
 
 Status Txn::remove_writing(uint64_t ino) {
-  Status s = txn_->del(Table::kRecovery, writing_key(ino));
-  return s.code() == ENOENT ? Status::Ok() : s;
+  return txn_->del(Table::kRecovery, writing_key(ino), /*missing_ok=*/true);
 }
 
 // Calls fn(key) for each recovery record whose key starts with `tag` and has `size` bytes.

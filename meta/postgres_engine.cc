@@ -7,7 +7,12 @@
 // earlier writer's commit and no other writer runs beside it, which makes the writers serializable
 // without retries. (SERIALIZABLE with retry would need every caller's transaction to be safe to
 // run twice; the filesystem's are not, they change in-memory state as they go.) Readers run
-// REPEATABLE READ, READ ONLY: one snapshot, never a serialization failure.
+// REPEATABLE READ, READ ONLY: one snapshot, never a serialization failure. The store's writer
+// writes on the session that holds its writer lock, so that no write lands once that lock is gone.
+//
+// Statements are pipelined (Pipe): a transaction waits for the server at each read and at its
+// end, not at each statement; what a write's reply would have said (EEXIST, ENOENT, an error)
+// fails the transaction at its next read or at the COMMIT.
 //
 // Within one process transactions run one at a time, reads too, as LMDB's run while a batch is
 // open: the filesystem keeps records in memory as the authoritative copy, and one loaded by a
@@ -27,6 +32,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -92,12 +98,148 @@ struct Statement {
 constexpr Statement kStatements[] = {
     {"get", "SELECT v FROM %s.records WHERE tbl = $1 AND k = $2", 2},
     {"put", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v", 3},
-    {"create", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO NOTHING", 3},
+    {"create", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3)", 3},  // a key there: unique_violation
+    {"replace", "UPDATE %s.records SET v = $3 WHERE tbl = $1 AND k = $2", 3},
+    {"notify", "SELECT pg_notify($1, $2)", 2},
     {"del", "DELETE FROM %s.records WHERE tbl = $1 AND k = $2", 2},
     {"scan_from", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k >= $2 ORDER BY k LIMIT $3", 3},
     {"scan_after", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k > $2 ORDER BY k LIMIT $3", 3},
     {"last", "SELECT k FROM %s.records WHERE tbl = $1 ORDER BY k DESC LIMIT 1", 1},
 };
+
+// A statement's parameters, copied (text ones must end in NUL).
+class Params {
+ public:
+  Params& text(std::string_view v) { return add(v, 0); }
+  Params& binary(std::string_view v) { return add(v, 1); }
+  Params& table(Table t) { return text(std::to_string(static_cast<int>(t))); }
+  int size() const { return static_cast<int>(values_.size()); }
+  const char* const* values() const { return values_.data(); }
+  const int* lengths() const { return lengths_.data(); }
+  const int* formats() const { return formats_.data(); }
+
+ private:
+  Params& add(std::string_view v, int format) {
+    owned_.emplace_back(v);
+    values_.push_back(owned_.back().c_str());
+    lengths_.push_back(static_cast<int>(v.size()));
+    formats_.push_back(format);
+    return *this;
+  }
+  std::deque<std::string> owned_;  // stays where it is as it grows
+  std::vector<const char*> values_;
+  std::vector<int> lengths_, formats_;
+};
+
+// A transaction's connection in libpq's pipeline mode. A statement whose reply nothing needs at
+// once (BEGIN, a write, a notify) is queued and goes to the server with the next one that needs
+// its reply (a read, the COMMIT): a transaction costs a round trip per read and one to end, not
+// one per statement (a create went from 6 to 2). The first queued statement that fails fails the
+// transaction from then on, as the server aborts everything after it.
+class Pipe {
+ public:
+  enum class Check : uint8_t { kNone, kOneRow };  // kOneRow: ENOENT unless it changed one row
+
+  explicit Pipe(PGconn* c) : c_(c) {}
+  PGconn* conn() const { return c_; }
+  const Status& failed() const { return failed_; }
+  bool broken() const { return broken_; }       // the connection cannot be used again
+  bool unchecked() const { return to_check_; }  // a queued kOneRow statement has no reply yet
+
+  Status enter() {
+    if (PQenterPipelineMode(c_) == 1) return Status::Ok();
+    broken_ = true;
+    return Status::IOError(EIO, pg_error(c_, "entering pipeline mode"));
+  }
+  Status queue(const char* prepared, const Params& p, Check check = Check::kNone) {
+    if (!failed_.ok()) return failed_;
+    return sent(PQsendQueryPrepared(c_, prepared, p.size(), p.values(), p.lengths(), p.formats(), 1), prepared, check);
+  }
+  Status queue_sql(const char* sql) {  // one statement, no parameters
+    if (!failed_.ok()) return failed_;
+    return sent(PQsendQueryParams(c_, sql, 0, nullptr, nullptr, nullptr, nullptr, 1), sql, Check::kNone);
+  }
+  // Sends what is queued and reads every reply: the first failure, else the last statement's.
+  Result<std::unique_ptr<PgResult>> settle();
+  // After a failure too: ends the server's transaction, then pipeline mode.
+  Status roll_back() {
+    if (broken_) return Status::IOError(EIO, "connection lost");
+    failed_ = Status::Ok();
+    Status s = queue_sql("ROLLBACK");
+    if (s.ok()) s = settle().status();
+    return s.ok() ? leave() : s;
+  }
+  Status leave() {
+    if (PQexitPipelineMode(c_) == 1) return Status::Ok();
+    broken_ = true;
+    return Status::IOError(EIO, pg_error(c_, "leaving pipeline mode"));
+  }
+
+ private:
+  // A server this far behind on replies would stop reading while we write: settled before.
+  static constexpr size_t kMaxQueued = 128;
+  struct Queued {
+    std::string what;  // for errors: the statement's name or its SQL's start
+    Check check;
+  };
+  Status sent(int ok, const char* what, Check check);
+  Status fail(Status s, bool connection) {
+    broken_ = broken_ || connection;
+    queued_.clear();
+    to_check_ = false;
+    return failed_ = std::move(s);
+  }
+
+  PGconn* c_;
+  std::vector<Queued> queued_;
+  bool to_check_ = false;
+  bool broken_ = false;
+  Status failed_;
+};
+
+Status Pipe::sent(int ok, const char* what, Check check) {
+  if (ok != 1) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
+  queued_.push_back({std::string(what).substr(0, 40), check});
+  to_check_ = to_check_ || check == Check::kOneRow;
+  if (queued_.size() < kMaxQueued) return Status::Ok();
+  return settle().status();
+}
+
+Result<std::unique_ptr<PgResult>> Pipe::settle() {
+  if (!failed_.ok()) return failed_;
+  if (PQpipelineSync(c_) != 1) return fail(Status::IOError(EIO, pg_error(c_, "sending")), true);
+  std::unique_ptr<PgResult> last;
+  Status first;
+  for (const Queued& q : queued_) {
+    PGresult* r = PQgetResult(c_);
+    if (r == nullptr) return fail(Status::IOError(EIO, pg_error(c_, q.what)), true);
+    last = std::make_unique<PgResult>(r);
+    if (PGresult* extra = PQgetResult(c_)) {  // one statement, one result, then none
+      PQclear(extra);
+      return fail(Status::IOError(EIO, pg_error(c_, q.what)), true);
+    }
+    if (!first.ok()) continue;  // what followed a failure was aborted
+    auto st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      std::string why = PQresultErrorMessage(r);
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      first = state != nullptr && std::string_view(state) == "23505"
+                  ? Status::Exists("record exists")
+                  : Status::IOError(EIO, "metadata in PostgreSQL: " + q.what + ": " + why);
+    } else if (q.check == Check::kOneRow && std::strcmp(PQcmdTuples(r), "1") != 0) {
+      first = Status::NotFound("no such record");
+    }
+  }
+  PgResult sync(PQgetResult(c_));
+  if (sync.r == nullptr || PQresultStatus(sync.r) != PGRES_PIPELINE_SYNC) {
+    return fail(Status::IOError(EIO, pg_error(c_, "reading the replies")), true);
+  }
+  queued_.clear();
+  to_check_ = false;
+  if (!first.ok()) return fail(std::move(first), false);
+  return last;
+}
 
 class PostgresEngine;
 
@@ -106,6 +248,7 @@ class PostgresEngine;
 struct HeldTxn {
   const PostgresEngine* engine = nullptr;
   PGconn* conn = nullptr;
+  Pipe* pipe = nullptr;  // null: the writer's read, each statement on its own
   std::vector<std::function<void()>>* on_commit = nullptr;  // null for a read
 };
 thread_local HeldTxn held;
@@ -165,17 +308,6 @@ class PostgresEngine final : public Engine {
   Status renew_holds() override;
 
   const std::string& schema() const { return schema_; }
-  // For a write transaction of the store's writer: fails it if the writer lock's session is gone
-  // (a server restart, a terminated backend), before another mount can take the store.
-  std::string writer_check() const {
-    if (writer_lock_ == nullptr) return "";
-    auto key = static_cast<uint64_t>(writer_key_);
-    return "; DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = " +
-           std::to_string(PQbackendPID(writer_lock_)) + " AND classid = " + std::to_string(key >> 32) +
-           " AND objid = " + std::to_string(key & 0xffffffffu) +
-           " AND objsubid = 1) THEN RAISE EXCEPTION 'this mount no longer holds the store''s writer lock (its "
-           "session ended): unmount it'; END IF; END$$";
-  }
   // An advisory lock's key: 64 bits of a keyed hash of what it serializes and the schema (which
   // names the store), so that no two stores' or purposes' keys meet.
   int64_t lock_key(std::string_view purpose) const {
@@ -188,9 +320,17 @@ class PostgresEngine final : public Engine {
   // REQUIRES: txn_mu_. A write's COMMIT whose connection broke may or may not have landed, and
   // the records in memory no longer say which: this mount writes nothing more.
   void lost_commit(const Status& why) {
+    if (!lost_commit_.ok()) return;
     lost_commit_ = Status::IOError(EIO, why.message() + " (the connection broke during a commit, which may have "
                                                         "landed or not; this mount writes nothing more: unmount it "
                                                         "and mount again)");
+  }
+  // REQUIRES: txn_mu_. The writer lock's session, which the store's writer writes on, broke:
+  // the server dropped the lock with it, and another mount may take the store.
+  void lost_writer_session(const Status& why) {
+    if (!lost_commit_.ok()) return;
+    lost_commit_ = Status::IOError(EIO, "this mount no longer holds the store's writer lock (its session with the "
+                                        "database ended: " + why.message() + "); it writes nothing more: unmount it");
   }
   bool read_only() const { return read_only_; }
 
@@ -210,9 +350,12 @@ class PostgresEngine final : public Engine {
   std::chrono::steady_clock::time_point holder_retry_;  // no connect before; guarded by holds_mu_
   std::map<std::string, int, std::less<>> holds_;  // object -> holds here; guarded by holds_mu_
   int64_t txn_key_, writer_key_;
-  PGconn* writer_lock_ = nullptr;  // the session holding the writer lock
+  // The session holding the writer lock. The writer's write transactions run on it: should it
+  // end (a server restart, a terminated backend, a network cut), they fail with it, before
+  // another mount can take the store, with no check of the lock in each transaction.
+  PGconn* writer_lock_ = nullptr;
   std::mutex txn_mu_;              // held for each transaction's life (see the top)
-  Status lost_commit_;             // guarded by txn_mu_
+  Status lost_commit_;             // guarded by txn_mu_; not OK: this mount writes nothing more
   std::thread listener_;
   std::atomic<bool> stop_listening_{false};
   std::mutex mu_;
@@ -230,48 +373,47 @@ Status exec(PGconn* c, const std::string& sql) {
 
 class PostgresTxn final : public EngineTxn {
  public:
-  PostgresTxn(PostgresEngine* engine, PGconn* conn, bool write, std::unique_lock<std::mutex> turn,
-              bool autocommit = false)
-      : engine_(engine),
-        conn_(conn),
-        write_(write),
-        borrowed_(!turn.owns_lock()),
-        autocommit_(autocommit),
-        turn_(std::move(turn)) {
-    if (!borrowed_) held = {engine, conn, write_ ? &on_commit_ : nullptr};
+  // A transaction of its own, its statements pipelined; on_writer_session: on the writer lock's
+  // session, which the engine keeps.
+  PostgresTxn(PostgresEngine* engine, std::unique_ptr<Pipe> pipe, bool write, std::unique_lock<std::mutex> turn,
+              bool on_writer_session)
+      : engine_(engine), conn_(pipe->conn()), pipe_(pipe.get()), own_pipe_(std::move(pipe)), write_(write),
+        on_writer_session_(on_writer_session), turn_(std::move(turn)) {
+    held = {engine, conn_, pipe_, write_ ? &on_commit_ : nullptr};
   }
+  // A read of the store's one writer: each statement on its own, no transaction to end.
+  PostgresTxn(PostgresEngine* engine, PGconn* conn, std::unique_lock<std::mutex> turn)
+      : engine_(engine), conn_(conn), turn_(std::move(turn)) {
+    held = {engine, conn_, nullptr, nullptr};
+  }
+  // A read inside the transaction this thread has open: through it.
+  PostgresTxn(PostgresEngine* engine, const HeldTxn& outer)
+      : engine_(engine), conn_(outer.conn), pipe_(outer.pipe), borrowed_(true) {}
   ~PostgresTxn() override {
     if (conn_ == nullptr || borrowed_) return;
     held = {};
-    // A connection whose rollback fails is dropped, not reused half-way through a transaction.
-    if (autocommit_ || exec(conn_, "ROLLBACK").ok()) engine_->give_back(conn_);
-    else engine_->give_back(nullptr), PQfinish(conn_);
+    end_connection(/*roll_back=*/own_pipe_ != nullptr);
   }
 
   Result<std::string> get(Table t, std::string_view key) override {
-    auto r = run("get", t, {key});
+    auto r = read("get", Params().table(t).binary(key));
     if (!r.ok()) return r.status();
     if (PQntuples((*r)->r) == 0) return Status::NotFound("no such record");
     return value((*r)->r, 0, 0);
   }
-  Status put(Table t, std::string_view key, std::string_view v, bool create_only) override {
-    auto r = run(create_only ? "create" : "put", t, {key, v});
-    if (!r.ok()) return r.status();
-    if (create_only && std::strcmp(PQcmdTuples((*r)->r), "0") == 0) return Status::Exists("record exists");
-    return Status::Ok();
+  Status put(Table t, std::string_view key, std::string_view v, Put how) override {
+    const char* name = how == Put::kCreate ? "create" : how == Put::kReplace ? "replace" : "put";
+    return write(name, Params().table(t).binary(key).binary(v), Pipe::Check::kNone);
   }
-  Status del(Table t, std::string_view key) override {
-    auto r = run("del", t, {key});
-    if (!r.ok()) return r.status();
-    if (std::strcmp(PQcmdTuples((*r)->r), "0") == 0) return Status::NotFound("no such record");
-    return Status::Ok();
+  Status del(Table t, std::string_view key, bool missing_ok) override {
+    return write("del", Params().table(t).binary(key), missing_ok ? Pipe::Check::kNone : Pipe::Check::kOneRow);
   }
   Status scan(Table t, std::string_view from, const Visit& fn) override {
     std::string next(from);
     bool first = true;
     for (;;) {
-      std::string limit = std::to_string(first ? kFirstPage : kLaterPage);
-      auto r = run(first ? "scan_from" : "scan_after", t, {next, limit}, /*last_is_text=*/true);
+      int limit = first ? kFirstPage : kLaterPage;
+      auto r = read(first ? "scan_from" : "scan_after", Params().table(t).binary(next).text(std::to_string(limit)));
       if (!r.ok()) return r.status();
       int n = PQntuples((*r)->r);
       for (int i = 0; i < n; ++i) {
@@ -281,20 +423,19 @@ class PostgresTxn final : public EngineTxn {
         if (!*more) return Status::Ok();
         if (i == n - 1) next = std::move(k);
       }
-      if (n < std::stoi(limit)) return Status::Ok();
+      if (n < limit) return Status::Ok();
       first = false;
     }
   }
-  // Sent with the COMMIT, in its round trip: the payload is hex digits and ':' only.
+  // Delivered by the server at the COMMIT. The payload is hex digits and ':' only.
   Status notify(std::string_view payload) override {
     if (payload.find_first_not_of("0123456789abcdef:") != std::string_view::npos) {
       return Status::InvalidArgument("change feed payload: unexpected characters");
     }
-    notifies_ += "SELECT pg_notify('" + engine_->schema() + "', '" + std::string(payload) + "'); ";
-    return Status::Ok();
+    return write("notify", Params().text(engine_->schema()).text(payload), Pipe::Check::kNone);
   }
   Result<std::string> last_key(Table t) override {
-    auto r = run("last", t, {});
+    auto r = read("last", Params().table(t));
     if (!r.ok()) return r.status();
     if (PQntuples((*r)->r) == 0) return Status::NotFound("empty table");
     return value((*r)->r, 0, 0);
@@ -304,16 +445,9 @@ class PostgresTxn final : public EngineTxn {
       if (applied) applied();
       return Status::Ok();
     }
-    PGconn* c = conn_;
-    conn_ = nullptr;
     held = {};
-    // What waits on this commit must not run before it is on the server's disk. A read without
-    // a transaction of its own (autocommit_) has nothing to end.
-    Status s = autocommit_ ? Status::Ok()
-                           : exec(c, notifies_ + (on_commit_.empty() ? "COMMIT" : "SET LOCAL synchronous_commit = on; COMMIT"));
-    if (!s.ok() && write_ && PQstatus(c) != CONNECTION_OK) engine_->lost_commit(s);
-    if (s.ok()) engine_->give_back(c);
-    else engine_->give_back(nullptr), PQfinish(c);
+    Status s = own_pipe_ ? end_transaction() : Status::Ok();
+    end_connection(/*roll_back=*/!s.ok());
     if (s.ok() && applied) applied();
     turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
@@ -322,27 +456,47 @@ class PostgresTxn final : public EngineTxn {
   }
 
  private:
-  // Runs prepared statement `name` with the table number and `args` (binary, but for a LIMIT).
-  Result<std::unique_ptr<PgResult>> run(const char* name, Table t, std::vector<std::string_view> args,
-                                        bool last_is_text = false) {
-    std::string table = std::to_string(static_cast<int>(t));
-    std::vector<const char*> values{table.c_str()};
-    std::vector<int> lengths{static_cast<int>(table.size())}, formats{0};
-    for (size_t i = 0; i < args.size(); ++i) {
-      values.push_back(args[i].data());
-      lengths.push_back(static_cast<int>(args[i].size()));
-      formats.push_back(last_is_text && i + 1 == args.size() ? 0 : 1);
+  // Runs a read: with what is queued before it, at once.
+  Result<std::unique_ptr<PgResult>> read(const char* name, const Params& p) {
+    if (pipe_ != nullptr) {
+      CMKFS_RETURN_IF_ERROR(pipe_->queue(name, p));
+      return pipe_->settle();
     }
-    std::string limit_text;
-    if (last_is_text) {  // text parameters are NUL-terminated
-      limit_text = std::string(args.back());
-      values.back() = limit_text.c_str();
-    }
-    auto r = std::make_unique<PgResult>(PQexecPrepared(conn_, name, static_cast<int>(values.size()), values.data(),
-                                                       lengths.data(), formats.data(), /*resultFormat=*/1));
+    auto r = std::make_unique<PgResult>(
+        PQexecPrepared(conn_, name, p.size(), p.values(), p.lengths(), p.formats(), /*resultFormat=*/1));
     auto st = PQresultStatus(r->r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(conn_, name));
     return r;
+  }
+  Status write(const char* name, const Params& p, Pipe::Check check) {
+    if (!write_) return Status(EROFS, "a write in a read transaction");
+    return pipe_->queue(name, p, check);
+  }
+  // The COMMIT, once every row a delete needed was there. What waits on this commit must not
+  // run before it is on the server's disk.
+  Status end_transaction() {
+    Pipe& p = *own_pipe_;
+    CMKFS_RETURN_IF_ERROR(p.failed());
+    if (p.unchecked()) CMKFS_RETURN_IF_ERROR(p.settle().status());
+    if (!on_commit_.empty()) CMKFS_RETURN_IF_ERROR(p.queue_sql("SET LOCAL synchronous_commit = on"));
+    Status s = p.queue_sql("COMMIT");
+    if (s.ok()) s = p.settle().status();
+    if (!s.ok() && write_ && (p.broken() || PQstatus(conn_) != CONNECTION_OK)) engine_->lost_commit(s);
+    return s;
+  }
+  // Gives the connection back to the engine, or drops it when it is in no state to reuse.
+  void end_connection(bool roll_back) {
+    Status s = !own_pipe_ ? Status::Ok() : roll_back ? own_pipe_->roll_back() : own_pipe_->leave();
+    if (on_writer_session_) {
+      if (s.ok() && PQstatus(conn_) != CONNECTION_OK) s = Status::IOError(EIO, "connection lost");
+      if (!s.ok()) engine_->lost_writer_session(s);  // the engine keeps the connection, and closes it
+    } else if (s.ok()) {
+      engine_->give_back(conn_);
+    } else {
+      engine_->give_back(nullptr);
+      PQfinish(conn_);
+    }
+    conn_ = nullptr;
   }
   static std::string value(PGresult* r, int row, int col) {
     return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
@@ -350,9 +504,9 @@ class PostgresTxn final : public EngineTxn {
 
   PostgresEngine* engine_;
   PGconn* conn_;
-  bool write_, borrowed_;
-  bool autocommit_ = false;  // a read of the store's one writer: each statement on its own
-  std::string notifies_;     // pg_notify calls sent with the COMMIT
+  Pipe* pipe_ = nullptr;  // own_pipe_, the outer transaction's, or null (each statement on its own)
+  std::unique_ptr<Pipe> own_pipe_;
+  bool write_ = false, borrowed_ = false, on_writer_session_ = false;
   std::unique_lock<std::mutex> turn_;  // the engine's txn_mu, unless borrowed
   std::vector<std::function<void()>> on_commit_;
 };
@@ -401,28 +555,39 @@ void PostgresEngine::give_back(PGconn* c) {
 Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   if (held.engine == this) {
     if (write) return Status(EDEADLK, "a write transaction inside another transaction");
-    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held.conn, false, std::unique_lock<std::mutex>()));
+    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held));
   }
   if (write && read_only_) return Status(EROFS, "the metadata is open read-only");
   std::unique_lock<std::mutex> turn(txn_mu_);
   if (write && !lost_commit_.ok()) return lost_commit_;
-  auto c = take();
+  bool on_writer_session = write && writer_lock_ != nullptr;
+  auto c = on_writer_session ? Result<PGconn*>(writer_lock_) : take();
   if (!c.ok()) return c.status();
   // The store's one writer reads without a transaction: nobody else writes what it reads (the
   // writer lock; key commands beside it write single records), and its own transactions run
   // one at a time. Two round trips fewer per read.
-  if (!write && writer_lock_ != nullptr) {
-    return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, false, std::move(turn), /*autocommit=*/true));
+  if (!write && writer_lock_ != nullptr) return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, std::move(turn)));
+  // Queued: they reach the server with the transaction's first read or its commit.
+  auto pipe = std::make_unique<Pipe>(*c);
+  Status s = pipe->enter();
+  if (s.ok() && write) {
+    std::string lock = "SELECT pg_advisory_xact_lock(" + std::to_string(txn_key_) + ")";
+    s = pipe->queue_sql("BEGIN ISOLATION LEVEL READ COMMITTED");
+    if (s.ok()) s = pipe->queue_sql("SET LOCAL synchronous_commit = off");
+    if (s.ok()) s = pipe->queue_sql(lock.c_str());
+  } else if (s.ok()) {
+    s = pipe->queue_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   }
-  Status s = write ? exec(*c, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off; "
-                                  "SELECT pg_advisory_xact_lock(" + std::to_string(txn_key_) + ")" + writer_check())
-                   : exec(*c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   if (!s.ok()) {
-    give_back(nullptr);
-    PQfinish(*c);
+    if (on_writer_session) {
+      lost_writer_session(s);
+    } else {
+      give_back(nullptr);
+      PQfinish(*c);
+    }
     return s;
   }
-  return std::unique_ptr<EngineTxn>(new PostgresTxn(this, *c, write, std::move(turn)));
+  return std::unique_ptr<EngineTxn>(new PostgresTxn(this, std::move(pipe), write, std::move(turn), on_writer_session));
 }
 
 Status PostgresEngine::create() {
@@ -449,7 +614,7 @@ Status PostgresEngine::sync() {
 
 Status PostgresEngine::lock_writer() {
   if (writer_lock_ != nullptr) return Status::Ok();
-  auto c = connect_plain(conninfo_);
+  auto c = connect();  // the writes' statements prepared: they run on it
   if (!c.ok()) return c.status();
   // A session lock (not the transactions' key): held until this connection closes, which the
   // server notices when the process dies.

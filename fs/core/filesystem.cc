@@ -251,9 +251,7 @@ Status Filesystem::save(const std::vector<Inode*>& nodes, const Keyring::Access&
     if (!node->snapshot_if_dirty(&rec, &seq)) continue;
     // Only ever rewrites a record: an unlink may have deleted it since it was picked (the node's
     // disk state changes just after that commit), and must not see it come back.
-    Status s = txn->update_inode(rec);
-    if (s.code() == ENOENT) continue;
-    CMKFS_RETURN_IF_ERROR(s);
+    CMKFS_RETURN_IF_ERROR(txn->rewrite_inode(rec));
     saved.emplace_back(node, seq);
   }
   // A file nobody has open whose size is now saved (here or before) is no longer being written:

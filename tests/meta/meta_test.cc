@@ -156,6 +156,58 @@ TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
   EXPECT_EQ(*read().last_inode(), 7u);
 }
 
+// PostgreSQL sends writes without waiting for their replies: a delete that finds nothing must
+// still fail its transaction before the COMMIT goes out, and nothing of it land.
+TEST_P(MetaTest, ATransactionWhoseDeleteFindsNothingFailsWhole) {
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(7)).ok());
+    Status s = t.delete_inode(999);
+    if (s.ok()) s = t.commit();
+    EXPECT_EQ(s.code(), ENOENT) << s.message();
+  }
+  EXPECT_EQ(read().get_inode(7).status().code(), ENOENT);
+  auto next = write();  // and the next transaction runs as usual
+  ASSERT_TRUE(next.put_inode(sample_inode(8)).ok());
+  ASSERT_TRUE(next.commit().ok());
+  EXPECT_TRUE(read().get_inode(8).ok());
+}
+
+TEST_P(MetaTest, ARewriteLeavesADeletedInodeDeletedAndAReadInsideSeesTheWrites) {
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(7)).ok());
+    ASSERT_TRUE(t.put_inode(sample_inode(8)).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  {
+    auto t = write();
+    ASSERT_TRUE(t.delete_inode(7).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  auto t = write();
+  InodeRecord changed = sample_inode(8);
+  changed.size = 5;
+  ASSERT_TRUE(t.rewrite_inode(sample_inode(7)).ok());
+  ASSERT_TRUE(t.rewrite_inode(changed).ok());
+  EXPECT_EQ(t.get_inode(7).status().code(), ENOENT);
+  EXPECT_EQ(t.get_inode(8)->size, 5u);
+  ASSERT_TRUE(t.commit().ok());
+  EXPECT_EQ(read().get_inode(7).status().code(), ENOENT);
+  EXPECT_EQ(read().get_inode(8)->size, 5u);
+}
+
+// More writes in one transaction than the engine queues unanswered (a rotation rewrites every
+// record in one).
+TEST_P(MetaTest, ATransactionOfThousandsOfWritesLandsWhole) {
+  auto t = write();
+  for (uint64_t ino = 10; ino < 1010; ++ino) ASSERT_TRUE(t.put_inode(sample_inode(ino)).ok());
+  ASSERT_TRUE(t.commit().ok());
+  auto r = read();
+  for (uint64_t ino = 10; ino < 1010; ino += 97) EXPECT_EQ(*r.get_inode(ino), sample_inode(ino)) << ino;
+  EXPECT_EQ(*r.last_inode(), 1009u);
+}
+
 TEST_P(MetaTest, InodeValueHoldsNoPlaintext) {
   auto t = write();
   InodeRecord r = sample_inode(9);
@@ -323,6 +375,7 @@ TEST_F(PostgresEngineTest, ACommitWhoseConnectionBrokeStopsEveryLaterWrite) {
   }
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  ASSERT_TRUE(t.get_inode(4).ok());  // the write is queued until a read (or the COMMIT) sends it
   // Its backend goes (a network cut, a server restart) before the COMMIT.
   std::string killed = sql("SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity WHERE state = "
                            "'idle in transaction' AND query LIKE '%" + schema + ".records%'");
