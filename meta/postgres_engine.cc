@@ -30,6 +30,7 @@
 #include <poll.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -39,6 +40,7 @@
 #include <vector>
 
 #include "crypto/base/coding.h"
+#include "crypto/base/hex.h"
 #include "crypto/crypto.h"
 #include "meta/engine.h"
 
@@ -101,7 +103,10 @@ constexpr Statement kStatements[] = {
     {"create", "INSERT INTO %s.records (tbl, k, v) VALUES ($1, $2, $3)", 3},  // a key there: unique_violation
     {"replace", "UPDATE %s.records SET v = $3 WHERE tbl = $1 AND k = $2", 3},
     {"notify", "SELECT pg_notify($1, $2)", 2},
-    {"del", "DELETE FROM %s.records WHERE tbl = $1 AND k = $2", 2},
+    // Fails (division_by_zero) when there was nothing to delete, so that the server skips what
+    // follows it, the COMMIT included, with no round trip to check; "erase" may find nothing.
+    {"del", "WITH d AS (DELETE FROM %s.records WHERE tbl = $1 AND k = $2 RETURNING 1) SELECT 1 / count(*) FROM d", 2},
+    {"erase", "DELETE FROM %s.records WHERE tbl = $1 AND k = $2", 2},
     {"scan_from", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k >= $2 ORDER BY k LIMIT $3", 3},
     {"scan_after", "SELECT k, v FROM %s.records WHERE tbl = $1 AND k > $2 ORDER BY k LIMIT $3", 3},
     {"last", "SELECT k FROM %s.records WHERE tbl = $1 ORDER BY k DESC LIMIT 1", 1},
@@ -134,35 +139,34 @@ class Params {
 // A transaction's connection in libpq's pipeline mode. A statement whose reply nothing needs at
 // once (BEGIN, a write, a notify) is queued and goes to the server with the next one that needs
 // its reply (a read, the COMMIT): a transaction costs a round trip per read and one to end, not
-// one per statement (a create went from 6 to 2). The first queued statement that fails fails the
-// transaction from then on, as the server aborts everything after it.
+// one per statement (a create went from 6 to 2). A statement that fails makes the server skip
+// everything after it up to the sync, the COMMIT included, and fails the transaction from then on.
 class Pipe {
  public:
-  enum class Check : uint8_t { kNone, kOneRow };  // kOneRow: ENOENT unless it changed one row
-
   explicit Pipe(PGconn* c) : c_(c) {}
   PGconn* conn() const { return c_; }
   const Status& failed() const { return failed_; }
-  bool broken() const { return broken_; }       // the connection cannot be used again
-  bool unchecked() const { return to_check_; }  // a queued kOneRow statement has no reply yet
+  bool broken() const { return broken_; }  // the connection cannot be used again
 
   Status enter() {
     if (PQenterPipelineMode(c_) == 1) return Status::Ok();
     broken_ = true;
     return Status::IOError(EIO, pg_error(c_, "entering pipeline mode"));
   }
-  Status queue(const char* prepared, const Params& p, Check check = Check::kNone) {
-    if (!failed_.ok()) return failed_;
-    return sent(PQsendQueryPrepared(c_, prepared, p.size(), p.values(), p.lengths(), p.formats(), 1), prepared, check);
+  Status queue(const char* prepared, const Params& p) {
+    CMKFS_RETURN_IF_ERROR(make_room());
+    return sent(PQsendQueryPrepared(c_, prepared, p.size(), p.values(), p.lengths(), p.formats(), 1), prepared);
   }
   Status queue_sql(const char* sql) {  // one statement, no parameters
-    if (!failed_.ok()) return failed_;
-    return sent(PQsendQueryParams(c_, sql, 0, nullptr, nullptr, nullptr, nullptr, 1), sql, Check::kNone);
+    CMKFS_RETURN_IF_ERROR(make_room());
+    return sent(PQsendQueryParams(c_, sql, 0, nullptr, nullptr, nullptr, nullptr, 1), sql);
   }
-  // Sends what is queued and reads every reply: the first failure, else the last statement's.
+  // Sends what is queued and reads every reply: the last statement's result, or the first
+  // failure (an earlier statement's ENOENT or EEXIST as EIO: it is not the caller's answer).
   Result<std::unique_ptr<PgResult>> settle();
   // After a failure too: ends the server's transaction, then pipeline mode.
   Status roll_back() {
+    if (!queued_.empty()) (void)settle();  // whatever they said: the transaction is going
     if (broken_) return Status::IOError(EIO, "connection lost");
     failed_ = Status::Ok();
     Status s = queue_sql("ROLLBACK");
@@ -176,59 +180,56 @@ class Pipe {
   }
 
  private:
-  // A server this far behind on replies would stop reading while we write: settled before.
+  // A server this far behind on replies would stop reading while we write: settled first, so
+  // that the statement whose reply a caller waits for is always the last one queued.
   static constexpr size_t kMaxQueued = 128;
-  struct Queued {
-    std::string what;  // for errors: the statement's name or its SQL's start
-    Check check;
-  };
-  Status sent(int ok, const char* what, Check check);
+  Status make_room() {
+    if (!failed_.ok()) return failed_;
+    return queued_.size() < kMaxQueued ? Status::Ok() : settle().status();
+  }
+  Status sent(int ok, const char* what) {
+    if (ok != 1) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
+    queued_.push_back(std::string(what).substr(0, 40));
+    return Status::Ok();
+  }
   Status fail(Status s, bool connection) {
     broken_ = broken_ || connection;
     queued_.clear();
-    to_check_ = false;
     return failed_ = std::move(s);
   }
 
   PGconn* c_;
-  std::vector<Queued> queued_;
-  bool to_check_ = false;
+  std::vector<std::string> queued_;  // for errors: each statement's name or its SQL's start
   bool broken_ = false;
   Status failed_;
 };
-
-Status Pipe::sent(int ok, const char* what, Check check) {
-  if (ok != 1) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
-  queued_.push_back({std::string(what).substr(0, 40), check});
-  to_check_ = to_check_ || check == Check::kOneRow;
-  if (queued_.size() < kMaxQueued) return Status::Ok();
-  return settle().status();
-}
 
 Result<std::unique_ptr<PgResult>> Pipe::settle() {
   if (!failed_.ok()) return failed_;
   if (PQpipelineSync(c_) != 1) return fail(Status::IOError(EIO, pg_error(c_, "sending")), true);
   std::unique_ptr<PgResult> last;
   Status first;
-  for (const Queued& q : queued_) {
+  for (size_t i = 0; i < queued_.size(); ++i) {
+    const std::string& what = queued_[i];
     PGresult* r = PQgetResult(c_);
-    if (r == nullptr) return fail(Status::IOError(EIO, pg_error(c_, q.what)), true);
+    if (r == nullptr) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
     last = std::make_unique<PgResult>(r);
     if (PGresult* extra = PQgetResult(c_)) {  // one statement, one result, then none
       PQclear(extra);
-      return fail(Status::IOError(EIO, pg_error(c_, q.what)), true);
+      return fail(Status::IOError(EIO, pg_error(c_, what)), true);
     }
-    if (!first.ok()) continue;  // what followed a failure was aborted
     auto st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-      std::string why = PQresultErrorMessage(r);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-      first = state != nullptr && std::string_view(state) == "23505"
-                  ? Status::Exists("record exists")
-                  : Status::IOError(EIO, "metadata in PostgreSQL: " + q.what + ": " + why);
-    } else if (q.check == Check::kOneRow && std::strcmp(PQcmdTuples(r), "1") != 0) {
-      first = Status::NotFound("no such record");
+    if (!first.ok() || st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) continue;  // after a failure: aborted
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    std::string why = PQresultErrorMessage(r);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    std::string_view code = state != nullptr ? state : "";
+    if (code == "23505") first = Status::Exists("record exists");                      // unique_violation
+    else if (code == "22012" && what == "del") first = Status::NotFound("no such record");  // del's 1 / count(*)
+    else first = Status::IOError(EIO, "metadata in PostgreSQL: " + what + ": " + why);
+    if (i + 1 != queued_.size() && first.code() != EIO) {
+      first = Status::IOError(EIO, "metadata in PostgreSQL: an earlier write of the transaction failed: " + what +
+                                       ": " + first.message());
     }
   }
   PgResult sync(PQgetResult(c_));
@@ -236,12 +237,13 @@ Result<std::unique_ptr<PgResult>> Pipe::settle() {
     return fail(Status::IOError(EIO, pg_error(c_, "reading the replies")), true);
   }
   queued_.clear();
-  to_check_ = false;
   if (!first.ok()) return fail(std::move(first), false);
   return last;
 }
 
 class PostgresEngine;
+
+constexpr std::string_view kWriterMarkKey = "writer";  // in Table::kSuper
 
 // The transaction this thread has open: a read begun inside it reads through it (it must see
 // what a write changed), and what waits for durability waits for a write's commit.
@@ -325,17 +327,31 @@ class PostgresEngine final : public Engine {
                                                         "landed or not; this mount writes nothing more: unmount it "
                                                         "and mount again)");
   }
-  // REQUIRES: txn_mu_. The writer lock's session, which the store's writer writes on, broke:
-  // the server dropped the lock with it, and another mount may take the store.
-  void lost_writer_session(const Status& why) {
-    if (!lost_commit_.ok()) return;
-    lost_commit_ = Status::IOError(EIO, "this mount no longer holds the store's writer lock (its session with the "
-                                        "database ended: " + why.message() + "); it writes nothing more: unmount it");
+  // REQUIRES: txn_mu_. The writer lock's session, which the store's writer writes on, broke: the
+  // server dropped the lock with it. Writes fail until the lock is taken back (resume_writer).
+  void lost_writer_session(const Status& why);
+  // REQUIRES: txn_mu_. Settles a writer's COMMIT whose session broke before its reply: OK if it
+  // landed, else an error; once the lock is back, or after 15 s a lost commit (lost_commit).
+  Status settle_lost_commit(const Status& why);
+  // REQUIRES: txn_mu_. Queues the writer's mark of this transaction ("<writer id>:<commits>").
+  Status queue_writer_mark(Pipe& p) {
+    Params mark;
+    mark.table(Table::kSuper).binary(kWriterMarkKey).binary(writer_id_ + ":" + std::to_string(commits_ + 1));
+    return p.queue("put", mark);
   }
+  void committed_on_writer_session() { ++commits_; }  // REQUIRES: txn_mu_
   bool read_only() const { return read_only_; }
 
  private:
   Result<PGconn*> connect();
+  // REQUIRES: txn_mu_. After the writer's session broke: takes the writer lock again on a new
+  // one and reads the writer mark. EAGAIN: not now (no server, or the old session's lock not yet
+  // gone); another writer's mark: set as lost_commit_ (another mount wrote meanwhile).
+  Result<uint64_t> retake_writer_lock();
+  // REQUIRES: txn_mu_. Before a writer's write: notices a session the server ended, and takes the
+  // lock back once nobody else wrote meanwhile (at most once a second).
+  Status resume_writer();
+  Status writer_mark(PGconn* c);  // lock_writer's mark, on its session: no commit counted yet
 
   // REQUIRES: holds_mu_. The session the holds are locks of, connected again if it broke, every
   // hold then taken again.
@@ -353,7 +369,15 @@ class PostgresEngine final : public Engine {
   // The session holding the writer lock. The writer's write transactions run on it: should it
   // end (a server restart, a terminated backend, a network cut), they fail with it, before
   // another mount can take the store, with no check of the lock in each transaction.
-  PGconn* writer_lock_ = nullptr;
+  PGconn* writer_lock_ = nullptr;  // null after it broke, until taken back
+  bool writer_ = false;            // lock_writer succeeded: writes go on writer_lock_ only
+  // The writer mark: a record this mount rewrites in each of its write transactions, naming it
+  // and counting its commits. A session taken back after a break reads it to know whether
+  // another mount wrote meanwhile and whether a COMMIT cut off before its reply landed.
+  std::string writer_id_;
+  uint64_t commits_ = 0;  // guarded by txn_mu_
+  Status writer_lost_;    // guarded by txn_mu_: why writer_lock_ is null
+  std::chrono::steady_clock::time_point writer_retry_;  // guarded by txn_mu_
   std::mutex txn_mu_;              // held for each transaction's life (see the top)
   Status lost_commit_;             // guarded by txn_mu_; not OK: this mount writes nothing more
   std::thread listener_;
@@ -386,7 +410,7 @@ class PostgresTxn final : public EngineTxn {
       : engine_(engine), conn_(conn), turn_(std::move(turn)) {
     held = {engine, conn_, nullptr, nullptr};
   }
-  // A read inside the transaction this thread has open: through it.
+  // A read inside the transaction this thread has open: through it (it ends first).
   PostgresTxn(PostgresEngine* engine, const HeldTxn& outer)
       : engine_(engine), conn_(outer.conn), pipe_(outer.pipe), borrowed_(true) {}
   ~PostgresTxn() override {
@@ -403,10 +427,10 @@ class PostgresTxn final : public EngineTxn {
   }
   Status put(Table t, std::string_view key, std::string_view v, Put how) override {
     const char* name = how == Put::kCreate ? "create" : how == Put::kReplace ? "replace" : "put";
-    return write(name, Params().table(t).binary(key).binary(v), Pipe::Check::kNone);
+    return write(name, Params().table(t).binary(key).binary(v));
   }
   Status del(Table t, std::string_view key, bool missing_ok) override {
-    return write("del", Params().table(t).binary(key), missing_ok ? Pipe::Check::kNone : Pipe::Check::kOneRow);
+    return write(missing_ok ? "erase" : "del", Params().table(t).binary(key));
   }
   Status scan(Table t, std::string_view from, const Visit& fn) override {
     std::string next(from);
@@ -432,7 +456,7 @@ class PostgresTxn final : public EngineTxn {
     if (payload.find_first_not_of("0123456789abcdef:") != std::string_view::npos) {
       return Status::InvalidArgument("change feed payload: unexpected characters");
     }
-    return write("notify", Params().text(engine_->schema()).text(payload), Pipe::Check::kNone);
+    return write("notify", Params().text(engine_->schema()).text(payload));
   }
   Result<std::string> last_key(Table t) override {
     auto r = read("last", Params().table(t));
@@ -448,6 +472,7 @@ class PostgresTxn final : public EngineTxn {
     held = {};
     Status s = own_pipe_ ? end_transaction() : Status::Ok();
     end_connection(/*roll_back=*/!s.ok());
+    if (commit_unknown_) s = engine_->settle_lost_commit(s);
     if (s.ok() && applied) applied();
     turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
@@ -468,20 +493,23 @@ class PostgresTxn final : public EngineTxn {
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(conn_, name));
     return r;
   }
-  Status write(const char* name, const Params& p, Pipe::Check check) {
+  Status write(const char* name, const Params& p) {
     if (!write_) return Status(EROFS, "a write in a read transaction");
-    return pipe_->queue(name, p, check);
+    return pipe_->queue(name, p);
   }
-  // The COMMIT, once every row a delete needed was there. What waits on this commit must not
-  // run before it is on the server's disk.
+  // The COMMIT, sent with what is queued (the server skips it if any of that fails). What waits
+  // on this commit must not run before it is on the server's disk.
   Status end_transaction() {
     Pipe& p = *own_pipe_;
     CMKFS_RETURN_IF_ERROR(p.failed());
-    if (p.unchecked()) CMKFS_RETURN_IF_ERROR(p.settle().status());
     if (!on_commit_.empty()) CMKFS_RETURN_IF_ERROR(p.queue_sql("SET LOCAL synchronous_commit = on"));
     Status s = p.queue_sql("COMMIT");
     if (s.ok()) s = p.settle().status();
-    if (!s.ok() && write_ && (p.broken() || PQstatus(conn_) != CONNECTION_OK)) engine_->lost_commit(s);
+    if (s.ok() && on_writer_session_) engine_->committed_on_writer_session();
+    if (!s.ok() && write_ && (p.broken() || PQstatus(conn_) != CONNECTION_OK)) {
+      if (on_writer_session_) commit_unknown_ = true;  // settled once the connection is let go
+      else engine_->lost_commit(s);
+    }
     return s;
   }
   // Gives the connection back to the engine, or drops it when it is in no state to reuse.
@@ -507,6 +535,7 @@ class PostgresTxn final : public EngineTxn {
   Pipe* pipe_ = nullptr;  // own_pipe_, the outer transaction's, or null (each statement on its own)
   std::unique_ptr<Pipe> own_pipe_;
   bool write_ = false, borrowed_ = false, on_writer_session_ = false;
+  bool commit_unknown_ = false;  // the COMMIT went out on the writer's session, which broke
   std::unique_lock<std::mutex> turn_;  // the engine's txn_mu, unless borrowed
   std::vector<std::function<void()>> on_commit_;
 };
@@ -560,7 +589,8 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   if (write && read_only_) return Status(EROFS, "the metadata is open read-only");
   std::unique_lock<std::mutex> turn(txn_mu_);
   if (write && !lost_commit_.ok()) return lost_commit_;
-  bool on_writer_session = write && writer_lock_ != nullptr;
+  if (write && writer_) CMKFS_RETURN_IF_ERROR(resume_writer());
+  bool on_writer_session = write && writer_;
   auto c = on_writer_session ? Result<PGconn*>(writer_lock_) : take();
   if (!c.ok()) return c.status();
   // The store's one writer reads without a transaction: nobody else writes what it reads (the
@@ -575,6 +605,7 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
     s = pipe->queue_sql("BEGIN ISOLATION LEVEL READ COMMITTED");
     if (s.ok()) s = pipe->queue_sql("SET LOCAL synchronous_commit = off");
     if (s.ok()) s = pipe->queue_sql(lock.c_str());
+    if (s.ok() && on_writer_session) s = queue_writer_mark(*pipe);
   } else if (s.ok()) {
     s = pipe->queue_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   }
@@ -631,8 +662,103 @@ Status PostgresEngine::lock_writer() {
     PQfinish(*c);
     return Status(EBUSY, "the store is mounted (or checked) by another cmkfs on a host sharing its metadata");
   }
+  uint8_t id[16];
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(id));
+  writer_id_ = to_hex(id);
+  commits_ = 0;
+  if (Status s = writer_mark(*c); !s.ok()) {
+    PQfinish(*c);
+    return s;
+  }
   writer_lock_ = *c;
+  writer_ = true;
   return Status::Ok();
+}
+
+Status PostgresEngine::writer_mark(PGconn* c) {
+  Params mark;
+  mark.table(Table::kSuper).binary(kWriterMarkKey).binary(writer_id_ + ":" + std::to_string(commits_));
+  PgResult r(PQexecPrepared(c, "put", mark.size(), mark.values(), mark.lengths(), mark.formats(), 1));
+  if (PQresultStatus(r.r) != PGRES_COMMAND_OK) return Status::IOError(EIO, pg_error(c, "writing the writer mark"));
+  return Status::Ok();
+}
+
+void PostgresEngine::lost_writer_session(const Status& why) {
+  if (writer_lock_ == nullptr) return;
+  PQfinish(writer_lock_);  // the server dropped its lock, or will once it sees it gone
+  writer_lock_ = nullptr;
+  writer_lost_ = Status::IOError(EIO, "this mount lost its writer lock's session with the database (" + why.message() +
+                                          "); it writes again once it has taken the lock back");
+}
+
+Result<uint64_t> PostgresEngine::retake_writer_lock() {
+  auto c = connect();
+  if (!c.ok()) return Status(EAGAIN, c.status().message());
+  PgResult r(PQexec(*c, ("SET application_name = 'cmkfs writer " + schema_ + "'; SELECT pg_try_advisory_lock(" +
+                         std::to_string(writer_key_) + ")")
+                            .c_str()));
+  bool locked = PQresultStatus(r.r) == PGRES_TUPLES_OK && PQntuples(r.r) == 1 && PQnfields(r.r) == 1 &&
+                std::string_view(PQgetvalue(r.r, 0, 0)) == "t";
+  if (!locked) {
+    PQfinish(*c);
+    return Status(EAGAIN, "the store's writer lock is held (by this mount's old session until the server drops "
+                          "it, or by another mount)");
+  }
+  Params key;
+  key.table(Table::kSuper).binary(kWriterMarkKey);
+  PgResult got(PQexecPrepared(*c, "get", key.size(), key.values(), key.lengths(), key.formats(), 1));
+  if (PQresultStatus(got.r) != PGRES_TUPLES_OK || PQnfields(got.r) != 1) {
+    PQfinish(*c);
+    return Status(EAGAIN, "reading the writer mark failed");
+  }
+  std::string mark = PQntuples(got.r) == 1 ? std::string(PQgetvalue(got.r, 0, 0), PQgetlength(got.r, 0, 0)) : "";
+  std::string mine = writer_id_ + ":";
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(mark.data() + std::min(mark.size(), mine.size()), mark.data() + mark.size(), n);
+  if (mark.compare(0, mine.size(), mine) != 0 || ec != std::errc() || end != mark.data() + mark.size()) {
+    PQfinish(*c);  // its lock with it: the other mount's to take
+    lost_commit_ = Status::IOError(EIO, "another cmkfs wrote this store while this mount had lost its writer lock: "
+                                        "this mount writes nothing more: unmount it and mount again");
+    return lost_commit_;
+  }
+  writer_lock_ = *c;
+  writer_lost_ = Status::Ok();
+  return n;
+}
+
+Status PostgresEngine::resume_writer() {
+  if (writer_lock_ != nullptr) {
+    // A session the server ended (a restart, a terminated backend) has said so on its socket.
+    if (PQconsumeInput(writer_lock_) == 1 && PQstatus(writer_lock_) == CONNECTION_OK) return Status::Ok();
+    lost_writer_session(Status::IOError(EIO, pg_error(writer_lock_, "connection lost")));
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now < writer_retry_) return writer_lost_;
+  writer_retry_ = now + std::chrono::seconds(1);
+  auto n = retake_writer_lock();
+  if (!n.ok()) return n.status().code() == EAGAIN ? writer_lost_ : n.status();
+  if (*n == commits_) return Status::Ok();
+  lost_commit(Status::IOError(EIO, "the writer mark counts " + std::to_string(*n) + " commits, not " +
+                                       std::to_string(commits_)));
+  return lost_commit_;
+}
+
+Status PostgresEngine::settle_lost_commit(const Status& why) {
+  lost_writer_session(why);  // done already unless the connection looked well
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  for (;;) {
+    auto n = retake_writer_lock();
+    if (n.ok() && *n == commits_ + 1) {
+      ++commits_;
+      return Status::Ok();
+    }
+    if (n.ok() && *n == commits_) return Status::IOError(EIO, why.message() + " (it did not land)");
+    if (n.ok() || n.status().code() != EAGAIN) break;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  lost_commit(why);
+  return lost_commit_;
 }
 
 // LISTEN on a connection of its own; a lost connection is made again, and fn(kFeedMissed) says that
