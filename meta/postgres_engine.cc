@@ -69,12 +69,14 @@ std::string pg_error(PGconn* c, std::string_view what) {
 
 // A server starting up, or out of connection slots for a moment, is waited for (2 s at most).
 // Over TCP a server that stops answering (a partition, a host gone) fails a connection's calls
-// within about 30 s instead of TCP's own quarter of an hour: a follower's open waiting on its
-// hold, a writer's commit. What the connection string sets itself wins (it is read after these).
+// within about 30 s instead of TCP's own quarter of an hour (a follower's open waiting on its
+// hold, a writer's commit), and a connection attempt within 10 s (the writer taking its lock
+// back holds every transaction of the mount meanwhile). What the connection string sets itself
+// wins (it is read after these).
 Result<PGconn*> connect_plain(const std::string& conninfo) {
-  static const char* const kKeys[] = {"keepalives",          "keepalives_idle", "keepalives_interval",
-                                      "keepalives_count",    "tcp_user_timeout", "dbname", nullptr};
-  const char* values[] = {"1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
+  static const char* const kKeys[] = {"keepalives",       "keepalives_idle", "keepalives_interval", "keepalives_count",
+                                      "tcp_user_timeout", "connect_timeout", "dbname",              nullptr};
+  const char* values[] = {"1", "10", "5", "3", "30000", "10", conninfo.c_str(), nullptr};
   for (int attempt = 0;; ++attempt) {
     PGconn* c = PQconnectdbParams(kKeys, values, /*expand_dbname=*/1);
     if (PQstatus(c) == CONNECTION_OK) return c;
@@ -163,10 +165,11 @@ class Pipe {
   }
   // Sends what is queued and reads every reply: the last statement's result, or the first
   // failure (an earlier statement's ENOENT or EEXIST as EIO: it is not the caller's answer).
-  Result<std::unique_ptr<PgResult>> settle();
+  // answer: the last statement is the caller's (a read's), whose ENOENT or EEXIST is its answer.
+  Result<std::unique_ptr<PgResult>> settle(bool answer = true);
   // After a failure too: ends the server's transaction, then pipeline mode.
   Status roll_back() {
-    if (!queued_.empty()) (void)settle();  // whatever they said: the transaction is going
+    if (!queued_.empty()) (void)settle(false);  // whatever they said: the transaction is going
     if (broken_) return Status::IOError(EIO, "connection lost");
     failed_ = Status::Ok();
     Status s = queue_sql("ROLLBACK");
@@ -185,7 +188,7 @@ class Pipe {
   static constexpr size_t kMaxQueued = 128;
   Status make_room() {
     if (!failed_.ok()) return failed_;
-    return queued_.size() < kMaxQueued ? Status::Ok() : settle().status();
+    return queued_.size() < kMaxQueued ? Status::Ok() : settle(/*answer=*/false).status();
   }
   Status sent(int ok, const char* what) {
     if (ok != 1) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
@@ -204,7 +207,7 @@ class Pipe {
   Status failed_;
 };
 
-Result<std::unique_ptr<PgResult>> Pipe::settle() {
+Result<std::unique_ptr<PgResult>> Pipe::settle(bool answer) {
   if (!failed_.ok()) return failed_;
   if (PQpipelineSync(c_) != 1) return fail(Status::IOError(EIO, pg_error(c_, "sending")), true);
   std::unique_ptr<PgResult> last;
@@ -227,7 +230,7 @@ Result<std::unique_ptr<PgResult>> Pipe::settle() {
     if (code == "23505") first = Status::Exists("record exists");                      // unique_violation
     else if (code == "22012" && what == "del") first = Status::NotFound("no such record");  // del's 1 / count(*)
     else first = Status::IOError(EIO, "metadata in PostgreSQL: " + what + ": " + why);
-    if (i + 1 != queued_.size() && first.code() != EIO) {
+    if ((!answer || i + 1 != queued_.size()) && first.code() != EIO) {
       first = Status::IOError(EIO, "metadata in PostgreSQL: an earlier write of the transaction failed: " + what +
                                        ": " + first.message());
     }
@@ -244,6 +247,8 @@ Result<std::unique_ptr<PgResult>> Pipe::settle() {
 class PostgresEngine;
 
 constexpr std::string_view kWriterMarkKey = "writer";  // in Table::kSuper
+// A restart's shutdown checkpoint and recovery fit in this.
+constexpr auto kSettleCommitFor = std::chrono::seconds(60);
 
 // The transaction this thread has open: a read begun inside it reads through it (it must see
 // what a write changed), and what waits for durability waits for a write's commit.
@@ -331,7 +336,8 @@ class PostgresEngine final : public Engine {
   // server dropped the lock with it. Writes fail until the lock is taken back (resume_writer).
   void lost_writer_session(const Status& why);
   // REQUIRES: txn_mu_. Settles a writer's COMMIT whose session broke before its reply: OK if it
-  // landed, else an error; once the lock is back, or after 15 s a lost commit (lost_commit).
+  // landed, else an error; once the lock is back (the mount's transactions wait meanwhile, as
+  // they would for a server restarting), or after kSettleCommitFor a lost commit (lost_commit).
   Status settle_lost_commit(const Status& why);
   // REQUIRES: txn_mu_. Queues the writer's mark of this transaction ("<writer id>:<commits>").
   Status queue_writer_mark(Pipe& p) {
@@ -644,7 +650,9 @@ Status PostgresEngine::sync() {
 }
 
 Status PostgresEngine::lock_writer() {
-  if (writer_lock_ != nullptr) return Status::Ok();
+  if (writer_lock_ != nullptr || writer_) return Status::Ok();
+  uint8_t id[16];
+  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(id));
   auto c = connect();  // the writes' statements prepared: they run on it
   if (!c.ok()) return c.status();
   // A session lock (not the transactions' key): held until this connection closes, which the
@@ -662,15 +670,15 @@ Status PostgresEngine::lock_writer() {
     PQfinish(*c);
     return Status(EBUSY, "the store is mounted (or checked) by another cmkfs on a host sharing its metadata");
   }
-  uint8_t id[16];
-  CMKFS_RETURN_IF_ERROR(crypto::random_bytes(id));
+  writer_lock_ = *c;
+  if (read_only_) return Status::Ok();  // a check that writes nothing leaves no mark
   writer_id_ = to_hex(id);
   commits_ = 0;
   if (Status s = writer_mark(*c); !s.ok()) {
     PQfinish(*c);
+    writer_lock_ = nullptr;
     return s;
   }
-  writer_lock_ = *c;
   writer_ = true;
   return Status::Ok();
 }
@@ -728,8 +736,13 @@ Result<uint64_t> PostgresEngine::retake_writer_lock() {
 
 Status PostgresEngine::resume_writer() {
   if (writer_lock_ != nullptr) {
-    // A session the server ended (a restart, a terminated backend) has said so on its socket.
-    if (PQconsumeInput(writer_lock_) == 1 && PQstatus(writer_lock_) == CONNECTION_OK) return Status::Ok();
+    // A session the server ended (a restart, a terminated backend) has said so on its socket: a
+    // message, then the close, which the next read finds. Nothing else comes on an idle session.
+    for (int i = 0; i < 4; ++i) {
+      pollfd readable{PQsocket(writer_lock_), POLLIN, 0};
+      if (::poll(&readable, 1, 0) <= 0) return Status::Ok();
+      if (PQconsumeInput(writer_lock_) == 0 || PQstatus(writer_lock_) != CONNECTION_OK) break;
+    }
     lost_writer_session(Status::IOError(EIO, pg_error(writer_lock_, "connection lost")));
   }
   auto now = std::chrono::steady_clock::now();
@@ -745,7 +758,7 @@ Status PostgresEngine::resume_writer() {
 
 Status PostgresEngine::settle_lost_commit(const Status& why) {
   lost_writer_session(why);  // done already unless the connection looked well
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  auto deadline = std::chrono::steady_clock::now() + kSettleCommitFor;
   for (;;) {
     auto n = retake_writer_lock();
     if (n.ok() && *n == commits_ + 1) {

@@ -418,8 +418,6 @@ TEST_F(PostgresEngineTest, ACommitWhoseConnectionBrokeStopsEveryLaterWrite) {
   EXPECT_TRUE(again.commit().ok());
 }
 
-// What one process of a store reads (a follower's open file) another sees held until it is let
-// go, or until the holder's session ends: a writer then keeps that object.
 // The store's writer writes on its writer lock's session. When the server ends that session
 // (a restart, a terminated backend), the transaction in flight fails, and its COMMIT is found not
 // to have landed once the lock is taken back (the writer mark counts the commits); then the
@@ -455,6 +453,33 @@ TEST_F(PostgresEngineTest, AWriterWhoseSessionEndedTakesItsLockBackAndWritesOn) 
   auto second = open(false);  // and it holds the lock again
   ASSERT_TRUE(second.ok());
   EXPECT_EQ((*second)->lock_writer().code(), EBUSY);
+}
+
+// A writer mark whose count is not the writer's own (its commits rolled back by someone with the
+// database, or lost with a server's last moments) stops the writer once its session ended.
+TEST_F(PostgresEngineTest, AWriterWhoseMarkCountsOtherCommitsWritesNothingMore) {
+  ASSERT_TRUE(store->lock_writer().ok());
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(4)).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  std::string mark = sql("SELECT v FROM " + schema + ".records WHERE tbl = 0 AND k = 'writer'::bytea");
+  ASSERT_EQ(mark.substr(mark.size() - 2), ":1");
+  sql("UPDATE " + schema + ".records SET v = $1 WHERE tbl = 0 AND k = 'writer'::bytea",
+      {mark.substr(0, mark.size() - 1) + "7"});
+  sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + writer_session());
+  Status s;
+  for (int i = 0; i < 50; ++i) {
+    auto t = store->begin(true, &keys);
+    s = t.ok() ? t->put_inode(sample_inode(5)) : t.status();
+    if (s.ok()) s = t->commit();
+    ASSERT_FALSE(s.ok());
+    if (s.message().find("nothing more") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(s.message().find("counts 7 commits, not 1"), std::string::npos) << s.message();
+  EXPECT_EQ(read().get_inode(5).status().code(), ENOENT);
 }
 
 // A write transaction dropped after one of its writes failed (a delete that found nothing) ends
@@ -511,6 +536,8 @@ TEST_F(PostgresEngineTest, AWriterWhoseLockAnotherMountTookMeanwhileWritesNothin
   EXPECT_TRUE(read().get_inode(7).ok());
 }
 
+// What one process of a store reads (a follower's open file) another sees held until it is let
+// go, or until the holder's session ends: a writer then keeps that object.
 TEST_F(PostgresEngineTest, AnObjectHeldByAnotherProcessIsHeldUntilItLetsGoOrGoes) {
   auto other = open(/*create=*/false);  // another process's engine: a session of its own
   ASSERT_TRUE(other.ok()) << other.status().message();
