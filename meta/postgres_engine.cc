@@ -766,7 +766,12 @@ Status PostgresEngine::settle_lost_commit(const Status& why) {
       return Status::Ok();
     }
     if (n.ok() && *n == commits_) return Status::IOError(EIO, why.message() + " (it did not land)");
-    if (n.ok() || n.status().code() != EAGAIN) break;
+    if (n.ok()) {
+      lost_commit(Status::IOError(EIO, why.message() + "; the writer mark counts " + std::to_string(*n) +
+                                           " commits, not " + std::to_string(commits_) + " or one more"));
+      return lost_commit_;
+    }
+    if (n.status().code() != EAGAIN) break;
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
