@@ -113,7 +113,8 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 scripts/bench_phases.py "$CSV" "$OUT/cluster.md" \
+# The issue's target is the round trip (push+pull); each phase is shown too.
+BENCH_PHASES=push,pull,push+pull python3 scripts/bench_phases.py "$CSV" "$OUT/cluster.md" \
   "$CLIENTS concurrent skopeo clients, images of $IMAGE_MIB MiB, docker-registry on one single-host Ceph cluster (one OSD in memory):" \
   s3 "S3 driver on radosgw" 1.2 "$([ "$README" = 1 ] && echo cluster)"
 

@@ -4,8 +4,10 @@ seconds of each phase on the baseline and on cmkfs, and cmkfs's ratio in each re
 usage: bench_phases.py CSV MD TITLE BASELINE BASELINE_LABEL TARGET_RATIO [README_SECTION]
 CSV rows: rep,target,push_s,pull_s with target BASELINE or a cmkfs variant (cmkfs, cmkfs-s3, ...):
 one row per phase and variant. With README_SECTION the table
-also goes into README.md (and the CSV and table into scripts/bench/)."""
+also goes into README.md (and the CSV and table into scripts/bench/).
+BENCH_PHASES (default "push,pull") may add "push+pull": the round trip, both phases' seconds."""
 import csv
+import os
 import statistics
 import sys
 
@@ -24,11 +26,15 @@ def main():
     lines = [title, "",
              f"| phase | {base_label} s (median) | cmkfs s (median) | cmkfs / {base_label}, per repetition | target | met |",
              "|---|---|---|---|---|---|"]
+    phases = os.environ.get("BENCH_PHASES", "push,pull").split(",")
+
+    def seconds(rep, target, phase):
+        return sum(float(by[(rep, target)][p + "_s"]) for p in phase.split("+"))
+
     for t in targets:
-        for phase in ("push", "pull"):
-            col = phase + "_s"
-            b = [float(by[(r, base)][col]) for r in reps]
-            c = [float(by[(r, t)][col]) for r in reps]
+        for phase in phases:
+            b = [seconds(r, base, phase) for r in reps]
+            c = [seconds(r, t, phase) for r in reps]
             ratios = [x / y for x, y in zip(c, b)]
             met = statistics.median(ratios) <= limit
             name = phase if len(targets) == 1 else f"{phase}, {t}"
