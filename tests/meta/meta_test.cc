@@ -71,6 +71,8 @@ class MetaTestBase : public ::testing::Test {
     store = std::move(*open(false));
   }
   Txn write() { return std::move(*store->begin(true, &keys)); }
+  // One write transaction that puts sample_inode(ino): how it went.
+  Status try_put_inode(uint64_t ino);
   // SQL: the session of this test's store's writer lock (other tests' servers run beside it).
   std::string writer_session() const { return "application_name = left('cmkfs writer " + schema + "', 63)"; }
   // A commit's `applied` runs before the next write transaction of the process begins.
@@ -145,6 +147,13 @@ InodeRecord sample_inode(uint64_t ino) {
   r.chunk_writes = 42;
   r.symlink = "target";
   return r;
+}
+
+Status MetaTestBase::try_put_inode(uint64_t ino) {
+  auto t = store->begin(true, &keys);
+  if (!t.ok()) return t.status();
+  CMKFS_RETURN_IF_ERROR(t->put_inode(sample_inode(ino)));
+  return t->commit();
 }
 
 TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
@@ -442,9 +451,7 @@ TEST_F(PostgresEngineTest, AWriterWhoseSessionEndedTakesItsLockBackAndWritesOn) 
   EXPECT_EQ(read().get_inode(5).status().code(), ENOENT);
   Status s;
   for (int i = 0; i < 50; ++i) {  // the server drops the old session's lock once its backend exits
-    auto t = store->begin(true, &keys);
-    s = t.ok() ? t->put_inode(sample_inode(6)) : t.status();
-    if (s.ok()) s = t->commit();
+    s = try_put_inode(6);
     if (s.ok() || s.message().find("nothing more") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -471,9 +478,7 @@ TEST_F(PostgresEngineTest, AWriterWhoseMarkCountsOtherCommitsWritesNothingMore) 
   sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + writer_session());
   Status s;
   for (int i = 0; i < 50; ++i) {
-    auto t = store->begin(true, &keys);
-    s = t.ok() ? t->put_inode(sample_inode(5)) : t.status();
-    if (s.ok()) s = t->commit();
+    s = try_put_inode(5);
     ASSERT_FALSE(s.ok());
     if (s.message().find("nothing more") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -526,9 +531,7 @@ TEST_F(PostgresEngineTest, AWriterWhoseLockAnotherMountTookMeanwhileWritesNothin
   }  // and lets it go
   Status s;
   for (int i = 0; i < 3; ++i) {
-    auto t = store->begin(true, &keys);
-    s = t.ok() ? t->put_inode(sample_inode(4)) : t.status();
-    if (s.ok()) s = t->commit();
+    s = try_put_inode(4);
     EXPECT_FALSE(s.ok());
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the retry interval
   }

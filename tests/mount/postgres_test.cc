@@ -42,6 +42,13 @@ class PostgresTest : public MountTest {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s.substr(0, 60);
   }
+  // What a server restart does to the writer: its lock's session ends.
+  void end_writer_session() const {
+    auto killed = psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                       "left('cmkfs writer " + schema() + "', 63)");
+    ASSERT_EQ(killed.rc, 0) << killed.output;
+    ASSERT_NE(killed.output.find('t'), std::string::npos) << killed.output;
+  }
   CommandResult psql(const std::string& sql) const {
     std::string line = conninfo_text.substr(0, conninfo_text.find('\n'));
     return run("psql -X -q -t -A -v ON_ERROR_STOP=1 '" + line + "' -c \"" + sql + "\"");
@@ -275,10 +282,7 @@ TEST_F(PostgresTest, AWriterWhoseLockSessionEndedTakesItBackAndWritesOn) {
   init_pg(schema());
   mount();
   write_file(at("before"), "kept");
-  auto killed = psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
-                     "left('cmkfs writer " + schema() + "', 63)");
-  ASSERT_EQ(killed.rc, 0) << killed.output;
-  ASSERT_NE(killed.output.find('t'), std::string::npos) << killed.output;
+  end_writer_session();
   bool written = false;
   for (int i = 0; i < 30 && !written; ++i) {  // a write may fail while the old session goes
     written = run("sh -c 'echo again > " + at("after") + "'").rc == 0;
@@ -298,9 +302,7 @@ TEST_F(PostgresTest, AWriterWhoseLockAnotherMountTookMeanwhileWritesNothingMore)
   init_pg(schema());
   mount();
   write_file(at("before"), "kept");
-  auto killed = psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
-                     "left('cmkfs writer " + schema() + "', 63)");
-  ASSERT_EQ(killed.rc, 0) << killed.output;
+  end_writer_session();
   stdfs::create_directories(mnt2);
   ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
   int rc = -1;
