@@ -707,27 +707,28 @@ Result<uint64_t> PostgresEngine::retake_writer_lock() {
                             .c_str()));
   bool locked = PQresultStatus(r.r) == PGRES_TUPLES_OK && PQntuples(r.r) == 1 && PQnfields(r.r) == 1 &&
                 std::string_view(PQgetvalue(r.r, 0, 0)) == "t";
-  if (!locked) {
-    PQfinish(*c);
-    return Status(EAGAIN, "the store's writer lock is held (by this mount's old session until the server drops "
-                          "it, or by another mount)");
-  }
+  // Read with or without the lock: only a mount that took the lock after this one's writes
+  // another id into the mark, so another id is final even while that mount holds the lock.
   Params key;
   key.table(Table::kSuper).binary(kWriterMarkKey);
   PgResult got(PQexecPrepared(*c, "get", key.size(), key.values(), key.lengths(), key.formats(), 1));
-  if (PQresultStatus(got.r) != PGRES_TUPLES_OK || PQnfields(got.r) != 1) {
-    PQfinish(*c);
-    return Status(EAGAIN, "reading the writer mark failed");
-  }
-  std::string mark = PQntuples(got.r) == 1 ? std::string(PQgetvalue(got.r, 0, 0), PQgetlength(got.r, 0, 0)) : "";
+  bool read = PQresultStatus(got.r) == PGRES_TUPLES_OK && PQnfields(got.r) == 1;
+  std::string mark = read && PQntuples(got.r) == 1 ? std::string(PQgetvalue(got.r, 0, 0), PQgetlength(got.r, 0, 0)) : "";
   std::string mine = writer_id_ + ":";
   uint64_t n = 0;
   auto [end, ec] = std::from_chars(mark.data() + std::min(mark.size(), mine.size()), mark.data() + mark.size(), n);
-  if (mark.compare(0, mine.size(), mine) != 0 || ec != std::errc() || end != mark.data() + mark.size()) {
-    PQfinish(*c);  // its lock with it: the other mount's to take
+  bool own = mark.compare(0, mine.size(), mine) == 0 && ec == std::errc() && end == mark.data() + mark.size();
+  if (read && !own) {
+    PQfinish(*c);  // its lock with it, if it was taken: the other mount's to take
     lost_commit_ = Status::IOError(EIO, "another cmkfs wrote this store while this mount had lost its writer lock: "
                                         "this mount writes nothing more: unmount it and mount again");
     return lost_commit_;
+  }
+  if (!locked || !read) {
+    PQfinish(*c);
+    return Status(EAGAIN, !read ? "reading the writer mark failed"
+                                : "the store's writer lock is held (by this mount's old session until the server "
+                                  "drops it, or by a check of the store)");
   }
   writer_lock_ = *c;
   writer_lost_ = Status::Ok();

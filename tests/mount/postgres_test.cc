@@ -313,6 +313,8 @@ TEST_F(PostgresTest, AWriterWhoseLockAnotherMountTookMeanwhileWritesNothingMore)
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(read_file(mnt2 + "/before"), "kept");
   EXPECT_NE(run("sh -c 'echo x > " + at("late") + "'").rc, 0);  // the second holds the lock
+  // and its mark says so: the first knows it is done at once, not when the second lets go
+  EXPECT_TRUE(wait_for_text(log, "another cmkfs wrote this store", 5)) << read_file(log);
   write_file(mnt2 + "/second", "by the second");
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the first's retry interval
