@@ -117,6 +117,10 @@ constexpr Statement kStatements[] = {
 // A statement's parameters, copied (text ones must end in NUL).
 class Params {
  public:
+  Params() = default;
+  Params(Params&&) = default;  // a deque's elements stay where they are: values_ stays right
+  Params(const Params&) = delete;
+  Params& operator=(const Params&) = delete;
   Params& text(std::string_view v) { return add(v, 0); }
   Params& binary(std::string_view v) { return add(v, 1); }
   Params& table(Table t) { return text(std::to_string(static_cast<int>(t))); }
@@ -137,6 +141,11 @@ class Params {
   std::vector<const char*> values_;
   std::vector<int> lengths_, formats_;
 };
+
+// Runs prepared statement `name` at once (outside pipeline mode), binary results.
+std::unique_ptr<PgResult> exec_prepared(PGconn* c, const char* name, const Params& p) {
+  return std::make_unique<PgResult>(PQexecPrepared(c, name, p.size(), p.values(), p.lengths(), p.formats(), 1));
+}
 
 // A transaction's connection in libpq's pipeline mode. A statement whose reply nothing needs at
 // once (BEGIN, a write, a notify) is queued and goes to the server with the next one that needs
@@ -159,7 +168,8 @@ class Pipe {
     CMKFS_RETURN_IF_ERROR(make_room());
     return sent(PQsendQueryPrepared(c_, prepared, p.size(), p.values(), p.lengths(), p.formats(), 1), prepared);
   }
-  Status queue_sql(const char* sql) {  // one statement, no parameters
+  // One statement, no parameters; `sql` outlives the transaction (a literal, the engine's).
+  Status queue_sql(const char* sql) {
     CMKFS_RETURN_IF_ERROR(make_room());
     return sent(PQsendQueryParams(c_, sql, 0, nullptr, nullptr, nullptr, nullptr, 1), sql);
   }
@@ -192,7 +202,7 @@ class Pipe {
   }
   Status sent(int ok, const char* what) {
     if (ok != 1) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
-    queued_.push_back(std::string(what).substr(0, 40));
+    queued_.push_back(what);
     return Status::Ok();
   }
   Status fail(Status s, bool connection) {
@@ -202,7 +212,7 @@ class Pipe {
   }
 
   PGconn* c_;
-  std::vector<std::string> queued_;  // for errors: each statement's name or its SQL's start
+  std::vector<const char*> queued_;  // for errors: each statement's name or SQL
   bool broken_ = false;
   Status failed_;
 };
@@ -213,7 +223,7 @@ Result<std::unique_ptr<PgResult>> Pipe::settle(bool answer) {
   std::unique_ptr<PgResult> last;
   Status first;
   for (size_t i = 0; i < queued_.size(); ++i) {
-    const std::string& what = queued_[i];
+    std::string_view what = std::string_view(queued_[i]).substr(0, 40);  // the name, or the SQL's start
     PGresult* r = PQgetResult(c_);
     if (r == nullptr) return fail(Status::IOError(EIO, pg_error(c_, what)), true);
     last = std::make_unique<PgResult>(r);
@@ -229,10 +239,10 @@ Result<std::unique_ptr<PgResult>> Pipe::settle(bool answer) {
     std::string_view code = state != nullptr ? state : "";
     if (code == "23505") first = Status::Exists("record exists");                      // unique_violation
     else if (code == "22012" && what == "del") first = Status::NotFound("no such record");  // del's 1 / count(*)
-    else first = Status::IOError(EIO, "metadata in PostgreSQL: " + what + ": " + why);
+    else first = Status::IOError(EIO, "metadata in PostgreSQL: " + std::string(what) + ": " + why);
     if ((!answer || i + 1 != queued_.size()) && first.code() != EIO) {
-      first = Status::IOError(EIO, "metadata in PostgreSQL: an earlier write of the transaction failed: " + what +
-                                       ": " + first.message());
+      first = Status::IOError(EIO, "metadata in PostgreSQL: an earlier write of the transaction failed: " +
+                                       std::string(what) + ": " + first.message());
     }
   }
   PgResult sync(PQgetResult(c_));
@@ -265,6 +275,7 @@ class PostgresEngine final : public Engine {
   PostgresEngine(std::string conninfo, std::string schema, bool read_only)
       : conninfo_(std::move(conninfo)), schema_(std::move(schema)), read_only_(read_only) {
     txn_key_ = lock_key("transactions");
+    txn_lock_sql_ = "SELECT pg_advisory_xact_lock(" + std::to_string(txn_key_) + ")";
     writer_key_ = lock_key("writer");
   }
   ~PostgresEngine() override {
@@ -339,12 +350,8 @@ class PostgresEngine final : public Engine {
   // landed, else an error; once the lock is back (the mount's transactions wait meanwhile, as
   // they would for a server restarting), or after kSettleCommitFor a lost commit (lost_commit).
   Status settle_lost_commit(const Status& why);
-  // REQUIRES: txn_mu_. Queues the writer's mark of this transaction ("<writer id>:<commits>").
-  Status queue_writer_mark(Pipe& p) {
-    Params mark;
-    mark.table(Table::kSuper).binary(kWriterMarkKey).binary(writer_id_ + ":" + std::to_string(commits_ + 1));
-    return p.queue("put", mark);
-  }
+  // REQUIRES: txn_mu_. Queues the writer's mark of this transaction.
+  Status queue_writer_mark(Pipe& p) { return p.queue("put", writer_mark(commits_ + 1)); }
   void committed_on_writer_session() { ++commits_; }  // REQUIRES: txn_mu_
   bool read_only() const { return read_only_; }
 
@@ -357,7 +364,15 @@ class PostgresEngine final : public Engine {
   // REQUIRES: txn_mu_. Before a writer's write: notices a session the server ended, and takes the
   // lock back once nobody else wrote meanwhile (at most once a second).
   Status resume_writer();
-  Status writer_mark(PGconn* c);  // lock_writer's mark, on its session: no commit counted yet
+  // The put of the writer mark: "<writer id>:<commits>".
+  Params writer_mark(uint64_t commits) const {
+    Params mark;
+    mark.table(Table::kSuper).binary(kWriterMarkKey).binary(writer_id_ + ":" + std::to_string(commits));
+    return mark;
+  }
+  // On `c` (its own session, a new one): SET application_name, then pg_try_advisory_lock on the
+  // writer key; whether it is taken.
+  Result<bool> try_writer_lock(PGconn* c) const;
 
   // REQUIRES: holds_mu_. The session the holds are locks of, connected again if it broke, every
   // hold then taken again.
@@ -372,6 +387,7 @@ class PostgresEngine final : public Engine {
   std::chrono::steady_clock::time_point holder_retry_;  // no connect before; guarded by holds_mu_
   std::map<std::string, int, std::less<>> holds_;  // object -> holds here; guarded by holds_mu_
   int64_t txn_key_, writer_key_;
+  std::string txn_lock_sql_;  // a write transaction's first statement after BEGIN
   // The session holding the writer lock. The writer's write transactions run on it: should it
   // end (a server restart, a terminated backend, a network cut), they fail with it, before
   // another mount can take the store, with no check of the lock in each transaction.
@@ -493,8 +509,7 @@ class PostgresTxn final : public EngineTxn {
       CMKFS_RETURN_IF_ERROR(pipe_->queue(name, p));
       return pipe_->settle();
     }
-    auto r = std::make_unique<PgResult>(
-        PQexecPrepared(conn_, name, p.size(), p.values(), p.lengths(), p.formats(), /*resultFormat=*/1));
+    auto r = exec_prepared(conn_, name, p);
     auto st = PQresultStatus(r->r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Status::IOError(EIO, pg_error(conn_, name));
     return r;
@@ -607,10 +622,9 @@ Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   auto pipe = std::make_unique<Pipe>(*c);
   Status s = pipe->enter();
   if (s.ok() && write) {
-    std::string lock = "SELECT pg_advisory_xact_lock(" + std::to_string(txn_key_) + ")";
     s = pipe->queue_sql("BEGIN ISOLATION LEVEL READ COMMITTED");
     if (s.ok()) s = pipe->queue_sql("SET LOCAL synchronous_commit = off");
-    if (s.ok()) s = pipe->queue_sql(lock.c_str());
+    if (s.ok()) s = pipe->queue_sql(txn_lock_sql_.c_str());
     if (s.ok() && on_writer_session) s = queue_writer_mark(*pipe);
   } else if (s.ok()) {
     s = pipe->queue_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
@@ -657,24 +671,18 @@ Status PostgresEngine::lock_writer() {
   if (!c.ok()) return c.status();
   // A session lock (not the transactions' key): held until this connection closes, which the
   // server notices when the process dies.
-  // Named, so that pg_stat_activity shows which backend holds which store.
-  PgResult r(PQexec(*c, ("SET application_name = 'cmkfs writer " + schema_ + "'; SELECT pg_try_advisory_lock(" +
-                         std::to_string(writer_key_) + ")")
-                            .c_str()));
-  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1 || PQnfields(r.r) != 1) {
-    Status s = Status::IOError(EIO, pg_error(*c, "taking the writer lock"));
+  auto locked = try_writer_lock(*c);
+  if (!locked.ok() || !*locked) {
     PQfinish(*c);
-    return s;
-  }
-  if (std::string_view(PQgetvalue(r.r, 0, 0)) != "t") {
-    PQfinish(*c);
+    if (!locked.ok()) return locked.status();
     return Status(EBUSY, "the store is mounted (or checked) by another cmkfs on a host sharing its metadata");
   }
   writer_lock_ = *c;
   if (read_only_) return Status::Ok();  // a check that writes nothing leaves no mark
   writer_id_ = to_hex(id);
   commits_ = 0;
-  if (Status s = writer_mark(*c); !s.ok()) {
+  if (PQresultStatus(exec_prepared(*c, "put", writer_mark(0))->r) != PGRES_COMMAND_OK) {
+    Status s = Status::IOError(EIO, pg_error(*c, "writing the writer mark"));
     PQfinish(*c);
     writer_lock_ = nullptr;
     return s;
@@ -683,12 +691,15 @@ Status PostgresEngine::lock_writer() {
   return Status::Ok();
 }
 
-Status PostgresEngine::writer_mark(PGconn* c) {
-  Params mark;
-  mark.table(Table::kSuper).binary(kWriterMarkKey).binary(writer_id_ + ":" + std::to_string(commits_));
-  PgResult r(PQexecPrepared(c, "put", mark.size(), mark.values(), mark.lengths(), mark.formats(), 1));
-  if (PQresultStatus(r.r) != PGRES_COMMAND_OK) return Status::IOError(EIO, pg_error(c, "writing the writer mark"));
-  return Status::Ok();
+Result<bool> PostgresEngine::try_writer_lock(PGconn* c) const {
+  // Named, so that pg_stat_activity shows which backend holds which store.
+  PgResult r(PQexec(c, ("SET application_name = 'cmkfs writer " + schema_ + "'; SELECT pg_try_advisory_lock(" +
+                        std::to_string(writer_key_) + ")")
+                           .c_str()));
+  if (PQresultStatus(r.r) != PGRES_TUPLES_OK || PQntuples(r.r) != 1 || PQnfields(r.r) != 1) {
+    return Status::IOError(EIO, pg_error(c, "taking the writer lock"));
+  }
+  return std::string_view(PQgetvalue(r.r, 0, 0)) == "t";
 }
 
 void PostgresEngine::lost_writer_session(const Status& why) {
@@ -702,18 +713,15 @@ void PostgresEngine::lost_writer_session(const Status& why) {
 Result<uint64_t> PostgresEngine::retake_writer_lock() {
   auto c = connect();
   if (!c.ok()) return Status(EAGAIN, c.status().message());
-  PgResult r(PQexec(*c, ("SET application_name = 'cmkfs writer " + schema_ + "'; SELECT pg_try_advisory_lock(" +
-                         std::to_string(writer_key_) + ")")
-                            .c_str()));
-  bool locked = PQresultStatus(r.r) == PGRES_TUPLES_OK && PQntuples(r.r) == 1 && PQnfields(r.r) == 1 &&
-                std::string_view(PQgetvalue(r.r, 0, 0)) == "t";
+  auto tried = try_writer_lock(*c);
+  bool locked = tried.ok() && *tried;
   // Read with or without the lock: only a mount that took the lock after this one's writes
   // another id into the mark, so another id is final even while that mount holds the lock.
   Params key;
   key.table(Table::kSuper).binary(kWriterMarkKey);
-  PgResult got(PQexecPrepared(*c, "get", key.size(), key.values(), key.lengths(), key.formats(), 1));
-  bool read = PQresultStatus(got.r) == PGRES_TUPLES_OK && PQnfields(got.r) == 1;
-  std::string mark = read && PQntuples(got.r) == 1 ? std::string(PQgetvalue(got.r, 0, 0), PQgetlength(got.r, 0, 0)) : "";
+  auto got = exec_prepared(*c, "get", key);
+  bool read = PQresultStatus(got->r) == PGRES_TUPLES_OK && PQnfields(got->r) == 1;
+  std::string mark = read && PQntuples(got->r) == 1 ? std::string(PQgetvalue(got->r, 0, 0), PQgetlength(got->r, 0, 0)) : "";
   std::string mine = writer_id_ + ":";
   uint64_t n = 0;
   auto [end, ec] = std::from_chars(mark.data() + std::min(mark.size(), mine.size()), mark.data() + mark.size(), n);
