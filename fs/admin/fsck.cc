@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <deque>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -16,6 +19,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "crypto/chunk_layout.h"
@@ -27,14 +31,23 @@
 namespace cmkfs::fs {
 namespace {
 
-// Hash tables, not trees: a store's walk looks up two records per entry, and at 100,000 files
-// the trees' cache misses were most of its time.
+// One node per inode record, holding what the directory entries say of it: each entry then
+// costs one lookup of its child (its directory's is kept from the entry before). Hash tables, not
+// trees: at 100,000 files the trees' cache misses were most of the walk's time, and with a map
+// for each count, those maps' lookups were a fifth of it.
+struct Node {
+  meta::InodeRecord rec;
+  uint32_t names = 0;    // directory entries naming it
+  uint32_t subdirs = 0;  // a directory's entries that are directories
+  uint64_t first_parent = 0;  // its first name, (first_parent, first_name), when names > 0
+  std::string first_name;
+};
+
 struct Tree {
-  std::unordered_map<uint64_t, meta::InodeRecord> inodes;
-  std::vector<std::pair<uint64_t, const meta::InodeRecord*>> by_ino;  // every record, ascending: the report's order
-  std::unordered_map<uint64_t, std::pair<uint64_t, std::string>> name_of;  // ino -> (parent, name): its first name
-  std::unordered_map<uint64_t, uint32_t> names;    // ino -> directory entries naming it
-  std::unordered_map<uint64_t, uint32_t> subdirs;  // directory -> entries that are directories
+  std::unordered_map<uint64_t, Node> inodes;
+  std::vector<const Node*> by_ino;  // every record, ascending: the report's order
+  // Names of inodes that have no record (each a problem already), for the report's paths.
+  std::unordered_map<uint64_t, std::pair<uint64_t, std::string>> unrecorded_names;
   std::set<uint64_t> orphans;
   // What the last mount noted as in flight (crash recovery): files being written, objects to
   // remove, objects being created.
@@ -51,40 +64,52 @@ void add(FsckReport& r, uint64_t ino, std::string text) {
   r.problems.push_back(std::move(p));
 }
 
-Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
+// The inode records, each handed to `each` as it loads (a node's address stays put).
+Status load_inodes(meta::Txn& txn, Tree& t, FsckReport& r, const std::function<void(const meta::InodeRecord&)>& each) {
   CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
-    if (rec.ok()) t.inodes.emplace(ino, std::move(*rec));
-    else add(r, ino, rec.status().message());
+    if (!rec.ok()) return add(r, ino, rec.status().message()), true;
+    Node& node = t.inodes.try_emplace(ino).first->second;
+    node.rec = std::move(*rec);
+    each(node.rec);
     return true;
   }));
+  t.by_ino.reserve(t.inodes.size());
+  for (const auto& [ino, node] : t.inodes) t.by_ino.push_back(&node);
+  std::sort(t.by_ino.begin(), t.by_ino.end(), [](const Node* a, const Node* b) { return a->rec.ino < b->rec.ino; });
+  return Status::Ok();
+}
+
+// The names: directory entries, orphans and objects to remove. Runs while the files are checked,
+// so it changes only what checking a file does not read (a node's counts and first name).
+Status load_names(meta::Txn& txn, Tree& t, FsckReport& r) {
+  // Entries come grouped by directory: its node is looked up once per group.
+  uint64_t dir_ino = 0;
+  Node* dir = nullptr;
   CMKFS_RETURN_IF_ERROR(txn.for_each_entry([&](uint64_t parent, Result<meta::DirEntry> e) {
     ++r.entries;
     if (!e.ok()) return add(r, parent, e.status().message()), true;
     // Made only for a problem: built for every entry, it was a tenth of fsck's time.
     auto where = [&] { return "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent); };
-    auto dir = t.inodes.find(parent);
+    if (dir == nullptr || dir_ino != parent) {
+      auto it = t.inodes.find(parent);
+      dir = it == t.inodes.end() ? nullptr : &it->second;
+      dir_ino = parent;
+    }
+    if (dir == nullptr || !S_ISDIR(dir->rec.mode)) add(r, parent, where() + ": the directory is missing");
     auto child = t.inodes.find(e->ino);
-    if (dir == t.inodes.end() || !S_ISDIR(dir->second.mode)) {
-      add(r, parent, where() + ": the directory is missing");
+    if (child == t.inodes.end()) {
+      t.unrecorded_names.try_emplace(e->ino, parent, std::move(e->name));
+      return add(r, parent, where() + ": names missing " + inode_name(e->ino)), true;
     }
-    t.name_of.try_emplace(e->ino, parent, std::move(e->name));
-    if (child == t.inodes.end()) return add(r, parent, where() + ": names missing " + inode_name(e->ino)), true;
-    if ((child->second.mode & S_IFMT) != e->type) {
-      add(r, e->ino, where() + ": type differs from " + inode_name(e->ino));
-    }
-    ++t.names[e->ino];
-    if (S_ISDIR(child->second.mode)) ++t.subdirs[parent];
+    Node& c = child->second;
+    if ((c.rec.mode & S_IFMT) != e->type) add(r, e->ino, where() + ": type differs from " + inode_name(e->ino));
+    if (c.names++ == 0) c.first_parent = parent, c.first_name = std::move(e->name);
+    if (S_ISDIR(c.rec.mode) && dir != nullptr) ++dir->subdirs;
     return true;
   }));
-  t.by_ino.reserve(t.inodes.size());
-  for (const auto& [ino, rec] : t.inodes) t.by_ino.emplace_back(ino, &rec);
-  std::sort(t.by_ino.begin(), t.by_ino.end());
   auto orphans = txn.orphans();
   if (!orphans.ok()) return orphans.status();
   t.orphans.insert(orphans->begin(), orphans->end());
-  auto writing = txn.writing();
-  if (!writing.ok()) return writing.status();
-  t.writing.insert(writing->begin(), writing->end());
   auto pending = txn.pending_removals();
   if (!pending.ok()) return pending.status();
   t.pending.insert(pending->begin(), pending->end());
@@ -93,17 +118,13 @@ Status load_records(meta::Txn& txn, Tree& t, FsckReport& r) {
 
 // Link counts and reachability: a file's nlink is its number of names, a directory's is 2 plus
 // its subdirectories; an inode with no name must be an orphan (or the root).
-uint32_t count_of(const std::unordered_map<uint64_t, uint32_t>& m, uint64_t k) {
-  auto i = m.find(k);
-  return i == m.end() ? 0 : i->second;
-}
-
 void check_links(const Tree& t, FsckReport& r) {
   if (!t.inodes.contains(meta::kRootIno)) add(r, 0, "the root directory is missing");
-  for (const auto& [ino, record] : t.by_ino) {
-    const meta::InodeRecord& rec = *record;
+  for (const Node* node : t.by_ino) {
+    const meta::InodeRecord& rec = node->rec;
+    uint64_t ino = rec.ino;
     std::string who = inode_name(ino);
-    uint32_t names = count_of(t.names, ino);
+    uint32_t names = node->names;
     bool orphan = t.orphans.contains(ino);
     r.orphans += orphan;
     if (orphan && rec.nlink > 0) {  // the orphans table is not sealed; the record is
@@ -113,7 +134,7 @@ void check_links(const Tree& t, FsckReport& r) {
     if (S_ISDIR(rec.mode)) {
       ++r.directories;
       uint32_t want_names = ino == meta::kRootIno || orphan ? 0 : 1;
-      uint32_t want_links = orphan ? 0 : 2 + count_of(t.subdirs, ino);
+      uint32_t want_links = orphan ? 0 : 2 + node->subdirs;
       if (names != want_names) add(r, ino, who + ": a directory with " + std::to_string(names) + " names");
       if (rec.nlink != want_links) {
         add(r, ino, who + ": link count " + std::to_string(rec.nlink) + ", expected " + std::to_string(want_links));
@@ -134,8 +155,8 @@ void check_links(const Tree& t, FsckReport& r) {
 }
 
 // Every chunk must authenticate, in an object of the length the size implies.
-void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layout, const meta::InodeRecord& rec,
-                FsckReport& r) {
+void check_file(OfflineStore& o, const std::set<uint64_t>& writing, const crypto::ChunkLayout& layout,
+                const meta::InodeRecord& rec, FsckReport& r) {
   std::string who = inode_name(rec.ino);
   auto object = o.store->objects->open(rec.file_id, false);
   if (!object.ok()) {
@@ -144,7 +165,7 @@ void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layou
   }
   auto length = (*object)->length();
   meta::InodeRecord checked = rec;
-  if (length.ok() && *length != layout.phys_size(rec.size) && t.writing.contains(rec.ino)) {
+  if (length.ok() && *length != layout.phys_size(rec.size) && writing.contains(rec.ino)) {
     // Written when the mount stopped: the next mount makes the file what authenticates.
     auto fc = file_crypto(o.keyring.access(), o.store->super.store_id, rec);
     auto size = fc.ok() ? recoverable_size(fc->chunks(**object, layout), rec.size, *length) : Result<uint64_t>(fc.status());
@@ -173,78 +194,170 @@ void check_file(OfflineStore& o, const Tree& t, const crypto::ChunkLayout& layou
   r.bytes += checked.size;
 }
 
-// Every regular file's chunks, on every core: the files are taken in blocks (64 files, or fewer
-// that hold 8 MiB: a registry's few large blobs among many small links), claimed one at a time
-// by whichever thread is free, and each block's findings are merged in the order of the
-// blocks, so the report reads as a single thread's would.
-void check_files(OfflineStore& o, const Tree& t, FsckReport& r, const FsckProgress& progress) {
-  constexpr size_t kBlockFiles = 64;
-  constexpr uint64_t kBlockBytes = 8 << 20;
-  crypto::ChunkLayout layout(o.store->super.chunk_size);
-  std::vector<const meta::InodeRecord*> files;
-  std::vector<size_t> starts;  // each block's first file
-  uint64_t total_bytes = 0, block_bytes = 0;
-  for (const auto& [ino, rec] : t.by_ino) {
-    if (!S_ISREG(rec->mode)) continue;
-    if (starts.empty() || files.size() - starts.back() == kBlockFiles || block_bytes >= kBlockBytes) {
-      starts.push_back(files.size());
-      block_bytes = 0;
-    }
-    files.push_back(rec), total_bytes += rec->size, block_bytes += rec->size;
+// Every regular file's chunks, on every core, while the metadata is still being walked: the
+// files come in blocks (64 files, or fewer that hold 8 MiB: a registry's few large blobs among
+// many small links), each claimed by whichever thread is free, and each block's findings are
+// merged in the order of the blocks, so the report reads as a single thread's would.
+class FileChecker {
+ public:
+  // `writing` (what the last mount was writing) is read by the checks: loaded before any add().
+  FileChecker(OfflineStore& o, const std::set<uint64_t>& writing, const FsckProgress& progress)
+      : o_(o), writing_(writing), progress_(progress), layout_(o.store->super.chunk_size) {
+    for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i) threads_.emplace_back([this] { work(); });
   }
-  starts.push_back(files.size());
-  std::vector<FsckReport> blocks(starts.size() - 1);
-  std::atomic<size_t> next{0};
-  std::mutex mu;  // guards what follows
-  uint64_t done_bytes = 0, done_files = 0;
-  std::set<std::thread::id> threads;
-  parallel_for(std::max(1u, std::thread::hardware_concurrency()), 1, [&](size_t, size_t) {
-    for (size_t b; (b = next.fetch_add(1)) < blocks.size();) {
-      uint64_t bytes = 0;
-      for (size_t i = starts[b]; i < starts[b + 1]; ++i) check_file(o, t, layout, *files[i], blocks[b]), bytes += files[i]->size;
-      std::lock_guard<std::mutex> g(mu);
-      threads.insert(std::this_thread::get_id());
-      done_bytes += bytes, done_files += starts[b + 1] - starts[b];
-      if (progress) progress(done_bytes, total_bytes, done_files, files.size());
-    }
-  });
-  r.threads = static_cast<unsigned>(std::max<size_t>(1, threads.size()));
-  for (auto& b : blocks) {
-    r.chunks += b.chunks, r.bytes += b.bytes;
-    std::move(b.problems.begin(), b.problems.end(), std::back_inserter(r.problems));
-    std::move(b.leftovers.begin(), b.leftovers.end(), std::back_inserter(r.leftovers));
+  ~FileChecker() { stop(); }
+  FileChecker(const FileChecker&) = delete;
+  FileChecker& operator=(const FileChecker&) = delete;
+
+  // REQUIRES: `rec` outlives the checker.
+  void add(const meta::InodeRecord& rec) {
+    if (!S_ISREG(rec.mode)) return;
+    if (filling_.files.size() == kBlockFiles || filling_.bytes >= kBlockBytes) hand_over();
+    filling_.files.push_back(&rec), filling_.bytes += rec.size;
   }
+
+  // Waits for every file added and adds what they found to `r`.
+  void finish(FsckReport& r) {
+    hand_over();
+    stop();
+    r.threads = static_cast<unsigned>(std::max<size_t>(1, used_.size()));
+    for (auto& b : blocks_) {
+      r.chunks += b.report.chunks, r.bytes += b.report.bytes;
+      std::move(b.report.problems.begin(), b.report.problems.end(), std::back_inserter(r.problems));
+      std::move(b.report.leftovers.begin(), b.report.leftovers.end(), std::back_inserter(r.leftovers));
+    }
+  }
+
+ private:
+  static constexpr size_t kBlockFiles = 64;
+  static constexpr uint64_t kBlockBytes = 8 << 20;
+  struct Block {
+    std::vector<const meta::InodeRecord*> files;
+    uint64_t bytes = 0;
+    FsckReport report;
+  };
+
+  void hand_over() {
+    if (filling_.files.empty()) return;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      total_bytes_ += filling_.bytes, total_files_ += filling_.files.size();
+      blocks_.push_back(std::move(filling_));
+    }
+    filling_ = Block{};
+    cv_.notify_one();
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  void work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return next_ < blocks_.size() || done_; });
+      if (next_ == blocks_.size()) return;
+      Block* b = &blocks_[next_++];  // a deque's elements stay put as it grows
+      lock.unlock();
+      for (const meta::InodeRecord* rec : b->files) check_file(o_, writing_, layout_, *rec, b->report);
+      lock.lock();
+      used_.insert(std::this_thread::get_id());
+      done_bytes_ += b->bytes, done_files_ += b->files.size();
+      if (progress_) progress_(done_bytes_, total_bytes_, done_files_, total_files_);
+    }
+  }
+
+  OfflineStore& o_;
+  const std::set<uint64_t>& writing_;
+  const FsckProgress& progress_;
+  const crypto::ChunkLayout layout_;
+  Block filling_;  // the adding thread's
+
+  std::mutex mu_;  // guards what follows
+  std::condition_variable cv_;
+  std::deque<Block> blocks_;
+  size_t next_ = 0;  // the next block to check
+  bool done_ = false;
+  uint64_t total_bytes_ = 0, total_files_ = 0, done_bytes_ = 0, done_files_ = 0;
+  std::set<std::thread::id> used_;
+
+  std::vector<std::thread> threads_;  // last: they start once the rest is ready
+};
+
+// The backing store's objects, listed on a thread of their own while the records load: one
+// walks the backing store, the other the metadata (a tenth of fsck's time, done one after the
+// other). Names that are not objects are kept with their place in the listing.
+struct ObjectListing {
+  Status status;
+  std::vector<Id128> ids;
+  std::vector<std::pair<size_t, std::string>> strays;  // (ids listed before it, name)
+};
+
+ObjectListing list_objects(ObjectStore& objects) {
+  ObjectListing l;
+  l.status = objects.list([&](const Id128& id) { l.ids.push_back(id); },
+                          [&](const std::string& path) { l.strays.emplace_back(l.ids.size(), path); });
+  return l;
 }
 
-void check_objects(OpenStore& st, const Tree& t, FsckReport& r) {
-  std::set<Id128> owned;
-  for (const auto& [ino, rec] : t.inodes) {
-    if (S_ISREG(rec.mode)) owned.insert(rec.file_id);
+struct IdHash {
+  size_t operator()(const Id128& id) const {
+    size_t h;
+    std::memcpy(&h, id.data(), sizeof h);  // random ids
+    return h;
   }
-  Status s = st.objects->list(
-      [&](const Id128& id) {
-        if (owned.contains(id)) return;
-        if (t.pending.contains(id) || t.created.contains(id)) {
-          r.leftovers.push_back("object " + to_hex(id) + (t.pending.contains(id) ? " of a deleted file" : " of a create that never committed") +
-                                ": the next mount removes it");
-        } else {
-          add(r, 0, "object " + to_hex(id) + " belongs to no file (leaked)");
-          r.problems.back().fix = FsckProblem::Fix::kRemoveObject;
-          r.problems.back().object = id;
-        }
-      },
-      [&](const std::string& path) { add(r, 0, path + ": not an object of this store"); });
-  if (!s.ok() && s.code() != ENOTSUP) add(r, 0, s.message());
+};
+
+void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
+  std::unordered_set<Id128, IdHash> owned;
+  owned.reserve(t.inodes.size());
+  for (const auto& [ino, node] : t.inodes) {
+    if (S_ISREG(node.rec.mode)) owned.insert(node.rec.file_id);
+  }
+  auto stray = l.strays.begin();
+  for (size_t i = 0; i <= l.ids.size(); ++i) {
+    for (; stray != l.strays.end() && stray->first == i; ++stray) add(r, 0, stray->second + ": not an object of this store");
+    if (i == l.ids.size()) break;
+    const Id128& id = l.ids[i];
+    if (owned.contains(id)) continue;
+    if (t.pending.contains(id) || t.created.contains(id)) {
+      r.leftovers.push_back("object " + to_hex(id) + (t.pending.contains(id) ? " of a deleted file" : " of a create that never committed") +
+                            ": the next mount removes it");
+    } else {
+      add(r, 0, "object " + to_hex(id) + " belongs to no file (leaked)");
+      r.problems.back().fix = FsckProblem::Fix::kRemoveObject;
+      r.problems.back().object = id;
+    }
+  }
+  if (!l.status.ok() && l.status.code() != ENOTSUP) add(r, 0, l.status.message());
+}
+
+// An inode's first name as (directory, name), or null when it has none.
+std::pair<uint64_t, const std::string*> first_name_of(const Tree& t, uint64_t ino) {
+  if (auto it = t.inodes.find(ino); it != t.inodes.end()) {
+    if (it->second.names == 0) return {0, nullptr};
+    return {it->second.first_parent, &it->second.first_name};
+  }
+  auto it = t.unrecorded_names.find(ino);
+  if (it == t.unrecorded_names.end()) return {0, nullptr};
+  return {it->second.first, &it->second.second};
 }
 
 // The path of an inode from its first name up ("" when it has none: an orphan).
 std::string path_of(const Tree& t, uint64_t ino) {
   std::vector<const std::string*> parts;
   for (int depth = 0; ino != meta::kRootIno && depth < 4096; ++depth) {
-    auto it = t.name_of.find(ino);
-    if (it == t.name_of.end()) return "";
-    parts.push_back(&it->second.second);
-    ino = it->second.first;
+    auto [parent, name] = first_name_of(t, ino);
+    if (name == nullptr) return "";
+    parts.push_back(name);
+    ino = parent;
   }
   if (ino != meta::kRootIno) return "";
   std::string path;
@@ -289,16 +402,14 @@ void describe(const Tree& t, FsckReport& r) {
   // Which repositories link each blob: .../repositories/<repo>/_layers/sha256/<hex> and
   // .../_manifests/revisions/sha256/<hex>.
   std::map<std::string, std::set<std::string>> users;
-  for (const auto& [ino, rec] : t.inodes) {
-    if (!S_ISDIR(rec.mode)) continue;
-    auto name = t.name_of.find(ino);
-    if (name == t.name_of.end() || name->second.second.size() != 64) continue;
+  for (const auto& [ino, node] : t.inodes) {
+    if (!S_ISDIR(node.rec.mode) || node.names == 0 || node.first_name.size() != 64) continue;
     std::string path = path_of(t, ino);
     for (std::string_view kind : {"/_layers/sha256/", "/_manifests/revisions/sha256/"}) {
       size_t k = path.rfind(kind);
       if (k == std::string::npos || k + kind.size() + 64 != path.size()) continue;
       std::string repo = registry_context(path.substr(0, k) + "/", {});
-      if (repo.rfind("repository ", 0) == 0) users[name->second.second].insert(repo.substr(11));
+      if (repo.rfind("repository ", 0) == 0) users[node.first_name].insert(repo.substr(11));
     }
   }
   for (auto& p : r.problems) {
@@ -315,19 +426,26 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   auto access = o.keyring.access();
   FsckReport report;
   Tree tree;
-  {
-    auto txn = st.meta->begin(false, &access.store_keys());
-    if (!txn.ok()) return txn.status();
-    CMKFS_RETURN_IF_ERROR(load_records(*txn, tree, report));
-  }
+  ObjectListing listing;
+  std::jthread lister([&] { listing = list_objects(*st.objects); });
+  auto txn = st.meta->begin(false, &access.store_keys());
+  if (!txn.ok()) return txn.status();
+  auto writing = txn->writing();
+  if (!writing.ok()) return writing.status();
+  tree.writing.insert(writing->begin(), writing->end());
+  // The files are checked on every core as their records load, and while the names load.
+  FileChecker files(o, tree.writing, progress);
+  CMKFS_RETURN_IF_ERROR(load_inodes(*txn, tree, report, [&](const meta::InodeRecord& rec) { files.add(rec); }));
+  CMKFS_RETURN_IF_ERROR(load_names(*txn, tree, report));
   if (st.creations) {
     auto created = st.creations->entries();
     if (!created.ok()) return created.status();
     for (const auto& e : *created) tree.created.insert(e.file_id);
   }
   check_links(tree, report);
-  check_files(o, tree, report, progress);
-  check_objects(st, tree, report);
+  files.finish(report);
+  lister.join();
+  check_objects(listing, tree, report);
   describe(tree, report);
   return report;
 }
