@@ -68,9 +68,12 @@ void add(FsckReport& r, uint64_t ino, std::string text) {
 Status load_inodes(meta::Txn& txn, Tree& t, FsckReport& r, const std::function<void(const meta::InodeRecord&)>& each) {
   CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
     if (!rec.ok()) return add(r, ino, rec.status().message()), true;
-    Node& node = t.inodes.try_emplace(ino).first->second;
-    node.rec = std::move(*rec);
-    each(node.rec);
+    auto [it, fresh] = t.inodes.try_emplace(ino);
+    // Only a hostile database lists a key twice; the first record stays (a checking thread may
+    // be reading it).
+    if (!fresh) return add(r, ino, inode_name(ino) + ": listed twice by the metadata database"), true;
+    it->second.rec = std::move(*rec);
+    each(it->second.rec);
     return true;
   }));
   t.by_ino.reserve(t.inodes.size());
@@ -203,7 +206,12 @@ class FileChecker {
   // `writing` (what the last mount was writing) is read by the checks: loaded before any add().
   FileChecker(OfflineStore& o, const std::set<uint64_t>& writing, const FsckProgress& progress)
       : o_(o), writing_(writing), progress_(progress), layout_(o.store->super.chunk_size) {
-    for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i) threads_.emplace_back([this] { work(); });
+    try {
+      for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i) threads_.emplace_back([this] { work(); });
+    } catch (...) {  // no thread to start: the ones started must end before the error goes up
+      stop();
+      throw;
+    }
   }
   ~FileChecker() { stop(); }
   FileChecker(const FileChecker&) = delete;
@@ -219,6 +227,10 @@ class FileChecker {
   // Waits for every file added and adds what they found to `r`.
   void finish(FsckReport& r) {
     hand_over();
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      all_added_ = true;
+    }
     stop();
     r.threads = static_cast<unsigned>(std::max<size_t>(1, used_.size()));
     for (auto& b : blocks_) {
@@ -270,7 +282,8 @@ class FileChecker {
       lock.lock();
       used_.insert(std::this_thread::get_id());
       done_bytes_ += b->bytes, done_files_ += b->files.size();
-      if (progress_) progress_(done_bytes_, total_bytes_, done_files_, total_files_);
+      // Until every file is added the total is not known: one more, so no line reads as the last.
+      if (progress_) progress_(done_bytes_, total_bytes_, done_files_, total_files_ + (all_added_ ? 0 : 1));
     }
   }
 
@@ -285,15 +298,16 @@ class FileChecker {
   std::deque<Block> blocks_;
   size_t next_ = 0;  // the next block to check
   bool done_ = false;
+  bool all_added_ = false;
   uint64_t total_bytes_ = 0, total_files_ = 0, done_bytes_ = 0, done_files_ = 0;
   std::set<std::thread::id> used_;
 
   std::vector<std::thread> threads_;  // last: they start once the rest is ready
 };
 
-// The backing store's objects, listed on a thread of their own while the records load: one
-// walks the backing store, the other the metadata (a tenth of fsck's time, done one after the
-// other). Names that are not objects are kept with their place in the listing.
+// The backing store's objects, listed on a thread of their own (listed after the metadata was
+// walked, they were a tenth of fsck's time). Names that are not objects are kept with their
+// place in the listing.
 struct ObjectListing {
   Status status;
   std::vector<Id128> ids;
@@ -427,7 +441,7 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   FsckReport report;
   Tree tree;
   ObjectListing listing;
-  std::jthread lister([&] { listing = list_objects(*st.objects); });
+  std::jthread lister;
   auto txn = st.meta->begin(false, &access.store_keys());
   if (!txn.ok()) return txn.status();
   auto writing = txn->writing();
@@ -436,6 +450,9 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   // The files are checked on every core as their records load, and while the names load.
   FileChecker files(o, tree.writing, progress);
   CMKFS_RETURN_IF_ERROR(load_inodes(*txn, tree, report, [&](const meta::InodeRecord& rec) { files.add(rec); }));
+  // Listed while the names load and the files are checked; started only now because an error
+  // returns once the listing ends, which on a bucket of millions of objects takes minutes.
+  lister = std::jthread([&] { listing = list_objects(*st.objects); });
   CMKFS_RETURN_IF_ERROR(load_names(*txn, tree, report));
   if (st.creations) {
     auto created = st.creations->entries();
