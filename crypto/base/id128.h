@@ -2,10 +2,22 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace cmkfs {
 
 using Id128 = std::array<uint8_t, 16>;
+
+// For hash tables of ids cmkfs drew at random (never of ids an attacker chooses): their first
+// bytes are already a hash.
+struct Id128Hash {
+  size_t operator()(const Id128& id) const {
+    size_t h;
+    std::memcpy(&h, id.data(), sizeof h);
+    return h;
+  }
+};
 
 }  // namespace cmkfs

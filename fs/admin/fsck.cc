@@ -8,7 +8,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <functional>
 #include <iterator>
@@ -24,6 +23,7 @@
 
 #include "crypto/chunk_layout.h"
 #include "crypto/base/hex.h"
+#include "crypto/base/id128.h"
 #include "fs/admin/admin.h"
 #include "fs/admin/offline.h"
 #include "meta/format.h"
@@ -321,24 +321,18 @@ ObjectListing list_objects(ObjectStore& objects) {
   return l;
 }
 
-struct IdHash {
-  size_t operator()(const Id128& id) const {
-    size_t h;
-    std::memcpy(&h, id.data(), sizeof h);  // random ids
-    return h;
-  }
-};
-
 void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
-  std::unordered_set<Id128, IdHash> owned;
+  std::unordered_set<Id128, Id128Hash> owned;  // ids from sealed records: drawn by cmkfs
   owned.reserve(t.inodes.size());
   for (const auto& [ino, node] : t.inodes) {
     if (S_ISREG(node.rec.mode)) owned.insert(node.rec.file_id);
   }
   auto stray = l.strays.begin();
-  for (size_t i = 0; i <= l.ids.size(); ++i) {
-    for (; stray != l.strays.end() && stray->first == i; ++stray) add(r, 0, stray->second + ": not an object of this store");
-    if (i == l.ids.size()) break;
+  auto strays_listed_before = [&](size_t i) {
+    for (; stray != l.strays.end() && stray->first <= i; ++stray) add(r, 0, stray->second + ": not an object of this store");
+  };
+  for (size_t i = 0; i < l.ids.size(); ++i) {
+    strays_listed_before(i);
     const Id128& id = l.ids[i];
     if (owned.contains(id)) continue;
     if (t.pending.contains(id) || t.created.contains(id)) {
@@ -350,6 +344,7 @@ void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
       r.problems.back().object = id;
     }
   }
+  strays_listed_before(l.ids.size());
   if (!l.status.ok() && l.status.code() != ENOTSUP) add(r, 0, l.status.message());
 }
 

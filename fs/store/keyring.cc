@@ -1,15 +1,8 @@
 #include "fs/store/keyring.h"
 
-#include <cstring>
 #include <new>
 
 namespace cmkfs::fs {
-
-size_t Keyring::IdHash::operator()(const Id128& id) const {
-  size_t h;
-  std::memcpy(&h, id.data(), sizeof h);  // ids are random
-  return h;
-}
 
 Result<Keyring::FileKey> Keyring::Access::file_key(const Id128& file_id, uint32_t generation) const {
   if (!ok()) return Status::AccessDenied("the store's key is revoked");

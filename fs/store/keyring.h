@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crypto/base/id128.h"
 #include "crypto/keys.h"
 
 namespace cmkfs::fs {
@@ -71,11 +72,8 @@ class Keyring {
   crypto::SecretBytes name_key_;
   crypto::StoreKeys store_keys_;
 
-  struct IdHash {
-    size_t operator()(const Id128& id) const;
-  };
   mutable std::mutex cache_mu_;  // guards file_keys_; taken under a shared gate_
-  mutable std::unordered_map<Id128, FileKey, IdHash> file_keys_;
+  mutable std::unordered_map<Id128, FileKey, Id128Hash> file_keys_;  // ids from sealed records
 };
 
 }  // namespace cmkfs::fs
