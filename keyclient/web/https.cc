@@ -26,6 +26,10 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   b.server->set_payload_max_length(max_body);
+  // httplib (0.11) ends a stop only once every idle keep-alive connection has timed out, so its
+  // 5 s default made each SIGTERM take 5 s. A client of this server (a key check, a wrap, a page)
+  // gains nothing from an idle connection kept longer than a second.
+  b.server->set_keep_alive_timeout(1);
   b.port = port == 0 ? b.server->bind_to_any_port(host.c_str()) : (b.server->bind_to_port(host.c_str(), port) ? port : -1);
   if (b.port <= 0) {
     return Status(EADDRINUSE, "cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not an address here)");
