@@ -5,7 +5,8 @@ BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libfuse3-dev fuse3 l
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev liburing-dev zlib1g-dev libzstd-dev
   libsystemd-dev libp11-kit-dev librados-dev libpq-dev libpugixml-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
 TEST_PACKAGES=(docker-registry skopeo umoci curl python3 procps util-linux zstd softhsm2 opensc python3-grpcio
-  python3-grpc-tools python3-protobuf dpkg-dev systemd man-db chromium ceph-mon ceph-osd ceph-mgr ceph-common radosgw postgresql)
+  python3-grpc-tools python3-protobuf dpkg-dev systemd man-db chromium ceph-mon ceph-osd ceph-mgr ceph-common radosgw postgresql
+  clang libclang-rt-14-dev)
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then

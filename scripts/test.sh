@@ -20,8 +20,9 @@ build build RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 (cd build && ctest --output-on-failure -j "$(nproc)")
 
 if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
-  echo "== build with ASan+UBSan and test"
-  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF
+  echo "== build with ASan+UBSan (clang) and test"
+  # clang: it builds this in two thirds of gcc's time, and its warnings are a second compiler's.
+  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
   reports=$(mktemp -d /tmp/cmkfs-sanitizer.XXXXXX)
   # Daemons log to files, not stderr: sanitizer reports go to $reports and fail the run.
   export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1"
