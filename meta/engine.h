@@ -62,6 +62,8 @@ class Engine {
   virtual void when_durable(std::function<void()> fn) = 0;
   virtual Status reserve_space(uint64_t bytes) = 0;
   virtual int data_fd() const = 0;  // -1: not a local file
+  // Unmaps the pages of the database this process has touched (meta.h's MetaStore says why).
+  virtual void release_mapped_pages() = 0;
   virtual Status copy_compacted(int fd) = 0;
   // Engines that compact their own storage (PostgreSQL: VACUUM FULL); ENOTSUP for LMDB, which
   // compacts into a copy (copy_compacted).

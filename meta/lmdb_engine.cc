@@ -3,7 +3,11 @@
 #include <lmdb.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -17,6 +21,35 @@ namespace cmkfs::meta {
 namespace {
 
 class LmdbEngine;
+
+struct Mapping {
+  void* addr = nullptr;
+  size_t len = 0;
+};
+
+// Where this process maps the file `fd` from its start (the largest such map). LMDB's
+// MDB_envinfo gives the map's address only for a fixed map (MDB_FIXEDMAP), so it is looked up in
+// /proc/self/maps by the file's device and inode.
+Mapping find_file_mapping(int fd) {
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) return {};
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return {};
+  Mapping best;
+  char* line = nullptr;
+  size_t cap = 0;
+  while (::getline(&line, &cap, maps) > 0) {
+    unsigned long start = 0, end = 0, offset = 0, inode = 0;
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(line, "%lx-%lx %*s %lx %x:%x %lu", &start, &end, &offset, &major, &minor, &inode) != 6) continue;
+    if (inode == st.st_ino && makedev(major, minor) == st.st_dev && offset == 0 && end - start > best.len) {
+      best = {reinterpret_cast<void*>(start), end - start};
+    }
+  }
+  std::free(line);
+  std::fclose(maps);
+  return best;
+}
 
 // The engine and transaction whose batch lock this thread holds, so that a read inside a
 // transaction (loading an inode while creating a name) runs on it instead of waiting for itself.
@@ -77,6 +110,7 @@ class LmdbEngine final : public Engine {
     int fd = -1;
     return mdb_env_get_fd(env_, &fd) == MDB_SUCCESS ? fd : -1;
   }
+  void release_mapped_pages() override;
   Status copy_compacted(int fd) override {
     return lmdb_status(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "compacting the metadata");
   }
@@ -102,7 +136,17 @@ class LmdbEngine final : public Engine {
   uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
   MDB_dbi dbis_[kTableCount] = {};
   bool has_recovery_ = false;  // a read-only open of a store from before the table
+  Mapping map_;                // LMDB's map of the database file
 };
+
+void LmdbEngine::release_mapped_pages() {
+  struct stat st;
+  if (map_.addr == nullptr || ::fstat(data_fd(), &st) != 0) return;
+  // The map is read-only (no MDB_WRITEMAP: writes go through the file), so dropping its pages
+  // loses nothing; a reader on another thread faults its page back in from the page cache. Only
+  // pages of the file can be resident: the rest of the map is not walked.
+  ::madvise(map_.addr, std::min(static_cast<size_t>(st.st_size), map_.len), MADV_DONTNEED);
+}
 
 Status LmdbEngine::open(const std::string& dir, bool create, bool read_only) {
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_create(&env_), "mdb_env_create"));
@@ -121,8 +165,8 @@ Status LmdbEngine::open(const std::string& dir, bool create, bool read_only) {
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_env_open(env_, dir.c_str(), flags, 0600), "opening " + dir));
   // A process that locks its memory (crypto::harden_process) must not pin the whole database in
   // RAM through LMDB's map, which holds sealed records only.
-  MDB_envinfo info;
-  if (mdb_env_info(env_, &info) == MDB_SUCCESS) ::munlock(info.me_mapaddr, info.me_mapsize);
+  map_ = find_file_mapping(data_fd());
+  if (map_.addr != nullptr) ::munlock(map_.addr, map_.len);
 
   MDB_txn* txn = nullptr;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, nullptr, read_only ? MDB_RDONLY : 0, &txn), "begin"));

@@ -53,6 +53,7 @@ void MetaStore::start_group_commit(std::chrono::microseconds interval) { engine_
 void MetaStore::when_durable(std::function<void()> fn) { engine_->when_durable(std::move(fn)); }
 Status MetaStore::sync() { return engine_->sync(); }
 int MetaStore::data_fd() const { return engine_->data_fd(); }
+void MetaStore::release_mapped_pages() { engine_->release_mapped_pages(); }
 Status MetaStore::copy_compacted(int fd) { return engine_->copy_compacted(fd); }
 Status MetaStore::compact_in_place() { return engine_->compact_in_place(); }
 Status MetaStore::lock_writer() { return engine_->lock_writer(); }

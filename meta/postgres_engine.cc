@@ -311,6 +311,7 @@ class PostgresEngine final : public Engine {
   }
   Status reserve_space(uint64_t) override { return Status::Ok(); }
   int data_fd() const override { return -1; }
+  void release_mapped_pages() override {}
   Status copy_compacted(int) override { return Status(ENOTSUP, "PostgreSQL metadata is compacted in place"); }
   Status compact_in_place() override;
   Status lock_writer() override;

@@ -25,6 +25,7 @@
 #include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
 #include "fs/daemon/log_file.h"
+#include "fs/daemon/memory.h"
 #include "fs/daemon/metrics.h"
 #include "fs/daemon/notify.h"
 #include "fs/daemon/periodic.h"
@@ -334,9 +335,10 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   SealBudget seals(st, keyring, monitor);
   ServiceNotifier notifier;
   auto key_status = [&monitor, &o] { return std::string("serving ") + o.mountpoint + "; key " + to_string(monitor.state()); };
-  Periodic flusher(std::chrono::seconds(1), [&fs, &seals, &views, &notifier, &key_status] {
+  Periodic flusher(std::chrono::seconds(1), [&fs, &st, &seals, &views, &notifier, &key_status] {
     Status s = fs.flush_dirty();
     if (!s.ok()) spdlog::warn("periodic inode flush: {}", s.message());
+    if (resident_file_bytes() > kResidentFileBudget) st.meta->release_mapped_pages();
     seals.tick();
     views.reap();
     notifier.status(key_status());
