@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -140,12 +139,10 @@ class LmdbEngine final : public Engine {
 };
 
 void LmdbEngine::release_mapped_pages() {
-  struct stat st;
-  if (map_.addr == nullptr || ::fstat(data_fd(), &st) != 0) return;
   // The map is read-only (no MDB_WRITEMAP: writes go through the file), so dropping its pages
-  // loses nothing; a reader on another thread faults its page back in from the page cache. Only
-  // pages of the file can be resident: the rest of the map is not walked.
-  ::madvise(map_.addr, std::min(static_cast<size_t>(st.st_size), map_.len), MADV_DONTNEED);
+  // loses nothing; a reader on another thread faults its page back in from the page cache. Past
+  // the file's end nothing is mapped, and the kernel skips the empty page tables.
+  if (map_.addr != nullptr) ::madvise(map_.addr, map_.len, MADV_DONTNEED);
 }
 
 Status LmdbEngine::open(const std::string& dir, bool create, bool read_only) {

@@ -23,7 +23,7 @@ done
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(records json vault_reply vault_request mountinfo oci)
 
 need_root
-install_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev
+install_packages "${BUILD_PACKAGES[@]}" "${CLANG_PACKAGES[@]}"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=OFF \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true

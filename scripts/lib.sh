@@ -4,9 +4,11 @@
 BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libfuse3-dev fuse3 liblmdb-dev libspdlog-dev
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libgtest-dev libbenchmark-dev liburing-dev zlib1g-dev libzstd-dev
   libsystemd-dev libp11-kit-dev librados-dev libpq-dev libpugixml-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+# clang and its sanitizer and fuzzing runtimes: the sanitizer build (test.sh) and the fuzzers.
+CLANG_PACKAGES=(clang libclang-rt-14-dev)
 TEST_PACKAGES=(docker-registry skopeo umoci curl python3 procps util-linux zstd softhsm2 opensc python3-grpcio
   python3-grpc-tools python3-protobuf dpkg-dev systemd man-db chromium ceph-mon ceph-osd ceph-mgr ceph-common radosgw postgresql
-  clang libclang-rt-14-dev)
+  "${CLANG_PACKAGES[@]}")
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then

@@ -8,8 +8,9 @@
 
 namespace cmkfs::fs {
 
-// The file pages this process maps that are resident (its binary, its libraries, LMDB's map of
-// the metadata): /proc/self/statm's third field. 0 when it cannot be read.
+// The file and shared-memory pages this process maps that are resident (its binary, its
+// libraries, LMDB's map of the metadata, which is shared memory when the store is on a tmpfs):
+// /proc/self/statm's third field. 0 when it cannot be read.
 inline uint64_t resident_file_bytes() {
   FILE* f = std::fopen("/proc/self/statm", "re");
   if (f == nullptr) return 0;
