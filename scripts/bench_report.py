@@ -40,6 +40,7 @@ def fmt(v, col):
 def main():
     out, machine = sys.argv[1], sys.argv[2]
     readme = sys.argv[3] if len(sys.argv) > 3 else None
+    on_tmpfs = "backing: tmpfs" in machine
     rows = load(os.path.join(out, "results.csv"))
     targets = list(dict.fromkeys(r["target"] for r in rows))
     reps = sorted({int(r["rep"]) for r in rows})
@@ -86,14 +87,21 @@ def main():
             checks.append(("sequential read vs gocryptfs", ">= 1.2x", per_rep(lambda r: rel(r, "read_MBps", val(r, "gocryptfs", "read_MBps"))), 1.2, True))
         if peers:
             checks.append(("random 4k read vs best encrypted peer", ">= 1.3x", per_rep(lambda r: rel(r, "randread_iops", best_peer(r, "randread_iops", True))), 1.3, True))
-            checks.append(("create time vs best peer", "<= 0.6x", per_rep(lambda r: (val(r, "cmkfs", "create_s") or 0) / best_peer(r, "create_s", False) if best_peer(r, "create_s", False) else None), 0.6, False))
+            # The first round's target on tmpfs; on the disk, where each batch waits for its sync, the best peer's time.
+            create = 0.6 if on_tmpfs else 1.0
+            checks.append(("create time vs best peer", f"<= {create:.1f}x", per_rep(lambda r: (val(r, "cmkfs", "create_s") or 0) / best_peer(r, "create_s", False) if best_peer(r, "create_s", False) else None), create, False))
             checks.append(("stat time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "stat_s") or 0) / best_peer(r, "stat_s", False) if best_peer(r, "stat_s", False) else None), 1.0, False))
             checks.append(("p99 of random 4k reads, 8 readers, vs best encrypted peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "randread8_p99_us") or 0) / best_peer(r, "randread8_p99_us", False) if best_peer(r, "randread8_p99_us", False) else None), 1.0, False))
             checks.append(("remove time vs best peer", "<= 1.0x", per_rep(lambda r: (val(r, "cmkfs", "rm_s") or 0) / best_peer(r, "rm_s", False) if best_peer(r, "rm_s", False) else None), 1.0, False))
+        # Encryption for free: on tmpfs, where the backing costs least, cmkfs against an unencrypted
+        # FUSE passthrough (mergerfs, tuned); elsewhere, and for bindfs, for information.
+        free = {"write_MBps": 1.0, "read_MBps": 1.2, "randread_iops": 1.0} if on_tmpfs else {}
         for ceiling in ("mergerfs", "bindfs"):
             if ceiling in targets:
-                checks.append((f"sequential write vs {ceiling} (unencrypted)", "info", per_rep(lambda r, c=ceiling: rel(r, "write_MBps", val(r, c, "write_MBps"))), None, True))
-                checks.append((f"sequential read vs {ceiling} (unencrypted)", "info", per_rep(lambda r, c=ceiling: rel(r, "read_MBps", val(r, c, "read_MBps"))), None, True))
+                for col, what in (("write_MBps", "sequential write"), ("read_MBps", "sequential read"), ("randread_iops", "random 4k read")):
+                    bound = free.get(col) if ceiling == "mergerfs" else None
+                    checks.append((f"{what} vs {ceiling} (unencrypted)", f">= {bound:.1f}x" if bound else "info",
+                                   per_rep(lambda r, c=ceiling, k=col: rel(r, k, val(r, c, k))), bound, True))
         return checks
 
     checks = ratio_rows()
@@ -105,7 +113,7 @@ def main():
             rr.setdefault(int(r["rep"]), {})[r["target"]] = float(r["seconds"])
         vs = [d["cmkfs"] / d["raw"] for d in rr.values() if "cmkfs" in d and "raw" in d and d["raw"] > 0]
         if vs:
-            checks.append(("registry push+pull vs plain directory", "<= 1.2x", (statistics.median(vs), vs), 1.2, False))
+            checks.append(("registry push+pull vs plain directory", "<= 1.05x", (statistics.median(vs), vs), 1.05, False))
 
     ratio_lines = ["| cmkfs | target | median ratio | per repetition | met |", "|---|---|---|---|---|"]
     for name, target, (med, vs), bound, higher in checks:
@@ -152,7 +160,7 @@ def main():
         for t in [t for t in targets if t != "raw"]:  # raw tmpfs is off the scale; it is in the table
             m = [median(t, c) or 0 for c, _, _ in METRICS]
             f.write(f"{t} {m[0]} {m[1]} {m[2] / 1000} {m[3]} {m[4]} {m[5]}\n")
-    kind = "tmpfs" if "backing: tmpfs" in machine else "disk"
+    kind = "tmpfs" if on_tmpfs else "disk"
     png = os.path.join(out, f"bench-{kind}.png")
     gp = f"""
 set terminal pngcairo size 1100,460 font ",10"
