@@ -41,8 +41,7 @@ class CredentialTest : public Lifecycle<VaultTest> {
     stop_vault();
     EXPECT_TRUE(eventually(4, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
     EXPECT_EQ(read_file(at("f")), content);  // within the grace
-    EXPECT_TRUE(eventually(12, [&] { return open_errno(at("f")) == EACCES; }));
-    EXPECT_EQ(read_errno(held), EACCES);
+    expect_failed_closed(12);
     start_vault("--token-lifetime 31");
     expect_serving();
   }

@@ -347,7 +347,7 @@ TEST_F(PosixTest, UnlinkWhileOpenStaysReadableUntilClosed) {
   size_t objects_before = object_files().size();
   ::close(fd);
   // Once closed (and forgotten by the kernel) the data is gone from the backing store.
-  for (int i = 0; i < 100 && object_files().size() == objects_before; ++i) ::usleep(20000);
+  for (int i = 0; i < 500 && object_files().size() != objects_before - 1; ++i) ::usleep(20000);
   EXPECT_EQ(object_files().size(), objects_before - 1);
 }
 

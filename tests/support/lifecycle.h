@@ -63,7 +63,7 @@ class Lifecycle : public Base {
   // The state is published once the revocation is whole (keys wiped, then the kernel's caches
   // dropped): only then may cached pages of open files be expected to stop.
   void expect_revoked() {
-    EXPECT_TRUE(eventually(3, [&] { return this->show()["liveKeyState"]["state"] == "revoked"; })) << read_file(this->log);
+    EXPECT_TRUE(eventually(10, [&] { return this->show()["liveKeyState"]["state"] == "revoked"; })) << read_file(this->log);
     EXPECT_EQ(open_errno(this->at("f")), EACCES);
     EXPECT_EQ(read_errno(held), EACCES);  // already open, pages were cached
     struct stat st;
@@ -76,11 +76,20 @@ class Lifecycle : public Base {
     EXPECT_EQ(::stat(this->mnt.c_str(), &st), 0);
     EXPECT_EQ(this->show()["liveKeyState"]["state"], "revoked");
   }
+  // The keys are installed before the state is published: once it says so, everything serves.
   void expect_serving() {
-    EXPECT_TRUE(eventually(3, [&] { return open_errno(this->at("f")) == 0; })) << read_file(this->log);
+    EXPECT_TRUE(eventually(10, [&] { return this->show()["liveKeyState"]["state"] == "available"; })) << read_file(this->log);
+    EXPECT_EQ(open_errno(this->at("f")), 0);
     EXPECT_EQ(read_file(this->at("f")), content);
     EXPECT_EQ(read_errno(held), 0);
-    EXPECT_EQ(this->show()["liveKeyState"]["state"], "available");
+  }
+  // The key unreachable past the grace: like a revocation, the state is published once it is
+  // whole, so the state is waited for (up to `seconds`), not the first failing open.
+  void expect_failed_closed(double seconds) {
+    EXPECT_TRUE(eventually(seconds, [&] { return this->show()["liveKeyState"]["state"] == "vault-unreachable-failed-closed"; }))
+        << read_file(this->log);
+    EXPECT_EQ(open_errno(this->at("f")), EACCES);
+    EXPECT_EQ(read_errno(held), EACCES);
   }
   std::string audit() const { return read_file(this->dir + "/audit.jsonl"); }
 

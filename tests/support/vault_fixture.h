@@ -31,7 +31,10 @@ struct VaultServer {
       _exit(127);
     }
     pid = child;
-    for (int i = 0; i < 500 && !stdfs::exists(dir + "/server.json"); ++i) ::usleep(10000);
+    // Up to 30 s for a sanitizer build on a loaded machine; a vault that died is not waited for.
+    for (int i = 0; i < 3000 && !stdfs::exists(dir + "/server.json") && ::waitpid(child, nullptr, WNOHANG) == 0; ++i) {
+      ::usleep(10000);
+    }
     ASSERT_TRUE(stdfs::exists(dir + "/server.json")) << read_file(log);
     auto info = nlohmann::json::parse(read_file(dir + "/server.json"));
     url = info["url"];
