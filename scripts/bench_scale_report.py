@@ -21,6 +21,7 @@ COLUMNS = [  # column, header, format
     ("find_s", "find s", "{:.2f}"),
     ("mount_s", "mount s", "{:.2f}"),
     ("umount_s", "unmount s", "{:.2f}"),
+    ("umount_all_s", "until the kernel freed its cache s", "{:.2f}"),
     ("rss_kB", "RSS after find MiB", "{:.0f}"),
     ("rss_anon_kB", "of it heap MiB", "{:.0f}"),
     ("map_kB", "of it files mapped MiB", "{:.0f}"),
@@ -49,7 +50,7 @@ def main():
         if r and col == "map_kB":  # the metadata file mapped (RssFile, or RssShmem on a tmpfs)
             rss, anon = num(r["rss_kB"]), num(r["rss_anon_kB"])
             return (rss - anon) / 1024 if rss is not None and anon is not None else None
-        v = num(r[col]) if r else None
+        v = num(r.get(col)) if r else None  # older runs lack newer columns
         if v is not None and col.endswith("_kB"):
             v /= 1024
         return v

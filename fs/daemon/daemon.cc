@@ -4,10 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -421,23 +418,6 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   return clean && s.ok() ? kExitOk : kExitError;
 }
 
-// An unprivileged user's unmount, through the setuid helper; the mountpoint goes as one argument,
-// never through a shell.
-Status run_fusermount(const std::string& mp) {
-  std::vector<std::string> args = {"fusermount3", "-u", "--", mp};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ);
-  if (rc != 0) return Status(EPERM, "cannot run fusermount3: " + std::string(std::strerror(rc)));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Status(EPERM, "fusermount3 -u " + mp + " failed");
-  return Status::Ok();
-}
-
 }  // namespace
 
 int run_mount(const MountOptions& in, const std::string& log_level) {
@@ -493,93 +473,6 @@ Status attach_view(const std::string& mountpoint, const std::string& view_dir, c
   if (!reply.ok()) return reply.status();
   if (reply->contains("error")) return Status(EINVAL, reply->value("error", std::string("the daemon refused")));
   out << "registry view of " << mp << " on " << dir << "\n";
-  return Status::Ok();
-}
-
-namespace {
-
-// A path as the mount table names mountpoints: absolute, normalised, no trailing '/'.
-std::string normalised(const std::string& path) {
-  std::error_code ec;
-  std::string p = stdfs::absolute(path, ec).lexically_normal().string();
-  if (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
-// The store a cmkfs mount or view serves, named by its source; nullopt for any other mount, and
-// for a cmkfs one not made by a daemon of this user or root unless `any_owner`.
-std::optional<ServedMount> served(const MountEntry& m, bool any_owner = false) {
-  if (!any_owner && !cmkfs_mount_of(m, ::geteuid())) return std::nullopt;
-  if (m.source.rfind("cmkfs:", 0) == 0) return ServedMount{m.source.substr(6), m.target, false};
-  if (m.source.rfind("cmkfs-view:", 0) == 0) return ServedMount{m.source.substr(11), m.target, true};
-  return std::nullopt;
-}
-
-}  // namespace
-
-std::string mounted_store(const std::string& mountpoint) {
-  std::string mp = normalised(mountpoint), store;
-  for (const auto& m : current_mounts()) {  // the topmost mount there decides
-    if (m.target != mp) continue;
-    auto s = served(m);
-    store = s && !s->view ? s->store : "";
-  }
-  return store;
-}
-
-std::vector<ServedMount> served_mounts() {
-  std::vector<ServedMount> out;
-  for (const auto& m : current_mounts()) {
-    if (auto s = served(m)) out.push_back(*s);
-  }
-  return out;
-}
-
-std::string serving_mountpoint(const std::string& target) {
-  std::string abs = normalised(target);
-  if (!mounted_store(abs).empty()) return abs;
-  std::error_code ec;
-  std::string store = stdfs::canonical(target, ec).string();
-  if (ec) return "";
-  for (const auto& s : served_mounts()) {
-    if (!s.view && s.store == store) return s.mountpoint;
-  }
-  return "";
-}
-
-Status run_umount(const std::string& mp_arg, std::ostream& out) {
-  std::string mp = normalised(mp_arg), store;
-  bool found = false, view = false;
-  for (const auto& m : current_mounts()) {
-    if (m.target != mp) continue;
-    found = true;
-    if (auto s = served(m, /*any_owner=*/true)) store = s->store, view = s->view;
-  }
-  if (!found) return Status(EINVAL, mp + " is not mounted");
-  if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");
-  // A view beside a mount: its daemon serves on. A view alone: its daemon lets go of the store.
-  bool store_still_mounted = false;
-  for (const auto& m : current_mounts()) store_still_mounted |= view && m.source == "cmkfs:" + store;
-  if (::umount2(mp.c_str(), 0) != 0) {
-    int err = errno;
-    if (err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");
-    if (err == EPERM) {
-      Status s = run_fusermount(mp);
-      if (!s.ok()) return s;
-    } else {
-      return Status::IOError(err, "umount " + mp + ": " + std::strerror(err));
-    }
-  }
-  // The daemon holds the store lock until it has flushed and exited.
-  int fd = store_still_mounted ? -1 : ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (::flock(fd, LOCK_EX | LOCK_NB) != 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ::close(fd);
-  }
-  out << "unmounted " << mp << "\n";
   return Status::Ok();
 }
 
