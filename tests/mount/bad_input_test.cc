@@ -1,5 +1,9 @@
 // Every kind of bad input through the real binary: each a clear one-line error and a named exit
 // code, nothing lost.
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -130,6 +134,24 @@ TEST_F(BadInputTest, UmountOfSomethingNotMounted) {
   auto r = run(cmkfs_binary() + " umount " + mnt);
   EXPECT_NE(r.rc, 0);
   expect_one_clear_line(r, "is not mounted");
+}
+
+// Another filesystem mounted over the store's mountpoint is what a path there reaches: `cmkfs
+// umount` refuses it (it used to unmount it, being below it, then report the store unmounted).
+TEST_F(BadInputTest, UmountRefusesAMountStackedOverTheStore) {
+  init();
+  mount();
+  write_file(at("f"), "under the tmpfs");
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  auto r = run(cmkfs_binary() + " umount " + mnt);
+  EXPECT_NE(r.rc, 0);
+  expect_one_clear_line(r, "is not a cmkfs mount");
+  struct statfs over;
+  ASSERT_EQ(::statfs(mnt.c_str(), &over), 0);
+  EXPECT_EQ(over.f_type, TMPFS_MAGIC);  // still there
+  ASSERT_EQ(::umount2(mnt.c_str(), 0), 0) << std::strerror(errno);
+  EXPECT_EQ(read_file(at("f")), "under the tmpfs");
+  umount();
 }
 
 // A real full disk: a 24 MiB tmpfs under the store. With the kernel's writeback cache (the default)
