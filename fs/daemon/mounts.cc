@@ -91,7 +91,7 @@ Result<Fd> start_umount(const std::string& mp, const std::string& dev) {
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Status::IOError(errno, std::string("pipe: ") + std::strerror(errno));
-  Fd said(fds[0]), says(fds[1]);
+  Fd said(fds[0]), says(fds[1]);  // this process's copy of the write end closes on return
   const char* path = mp.c_str();
   pid_t child = ::fork();
   if (child < 0) return Status::IOError(errno, std::string("fork: ") + std::strerror(errno));
@@ -102,19 +102,17 @@ Result<Fd> start_umount(const std::string& mp, const std::string& dev) {
     if (w < 0 || null < 0 || ::setsid() < 0 || ::chdir("/") != 0) _exit(1);
     ::dup2(null, 0), ::dup2(null, 1), ::dup2(null, 2);
     if ((w > 3 && ::close_range(3, w - 1, 0) != 0) || ::close_range(w + 1, ~0U, 0) != 0) _exit(1);
+    auto say = [w](int v) { (void)!::write(w, &v, sizeof v); };
     // From the kernel's cached attributes: nothing asked of the daemon, which may be dead. What
     // cannot be checked is unmounted as before.
     struct statx st;
     if (::statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, 0, &st) == 0 &&
         (st.stx_dev_major != major || st.stx_dev_minor != minor)) {
-      int err = EINVAL;
-      (void)!::write(w, &err, sizeof err);
+      say(EINVAL);
       _exit(0);
     }
-    int msg = kStarted;
-    (void)!::write(w, &msg, sizeof msg);
-    int err = ::umount2(path, 0) == 0 ? 0 : errno;
-    (void)!::write(w, &err, sizeof err);
+    say(kStarted);
+    say(::umount2(path, 0) == 0 ? 0 : errno);
     _exit(0);
   }
   int status = 0;

@@ -121,12 +121,7 @@ TEST_F(PostgresTest, OneWriterAcrossHostsAndAKilledOneLetsTheNextIn) {
   ASSERT_TRUE(wait_gone(pid, 10));
   detach_mounts_below(mnt);
   mounted = false;
-  // The killed daemon's lock goes when PostgreSQL has ended its session, on the server's own time.
-  second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2);
-  for (int i = 0; i < 100 && second.rc == 13; ++i) {
-    ::usleep(100000);
-    second = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2);
-  }
+  second = retried_while_in_use([&] { return run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2); });
   ASSERT_EQ(second.rc, 0) << second.output << read_file(log2);
   EXPECT_EQ(read_file(mnt2 + "/f"), "from the first host");
   EXPECT_EQ(run(cmkfs_binary() + " umount " + mnt2).rc, 0);

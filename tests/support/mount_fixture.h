@@ -19,10 +19,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "fs/store/store.h"
 
 namespace cmkfs::testing {
 
@@ -171,12 +174,16 @@ class MountTest : public ::testing::Test {
     auto r = try_mount(extra);
     ASSERT_EQ(r.rc, 0) << r.output << "\nlog:\n" << read_file(log);
   }
-  // After its daemon was killed. With the metadata in PostgreSQL the store stays locked until the
-  // server has ended the killed daemon's session, which it does on its own time: a refusal as
-  // locked (exit code 13) is tried again for up to 10 s.
+  // A mount after its daemon was killed. With the metadata in PostgreSQL the store stays locked
+  // until the server has ended the killed daemon's session, which it does on its own time: a
+  // refusal as in use is tried again for up to 10 s.
+  static CommandResult retried_while_in_use(const std::function<CommandResult()>& attempt) {
+    auto r = attempt();
+    for (int i = 0; i < 100 && r.rc == fs::kExitBusy; ++i) ::usleep(100000), r = attempt();
+    return r;
+  }
   void mount_after_kill(const std::string& extra = "") {
-    auto r = try_mount(extra);
-    for (int i = 0; i < 100 && r.rc == 13; ++i) ::usleep(100000), r = try_mount(extra);
+    auto r = retried_while_in_use([&] { return try_mount(extra); });
     ASSERT_EQ(r.rc, 0) << r.output << "\nlog:\n" << read_file(log);
   }
   void umount() {

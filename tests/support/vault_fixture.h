@@ -35,6 +35,7 @@ struct VaultServer {
     for (int i = 0; i < 3000 && !stdfs::exists(dir + "/server.json") && ::waitpid(child, nullptr, WNOHANG) == 0; ++i) {
       ::usleep(10000);
     }
+    if (!stdfs::exists(dir + "/server.json") && ::waitpid(child, nullptr, WNOHANG) != 0) pid = -1;  // reaped: not ours to stop
     ASSERT_TRUE(stdfs::exists(dir + "/server.json")) << read_file(log);
     auto info = nlohmann::json::parse(read_file(dir + "/server.json"));
     url = info["url"];
