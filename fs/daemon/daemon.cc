@@ -404,6 +404,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   rekeyer.reset();
   fuse_session_unmount(se);
   uring.reset();  // its workers end with the connection
+  flusher.stop();  // the last flush is shutdown's, and compaction below replaces st.meta
   s = fs.shutdown();
   if (s.ok()) spdlog::info("unmounted {}; everything flushed", o.mountpoint);
   else spdlog::error("unmounted {}, but flushing failed: {}", o.mountpoint, s.message());

@@ -1,5 +1,5 @@
-// Runs a function every `interval` on its own thread until destroyed (which waits for a run in
-// progress). Used for the periodic inode flush.
+// Runs a function every `interval` on its own thread until stopped or destroyed (either waits
+// for a run in progress). Used for the periodic inode flush.
 #pragma once
 
 #include <chrono>
@@ -14,13 +14,15 @@ class Periodic {
  public:
   Periodic(std::chrono::milliseconds interval, std::function<void()> fn)
       : interval_(interval), fn_(std::move(fn)), thread_([this] { run(); }) {}
-  ~Periodic() {
+  ~Periodic() { stop(); }
+  // Once it returns, the function never runs again.
+  void stop() {
     {
       std::lock_guard<std::mutex> g(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   Periodic(const Periodic&) = delete;
   Periodic& operator=(const Periodic&) = delete;
