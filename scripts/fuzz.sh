@@ -25,7 +25,7 @@ done
 need_root
 install_packages "${BUILD_PACKAGES[@]}" "${CLANG_PACKAGES[@]}"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=OFF \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_FLAGS_DEBUG=-gline-tables-only \
+  -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
 [ "${PIPESTATUS[0]}" = 0 ]

@@ -27,8 +27,8 @@ if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build with ASan+UBSan (clang) and test"
   # clang: it builds this in two thirds of gcc's time, and its warnings are a second compiler's.
   # Line tables only: the reports keep their files and lines, and the build takes a quarter less.
-  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_C_FLAGS_DEBUG=-gline-tables-only -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only
+  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only
   reports=$(mktemp -d /tmp/cmkfs-sanitizer.XXXXXX)
   # Daemons log to files, not stderr: sanitizer reports go to $reports and fail the run.
   export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1"

@@ -13,7 +13,9 @@ namespace cmkfs::fs {
 namespace {
 
 int g_event_fd = -1;  // written by the signal handler (async-signal-safe), read by the watcher
-constexpr uint64_t kStop = 1, kWake = 2, kHangup = 1 << 20;  // the eventfd adds: hangups count high
+// The eventfd adds what is written: stops count in the low bits, hangups above, and the loop's
+// end has a bit of its own (two stops read at once are two stops, not the loop's end).
+constexpr uint64_t kStop = 1, kHangup = uint64_t{1} << 20, kWake = uint64_t{1} << 40;
 
 void on_stop_signal(int) {
   uint64_t one = kStop;
@@ -50,10 +52,15 @@ ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint, con
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
-ShutdownOnSignal::~ShutdownOnSignal() {
-  uint64_t v = kWake;  // the loop ended by itself (umount): let the watcher go
+void ShutdownOnSignal::finish() {
+  if (!watcher_.joinable()) return;
+  uint64_t v = kWake;  // the loop ended (umount or a stop): let the watcher go
   (void)!::write(g_event_fd, &v, sizeof v);
   watcher_.join();
+}
+
+ShutdownOnSignal::~ShutdownOnSignal() {
+  finish();
   struct sigaction sa {};
   sa.sa_handler = SIG_DFL;
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaction(sig, &sa, nullptr);
@@ -67,10 +74,10 @@ void ShutdownOnSignal::watch() {
     v = 0;
     while (::read(g_event_fd, &v, sizeof v) < 0 && errno == EINTR) {
     }
-    if (v >= kHangup && on_hangup_) on_hangup_();
-    if ((v % kHangup) != 0) break;  // a stop or the loop's end
+    if ((v % kWake) >= kHangup && on_hangup_) on_hangup_();
+    if ((v % kHangup) != 0 || v >= kWake) break;  // a stop or the loop's end
   }
-  if ((v & kStop) == 0) return;
+  if ((v % kHangup) == 0) return;  // the loop's end alone
   spdlog::info("signal received: writing cached data back, then unmounting {}", mountpoint_);
   // syncfs may return while WRITE requests it caused are still queued for the daemon (kernels
   // whose FUSE writeback ends a page's writeback once its request is built); under a loaded test

@@ -23,7 +23,11 @@ class ShutdownOnSignal {
   // `writes` counts the WRITE requests served: the stop waits until they cease.
   ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes,
                    std::function<void()> on_hangup);
-  ~ShutdownOnSignal();  // restores the default handlers; joins the watcher
+  ~ShutdownOnSignal();  // finish(), then restores the default handlers
+
+  // Once the session loop has ended: the watcher ends and no later signal reaches the session
+  // (it may be gone); SIGTERM and SIGINT stay caught, so they cannot cut the last flush short.
+  void finish();
   ShutdownOnSignal(const ShutdownOnSignal&) = delete;
   ShutdownOnSignal& operator=(const ShutdownOnSignal&) = delete;
 

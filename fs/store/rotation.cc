@@ -112,9 +112,10 @@ Status compact_metadata(OpenStore& store) {
     CMKFS_RETURN_IF_ERROR(txn->delete_raw_marker(kCompactKey));
     return txn->commit();
   }
-  // Nobody may change key records meanwhile (commands beside a mount hold this shared).
+  // Nobody may have the metadata open meanwhile (commands beside a mount hold this shared).
   if (::flock(store.meta_dir_fd, LOCK_EX | LOCK_NB) != 0) {
-    return Status(EBUSY, "another cmkfs command is changing the store's keys; compaction waits for the next unmount");
+    return Status(EBUSY, "another cmkfs command has the store's metadata open; the old data keys' wrapped copies "
+                         "stay in it until the next unmount compacts it");
   }
   struct Unlock {
     int fd;

@@ -372,9 +372,11 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
     }
   }
   s->meta_dir_fd = meta_dir->release();
-  // A command that changes key records beside a running mount holds this shared: compaction,
-  // which replaces the metadata file, takes it exclusively.
-  if (!exclusive && !read_only && ::flock(s->meta_dir_fd, LOCK_SH) != 0) {
+  // Every command beside a running mount holds this shared: compaction, which replaces the
+  // metadata file, takes it exclusively. A reader too: LMDB keeps a lock file's transaction
+  // counter while any process has it open, and a writer of the replaced file would pick its
+  // meta page from that stale counter (the compacted copy's other page is empty).
+  if (!exclusive && ::flock(s->meta_dir_fd, LOCK_SH) != 0) {
     return Status::IOError(errno, "cannot lock " + s->paths.meta);
   }
   if (marked) {

@@ -603,6 +603,32 @@ TEST_F(PosixTest, SigtermWithoutTheWritebackCacheKeepsOpenFiles) {
   expect_sigterm_keeps_open_file(300000);
 }
 
+// Two stop signals that arrive together are one stop. The handler adds to an eventfd, and two
+// stops read at once had summed to the value meaning "the loop has ended": the watcher left and
+// the daemon ignored every stop after. The daemon is stopped while both arrive, so that both
+// handlers run before its watcher reads.
+TEST_F(PosixTest, ASigtermAndASigintTogetherStopTheDaemon) {
+  write_file(at("kept"), "written before the stop");
+  pid_t pid = daemon_pid(store);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  auto state = [pid] {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    size_t paren = stat.rfind(')');
+    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+  };
+  for (int i = 0; i < 500 && state() != 'T'; ++i) ::usleep(10000);
+  ASSERT_EQ(state(), 'T');
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  EXPECT_TRUE(wait_gone(pid, 30));
+  mounted = false;
+  detach_mounts_below(mnt);
+  mount();
+  EXPECT_EQ(read_file(at("kept")), "written before the stop");
+}
+
 // logrotate moves the log away and sends SIGHUP (`postrotate kill -HUP`): the mount serves on
 // and logs into a new file at the old path. (SIGHUP used to unmount the store.)
 TEST_F(PosixTest, SighupReopensTheLogAndKeepsServing) {

@@ -5,12 +5,14 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "crypto/base/fd.h"
 #include "tests/support/store_fixture.h"
 #include "tests/support/test_util.h"
 
@@ -198,6 +200,23 @@ TEST_F(FilesystemTest, AnOrphanLeftOpenAtUnmountIsReapedByTheNextStart) {
   EXPECT_EQ(objects.count(), 0u);
   meta::InodeRecord gone;
   EXPECT_NE(fsys->getattr(rec.ino, &gone), 0);
+}
+
+// Compaction replaces the metadata file and holds the metadata directory's lock exclusively
+// meanwhile. A reader (cmkfs encryption show) holds it shared: with LMDB's lock file open in
+// another process, the replaced file's first write would start from a stale transaction counter
+// and could write over the data with the compacted copy's empty meta page.
+TEST_F(FilesystemTest, CompactionCannotReplaceTheMetadataUnderAReader) {
+  if (!store->meta_config.lmdb()) GTEST_SKIP() << "PostgreSQL metadata is compacted in place";
+  stop();
+  store.reset();  // one LMDB environment per process at a time
+  auto reader = fs::open_store(dir + "/store", /*exclusive=*/false, /*read_only=*/true);
+  ASSERT_TRUE(reader.ok()) << reader.status().message();
+  Fd meta(::open((dir + "/store/meta").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_GE(meta.get(), 0);
+  EXPECT_NE(::flock(meta.get(), LOCK_EX | LOCK_NB), 0) << "compaction could replace the file under the reader";
+  reader->reset();
+  EXPECT_EQ(::flock(meta.get(), LOCK_EX | LOCK_NB), 0);
 }
 
 TEST_F(FilesystemTest, DataKeyRotationMovesEveryFileAndRecordAndForgetsTheOldKey) {
