@@ -209,6 +209,30 @@ TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
   EXPECT_EQ(run(cmkfs_binary() + " umount " + dir + "/view").rc, 0);
 }
 
+// A metrics address another program holds: the mount comes up, cannot serve its metrics, and is
+// taken down again with a clear error, the daemon's threads stopped and its session freed (the
+// sanitizer run's leak check saw the session lost before), the store free for the next mount.
+TEST_F(SystemTest, AMetricsAddressInUseRefusesTheMountAndLetsGoOfTheStore) {
+  std::string addr = free_loopback_address();
+  int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(addr.find(':') + 1))));
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  auto r = try_mount("--metrics-listen " + addr);
+  ::close(held);
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot listen for metrics on " + addr), std::string::npos) << r.output;
+  EXPECT_EQ(read_file("/proc/self/mountinfo").find(" " + mnt + " "), std::string::npos);
+  mount();
+  write_file(at("f"), "served after the refused mount");
+  remount();
+  EXPECT_EQ(read_file(at("f")), "served after the refused mount");
+}
+
 // Prometheus scrapes /metrics: requests by operation, bytes, the key's state and checks.
 TEST_F(SystemTest, MetricsShowRequestsBytesAndTheKey) {
   std::string addr = free_loopback_address();
