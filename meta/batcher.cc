@@ -16,19 +16,19 @@ Batcher::Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_op
       reaper_([this] { reap(); }),
       committer_([this] { run(); }) {}
 
-Batcher::~Batcher() {
+void Batcher::stop() {
   {
     std::lock_guard<std::mutex> g(mu);
     stopping_ = true;
   }
   committer_cv_.notify_all();
-  committer_.join();  // writes the open batch first
+  if (committer_.joinable()) committer_.join();  // writes the open batch first
   {
     std::lock_guard<std::mutex> g(mu);
     reaper_stopping_ = true;
   }
   reaper_cv_.notify_all();
-  reaper_.join();  // runs what waited on the last batches
+  if (reaper_.joinable()) reaper_.join();  // runs what waited on the last batches
 }
 
 Result<MDB_txn*> Batcher::begin_write(std::unique_lock<std::mutex>& lock) {
@@ -88,6 +88,9 @@ Status Batcher::flush() {
 void Batcher::when_durable(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> g(mu);
+    // A batch was lost: the change `fn` waits on may have been in it (a record that still names
+    // the object `fn` would remove). Never run: a leaked object, which fsck reports.
+    if (!failed_.ok()) return;
     if (parent_ != nullptr) {
       on_durable_.push_back(std::move(fn));
       return;

@@ -36,7 +36,10 @@ class Batcher {
   // `stats` (outliving the Batcher) gets each batch written.
   Batcher(MDB_env* env, std::chrono::microseconds interval, size_t max_ops, std::function<Status()> reserve,
           MetaStore::BatchStats* stats);
-  ~Batcher();  // commits what is pending
+  ~Batcher() { stop(); }
+  // Commits what is pending and runs what waited on it; later writers get ESHUTDOWN. Called
+  // while the engine still points at this Batcher: what waited may begin a transaction.
+  void stop();
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
@@ -54,7 +57,7 @@ class Batcher {
   // then whatever was committed is on disk (data pages).
   Status flush();
   // Runs `fn` once everything committed so far is on disk: at once if no batch is open, else
-  // after the batch is written (never, if writing it fails).
+  // after the batch is written (never, if writing it or an earlier batch failed).
   void when_durable(std::function<void()> fn);
   // REQUIRES: mu held by the caller's open transaction (so a batch is open).
   void defer_locked(std::function<void()> fn) { on_durable_.push_back(std::move(fn)); }

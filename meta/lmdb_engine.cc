@@ -88,7 +88,10 @@ class LmdbEngine final : public Engine {
  public:
   explicit LmdbEngine(MetaStore::BatchStats* stats) : stats_(stats) {}
   ~LmdbEngine() override {
-    batcher_.reset();  // writes the last batch
+    // Stopped before the pointer is cleared: what runs after the last batch may begin a
+    // transaction, which must still find the batcher (and be refused by it).
+    if (batcher_) batcher_->stop();
+    batcher_.reset();
     if (env_ != nullptr) mdb_env_close(env_);
   }
   Status open(const std::string& dir, bool create, bool read_only);

@@ -274,11 +274,13 @@ class MetaStore {
  private:
   friend class Txn;
   MetaStore() = default;
-  std::unique_ptr<Engine> engine_;
   std::atomic<uint64_t> seals_{0};
   BatchStats batch_stats_;
   bool read_only_ = false;
   std::string origin_;  // random: names this process's payloads in the change feed
+  // Last, so destroyed first: its threads write the last batch and run what waited on it, which
+  // count into batch_stats_ and may begin transactions of this store.
+  std::unique_ptr<Engine> engine_;
 };
 
 }  // namespace cmkfs::meta

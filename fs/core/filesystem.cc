@@ -194,6 +194,15 @@ Status Filesystem::start() {
 }
 
 Status Filesystem::shutdown() {
+  // The kernel sends no release after an unmount: the handles left are freed on every return.
+  struct FreeHandles {
+    Filesystem* fs;
+    ~FreeHandles() {
+      std::lock_guard<std::mutex> g(fs->handles_mu_);
+      for (Handle* h : fs->handles_) delete h;
+      fs->handles_.clear();
+    }
+  } free_handles{this};
   if (follower_) return Status::Ok();  // it changed nothing
   auto access = keyring_.access();
   if (!access.ok()) {
@@ -228,9 +237,6 @@ Status Filesystem::shutdown() {
   }
   Status s = store_.meta->sync();
   if (s.ok() && first.ok() && store_.creations) s = store_.creations->clear();
-  std::lock_guard<std::mutex> g(handles_mu_);
-  for (Handle* h : handles_) delete h;  // the kernel sends no release after an unmount
-  handles_.clear();
   return first.ok() ? s : first;
 }
 
