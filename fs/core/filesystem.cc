@@ -484,9 +484,9 @@ Status Filesystem::flush_dirty() {
   if (follower_) {  // nothing to save: only the cache to trim, and the writer to keep told
     inodes_.shrink();
     Status held = store_.meta->renew_holds();
-    if (!held.ok() && !holds_unrenewed_) spdlog::warn("the writer cannot be told which files are open here: {}", held.message());
-    if (held.ok() && holds_unrenewed_) spdlog::info("the writer is told again which files are open here");
-    holds_unrenewed_ = !held.ok();
+    bool was_unrenewed = holds_unrenewed_.exchange(!held.ok());
+    if (!held.ok() && !was_unrenewed) spdlog::warn("the writer cannot be told which files are open here: {}", held.message());
+    if (held.ok() && was_unrenewed) spdlog::info("the writer is told again which files are open here");
     return Status::Ok();
   }
   Status reserved = store_.meta->reserve_space(meta::kMetaReserveBytes);

@@ -208,7 +208,8 @@ class Filesystem {
   // Deleted files' objects another process of the store still reads (a follower's open file):
   // kept until it lets go, then removed by a flush. Shared with the committer's callbacks.
   std::shared_ptr<HeldRemovals> held_removals_;
-  bool holds_unrenewed_ = false;  // a follower's: renewing its holds failed (told once); flush's only
+  // A follower's: renewing its holds failed (told once). Flushes run on the flusher and in fsyncdir.
+  std::atomic<bool> holds_unrenewed_{false};
   InodeTable inodes_;
   std::atomic<uint64_t> next_ino_{0};
   std::atomic<uint64_t> io_errors_{0};

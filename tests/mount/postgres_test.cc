@@ -239,7 +239,8 @@ TEST_F(PostgresTest, AFollowersOpenFileReadsWholeAcrossADataKeyRotation) {
   auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_TRUE(eventually(60, [&] { return data_key_rotated_to(2); })) << read_file(log);
-  ::usleep(2500000);  // the follower's key check takes the new generation
+  // The follower's key check takes the new generation (a fixed 2.5 s wait failed under load).
+  EXPECT_TRUE(wait_for_text(log2, "data-key generation 2 in use", 30)) << read_file(log2);
   write_file("/proc/sys/vm/drop_caches", "3");  // what it cached goes: the rest is read now
   size_t done = 1 << 20;
   while (done < got.size()) {
