@@ -69,15 +69,16 @@ ShutdownOnSignal::~ShutdownOnSignal() {
 }
 
 void ShutdownOnSignal::watch() {
-  uint64_t v = 0;
+  uint64_t stops = 0;
   for (;;) {
-    v = 0;
+    uint64_t v = 0;
     while (::read(g_event_fd, &v, sizeof v) < 0 && errno == EINTR) {
     }
     if ((v % kWake) >= kHangup && on_hangup_) on_hangup_();
-    if ((v % kHangup) != 0 || v >= kWake) break;  // a stop or the loop's end
+    stops = v % kHangup;
+    if (stops != 0 || v >= kWake) break;
   }
-  if ((v % kHangup) == 0) return;  // the loop's end alone
+  if (stops == 0) return;  // the loop's end alone
   spdlog::info("signal received: writing cached data back, then unmounting {}", mountpoint_);
   // syncfs may return while WRITE requests it caused are still queued for the daemon (kernels
   // whose FUSE writeback ends a page's writeback once its request is built); under a loaded test

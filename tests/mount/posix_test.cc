@@ -612,13 +612,8 @@ TEST_F(PosixTest, ASigtermAndASigintTogetherStopTheDaemon) {
   pid_t pid = daemon_pid(store);
   ASSERT_GT(pid, 0);
   ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  auto state = [pid] {
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    size_t paren = stat.rfind(')');
-    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
-  };
-  for (int i = 0; i < 500 && state() != 'T'; ++i) ::usleep(10000);
-  ASSERT_EQ(state(), 'T');
+  for (int i = 0; i < 500 && process_state(pid) != 'T'; ++i) ::usleep(10000);
+  ASSERT_EQ(process_state(pid), 'T');
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   ASSERT_EQ(::kill(pid, SIGINT), 0);
   ASSERT_EQ(::kill(pid, SIGCONT), 0);

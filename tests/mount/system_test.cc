@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "tests/support/listener.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/mount_fixture.h"
 
@@ -213,17 +214,14 @@ TEST_F(SystemTest, StatusListsMountsAndViewsWithTheirKeyState) {
 // taken down again with a clear error, the daemon's threads stopped and its session freed (the
 // sanitizer run's leak check saw the session lost before), the store free for the next mount.
 TEST_F(SystemTest, AMetricsAddressInUseRefusesTheMountAndLetsGoOfTheStore) {
-  std::string addr = free_loopback_address();
-  int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(addr.find(':') + 1))));
-  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(held, 1), 0);
-  auto r = try_mount("--metrics-listen " + addr);
-  ::close(held);
+  CommandResult r;
+  std::string addr;
+  {
+    RecordingListener held;
+    ASSERT_GT(held.port(), 0);
+    addr = "127.0.0.1:" + std::to_string(held.port());
+    r = try_mount("--metrics-listen " + addr);
+  }
   EXPECT_EQ(r.rc, 2) << r.output;
   EXPECT_NE(r.output.find("cannot listen for metrics on " + addr), std::string::npos) << r.output;
   EXPECT_EQ(read_file("/proc/self/mountinfo").find(" " + mnt + " "), std::string::npos);

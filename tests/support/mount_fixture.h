@@ -102,6 +102,13 @@ inline pid_t daemon_pid(const std::string& store) {
   return -1;
 }
 
+// The state letter of process `pid` in /proc (R, S, T, Z...), or 0 when there is no such process.
+inline char process_state(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t close_paren = stat.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= stat.size() ? 0 : stat[close_paren + 2];
+}
+
 // Waits up to `seconds` for process `pid` to exit; true if it did.
 // A zombie counts as gone (the daemon's parent has exited and init may be slow to reap it), but
 // only once its other threads are gone too: until the last one exits, its files (the store lock
@@ -109,10 +116,9 @@ inline pid_t daemon_pid(const std::string& store) {
 inline bool wait_gone(pid_t pid, double seconds) {
   std::string proc = "/proc/" + std::to_string(pid);
   for (int i = 0; i < seconds * 100; ++i) {
-    std::string stat = read_file(proc + "/stat");
-    auto close_paren = stat.rfind(')');
-    if (stat.empty()) return true;
-    if (close_paren != std::string::npos && stat.substr(close_paren + 2, 1) == "Z") {
+    char state = process_state(pid);
+    if (state == 0) return true;
+    if (state == 'Z') {
       std::error_code ec;
       auto tasks = std::distance(stdfs::directory_iterator(proc + "/task", ec), stdfs::directory_iterator());
       if (ec || tasks <= 1) return true;
