@@ -26,7 +26,7 @@ void touch_dir(Inode& dir, meta::Timespec now) {
 }  // namespace
 
 int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
-                          meta::InodeRecord* out, std::shared_ptr<Inode>* created) {
+                          meta::InodeRecord* out, std::shared_ptr<Inode>* opened) {
   if (int err = check_name(name); err != 0) return err;
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
@@ -76,9 +76,11 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
   if (s.ok()) {
     // In the table before any other transaction can find the new inode's number.
     s = writer.commit([&] {
-      node = inodes_.insert(rec, 1);
+      // Open from the moment another thread can find it: a release or a flush in between would
+      // close its object or end its writing note under the caller.
+      node = inodes_.insert(rec, 1, opened != nullptr ? 1 : 0);
       node->mark_saved(node->change_seq);
-      node->object = std::move(object);
+      if (opened != nullptr) node->object = std::move(object);  // else closed: nobody has it open
       node->writing_noted = S_ISREG(rec.mode);
     });
   }
@@ -89,7 +91,7 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
   }
   touch_dir(**dir, now);
   *out = rec;
-  if (created != nullptr) *created = node;
+  if (opened != nullptr) *opened = node;
   return 0;
 }
 
@@ -101,10 +103,7 @@ int Filesystem::mknod(uint64_t parent, std::string_view name, uint32_t mode, uin
   rec.mode = mode;
   rec.rdev = rdev;
   rec.nlink = 1;
-  std::shared_ptr<Inode> node;
-  int err = make_node(parent, name, rec, c, out, &node);
-  if (err == 0 && node) node->object.reset();  // not open yet
-  return err;
+  return make_node(parent, name, rec, c, out, nullptr);
 }
 
 int Filesystem::mkdir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c,

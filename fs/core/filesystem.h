@@ -171,8 +171,9 @@ class Filesystem {
     return fs::file_crypto(a, store_id_, rec);
   }
   ChunkFile chunks(ObjectFile& object, const FileCrypto& fc) const { return fc.chunks(object, layout_); }
+  // `opened` non-null: the caller opens the new file, which is published open, with its object.
   int make_node(uint64_t parent, std::string_view name, meta::InodeRecord rec, const Caller& c,
-                meta::InodeRecord* out, std::shared_ptr<Inode>* created);
+                meta::InodeRecord* out, std::shared_ptr<Inode>* opened);
   int resize(Inode& node, uint64_t size, const Keyring::Access& a);  // REQUIRES: data_mu exclusive
   int write_locked(Inode& node, const Keyring::Access& a, int flags, uint64_t offset,
                    crypto::Bytes data);  // REQUIRES: data_mu exclusive, a.ok()

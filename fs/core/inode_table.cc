@@ -67,9 +67,10 @@ void InodeTable::changed_while_loading_locked(uint64_t ino) {
   if (l != loading_.end()) ++l->second.changes;
 }
 
-std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookups) {
+std::shared_ptr<Inode> InodeTable::insert(meta::InodeRecord rec, uint64_t lookups, uint32_t opens) {
   auto node = std::make_shared<Inode>(std::move(rec));
   node->lookups = lookups;
+  node->opens = opens;
   node->change_seq = 1;  // a new inode is unsaved until its creating transaction commits
   std::lock_guard<std::mutex> g(mu_);
   map_[node->rec.ino] = node;  // a new inode number: never demoted

@@ -135,8 +135,8 @@ class InodeTable {
   // record before the change, and reads it again. (So does one in flight while a node of it
   // leaves the table: it may have been changed while it was in.)
   void changed_while_loading(uint64_t ino);
-  // Adds a just-created inode with `lookups` references.
-  std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups);
+  // Adds a just-created inode with `lookups` references, open `opens` times.
+  std::shared_ptr<Inode> insert(meta::InodeRecord rec, uint64_t lookups, uint32_t opens = 0);
 
   // Drops n kernel references to `ino`; the inode if it is now unused (no references, not open).
   // An inode that would go below zero is a kernel/bookkeeping bug: it aborts.
