@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for a while over its seed
 # corpus (tests/fuzz/corpus/<target>/), one target per core at a time. A crash fails the run and
-# leaves its input as <target>-crash-* in build-fuzz/ (add it to the corpus as a test once fixed).
+# leaves its input as <target>-crash-* in the build directory (add it to the corpus as a test once fixed).
 #
-#   scripts/fuzz.sh [--seconds 60] [TARGET...]     targets: records json vault_reply vault_request mountinfo oci
+#   scripts/fuzz.sh [--seconds 60] [--build-dir build-fuzz] [TARGET...]
+#     targets: records json vault_reply vault_request mountinfo oci
+#     --build-dir: also a sanitizer build of the tests (scripts/test.sh passes build-asan): the
+#       fuzzing flags added to it, the libraries are built once for both
 #
 # Idempotent; installs clang and its fuzzing runtime (Debian 12, as root).
 set -euo pipefail
@@ -11,11 +14,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 SECONDS_EACH=60
+BUILD=build-fuzz
 TARGETS=()
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECONDS_EACH=$2; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --build-dir) BUILD=$2; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) TARGETS+=("$1") ;;
   esac
   shift
@@ -24,10 +29,10 @@ done
 
 need_root
 install_packages "${BUILD_PACKAGES[@]}" "${CLANG_PACKAGES[@]}"
-cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=OFF \
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCMKFS_FUZZ=ON -DCMKFS_TESTS=ON -DCMKFS_BENCHMARKS=OFF \
   -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
+cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]/%/_fuzz}" | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
 [ "${PIPESTATUS[0]}" = 0 ]
 # One target per core at a time: each gets a whole core for its time, and the run takes
 # ceil(targets / cores) rounds instead of one round per target.
@@ -36,7 +41,7 @@ fuzz_one() {
   mkdir -p "$corpus"
   work=$(mktemp -d /tmp/cmkfs-fuzz.XXXXXX)
   # New inputs go to a scratch corpus; the seeds in the tree are not rewritten by every run.
-  (cd build-fuzz && "bin/${t}_fuzz" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 \
+  (cd "$BUILD" && "bin/${t}_fuzz" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 \
      -print_final_stats=1 -artifact_prefix="$t-" "$work" "../$corpus" >"$work.log" 2>&1) || true
   { echo "== fuzz $t for ${SECONDS_EACH}s"; grep -E "^(#[0-9]+ *DONE|stat::|==[0-9]+==ERROR|SUMMARY)" "$work.log"; } || true
   rm -rf "$work" "$work.log"
@@ -48,9 +53,9 @@ for t in "${TARGETS[@]}"; do
   if [ "$running" -ge "$(nproc)" ]; then wait -n; running=$((running - 1)); fi
 done
 wait
-if compgen -G "build-fuzz/*-crash-*" >/dev/null || compgen -G "build-fuzz/*-leak-*" >/dev/null ||
-   compgen -G "build-fuzz/*-timeout-*" >/dev/null; then
-  echo "a fuzz target found a crash: $(cd build-fuzz && ls ./*-crash-* ./*-leak-* ./*-timeout-* 2>/dev/null | head -1)" >&2
+if compgen -G "$BUILD/*-crash-*" >/dev/null || compgen -G "$BUILD/*-leak-*" >/dev/null ||
+   compgen -G "$BUILD/*-timeout-*" >/dev/null; then
+  echo "a fuzz target found a crash: $(cd "$BUILD" && ls ./*-crash-* ./*-leak-* ./*-timeout-* 2>/dev/null | head -1)" >&2
   exit 1
 fi
 rm -rf /tmp/cmkfs-fuzz-vault-*

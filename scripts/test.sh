@@ -27,8 +27,11 @@ if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build with ASan+UBSan (clang) and test"
   # clang: it builds this in two thirds of gcc's time, and its warnings are a second compiler's.
   # Line tables only: the reports keep their files and lines, and the build takes a quarter less.
-  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only
+  # With the fuzz targets too: the short fuzzing below runs them from this build instead of
+  # compiling the libraries a third time (4m20 here). Their coverage then comes from the targets'
+  # own code only: with every library instrumented, the tests ran half again as long.
+  build build-asan Debug -DCMKFS_SANITIZE=ON -DCMKFS_FUZZ=ON -DCMKFS_FUZZ_COVERAGE=OFF -DCMKFS_TESTS=ON \
+    -DCMKFS_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only
   reports=$(mktemp -d /tmp/cmkfs-sanitizer.XXXXXX)
   # Daemons log to files, not stderr: sanitizer reports go to $reports and fail the run.
   export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1"
@@ -44,9 +47,12 @@ if [ "${CMKFS_SKIP_SANITIZERS:-0}" != 1 ]; then
     exit 1
   fi
   rm -rf "$reports"
+  unset ASAN_OPTIONS UBSAN_OPTIONS  # a fuzzer's report goes to its own log
 fi
 if [ "${CMKFS_SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz every parser of untrusted bytes briefly (clang, libFuzzer)"
-  scripts/fuzz.sh --seconds "${CMKFS_FUZZ_SECONDS:-10}"
+  fuzz_build=build-fuzz
+  [ "${CMKFS_SKIP_SANITIZERS:-0}" = 1 ] || fuzz_build=build-asan
+  scripts/fuzz.sh --seconds "${CMKFS_FUZZ_SECONDS:-10}" --build-dir "$fuzz_build"
 fi
 echo "== all tests passed"
