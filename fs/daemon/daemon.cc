@@ -329,6 +329,17 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   auto rekeyer = o.follow ? nullptr : std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
+  if (o.follow) {
+    // The writer seals its change feed under a new data-key generation before this process's key
+    // check takes it, and those payloads do not open here: what they said (every file moved to a
+    // new object under the new key) is read again at once, or open files would read on with a
+    // key that is gone (EIO).
+    monitor.set_on_new_generation([&fs, se] {
+      auto changes = fs.apply_changes(meta::MetaStore::kFeedMissed);
+      if (!changes.ok()) return;
+      for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+    });
+  }
   monitor.start();
   SealBudget seals(st, keyring, monitor);
   ServiceNotifier notifier;

@@ -210,6 +210,7 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
     }
     spdlog::info("data-key generation {} in use; files under older generations are re-encrypted in the background",
                  sb.dek_generation);
+    if (on_new_generation_) on_new_generation_();
   }
   store_.super = sb;
   store_.kek = std::move(*kek);

@@ -66,6 +66,8 @@ class KeyMonitor {
   void request_rotation() { wake(rotation_wanted_); }
   // Adds fields to the published status (rotation progress).
   void set_status_extra(std::function<nlohmann::json()> fn) { status_extra_ = std::move(fn); }
+  // Runs on the monitor's thread once another process's data-key rotation is taken. Before start().
+  void set_on_new_generation(std::function<void()> fn) { on_new_generation_ = std::move(fn); }
   // What the checks did so far, for /metrics.
   struct CheckCounts {
     uint64_t checks = 0, ok = 0, refused = 0, unreachable = 0, tampered = 0;
@@ -128,6 +130,7 @@ class KeyMonitor {
   std::string rejected_;  // the last superblock refused (reported once)
 
   std::function<nlohmann::json()> status_extra_;
+  std::function<void()> on_new_generation_;
   // What /metrics reads from another thread: a copy made by publish_status() on the monitor's.
   std::mutex counts_mu_;
   CheckCounts counts_;
