@@ -5,8 +5,8 @@
 #
 #   scripts/fuzz.sh [--seconds 60] [--build-dir build-fuzz] [TARGET...]
 #     targets: records json vault_reply vault_request mountinfo oci
-#     --build-dir: also a sanitizer build of the tests (scripts/test.sh passes build-asan): the
-#       fuzzing flags added to it, the libraries are built once for both
+#     --build-dir: another build directory; scripts/test.sh passes its sanitizer build, whose
+#       libraries are not instrumented for coverage (CMKFS_FUZZ_COVERAGE=OFF stays in its cache)
 #
 # Idempotent; installs clang and its fuzzing runtime (Debian 12, as root).
 set -euo pipefail

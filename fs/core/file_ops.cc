@@ -89,7 +89,6 @@ int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, in
   rec.nlink = 1;
   std::shared_ptr<Inode> node;
   if (int err = make_node(parent, name, rec, c, out, &node); err != 0) return err;  // open already
-  std::unique_lock<std::shared_mutex> g(node->data_mu);
   *handle = new_handle(node, flags);
   return 0;
 }

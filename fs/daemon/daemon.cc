@@ -329,16 +329,23 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
   auto rekeyer = o.follow ? nullptr : std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
+  // A follower's change feed: the records a payload names are reloaded, and the kernel forgets
+  // what it cached of them (attributes, pages, names). Never called from a request handler.
+  auto apply_feed = [&fs, se](std::string_view payload) {
+    auto changes = fs.apply_changes(payload);
+    if (!changes.ok()) return changes.status();
+    for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+    for (const auto& [parent, name] : changes->entries) {
+      fuse_lowlevel_notify_inval_entry(se, parent, name.data(), name.size());
+    }
+    return Status::Ok();
+  };
   if (o.follow) {
     // The writer seals its change feed under a new data-key generation before this process's key
     // check takes it, and those payloads do not open here: what they said (every file moved to a
     // new object under the new key) is read again at once, or open files would read on with a
     // key that is gone (EIO).
-    monitor.set_on_new_generation([&fs, se] {
-      auto changes = fs.apply_changes(meta::MetaStore::kFeedMissed);
-      if (!changes.ok()) return;
-      for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
-    });
+    monitor.set_on_new_generation([&apply_feed] { (void)apply_feed(meta::MetaStore::kFeedMissed); });
   }
   monitor.start();
   SealBudget seals(st, keyring, monitor);
@@ -374,29 +381,19 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     metrics = std::move(*started);
   }
   if (o.follow) {
-    // The writer's commits: the records they changed are reloaded, and the kernel forgets what
-    // it cached of them (attributes, pages, names). Called on the feed's thread, never from a
-    // request handler.
-    // Anyone with a login to the database can NOTIFY: payloads that do not open are logged at
-    // most once a minute, with how many there were.
+    // The writer's commits, on the feed's thread. Anyone with a login to the database can
+    // NOTIFY: payloads that do not open are logged at most once a minute, with how many there were.
     auto last_warning = std::chrono::steady_clock::time_point();
     uint64_t unopened = 0;
-    Status listening = st.meta->listen([&fs, se, last_warning, unopened](std::string_view payload) mutable {
-      auto changes = fs.apply_changes(payload);
-      if (!changes.ok()) {
-        if (changes.status().code() == EACCES) return;
-        ++unopened;
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_warning >= std::chrono::minutes(1)) {
-          spdlog::warn("{} change-feed payload(s) did not open; the last: {}", unopened, changes.status().message());
-          last_warning = now;
-          unopened = 0;
-        }
-        return;
-      }
-      for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
-      for (const auto& [parent, name] : changes->entries) {
-        fuse_lowlevel_notify_inval_entry(se, parent, name.data(), name.size());
+    Status listening = st.meta->listen([&apply_feed, last_warning, unopened](std::string_view payload) mutable {
+      Status applied = apply_feed(payload);
+      if (applied.ok() || applied.code() == EACCES) return;
+      ++unopened;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_warning >= std::chrono::minutes(1)) {
+        spdlog::warn("{} change-feed payload(s) did not open; the last: {}", unopened, applied.message());
+        last_warning = now;
+        unopened = 0;
       }
     });
     if (!listening.ok()) {

@@ -307,22 +307,23 @@ TEST_F(PostgresTest, AWriterWhoseLockAnotherMountTookMeanwhileWritesNothingMore)
   write_file(at("before"), "kept");
   // Stopped while the other mount takes the lock: running, the first takes it back within a
   // second (the test above), and under a sanitizer it won that race before the other was up.
-  pid_t first = daemon_pid(store);
-  ASSERT_GT(first, 0);
-  struct Resume {  // on every return: a stopped daemon would hang the teardown's unmount
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{first};
-  ASSERT_EQ(::kill(first, SIGSTOP), 0);
-  end_writer_session();
-  stdfs::create_directories(mnt2);
-  ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
   int rc = -1;
-  for (int i = 0; i < 30 && rc != 0; ++i) {  // once the server has dropped the old session's lock
-    rc = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2).rc;
-    if (rc != 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  {
+    pid_t first = daemon_pid(store);
+    ASSERT_GT(first, 0);
+    struct Resume {  // at the block's end, and on every return: a stopped daemon would hang the teardown
+      pid_t pid;
+      ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{first};
+    ASSERT_EQ(::kill(first, SIGSTOP), 0);
+    end_writer_session();
+    stdfs::create_directories(mnt2);
+    ASSERT_EQ(run("cp -a " + store + " " + store2).rc, 0);
+    for (int i = 0; i < 30 && rc != 0; ++i) {  // once the server has dropped the old session's lock
+      rc = run(cmkfs_binary() + " mount " + store2 + " " + mnt2 + " --log-file " + log2).rc;
+      if (rc != 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
   }
-  ASSERT_EQ(::kill(first, SIGCONT), 0);
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(read_file(mnt2 + "/before"), "kept");
   EXPECT_NE(run("sh -c 'echo x > " + at("late") + "'").rc, 0);  // the second holds the lock
