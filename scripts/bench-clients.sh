@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Many registry clients at once: CLIENTS skopeo pushes of different images of IMAGE_MIB MiB each
 # (scripts/make_oci_images.py: uncompressed layers of random bytes) into docker-registry, all at
-# once, then CLIENTS concurrent pulls of them; through cmkfs and on a plain directory of the same
-# backing store, alternating, REPS times. The images and the pulled copies live on a tmpfs of
+# once, then CLIENTS concurrent pulls of them; on a plain directory of the same backing store,
+# through cmkfs and through cmkfs mounted with --direct-reads, in turns, REPS times (each
+# repetition starts with the next of the three). The images and the pulled copies live on a tmpfs of
 # their own, so only the registry's storage differs. Aggregate seconds per phase, ratios inside
 # each repetition. Results: build-bench/results/clients-<backing>.{csv,md}.
 #
-#   scripts/bench.sh --clients [--count 32] [--image-mib 100] [--reps 2] [--backing tmpfs|DIR]
+#   scripts/bench.sh --clients [--count 32] [--image-mib 100] [--reps 3] [--backing tmpfs|DIR]
 #
 # Debian 12, as root.
 set -euo pipefail
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/bench-lib.sh
 
-CLIENTS=32 IMAGE_MIB=100 REPS=2 BACKING=tmpfs
+CLIENTS=32 IMAGE_MIB=100 REPS=3 BACKING=tmpfs
 while [ $# -gt 0 ]; do
   case $1 in
     --clients) ;;
@@ -46,8 +47,11 @@ python3 scripts/make_oci_images.py "$WORK/src/images" "$CLIENTS" "$IMAGE_MIB"
 CSV=$OUT/clients-$KIND.csv
 echo "rep,target,push_s,pull_s" >"$CSV"
 for rep in $(seq "$REPS"); do
-  order="raw cmkfs"
-  [ $((rep % 2)) = 0 ] && order="cmkfs raw"
+  case $((rep % 3)) in
+    1) order="raw cmkfs cmkfs-direct" ;;
+    2) order="cmkfs cmkfs-direct raw" ;;
+    0) order="cmkfs-direct raw cmkfs" ;;
+  esac
   for t in $order; do
     d=$(mount_target "$t")
     start_registry "$d"

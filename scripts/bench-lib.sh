@@ -30,7 +30,7 @@ mount_target() {
       mkdir -p "$b/c"
       echo benchpass | CRYFS_FRONTEND=noninteractive CRYFS_NO_UPDATE_CHECK=true \
         cryfs --cipher aes-256-gcm --allow-replaced-filesystem "$b/c" "$m" >"$WORK/$t.log" 2>&1 ;;
-    cmkfs)
+    cmkfs|cmkfs-direct)
       "$CMKFS" init "$b/store" --local-key-file "$b/key" >"$WORK/$t.log" 2>&1
       attach_target "$t" ;;
   esac
@@ -46,13 +46,14 @@ attach_target() {
   case ${t%-ref} in
     gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
     cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+    cmkfs-direct) "$CMKFS" mount "$b/store" "$m" --direct-reads --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
   esac
 }
 
 # detach_target NAME: unmounts NAME, keeping its data.
 detach_target() {
   local t=$1 m=$WORK/mnt/$1
-  if [ "${t%-ref}" = cmkfs ]; then "$CMKFS" umount "$m" >/dev/null
+  if [[ ${t%-ref} = cmkfs* ]]; then "$CMKFS" umount "$m" >/dev/null
   elif [ "$t" != raw ]; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
 }
 

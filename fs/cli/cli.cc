@@ -145,7 +145,7 @@ const std::set<std::string, std::less<>> kValueFlags = {
     "key-check-interval", "rotation-poll-interval", "offline-grace", "vault-timeout", "read-ahead", "log-file",
     "audit-log", "threads", "attr-timeout", "entry-timeout", "commit-interval", "log-level", "log-format", "metrics-listen",
     "inode-cache"};
-const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring"};
+const std::set<std::string, std::less<>> kBareFlags = {"no-writeback-cache", "no-io-uring", "direct-reads"};
 const std::set<std::string, std::less<>> kFuseOptions = {
     "allow_other", "allow_root", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec",
     "exec", "noatime", "atime", "relatime", "norelatime", "strictatime", "nodiratime", "diratime", "sync", "async",
@@ -334,6 +334,10 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
                   "Take every request over /dev/fuse. By default, where the kernel has it (Linux 6.14+; "
                   "as root cmkfs turns on the fuse module's enable_uring), requests come over io_uring, "
                   "one queue per CPU");
+  mount->add_flag("--direct-reads", cmd->mount.direct_reads,
+                  "Read files opened read-only straight into the reader's buffer, not through the page cache: "
+                  "every read is decrypted again, and no plaintext copy fills memory (for a registry's many "
+                  "concurrent pulls). Needs io_uring and Linux 6.6+; reads stay cached otherwise");
   mount->add_option("--commit-interval", cmd->mount.commit_interval_ms,
                     "Milliseconds a metadata change (create, rename, unlink) may wait to reach the disk "
                     "with others; fsync(2) and unmount write at once; 0 writes each change alone")

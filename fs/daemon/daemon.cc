@@ -306,16 +306,17 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   if (o.io_uring) {
     Status on = enable_kernel_uring();
     unsigned per_cpu = threads / cores;
-    if (on.ok()) uring = std::make_unique<UringTransport>(se, per_cpu);
+    if (on.ok()) uring = std::make_unique<UringTransport>(se, per_cpu, o.direct_reads ? &bridge.direct_reads : nullptr);
     else spdlog::info("{}: serving over /dev/fuse", on.message());
   }
+  if (o.direct_reads && !uring) spdlog::warn("direct reads need FUSE over io_uring: reads stay cached");
   if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
     return fail(Status(EIO, "cannot mount on " + o.mountpoint + " (is /dev/fuse available?)"), kExitMount);
   }
   if (uring) {
     Status installed = uring->install();
     if (!installed.ok()) {
-      spdlog::warn("{}: serving over /dev/fuse", installed.message());
+      spdlog::warn("{}: serving over /dev/fuse{}", installed.message(), o.direct_reads ? "; reads stay cached" : "");
       uring.reset();
     }
   }

@@ -38,6 +38,7 @@ struct MountOptions {
   unsigned max_threads = 0;
   bool writeback_cache = true;
   bool io_uring = true;  // FUSE over io_uring (fs/fuse/fuse_uring.h), where the kernel has it
+  bool direct_reads = false;  // files opened read-only bypass the page cache (needs io_uring)
   // Metadata changes reach the disk in batches at most this old (meta/batcher.h); 0: each alone.
   double commit_interval_ms = 10;
   size_t inode_cache = InodeTable::kDefaultCapacity;  // inodes whole in memory (fs/core/inode_table.h)

@@ -31,6 +31,9 @@ struct Bridge {
   OpStats stats;                    // for /metrics: counted only when collect_stats
   bool collect_stats = false;       // set before the session starts
   fuse_session* session = nullptr;  // for a follower's invalidations at open(2); set before it starts
+  // --direct-reads, once the kernel lets direct-I/O files be mapped (fs/fuse/fuse_uring.h): files
+  // opened read-only bypass the page cache.
+  std::atomic<bool> direct_reads{false};
 };
 
 // The operations; fuse_session_new's userdata must be a Bridge*.

@@ -29,6 +29,7 @@ namespace {
 
 // What Debian 12's <linux/fuse.h> (Linux 6.1) lacks of the protocol (FUSE ABI 7.42).
 constexpr uint64_t kOverIoUring = 1ULL << 41;
+constexpr uint64_t kDirectIoAllowMmap = 1ULL << 36;  // Linux 6.6+
 constexpr uint32_t kInitExt = 1u << 30;
 constexpr uint32_t kMaxPagesFlag = 1u << 22;
 constexpr uint32_t kCmdRegister = 1, kCmdCommitAndFetch = 2;
@@ -163,6 +164,8 @@ struct UringTransport::Impl {
   int fd = -1;
   std::atomic<uint64_t> init_unique{0};
   std::atomic<bool> offered{false};
+  std::atomic<bool>* direct_io_mmap = nullptr;  // asked for when set; true once the kernel has it
+  std::atomic<bool> mmap_offered{false};
   size_t payload = 0;
   std::atomic<bool> stopping{false};
   std::mutex mu;  // guards the two below
@@ -190,8 +193,12 @@ ssize_t UringTransport::Impl::hook_read(int fd, void* buf, size_t len, void*) {
   const auto* init = reinterpret_cast<const fuse_init_in*>(in + 1);
   bool offered = (init->flags & kInitExt) && (init->flags2 & (kOverIoUring >> 32));
   self->offered.store(offered);
+  self->mmap_offered.store((init->flags & kInitExt) && (init->flags2 & (kDirectIoAllowMmap >> 32)));
   self->init_unique.store(in->unique);
-  if (!offered) spdlog::warn("io_uring requested, but the kernel does not offer it: serving over /dev/fuse");
+  if (!offered) {
+    spdlog::warn("io_uring requested, but the kernel does not offer it: serving over /dev/fuse{}",
+                 self->direct_io_mmap != nullptr ? "; reads stay cached" : "");
+  }
   return n;
 }
 
@@ -208,9 +215,16 @@ ssize_t UringTransport::Impl::hook_writev(int fd, iovec* iov, int count, void*) 
   auto* init = static_cast<fuse_init_out*>(iov[1].iov_base);
   init->flags |= kInitExt;
   init->flags2 |= static_cast<uint32_t>(kOverIoUring >> 32);
+  bool mmap = self->direct_io_mmap != nullptr && self->mmap_offered.load();
+  if (mmap) init->flags2 |= static_cast<uint32_t>(kDirectIoAllowMmap >> 32);
   size_t pages = (init->flags & kMaxPagesFlag) ? std::max<uint32_t>(init->max_pages, 1) : 32;
   self->payload = std::max({size_t{8192}, size_t{init->max_write}, pages * static_cast<size_t>(getpagesize())});
   ssize_t n = ::writev(fd, iov, count);
+  if (n >= 0 && mmap) self->direct_io_mmap->store(true);
+  if (n >= 0 && self->direct_io_mmap != nullptr) {
+    if (mmap) spdlog::info("direct reads: files opened read-only bypass the page cache");
+    else spdlog::warn("direct reads need a kernel that maps direct-I/O files (Linux 6.6+): reads stay cached");
+  }
   if (n >= 0) self->start();
   return n;
 }
@@ -334,9 +348,11 @@ Status enable_kernel_uring() {
   return Status::Ok();
 }
 
-UringTransport::UringTransport(fuse_session* se, unsigned workers_per_cpu) : impl_(std::make_unique<Impl>()) {
+UringTransport::UringTransport(fuse_session* se, unsigned workers_per_cpu, std::atomic<bool>* direct_io_mmap)
+    : impl_(std::make_unique<Impl>()) {
   impl_->se = se;
   impl_->per_cpu = std::max(2u, workers_per_cpu);
+  impl_->direct_io_mmap = direct_io_mmap;
 }
 
 UringTransport::~UringTransport() {

@@ -9,6 +9,7 @@
 // all rings are registered.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,7 +35,11 @@ class UringTransport {
   // the CPU with two request buffers, the rest with one each, on the CPU too except while serving
   // a large READ or WRITE, so that large requests in flight together spread over the cores and
   // one blocked on the disk does not hold up the queue.
-  UringTransport(fuse_session* se, unsigned workers_per_cpu);
+  // With `direct_io_mmap`, the INIT reply also asks that files opened for direct I/O may be
+  // mapped shared (Linux 6.6+, FUSE_DIRECT_IO_ALLOW_MMAP; refused with ENODEV otherwise), and
+  // *direct_io_mmap turns true once the kernel has taken it. That kernel also writes a file's
+  // dirty pages back before a direct read of them, so direct readers see cached writes.
+  UringTransport(fuse_session* se, unsigned workers_per_cpu, std::atomic<bool>* direct_io_mmap = nullptr);
   ~UringTransport();  // joins the workers; the mount must be gone by then
   UringTransport(const UringTransport&) = delete;
   UringTransport& operator=(const UringTransport&) = delete;

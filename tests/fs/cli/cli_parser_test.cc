@@ -267,7 +267,7 @@ TEST(CliParser, ReadAheadIsASizeOrZero) {
 TEST(CliParser, MountFuse3FormAndFstabOptions) {
   Command c;
   ASSERT_EQ(parse({"/srv/store", "/srv/mnt", "-o",
-                   "rw,_netdev,nofail,defaults,x-systemd.automount,key-check-interval=2s,allow_other,no-io-uring,"
+                   "rw,_netdev,nofail,defaults,x-systemd.automount,key-check-interval=2s,allow_other,no-io-uring,direct-reads,"
                    "log-file=/var/log/c.log"},
                   &c),
             -1);
@@ -276,6 +276,7 @@ TEST(CliParser, MountFuse3FormAndFstabOptions) {
   EXPECT_EQ(c.mount.mountpoint, "/srv/mnt");
   EXPECT_EQ(c.mount.monitor.check_interval, std::chrono::seconds(2));
   EXPECT_FALSE(c.mount.io_uring);
+  EXPECT_TRUE(c.mount.direct_reads);
   EXPECT_EQ(c.mount.log_file, "/var/log/c.log");
   EXPECT_EQ(c.mount.fuse_options, std::vector<std::string>{"rw,allow_other"});
   ASSERT_EQ(parse({"mount", "/s", "/m", "-oro"}, &c), -1);
