@@ -14,7 +14,7 @@ constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
 
 }  // namespace
 
-int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
+int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale, bool direct_reads) {
   auto access = keyring_.access();
   if (!access.ok()) return EACCES;
   auto loaded = node_of(ino, access);
@@ -38,11 +38,15 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale) {
   std::unique_lock<std::shared_mutex> g(node->data_mu);
   Status s = ensure_object(*node, access);
   if (!s.ok()) return unheld(fail(s, "open", ino));
-  if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && node->snapshot().size > 0) {
+  // Linux truncates on O_TRUNC also with O_RDONLY (it asks for write permission): the kernel has
+  // made the file empty already, and so must this.
+  if ((flags & O_TRUNC) && !follower_ && node->snapshot().size > 0) {
     if (int err = resize(*node, 0, access); err != 0) return unheld(err);
   }
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  bool direct = writable ? node->direct_readers > 0 : direct_reads && node->writable_handles == 0;
   inodes_.opened(*node);
-  *out = new_handle(node, flags);
+  *out = new_handle(node, flags, direct);
   (*out)->held = held;
   return 0;
 }
@@ -75,8 +79,12 @@ int Filesystem::follow_open(uint64_t ino, Inode& node, const Keyring::Access& ac
   return EAGAIN;  // moved on every try
 }
 
-Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags) {
-  auto* h = new Handle{std::move(node), flags, std::nullopt};
+// REQUIRES: node->data_mu held exclusively, or the inode not yet published.
+Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags, bool direct) {
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  node->writable_handles += writable ? 1 : 0;
+  node->direct_readers += direct && !writable ? 1 : 0;
+  auto* h = new Handle{std::move(node), flags, std::nullopt, direct};
   std::lock_guard<std::mutex> g(handles_mu_);
   handles_.insert(h);
   return h;
@@ -89,7 +97,8 @@ int Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode, in
   rec.nlink = 1;
   std::shared_ptr<Inode> node;
   if (int err = make_node(parent, name, rec, c, out, &node); err != 0) return err;  // open already
-  *handle = new_handle(node, flags);
+  std::unique_lock<std::shared_mutex> g(node->data_mu);  // published: its counts of handles
+  *handle = new_handle(node, flags, false);
   return 0;
 }
 
@@ -189,11 +198,14 @@ void Filesystem::release(Handle* h) {
     std::lock_guard<std::mutex> g(handles_mu_);
     handles_.erase(h);
   }
+  bool writable = (h->flags & O_ACCMODE) != O_RDONLY, direct_reader = h->direct && !writable;
   delete h;
   bool unused;
   std::optional<Id128> moved_hold;
   {
     std::unique_lock<std::shared_mutex> g(node->data_mu);
+    node->writable_handles -= writable ? 1 : 0;
+    node->direct_readers -= direct_reader ? 1 : 0;
     unused = inodes_.closed(*node);
     if (!inodes_.is_open(*node)) {
       node->object.reset();

@@ -39,6 +39,7 @@ struct Handle {
   std::shared_ptr<Inode> node;
   int flags = 0;
   std::optional<Id128> held;  // a follower's: the object the writer is told this file reads
+  bool direct = false;        // the kernel is to bypass its page cache for this handle (open())
 };
 
 // What setattr changes (a subset of FUSE_SET_ATTR_*, decoded by the bridge).
@@ -95,7 +96,11 @@ class Filesystem {
 
   // A follower's open reloads the record (close-to-open); *cache_stale then says whether what the
   // kernel may have cached of the file (attributes, pages) is older than it.
-  int open(uint64_t ino, int flags, Handle** out, bool* cache_stale = nullptr);
+  // `direct_reads`: a read-only open is direct ((*out)->direct) unless the file is open for
+  // writing; a writable open is direct while a direct reader has it open. A direct reader then
+  // never waits on the kernel's cached writes: their size would reach this process only at
+  // write-back, and a read past it would end early.
+  int open(uint64_t ino, int flags, Handle** out, bool* cache_stale = nullptr, bool direct_reads = false);
   int create(uint64_t parent, std::string_view name, uint32_t mode, int flags, const Caller& c,
              meta::InodeRecord* out, Handle** handle);
   int read(Handle* h, uint64_t offset, crypto::MutableBytes buf, size_t* n);
@@ -181,7 +186,7 @@ class Filesystem {
   void forget_on_disk(Inode& node);  // REQUIRES: its record was deleted
   int fail(const Status& s, const char* op, uint64_t ino);  // logs, returns the errno
 
-  Handle* new_handle(std::shared_ptr<Inode> node, int flags);
+  Handle* new_handle(std::shared_ptr<Inode> node, int flags, bool direct);
   // A follower's open of a regular file: holds its object, then reads its record again.
   int follow_open(uint64_t ino, Inode& node, const Keyring::Access& access, std::optional<Id128>* held, bool* stale);
   Status rekey_file(uint64_t ino, const Keyring::Access& access);

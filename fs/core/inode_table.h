@@ -41,6 +41,9 @@ struct Inode {
   // A follower's, guarded by data_mu: the object it holds for its open handles since a data-key
   // rotation moved the file to it (each handle holds the object it opened). Let go at last close.
   std::optional<Id128> moved_hold;
+  // Handles open for writing, and read-only handles the kernel reads directly (Filesystem::open).
+  // Guarded by data_mu.
+  uint32_t writable_handles = 0, direct_readers = 0;
 
   // The record and its save state.
   std::mutex mu;

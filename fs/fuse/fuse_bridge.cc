@@ -210,7 +210,7 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);  // the reply frees req, also when it fails
   Handle* h = nullptr;
   bool stale = false;
-  int err = t.err = fs.open(ino, fi->flags, &h, &stale);
+  int err = t.err = fs.open(ino, fi->flags, &h, &stale, bridge(req).direct_reads.load(std::memory_order_relaxed));
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -221,9 +221,10 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // size (the feed's invalidation may come later). Attributes only: no page is locked, so it
   // cannot deadlock with this request.
   fi->keep_cache = !stale;
-  // Read straight into the reader's buffer: no plaintext copy in the page cache, which a registry
-  // serving many different blobs at once only fills and evicts (docs/performance.md).
-  if ((fi->flags & O_ACCMODE) == O_RDONLY && bridge(req).direct_reads.load(std::memory_order_relaxed)) fi->direct_io = 1;
+  // --direct-reads: read straight into the reader's buffer, no plaintext copy in the page cache,
+  // which a registry serving many different blobs at once only fills and evicts
+  // (docs/performance.md); and a writer beside such a reader writes through (Filesystem::open).
+  fi->direct_io = h->direct;
   if (stale && bridge(req).session != nullptr) fuse_lowlevel_notify_inval_inode(bridge(req).session, ino, -1, 0);
   if (fuse_reply_open(req, fi) != 0) fs.release(h);  // interrupted: no release will come
 }

@@ -37,8 +37,8 @@ class UringTransport {
   // one blocked on the disk does not hold up the queue.
   // With `direct_io_mmap`, the INIT reply also asks that files opened for direct I/O may be
   // mapped shared (Linux 6.6+, FUSE_DIRECT_IO_ALLOW_MMAP; refused with ENODEV otherwise), and
-  // *direct_io_mmap turns true once the kernel has taken it. That kernel also writes a file's
-  // dirty pages back before a direct read of them, so direct readers see cached writes.
+  // *direct_io_mmap turns true once the kernel has taken it. That kernel also writes back the
+  // dirty pages a direct read covers before it (fs/core/filesystem.h: Filesystem::open has the rest).
   UringTransport(fuse_session* se, unsigned workers_per_cpu, std::atomic<bool>* direct_io_mmap = nullptr);
   ~UringTransport();  // joins the workers; the mount must be gone by then
   UringTransport(const UringTransport&) = delete;

@@ -1,6 +1,6 @@
-// `mount --direct-reads`: files opened read-only are read straight from the
-// daemon, not through the page cache. What a reader relies on must hold as with
-// cached reads: every byte, writes still in the page cache, shared mappings.
+// `mount --direct-reads`: files opened read-only are read straight from the daemon, not through
+// the page cache. What a reader relies on must hold as with cached reads: every byte, writes of
+// other handles, holes, truncation, shared mappings.
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 
@@ -12,48 +12,47 @@
 namespace cmkfs::testing {
 namespace {
 
-std::string as_string(const std::vector<uint8_t> &v) {
-  return std::string(v.begin(), v.end());
-}
+std::string as_string(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 
-bool kernel_has_fuse_uring() {
-  return ::access("/sys/module/fuse/parameters/enable_uring", F_OK) == 0;
+bool kernel_has_fuse_uring() { return ::access("/sys/module/fuse/parameters/enable_uring", F_OK) == 0; }
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::string pread_str(int fd, size_t n, off_t off) {
+  std::string s(n, '\0');
+  ssize_t got = ::pread(fd, s.data(), n, off);
+  EXPECT_GE(got, 0) << std::strerror(errno);
+  s.resize(got < 0 ? 0 : static_cast<size_t>(got));
+  return s;
 }
 
 class DirectReadsTest : public MountTest {
-protected:
+ protected:
   void SetUp() override {
     MountTest::SetUp();
-    if (::geteuid() != 0 || !kernel_has_fuse_uring())
-      GTEST_SKIP() << "needs root and FUSE over io_uring (Linux 6.14+)";
-    init("--chunk-size 4KiB"); // many chunk boundaries in small files
+    if (::geteuid() != 0 || !kernel_has_fuse_uring()) GTEST_SKIP() << "needs root and FUSE over io_uring (Linux 6.14+)";
+    init("--chunk-size 4KiB");  // many chunk boundaries in small files
     mount("--direct-reads");
   }
 
-  struct Fd {
-    int fd;
-    ~Fd() {
-      if (fd >= 0)
-        ::close(fd);
-    }
-  };
-
-  // How many of `path`'s pages are in the page cache (mincore on a mapping that
-  // touches none).
-  static size_t cached_pages(const std::string &path) {
-    Fd f{::open(path.c_str(), O_RDONLY)};
+  // How many of `path`'s pages are in the page cache: mincore on a mapping that touches none,
+  // through a handle open for writing (mapping a direct handle would empty the cache first).
+  static size_t cached_pages(const std::string& path) {
+    Fd f{::open(path.c_str(), O_RDWR)};
     struct stat st;
-    if (f.fd < 0 || ::fstat(f.fd, &st) != 0 || st.st_size == 0)
-      return 0;
+    if (f.fd < 0 || ::fstat(f.fd, &st) != 0 || st.st_size == 0) return 0;
     size_t len = static_cast<size_t>(st.st_size);
-    void *m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, f.fd, 0);
-    if (m == MAP_FAILED)
-      return 0;
+    void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, f.fd, 0);
+    if (m == MAP_FAILED) return 0;
     std::vector<unsigned char> vec((len + 4095) / 4096);
     size_t n = 0;
     if (::mincore(m, len, vec.data()) == 0) {
-      for (unsigned char v : vec)
-        n += v & 1;
+      for (unsigned char v : vec) n += v & 1;
     }
     ::munmap(m, len);
     return n;
@@ -61,9 +60,7 @@ protected:
 };
 
 TEST_F(DirectReadsTest, FilesReadBackByteForByteAtEveryOffset) {
-  EXPECT_NE(read_file(log).find(
-                "direct reads: files opened read-only bypass the page cache"),
-            std::string::npos)
+  EXPECT_NE(read_file(log).find("direct reads: files opened read-only bypass the page cache"), std::string::npos)
       << read_file(log);
   std::string data = as_string(pattern(3 * 4096 + 777, 7));
   write_file(at("f"), data);
@@ -72,82 +69,90 @@ TEST_F(DirectReadsTest, FilesReadBackByteForByteAtEveryOffset) {
   {
     Fd f{::open(at("f").c_str(), O_RDONLY)};
     ASSERT_GE(f.fd, 0) << std::strerror(errno);
-    for (size_t off : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096},
-                       size_t{8191}, data.size() - 1}) {
+    for (size_t off : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{8191}, data.size() - 1}) {
       for (size_t len : {size_t{1}, size_t{4097}, size_t{20000}}) {
-        std::string got(len, '\0');
-        ssize_t n = ::pread(f.fd, got.data(), len, static_cast<off_t>(off));
-        ASSERT_GE(n, 0) << std::strerror(errno);
-        got.resize(static_cast<size_t>(n));
-        EXPECT_EQ(got, data.substr(off, len))
+        EXPECT_EQ(pread_str(f.fd, len, static_cast<off_t>(off)), data.substr(off, len))
             << "offset " << off << ", length " << len;
       }
     }
-    char c;
-    EXPECT_EQ(::pread(f.fd, &c, 1, static_cast<off_t>(data.size())),
-              0); // at the end: nothing
-    // sendfile(2), as a Go server copies a file to its socket, goes through
-    // splice.
+    EXPECT_EQ(pread_str(f.fd, 1, static_cast<off_t>(data.size())), "");  // at the end: nothing
+    // sendfile(2), as a Go server copies a file to its socket, goes through splice.
     Fd out{::open((dir + "/copy").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600)};
     off_t from = 0;
-    ASSERT_EQ(::sendfile(out.fd, f.fd, &from, data.size()),
-              static_cast<ssize_t>(data.size()))
-        << std::strerror(errno);
+    ASSERT_EQ(::sendfile(out.fd, f.fd, &from, data.size()), static_cast<ssize_t>(data.size())) << std::strerror(errno);
     EXPECT_EQ(read_file(dir + "/copy"), data);
-  } // closed: the mount is not busy
+  }  // closed: the mount is not busy
   umount();
   mount("--direct-reads");
   EXPECT_EQ(read_file(at("f")), data) << "after a remount";
 }
 
-// The kernel writes a file's dirty pages back before a direct read of them: a
-// reader sees what a writer wrote a moment ago, also through a shared mapping,
-// before any close or fsync.
-TEST_F(DirectReadsTest, AReaderSeesWritesStillInThePageCache) {
-  write_file(at("f"), std::string(100000, 'a'));
-  Fd w{::open(at("f").c_str(), O_RDWR)};
-  ASSERT_GE(w.fd, 0) << std::strerror(errno);
-  ASSERT_EQ(::pwrite(w.fd, "written", 7, 5000), 7);
-  Fd r{::open(at("f").c_str(), O_RDONLY)};
-  ASSERT_GE(r.fd, 0) << std::strerror(errno);
-  char buf[7];
-  ASSERT_EQ(::pread(r.fd, buf, 7, 5000), 7);
-  EXPECT_EQ(std::string(buf, 7), "written");
+// A writer beside a direct reader writes through, so the reader sees its writes at once, also a
+// store into a shared mapping and a write past the end that leaves a hole (a cached write would
+// tell the daemon the new size only at write-back, and the reader's read of the hole would end
+// early). A reader that opens while the file is open for writing reads through the cache.
+TEST_F(DirectReadsTest, AReaderSeesTheWritesOfAWriterBesideIt) {
+  write_file(at("f"), std::string(100, 'a'));
+  for (bool reader_first : {true, false}) {
+    SCOPED_TRACE(reader_first ? "the reader opened first" : "the writer opened first");
+    std::string name = reader_first ? "f" : "g";
+    if (!reader_first) write_file(at(name), std::string(100, 'a'));
+    Fd r{reader_first ? ::open(at(name).c_str(), O_RDONLY) : -1};
+    Fd w{::open(at(name).c_str(), O_RDWR)};
+    if (!reader_first) r.fd = ::open(at(name).c_str(), O_RDONLY);
+    ASSERT_GE(r.fd, 0) << std::strerror(errno);
+    ASSERT_GE(w.fd, 0) << std::strerror(errno);
 
-  void *m =
-      ::mmap(nullptr, 100000, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
-  ASSERT_NE(m, MAP_FAILED) << std::strerror(errno);
-  std::memcpy(static_cast<char *>(m) + 70000, "mapped", 6);
-  ASSERT_EQ(::pread(r.fd, buf, 6, 70000), 6);
-  EXPECT_EQ(std::string(buf, 6), "mapped");
-  ::munmap(m, 100000);
+    ASSERT_EQ(::pwrite(w.fd, "written", 7, 50), 7);
+    EXPECT_EQ(pread_str(r.fd, 7, 50), "written");
+    ASSERT_EQ(::pwrite(w.fd, "x", 1, 3 * 4096), 1);  // a hole from 100 to 12288
+    EXPECT_EQ(pread_str(r.fd, 4096, 4096), std::string(4096, '\0'));
+    EXPECT_EQ(pread_str(r.fd, 10, 3 * 4096), "x");
+
+    void* m = ::mmap(nullptr, 3 * 4096 + 1, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
+    ASSERT_NE(m, MAP_FAILED) << std::strerror(errno);
+    std::memcpy(static_cast<char*>(m) + 2 * 4096, "mapped", 6);
+    EXPECT_EQ(pread_str(r.fd, 6, 2 * 4096), "mapped");
+    ::munmap(m, 3 * 4096 + 1);
+  }
 }
 
-// A file opened read-only can still be mapped shared (a database's readers do),
-// and a direct read leaves nothing of the file in the page cache, where a
-// cached mount keeps it all.
+// Linux truncates on O_TRUNC also when the file is opened read-only (given write permission);
+// the kernel then holds the file empty, and so must the store.
+TEST_F(DirectReadsTest, AReadOnlyOpenWithTruncEmptiesTheFile) {
+  write_file(at("f"), std::string(10000, 'a'));
+  {
+    Fd r{::open(at("f").c_str(), O_RDONLY | O_TRUNC)};
+    ASSERT_GE(r.fd, 0) << std::strerror(errno);
+    EXPECT_EQ(pread_str(r.fd, 100, 0), "");
+  }
+  umount();
+  mount("--direct-reads");
+  EXPECT_EQ(read_file(at("f")), "") << "after a remount";
+}
+
+// A file opened read-only can still be mapped shared (a database's readers do), and a direct
+// read leaves nothing of the file in the page cache, where a cached mount keeps it all.
 TEST_F(DirectReadsTest, ReadOnlyFilesMapSharedAndLeaveThePageCacheEmpty) {
   std::string data = as_string(pattern(64 * 4096, 3));
   write_file(at("f"), data);
   write_file("/proc/sys/vm/drop_caches", "3");
   EXPECT_EQ(read_file(at("f")), data);
   EXPECT_EQ(cached_pages(at("f")), 0u);
-
   {
     Fd r{::open(at("f").c_str(), O_RDONLY)};
     ASSERT_GE(r.fd, 0) << std::strerror(errno);
-    void *m = ::mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, r.fd, 0);
+    void* m = ::mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, r.fd, 0);
     ASSERT_NE(m, MAP_FAILED) << std::strerror(errno);
     EXPECT_EQ(std::memcmp(m, data.data(), data.size()), 0);
     ::munmap(m, data.size());
   }
-
   umount();
-  mount(); // cached reads: the same read keeps the file's pages
+  mount();  // cached reads: the same read keeps the file's pages
   write_file("/proc/sys/vm/drop_caches", "3");
   EXPECT_EQ(read_file(at("f")), data);
   EXPECT_EQ(cached_pages(at("f")), 64u);
 }
 
-} // namespace
-} // namespace cmkfs::testing
+}  // namespace
+}  // namespace cmkfs::testing
