@@ -95,7 +95,7 @@ Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
   json live = json::parse(status, nullptr, false);
   if (status && live.is_object() && live.contains("pid") && live["pid"].is_number_integer() &&
       ::kill(live["pid"].get<int>(), 0) == 0) {
-    auto when = [&](const char* key) { return live[key].is_number() ? json(iso8601(live[key].get<int64_t>())) : json(nullptr); };
+    auto when = [&](const char* key) { return live[key].is_number_integer() ? json(iso8601(live[key].get<int64_t>())) : json(nullptr); };
     j["liveKeyState"] = json{{"state", live["state"]},
                              {"since", when("since")},
                              {"lastSuccessfulCheck", when("lastSuccessfulCheck")},

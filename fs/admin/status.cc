@@ -50,7 +50,7 @@ int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostrea
       const json& live = show["liveKeyState"];
       row["keyState"] = live.value("state", "");
       if (live.contains("since") && live["since"].is_string()) row["keyStateSince"] = live["since"];  // ISO 8601 already
-      if (live.contains("pid") && live["pid"].is_number()) {
+      if (live.contains("pid") && live["pid"].is_number_integer()) {
         int pid = live["pid"].get<int>();
         row["pid"] = pid;
         if (int64_t up = uptime_of(pid); up >= 0) row["uptimeSeconds"] = up;

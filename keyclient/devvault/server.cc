@@ -379,7 +379,7 @@ std::optional<Principal> verify_token(const std::string& secret, const std::stri
   auto raw = keyclient::base64url_decode(claims);
   if (!raw) return std::nullopt;
   json j = json::parse(std::string(raw->begin(), raw->end()), nullptr, false);
-  if (!j.is_object() || !j["exp"].is_number() || j["exp"].get<int64_t>() < unix_now()) return std::nullopt;
+  if (!j.is_object() || !j["exp"].is_number_integer() || j["exp"].get<int64_t>() < unix_now()) return std::nullopt;
   if (!j["aud"].is_string() || j["aud"].get<std::string>() != audience) return std::nullopt;
   return Principal{j.value("name", ""), j.value("appid", ""), j.value("sub", "")};
 }
