@@ -1,6 +1,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "keyclient/keyclient.h"
 #include "keyclient/pkcs11_uri.h"
 #include "keyclient/vault_client.h"
@@ -164,7 +165,7 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
     } else if (c.provider == ProviderKind::kPkcs11 || c.provider == ProviderKind::kKms2) {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");
-      c.last_rotation = j.value("last_rotation", int64_t{0});
+      c.last_rotation = json_integer_or(j, "last_rotation", int64_t{0});
     } else {
       c.key_identifier = j.at("key_identifier");
       c.versioned_key_identifier = j.at("versioned_key_identifier");
@@ -174,7 +175,7 @@ Result<KekConfig> KekConfig::from_json(std::string_view text) {
       c.tenant_id = j.value("tenant_id", "");
       c.credential_file = j.value("credential_file", "");
       c.vault_ca = j.value("vault_ca", "");
-      c.last_rotation = j.value("last_rotation", int64_t{0});
+      c.last_rotation = json_integer_or(j, "last_rotation", int64_t{0});
     }
     return c;
   } catch (const json::exception& e) {

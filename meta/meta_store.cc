@@ -2,6 +2,7 @@
 
 #include "crypto/base/coding.h"
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "meta/engine.h"
 #include "meta/meta.h"
 #include "meta/records.h"
@@ -122,16 +123,11 @@ Result<MetaStore::Changes> MetaStore::open_changes(const crypto::StoreKeys& keys
   if (!plain.ok()) return plain.status();
   try {
     auto j = nlohmann::json::parse(*plain);
-    // Integers only: nlohmann would cast a float without a check.
-    for (const auto& ino : j.at("i")) {
-      if (!ino.is_number_unsigned()) return Status::Corruption("change feed: malformed inode");
-      out.inodes.push_back(ino.get<uint64_t>());
-    }
+    for (const auto& ino : j.at("i")) out.inodes.push_back(json_integer<uint64_t>(ino));
     for (const auto& e : j.at("e")) {
       auto name = from_hex(e.at(1).get<std::string>());
       if (!name || name->empty() || name->size() > 255) return Status::Corruption("change feed: malformed name");
-      if (!e.at(0).is_number_unsigned()) return Status::Corruption("change feed: malformed inode");
-      out.entries.emplace_back(e.at(0).get<uint64_t>(), std::string(name->begin(), name->end()));
+      out.entries.emplace_back(json_integer<uint64_t>(e.at(0)), std::string(name->begin(), name->end()));
     }
   } catch (const nlohmann::json::exception&) {
     return Status::Corruption("change feed: malformed change");

@@ -1,9 +1,7 @@
 #include <nlohmann/json.hpp>
 
-#include <optional>
-#include <utility>
-
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "meta/meta.h"
 
 namespace cmkfs::meta {
@@ -37,31 +35,12 @@ std::string Superblock::to_json() const {
   return j.dump();
 }
 
-namespace {
-
-// An integer field that fits T. nlohmann converts a float, or an integer out of T's range,
-// without a check, and a float out of range is undefined behaviour: the superblock is read from
-// the backing store before anything authenticates it.
-template <class T>
-std::optional<T> integer_at(const json& j, const char* key) {
-  const json& v = j.at(key);
-  if (v.is_number_unsigned() && std::in_range<T>(v.get<uint64_t>())) return static_cast<T>(v.get<uint64_t>());
-  if (v.is_number_integer() && !v.is_number_unsigned() && std::in_range<T>(v.get<int64_t>())) {
-    return static_cast<T>(v.get<int64_t>());
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 Result<Superblock> Superblock::from_json(std::string_view text) {
   Superblock sb;
   try {
     json j = json::parse(text);
     if (j.at("format").get<std::string>() != "cmkfs") return Status::Corruption("superblock: not a cmkfs superblock");
-    auto version = integer_at<uint32_t>(j, "format_version");
-    if (!version) return Status::Corruption("superblock: bad format version");
-    sb.format_version = *version;
+    sb.format_version = json_integer<uint32_t>(j.at("format_version"));
     if (sb.format_version != kFormatVersion) {
       return Status(ENOTSUP, "store format version " + std::to_string(sb.format_version) +
                                  " is not supported (this cmkfs reads version " + std::to_string(kFormatVersion) + ")");
@@ -69,14 +48,10 @@ Result<Superblock> Superblock::from_json(std::string_view text) {
     auto id = from_hex(j.at("store_id").get<std::string>());
     if (!id || id->size() != sb.store_id.size()) return Status::Corruption("superblock: bad store id");
     std::copy(id->begin(), id->end(), sb.store_id.begin());
-    auto chunk_size = integer_at<uint32_t>(j, "chunk_size");
-    if (!chunk_size || !crypto::ChunkLayout::valid_chunk_size(*chunk_size)) return Status::Corruption("superblock: bad chunk size");
-    sb.chunk_size = *chunk_size;
-    auto created = integer_at<int64_t>(j, "created");
-    auto generation = integer_at<uint32_t>(j, "dek_generation");
-    if (!created || !generation) return Status::Corruption("superblock: bad creation time or data-key generation");
-    sb.created = *created;
-    sb.dek_generation = *generation;
+    sb.chunk_size = json_integer<uint32_t>(j.at("chunk_size"));
+    if (!crypto::ChunkLayout::valid_chunk_size(sb.chunk_size)) return Status::Corruption("superblock: bad chunk size");
+    sb.created = json_integer<int64_t>(j.at("created"));
+    sb.dek_generation = json_integer<uint32_t>(j.at("dek_generation"));
     const json& kek = j.at("kek");
     if (!kek.is_object()) return Status::Corruption("superblock: bad key settings");
     sb.kek = kek.dump();

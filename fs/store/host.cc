@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "fs/store/private_fs.h"
 
 namespace cmkfs::fs {
@@ -71,7 +72,7 @@ Result<HostBinding> HostBinding::from_json(std::string_view text) {
       if (!next.ok()) return next.status();
       b.next = std::move(*next);
     }
-    b.generation = j.value("generation", uint32_t{0});
+    b.generation = json_integer_or(j, "generation", uint32_t{0});
     if (j.contains("objects")) {
       auto objects = ObjectsConfig::from_json(j["objects"].dump());
       if (!objects.ok()) return objects.status();

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "crypto/chunk_layout.h"
 #include "fs/store/private_fs.h"
 #include "fs/store/rados_object_store.h"
@@ -284,8 +285,8 @@ Result<ObjectsConfig> ObjectsConfig::from_json(std::string_view text) {
     c.region = j.value("region", std::string());
     c.credentials = j.value("credentials", std::string());
     c.ca = j.value("ca", std::string());
-    c.object_size = j.value("object_size", uint64_t{0});
-    c.layout = j.value("layout", uint32_t{0});
+    c.object_size = json_integer_or(j, "object_size", uint64_t{0});
+    c.layout = json_integer_or(j, "layout", uint32_t{0});
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(std::string("bad object store settings: ") + e.what());
   }

@@ -10,6 +10,7 @@
 
 #include "crypto/asymmetric.h"
 #include "crypto/base/hex.h"
+#include "crypto/base/json_integer.h"
 #include "keyclient/base64url.h"
 
 namespace cmkfs::devvault {
@@ -334,8 +335,8 @@ Result<Vault::KeyVersion> Vault::new_version(const std::string& kty, int size, c
   if (body.contains("attributes")) {
     const json& a = body["attributes"];
     v.enabled = a.value("enabled", true);
-    v.nbf = a.value("nbf", int64_t{0});
-    v.exp = a.value("exp", int64_t{0});
+    v.nbf = json_integer_or(a, "nbf", int64_t{0});
+    v.exp = json_integer_or(a, "exp", int64_t{0});
   }
   return v;
 }
@@ -350,7 +351,7 @@ Reply Vault::create_key(const std::string& name, const json& body) {
   }
   try {
     std::string kty = body.value("kty", "");
-    auto v = new_version(kty, body.value("key_size", 0), body.value("crv", ""), body);
+    auto v = new_version(kty, json_integer_or(body, "key_size", 0), body.value("crv", ""), body);
     if (!v.ok()) return Reply::error(400, "BadParameter", v.status().message());
     keys_[name].versions.push_back(std::move(*v));
   } catch (const json::exception& e) {

@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "tests/support/lmdb_poke.h"
+#include "crypto/base/json_integer.h"
 #include "meta/engine.h"
 #include "meta/meta.h"
 #include "meta/records.h"
@@ -806,6 +807,19 @@ TEST(Superblock, GarbageIsCorruption) {
   auto j = nlohmann::json::parse(sample_super().to_json());
   j["chunk_size"] = 1000;
   EXPECT_EQ(Superblock::from_json(j.dump()).status().code(), EIO);
+}
+
+// What every hostile document's integers go through (crypto/base/json_integer.h).
+TEST(JsonInteger, TakesIntegersWithinRangeOnly) {
+  using nlohmann::json;
+  EXPECT_EQ(json_integer<uint32_t>(json::parse("4096")), 4096u);
+  EXPECT_EQ(json_integer<int64_t>(json::parse("-5")), -5);
+  EXPECT_EQ(json_integer_or(json::parse("{}"), "gen", uint32_t{7}), 7u);
+  for (const char* bad : {"4294967296", "-1", "1.5", "1e300", "40964444444444444444444444444444", "\"1\"", "null"}) {
+    EXPECT_THROW(json_integer<uint32_t>(json::parse(bad)), json::exception) << bad;
+    EXPECT_THROW(json_integer_or(json::parse(std::string("{\"gen\":") + bad + "}"), "gen", uint32_t{0}), json::exception)
+        << bad;
+  }
 }
 
 // A number that is not an integer of the field's range is refused, not cast (the fuzzer's find:
