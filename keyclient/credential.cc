@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -225,7 +226,9 @@ Result<AccessToken> parse_token_reply(const Credential& c, const HttpResponse& r
     return j[key].is_string() ? std::strtoll(j[key].get<std::string>().c_str(), nullptr, 10) : 0;
   };
   t.expires_on = seconds("expires_on");
-  if (t.expires_on == 0 && seconds("expires_in") > 0) t.expires_on = now_seconds() + seconds("expires_in");
+  // At most a day ahead: a reply's "expires_in" of 2^63 would overflow the sum.
+  int64_t expires_in = std::min<int64_t>(seconds("expires_in"), 24 * 3600);
+  if (t.expires_on == 0 && expires_in > 0) t.expires_on = now_seconds() + expires_in;
   if (t.expires_on == 0) t.expires_on = now_seconds() + 300;
   return t;
 }

@@ -252,3 +252,23 @@ TEST(ChallengeTest, TheResourceMustBeTheVaultsDomainOrAParentOfIt) {
 
 }  // namespace
 }  // namespace cmkfs::keyclient
+
+namespace cmkfs::keyclient {
+namespace {
+
+// A token reply's lifetime is hostile too: "expires_in" of 2^63 - 1 seconds is cut to a day (the
+// sum with the clock would overflow), and a token without one lasts five minutes.
+TEST(TokenReplyTest, ALifetimeBeyondADayIsCutToADay) {
+  Credential c{CredentialKind::kManagedIdentity, "client", "https://login.test", "", ""};
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto t = parse_token_reply(c, HttpResponse{200, R"({"access_token":"abc","expires_in":"9223372036854775807"})", {}});
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_GE(t->expires_on, now + 24 * 3600 - 5);
+  EXPECT_LE(t->expires_on, now + 24 * 3600 + 5);
+  t = parse_token_reply(c, HttpResponse{200, R"({"access_token":"abc"})", {}});
+  ASSERT_TRUE(t.ok());
+  EXPECT_LE(t->expires_on, now + 300 + 5);
+}
+
+}  // namespace
+}  // namespace cmkfs::keyclient
