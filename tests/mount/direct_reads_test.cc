@@ -23,14 +23,6 @@ struct Fd {
   }
 };
 
-std::string pread_str(int fd, size_t n, off_t off) {
-  std::string s(n, '\0');
-  ssize_t got = ::pread(fd, s.data(), n, off);
-  EXPECT_GE(got, 0) << std::strerror(errno);
-  s.resize(got < 0 ? 0 : static_cast<size_t>(got));
-  return s;
-}
-
 class DirectReadsTest : public MountTest {
  protected:
   void SetUp() override {
@@ -71,11 +63,11 @@ TEST_F(DirectReadsTest, FilesReadBackByteForByteAtEveryOffset) {
     ASSERT_GE(f.fd, 0) << std::strerror(errno);
     for (size_t off : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{8191}, data.size() - 1}) {
       for (size_t len : {size_t{1}, size_t{4097}, size_t{20000}}) {
-        EXPECT_EQ(pread_str(f.fd, len, static_cast<off_t>(off)), data.substr(off, len))
+        EXPECT_EQ(pread_n(f.fd, len, static_cast<off_t>(off)), data.substr(off, len))
             << "offset " << off << ", length " << len;
       }
     }
-    EXPECT_EQ(pread_str(f.fd, 1, static_cast<off_t>(data.size())), "");  // at the end: nothing
+    EXPECT_EQ(pread_n(f.fd, 1, static_cast<off_t>(data.size())), "");  // at the end: nothing
     // sendfile(2), as a Go server copies a file to its socket, goes through splice.
     Fd out{::open((dir + "/copy").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600)};
     off_t from = 0;
@@ -104,15 +96,15 @@ TEST_F(DirectReadsTest, AReaderSeesTheWritesOfAWriterBesideIt) {
     ASSERT_GE(w.fd, 0) << std::strerror(errno);
 
     ASSERT_EQ(::pwrite(w.fd, "written", 7, 50), 7);
-    EXPECT_EQ(pread_str(r.fd, 7, 50), "written");
+    EXPECT_EQ(pread_n(r.fd, 7, 50), "written");
     ASSERT_EQ(::pwrite(w.fd, "x", 1, 3 * 4096), 1);  // a hole from 100 to 12288
-    EXPECT_EQ(pread_str(r.fd, 4096, 4096), std::string(4096, '\0'));
-    EXPECT_EQ(pread_str(r.fd, 10, 3 * 4096), "x");
+    EXPECT_EQ(pread_n(r.fd, 4096, 4096), std::string(4096, '\0'));
+    EXPECT_EQ(pread_n(r.fd, 10, 3 * 4096), "x");
 
     void* m = ::mmap(nullptr, 3 * 4096 + 1, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
     ASSERT_NE(m, MAP_FAILED) << std::strerror(errno);
     std::memcpy(static_cast<char*>(m) + 2 * 4096, "mapped", 6);
-    EXPECT_EQ(pread_str(r.fd, 6, 2 * 4096), "mapped");
+    EXPECT_EQ(pread_n(r.fd, 6, 2 * 4096), "mapped");
     ::munmap(m, 3 * 4096 + 1);
   }
 }
@@ -124,7 +116,7 @@ TEST_F(DirectReadsTest, AReadOnlyOpenWithTruncEmptiesTheFile) {
   {
     Fd r{::open(at("f").c_str(), O_RDONLY | O_TRUNC)};
     ASSERT_GE(r.fd, 0) << std::strerror(errno);
-    EXPECT_EQ(pread_str(r.fd, 100, 0), "");
+    EXPECT_EQ(pread_n(r.fd, 100, 0), "");
   }
   umount();
   mount("--direct-reads");

@@ -52,14 +52,6 @@ void pwrite_all(int fd, const std::string& data, off_t off) {
   ASSERT_EQ(::pwrite(fd, data.data(), data.size(), off), static_cast<ssize_t>(data.size())) << std::strerror(errno);
 }
 
-std::string pread_n(int fd, size_t n, off_t off) {
-  std::string s(n, '\0');
-  ssize_t got = ::pread(fd, s.data(), n, off);
-  EXPECT_GE(got, 0) << std::strerror(errno);
-  s.resize(got < 0 ? 0 : static_cast<size_t>(got));
-  return s;
-}
-
 // Files of awkward sizes read back byte for byte: from the page cache, after the kernel dropped it
 // (every byte through READ), and after a remount with `mount_options`.
 void PosixTest::expect_files_read_back(const std::string& mount_options) {

@@ -17,6 +17,7 @@
 #include <array>
 #include <nlohmann/json.hpp>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -60,6 +61,15 @@ inline std::string read_file(const std::string& path) {
 inline void write_file(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
+}
+
+// Up to `n` bytes at `off`: what pread(2) returned (a failure is a test failure, read as "").
+inline std::string pread_n(int fd, size_t n, off_t off) {
+  std::string s(n, '\0');
+  ssize_t got = ::pread(fd, s.data(), n, off);
+  EXPECT_GE(got, 0) << std::strerror(errno);
+  s.resize(got < 0 ? 0 : static_cast<size_t>(got));
+  return s;
 }
 
 // Lazily unmounts every FUSE mount below `root` (left over by a crashed test).
