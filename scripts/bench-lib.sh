@@ -45,8 +45,10 @@ attach_target() {
   b=$(backing_dir "$t")
   case ${t%-ref} in
     gocryptfs) gocryptfs -q -nosyslog -extpass "echo benchpass" "$b/c" "$m" >>"$WORK/$t.log" 2>&1 ;;
-    cmkfs) "$CMKFS" mount "$b/store" "$m" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
-    cmkfs-direct) "$CMKFS" mount "$b/store" "$m" --direct-reads --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
+    cmkfs|cmkfs-direct)
+      local flags=()
+      [ "${t%-ref}" = cmkfs-direct ] && flags=(--direct-reads)
+      "$CMKFS" mount "$b/store" "$m" "${flags[@]}" --log-file "$b/cmkfs.log" >>"$WORK/$t.log" 2>&1 ;;
   esac
 }
 

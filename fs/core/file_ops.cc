@@ -12,6 +12,9 @@ namespace {
 // repeat below 2^-32 (NIST SP 800-38D, 8.3).
 constexpr uint64_t kMaxChunkWritesPerKey = uint64_t{1} << 32;
 
+// The handle counts each inode keeps (Filesystem::open, new_handle, release) by this.
+bool for_writing(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
+
 }  // namespace
 
 int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale, bool direct_reads) {
@@ -43,8 +46,7 @@ int Filesystem::open(uint64_t ino, int flags, Handle** out, bool* cache_stale, b
   if ((flags & O_TRUNC) && !follower_ && node->snapshot().size > 0) {
     if (int err = resize(*node, 0, access); err != 0) return unheld(err);
   }
-  bool writable = (flags & O_ACCMODE) != O_RDONLY;
-  bool direct = writable ? node->direct_readers > 0 : direct_reads && node->writable_handles == 0;
+  bool direct = for_writing(flags) ? node->direct_readers > 0 : direct_reads && node->writable_handles == 0;
   inodes_.opened(*node);
   *out = new_handle(node, flags, direct);
   (*out)->held = held;
@@ -81,9 +83,8 @@ int Filesystem::follow_open(uint64_t ino, Inode& node, const Keyring::Access& ac
 
 // REQUIRES: node->data_mu held exclusively, or the inode not yet published.
 Handle* Filesystem::new_handle(std::shared_ptr<Inode> node, int flags, bool direct) {
-  bool writable = (flags & O_ACCMODE) != O_RDONLY;
-  node->writable_handles += writable ? 1 : 0;
-  node->direct_readers += direct && !writable ? 1 : 0;
+  node->writable_handles += for_writing(flags) ? 1 : 0;
+  node->direct_readers += direct && !for_writing(flags) ? 1 : 0;
   auto* h = new Handle{std::move(node), flags, std::nullopt, direct};
   std::lock_guard<std::mutex> g(handles_mu_);
   handles_.insert(h);
@@ -198,7 +199,7 @@ void Filesystem::release(Handle* h) {
     std::lock_guard<std::mutex> g(handles_mu_);
     handles_.erase(h);
   }
-  bool writable = (h->flags & O_ACCMODE) != O_RDONLY, direct_reader = h->direct && !writable;
+  bool writable = for_writing(h->flags), direct_reader = h->direct && !writable;
   delete h;
   bool unused;
   std::optional<Id128> moved_hold;
