@@ -20,9 +20,11 @@ Status open_error(int err, const std::string& shown) {
 }  // namespace
 
 Status check_private(const struct stat& st, const std::string& shown, bool dir, bool secret) {
-  if (st.st_uid != ::geteuid()) {
+  // Asked once: cmkfs never changes its user, and every object's open checks it.
+  static const uid_t euid = ::geteuid();
+  if (st.st_uid != euid) {
     return Status::AccessDenied(shown + " is not owned by the user running cmkfs; if it is yours, run: chown -R " +
-                                std::to_string(::geteuid()) + " " + shown);
+                                std::to_string(euid) + " " + shown);
   }
   mode_t forbidden = secret ? 077 : 022;
   if ((st.st_mode & forbidden) != 0) {
@@ -41,8 +43,10 @@ Result<Fd> open_private_dir(int at, const std::string& name, const std::string& 
   return fd;
 }
 
-Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown) {
-  // O_NONBLOCK: a FIFO planted in a file's place must not hang the open.
+Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown, struct stat* opened) {
+  // O_NONBLOCK: a FIFO planted in a file's place must not hang the open. It stays set: a regular
+  // file's reads, writes and locks ignore it (open(2)), so clearing it was a system call per
+  // object opened for nothing.
   Fd fd(::openat(at, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600));
   if (fd.get() < 0) return open_error(errno, shown);
   struct stat st;
@@ -50,9 +54,7 @@ Result<Fd> open_private_file(int at, const std::string& name, int flags, const s
   if (!S_ISREG(st.st_mode)) return Status::AccessDenied(shown + " is not a regular file");
   if (st.st_nlink != 1) return Status::AccessDenied(shown + " has other names (hard links); cmkfs refuses it");
   CMKFS_RETURN_IF_ERROR(check_private(st, shown, false, false));
-  // F_SETFL changes only the status flags (O_APPEND, O_DIRECT, O_NONBLOCK...), which are the
-  // caller's: no F_GETFL needed (one system call less on every object's open).
-  ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  if (opened != nullptr) *opened = st;
   return fd;
 }
 

@@ -20,8 +20,10 @@ Status check_private(const struct stat& st, const std::string& shown, bool dir, 
 // Opens directory `name` under `at` (AT_FDCWD: a path) with O_NOFOLLOW, checked as above.
 Result<Fd> open_private_dir(int at, const std::string& name, const std::string& shown);
 // Opens regular file `name` under `at` with O_NOFOLLOW and `flags` (O_CREAT creates it 0600):
-// refused if it is not a regular file with one link, owned by the caller.
-Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown);
+// refused if it is not a regular file with one link, owned by the caller. `opened`, if given,
+// receives the file's stat as checked.
+Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown,
+                             struct stat* opened = nullptr);
 
 // The text of a file holding a secret (a password, an access key) at `path`: opened as above,
 // unreadable by others, at most `max` bytes (EFBIG past that). The contents are never in an error.

@@ -277,9 +277,8 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
   // the POSIX locks LMDB keeps on it.
   struct stat checked;
   {
-    auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb");
+    auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb", &checked);
     if (!data.ok()) return data.status();
-    if (::fstat(data->get(), &checked) != 0) return Status::IOError(errno, "cannot stat " + s.paths.meta + "/data.mdb");
     auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
     if (!lock.ok()) return lock.status();
   }
