@@ -1,5 +1,11 @@
 // An attacker who can write the backing store, and nothing else, tries to redirect, replace or
 // weaken the store's key. Each attack is refused, and the addresses it plants receive nothing.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
@@ -193,6 +199,57 @@ TEST_F(AttackTest, LinksPlantedInTheStoreAreNotFollowed) {
   stdfs::create_directory(store + "/objects/00");
   ::chmod((store + "/objects/00").c_str(), 0700);
   mount();  // and with the links gone, it mounts
+}
+
+// A FIFO (whose open could wait for a writer) or a hard link to a file elsewhere planted in the
+// store: refused with the reason, by the mount and by fsck, and nothing hangs.
+TEST_F(AttackTest, AFifoOrAHardLinkPlantedInTheStoreIsRefused) {
+  init();
+  mount();
+  write_file(at("f"), "mine");
+  umount();
+  std::string object;
+  for (const auto& e : stdfs::recursive_directory_iterator(store + "/objects")) {
+    if (e.is_regular_file()) object = e.path();
+  }
+  ASSERT_FALSE(object.empty());
+  std::string victim = dir + "/victim";
+  write_file(victim, "precious");
+  struct Case {
+    std::function<void()> plant;
+    std::string says;
+  };
+  for (const Case& c : {Case{[&] { ASSERT_EQ(::mkfifo(object.c_str(), 0600), 0); }, "not a regular file"},
+                        Case{[&] { stdfs::create_hard_link(victim, object); }, "other names"}}) {
+    stdfs::remove(object);
+    c.plant();
+    mount();
+    int fd = ::open(at("f").c_str(), O_RDONLY);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+      char b[16];
+      err = ::read(fd, b, sizeof b) < 0 ? errno : 0;
+      ::close(fd);
+    }
+    EXPECT_NE(err, 0) << c.says;
+    umount();
+    auto r = run("timeout 60 " + cmkfs_binary() + " fsck " + store);
+    EXPECT_NE(r.rc, 0) << r.output;
+    EXPECT_NE(r.rc, 124) << "fsck hung on the planted object";
+    EXPECT_TRUE(says(r, c.says)) << r.output;
+  }
+  EXPECT_EQ(read_file(victim), "precious");
+  // Objects are opened for reading and writing, which a FIFO never blocks; the metadata is
+  // opened for reading only, which would wait for a writer forever.
+  std::string data = store + "/meta/data.mdb";
+  stdfs::rename(data, data + ".saved");
+  ASSERT_EQ(::mkfifo(data.c_str(), 0600), 0);
+  auto r = try_mount();
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_TRUE(says(r, "not a regular file")) << r.output;
+  stdfs::remove(data);
+  stdfs::rename(data + ".saved", data);
+  mount();  // and with the FIFO gone, it mounts
 }
 
 TEST_F(AttackTest, AStoreOthersCanWriteIsRefusedWithTheFix) {
