@@ -91,9 +91,10 @@ class Engine {
   virtual Status renew_holds() = 0;
 };
 
-// LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`.
+// LMDB in directory `dir` (meta_store.cc's notes); group commit reports to `stats`; `held`
+// closed after the environment (MetaStore::open).
 Result<std::unique_ptr<Engine>> open_lmdb_engine(const std::string& dir, bool create, bool read_only,
-                                                 MetaStore::BatchStats* stats);
+                                                 MetaStore::BatchStats* stats, std::vector<Fd> held);
 
 // PostgreSQL (postgres_engine.cc's notes): the store's tables in `schema` ([a-z][a-z0-9_]*) of
 // the database `conninfo` (libpq's connection string) names; create: makes them if missing.

@@ -86,7 +86,7 @@ class LmdbTxn final : public EngineTxn {
 
 class LmdbEngine final : public Engine {
  public:
-  explicit LmdbEngine(MetaStore::BatchStats* stats) : stats_(stats) {}
+  LmdbEngine(MetaStore::BatchStats* stats, std::vector<Fd> held) : stats_(stats), held_(std::move(held)) {}
   ~LmdbEngine() override {
     // Stopped before the pointer is cleared: what runs after the last batch may begin a
     // transaction, which must still find the batcher (and be refused by it).
@@ -131,6 +131,7 @@ class LmdbEngine final : public Engine {
  private:
   friend class LmdbTxn;
   MetaStore::BatchStats* stats_;
+  std::vector<Fd> held_;  // closed after the environment: a member, destroyed after ~LmdbEngine's body
   MDB_env* env_ = nullptr;
   std::unique_ptr<Batcher> batcher_;  // with group commit
   std::mutex own_writer_mu_;          // without: held by a write from its begin to its commit's end
@@ -366,8 +367,8 @@ int note(MDB_txn* txn, int rc) {
 }
 
 Result<std::unique_ptr<Engine>> open_lmdb_engine(const std::string& dir, bool create, bool read_only,
-                                                 MetaStore::BatchStats* stats) {
-  auto engine = std::make_unique<LmdbEngine>(stats);
+                                                 MetaStore::BatchStats* stats, std::vector<Fd> held) {
+  auto engine = std::make_unique<LmdbEngine>(stats, std::move(held));
   CMKFS_RETURN_IF_ERROR(engine->open(dir, create, read_only));
   return std::unique_ptr<Engine>(std::move(engine));
 }

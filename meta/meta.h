@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crypto/base/fd.h"
 #include "crypto/chunk_codec.h"
 #include "crypto/keys.h"
 #include "crypto/base/histogram.h"
@@ -198,8 +199,11 @@ Status check_conninfo(const std::string& conninfo);
 
 class MetaStore {
  public:
-  // Opens (create=true: creates) the LMDB environment in directory `dir`.
-  static Result<std::unique_ptr<MetaStore>> open(const std::string& dir, bool create, bool read_only);
+  // Opens (create=true: creates) the LMDB environment in directory `dir`. `held`: descriptors
+  // closed only after the environment (the caller's own of LMDB's files: closing one earlier
+  // would drop the POSIX locks LMDB keeps on that file).
+  static Result<std::unique_ptr<MetaStore>> open(const std::string& dir, bool create, bool read_only,
+                                                 std::vector<Fd> held = {});
   // Opens (create=true: creates) the store's tables in PostgreSQL: schema `schema` of the
   // database libpq's connection string `conninfo` names (it may carry a password: it is never
   // logged nor put in an error).

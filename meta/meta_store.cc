@@ -17,13 +17,14 @@ std::string_view table_name(Table t) {
   return names[static_cast<int>(t)];
 }
 
-Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool create, bool read_only) {
+Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& dir, bool create, bool read_only,
+                                                   std::vector<Fd> held) {
   std::unique_ptr<MetaStore> store(new MetaStore());
   std::array<uint8_t, 8> origin;
   CMKFS_RETURN_IF_ERROR(crypto::random_bytes(origin));
   store->origin_ = to_hex(origin);
   store->read_only_ = read_only;
-  auto engine = open_lmdb_engine(dir, create, read_only, &store->batch_stats_);
+  auto engine = open_lmdb_engine(dir, create, read_only, &store->batch_stats_, std::move(held));
   if (!engine.ok()) return engine.status();
   store->engine_ = std::move(*engine);
   return store;

@@ -354,6 +354,9 @@ Status Filesystem::ensure_object(Inode& node, const Keyring::Access& access, boo
   auto obj = store_.objects->open(rec.file_id, /*create=*/rec.size == 0 && !follower_);
   if (!obj.ok()) {
     if (obj.status().code() == ENOENT) return Status::Corruption("the object file is missing");
+    // A link, a FIFO or a file with other names in an object's place: damage, as a chunk that
+    // does not authenticate is (EIO, and logged), not the refusal of a revoked key (EACCES).
+    if (obj.status().code() == EACCES) return Status::IOError(EIO, obj.status().message());
     return obj.status();
   }
   // A file the crashed mount was writing may not be as long as its saved size says: chunks

@@ -2,14 +2,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <optional>
-#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -48,7 +49,7 @@ class LocalObjectFile : public ObjectFile {
   }
 
   Status write_at(uint64_t offset, crypto::Bytes data) override {
-    opened_length_.reset();
+    forget_opened_length();
     size_t done = 0;
     while (done < data.size()) {
       ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
@@ -62,14 +63,14 @@ class LocalObjectFile : public ObjectFile {
   }
 
   Status truncate(uint64_t length) override {
-    opened_length_.reset();
+    forget_opened_length();
     if (::ftruncate(fd_, static_cast<off_t>(length)) != 0) return errno_status(errno, "truncating object");
     return Status::Ok();
   }
 
   Result<uint64_t> length() override {
     // Used once: later, another process (a writer beside a follower) may have changed it.
-    if (auto opened = std::exchange(opened_length_, std::nullopt)) return *opened;
+    if (opened_length_fresh_.exchange(false)) return opened_length_;
     struct stat st;
     if (::fstat(fd_, &st) != 0) return errno_status(errno, "stat of object");
     return static_cast<uint64_t>(st.st_size);
@@ -81,20 +82,33 @@ class LocalObjectFile : public ObjectFile {
   }
 
  private:
+  // Writes come from several threads at once (parallel chunks): the flag is atomic, and read
+  // first so that only the first write stores it.
+  void forget_opened_length() {
+    if (opened_length_fresh_.load(std::memory_order_relaxed)) opened_length_fresh_.store(false);
+  }
+
   int fd_;
-  std::optional<uint64_t> opened_length_;
+  const uint64_t opened_length_;
+  std::atomic<bool> opened_length_fresh_{true};
 };
 
 // Every object is opened relative to its directory's descriptor, with O_NOFOLLOW: a link planted
 // in the store (objects/xx -> /etc, or an object -> a file elsewhere) is refused, not followed.
 class LocalObjectStore : public ObjectStore {
  public:
-  LocalObjectStore(Fd objects, std::vector<Fd> subdirs) : objects_(std::move(objects)), subdirs_(std::move(subdirs)) {}
+  LocalObjectStore(Fd objects, std::vector<Fd> subdirs) : objects_(std::move(objects)), subdirs_(std::move(subdirs)) {
+    // O_NONBLOCK is left on an object (one fcntl less per open) unless the objects are on FUSE,
+    // whose READs and WRITEs carry the file's flags to a server that may honour it. Everywhere
+    // else a regular file's reads and writes ignore it.
+    struct statfs fs;
+    keep_nonblock_ = ::fstatfs(objects_.get(), &fs) == 0 && fs.f_type != FUSE_SUPER_MAGIC ? O_NONBLOCK : 0;
+  }
 
   Result<std::unique_ptr<ObjectFile>> open(const Id128& id, bool create) override {
     std::string name = to_hex(id);
     struct stat st;
-    auto fd = open_private_file(subdir(id), name, O_RDWR | (create ? O_CREAT : 0), "object " + name, &st);
+    auto fd = open_private_file(subdir(id), name, O_RDWR | (create ? O_CREAT : 0) | keep_nonblock_, "object " + name, &st);
     if (!fd.ok()) {
       if (fd.status().code() == ENOENT) return Status::NotFound("object " + name + " is missing");
       return fd.status();
@@ -155,6 +169,7 @@ class LocalObjectStore : public ObjectStore {
 
   Fd objects_;
   std::vector<Fd> subdirs_;  // objects/00 .. objects/ff
+  int keep_nonblock_;        // O_NONBLOCK or 0, for every object's open
 };
 
 class UnreachableObjectStore : public ObjectStore {

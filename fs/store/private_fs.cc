@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "crypto/crypto.h"
 
@@ -44,9 +45,7 @@ Result<Fd> open_private_dir(int at, const std::string& name, const std::string& 
 }
 
 Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown, struct stat* opened) {
-  // O_NONBLOCK: a FIFO planted in a file's place must not hang the open. It stays set: a regular
-  // file's reads, writes and locks ignore it (open(2)), so clearing it was a system call per
-  // object opened for nothing.
+  // O_NONBLOCK: a FIFO planted in a file's place must not hang the open.
   Fd fd(::openat(at, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600));
   if (fd.get() < 0) return open_error(errno, shown);
   struct stat st;
@@ -55,7 +54,34 @@ Result<Fd> open_private_file(int at, const std::string& name, int flags, const s
   if (st.st_nlink != 1) return Status::AccessDenied(shown + " has other names (hard links); cmkfs refuses it");
   CMKFS_RETURN_IF_ERROR(check_private(st, shown, false, false));
   if (opened != nullptr) *opened = st;
+  // F_SETFL changes only the status flags (O_APPEND, O_DIRECT, O_NONBLOCK...), which are the
+  // caller's: no F_GETFL needed.
+  if ((flags & O_NONBLOCK) == 0) ::fcntl(fd.get(), F_SETFL, flags);
   return fd;
+}
+
+Result<LinkDirectory> LinkDirectory::make(const std::vector<std::pair<std::string, int>>& links) {
+  std::error_code ec;
+  std::string tmp = std::filesystem::temp_directory_path(ec).string();
+  if (ec) tmp = "/tmp";
+  LinkDirectory d;
+  std::string pattern = tmp + "/cmkfs-links-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) return Status::IOError(errno, "cannot make a directory in " + tmp + ": " + std::strerror(errno));
+  d.path_ = pattern;
+  for (const auto& [name, fd] : links) {
+    std::string target = "/proc/self/fd/" + std::to_string(fd);
+    if (::symlink(target.c_str(), (d.path_ + "/" + name).c_str()) != 0) {
+      return Status::IOError(errno, "cannot make a link in " + d.path_ + ": " + std::strerror(errno));
+    }
+    d.names_.push_back(name);
+  }
+  return d;
+}
+
+LinkDirectory::~LinkDirectory() {
+  if (path_.empty()) return;
+  for (const auto& name : names_) ::unlink((path_ + "/" + name).c_str());
+  ::rmdir(path_.c_str());
 }
 
 Result<std::string> read_secret_file(const std::string& path, size_t max) {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "crypto/base/fd.h"
 #include "crypto/base/status.h"
@@ -21,9 +23,28 @@ Status check_private(const struct stat& st, const std::string& shown, bool dir, 
 Result<Fd> open_private_dir(int at, const std::string& name, const std::string& shown);
 // Opens regular file `name` under `at` with O_NOFOLLOW and `flags` (O_CREAT creates it 0600):
 // refused if it is not a regular file with one link, owned by the caller. `opened`, if given,
-// receives the file's stat as checked.
+// receives the file's stat as checked. It is opened O_NONBLOCK, which stays only if `flags` has it.
 Result<Fd> open_private_file(int at, const std::string& name, int flags, const std::string& shown,
                              struct stat* opened = nullptr);
+
+// A directory of this host's own (0700, made under TMPDIR or /tmp) whose entries link to open
+// descriptors (/proc/self/fd/N), for a library that opens files only by name (LMDB): through it,
+// it opens exactly the files checked, whatever the store's names point at meanwhile. Removed
+// with the object, by which time the library has opened what it needs.
+class LinkDirectory {
+ public:
+  // (name, descriptor) pairs.
+  static Result<LinkDirectory> make(const std::vector<std::pair<std::string, int>>& links);
+  LinkDirectory(LinkDirectory&& o) noexcept : path_(std::exchange(o.path_, "")), names_(std::move(o.names_)) {}
+  LinkDirectory& operator=(LinkDirectory&&) = delete;
+  ~LinkDirectory();
+  const std::string& path() const { return path_; }
+
+ private:
+  LinkDirectory() = default;
+  std::string path_;
+  std::vector<std::string> names_;
+};
 
 // The text of a file holding a secret (a password, an access key) at `path`: opened as above,
 // unreadable by others, at most `max` bytes (EFBIG past that). The contents are never in an error.

@@ -271,18 +271,23 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
     if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
     return meta;
   }
-  // LMDB opens its files by name, creating the lock file: both are made or checked here first
-  // (regular, one link, the user's), and LMDB is given the directory just checked, by descriptor.
-  // The descriptors are closed before LMDB opens: closing one of a file LMDB holds would drop
-  // the POSIX locks LMDB keeps on it.
+  // LMDB opens its two files by name, following links, and creates the lock file; a link swapped
+  // in between a check and that open (a remote store's server can) would have it write its lock
+  // table into any file this user may write. So both are opened and checked here (regular, one
+  // link, the user's), and LMDB opens them through a directory of this host's own whose two
+  // links name those descriptors; they stay open as long as LMDB's (closing one would drop the
+  // POSIX locks LMDB keeps on its file).
   struct stat checked;
-  {
-    auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb", &checked);
-    if (!data.ok()) return data.status();
-    auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
-    if (!lock.ok()) return lock.status();
-  }
-  auto meta = meta::MetaStore::open("/proc/self/fd/" + std::to_string(s.meta_dir_fd), /*create=*/false, read_only);
+  auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb", &checked);
+  if (!data.ok()) return data.status();
+  auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
+  if (!lock.ok()) return lock.status();
+  auto links = LinkDirectory::make({{"data.mdb", data->get()}, {"lock.mdb", lock->get()}});
+  if (!links.ok()) return links.status();
+  std::vector<Fd> held;
+  held.push_back(std::move(*data));
+  held.push_back(std::move(*lock));
+  auto meta = meta::MetaStore::open(links->path(), /*create=*/false, read_only, std::move(held));
   if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
   // And what LMDB opened is the file that was checked.
   struct stat opened;
