@@ -278,7 +278,9 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
   // links name those descriptors; they stay open as long as LMDB's (closing one would drop the
   // POSIX locks LMDB keeps on its file).
   struct stat checked;
-  auto data = open_private_file(s.meta_dir_fd, "data.mdb", O_RDONLY, s.paths.meta + "/data.mdb", &checked);
+  // Opened for writing when LMDB will write: its reopen through the link asks no more than this.
+  auto data = open_private_file(s.meta_dir_fd, "data.mdb", read_only ? O_RDONLY : O_RDWR, s.paths.meta + "/data.mdb",
+                                &checked);
   if (!data.ok()) return data.status();
   auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
   if (!lock.ok()) return lock.status();

@@ -284,6 +284,7 @@ TEST_F(AttackTest, AMetadataFileSwappedForALinkWhileOpeningIsNotFollowed) {
     ASSERT_EQ(::renameat2(meta_fd, "lock.mdb", meta_fd, "swap", RENAME_EXCHANGE), 0);
   }
   ::close(meta_fd);
+  stdfs::remove(meta + "/swap");
   EXPECT_GT(swaps.load(), 1000u);
   EXPECT_EQ(read_file(victim), "precious");
   EXPECT_GT(opened, 0) << "no open got past the check: the race was never run";
