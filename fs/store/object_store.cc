@@ -331,12 +331,16 @@ Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& conf
   return Status(ENOTSUP, "object store kind '" + config.kind + "' is not supported");
 }
 
-Status create_object_dirs(const std::string& objects_dir) {
-  if (::mkdir(objects_dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + objects_dir);
+Status create_object_dirs(int store_dir, const std::string& shown) {
+  if (::mkdirat(store_dir, "objects", 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + shown);
+  auto objects = open_private_dir(store_dir, "objects", shown);
+  if (!objects.ok()) return objects.status();
   for (int i = 0; i < 256; ++i) {
     uint8_t b = static_cast<uint8_t>(i);
-    std::string d = objects_dir + "/" + to_hex(std::span<const uint8_t>(&b, 1));
-    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + d);
+    std::string name = to_hex(std::span<const uint8_t>(&b, 1));
+    if (::mkdirat(objects->get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
+      return errno_status(errno, "mkdir " + shown + "/" + name);
+    }
   }
   return Status::Ok();
 }

@@ -94,8 +94,9 @@ Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& conf
 // still opens for what needs no object (showing its settings, binding it).
 std::unique_ptr<ObjectStore> unreachable_object_store(Status why);
 
-// The directory layout of a local store's objects: creates DIR/objects/00..ff.
-Status create_object_dirs(const std::string& objects_dir);
+// The directory layout of a local store's objects: creates objects/00..ff under the store's
+// directory `store_dir` (open), following no link; `shown` names objects/ in errors.
+Status create_object_dirs(int store_dir, const std::string& shown);
 // The objects of the store whose directory `store_dir` is open: objects/ and its 256
 // subdirectories are opened once, without following links, and must be the caller's own.
 Result<std::unique_ptr<ObjectStore>> open_local_object_store(int store_dir);

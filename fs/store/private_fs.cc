@@ -15,6 +15,7 @@ Status open_error(int err, const std::string& shown) {
   if (err == ELOOP) return Status::AccessDenied(shown + " is a symbolic link; cmkfs follows none in a store");
   if (err == ENOTDIR) return Status::AccessDenied(shown + " is not a directory");
   if (err == ENOENT) return Status::NotFound(shown + " does not exist");
+  if (err == EEXIST) return Status::Exists(shown + " already exists (something else made it meanwhile)");
   return Status::IOError(err, "cannot open " + shown + ": " + std::strerror(err));
 }
 

@@ -76,26 +76,63 @@ Status check_objects_empty(const ObjectsConfig& objects) {
   return Status::Ok();
 }
 
-// A store directory's own parts: meta/ (0700), the lock, and objects/ when they are kept there.
-Status make_store_skeleton(const StorePaths& paths, bool local_objects) {
-  if (::mkdir(paths.meta.c_str(), 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
-  if (local_objects) CMKFS_RETURN_IF_ERROR(create_object_dirs(paths.objects));
-  int lock = ::open(paths.lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (lock < 0) return Status::IOError(errno, "cannot create " + paths.lock);
-  ::close(lock);
-  return Status::Ok();
+// A store directory's own parts: meta/ (0700), the lock, and objects/ when they are kept there,
+// made relative to the store's directory and following no link (the store may be on a server
+// that plants one meanwhile). Returns meta/, open.
+Result<Fd> make_store_skeleton(const StorePaths& paths, bool local_objects) {
+  auto root = open_private_dir(AT_FDCWD, paths.root, paths.root);
+  if (!root.ok()) return root.status();
+  if (::mkdirat(root->get(), "meta", 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
+  auto meta_dir = open_private_dir(root->get(), "meta", paths.meta);
+  if (!meta_dir.ok()) return meta_dir.status();
+  if (local_objects) CMKFS_RETURN_IF_ERROR(create_object_dirs(root->get(), paths.objects));
+  auto lock = open_private_file(root->get(), "lock", O_RDWR | O_CREAT | O_EXCL, paths.lock);
+  if (!lock.ok()) return lock.status();
+  return meta_dir;
 }
 
 // meta/engine.json: which store this directory is, its metadata being elsewhere.
-Status write_engine_marker(const StorePaths& paths, const MetaConfig& meta, const Id128& store_id) {
-  std::string path = paths.meta + "/engine.json";
-  auto marker = open_private_file(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL, path);
+Status write_engine_marker(int meta_dir, const StorePaths& paths, const MetaConfig& meta, const Id128& store_id) {
+  std::string shown = paths.meta + "/engine.json";
+  auto marker = open_private_file(meta_dir, "engine.json", O_WRONLY | O_CREAT | O_EXCL, shown);
   if (!marker.ok()) return marker.status();
   std::string text = engine_marker_json(meta, store_id);
   if (::write(marker->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(marker->get()) != 0) {
-    return Status::IOError(errno, "cannot write " + path);
+    return Status::IOError(errno, "cannot write " + shown);
   }
   return Status::Ok();
+}
+
+// The LMDB metadata in the open directory `meta_dir` (`shown` names it). LMDB opens its two
+// files by name, following links, and creates them; a link swapped in between a check and that
+// open (a remote store's server can) would have it write its pages or lock table into any file
+// this user may write. So both are opened here (created, with `create`: O_EXCL follows no link)
+// and checked (regular, one link, the user's), and LMDB opens them through a directory of this
+// host's own whose two links name those descriptors; they stay open as long as LMDB's (closing
+// one would drop the POSIX locks LMDB keeps on its file).
+Result<std::unique_ptr<meta::MetaStore>> open_lmdb_meta(int meta_dir, const std::string& shown, bool create,
+                                                       bool read_only) {
+  struct stat checked;
+  // Opened for writing when LMDB will write: its reopen through the link asks no more than this.
+  int data_flags = create ? O_RDWR | O_CREAT | O_EXCL : read_only ? O_RDONLY : O_RDWR;
+  auto data = open_private_file(meta_dir, "data.mdb", data_flags, shown + "/data.mdb", &checked);
+  if (!data.ok()) return data.status();
+  auto lock = open_private_file(meta_dir, "lock.mdb", O_RDWR | O_CREAT | (create ? O_EXCL : 0), shown + "/lock.mdb");
+  if (!lock.ok()) return lock.status();
+  auto links = LinkDirectory::make({{"data.mdb", data->get()}, {"lock.mdb", lock->get()}});
+  if (!links.ok()) return Status(links.status().code(), "cannot open the store's metadata: " + links.status().message());
+  std::vector<Fd> held;
+  held.push_back(std::move(*data));
+  held.push_back(std::move(*lock));
+  auto meta = meta::MetaStore::open(links->path(), create, read_only, std::move(held));
+  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+  // And what LMDB opened is the file that was checked.
+  struct stat opened;
+  int fd = (*meta)->data_fd();
+  if (fd < 0 || ::fstat(fd, &opened) != 0 || checked.st_dev != opened.st_dev || checked.st_ino != opened.st_ino) {
+    return Status::AccessDenied(shown + "/data.mdb changed while it was opened");
+  }
+  return meta;
 }
 
 meta::InodeRecord root_inode() {
@@ -212,8 +249,9 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
   made_binding = binding_path(sb.store_id);
 
-  CMKFS_RETURN_IF_ERROR(make_store_skeleton(paths, objects.local()));
-  auto store = meta_config.lmdb() ? meta::MetaStore::open(paths.meta, /*create=*/true, /*read_only=*/false)
+  auto meta_dir = make_store_skeleton(paths, objects.local());
+  if (!meta_dir.ok()) return meta_dir.status();
+  auto store = meta_config.lmdb() ? open_lmdb_meta(meta_dir->get(), paths.meta, /*create=*/true, /*read_only=*/false)
                                   : meta::MetaStore::open_postgres(conninfo, meta_config.schema, true, false);
   if (!store.ok()) return store.status();
   auto txn = (*store)->begin(true, &*keys);
@@ -222,7 +260,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
     if (txn->superblock().ok()) {
       return Status::Exists("PostgreSQL schema " + meta_config.schema + " already holds a store");
     }
-    CMKFS_RETURN_IF_ERROR(write_engine_marker(paths, meta_config, sb.store_id));
+    CMKFS_RETURN_IF_ERROR(write_engine_marker(meta_dir->get(), paths, meta_config, sb.store_id));
   }
   CMKFS_RETURN_IF_ERROR(txn->put_superblock(sb));
   CMKFS_RETURN_IF_ERROR(txn->put_wrapped_dek(sb.dek_generation, wrapped->to_json()));
@@ -259,8 +297,9 @@ Status make_store_directory(const std::string& root, const MetaConfig& meta) {
   auto sb = txn->superblock();
   if (!sb.ok()) return Status(sb.status().code(), "schema " + meta.schema + " holds no store: " + sb.status().message());
   StorePaths paths = StorePaths::of(stdfs::canonical(root).string());
-  CMKFS_RETURN_IF_ERROR(make_store_skeleton(paths, sb->objects.empty()));
-  return write_engine_marker(paths, meta, sb->store_id);
+  auto meta_dir = make_store_skeleton(paths, sb->objects.empty());
+  if (!meta_dir.ok()) return meta_dir.status();
+  return write_engine_marker(meta_dir->get(), paths, meta, sb->store_id);
 }
 
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool read_only) {
@@ -271,33 +310,7 @@ Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& s, bool re
     if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
     return meta;
   }
-  // LMDB opens its two files by name, following links, and creates the lock file; a link swapped
-  // in between a check and that open (a remote store's server can) would have it write its lock
-  // table into any file this user may write. So both are opened and checked here (regular, one
-  // link, the user's), and LMDB opens them through a directory of this host's own whose two
-  // links name those descriptors; they stay open as long as LMDB's (closing one would drop the
-  // POSIX locks LMDB keeps on its file).
-  struct stat checked;
-  // Opened for writing when LMDB will write: its reopen through the link asks no more than this.
-  auto data = open_private_file(s.meta_dir_fd, "data.mdb", read_only ? O_RDONLY : O_RDWR, s.paths.meta + "/data.mdb",
-                                &checked);
-  if (!data.ok()) return data.status();
-  auto lock = open_private_file(s.meta_dir_fd, "lock.mdb", O_RDWR | O_CREAT, s.paths.meta + "/lock.mdb");
-  if (!lock.ok()) return lock.status();
-  auto links = LinkDirectory::make({{"data.mdb", data->get()}, {"lock.mdb", lock->get()}});
-  if (!links.ok()) return links.status();
-  std::vector<Fd> held;
-  held.push_back(std::move(*data));
-  held.push_back(std::move(*lock));
-  auto meta = meta::MetaStore::open(links->path(), /*create=*/false, read_only, std::move(held));
-  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
-  // And what LMDB opened is the file that was checked.
-  struct stat opened;
-  int fd = (*meta)->data_fd();
-  if (fd < 0 || ::fstat(fd, &opened) != 0 || checked.st_dev != opened.st_dev || checked.st_ino != opened.st_ino) {
-    return Status::AccessDenied(s.paths.meta + "/data.mdb changed while it was opened");
-  }
-  return meta;
+  return open_lmdb_meta(s.meta_dir_fd, s.paths.meta, /*create=*/false, read_only);
 }
 
 namespace {

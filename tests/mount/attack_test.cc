@@ -7,7 +7,10 @@
 #include <atomic>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -290,6 +293,42 @@ TEST_F(AttackTest, AMetadataFileSwappedForALinkWhileOpeningIsNotFollowed) {
   EXPECT_GT(opened, 0) << "no open got past the check: the race was never run";
   mount();  // the store is intact
   EXPECT_TRUE(stdfs::exists(meta + "/lock.mdb") && !stdfs::is_symlink(meta + "/lock.mdb"));
+}
+
+// cmkfs init makes the store's files by name in a directory that a remote store's server can
+// write: a link planted in one of those names before init creates it must not have init create
+// or write the file it points at (LMDB creates its two files by name, following links). Raced
+// for real: a thread plants a link in one name per round as fast as it can while init runs.
+TEST_F(AttackTest, ALinkPlantedWhileInitMakesTheStoreIsNotFollowed) {
+  std::string victim = dir + "/victim";
+  write_file(victim, "precious");
+  // What each round's link names, below the store: a new file, or the victim (LMDB's lock table).
+  const std::vector<std::pair<std::string, std::string>> plants = {
+      {"meta/data.mdb", dir + "/made-by-data"}, {"meta/lock.mdb", victim}, {"lock", dir + "/made-by-lock"}};
+  const int rounds = 12;
+  std::atomic<int> round{-1};
+  std::atomic<int> planted{0};
+  std::thread planter([&] {
+    for (int r; (r = round.load()) < rounds;) {
+      if (r < 0) continue;
+      const auto& [name, target] = plants[r % plants.size()];
+      std::string at = dir + "/s" + std::to_string(r) + "/" + name;
+      if (::symlink(target.c_str(), at.c_str()) == 0) planted.fetch_add(1);
+    }
+  });
+  for (int r = 0; r < rounds; ++r) {
+    round = r;
+    auto res = run(cmkfs_binary() + " init " + dir + "/s" + std::to_string(r) + " --local-key-file " + key);
+    if (res.rc != 0) {
+      EXPECT_TRUE(says(res, "already exists")) << res.output;
+    }
+  }
+  round = rounds;
+  planter.join();
+  EXPECT_GT(planted.load(), 0) << "no link was planted: the race was never run";
+  EXPECT_FALSE(stdfs::exists(dir + "/made-by-data"));
+  EXPECT_FALSE(stdfs::exists(dir + "/made-by-lock"));
+  EXPECT_TRUE(read_file(victim) == "precious") << "LMDB wrote its lock table into the victim";
 }
 
 TEST_F(AttackTest, AStoreOthersCanWriteIsRefusedWithTheFix) {
