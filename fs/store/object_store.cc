@@ -332,13 +332,14 @@ Result<std::unique_ptr<ObjectStore>> open_object_store(const ObjectsConfig& conf
 }
 
 Status create_object_dirs(int store_dir, const std::string& shown) {
-  if (::mkdirat(store_dir, "objects", 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + shown);
+  // Made in a store checked empty: a name already there was put there by someone else.
+  if (::mkdirat(store_dir, "objects", 0700) != 0) return errno_status(errno, "mkdir " + shown);
   auto objects = open_private_dir(store_dir, "objects", shown);
   if (!objects.ok()) return objects.status();
   for (int i = 0; i < 256; ++i) {
     uint8_t b = static_cast<uint8_t>(i);
     std::string name = to_hex(std::span<const uint8_t>(&b, 1));
-    if (::mkdirat(objects->get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (::mkdirat(objects->get(), name.c_str(), 0700) != 0) {
       return errno_status(errno, "mkdir " + shown + "/" + name);
     }
   }

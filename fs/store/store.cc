@@ -77,16 +77,14 @@ Status check_objects_empty(const ObjectsConfig& objects) {
 }
 
 // A store directory's own parts: meta/ (0700), the lock, and objects/ when they are kept there,
-// made relative to the store's directory and following no link (the store may be on a server
-// that plants one meanwhile). Returns meta/, open.
-Result<Fd> make_store_skeleton(const StorePaths& paths, bool local_objects) {
-  auto root = open_private_dir(AT_FDCWD, paths.root, paths.root);
-  if (!root.ok()) return root.status();
-  if (::mkdirat(root->get(), "meta", 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
-  auto meta_dir = open_private_dir(root->get(), "meta", paths.meta);
+// made relative to the store's directory `root` (open) and following no link (the store may be
+// on a server that plants one meanwhile). Returns meta/, open.
+Result<Fd> make_store_skeleton(int root, const StorePaths& paths, bool local_objects) {
+  if (::mkdirat(root, "meta", 0700) != 0) return Status::IOError(errno, "mkdir " + paths.meta);
+  auto meta_dir = open_private_dir(root, "meta", paths.meta);
   if (!meta_dir.ok()) return meta_dir.status();
-  if (local_objects) CMKFS_RETURN_IF_ERROR(create_object_dirs(root->get(), paths.objects));
-  auto lock = open_private_file(root->get(), "lock", O_RDWR | O_CREAT | O_EXCL, paths.lock);
+  if (local_objects) CMKFS_RETURN_IF_ERROR(create_object_dirs(root, paths.objects));
+  auto lock = open_private_file(root, "lock", O_RDWR | O_CREAT | O_EXCL, paths.lock);
   if (!lock.ok()) return lock.status();
   return meta_dir;
 }
@@ -168,20 +166,32 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   std::string root = stdfs::canonical(opts.store).string();
   StorePaths paths = StorePaths::of(root);
   // A failed init leaves nothing it made: the directories it created (or, when the store's was
-  // there and empty, what was put in it), a key file it created, its binding.
+  // there and empty, what was put in it), a key file it created, its binding. What was put in it
+  // is removed through the directory opened here, not by its name, which could meanwhile be a
+  // link to a directory of the user's (remove_all itself follows no link below it).
   std::string made_key_file, made_binding;
   bool done = false;
+  Fd root_dir;
   struct Undo {
     std::function<void()> fn;
     ~Undo() { fn(); }
   } undo{[&] {
     if (done) return;
     std::error_code e;
-    if (!made_top.empty()) stdfs::remove_all(made_top, e);
-    else for (const auto& entry : stdfs::directory_iterator(root, e)) stdfs::remove_all(entry.path(), e);
+    if (!made_top.empty()) {
+      stdfs::remove_all(made_top, e);
+    } else if (root_dir.get() >= 0) {
+      std::string opened = "/proc/self/fd/" + std::to_string(root_dir.get());
+      for (const auto& entry : stdfs::directory_iterator(opened, e)) stdfs::remove_all(entry.path(), e);
+    }
     if (!made_key_file.empty()) stdfs::remove(made_key_file, e);
     if (!made_binding.empty()) stdfs::remove(made_binding, e);
   }};
+  {
+    auto opened = open_private_dir(AT_FDCWD, root, root);
+    if (!opened.ok()) return opened.status();
+    root_dir = std::move(*opened);
+  }
 
   meta::Superblock sb;
   CMKFS_RETURN_IF_ERROR(crypto::random_bytes(sb.store_id));
@@ -249,7 +259,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
   CMKFS_RETURN_IF_ERROR(save_binding(binding));
   made_binding = binding_path(sb.store_id);
 
-  auto meta_dir = make_store_skeleton(paths, objects.local());
+  auto meta_dir = make_store_skeleton(root_dir.get(), paths, objects.local());
   if (!meta_dir.ok()) return meta_dir.status();
   auto store = meta_config.lmdb() ? open_lmdb_meta(meta_dir->get(), paths.meta, /*create=*/true, /*read_only=*/false)
                                   : meta::MetaStore::open_postgres(conninfo, meta_config.schema, true, false);
@@ -297,7 +307,9 @@ Status make_store_directory(const std::string& root, const MetaConfig& meta) {
   auto sb = txn->superblock();
   if (!sb.ok()) return Status(sb.status().code(), "schema " + meta.schema + " holds no store: " + sb.status().message());
   StorePaths paths = StorePaths::of(stdfs::canonical(root).string());
-  auto meta_dir = make_store_skeleton(paths, sb->objects.empty());
+  auto root_dir = open_private_dir(AT_FDCWD, paths.root, paths.root);
+  if (!root_dir.ok()) return root_dir.status();
+  auto meta_dir = make_store_skeleton(root_dir->get(), paths, sb->objects.empty());
   if (!meta_dir.ok()) return meta_dir.status();
   return write_engine_marker(meta_dir->get(), paths, meta, sb->store_id);
 }

@@ -307,25 +307,30 @@ TEST_F(AttackTest, ALinkPlantedWhileInitMakesTheStoreIsNotFollowed) {
       {"meta/data.mdb", dir + "/made-by-data"}, {"meta/lock.mdb", victim}, {"lock", dir + "/made-by-lock"}};
   const int rounds = 12;
   std::atomic<int> round{-1};
-  std::atomic<int> planted{0};
+  std::atomic<int> planted[3] = {0, 0, 0};
   std::thread planter([&] {
     for (int r; (r = round.load()) < rounds;) {
       if (r < 0) continue;
       const auto& [name, target] = plants[r % plants.size()];
       std::string at = dir + "/s" + std::to_string(r) + "/" + name;
-      if (::symlink(target.c_str(), at.c_str()) == 0) planted.fetch_add(1);
+      if (::symlink(target.c_str(), at.c_str()) == 0) planted[r % plants.size()].fetch_add(1);
     }
   });
+  int refused[3] = {0, 0, 0};
   for (int r = 0; r < rounds; ++r) {
     round = r;
     auto res = run(cmkfs_binary() + " init " + dir + "/s" + std::to_string(r) + " --local-key-file " + key);
     if (res.rc != 0) {
-      EXPECT_TRUE(says(res, "already exists")) << res.output;
+      EXPECT_TRUE(says(res, plants[r % plants.size()].first + " already exists")) << res.output;
+      ++refused[r % plants.size()];
     }
   }
   round = rounds;
   planter.join();
-  EXPECT_GT(planted.load(), 0) << "no link was planted: the race was never run";
+  for (size_t k = 0; k < plants.size(); ++k) {
+    EXPECT_GT(planted[k].load(), 0) << "no link planted as " << plants[k].first << ": that race was never run";
+    EXPECT_GT(refused[k], 0) << "no init refused a link planted as " << plants[k].first;
+  }
   EXPECT_FALSE(stdfs::exists(dir + "/made-by-data"));
   EXPECT_FALSE(stdfs::exists(dir + "/made-by-lock"));
   EXPECT_TRUE(read_file(victim) == "precious") << "LMDB wrote its lock table into the victim";
