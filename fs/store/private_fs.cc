@@ -68,11 +68,17 @@ Result<LinkDirectory> LinkDirectory::make(const std::vector<std::pair<std::strin
   LinkDirectory d;
   std::string pattern = tmp + "/cmkfs-links-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) return Status::IOError(errno, "cannot make a directory in " + tmp + ": " + std::strerror(errno));
-  d.path_ = pattern;
+  d.made_ = pattern;
+  // Whoever else may write TMPDIR could have put a directory of theirs in its place meanwhile:
+  // one not this user's own, or with links of its own (the links below are made O_EXCL).
+  auto dir = open_private_dir(AT_FDCWD, pattern, pattern);
+  if (!dir.ok()) return dir.status();
+  d.dir_ = std::move(*dir);
+  d.path_ = "/proc/self/fd/" + std::to_string(d.dir_.get());
   for (const auto& [name, fd] : links) {
     std::string target = "/proc/self/fd/" + std::to_string(fd);
-    if (::symlink(target.c_str(), (d.path_ + "/" + name).c_str()) != 0) {
-      return Status::IOError(errno, "cannot make a link in " + d.path_ + ": " + std::strerror(errno));
+    if (::symlinkat(target.c_str(), d.dir_.get(), name.c_str()) != 0) {
+      return Status::IOError(errno, "cannot make a link in " + pattern + ": " + std::strerror(errno));
     }
     d.names_.push_back(name);
   }
@@ -80,9 +86,11 @@ Result<LinkDirectory> LinkDirectory::make(const std::vector<std::pair<std::strin
 }
 
 LinkDirectory::~LinkDirectory() {
-  if (path_.empty()) return;
-  for (const auto& name : names_) ::unlink((path_ + "/" + name).c_str());
-  ::rmdir(path_.c_str());
+  if (dir_.get() >= 0) {
+    for (const auto& name : names_) ::unlinkat(dir_.get(), name.c_str(), 0);
+  }
+  // By name: only an empty directory goes, so a directory swapped in meanwhile loses nothing.
+  if (!made_.empty()) ::rmdir(made_.c_str());
 }
 
 Result<std::string> read_secret_file(const std::string& path, size_t max) {

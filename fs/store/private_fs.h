@@ -29,19 +29,25 @@ Result<Fd> open_private_file(int at, const std::string& name, int flags, const s
 
 // A directory of this host's own (0700, made under TMPDIR or /tmp) whose entries link to open
 // descriptors (/proc/self/fd/N), for a library that opens files only by name (LMDB): through it,
-// it opens exactly the files checked, whatever the store's names point at meanwhile. Removed
-// with the object, by which time the library has opened what it needs.
+// it opens exactly the files checked, whatever the store's names point at meanwhile. The
+// directory is held open and named by its descriptor too (path()), so a TMPDIR that others may
+// write cannot have it renamed away and replaced. Removed with the object, by which time the
+// library has opened what it needs.
 class LinkDirectory {
  public:
   // (name, descriptor) pairs.
   static Result<LinkDirectory> make(const std::vector<std::pair<std::string, int>>& links);
-  LinkDirectory(LinkDirectory&& o) noexcept : path_(std::exchange(o.path_, "")), names_(std::move(o.names_)) {}
+  LinkDirectory(LinkDirectory&& o) noexcept
+      : dir_(std::move(o.dir_)), made_(std::exchange(o.made_, "")), path_(std::move(o.path_)), names_(std::move(o.names_)) {}
   LinkDirectory& operator=(LinkDirectory&&) = delete;
   ~LinkDirectory();
+  // /proc/self/fd/N: the directory made, whatever its name in TMPDIR names now.
   const std::string& path() const { return path_; }
 
  private:
   LinkDirectory() = default;
+  Fd dir_;
+  std::string made_;  // its name in TMPDIR, removed at the end if still there and empty
   std::string path_;
   std::vector<std::string> names_;
 };

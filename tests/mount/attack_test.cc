@@ -295,6 +295,50 @@ TEST_F(AttackTest, AMetadataFileSwappedForALinkWhileOpeningIsNotFollowed) {
   EXPECT_TRUE(stdfs::exists(meta + "/lock.mdb") && !stdfs::is_symlink(meta + "/lock.mdb"));
 }
 
+// The directory of links through which LMDB opens the metadata is made in TMPDIR, which others
+// may be able to write (a shared directory without the sticky bit): a directory of theirs
+// exchanged for it while LMDB opens its files must not have LMDB follow their link (the lock
+// table written into another file). Raced for real: a thread exchanges every such directory with
+// one whose lock.mdb links to a victim, as fast as it can, while cmkfs opens the store.
+TEST_F(AttackTest, ALinkDirectoryExchangedInTmpdirIsNotFollowed) {
+  init();
+  std::string victim = dir + "/victim";
+  write_file(victim, "precious");
+  std::string tmp = dir + "/tmp";
+  stdfs::create_directory(tmp);
+  ::chmod(tmp.c_str(), 0777);  // writable by all, and no sticky bit
+  stdfs::create_directory(tmp + "/evil");
+  int tmp_fd = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY);
+  int evil_fd = ::open((tmp + "/evil").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(tmp_fd, 0);
+  ASSERT_GE(evil_fd, 0);
+  std::string data = store + "/meta/data.mdb";
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> swaps{0};
+  std::thread swapper([&] {
+    while (!stop.load()) {
+      // cmkfs removes the links of whichever directory has its name when it is done.
+      ::symlinkat(data.c_str(), evil_fd, "data.mdb");
+      ::symlinkat(victim.c_str(), evil_fd, "lock.mdb");
+      for (const auto& e : stdfs::directory_iterator(tmp, stdfs::directory_options::skip_permission_denied)) {
+        std::string name = e.path().filename();
+        if (name.rfind("cmkfs-links-", 0) != 0) continue;
+        if (::renameat2(tmp_fd, name.c_str(), tmp_fd, "evil", RENAME_EXCHANGE) == 0) swaps.fetch_add(1);
+      }
+    }
+  });
+  int opened = 0;
+  for (int i = 0; i < 40; ++i) opened += run("TMPDIR=" + tmp + " " + cmkfs_binary() + " fsck " + store).rc == 0;
+  stop = true;
+  swapper.join();
+  ::close(evil_fd);
+  ::close(tmp_fd);
+  EXPECT_GT(swaps.load(), 100u);
+  EXPECT_TRUE(read_file(victim) == "precious") << "LMDB wrote its lock table into the victim";
+  EXPECT_GT(opened, 0) << "no open got past the check: the race was never run";
+  mount();  // the store is intact
+}
+
 // cmkfs init makes the store's files by name in a directory that a remote store's server can
 // write: a link planted in one of those names before init creates it must not have init create
 // or write the file it points at (LMDB creates its two files by name, following links). Raced
