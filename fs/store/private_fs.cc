@@ -73,10 +73,15 @@ Result<LinkDirectory> LinkDirectory::make(const std::vector<std::pair<std::strin
   // one not this user's own, or with links of its own (the links below are made O_EXCL).
   auto dir = open_private_dir(AT_FDCWD, pattern, pattern);
   if (!dir.ok()) return dir.status();
+  struct stat st;
+  if (::fstat(dir->get(), &st) != 0) return Status::IOError(errno, "cannot stat " + pattern);
+  CMKFS_RETURN_IF_ERROR(check_private(st, pattern, /*dir=*/true, /*secret=*/true));  // 0700, as made
   d.dir_ = std::move(*dir);
-  d.path_ = "/proc/self/fd/" + std::to_string(d.dir_.get());
+  // thread-self: this thread's descriptors, whichever thread opens the files and whatever the
+  // main thread has done meanwhile.
+  d.path_ = "/proc/thread-self/fd/" + std::to_string(d.dir_.get());
   for (const auto& [name, fd] : links) {
-    std::string target = "/proc/self/fd/" + std::to_string(fd);
+    std::string target = "/proc/thread-self/fd/" + std::to_string(fd);
     if (::symlinkat(target.c_str(), d.dir_.get(), name.c_str()) != 0) {
       return Status::IOError(errno, "cannot make a link in " + pattern + ": " + std::strerror(errno));
     }

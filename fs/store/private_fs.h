@@ -28,7 +28,7 @@ Result<Fd> open_private_file(int at, const std::string& name, int flags, const s
                              struct stat* opened = nullptr);
 
 // A directory of this host's own (0700, made under TMPDIR or /tmp) whose entries link to open
-// descriptors (/proc/self/fd/N), for a library that opens files only by name (LMDB): through it,
+// descriptors (/proc/thread-self/fd/N), for a library that opens files only by name (LMDB): through it,
 // it opens exactly the files checked, whatever the store's names point at meanwhile. The
 // directory is held open and named by its descriptor too (path()), so a TMPDIR that others may
 // write cannot have it renamed away and replaced. Removed with the object, by which time the
@@ -41,7 +41,8 @@ class LinkDirectory {
       : dir_(std::move(o.dir_)), made_(std::exchange(o.made_, "")), path_(std::move(o.path_)), names_(std::move(o.names_)) {}
   LinkDirectory& operator=(LinkDirectory&&) = delete;
   ~LinkDirectory();
-  // /proc/self/fd/N: the directory made, whatever its name in TMPDIR names now.
+  // /proc/thread-self/fd/N: the directory made, whatever its name in TMPDIR names now. For the
+  // thread that made it only.
   const std::string& path() const { return path_; }
 
  private:

@@ -123,7 +123,14 @@ Result<std::unique_ptr<meta::MetaStore>> open_lmdb_meta(int meta_dir, const std:
   held.push_back(std::move(*data));
   held.push_back(std::move(*lock));
   auto meta = meta::MetaStore::open(links->path(), create, read_only, std::move(held));
-  if (!meta.ok()) return Status(meta.status().code(), "cannot open the store's metadata: " + meta.status().message());
+  if (!meta.ok()) {
+    // LMDB's messages name the path it was given: the user knows the store's.
+    std::string message = meta.status().message();
+    for (size_t at = 0; (at = message.find(links->path(), at)) != std::string::npos; at += shown.size()) {
+      message.replace(at, links->path().size(), shown);
+    }
+    return Status(meta.status().code(), "cannot open the store's metadata: " + message);
+  }
   // And what LMDB opened is the file that was checked.
   struct stat opened;
   int fd = (*meta)->data_fd();
