@@ -120,7 +120,8 @@ Status TarReader::header(const uint8_t* b) {
   if (!checksum_ok(b)) return bad("header checksum mismatch", at);
   char type = b[156] == 0 ? '0' : static_cast<char>(b[156]);
   auto size = number(b, 124, 12);
-  if (!size) return bad("malformed size", at);
+  // Base-256 reaches 2^64 - 1, where the data and its padding would wrap to nothing.
+  if (!size || *size > (UINT64_MAX >> 1)) return bad("malformed size", at);
   if (type == 'L' || type == 'K' || type == 'x' || type == 'g') {
     if (*size > kMaxExtendedHeader) return bad("extended header too large", at);
     collect_ = *size;

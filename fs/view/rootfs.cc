@@ -38,25 +38,37 @@ const RootfsNode* Rootfs::find(std::string_view path) const {
     path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
     if (!S_ISDIR(node->mode)) return nullptr;
     auto it = node->children.find(std::string(part));
-    if (it == node->children.end()) return nullptr;
+    if (it == node->children.end() || !it->second) return nullptr;
     node = it->second.get();
   }
   return node;
 }
 
-std::shared_ptr<const Rootfs> Rootfs::apply(const std::vector<std::shared_ptr<oci::LayerIndex>>& layers) {
+Result<std::shared_ptr<const Rootfs>> Rootfs::apply(const std::vector<std::shared_ptr<oci::LayerIndex>>& layers,
+                                                    const RootfsLimits& limits) {
   auto fs = std::make_shared<Rootfs>();
   fs->layers_ = layers;
+  size_t nodes = 0;
+  auto too_large = [&](const std::string& what) {
+    return Status(EFBIG, "an image of more than " + what + " is not viewed");
+  };
+  auto make_node = [&]() -> std::shared_ptr<RootfsNode> {
+    if (++nodes > limits.nodes) return nullptr;
+    return std::make_shared<RootfsNode>();
+  };
+  bool over = false;  // a node was refused: the image is not viewed
   // The directory at `path`, made (as 0755 root) where missing; nullptr when a non-directory is
-  // in the way.
+  // in the way or the limit is reached.
   std::function<RootfsNode*(std::string_view)> dir = [&](std::string_view path) -> RootfsNode* {
     if (path.empty()) return fs->root_.get();
     auto [parent_path, name] = split_last(path);
     RootfsNode* parent = dir(parent_path);
     if (parent == nullptr) return nullptr;
-    auto& slot = parent->children[std::string(name)];
-    if (!slot) slot = std::make_shared<RootfsNode>();
-    return S_ISDIR(slot->mode) ? slot.get() : nullptr;
+    auto it = parent->children.find(std::string(name));
+    if (it != parent->children.end()) return S_ISDIR(it->second->mode) ? it->second.get() : nullptr;
+    auto made = make_node();
+    if (!made) return over = true, nullptr;
+    return parent->children.emplace(std::string(name), std::move(made)).first->second.get();
   };
   auto lookup = [&](std::string_view path) -> std::shared_ptr<RootfsNode> {
     auto [parent_path, name] = split_last(path);
@@ -76,6 +88,9 @@ std::shared_ptr<const Rootfs> Rootfs::apply(const std::vector<std::shared_ptr<oc
       else parent->children.erase(std::string(name.substr(kWhiteout.size())));
     }
     for (const auto& e : layers[l]->entries) {
+      bool known = e.type == '0' || e.type == '1' || e.type == '2' || e.type == '3' || e.type == '4' ||
+                   e.type == '5' || e.type == '6';
+      if (!known) continue;  // GNU sparse files, volume labels...: nothing a runtime unpacks
       if (e.path.empty()) {  // "./": the root's own attributes
         if (e.type != '5') continue;
         RootfsNode& r = *fs->root_;
@@ -85,22 +100,24 @@ std::shared_ptr<const Rootfs> Rootfs::apply(const std::vector<std::shared_ptr<oc
       auto [parent_path, name] = split_last(e.path);
       if (name.substr(0, kWhiteout.size()) == kWhiteout) continue;
       RootfsNode* parent = dir(parent_path);
+      if (over) return too_large(std::to_string(limits.nodes) + " files and directories");
       if (parent == nullptr) continue;
-      auto& slot = parent->children[std::string(name)];
+      // Looked up before anything is put in the entry's place: a hard link may name a path
+      // through its own name.
       if (e.type == '1') {  // a hard link: another name for the node the target names now
         auto target = lookup(e.link);
-        if (target && !S_ISDIR(target->mode)) slot = target;
-        else if (!slot) parent->children.erase(std::string(name));
+        if (target && !S_ISDIR(target->mode)) parent->children[std::string(name)] = std::move(target);
         continue;
       }
       uint32_t type = type_bits(e.type);
-      if (e.type != '0' && e.type != '2' && e.type != '3' && e.type != '4' && e.type != '5' && e.type != '6') continue;
-      if (type == S_IFDIR && slot && S_ISDIR(slot->mode)) {  // a directory again: new attributes, same entries
-        slot->mode = S_IFDIR | e.mode;
-        slot->uid = e.uid, slot->gid = e.gid, slot->mtime = e.mtime, slot->mtime_nsec = e.mtime_nsec;
+      auto it = parent->children.find(std::string(name));
+      if (type == S_IFDIR && it != parent->children.end() && S_ISDIR(it->second->mode)) {
+        RootfsNode& d = *it->second;  // a directory again: new attributes, same entries
+        d.mode = S_IFDIR | e.mode, d.uid = e.uid, d.gid = e.gid, d.mtime = e.mtime, d.mtime_nsec = e.mtime_nsec;
         continue;
       }
-      auto node = std::make_shared<RootfsNode>();
+      auto node = make_node();
+      if (!node) return too_large(std::to_string(limits.nodes) + " files and directories");
       node->mode = type | e.mode;
       node->uid = e.uid, node->gid = e.gid, node->mtime = e.mtime, node->mtime_nsec = e.mtime_nsec;
       node->size = type == S_IFREG ? e.size : type == S_IFLNK ? e.link.size() : 0;
@@ -108,28 +125,37 @@ std::shared_ptr<const Rootfs> Rootfs::apply(const std::vector<std::shared_ptr<oc
       node->rdev = makedev(e.dev_major, e.dev_minor);
       node->layer = l;
       node->offset = e.offset;
-      slot = std::move(node);
+      parent->children[std::string(name)] = std::move(node);
     }
   }
   // Link counts and each node's first name, in name order.
   std::unordered_map<const RootfsNode*, uint32_t> names;
-  std::function<void(RootfsNode&, const std::string&)> walk = [&](RootfsNode& n, const std::string& path) {
+  size_t path_bytes = 0, link_bytes = 0;
+  std::function<bool(RootfsNode&, const std::string&)> walk = [&](RootfsNode& n, const std::string& path) {
     uint32_t subdirs = 0;
     for (auto& [name, child] : n.children) {
       std::string p = path.empty() ? name : path + "/" + name;
-      if (names[child.get()]++ == 0) child->path = p;
+      path_bytes += name.size();
+      if (names[child.get()]++ == 0) {
+        path_bytes += p.size(), link_bytes += child->link.size();
+        if (path_bytes > limits.path_bytes) return false;
+        child->path = p;
+      }
       if (S_ISDIR(child->mode)) {
         ++subdirs;
-        walk(*child, p);
+        if (!walk(*child, p)) return false;
       }
     }
     n.nlink = 2 + subdirs;
+    return true;
   };
-  walk(*fs->root_, "");
+  if (!walk(*fs->root_, "")) return too_large(std::to_string(limits.path_bytes >> 20) + " MiB of paths");
   for (auto& [node, count] : names) {
     if (!S_ISDIR(node->mode)) const_cast<RootfsNode*>(node)->nlink = count;
   }
-  return fs;
+  // A node, its control block and its place in its parent's map; its names and link.
+  fs->memory_ = names.size() * (sizeof(RootfsNode) + 112) + path_bytes + link_bytes;
+  return std::shared_ptr<const Rootfs>(std::move(fs));
 }
 
 }  // namespace cmkfs::fs::view

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crypto/base/status.h"
 #include "fs/oci/oci.h"
 
 namespace cmkfs::fs::view {
@@ -31,18 +32,30 @@ struct RootfsNode {
   std::map<std::string, std::shared_ptr<RootfsNode>> children;
 };
 
+// What one image's filesystem may hold: the layers are hostile, and a layer of a few megabytes
+// can name millions of directories (every path up to 4 KiB makes its parents) whose paths sum to
+// gigabytes. Past either, the image is not viewed (EFBIG).
+struct RootfsLimits {
+  size_t nodes = size_t{1} << 20;          // files, links and directories made, about 300 bytes each
+  size_t path_bytes = size_t{128} << 20;   // every node's first name, in full
+};
+
 class Rootfs {
  public:
   // Applies `layers` (lowest first). Entries that cannot apply (a hard link to nothing, a path
-  // through a non-directory) are skipped, as runtimes do.
-  static std::shared_ptr<const Rootfs> apply(const std::vector<std::shared_ptr<oci::LayerIndex>>& layers);
+  // through a non-directory, a type no runtime makes) are skipped, as runtimes do.
+  static Result<std::shared_ptr<const Rootfs>> apply(const std::vector<std::shared_ptr<oci::LayerIndex>>& layers,
+                                                     const RootfsLimits& limits = {});
   // The node at `path` ("" for the root), or nullptr.
   const RootfsNode* find(std::string_view path) const;
   const std::vector<std::shared_ptr<oci::LayerIndex>>& layers() const { return layers_; }
+  // Bytes held, about: what a cache of them counts.
+  size_t memory() const { return memory_; }
 
  private:
   std::shared_ptr<RootfsNode> root_ = std::make_shared<RootfsNode>();
   std::vector<std::shared_ptr<oci::LayerIndex>> layers_;
+  size_t memory_ = 0;
 };
 
 }  // namespace cmkfs::fs::view

@@ -643,10 +643,14 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
     layers.push_back(*index);
   }
   auto fs = view::Rootfs::apply(layers);
+  if (!fs.ok()) {
+    spdlog::error("view: image {}: {}", manifest.str(), fs.status().message());
+    return fs.status();
+  }
   std::lock_guard<std::mutex> g(mu_);
-  for (const auto& l : layers) layer_memory_ += l->entries.size() * sizeof(view::RootfsNode);  // its nodes, about
-  rootfs_[manifest.hex] = fs;
-  return fs;
+  layer_memory_ += (*fs)->memory();
+  rootfs_[manifest.hex] = *fs;
+  return *fs;
 }
 
 void RegistryView::release(File* f) {

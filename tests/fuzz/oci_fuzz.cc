@@ -1,5 +1,6 @@
 // What the registry view reads from a store: manifests and indexes, link files (digests),
-// repository and tag names, and layers: tar archives, plain or in gzip streams.
+// repository and tag names, and layers: tar archives, plain or in gzip streams, and the image
+// filesystem their entries make.
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -8,6 +9,7 @@
 #include "fs/oci/oci.h"
 #include "fs/oci/tar.h"
 #include "fs/oci/zstd_index.h"
+#include "fs/view/rootfs.h"
 
 using namespace cmkfs;
 
@@ -29,6 +31,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)tar.finish();
   for (const auto& e : tar.entries()) {
     if (e.path == ".." || e.path.rfind("../", 0) == 0 || e.path.find("/../") != std::string::npos) __builtin_trap();
+  }
+  // The entries as a layer, twice (the second over the first: whiteouts, links to below).
+  auto layer = std::make_shared<oci::LayerIndex>();
+  layer->entries = tar.entries();
+  if (auto fs = fs::view::Rootfs::apply({layer, layer}, {.nodes = 1 << 16, .path_bytes = 16 << 20}); fs.ok()) {
+    for (const auto& e : layer->entries) {
+      const fs::view::RootfsNode* n = (*fs)->find(e.path);
+      if (n != nullptr && n->path.empty() && !e.path.empty()) __builtin_trap();  // every node has its name
+    }
   }
   oci::ReadAt read = [&](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
     *n = off >= size ? 0 : std::min<size_t>(len, size - off);

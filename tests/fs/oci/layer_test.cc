@@ -129,6 +129,21 @@ TEST(TarTest, HostileArchivesAreErrors) {
   std::snprintf(reinterpret_cast<char*>(huge_size.data() + 124), 12, "%011o", 077777777u);
   TarReader r4;
   EXPECT_FALSE(r4.feed(huge_size.data(), huge_size.size()).ok() && r4.finish().ok());
+  // A base-256 size of 2^64 - 1: with its padding it wrapped to nothing, and the file's "data"
+  // was read as the next headers.
+  Bytes wraps;
+  tar_entry(&wraps, "f", '0');
+  std::memset(wraps.data() + 124, 0, 4);
+  wraps[124] = 0x80;
+  std::memset(wraps.data() + 128, 0xff, 8);
+  std::memset(wraps.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (size_t i = 0; i < 512; ++i) sum += wraps[i];
+  std::snprintf(reinterpret_cast<char*>(wraps.data() + 148), 8, "%06o", sum);
+  tar_entry(&wraps, "g", '0', "data");
+  tar_end(&wraps);
+  TarReader r5;
+  EXPECT_FALSE(parse(wraps, &r5).ok());
 }
 
 // A PAX header whose records are `records` ("size=...\n" lines with their lengths).
