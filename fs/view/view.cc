@@ -315,8 +315,7 @@ Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci
   }
   std::lock_guard<std::mutex> g(mu_);
   images_[digest.hex] = img;
-  verified_[digest.hex] = {blob.ino(), blob.rec().size, blob.rec().ctime.sec * 1000000000LL + blob.rec().ctime.nsec,
-                           to_hex(blob.rec().file_id)};
+  blob_matched(digest, blob.rec());
   return std::shared_ptr<const Image>(img);
 }
 
@@ -487,14 +486,20 @@ int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn) {
   return 0;
 }
 
+RegistryView::BlobStamp RegistryView::stamp_of(const meta::InodeRecord& rec) {
+  return {rec.ino, rec.size, rec.ctime.sec * 1000000000LL + rec.ctime.nsec, to_hex(rec.file_id)};
+}
+
+void RegistryView::blob_matched(const oci::Digest& d, const meta::InodeRecord& rec) {
+  verified_[{d.hex, rec.ino}] = stamp_of(rec);
+}
+
 // Hashes the whole blob through `h` unless it was found to match since it last changed.
 Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec) {
-  // The blob as it is now: a write or a utimensat moves ctime, a replacement the object.
-  auto stamp = std::make_tuple(rec.ino, rec.size, rec.ctime.sec * 1000000000LL + rec.ctime.nsec, to_hex(rec.file_id));
   {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = verified_.find(d.hex);
-    if (it != verified_.end() && it->second == stamp) return Status::Ok();
+    auto it = verified_.find({d.hex, rec.ino});
+    if (it != verified_.end() && it->second == stamp_of(rec)) return Status::Ok();
   }
   crypto::Sha256 sha;
   std::vector<uint8_t> buf(1 << 20);
@@ -512,7 +517,7 @@ Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::In
     return Status(EIO, "blob " + d.str() + " does not match its digest");
   }
   std::lock_guard<std::mutex> g(mu_);
-  verified_[d.hex] = stamp;
+  blob_matched(d, rec);
   return Status::Ok();
 }
 
@@ -553,6 +558,13 @@ int RegistryView::open_rootfs_file(const Node& node, File** out) {
   if (int err = view::walk_from_root(fs_, blob_path(node.layout, blob), &f->blob); err != 0) return err;
   if (f->blob.rec().size != f->layer->blob_size) return EIO;  // not the blob indexed
   if (int err = fs_.open(f->blob.ino(), O_RDONLY, &f->handle); err != 0) return err;
+  // The bytes served must be the digest's: the blob indexed may have changed since, or this
+  // image's layout may hold another file of the same name and size (the index is by digest).
+  // Free when it is the file indexed, unchanged.
+  if (Status s = verify_blob(blob, f->handle, f->blob.rec()); !s.ok()) {
+    fs_.release(f->handle);
+    return s.code();
+  }
   *out = f.release();
   return 0;
 }
@@ -608,6 +620,7 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
   spdlog::info("view: indexed layer {}: {} entries, {} bytes in {:.2f} s", d.str(), (*index)->entries.size(),
                (*index)->blob_size, secs);
   std::lock_guard<std::mutex> g(mu_);
+  blob_matched(d, blob.rec());  // the index build checked its digest
   layer_memory_ += (*index)->memory();
   if (layer_memory_ > kMaxLayerMemory) {  // crude, and enough: images in use are rebuilt
     layers_.clear();

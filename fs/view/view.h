@@ -76,6 +76,11 @@ class RegistryView {
   struct Node;     // what a view path names
   struct Catalog;  // the registry's names, from one scan
   struct Image;    // a parsed manifest
+  // A blob file as it is now: (store inode, size, ctime, object). A write or a utimensat moves
+  // ctime, a replacement the object.
+  using BlobStamp = std::tuple<uint64_t, uint64_t, int64_t, std::string>;
+  static BlobStamp stamp_of(const meta::InodeRecord& rec);
+  void blob_matched(const oci::Digest& d, const meta::InodeRecord& rec);  // REQUIRES: mu_ held
 
   int resolve(uint64_t ino, std::string* path, Node* out);
   int resolve_path(const std::vector<std::string>& parts, Node* out);
@@ -114,8 +119,9 @@ class RegistryView {
   std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
   std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex
   size_t layer_memory_ = 0;  // held by layers_
-  // Blobs found to match their digest: digest hex -> (store inode, size, ctime, object) when checked.
-  std::map<std::string, std::tuple<uint64_t, uint64_t, int64_t, std::string>> verified_;
+  // Blobs found to match their digest: (digest hex, store inode) -> the blob's stamp when checked.
+  // By inode too: the same digest in two layouts is two files, either of which may be forged.
+  std::map<std::pair<std::string, uint64_t>, BlobStamp> verified_;
 };
 
 }  // namespace cmkfs::fs

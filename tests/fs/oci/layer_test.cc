@@ -14,34 +14,15 @@
 #include "fs/oci/layer.h"
 #include "fs/oci/tar.h"
 #include "fs/oci/zstd_index.h"
+#include "tests/support/tar_writer.h"
 
 namespace cmkfs::oci {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-// One ustar header (and data) as tar writes it.
-void tar_entry(Bytes* out, const std::string& name, char type, const std::string& data = "",
-               const std::string& link = "", uint32_t mode = 0644) {
-  uint8_t h[512] = {0};
-  std::memcpy(h, name.data(), std::min<size_t>(name.size(), 100));
-  std::snprintf(reinterpret_cast<char*>(h + 100), 8, "%07o", mode);
-  std::snprintf(reinterpret_cast<char*>(h + 108), 8, "%07o", 1000);
-  std::snprintf(reinterpret_cast<char*>(h + 116), 8, "%07o", 1000);
-  std::snprintf(reinterpret_cast<char*>(h + 124), 12, "%011o", static_cast<unsigned>(data.size()));
-  std::snprintf(reinterpret_cast<char*>(h + 136), 12, "%011o", 1700000000u);
-  h[156] = static_cast<uint8_t>(type);
-  std::memcpy(h + 157, link.data(), std::min<size_t>(link.size(), 100));
-  std::memcpy(h + 257, "ustar\0" "00", 8);
-  std::memset(h + 148, ' ', 8);
-  unsigned sum = 0;
-  for (uint8_t c : h) sum += c;
-  std::snprintf(reinterpret_cast<char*>(h + 148), 8, "%06o", sum);
-  out->insert(out->end(), h, h + 512);
-  out->insert(out->end(), data.begin(), data.end());
-  out->resize(out->size() + (512 - data.size() % 512) % 512, 0);
-}
-void tar_end(Bytes* out) { out->resize(out->size() + 1024, 0); }
+using testing::tar_end;
+using testing::tar_entry;
 
 Bytes gzip(const Bytes& in, int level = 6) {
   z_stream s{};

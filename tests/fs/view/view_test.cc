@@ -11,6 +11,7 @@
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
 #include "tests/support/store_fixture.h"
+#include "tests/support/tar_writer.h"
 
 namespace cmkfs::testing {
 namespace {
@@ -184,6 +185,40 @@ TEST_F(ViewTest, ABlobThatDoesNotMatchItsDigestReadsEio) {
   fs::ViewAttr a;
   ASSERT_EQ(walk("app:bad", &a), 0);
   EXPECT_EQ(walk("app:bad/manifest.json", &a), EIO);
+}
+
+// rootfs/ serves a file from the layer's index (by digest) and the layer blob the image's layout
+// holds now: those bytes must still be the digest's. A layer blob rewritten in place after it
+// was indexed, and an OCI layout elsewhere in the store naming the same manifest with a forged
+// layer of the same size, served the forger's bytes under the genuine digest.
+TEST_F(ViewTest, RootfsServesOnlyBytesThatMatchTheLayersDigest) {
+  std::vector<uint8_t> tar;
+  tar_entry(&tar, "etc/motd", '0', "genuine text");
+  tar_end(&tar);
+  std::string layer(tar.begin(), tar.end()), forged = layer;
+  forged.replace(forged.find("genuine text"), 12, "forged! text");
+  push("app", "v1", layer);
+  std::string out, manifest, config;
+  ASSERT_EQ(cat("app:v1/rootfs/etc/motd", &out), 0);
+  EXPECT_EQ(out, "genuine text");
+  ASSERT_EQ(cat("app:v1/manifest.json", &manifest), 0);
+  ASSERT_EQ(cat("app:v1/config.json", &config), 0);
+  std::string blobs = "layouts/evil/blobs/sha256/", m = sha256_hex(manifest);
+  file(blobs + m, manifest);
+  file(blobs + sha256_hex(config), config);
+  file(blobs + sha256_hex(layer), forged);
+  file("layouts/evil/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  file("layouts/evil/index.json", R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+                                  R"("digest":"sha256:)" + m + R"(","size":)" + std::to_string(manifest.size()) +
+                                  R"(,"annotations":{"org.opencontainers.image.ref.name":"1.0"}}]})");
+  fs::ViewAttr a;
+  ASSERT_EQ(walk("oci/layouts/evil:1.0/rootfs/etc/motd", &a), 0);
+  EXPECT_EQ(cat("oci/layouts/evil:1.0/rootfs/etc/motd", &out), EIO) << out;
+  EXPECT_EQ(cat("app:v1/rootfs/etc/motd", &out), 0);  // the registry's own layer is still whole
+  EXPECT_EQ(out, "genuine text");
+  std::string hex = sha256_hex(layer);
+  file(kReg + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex + "/data", forged);
+  EXPECT_EQ(cat("app:v1/rootfs/etc/motd", &out), EIO) << out;
 }
 
 TEST_F(ViewTest, HostileNamesLinksAndSizesAreRefused) {
