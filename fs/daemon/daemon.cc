@@ -268,7 +268,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   // With allow_other the kernel enforces permissions (default_permissions). Without it nobody but
   // the mounting user can enter the mount, and skipping the kernel's checks spares a GETATTR of
   // the parent directory on every create and unlink.
-  std::string opts = "fsname=cmkfs:" + st.paths.root + ",subtype=cmkfs";
+  std::string opts = "fsname=" + fuse_option_value("cmkfs:" + st.paths.root) + ",subtype=cmkfs";
   bool allow_other = false;
   for (const auto& extra : o.fuse_options) {
     opts += "," + extra;

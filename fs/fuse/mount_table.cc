@@ -57,4 +57,13 @@ std::vector<MountEntry> current_mounts() {
   return parse_mountinfo(text.str());
 }
 
+std::string fuse_option_value(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace cmkfs::fs

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cmkfs::fs {
@@ -26,5 +27,9 @@ std::vector<MountEntry> parse_mountinfo(const std::string& text);
 
 // The calling process's mounts, in mount order (a later entry is on top of an earlier one).
 std::vector<MountEntry> current_mounts();
+
+// `value` for a libfuse -o list (fsname=VALUE): its commas and backslashes escaped, so that a
+// path holding ",allow_other" names a source instead of adding a mount option.
+std::string fuse_option_value(std::string_view value);
 
 }  // namespace cmkfs::fs

@@ -173,7 +173,7 @@ Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<Registry
   vs->view_ = std::move(view);
   vs->mountpoint_ = mountpoint;
   vs->context_ = std::make_unique<ViewContext>(ViewContext{vs->view_.get(), mountpoint, source});
-  std::string opts = "ro,fsname=" + source + ",subtype=cmkfs-view";
+  std::string opts = "ro,nosuid,nodev,fsname=" + fuse_option_value(source) + ",subtype=cmkfs-view";
   std::vector<std::string> argv_s = {"cmkfs", "-o", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());

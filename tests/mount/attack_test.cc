@@ -17,6 +17,7 @@
 #include "crypto/base/fd.h"
 #include "crypto/base/hex.h"
 #include "crypto/keys.h"
+#include "fs/fuse/mount_table.h"
 #include "keyclient/base64url.h"
 #include "keyclient/http.h"
 #include "meta/meta.h"
@@ -348,6 +349,28 @@ TEST_F(AttackTest, ALinkDirectoryExchangedInTmpdirIsNotFollowed) {
   EXPECT_TRUE(read_file(victim) == "precious") << "LMDB wrote its lock table into the victim";
   EXPECT_GT(opened, 0) << "no open got past the check: the race was never run";
   mount();  // the store is intact
+}
+
+// The store's path goes into the mount's option list (fsname=cmkfs:PATH): a directory named
+// "store,allow_other" added allow_other, without default_permissions, so every user of the host
+// could read every file of the mount whatever its mode.
+TEST_F(AttackTest, AStorePathCannotAddMountOptions) {
+  store = dir + "/store,allow_other";
+  init();
+  mount();
+  std::string view = dir + "/view";
+  stdfs::create_directory(view);
+  auto v = run(cmkfs_binary() + " view " + mnt + " " + view);
+  ASSERT_EQ(v.rc, 0) << v.output;
+  int seen = 0;
+  for (const auto& m : fs::current_mounts()) {
+    if (m.target != mnt && m.target != view) continue;
+    ++seen;
+    EXPECT_EQ(m.source.substr(m.source.find(':') + 1), store) << m.target;
+    EXPECT_EQ(m.options.find("allow_other"), std::string::npos) << m.target << ": " << m.options;
+  }
+  EXPECT_EQ(seen, 2);
+  EXPECT_EQ(run(cmkfs_binary() + " umount " + view).rc, 0);
 }
 
 // cmkfs init makes the store's files by name in a directory that a remote store's server can
