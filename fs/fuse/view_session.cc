@@ -126,20 +126,27 @@ void v_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ViewAttr a;
   int err = view_of(req).getattr(ino, &a);
   if (err == 0 && !S_ISDIR(a.mode)) err = ENOTDIR;
-  if (err != 0) fuse_reply_err(req, err);
-  else fuse_reply_open(req, fi);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(RegistryView::new_dir_cursor());
+  if (fuse_reply_open(req, fi) != 0) RegistryView::free_dir_cursor(reinterpret_cast<RegistryView::DirCursor*>(fi->fh));
 }
 
-void v_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void v_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   DirReply reply(req, size);
-  int err = view_of(req).readdir(ino, static_cast<uint64_t>(off),
-                                 [&](std::string_view name, uint64_t child, uint32_t mode, uint64_t next) {
-                                   return reply.add(name, child, mode, next);
-                                 });
+  int err = view_of(req).readdir(
+      ino, static_cast<uint64_t>(off),
+      [&](std::string_view name, uint64_t child, uint32_t mode, uint64_t next) { return reply.add(name, child, mode, next); },
+      reinterpret_cast<RegistryView::DirCursor*>(fi->fh));
   reply.send(err);
 }
 
-void v_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void v_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  RegistryView::free_dir_cursor(reinterpret_cast<RegistryView::DirCursor*>(fi->fh));
+  fuse_reply_err(req, 0);
+}
 
 void v_readlink(fuse_req_t req, fuse_ino_t ino) {
   std::string target;

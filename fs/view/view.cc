@@ -333,17 +333,7 @@ int RegistryView::children(const Node& dir, std::vector<std::pair<std::string, N
     return 0;
   }
   if (dir.kind == Kind::kBlob) return ENOTDIR;
-  if (dir.kind == Kind::kRootfs) {
-    auto fs = rootfs(dir.digest, dir.layout);
-    if (!fs.ok()) return fs.status().code();
-    const view::RootfsNode* node = (*fs)->find(dir.ns);
-    if (node == nullptr) return ENOENT;
-    if (!S_ISDIR(node->mode)) return ENOTDIR;
-    for (const auto& [name, child] : node->children) {
-      out->emplace_back(name, Node{Kind::kRootfs, join(dir.ns, name), dir.digest, dir.layout});
-    }
-    return 0;
-  }
+  if (dir.kind == Kind::kRootfs) return EINVAL;  // read by name: readdir_rootfs(), child()
   auto img = image(dir.digest, dir.layout);
   if (!img.ok()) return img.status().code();
   const oci::Manifest& m = (*img)->manifest;
@@ -466,16 +456,28 @@ int RegistryView::getattr(uint64_t ino, ViewAttr* out) {
   return attr_of(path, node, out);
 }
 
-int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn) {
+struct RegistryView::DirCursor {
+  std::mutex mu;  // the kernel sends an open directory's READDIRs one at a time; in case not
+  std::shared_ptr<const view::Rootfs> fs;  // keeps `node` alive
+  const view::RootfsNode* node = nullptr;
+  std::map<std::string, std::shared_ptr<view::RootfsNode>>::const_iterator next;
+  uint64_t offset = 0;  // the offset of `next`
+};
+
+RegistryView::DirCursor* RegistryView::new_dir_cursor() { return new DirCursor(); }
+void RegistryView::free_dir_cursor(DirCursor* c) { delete c; }
+
+int RegistryView::readdir(uint64_t ino, uint64_t offset, const Filler& fn, DirCursor* cursor) {
   if (!keyring_.access().ok()) return EACCES;
   std::string path;
   Node dir;
   if (int err = resolve(ino, &path, &dir); err != 0) return err;
+  if (dir.kind == Node::Kind::kRootfs) return readdir_rootfs(path, dir, offset, fn, cursor);
   std::vector<std::pair<std::string, Node>> entries;
   if (int err = children(dir, &entries); err != 0) return err;
   for (uint64_t i = offset; i < entries.size(); ++i) {
     uint32_t mode = entries[i].second.kind == Node::Kind::kBlob ? S_IFREG : S_IFDIR;
-    if (entries[i].second.kind == Node::Kind::kRootfs) {  // the entry's own type, and its inode
+    if (entries[i].second.kind == Node::Kind::kRootfs) {  // an image's rootfs/: shown once it builds
       ViewAttr a;
       if (attr_of(join(path, entries[i].first), entries[i].second, &a) != 0) continue;
       if (!fn(entries[i].first, a.ino, a.mode & S_IFMT, i + 1)) break;
@@ -492,6 +494,33 @@ RegistryView::BlobStamp RegistryView::stamp_of(const meta::InodeRecord& rec) {
 
 void RegistryView::blob_matched(const oci::Digest& d, const meta::InodeRecord& rec) {
   verified_[{d.hex, rec.ino}] = stamp_of(rec);
+}
+
+// A rootfs/ directory: its entries in name order, each with its own type and inode.
+int RegistryView::readdir_rootfs(const std::string& path, const Node& dir, uint64_t offset, const Filler& fn,
+                                 DirCursor* cursor) {
+  auto fs = rootfs(dir.digest, dir.layout);
+  if (!fs.ok()) return fs.status().code();
+  const view::RootfsNode* node = (*fs)->find(dir.ns);
+  if (node == nullptr) return ENOENT;
+  if (!S_ISDIR(node->mode)) return ENOTDIR;
+  std::unique_lock<std::mutex> held;
+  if (cursor != nullptr) held = std::unique_lock<std::mutex>(cursor->mu);
+  auto it = node->children.begin();
+  if (cursor != nullptr && cursor->fs == *fs && cursor->node == node && cursor->offset == offset) {
+    it = cursor->next;
+  } else {
+    std::advance(it, std::min<uint64_t>(offset, node->children.size()));
+  }
+  uint64_t i = offset;
+  for (; it != node->children.end(); ++it, ++i) {
+    Node child{Node::Kind::kRootfs, join(dir.ns, it->first), dir.digest, dir.layout};
+    ViewAttr a;
+    if (attr_of(join(path, it->first), child, &a) != 0) continue;
+    if (!fn(it->first, a.ino, a.mode & S_IFMT, i + 1)) break;
+  }
+  if (cursor != nullptr) cursor->fs = *fs, cursor->node = node, cursor->next = it, cursor->offset = i;
+  return 0;
 }
 
 // Hashes the whole blob through `h` unless it was found to match since it last changed.

@@ -62,7 +62,13 @@ class RegistryView {
   int getattr(uint64_t ino, ViewAttr* out);
   // Calls fn(name, ino, mode, next_offset) per entry after `offset` until it returns false.
   using Filler = std::function<bool(std::string_view, uint64_t, uint32_t, uint64_t)>;
-  int readdir(uint64_t ino, uint64_t offset, const Filler& fn);
+  // Where an open directory's last readdir stopped, so that the next, at that offset, goes on
+  // from there: a rootfs/ directory of a million entries is read in thousands of calls, each of
+  // which would otherwise walk to its offset. One per opendir; optional.
+  struct DirCursor;
+  static DirCursor* new_dir_cursor();
+  static void free_dir_cursor(DirCursor* c);
+  int readdir(uint64_t ino, uint64_t offset, const Filler& fn, DirCursor* cursor = nullptr);
   struct File;  // an open view file
   int open(uint64_t ino, int flags, File** out);
   int read(File* f, uint64_t offset, crypto::MutableBytes buf, size_t* n);
@@ -92,6 +98,7 @@ class RegistryView {
                     const std::string& skip, Catalog* cat);
   void add_layout(const view::InodeRef& dir, const std::string& path, Catalog* cat);
   int children(const Node& dir, std::vector<std::pair<std::string, Node>>* out);
+  int readdir_rootfs(const std::string& path, const Node& dir, uint64_t offset, const Filler& fn, DirCursor* cursor);
   int attr_of(const std::string& path, const Node& node, ViewAttr* out);
   uint64_t ino_of(const std::string& path);
   std::shared_ptr<const Catalog> catalog();

@@ -221,6 +221,47 @@ TEST_F(ViewTest, RootfsServesOnlyBytesThatMatchTheLayersDigest) {
   EXPECT_EQ(cat("app:v1/rootfs/etc/motd", &out), EIO) << out;
 }
 
+// A rootfs/ directory is read in many READDIRs of a few dozen entries each; an open directory's
+// cursor goes on where the last stopped (each had walked to its offset: quadratic in a directory
+// of a million entries). The same entries, in order, each once, with and without one, and after
+// a seek.
+TEST_F(ViewTest, ARootfsDirectoryReadsWholeInSmallBatches) {
+  std::vector<uint8_t> tar;
+  std::vector<std::string> want;
+  tar_entry(&tar, "big", '5');
+  for (int i = 0; i < 2000; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "f%05d", i);
+    want.emplace_back(name);
+    tar_entry(&tar, std::string("big/") + name, '0', "x");
+  }
+  tar_end(&tar);
+  push("app", "v1", std::string(tar.begin(), tar.end()));
+  fs::ViewAttr dir;
+  ASSERT_EQ(walk("app:v1/rootfs/big", &dir), 0);
+  auto read_all = [&](fs::RegistryView::DirCursor* cursor, uint64_t from) {
+    std::vector<std::string> got;
+    for (uint64_t offset = from;;) {
+      size_t batch = 0;
+      uint64_t next = offset;
+      EXPECT_EQ(view->readdir(dir.ino, offset, [&](std::string_view n, uint64_t, uint32_t, uint64_t off) {
+        if (++batch > 37) return false;  // the reply is full
+        got.emplace_back(n);
+        next = off;
+        return true;
+      }, cursor), 0);
+      if (next == offset) return got;
+      offset = next;
+    }
+  };
+  EXPECT_EQ(read_all(nullptr, 0), want);
+  fs::RegistryView::DirCursor* cursor = fs::RegistryView::new_dir_cursor();
+  EXPECT_EQ(read_all(cursor, 0), want);
+  EXPECT_EQ(read_all(cursor, 0), want);  // rewound
+  EXPECT_EQ(read_all(cursor, 1990), std::vector<std::string>(want.begin() + 1990, want.end()));  // seeked
+  fs::RegistryView::free_dir_cursor(cursor);
+}
+
 TEST_F(ViewTest, HostileNamesLinksAndSizesAreRefused) {
   push("good", "v1");
   std::string m = push("evil", "v1");
