@@ -6,6 +6,7 @@
 #include <regex>
 #include <thread>
 
+#include "crypto/base/json_parse.h"
 #include "keyclient/base64url.h"
 
 namespace cmkfs::keyclient {
@@ -24,7 +25,7 @@ bool transient_status(long status) { return status == 429 || status == 408 || st
 
 // The error a non-2xx Key Vault reply stands for.
 Status classify(const HttpResponse& r, const std::string& what) {
-  json j = json::parse(r.body, nullptr, false);
+  json j = parse_untrusted_json(r.body);
   std::string code, inner, message;
   // Strings only, bounded: a reply is hostile and must not throw or flood a log line.
   auto text = [](const json& o, const char* key) {
@@ -214,7 +215,7 @@ Result<json> VaultClient::call(const std::string& method, const std::string& url
       return classify(*resp, method + " " + url);
     }
     if (resp->status < 200 || resp->status >= 300) return classify(*resp, method + " " + url);
-    json j = json::parse(resp->body, nullptr, false);
+    json j = parse_untrusted_json(resp->body);
     if (j.is_discarded() || !j.is_object()) return Status(EBADMSG, "key vault: malformed reply to " + method + " " + url);
     return j;
   }

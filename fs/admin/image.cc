@@ -6,6 +6,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "crypto/base/json_parse.h"
 #include "fs/admin/admin.h"
 #include "fs/admin/tree.h"
 #include "fs/store/store.h"
@@ -176,7 +177,7 @@ int run_inspect_image(const std::string& target, const std::string& mountpoint, 
   } else {
     auto config = reg.read(m->config.digest, 16 << 20);
     if (!config.ok()) return fail(config.status());
-    json c = json::parse(*config, nullptr, /*allow_exceptions=*/false);
+    json c = parse_untrusted_json(*config);
     if (!c.is_object()) return fail(Status(EIO, "config " + m->config.digest.str() + " is not a JSON object"));
     auto str = [&](const json& o, const char* k) { return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : ""; };
     if (!str(c, "created").empty()) j["Created"] = str(c, "created");

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/json_parse.h"
 #include "fs/admin/tree.h"
 #include "fs/store/store.h"
 
@@ -93,7 +94,7 @@ void find_oci_layouts(StoreTree& t, const std::string& dir, int depth, json& lay
   if (is_layout && std::count(kids.begin(), kids.end(), "index.json") > 0) {
     json layout = {{"path", "/" + dir}, {"manifests", json::array()}};
     auto text = t.read_small(join(dir, "index.json"), 1 << 20);
-    json parsed = text.ok() ? json::parse(*text, nullptr, /*allow_exceptions=*/false) : json();
+    json parsed = text.ok() ? parse_untrusted_json(*text) : json();
     if (parsed.is_object() && parsed.contains("manifests") && parsed["manifests"].is_array()) {
       for (const auto& m : parsed["manifests"]) {
         if (!m.is_object()) continue;

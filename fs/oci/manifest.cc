@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/json_parse.h"
 #include "crypto/crypto.h"
 
 namespace cmkfs::oci {
@@ -130,7 +131,7 @@ bool valid_tag(std::string_view tag) {
 
 Result<Manifest> parse_manifest(std::string_view bytes) {
   if (bytes.size() > kMaxManifestSize) return Status::InvalidArgument("manifest larger than 4 MiB");
-  json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  json j = parse_untrusted_json(bytes);
   if (!j.is_object()) return Status::InvalidArgument("manifest is not a JSON object");
   auto version = j.find("schemaVersion");
   if (version == j.end() || !version->is_number_integer() || version->get<int64_t>() != 2) {
