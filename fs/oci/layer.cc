@@ -45,9 +45,10 @@ Result<std::shared_ptr<LayerIndex>> LayerIndex::build(const ReadAt& read, const 
   return index;
 }
 
-Status LayerIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const {
+Status LayerIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n,
+                        ZstdIndex::Cursor* cursor) const {
   if (gzip) return gzip->read(read, offset, out, len, n);
-  if (zstd) return zstd->read(read, offset, out, len, n);
+  if (zstd) return zstd->read(read, offset, out, len, n, cursor);
   *n = 0;
   while (len > 0) {
     size_t got = 0;

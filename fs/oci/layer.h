@@ -23,8 +23,10 @@ struct LayerIndex {
   // Reads the blob `digest` once through `read`. EIO when it does not match the digest or is not
   // a tar, plain or compressed with gzip or zstd.
   static Result<std::shared_ptr<LayerIndex>> build(const ReadAt& read, const Digest& digest);
-  // Reads decompressed bytes [offset, offset + len).
-  Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const;
+  // Reads decompressed bytes [offset, offset + len). `cursor` (zstd layers: ZstdIndex::Cursor)
+  // lets a reader's sequential reads go on from where the last stopped.
+  Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n,
+              ZstdIndex::Cursor* cursor = nullptr) const;
   size_t memory() const;
 };
 

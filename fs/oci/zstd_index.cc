@@ -64,33 +64,72 @@ Result<ZstdIndex> ZstdIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const {
+// A decoder and the compressed bytes it was given but has not used yet.
+struct ZstdIndex::Cursor::State {
+  DStream ds;
+  std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
+  size_t in_pos = 0, in_len = 0;  // in[in_pos, in_len): read, not yet decoded
+  uint64_t in_off = 0;            // the compressed offset to read next
+  uint64_t pos = 0;               // the decompressed offset of the next byte out
+};
+
+ZstdIndex::Cursor::Cursor() = default;
+ZstdIndex::Cursor::~Cursor() = default;
+
+Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
   auto it = std::upper_bound(frames_.begin(), frames_.end(), offset, [](uint64_t off, const Frame& f) { return off < f.out; });
   if (it == frames_.begin()) return corrupt("no access point");
   const Frame& f = *std::prev(it);
-  DStream ds(ZSTD_createDStream());
-  if (!ds || ZSTD_isError(ZSTD_initDStream(ds.get()))) return Status(ENOMEM, "zstd: cannot make a decoder");
-  std::vector<uint8_t> in(kChunk), scratch(ZSTD_DStreamOutSize());
-  uint64_t in_off = f.in, pos = f.out;
+  Cursor::State local;
+  Cursor::State* st = &local;
+  if (cursor != nullptr) {
+    if (!cursor->state_) cursor->state_ = std::make_unique<Cursor::State>();
+    st = cursor->state_.get();
+  }
+  // Go on from the cursor when it stopped between the frame's start and `offset`; else start
+  // the frame afresh (a seek back, another frame, or no cursor).
+  if (!st->ds || st->pos > offset || st->pos < f.out) {
+    if (!st->ds) {
+      st->ds.reset(ZSTD_createDStream());
+      // Windows past 128 MiB (zstd --long=28 and up) are refused, not allocated per reader.
+      if (!st->ds || ZSTD_isError(ZSTD_DCtx_setParameter(st->ds.get(), ZSTD_d_windowLogMax, 27))) {
+        st->ds.reset();
+        return Status(ENOMEM, "zstd: cannot make a decoder");
+      }
+    }
+    if (ZSTD_isError(ZSTD_DCtx_reset(st->ds.get(), ZSTD_reset_session_only))) return corrupt("cannot reset the decoder");
+    st->in_pos = st->in_len = 0, st->in_off = f.in, st->pos = f.out;
+  }
+  std::vector<uint8_t> scratch(ZSTD_DStreamOutSize());
   while (len > 0) {
-    size_t got = 0;
-    if (Status s = read(in_off, in.data(), in.size(), &got); !s.ok()) return s;
-    if (got == 0) return pos >= size_ ? Status::Ok() : corrupt("the stream ends early");
-    in_off += got;
-    ZSTD_inBuffer input{in.data(), got, 0};
-    while (input.pos < input.size && len > 0) {
-      // Into the caller's buffer once at `offset`; before it, into scratch.
-      ZSTD_outBuffer output = pos < offset
-                                  ? ZSTD_outBuffer{scratch.data(), static_cast<size_t>(std::min<uint64_t>(scratch.size(), offset - pos)), 0}
-                                  : ZSTD_outBuffer{out + *n, len, 0};
-      size_t before = input.pos;
-      size_t rc = ZSTD_decompressStream(ds.get(), &output, &input);
-      if (ZSTD_isError(rc)) return corrupt(ZSTD_getErrorName(rc));
-      if (pos >= offset) *n += output.pos, len -= output.pos;
-      pos += output.pos;
-      if (input.pos == before && output.pos == 0 && rc != 0) return corrupt("no progress");
+    if (st->in_pos == st->in_len) {
+      size_t got = 0;
+      if (Status s = read(st->in_off, st->in.data(), st->in.size(), &got); !s.ok()) {
+        st->ds.reset();  // what it had is lost with the buffer: the next read starts afresh
+        return s;
+      }
+      if (got == 0) return st->pos >= size_ ? Status::Ok() : corrupt("the stream ends early");
+      st->in_off += got, st->in_pos = 0, st->in_len = got;
+    }
+    ZSTD_inBuffer input{st->in.data(), st->in_len, st->in_pos};
+    // Into the caller's buffer once at `offset`; before it, into scratch.
+    ZSTD_outBuffer output = st->pos < offset
+                                ? ZSTD_outBuffer{scratch.data(), static_cast<size_t>(std::min<uint64_t>(scratch.size(), offset - st->pos)), 0}
+                                : ZSTD_outBuffer{out + *n, len, 0};
+    size_t rc = ZSTD_decompressStream(st->ds.get(), &output, &input);
+    if (ZSTD_isError(rc)) {
+      st->ds.reset();
+      return corrupt(ZSTD_getErrorName(rc));
+    }
+    bool progress = input.pos != st->in_pos || output.pos != 0;
+    st->in_pos = input.pos;
+    if (st->pos >= offset) *n += output.pos, len -= output.pos;
+    st->pos += output.pos;
+    if (!progress && rc != 0) {
+      st->ds.reset();
+      return corrupt("no progress");
     }
   }
   return Status::Ok();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fs/oci/gzip_index.h"
@@ -18,8 +19,26 @@ class ZstdIndex {
   // corrupt or ends early, or when more than `max_output` bytes come out of it.
   static Result<ZstdIndex> build(const ReadAt& read, const Sink& compressed, const Sink& decompressed,
                                  uint64_t max_output = GzipIndex::kDefaultMaxOutput);
-  // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream.
-  Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const;
+  // A decoder where a reader's last read stopped. A read at or past its position, and before the
+  // next access point, goes on from there instead of decoding from the frame's start: a file read
+  // in requests of 128 KiB near the end of a one-frame layer of a gigabyte otherwise decodes the
+  // layer from its start at every request. One per reader (an open file); not thread-safe.
+  class Cursor {
+   public:
+    Cursor();
+    ~Cursor();
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
+
+   private:
+    friend class ZstdIndex;
+    struct State;
+    std::unique_ptr<State> state_;
+  };
+
+  // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream. With a
+  // cursor, from where it stopped when that is nearer, and leaves it where this read stops.
+  Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor = nullptr) const;
 
   uint64_t size() const { return size_; }
   size_t frames() const { return frames_.size(); }
