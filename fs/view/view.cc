@@ -108,6 +108,8 @@ oci::ReadAt blob_reader(Filesystem& fs, Handle* h) {
 constexpr size_t kMaxLayerMemory = size_t{512} << 20;
 // More than runtimes accept (overlayfs stacks up to 128 or so); bounds the work one image makes.
 constexpr size_t kMaxLayers = 256;
+// An image whose layers failed to build is not tried again sooner (a bomb takes minutes each).
+constexpr auto kRetryUnbuildable = std::chrono::seconds(60);
 
 }  // namespace
 
@@ -672,12 +674,57 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
     auto it = rootfs_.find(manifest.hex);
     if (it != rootfs_.end()) return it->second;
   }
-  std::lock_guard<std::mutex> building(build_mu_);
+  auto lock = build_lock(manifest.hex);
+  std::lock_guard<std::mutex> building(*lock);
   {
     std::lock_guard<std::mutex> g(mu_);  // built by another thread meanwhile
     auto it = rootfs_.find(manifest.hex);
     if (it != rootfs_.end()) return it->second;
   }
+  auto stamps = layer_stamps(manifest, layout);
+  {
+    std::lock_guard<std::mutex> g(mu_);  // or failed lately, on the same blobs
+    auto failed = unbuildable_.find(manifest.hex);
+    if (failed != unbuildable_.end() && failed->second.layers == stamps &&
+        std::chrono::steady_clock::now() - failed->second.at < kRetryUnbuildable) {
+      return failed->second.error;
+    }
+  }
+  auto built = build_rootfs(manifest, layout);
+  std::lock_guard<std::mutex> g(mu_);
+  // What the content made fail stays failed; a key or store error is tried again at once.
+  if (!built.ok() && (built.status().code() == EIO || built.status().code() == EFBIG)) {
+    unbuildable_[manifest.hex] = Unbuildable{built.status(), std::chrono::steady_clock::now(), std::move(stamps)};
+  }
+  if (!built.ok()) return built.status();
+  unbuildable_.erase(manifest.hex);
+  layer_memory_ += (*built)->memory();
+  rootfs_[manifest.hex] = *built;
+  return *built;
+}
+
+// The image's layer blobs as they are now (a default stamp for one that cannot be found).
+std::vector<RegistryView::BlobStamp> RegistryView::layer_stamps(const oci::Digest& manifest, const std::string& layout) {
+  std::vector<BlobStamp> stamps;
+  auto img = image(manifest, layout);
+  if (!img.ok() || (*img)->manifest.layers.size() > kMaxLayers) return stamps;  // fails at once anyway
+  for (const auto& l : (*img)->manifest.layers) {
+    InodeRef blob;
+    stamps.push_back(view::walk_from_root(fs_, blob_path(layout, l.digest), &blob) == 0 ? stamp_of(blob.rec()) : BlobStamp{});
+  }
+  return stamps;
+}
+
+std::shared_ptr<std::mutex> RegistryView::build_lock(const std::string& key) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto it = building_.begin(); it != building_.end();) it = it->second.expired() ? building_.erase(it) : std::next(it);
+  auto& slot = building_[key];
+  auto lock = slot.lock();
+  if (!lock) slot = lock = std::make_shared<std::mutex>();
+  return lock;
+}
+
+Result<std::shared_ptr<const view::Rootfs>> RegistryView::build_rootfs(const oci::Digest& manifest, const std::string& layout) {
   auto img = image(manifest, layout);
   if (!img.ok()) return img.status();
   if ((*img)->manifest.kind != oci::Manifest::Kind::kImage) return Status(ENOENT, "an index has no rootfs");
@@ -691,14 +738,8 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
     layers.push_back(*index);
   }
   auto fs = view::Rootfs::apply(layers);
-  if (!fs.ok()) {
-    spdlog::error("view: image {}: {}", manifest.str(), fs.status().message());
-    return fs.status();
-  }
-  std::lock_guard<std::mutex> g(mu_);
-  layer_memory_ += (*fs)->memory();
-  rootfs_[manifest.hex] = *fs;
-  return *fs;
+  if (!fs.ok()) spdlog::error("view: image {}: {}", manifest.str(), fs.status().message());
+  return fs;
 }
 
 void RegistryView::release(File* f) {

@@ -107,6 +107,8 @@ class RegistryView {
   Status verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec);
   int open_rootfs_file(const Node& node, File** out);
   Result<std::shared_ptr<const view::Rootfs>> rootfs(const oci::Digest& manifest, const std::string& layout);
+  Result<std::shared_ptr<const view::Rootfs>> build_rootfs(const oci::Digest& manifest, const std::string& layout);
+  std::vector<BlobStamp> layer_stamps(const oci::Digest& manifest, const std::string& layout);
   Result<std::shared_ptr<oci::LayerIndex>> layer_index(const oci::Digest& layer, const std::string& layout);
 
   Filesystem& fs_;
@@ -115,7 +117,9 @@ class RegistryView {
   meta::InodeRecord root_attr_;  // owner and times of the store's root, for directories
 
   std::mutex scan_mu_;   // one catalog scan at a time
-  std::mutex build_mu_;  // one layer index or rootfs built at a time
+  // One build of each rootfs at a time (the first builds, the others wait for it); other images
+  // build meanwhile. From build_lock(), under mu_.
+  std::shared_ptr<std::mutex> build_lock(const std::string& key);
   std::mutex mu_;       // guards everything below
   std::string root_;  // the registry root found, relative to the store's root
   std::shared_ptr<const Catalog> catalog_;
@@ -126,6 +130,16 @@ class RegistryView {
   std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
   std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex
   size_t layer_memory_ = 0;  // held by layers_
+  std::map<std::string, std::weak_ptr<std::mutex>> building_;  // rootfs being built, by manifest hex
+  // Images whose rootfs could not be built from their content (a corrupt or oversized layer, a
+  // bomb): the error, when, and their layer blobs then, so that each look does not inflate the
+  // layers again until a blob changes or a minute has passed.
+  struct Unbuildable {
+    Status error;
+    std::chrono::steady_clock::time_point at;
+    std::vector<BlobStamp> layers;
+  };
+  std::map<std::string, Unbuildable> unbuildable_;
   // Blobs found to match their digest: (digest hex, store inode) -> the blob's stamp when checked.
   // By inode too: the same digest in two layouts is two files, either of which may be forged.
   std::map<std::pair<std::string, uint64_t>, BlobStamp> verified_;

@@ -5,8 +5,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <sstream>
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
@@ -128,6 +131,7 @@ class ViewTest : public StoreTest {
   }
 
   std::string kReg = "docker/registry/v2";  // where push() writes
+  std::ostringstream log_text;
   std::unique_ptr<fs::Filesystem> fsys;
   std::unique_ptr<fs::RegistryView> view;
 };
@@ -260,6 +264,37 @@ TEST_F(ViewTest, ARootfsDirectoryReadsWholeInSmallBatches) {
   EXPECT_EQ(read_all(cursor, 0), want);  // rewound
   EXPECT_EQ(read_all(cursor, 1990), std::vector<std::string>(want.begin() + 1990, want.end()));  // seeked
   fs::RegistryView::free_dir_cursor(cursor);
+}
+
+// An image whose layers cannot be built (a layer not matching its digest here; a decompression
+// bomb takes minutes) is not built again at every look, until one of its layer blobs changes.
+TEST_F(ViewTest, AnUnbuildableRootfsIsNotRebuiltUntilItsLayersChange) {
+  auto log = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("view", log));
+  std::vector<uint8_t> tar;
+  tar_entry(&tar, "etc/motd", '0', "hello");
+  tar_end(&tar);
+  std::string layer(tar.begin(), tar.end()), hex = sha256_hex(layer);
+  push("app", "v1", layer);
+  std::string data = kReg + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex + "/data";
+  file(data, layer + "x");
+  fs::ViewAttr a;
+  ASSERT_EQ(walk("app:v1", &a), 0);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(walk("app:v1/rootfs/etc", &a), EIO);
+  auto builds = [&] {
+    std::string text = log_text.str();
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find("layer sha256:" + hex + " does not match", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  EXPECT_EQ(builds(), 1u);
+  file(data, layer);  // repaired: built at the next look
+  EXPECT_EQ(walk("app:v1/rootfs/etc/motd", &a), 0);
+  std::string out;
+  EXPECT_EQ(cat("app:v1/rootfs/etc/motd", &out), 0);
+  EXPECT_EQ(out, "hello");
+  spdlog::set_default_logger(previous);
 }
 
 TEST_F(ViewTest, HostileNamesLinksAndSizesAreRefused) {
