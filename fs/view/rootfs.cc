@@ -1,5 +1,6 @@
 #include "fs/view/rootfs.h"
 
+#include <limits.h>
 #include <sys/sysmacros.h>
 
 #include <functional>
@@ -26,6 +27,18 @@ uint32_t type_bits(char type) {
     case '6': return S_IFIFO;
     default: return S_IFREG;
   }
+}
+
+// No component longer than a name may be (NAME_MAX): the kernel refuses such a name in a
+// directory listing (the whole READDIR fails), and no runtime can unpack it.
+bool names_fit(std::string_view path) {
+  for (size_t start = 0; start <= path.size();) {
+    size_t slash = path.find('/', start);
+    size_t end = slash == std::string_view::npos ? path.size() : slash;
+    if (end - start > NAME_MAX) return false;
+    start = end + 1;
+  }
+  return true;
 }
 
 }  // namespace
@@ -91,6 +104,7 @@ Result<std::shared_ptr<const Rootfs>> Rootfs::apply(const std::vector<std::share
       bool known = e.type == '0' || e.type == '1' || e.type == '2' || e.type == '3' || e.type == '4' ||
                    e.type == '5' || e.type == '6';
       if (!known) continue;  // GNU sparse files, volume labels...: nothing a runtime unpacks
+      if (!names_fit(e.path)) continue;
       if (e.path.empty()) {  // "./": the root's own attributes
         if (e.type != '5') continue;
         RootfsNode& r = *fs->root_;

@@ -51,6 +51,13 @@ TEST(RootfsTest, TypesNoRuntimeMakesAndLinksThroughTheirOwnNameAreSkipped) {
   EXPECT_EQ((*fs)->find("x"), nullptr);
   EXPECT_EQ((*fs)->find("y"), nullptr);
   EXPECT_NE((*fs)->find("f"), nullptr);
+  // A name longer than NAME_MAX: the kernel failed the whole directory's listing with EIO.
+  std::string longest(255, 'n'), too_long(256, 'n');
+  fs = Rootfs::apply({layer({entry("d/" + too_long, '0'), entry(too_long + "/f", '0'), entry("d/" + longest, '0')})});
+  ASSERT_TRUE(fs.ok());
+  EXPECT_EQ((*fs)->find("d/" + too_long), nullptr);
+  EXPECT_EQ((*fs)->find(too_long), nullptr);
+  EXPECT_NE((*fs)->find("d/" + longest), nullptr);
 }
 
 // A path of 4 KiB makes 2,000 directories; a few thousand such entries, gigabytes of nodes and
