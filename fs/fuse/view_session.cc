@@ -81,8 +81,14 @@ void v_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_reply_entry(req, &e);
 }
 
-void v_forget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }  // view inodes live on
-void v_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+void v_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  view_of(req).forget(ino, n);
+  fuse_reply_none(req);
+}
+void v_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) view_of(req).forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
 
 void v_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ViewAttr a;
@@ -256,7 +262,7 @@ ViewSession::~ViewSession() {
 }
 
 void ViewSession::invalidate() {
-  for (uint64_t ino = 1; ino <= view_->inode_count(); ++ino) fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
+  for (uint64_t ino : view_->inodes()) fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
 }
 
 }  // namespace cmkfs::fs

@@ -115,7 +115,7 @@ constexpr auto kRetryUnbuildable = std::chrono::seconds(60);
 
 RegistryView::RegistryView(Filesystem& fs, Keyring& keyring, ViewOptions options)
     : fs_(fs), keyring_(keyring), options_(std::move(options)) {
-  paths_.push_back("");  // inode 1: the view's root
+  paths_[1] = InodeEntry{"", 1, {}};  // the view's root, never forgotten
   inos_[""] = 1;
   std::string r = options_.registry_root;
   while (!r.empty() && r.front() == '/') r.erase(0, 1);
@@ -131,9 +131,20 @@ std::string RegistryView::registry_root() {
   return root_;
 }
 
-uint64_t RegistryView::inode_count() {
+std::vector<uint64_t> RegistryView::inodes() {
   std::lock_guard<std::mutex> g(mu_);
-  return paths_.size();
+  std::vector<uint64_t> out;
+  out.reserve(paths_.size());
+  for (const auto& [ino, e] : paths_) out.push_back(ino);
+  return out;
+}
+
+void RegistryView::forget(uint64_t ino, uint64_t n) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = paths_.find(ino);
+  if (ino == 1 || it == paths_.end() || it->second.lookups == 0) return;
+  it->second.lookups -= std::min(n, it->second.lookups);
+  if (it->second.lookups == 0) it->second.idle = idle_.insert(idle_.end(), ino);
 }
 
 std::string RegistryView::blob_path(const std::string& layout, const oci::Digest& d) {
@@ -142,11 +153,29 @@ std::string RegistryView::blob_path(const std::string& layout, const oci::Digest
   return join(root_, oci::registry_blob_path(d));
 }
 
-uint64_t RegistryView::ino_of(const std::string& path) {
+uint64_t RegistryView::ino_of(const std::string& path, bool lookup) {
   std::lock_guard<std::mutex> g(mu_);
-  auto [it, added] = inos_.emplace(path, paths_.size() + 1);
-  if (added) paths_.push_back(path);
-  return it->second;
+  auto [it, added] = inos_.emplace(path, next_ino_);
+  uint64_t ino = it->second;
+  if (added) {
+    ++next_ino_;
+    InodeEntry& e = paths_[ino];
+    e.path = path;
+    e.idle = idle_.insert(idle_.end(), ino);
+  }
+  InodeEntry& e = paths_[ino];
+  if (lookup) {
+    if (e.lookups++ == 0 && ino != 1) idle_.erase(e.idle);
+  } else if (e.lookups == 0 && ino != 1) {
+    idle_.splice(idle_.end(), idle_, e.idle);  // used just now: the last to go
+  }
+  while (idle_.size() > options_.idle_inodes) {
+    auto gone = paths_.find(idle_.front());
+    inos_.erase(gone->second.path);
+    paths_.erase(gone);
+    idle_.pop_front();
+  }
+  return ino;
 }
 
 // Scans the registry's link files into a new catalog, at most once per refresh interval.
@@ -396,13 +425,14 @@ int RegistryView::resolve_path(const std::vector<std::string>& parts, Node* out)
 int RegistryView::resolve(uint64_t ino, std::string* path, Node* out) {
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (ino == 0 || ino > paths_.size()) return ESTALE;
-    *path = paths_[ino - 1];
+    auto it = paths_.find(ino);
+    if (it == paths_.end()) return ESTALE;
+    *path = it->second.path;
   }
   return resolve_path(split(*path), out);
 }
 
-int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* out) {
+int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* out, bool lookup) {
   *out = ViewAttr{};
   if (node.kind == Node::Kind::kRootfs) {
     auto fs = rootfs(node.digest, node.layout);
@@ -411,7 +441,7 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     if (n == nullptr) return ENOENT;
     // Hard links: every name of a node has the inode of its first.
     std::string top = path.substr(0, path.size() - node.ns.size());
-    out->ino = ino_of(n->path == node.ns ? path : top + n->path);
+    out->ino = ino_of(n->path == node.ns ? path : top + n->path, lookup);
     out->mode = n->mode;
     out->size = n->size;
     out->uid = n->uid;
@@ -421,7 +451,7 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     out->mtime = meta::Timespec{n->mtime, n->mtime_nsec};
     return 0;
   }
-  out->ino = ino_of(path);
+  out->ino = ino_of(path, lookup);
   if (node.kind != Node::Kind::kBlob) {
     meta::InodeRecord root;
     if (int err = fs_.getattr(meta::kRootIno, &root); err != 0) return err;
@@ -450,7 +480,7 @@ int RegistryView::lookup(uint64_t parent, std::string_view name, ViewAttr* out) 
   if (int err = resolve(parent, &path, &dir); err != 0) return err;
   Node node;
   if (int err = child(dir, std::string(name), &node); err != 0) return err;
-  return attr_of(join(path, name), node, out);
+  return attr_of(join(path, name), node, out, /*lookup=*/true);
 }
 
 int RegistryView::getattr(uint64_t ino, ViewAttr* out) {

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,9 @@ class Rootfs;
 struct ViewOptions {
   std::string registry_root;  // the directory holding docker/registry/v2; "" finds it
   std::chrono::milliseconds refresh{500};
+  // Inode numbers kept that the kernel holds no lookup of (a readdir hands them out too): past
+  // these, the least recently used go, and their paths get new numbers when next used.
+  size_t idle_inodes = size_t{1} << 18;
 };
 
 struct ViewAttr {
@@ -76,7 +80,10 @@ class RegistryView {
   int readlink(uint64_t ino, std::string* out);
 
   std::string registry_root();  // as found; "" while none is
-  uint64_t inode_count();       // inode numbers handed out: 1 to this
+  // The kernel let go of `n` lookups of `ino` (FORGET). Once it holds none, the number may go
+  // (ViewOptions::idle_inodes), and the path gets another when next used.
+  void forget(uint64_t ino, uint64_t n);
+  std::vector<uint64_t> inodes();  // the inode numbers in use now
 
  private:
   struct Node;     // what a view path names
@@ -99,8 +106,9 @@ class RegistryView {
   void add_layout(const view::InodeRef& dir, const std::string& path, Catalog* cat);
   int children(const Node& dir, std::vector<std::pair<std::string, Node>>* out);
   int readdir_rootfs(const std::string& path, const Node& dir, uint64_t offset, const Filler& fn, DirCursor* cursor);
-  int attr_of(const std::string& path, const Node& node, ViewAttr* out);
-  uint64_t ino_of(const std::string& path);
+  // `lookup`: the kernel takes a reference to the inode (a LOOKUP reply).
+  int attr_of(const std::string& path, const Node& node, ViewAttr* out, bool lookup = false);
+  uint64_t ino_of(const std::string& path, bool lookup = false);  // `lookup`: the kernel takes a reference
   std::shared_ptr<const Catalog> catalog();
   Result<std::shared_ptr<const Image>> image(const oci::Digest& digest, const std::string& layout);
   std::string blob_path(const std::string& layout, const oci::Digest& d);
@@ -124,8 +132,18 @@ class RegistryView {
   std::string root_;  // the registry root found, relative to the store's root
   std::shared_ptr<const Catalog> catalog_;
   std::chrono::steady_clock::time_point scanned_at_;
-  std::unordered_map<std::string, uint64_t> inos_;  // view path -> inode number, never reused
-  std::vector<std::string> paths_;                  // inode number - 1 -> view path
+  // Inode numbers by view path and back, each with the kernel's lookups of it. Numbers are never
+  // reused; one the kernel holds no lookup of waits in idle_ (oldest first) and goes past
+  // options_.idle_inodes, so a crawl over every image's rootfs/ does not keep a number per path forever.
+  struct InodeEntry {
+    std::string path;
+    uint64_t lookups = 0;
+    std::list<uint64_t>::iterator idle;  // its place in idle_, when lookups == 0
+  };
+  std::unordered_map<std::string, uint64_t> inos_;
+  std::unordered_map<uint64_t, InodeEntry> paths_;
+  std::list<uint64_t> idle_;
+  uint64_t next_ino_ = 2;
   std::map<std::string, std::shared_ptr<const Image>> images_;  // by manifest digest hex
   std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
   std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex

@@ -297,6 +297,32 @@ TEST_F(ViewTest, AnUnbuildableRootfsIsNotRebuiltUntilItsLayersChange) {
   spdlog::set_default_logger(previous);
 }
 
+// Inode numbers the kernel holds no lookup of go past a bound (a crawl over every image's
+// rootfs/ kept one per path it ever saw); one it holds stays until it forgets it.
+TEST_F(ViewTest, InodeNumbersTheKernelDoesNotHoldAreBounded) {
+  view = std::make_unique<fs::RegistryView>(*fsys, keyring, fs::ViewOptions{.registry_root = "", .refresh = std::chrono::milliseconds(0), .idle_inodes = 100});
+  std::vector<uint8_t> tar;
+  tar_entry(&tar, "big", '5');
+  for (int i = 0; i < 500; ++i) tar_entry(&tar, "big/f" + std::to_string(i), '0', "x");
+  tar_end(&tar);
+  push("app", "v1", std::string(tar.begin(), tar.end()));
+  fs::ViewAttr held;
+  ASSERT_EQ(walk("app:v1/rootfs/big/f7", &held), 0);  // looked up: the kernel holds it
+  EXPECT_EQ(ls("app:v1/rootfs/big").size(), 500u);
+  EXPECT_LE(view->inodes().size(), 110u);
+  fs::ViewAttr a;
+  EXPECT_EQ(view->getattr(held.ino, &a), 0);
+  // Forgotten as often as looked up, it goes with the next crawl, and its path gets a new number.
+  view->forget(held.ino, 1);
+  EXPECT_EQ(ls("app:v1/rootfs/big").size(), 500u);
+  EXPECT_EQ(view->getattr(held.ino, &a), ESTALE);
+  ASSERT_EQ(walk("app:v1/rootfs/big/f7", &a), 0);
+  EXPECT_NE(a.ino, held.ino);
+  std::string out;
+  EXPECT_EQ(cat("app:v1/rootfs/big/f7", &out), 0);
+  EXPECT_EQ(out, "x");
+}
+
 TEST_F(ViewTest, HostileNamesLinksAndSizesAreRefused) {
   push("good", "v1");
   std::string m = push("evil", "v1");
