@@ -61,13 +61,20 @@ Result<std::shared_ptr<const Rootfs>> Rootfs::apply(const std::vector<std::share
                                                     const RootfsLimits& limits) {
   auto fs = std::make_shared<Rootfs>();
   fs->layers_ = layers;
-  size_t nodes = 0;
+  size_t made = 0;
   auto too_large = [&](const std::string& what) {
     return Status(EFBIG, "an image of more than " + what + " is not viewed");
   };
+  auto too_many = [&] {
+    return too_large(made > limits.made ? std::to_string(limits.made) + " files and directories made"
+                                        : std::to_string(limits.nodes) + " files and directories");
+  };
   auto make_node = [&]() -> std::shared_ptr<RootfsNode> {
-    if (++nodes > limits.nodes) return nullptr;
-    return std::make_shared<RootfsNode>();
+    if (++made > limits.made || fs->live_nodes_ >= limits.nodes) return nullptr;
+    auto node = std::make_shared<RootfsNode>();
+    node->live = &fs->live_nodes_;
+    ++fs->live_nodes_;
+    return node;
   };
   bool over = false;  // a node was refused: the image is not viewed
   // The directory at `path`, made (as 0755 root) where missing; nullptr when a non-directory is
@@ -114,7 +121,7 @@ Result<std::shared_ptr<const Rootfs>> Rootfs::apply(const std::vector<std::share
       auto [parent_path, name] = split_last(e.path);
       if (name.substr(0, kWhiteout.size()) == kWhiteout) continue;
       RootfsNode* parent = dir(parent_path);
-      if (over) return too_large(std::to_string(limits.nodes) + " files and directories");
+      if (over) return too_many();
       if (parent == nullptr) continue;
       // Looked up before anything is put in the entry's place: a hard link may name a path
       // through its own name.
@@ -131,7 +138,7 @@ Result<std::shared_ptr<const Rootfs>> Rootfs::apply(const std::vector<std::share
         continue;
       }
       auto node = make_node();
-      if (!node) return too_large(std::to_string(limits.nodes) + " files and directories");
+      if (!node) return too_many();
       node->mode = type | e.mode;
       node->uid = e.uid, node->gid = e.gid, node->mtime = e.mtime, node->mtime_nsec = e.mtime_nsec;
       node->size = type == S_IFREG ? e.size : type == S_IFLNK ? e.link.size() : 0;

@@ -30,13 +30,22 @@ struct RootfsNode {
   uint32_t nlink = 1;
   std::string path;       // the first of its names: hard links share one inode
   std::map<std::string, std::shared_ptr<RootfsNode>> children;
+  size_t* live = nullptr;  // the tree's count of nodes, taken down when this one goes
+
+  RootfsNode() = default;
+  RootfsNode(const RootfsNode&) = delete;
+  RootfsNode& operator=(const RootfsNode&) = delete;
+  ~RootfsNode() {
+    if (live != nullptr) --*live;
+  }
 };
 
 // What one image's filesystem may hold: the layers are hostile, and a layer of a few megabytes
 // can name millions of directories (every path up to 4 KiB makes its parents) whose paths sum to
 // gigabytes. Past either, the image is not viewed (EFBIG).
 struct RootfsLimits {
-  size_t nodes = size_t{1} << 20;          // files, links and directories made, about 300 bytes each
+  size_t nodes = size_t{1} << 20;          // files, links and directories at once, about 300 bytes each
+  size_t made = size_t{1} << 22;           // ... made in all (the work: layers replace and delete)
   size_t path_bytes = size_t{128} << 20;   // every node's first name, in full
 };
 
@@ -53,6 +62,7 @@ class Rootfs {
   size_t memory() const { return memory_; }
 
  private:
+  size_t live_nodes_ = 0;  // before root_: the nodes count it down as they go, after it
   std::shared_ptr<RootfsNode> root_ = std::make_shared<RootfsNode>();
   std::vector<std::shared_ptr<oci::LayerIndex>> layers_;
   size_t memory_ = 0;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
@@ -350,7 +351,7 @@ Result<std::shared_ptr<const RegistryView::Image>> RegistryView::image(const oci
   }
   std::lock_guard<std::mutex> g(mu_);
   images_[digest.hex] = img;
-  blob_matched(digest, blob.rec());
+  blob_checked(digest, blob.rec(), true);
   return std::shared_ptr<const Image>(img);
 }
 
@@ -451,7 +452,7 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     out->mtime = meta::Timespec{n->mtime, n->mtime_nsec};
     return 0;
   }
-  out->ino = ino_of(path, lookup);
+  // The number last, once nothing can fail: a lookup that fails takes no reference.
   if (node.kind != Node::Kind::kBlob) {
     meta::InodeRecord root;
     if (int err = fs_.getattr(meta::kRootIno, &root); err != 0) return err;
@@ -460,16 +461,17 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     out->uid = root.uid;
     out->gid = root.gid;
     out->mtime = root.mtime;
-    return 0;
+  } else {
+    InodeRef blob;
+    if (int err = view::walk_from_root(fs_, blob_path(node.layout, node.digest), &blob); err != 0) return err;
+    if (!S_ISREG(blob.rec().mode)) return EIO;
+    out->mode = S_IFREG | 0444;
+    out->size = blob.rec().size;
+    out->uid = blob.rec().uid;
+    out->gid = blob.rec().gid;
+    out->mtime = blob.rec().mtime;
   }
-  InodeRef blob;
-  if (int err = view::walk_from_root(fs_, blob_path(node.layout, node.digest), &blob); err != 0) return err;
-  if (!S_ISREG(blob.rec().mode)) return EIO;
-  out->mode = S_IFREG | 0444;
-  out->size = blob.rec().size;
-  out->uid = blob.rec().uid;
-  out->gid = blob.rec().gid;
-  out->mtime = blob.rec().mtime;
+  out->ino = ino_of(path, lookup);
   return 0;
 }
 
@@ -494,7 +496,8 @@ int RegistryView::getattr(uint64_t ino, ViewAttr* out) {
 
 struct RegistryView::DirCursor {
   std::mutex mu;  // the kernel sends an open directory's READDIRs one at a time; in case not
-  std::shared_ptr<const view::Rootfs> fs;  // keeps `node` alive
+  // Not held: a tree dropped from the cache goes (an open directory falls back to walking).
+  std::weak_ptr<const view::Rootfs> fs;
   const view::RootfsNode* node = nullptr;
   std::map<std::string, std::shared_ptr<view::RootfsNode>>::const_iterator next;
   uint64_t offset = 0;  // the offset of `next`
@@ -528,8 +531,8 @@ RegistryView::BlobStamp RegistryView::stamp_of(const meta::InodeRecord& rec) {
   return {rec.ino, rec.size, rec.ctime.sec * 1000000000LL + rec.ctime.nsec, to_hex(rec.file_id)};
 }
 
-void RegistryView::blob_matched(const oci::Digest& d, const meta::InodeRecord& rec) {
-  verified_[{d.hex, rec.ino}] = stamp_of(rec);
+void RegistryView::blob_checked(const oci::Digest& d, const meta::InodeRecord& rec, bool matches) {
+  verified_[{d.hex, rec.ino}] = {stamp_of(rec), matches};
 }
 
 // A rootfs/ directory: its entries in name order, each with its own type and inode.
@@ -543,7 +546,7 @@ int RegistryView::readdir_rootfs(const std::string& path, const Node& dir, uint6
   std::unique_lock<std::mutex> held;
   if (cursor != nullptr) held = std::unique_lock<std::mutex>(cursor->mu);
   auto it = node->children.begin();
-  if (cursor != nullptr && cursor->fs == *fs && cursor->node == node && cursor->offset == offset) {
+  if (cursor != nullptr && cursor->fs.lock() == *fs && cursor->node == node && cursor->offset == offset) {
     it = cursor->next;
   } else {
     std::advance(it, std::min<uint64_t>(offset, node->children.size()));
@@ -561,11 +564,18 @@ int RegistryView::readdir_rootfs(const std::string& path, const Node& dir, uint6
 
 // Hashes the whole blob through `h` unless it was found to match since it last changed.
 Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::InodeRecord& rec) {
-  {
+  auto mismatch = [&] { return Status(EIO, "blob " + d.str() + " does not match its digest"); };
+  auto known = [&]() -> std::optional<bool> {  // its last check, if the blob has not changed since
     std::lock_guard<std::mutex> g(mu_);
     auto it = verified_.find({d.hex, rec.ino});
-    if (it != verified_.end() && it->second == stamp_of(rec)) return Status::Ok();
-  }
+    if (it == verified_.end() || it->second.first != stamp_of(rec)) return std::nullopt;
+    return it->second.second;
+  };
+  if (auto matched = known()) return *matched ? Status::Ok() : mismatch();
+  // One hash of a blob at a time: the others wait for its answer (a layer may be gigabytes).
+  auto lock = build_lock("blob " + d.hex + " " + std::to_string(rec.ino));
+  std::lock_guard<std::mutex> checking(*lock);
+  if (auto matched = known()) return *matched ? Status::Ok() : mismatch();
   crypto::Sha256 sha;
   std::vector<uint8_t> buf(1 << 20);
   for (uint64_t off = 0; off < rec.size;) {
@@ -577,13 +587,11 @@ Status RegistryView::verify_blob(const oci::Digest& d, Handle* h, const meta::In
     sha.update(crypto::Bytes(buf.data(), n));
     off += n;
   }
-  if (to_hex(sha.finish()) != d.hex) {
-    spdlog::error("view: blob {} does not match its digest", d.str());
-    return Status(EIO, "blob " + d.str() + " does not match its digest");
-  }
+  bool matches = to_hex(sha.finish()) == d.hex;
+  if (!matches) spdlog::error("view: blob {} does not match its digest", d.str());
   std::lock_guard<std::mutex> g(mu_);
-  blob_matched(d, rec);
-  return Status::Ok();
+  blob_checked(d, rec, matches);
+  return matches ? Status::Ok() : mismatch();
 }
 
 int RegistryView::open(uint64_t ino, int flags, File** out) {
@@ -672,6 +680,14 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
     auto it = layers_.find(d.hex);
     if (it != layers_.end()) return it->second;
   }
+  // One build per layer: images sharing a base layer wait for its index instead of each making one.
+  auto lock = build_lock("layer " + d.hex);
+  std::lock_guard<std::mutex> building(*lock);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = layers_.find(d.hex);
+    if (it != layers_.end()) return it->second;
+  }
   InodeRef blob;
   Handle* h = nullptr;
   if (int err = view::walk_from_root(fs_, blob_path(layout, d), &blob); err != 0) return Status(err, "layer " + d.str());
@@ -687,7 +703,7 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
   spdlog::info("view: indexed layer {}: {} entries, {} bytes in {:.2f} s", d.str(), (*index)->entries.size(),
                (*index)->blob_size, secs);
   std::lock_guard<std::mutex> g(mu_);
-  blob_matched(d, blob.rec());  // the index build checked its digest
+  blob_checked(d, blob.rec(), true);  // the index build checked its digest
   layer_memory_ += (*index)->memory();
   if (layer_memory_ > kMaxLayerMemory) {  // crude, and enough: images in use are rebuilt
     layers_.clear();
@@ -704,7 +720,7 @@ Result<std::shared_ptr<const view::Rootfs>> RegistryView::rootfs(const oci::Dige
     auto it = rootfs_.find(manifest.hex);
     if (it != rootfs_.end()) return it->second;
   }
-  auto lock = build_lock(manifest.hex);
+  auto lock = build_lock("rootfs " + manifest.hex);
   std::lock_guard<std::mutex> building(*lock);
   {
     std::lock_guard<std::mutex> g(mu_);  // built by another thread meanwhile

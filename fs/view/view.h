@@ -93,7 +93,7 @@ class RegistryView {
   // ctime, a replacement the object.
   using BlobStamp = std::tuple<uint64_t, uint64_t, int64_t, std::string>;
   static BlobStamp stamp_of(const meta::InodeRecord& rec);
-  void blob_matched(const oci::Digest& d, const meta::InodeRecord& rec);  // REQUIRES: mu_ held
+  void blob_checked(const oci::Digest& d, const meta::InodeRecord& rec, bool matches);  // REQUIRES: mu_ held
 
   int resolve(uint64_t ino, std::string* path, Node* out);
   int resolve_path(const std::vector<std::string>& parts, Node* out);
@@ -125,8 +125,8 @@ class RegistryView {
   meta::InodeRecord root_attr_;  // owner and times of the store's root, for directories
 
   std::mutex scan_mu_;   // one catalog scan at a time
-  // One build of each rootfs at a time (the first builds, the others wait for it); other images
-  // build meanwhile. From build_lock(), under mu_.
+  // One build of each rootfs, layer index or blob check at a time (the first builds, the others
+  // wait for it); other images build meanwhile. From build_lock(), under mu_.
   std::shared_ptr<std::mutex> build_lock(const std::string& key);
   std::mutex mu_;       // guards everything below
   std::string root_;  // the registry root found, relative to the store's root
@@ -148,7 +148,7 @@ class RegistryView {
   std::map<std::string, std::shared_ptr<oci::LayerIndex>> layers_;     // by layer digest hex
   std::map<std::string, std::shared_ptr<const view::Rootfs>> rootfs_;  // by manifest digest hex
   size_t layer_memory_ = 0;  // held by layers_
-  std::map<std::string, std::weak_ptr<std::mutex>> building_;  // rootfs being built, by manifest hex
+  std::map<std::string, std::weak_ptr<std::mutex>> building_;  // "rootfs <hex>", "layer <hex>", "blob <hex> <ino>"
   // Images whose rootfs could not be built from their content (a corrupt or oversized layer, a
   // bomb): the error, when, and their layer blobs then, so that each look does not inflate the
   // layers again until a blob changes or a minute has passed.
@@ -158,9 +158,10 @@ class RegistryView {
     std::vector<BlobStamp> layers;
   };
   std::map<std::string, Unbuildable> unbuildable_;
-  // Blobs found to match their digest: (digest hex, store inode) -> the blob's stamp when checked.
+  // Blobs checked against their digest: (digest hex, store inode) -> the blob's stamp then, and
+  // whether it matched (a forged blob is not hashed again at every open while it stays as it is).
   // By inode too: the same digest in two layouts is two files, either of which may be forged.
-  std::map<std::pair<std::string, uint64_t>, BlobStamp> verified_;
+  std::map<std::pair<std::string, uint64_t>, std::pair<BlobStamp, bool>> verified_;
 };
 
 }  // namespace cmkfs::fs

@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The entries as a layer, twice (the second over the first: whiteouts, links to below).
   auto layer = std::make_shared<oci::LayerIndex>();
   layer->entries = tar.entries();
-  if (auto fs = fs::view::Rootfs::apply({layer, layer}, {.nodes = 1 << 16, .path_bytes = 16 << 20}); fs.ok()) {
+  if (auto fs = fs::view::Rootfs::apply({layer, layer}, {.nodes = 1 << 16, .made = 1 << 18, .path_bytes = 16 << 20}); fs.ok()) {
     for (const auto& e : layer->entries) {
       const fs::view::RootfsNode* n = (*fs)->find(e.path);
       if (n != nullptr && n->path.empty() && !e.path.empty()) __builtin_trap();  // every node has its name

@@ -41,10 +41,14 @@ TEST(RootfsTest, WhiteoutsAndHardLinksApplyAsRuntimesApplyThem) {
 // was put in its directory, empty, before its type or its link's target was known.
 TEST(RootfsTest, TypesNoRuntimeMakesAndLinksThroughTheirOwnNameAreSkipped) {
   for (char type : {'S', '9', 'V', 'M', 'N', 'D'}) {
-    auto fs = Rootfs::apply({layer({entry("odd", type), entry("odd/below", '0'), entry("f", '0')})});
+    auto fs = Rootfs::apply({layer({entry("odd", type), entry("f", '0')})});
     ASSERT_TRUE(fs.ok()) << type;
+    EXPECT_EQ((*fs)->find("odd"), nullptr) << type;
     EXPECT_NE((*fs)->find("f"), nullptr) << type;
-    EXPECT_EQ((*fs)->find("odd/x"), nullptr) << type;
+    // A directory's entry below one of them makes the directory, as runtimes do.
+    fs = Rootfs::apply({layer({entry("odd", type), entry("odd/below", '0')})});
+    ASSERT_TRUE(fs.ok()) << type;
+    EXPECT_NE((*fs)->find("odd/below"), nullptr) << type;
   }
   auto fs = Rootfs::apply({layer({entry("x", '1', "x/y/z"), entry("y", '1', "y"), entry("f", '0')})});
   ASSERT_TRUE(fs.ok());
@@ -70,18 +74,32 @@ TEST(RootfsTest, ALayerNamingTooManyDirectoriesOrTooLongPathsIsRefused) {
     deep.push_back(entry(p, '0'));
   }
   auto l = layer(deep);
-  auto nodes = Rootfs::apply({l}, RootfsLimits{.nodes = 20000, .path_bytes = size_t{1} << 30});
+  auto nodes = Rootfs::apply({l}, RootfsLimits{.nodes = 20000, .made = 1 << 30, .path_bytes = size_t{1} << 30});
   ASSERT_FALSE(nodes.ok());
   EXPECT_EQ(nodes.status().code(), EFBIG);
   EXPECT_NE(nodes.status().message().find("20000 files and directories"), std::string::npos) << nodes.status().message();
-  auto paths = Rootfs::apply({l}, RootfsLimits{.nodes = 100000, .path_bytes = 10 << 20});
+  auto paths = Rootfs::apply({l}, RootfsLimits{.nodes = 100000, .made = 1 << 30, .path_bytes = 10 << 20});
   ASSERT_FALSE(paths.ok());
   EXPECT_EQ(paths.status().code(), EFBIG);
   EXPECT_NE(paths.status().message().find("MiB of paths"), std::string::npos) << paths.status().message();
   // Within both, it applies: 40,040 nodes, 40 chains of paths up to 2 KB.
-  auto fits = Rootfs::apply({l}, RootfsLimits{.nodes = 100000, .path_bytes = 100 << 20});
+  auto fits = Rootfs::apply({l}, RootfsLimits{.nodes = 100000, .made = 1 << 30, .path_bytes = 100 << 20});
   ASSERT_TRUE(fits.ok()) << fits.status().message();
   EXPECT_NE((*fits)->find(deep[7].path), nullptr);
+}
+
+// The limit is on nodes at once: a layer that replaces every file of the one below (a chown -R)
+// makes twice as many as the image holds. The work is bounded apart.
+TEST(RootfsTest, FilesReplacedByALaterLayerCountOnce) {
+  std::vector<oci::TarEntry> files;
+  for (int i = 0; i < 80; ++i) files.push_back(entry("f" + std::to_string(i), '0'));
+  auto l = layer(files);
+  auto fs = Rootfs::apply({l, l, l}, RootfsLimits{.nodes = 100, .made = 1000, .path_bytes = 1 << 20});
+  ASSERT_TRUE(fs.ok()) << fs.status().message();
+  EXPECT_NE((*fs)->find("f79"), nullptr);
+  auto work = Rootfs::apply({l, l, l}, RootfsLimits{.nodes = 100, .made = 200, .path_bytes = 1 << 20});
+  ASSERT_FALSE(work.ok());
+  EXPECT_NE(work.status().message().find("200 files and directories made"), std::string::npos) << work.status().message();
 }
 
 }  // namespace
