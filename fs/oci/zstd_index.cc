@@ -3,6 +3,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <memory>
 
 namespace cmkfs::oci {
@@ -64,30 +66,72 @@ Result<ZstdIndex> ZstdIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-// A decoder and the compressed bytes it was given but has not used yet.
+namespace {
+std::atomic<size_t> live_cursors{0};  // cursors holding a decoder now, process-wide
+}  // namespace
+
+// A decoder, the compressed bytes it was given but has not used yet, and the last bytes it made.
 struct ZstdIndex::Cursor::State {
   DStream ds;
   std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
   size_t in_pos = 0, in_len = 0;  // in[in_pos, in_len): read, not yet decoded
   uint64_t in_off = 0;            // the compressed offset to read next
   uint64_t pos = 0;               // the decompressed offset of the next byte out
+  std::vector<uint8_t> recent;    // a ring: decompressed offset x at x % its size
+  uint64_t kept = 0;              // it holds [pos - kept, pos)
+
+  // `k` bytes just decoded at `pos` (before pos moves past them).
+  void remember(const uint8_t* p, size_t k) {
+    if (recent.empty()) return;
+    size_t r = recent.size();
+    uint64_t at = pos;
+    if (k > r) p += k - r, at += k - r, k = r;
+    while (k > 0) {
+      size_t i = static_cast<size_t>(at % r), m = std::min(k, r - i);
+      std::memcpy(recent.data() + i, p, m);
+      p += m, at += m, k -= m;
+    }
+    kept = std::min<uint64_t>(r, kept + (at - pos));
+  }
+  // Copies what it holds of [offset, offset + len) from offset on; returns how much.
+  size_t recall(uint64_t offset, uint8_t* out, size_t len) const {
+    if (!ds || offset >= pos || offset < pos - kept) return 0;
+    size_t r = recent.size(), total = static_cast<size_t>(std::min<uint64_t>(len, pos - offset)), done = 0;
+    while (done < total) {
+      size_t i = static_cast<size_t>((offset + done) % r), m = std::min(total - done, r - i);
+      std::memcpy(out + done, recent.data() + i, m);
+      done += m;
+    }
+    return total;
+  }
 };
 
 ZstdIndex::Cursor::Cursor() = default;
-ZstdIndex::Cursor::~Cursor() = default;
+ZstdIndex::Cursor::~Cursor() { release(); }
+
+void ZstdIndex::Cursor::release() {
+  if (state_) --live_cursors;
+  state_.reset();
+}
 
 Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
+  Cursor::State local;
+  Cursor::State* st = &local;
+  if (cursor != nullptr && !cursor->state_ && live_cursors.fetch_add(1) < kMaxCursors) {
+    cursor->state_ = std::make_unique<Cursor::State>();
+    cursor->state_->recent.resize(kCursorRecent);
+  } else if (cursor != nullptr && !cursor->state_) {
+    --live_cursors;  // too many: this reader goes without
+  }
+  if (cursor != nullptr && cursor->state_) st = cursor->state_.get();
+  size_t recalled = st->recall(offset, out, len);
+  *n += recalled, out += recalled, offset += recalled, len -= recalled;
+  if (len == 0 || offset >= size_) return Status::Ok();
   auto it = std::upper_bound(frames_.begin(), frames_.end(), offset, [](uint64_t off, const Frame& f) { return off < f.out; });
   if (it == frames_.begin()) return corrupt("no access point");
   const Frame& f = *std::prev(it);
-  Cursor::State local;
-  Cursor::State* st = &local;
-  if (cursor != nullptr) {
-    if (!cursor->state_) cursor->state_ = std::make_unique<Cursor::State>();
-    st = cursor->state_.get();
-  }
   // Go on from the cursor when it stopped between the frame's start and `offset`; else start
   // the frame afresh (a seek back, another frame, or no cursor).
   if (!st->ds || st->pos > offset || st->pos < f.out) {
@@ -100,7 +144,7 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
       }
     }
     if (ZSTD_isError(ZSTD_DCtx_reset(st->ds.get(), ZSTD_reset_session_only))) return corrupt("cannot reset the decoder");
-    st->in_pos = st->in_len = 0, st->in_off = f.in, st->pos = f.out;
+    st->in_pos = st->in_len = 0, st->in_off = f.in, st->pos = f.out, st->kept = 0;
   }
   std::vector<uint8_t> scratch(ZSTD_DStreamOutSize());
   while (len > 0) {
@@ -117,7 +161,7 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
     // Into the caller's buffer once at `offset`; before it, into scratch.
     ZSTD_outBuffer output = st->pos < offset
                                 ? ZSTD_outBuffer{scratch.data(), static_cast<size_t>(std::min<uint64_t>(scratch.size(), offset - st->pos)), 0}
-                                : ZSTD_outBuffer{out + *n, len, 0};
+                                : ZSTD_outBuffer{out, len, 0};
     size_t rc = ZSTD_decompressStream(st->ds.get(), &output, &input);
     if (ZSTD_isError(rc)) {
       st->ds.reset();
@@ -125,7 +169,8 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
     }
     bool progress = input.pos != st->in_pos || output.pos != 0;
     st->in_pos = input.pos;
-    if (st->pos >= offset) *n += output.pos, len -= output.pos;
+    st->remember(static_cast<const uint8_t*>(output.dst), output.pos);
+    if (st->pos >= offset) *n += output.pos, out += output.pos, len -= output.pos;
     st->pos += output.pos;
     if (!progress && rc != 0) {
       st->ds.reset();
