@@ -43,6 +43,9 @@ class [[nodiscard]] Result {
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
   Result(Status s) : v_(std::move(s)) {      // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok() && "a Result holding a Status must hold an error");
+    // Without asserts, a success here would read as neither a value nor an error: callers that
+    // pass status() on would report success for what failed. An error it is.
+    if (std::get<Status>(v_).ok()) v_ = Status(EIO, "internal error: a failure without a reason");
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }

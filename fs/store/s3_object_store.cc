@@ -125,8 +125,10 @@ class S3Client {
       for (auto& h : s3_sign(r, keys_, region_, std::time(nullptr))) req.headers.push_back(std::move(h));
       auto resp = http_->send(req);
       if (resp.ok() && resp->status < 500) return resp;
-      if (!resp.ok() && resp.status().code() == EBADMSG) break;  // too large: the same again
-      last = resp.ok() ? failure(*resp, method, key) : Status::IOError(EIO, "S3 " + method + " " + shown(key) + ": " + resp.status().message());
+      bool again = resp.ok() || resp.status().code() != EBADMSG;  // too large: the same again
+      last = resp.ok() ? failure(*resp, method, key)
+                       : Status::IOError(again ? EIO : EBADMSG, "S3 " + method + " " + shown(key) + ": " + resp.status().message());
+      if (!again) break;
     }
     return last;
   }
@@ -271,6 +273,8 @@ class S3Backend : public StripeBackend {
         if (k.compare(0, prefix_.size() + 1, prefix_ + "/") == 0) fn(k.substr(prefix_.size() + 1));
       }
       if (std::string(result.child_value("IsTruncated")) != "true") return Status::Ok();
+      // A page that lists nothing yet says more follows: tokens could cycle without end.
+      if (!result.child("Contents")) return refuse("a truncated page without keys");
       std::string next = result.child_value("NextContinuationToken");
       if (next.empty() || next == token) return refuse("a truncated page without a next token");
       token = next;

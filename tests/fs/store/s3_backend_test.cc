@@ -30,6 +30,8 @@ struct FakeS3State {
   std::map<std::string, std::string> objects;
   std::vector<std::string> log;  // "METHOD key"
   std::function<std::optional<HttpResponse>(const HttpRequest&, const std::string& key)> hook;
+  // A transport error instead of a reply (curl's: a reply too large is EBADMSG).
+  std::function<std::optional<Status>(const HttpRequest&, const std::string& key)> fail;
 };
 
 std::string header_of(const HttpRequest& r, const std::string& name) {
@@ -51,6 +53,9 @@ class FakeS3 : public keyclient::HttpTransport {
     if (r.method == "GET" && s_->get_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(s_->get_delay_ms));
     std::lock_guard lock(s_->mu);
     s_->log.push_back(r.method + " " + key);
+    if (s_->fail) {
+      if (auto failed = s_->fail(r, key)) return *failed;
+    }
     if (s_->hook) {
       if (auto hooked = s_->hook(r, key)) return *hooked;
     }
@@ -265,6 +270,38 @@ TEST_F(S3BackendTest, AListingThatLoopsOrIsNotAListingIsRefused) {
     return resp;
   };
   EXPECT_FALSE(store_->list([](const Id128&) {}, [](const std::string&) {}).ok());
+  // Truncated pages that list nothing, under tokens that alternate, went on for 100,000 pages.
+  pages = 0;
+  state_->hook = [&](const HttpRequest& r, const std::string& key) -> std::optional<HttpResponse> {
+    if (r.method != "GET" || !key.empty()) return std::nullopt;
+    HttpResponse resp;
+    resp.status = 200;
+    resp.body = "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>" +
+                std::string(++pages % 2 ? "A" : "B") + "</NextContinuationToken></ListBucketResult>";
+    return resp;
+  };
+  EXPECT_FALSE(store_->list([](const Id128&) {}, [](const std::string&) {}).ok());
+  EXPECT_LE(pages, 2);
+}
+
+// A reply the transport refuses on the first try (larger than any reply may be) is not tried
+// again, and it is an error: it was an error without a code, which the write passed on as
+// success without writing anything.
+TEST_F(S3BackendTest, AReplyTooLargeOnTheFirstTryFailsTheWrite) {
+  state_->objects[name(0)] = std::string(1000, 'a');
+  auto f = open(false);
+  state_->fail = [](const HttpRequest& r, const std::string&) -> std::optional<Status> {
+    if (r.method != "GET") return std::nullopt;
+    return Status(EBADMSG, "the reply is larger than 4194304 bytes");
+  };
+  state_->log.clear();
+  Status s = f->write_at(100, bytes("new bytes"));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.code(), 0);
+  EXPECT_NE(s.message().find("larger than"), std::string::npos) << s.message();
+  EXPECT_EQ(puts_of(name(0)), 0);
+  EXPECT_EQ(state_->log.size(), 1u) << "tried again";
+  EXPECT_EQ(state_->objects[name(0)], std::string(1000, 'a'));
 }
 
 TEST_F(S3BackendTest, AStripeMissingBelowTheLastIsNeverWrittenFromNothing) {
