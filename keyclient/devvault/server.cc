@@ -401,17 +401,13 @@ Result<std::string> load_or_create_secret(const std::string& dir, const std::str
 // Requests are small JSON documents.
 constexpr size_t kMaxRequestBytes = 64 << 10;
 
-// Before a request's body is read: compressed bodies are refused (a small gzip body inflates
-// without bound) and so are bodies over kMaxRequestBytes.
+// Before a request's body is read: bodies that cannot be bounded (chunked, compressed, without
+// a length) are refused, and so are bodies over kMaxRequestBytes.
 httplib::Server::HandlerResponse refuse_oversized(Context& c, const Request& q, Response& r) {
+  auto refused = web::unbounded_body(q, kMaxRequestBytes);
+  if (!refused) return httplib::Server::HandlerResponse::Unhandled;
   std::lock_guard<std::mutex> g(c.mu);
-  if (q.has_header("Content-Encoding")) {
-    send(r, Reply::error(415, "BadParameter", "Content-Encoding is not accepted: send the body as it is."));
-  } else if (std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxRequestBytes) {
-    send(r, Reply::error(413, "BadParameter", "The request body is larger than 64 KiB."));
-  } else {
-    return httplib::Server::HandlerResponse::Unhandled;
-  }
+  send(r, Reply::error(refused->first, "BadParameter", refused->second));
   c.log(nullptr, q.method + " " + q.path, "", "", r.status);
   return httplib::Server::HandlerResponse::Handled;
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <charconv>
 #include <filesystem>
 #include <thread>
 
@@ -26,6 +27,13 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   b.server->set_payload_max_length(max_body);
+  b.server->set_pre_routing_handler([max_body](const httplib::Request& q, httplib::Response& r) {
+    auto refused = unbounded_body(q, max_body);
+    if (!refused) return httplib::Server::HandlerResponse::Unhandled;
+    r.status = refused->first;
+    r.set_content(refused->second + "\n", "text/plain");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // httplib (0.11) ends a stop only once every idle keep-alive connection has timed out, so its
   // 5 s default made each SIGTERM take 5 s. A client of this server (a key check, a wrap, a page)
   // gains nothing from an idle connection kept longer than a second.
@@ -35,6 +43,22 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
     return Status(EADDRINUSE, "cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not an address here)");
   }
   return b;
+}
+
+std::optional<std::pair<int, std::string>> unbounded_body(const httplib::Request& q, size_t max_body) {
+  if (q.has_header("Transfer-Encoding")) return std::make_pair(411, "A chunked body is not accepted: send its Content-Length.");
+  if (q.has_header("Content-Encoding")) return std::make_pair(415, "Content-Encoding is not accepted: send the body as it is.");
+  bool with_body = q.method == "POST" || q.method == "PUT" || q.method == "PATCH";
+  if (!q.has_header("Content-Length")) {
+    if (with_body) return std::make_pair(411, "A body without a Content-Length is not accepted.");
+    return std::nullopt;
+  }
+  const std::string& length = q.get_header_value("Content-Length");
+  unsigned long long n = 0;
+  auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), n);
+  if (ec != std::errc() || end != length.data() + length.size()) return std::make_pair(400, "The Content-Length is not a number.");
+  if (n > max_body) return std::make_pair(413, "The request body is larger than " + std::to_string(max_body >> 10) + " KiB.");
+  return std::nullopt;
 }
 
 bool serve_until_signalled(httplib::Server& server, const std::function<void()>& ready) {

@@ -51,6 +51,18 @@ export CONSOLE_URL=${CONSOLE_URL%/console}
 [ -z "$SHOTS" ] || export SCREENSHOTS=$(cd "$SHOTS" && pwd)
 mkdir -p "$WORK/mnt"
 
+# Bodies that cannot be bounded before they are read are refused before sign-in, by both: httplib
+# read a chunked one, or one without a length, whole (any local user could fill the memory of the
+# root console), and inflated a compressed one.
+for url in "$CONSOLE_URL/console/signin" "$VAULT_URL/console/signin"; do
+  code() { curl -sk -o /dev/null -w '%{http_code}' "$@"; }
+  got=$(head -c 200000 /dev/zero | code -H 'Transfer-Encoding: chunked' --data-binary @- "$url")
+  [ "$got" = 411 ] || die "a chunked body to $url got $got, not 411"
+  got=$(code -X POST "$url")
+  [ "$got" = 411 ] || die "a POST without a length to $url got $got, not 411"
+  got=$(head -c 1000000 /dev/zero | gzip -c | code -H 'Content-Encoding: gzip' --data-binary @- "$url")
+  [ "$got" = 415 ] || die "a gzip body to $url got $got, not 415"
+done
 log "consoles at $VAULT_URL/console and $CONSOLE_URL/console, in $(/usr/bin/chromium --version 2>/dev/null)"
 (cd "$node_dir" && node --test --test-concurrency=1 --test-reporter=spec vault-console.test.mjs store-console.test.mjs)
 # The audit logs saw the consoles' actions with the admin, and the refused form.
