@@ -47,6 +47,12 @@ Result<Cidr> Cidr::parse(const std::string& text) {
     }
     bits = std::stoi(n);
   }
+  // An IPv4 address written as IPv6 ("::ffff:10.0.0.0/8") with a prefix short of its IPv4 part
+  // would be the IPv6 range ::/8, which holds every IPv4 address.
+  if (!v4 && is_v4(c.addr) && bits < 96) {
+    return Status::InvalidArgument("'" + text + "': an IPv4 address in IPv6 form needs a prefix of 96 to 128; write " +
+                                   "the IPv4 range instead");
+  }
   c.bits = v4 ? bits + 96 : bits;
   // Host bits cleared, so that one range has one spelling.
   for (int i = 0; i < 16; ++i) {

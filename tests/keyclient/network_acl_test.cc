@@ -35,9 +35,15 @@ TEST(NetworkAcls, RangesParseToOneSpellingAndContainTheirAddresses) {
 
 TEST(NetworkAcls, MalformedRangesAreRefused) {
   for (const char* bad : {"", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x", "2001:db8::/129", "300.1.1.1",
-                          "10.0.0.0/8/8", "example.com"}) {
+                          "10.0.0.0/8/8", "example.com", "::ffff:10.0.0.0/8", "::ffff:0.0.0.0/95"}) {
     EXPECT_FALSE(Cidr::parse(bad).ok()) << bad;
   }
+  // As IPv6, its IPv4 part prefixed: the same range as the IPv4 spelling, nothing more.
+  auto mapped = Cidr::parse("::ffff:10.0.0.0/104");
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_EQ(mapped->to_string(), "10.0.0.0/8");
+  EXPECT_TRUE(mapped->contains("10.9.8.7"));
+  EXPECT_FALSE(mapped->contains("192.168.1.1"));
 }
 
 TEST(NetworkAcls, DenyAdmitsOnlyTheRulesAndRoundTripsAsKeyVaultsShape) {
