@@ -313,6 +313,12 @@ class S3Backend : public StripeBackend {
     if (r->status == 404) return must_exist ? Result<std::string>(missing(name)) : Result<std::string>(std::string());
     if (r->status != 200) return s3_->failure(*r, "GET", key(name));
     if (r->body.size() > stripe_) return Status::Corruption("S3 object " + key(name) + " is longer than a stripe: not written by cmkfs");
+    // A body cut short without a length to tell would be written back padded with zeros.
+    auto len = r->headers.find("content-length");
+    uint64_t n = 0;
+    if (len == r->headers.end() || !parse_u64(len->second, &n) || n != r->body.size()) {
+      return Status::IOError(EIO, "S3 GET " + key(name) + ": the reply's body is not the length it gives");
+    }
     return std::move(r->body);
   }
 

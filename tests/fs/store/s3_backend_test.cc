@@ -81,6 +81,7 @@ class FakeS3 : public keyclient::HttpTransport {
     if (range.empty()) {
       resp.status = 200;
       resp.body = it->second;
+      resp.headers["content-length"] = std::to_string(it->second.size());
       return resp;
     }
     uint64_t a = std::stoull(range.substr(6)), b = std::stoull(range.substr(range.find('-') + 1));
@@ -286,8 +287,8 @@ TEST_F(S3BackendTest, AListingThatLoopsOrIsNotAListingIsRefused) {
 
 // A reply the transport refuses on the first try (larger than any reply may be) is not tried
 // again, and it is an error: it was an error without a code, which the write passed on as
-// success without writing anything.
-TEST_F(S3BackendTest, AReplyTooLargeOnTheFirstTryFailsTheWrite) {
+// success without writing anything. Nor is a body shorter than the stripe's written back.
+TEST_F(S3BackendTest, AReplyTooLargeOrCutShortFailsTheWrite) {
   state_->objects[name(0)] = std::string(1000, 'a');
   auto f = open(false);
   state_->fail = [](const HttpRequest& r, const std::string&) -> std::optional<Status> {
@@ -302,6 +303,23 @@ TEST_F(S3BackendTest, AReplyTooLargeOnTheFirstTryFailsTheWrite) {
   EXPECT_EQ(puts_of(name(0)), 0);
   EXPECT_EQ(state_->log.size(), 1u) << "tried again";
   EXPECT_EQ(state_->objects[name(0)], std::string(1000, 'a'));
+  // A whole stripe's body cut short (or with no length to tell): it was padded with zeros and
+  // written back over the stripe's tail.
+  for (const char* length : {"1000", ""}) {
+    state_->fail = nullptr;
+    state_->hook = [&](const HttpRequest& r, const std::string& key) -> std::optional<HttpResponse> {
+      if (r.method != "GET" || key != name(0) || !header_of(r, "Range").empty()) return std::nullopt;
+      HttpResponse resp;
+      resp.status = 200;
+      resp.body = std::string(500, 'a');
+      if (*length) resp.headers["content-length"] = length;
+      return resp;
+    };
+    state_->log.clear();
+    EXPECT_FALSE(f->write_at(100, bytes("new bytes")).ok()) << length;
+    EXPECT_EQ(puts_of(name(0)), 0) << length;
+    EXPECT_EQ(state_->objects[name(0)], std::string(1000, 'a')) << length;
+  }
 }
 
 TEST_F(S3BackendTest, AStripeMissingBelowTheLastIsNeverWrittenFromNothing) {
