@@ -312,12 +312,38 @@ struct ObjectListing {
   Status status;
   std::vector<Id128> ids;
   std::vector<std::pair<size_t, std::string>> strays;  // (ids listed before it, name)
+  uint64_t more_strays = 0;                            // past kMaxStrays, counted only
 };
+
+// Names in the backing store that are no object are the store's server's to choose: as many
+// as it lists, as long and with whatever bytes. A report names the first ones.
+constexpr size_t kMaxStrays = 1000;
+constexpr size_t kMaxStrayName = 256;
+
+// `name` as a report shows it: at most kMaxStrayName bytes, anything unprintable as \xNN.
+std::string shown_name(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size() && i < kMaxStrayName; ++i) {
+    auto c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  if (name.size() > kMaxStrayName) out += "...";
+  return out;
+}
 
 ObjectListing list_objects(ObjectStore& objects) {
   ObjectListing l;
   l.status = objects.list([&](const Id128& id) { l.ids.push_back(id); },
-                          [&](const std::string& path) { l.strays.emplace_back(l.ids.size(), path); });
+                          [&](const std::string& path) {
+                            if (l.strays.size() < kMaxStrays) l.strays.emplace_back(l.ids.size(), shown_name(path));
+                            else ++l.more_strays;
+                          });
   return l;
 }
 
@@ -345,6 +371,7 @@ void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
     }
   }
   strays_listed_before(l.ids.size());
+  if (l.more_strays > 0) add(r, 0, std::to_string(l.more_strays) + " more names that are not objects of this store");
   if (!l.status.ok() && l.status.code() != ENOTSUP) add(r, 0, l.status.message());
 }
 

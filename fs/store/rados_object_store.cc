@@ -79,7 +79,14 @@ class RadosBackend : public StripeBackend {
     if (r < 0) return rados_status(r, "listing objects");
     const char* name = nullptr;
     size_t name_len = 0;
+    // As many as S3's listing takes: a namespace past it is not one cmkfs filled.
+    constexpr uint64_t kMaxListed = 10'000'000;
+    uint64_t listed = 0;
     while ((r = rados_nobjects_list_next2(ctx, &name, nullptr, nullptr, &name_len, nullptr, nullptr)) == 0) {
+      if (++listed > kMaxListed) {
+        rados_nobjects_list_close(ctx);
+        return Status::IOError(EIO, "listing objects: more than " + std::to_string(kMaxListed));
+      }
       fn(std::string(name, name_len));
     }
     rados_nobjects_list_close(ctx);

@@ -87,6 +87,7 @@ TEST_F(FsckTest, ReportsEveryKindOfDamageAndChangesNothing) {
   write_file(blob_object, s);
   poke_lmdb(store + "/meta", "inodes", be64(link), [](std::string& v) { v[v.size() / 2] ^= 1; });
   write_file(store + "/objects/00/stray", "x");
+  write_file(store + "/objects/00/\x1b]0;owned\x07", "x");  // a terminal's title, set by a report
   write_file(store + "/objects/ab/abababababababababababababababab", "x");
   std::string meta_before = read_file(store + "/meta/data.mdb");
 
@@ -96,9 +97,11 @@ TEST_F(FsckTest, ReportsEveryKindOfDamageAndChangesNothing) {
   EXPECT_NE(r.output.find("inode " + std::to_string(link) + ": "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("names missing inode " + std::to_string(link)), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("stray: not an object of this store"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\\x1b]0;owned\\x07: not an object of this store"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << "an escape sequence reached the terminal";
   EXPECT_NE(r.output.find("object abababababababababababababababab belongs to no file"), std::string::npos) << r.output;
   // The link file's object lost its inode record, so it counts as leaked too.
-  EXPECT_NE(r.output.find("fsck found 6 problem(s)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("fsck found 7 problem(s)"), std::string::npos) << r.output;
   EXPECT_EQ(read_file(store + "/meta/data.mdb"), meta_before);  // read-only
   EXPECT_TRUE(stdfs::exists(store + "/objects/00/stray"));
 }
