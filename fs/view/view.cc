@@ -440,16 +440,7 @@ int RegistryView::attr_of(const std::string& path, const Node& node, ViewAttr* o
     if (!fs.ok()) return fs.status().code();
     const view::RootfsNode* n = (*fs)->find(node.ns);
     if (n == nullptr) return ENOENT;
-    // Hard links: every name of a node has the inode of its first.
-    std::string top = path.substr(0, path.size() - node.ns.size());
-    out->ino = ino_of(n->path == node.ns ? path : top + n->path, lookup);
-    out->mode = n->mode;
-    out->size = n->size;
-    out->uid = n->uid;
-    out->gid = n->gid;
-    out->nlink = n->nlink;
-    out->rdev = n->rdev;
-    out->mtime = meta::Timespec{n->mtime, n->mtime_nsec};
+    rootfs_attr(path, node.ns, *n, out, lookup);
     return 0;
   }
   // The number last, once nothing can fail: a lookup that fails takes no reference.
@@ -536,6 +527,20 @@ void RegistryView::blob_checked(const oci::Digest& d, const meta::InodeRecord& r
 }
 
 // A rootfs/ directory: its entries in name order, each with its own type and inode.
+void RegistryView::rootfs_attr(const std::string& path, const std::string& ns, const view::RootfsNode& n, ViewAttr* out,
+                               bool lookup) {
+  // Hard links: every name of a node has the inode of its first.
+  std::string top = path.substr(0, path.size() - ns.size());
+  out->ino = ino_of(n.path == ns ? path : top + n.path, lookup);
+  out->mode = n.mode;
+  out->size = n.size;
+  out->uid = n.uid;
+  out->gid = n.gid;
+  out->nlink = n.nlink;
+  out->rdev = n.rdev;
+  out->mtime = meta::Timespec{n.mtime, n.mtime_nsec};
+}
+
 int RegistryView::readdir_rootfs(const std::string& path, const Node& dir, uint64_t offset, const Filler& fn,
                                  DirCursor* cursor) {
   auto fs = rootfs(dir.digest, dir.layout);
@@ -552,10 +557,9 @@ int RegistryView::readdir_rootfs(const std::string& path, const Node& dir, uint6
     std::advance(it, std::min<uint64_t>(offset, node->children.size()));
   }
   uint64_t i = offset;
-  for (; it != node->children.end(); ++it, ++i) {
-    Node child{Node::Kind::kRootfs, join(dir.ns, it->first), dir.digest, dir.layout};
+  for (; it != node->children.end(); ++it, ++i) {  // the node at hand, not found again from the root
     ViewAttr a;
-    if (attr_of(join(path, it->first), child, &a) != 0) continue;
+    rootfs_attr(join(path, it->first), join(dir.ns, it->first), *it->second, &a, /*lookup=*/false);
     if (!fn(it->first, a.ino, a.mode & S_IFMT, i + 1)) break;
   }
   if (cursor != nullptr) cursor->fs = *fs, cursor->node = node, cursor->next = it, cursor->offset = i;

@@ -37,6 +37,7 @@ namespace cmkfs::fs {
 namespace view {
 class InodeRef;
 class Rootfs;
+struct RootfsNode;
 }
 
 struct ViewOptions {
@@ -105,6 +106,8 @@ class RegistryView {
                     const std::string& skip, Catalog* cat);
   void add_layout(const view::InodeRef& dir, const std::string& path, Catalog* cat);
   int children(const Node& dir, std::vector<std::pair<std::string, Node>>* out);
+  // The attributes of rootfs/ node `n`, named `ns` in its image and `path` in the view.
+  void rootfs_attr(const std::string& path, const std::string& ns, const view::RootfsNode& n, ViewAttr* out, bool lookup);
   int readdir_rootfs(const std::string& path, const Node& dir, uint64_t offset, const Filler& fn, DirCursor* cursor);
   // `lookup`: the kernel takes a reference to the inode (a LOOKUP reply).
   int attr_of(const std::string& path, const Node& node, ViewAttr* out, bool lookup = false);
