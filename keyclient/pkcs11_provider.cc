@@ -15,8 +15,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
 
 #include "keyclient/keyclient.h"
 #include "keyclient/pkcs11_module.h"
@@ -41,6 +44,35 @@ struct PinStamp {
   int64_t mtime_ns = 0;
   off_t size = 0;
   bool operator==(const PinStamp&) const = default;
+};
+
+// PINs the token refused, for the whole process: a provider is made again whenever a store's
+// settings change (and a store can change them), so a record kept per provider would let the store
+// have the refused PIN tried at every key check until the token locks.
+class RefusedPins {
+ public:
+  bool refused(const std::string& who, const PinStamp& pin) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = refused_.find(who);
+    return it != refused_.end() && it->second == pin;
+  }
+  void record(const std::string& who, const std::optional<PinStamp>& pin) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!pin) {
+      refused_.erase(who);
+    } else if (refused_.size() < kMaxRefused || refused_.count(who)) {
+      refused_[who] = *pin;
+    }
+  }
+  static RefusedPins& instance() {
+    static RefusedPins* pins = new RefusedPins;  // never destroyed: providers may outlive statics
+    return *pins;
+  }
+
+ private:
+  static constexpr size_t kMaxRefused = 1024;  // the host's own settings name a handful
+  std::mutex mu_;
+  std::map<std::string, PinStamp> refused_;
 };
 
 Result<crypto::SecretBytes> read_pin(const std::string& path, PinStamp* stamp) {
@@ -111,7 +143,7 @@ class Pkcs11Provider : public KeyProvider {
 
   Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
     return in_session<WrappedKey>([&]() -> Result<WrappedKey> {
-      auto key = choose(uri_.id);
+      auto key = latest();
       if (!key.ok()) return key.status();
       return wrap_with(*key, dek);
     });
@@ -131,31 +163,16 @@ class Pkcs11Provider : public KeyProvider {
 
   Result<std::string> current_key_id() override {
     return in_session<std::string>([&]() -> Result<std::string> {
-      auto key = choose(uri_.id);
+      auto key = latest();
       if (!key.ok()) return key.status();
-      return uri_.with_id(key->id).str();
+      return version_name(*key);
     });
   }
 
   bool revocable() const override { return true; }
 
   Status validate() override {
-    auto checked = in_session<bool>([&]() -> Result<bool> {
-      auto key = choose(uri_.id);
-      if (!key.ok()) return key.status();
-      if (key->type == CKK_AES) {
-        auto len = ulong_attribute(key->handle, CKA_VALUE_LEN);
-        if (len.ok() && *len != crypto::kKeySize) {
-          return Status(EKEYREJECTED, "the token's AES key " + uri_.object + " is not 256 bits");
-        }
-      } else {
-        auto pub = public_key(*key);
-        if (!pub.ok()) return pub.status();
-        auto bits = ulong_attribute(*pub, CKA_MODULUS_BITS);
-        if (bits.ok() && *bits < 2048) return Status(EKEYREJECTED, "the token's RSA key " + uri_.object + " has fewer than 2048 bits");
-      }
-      return true;
-    });
+    auto checked = in_session<KeyObject>([&] { return latest(); });
     if (!checked.ok()) return checked.status();
     return prove_round_trip(*this, "the token");
   }
@@ -183,6 +200,12 @@ class Pkcs11Provider : public KeyProvider {
     if (rv == CKR_OK) return Status::Ok();
     if (pkcs11_session_lost(rv)) lost_ = true;
     return pkcs11_status(rv, what);
+  }
+
+  // Which login a refused PIN belongs to: the module, the token it chose, and the PIN file.
+  std::string login_name() const {
+    return uri_.module_path + '\n' + uri_.token + '\n' + uri_.manufacturer + '\n' + uri_.serial + '\n' + uri_.model +
+           '\n' + uri_.pin_source;
   }
 
   std::string token_name() const { return uri_.token.empty() ? "the token" : "token " + uri_.token; }
@@ -222,7 +245,7 @@ class Pkcs11Provider : public KeyProvider {
                                 "cannot open a session with " + token_name()));
     PinStamp stamp;
     auto pin = read_pin(uri_.pin_source, &stamp);
-    if (pin.ok() && refused_pin_ && *refused_pin_ == stamp) {
+    if (pin.ok() && RefusedPins::instance().refused(login_name(), stamp)) {
       pin = Status(EACCES, token_name() + " refused the PIN in " + uri_.pin_source +
                                "; cmkfs tries again when the file changes (each refusal counts towards locking it)");
     }
@@ -233,10 +256,12 @@ class Pkcs11Provider : public KeyProvider {
     CK_RV rv = f_->C_Login(h, CKU_USER, pin->data(), pin->size());
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
       f_->C_CloseSession(h);
-      if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) refused_pin_ = stamp;
+      if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) {
+        RefusedPins::instance().record(login_name(), stamp);
+      }
       return pkcs11_status(rv, token_name() + " refused the PIN in " + uri_.pin_source);
     }
-    refused_pin_.reset();
+    RefusedPins::instance().record(login_name(), std::nullopt);
     session_ = h;
     return Status::Ok();
   }
@@ -258,6 +283,7 @@ class Pkcs11Provider : public KeyProvider {
     CK_ULONG v = 0;
     CK_ATTRIBUTE a{type, &v, sizeof v};
     CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    if (a.ulValueLen != sizeof v) return Status(EBADMSG, "the token gave a key attribute of a bad size");
     return v;
   }
 
@@ -282,10 +308,15 @@ class Pkcs11Provider : public KeyProvider {
     return found;
   }
 
+  // Neither true nor false unless the module says which: a module that leaves the value unset
+  // must not pass for CK_FALSE (an extractable key would then count as unextractable).
   Result<bool> bool_attribute(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
-    CK_BBOOL v = CK_FALSE;
+    CK_BBOOL v = 0xa5;
     CK_ATTRIBUTE a{type, &v, sizeof v};
     CMKFS_RETURN_IF_ERROR(check(f_->C_GetAttributeValue(session_, h, &a, 1), "cannot read a key attribute"));
+    if (a.ulValueLen != sizeof v || (v != CK_TRUE && v != CK_FALSE)) {
+      return Status(EBADMSG, "the token gave a key attribute that is neither true nor false");
+    }
     return v == CK_TRUE;
   }
 
@@ -336,6 +367,27 @@ class Pkcs11Provider : public KeyProvider {
     }
     return *best;
   }
+
+  // The key new wraps use: the configured version or, without one, the newest, whose strength is
+  // checked each time (an automatic rotation may bring a version nobody vetted).
+  Result<KeyObject> latest() {
+    auto key = choose(uri_.id);
+    if (!key.ok()) return key;
+    if (key->type == CKK_AES) {
+      auto len = ulong_attribute(key->handle, CKA_VALUE_LEN);
+      if (!len.ok()) return len.status();
+      if (*len != crypto::kKeySize) return Status(EKEYREJECTED, "the token's AES key " + version_name(*key) + " is not 256 bits");
+      return key;
+    }
+    auto modulus = bytes_attribute(key->handle, CKA_MODULUS, 2048);
+    if (!modulus.ok()) return modulus.status();
+    auto top = std::find_if(modulus->begin(), modulus->end(), [](uint8_t b) { return b != 0; });
+    size_t bits = top == modulus->end() ? 0 : size_t(modulus->end() - top - 1) * 8 + std::bit_width(unsigned(*top));
+    if (bits < 2048) return Status(EKEYREJECTED, "the token's RSA key " + version_name(*key) + " has fewer than 2048 bits");
+    return key;
+  }
+
+  std::string version_name(const KeyObject& key) const { return uri_.with_id(key.id).str(); }
 
   Result<CK_OBJECT_HANDLE> public_key(const KeyObject& priv) {
     CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
@@ -430,9 +482,8 @@ class Pkcs11Provider : public KeyProvider {
     if (rv == CKR_OK && value.ulValueLen == dek.size()) {
       value.pValue = dek.data();
       rv = f_->C_GetAttributeValue(session_, out, &value, 1);
-    } else if (rv == CKR_OK) {
-      rv = CKR_WRAPPED_KEY_LEN_RANGE;
     }
+    if (rv == CKR_OK && value.ulValueLen != dek.size()) rv = CKR_WRAPPED_KEY_LEN_RANGE;  // asked twice: checked twice
     f_->C_DestroyObject(session_, out);
     CMKFS_RETURN_IF_ERROR(check(rv, "the token unwrapped something that is not a data key"));
     return dek;
@@ -443,7 +494,6 @@ class Pkcs11Provider : public KeyProvider {
   std::mutex mu_;
   CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
   bool lost_ = false;
-  std::optional<PinStamp> refused_pin_;  // the PIN file as it was when the token refused it
 };
 
 }  // namespace

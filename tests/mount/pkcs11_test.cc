@@ -5,6 +5,7 @@
 // (tests/support/pkcs11_shim.cc) that can fail on demand.
 #include <algorithm>
 
+#include "keyclient/keyclient.h"
 #include "tests/support/lifecycle.h"
 
 namespace cmkfs::testing {
@@ -235,6 +236,55 @@ TEST_F(Pkcs11Test, ARefusedPinIsNotRetriedUntilThePinFileChanges) {
   EXPECT_EQ(open_errno(at("f")), EACCES);
   write_file(pin_file, std::string(kPin) + "\n");
   expect_serving();
+}
+
+// A store makes the daemon build a new provider whenever its settings change, and anything in the
+// store can change: the refusal must outlive the provider, or each new one tries the PIN again.
+TEST_F(Pkcs11Test, ARefusedPinIsNotRetriedByTheNextProviderOfTheSameKey) {
+  admin("keygen-aes cmk 01");
+  write_file(pin_file, "a-wrong-pin\n");
+  keyclient::KekConfig config;
+  config.provider = keyclient::ProviderKind::kPkcs11;
+  config.key_identifier = uri().substr(1, uri().size() - 2);  // without the shell's quotes
+  size_t before = logins();
+  for (int i = 0; i < 4; ++i) {
+    auto provider = keyclient::make_provider(config, Id128{});
+    ASSERT_TRUE(provider.ok()) << provider.status().message();
+    auto latest = (*provider)->current_key_id();
+    EXPECT_EQ(latest.status().code(), EACCES);
+    EXPECT_NE(latest.status().message().find("refused the PIN"), std::string::npos) << latest.status().message();
+  }
+  EXPECT_EQ(logins(), before + 1) << "one login with the wrong PIN, then none until the file changes";
+  write_file(pin_file, std::string(kPin) + "\n");
+  auto provider = keyclient::make_provider(config, Id128{});
+  ASSERT_TRUE(provider.ok());
+  EXPECT_TRUE((*provider)->current_key_id().ok());
+}
+
+// An automatic rotation follows the newest version only if it is as strong as init demands.
+TEST_F(Pkcs11Test, AWeakNewVersionIsNotFollowed) {
+  admin("keygen-rsa cmk 01 2048");
+  init_hsm(uri());
+  mount_with_file("--rotation-poll-interval 1s");
+  admin("keygen-rsa cmk 02 1024");
+  ASSERT_TRUE(wait_for_text(log, "fewer than 2048 bits", 6)) << read_file(log);
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
+  EXPECT_EQ(read_file(at("f")), content);
+}
+
+// A module that answers CKA_EXTRACTABLE without saying what it is must not make an extractable
+// key pass for an unextractable one (the read used to start from CK_FALSE).
+TEST_F(Pkcs11Test, AnUnansweredExtractableIsNotTakenForNo) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--rotation-poll-interval 1s");
+  admin("keygen-aes cmk 02 32 extractable");
+  fault("mute-extractable");
+  ::usleep(2500000);  // two rotation polls
+  fault("");
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
+  expect_serving();
+  EXPECT_EQ(read_file(at("f")), content);
 }
 
 TEST_F(Pkcs11Test, AnIdPinsTheVersionUntilRotateKeyMovesIt) {

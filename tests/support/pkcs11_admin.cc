@@ -79,12 +79,13 @@ int main(int argc, char** argv) {
   if (!id_bytes) return fail("the id is not hex", 0);
   std::vector<uint8_t> id = *id_bytes;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  if (cmd == "keygen-aes") {
+  if (cmd == "keygen-aes") {  // LABEL ID [BYTES [extractable]]
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE type = CKK_AES;
-    CK_ULONG len = 32;
+    CK_ULONG len = argc > 7 ? std::stoul(argv[7]) : 32;
+    CK_BBOOL extractable = argc > 8 && std::string(argv[8]) == "extractable" ? CK_TRUE : CK_FALSE;
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},      {CKA_KEY_TYPE, &type, sizeof type},  {CKA_TOKEN, &yes, 1},
-                        {CKA_PRIVATE, &yes, 1},             {CKA_SENSITIVE, &yes, 1},            {CKA_EXTRACTABLE, &no, 1},
+                        {CKA_PRIVATE, &yes, 1},             {CKA_SENSITIVE, &yes, 1},            {CKA_EXTRACTABLE, &extractable, 1},
                         {CKA_WRAP, &yes, 1},                {CKA_UNWRAP, &yes, 1},               {CKA_ENCRYPT, &no, 1},
                         {CKA_DECRYPT, &no, 1},              {CKA_VALUE_LEN, &len, sizeof len},   {CKA_LABEL, label.data(), label.size()},
                         {CKA_ID, id.data(), id.size()}};

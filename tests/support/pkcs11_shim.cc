@@ -4,7 +4,8 @@
 // CMKFS_PKCS11_SHIM_TARGET names the real module. The file CMKFS_PKCS11_SHIM_STATE, read on every
 // call, holds the fault: "outage" (every call CKR_DEVICE_ERROR), "removed" (no token; every call
 // CKR_DEVICE_REMOVED, and the sessions opened before are closed, as a pulled token's are), "hang"
-// (every call waits until the fault changes: a driver that stops answering), or nothing. Each C_Login is counted as a line in CMKFS_PKCS11_SHIM_LOGINS, if set.
+// (every call waits until the fault changes: a driver that stops answering), "mute-extractable"
+// (below), or nothing. Each C_Login is counted as a line in CMKFS_PKCS11_SHIM_LOGINS, if set.
 #include <dlfcn.h>
 #include <unistd.h>
 #include <p11-kit/pkcs11.h>
@@ -80,7 +81,12 @@ CK_RV Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR p, CK_ULONG l) 
   return rv != CKR_OK ? rv : real->C_Login(h, u, p, l);
 }
 SHIM(FindObjectsInit, (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n), (h, t, n))
-SHIM(GetAttributeValue, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n), (h, o, t, n))
+// "mute-extractable": CKA_EXTRACTABLE is answered CKR_OK and left unwritten, as a careless module may.
+CK_RV GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  if (fault() == "mute-extractable" && n == 1 && t[0].type == CKA_EXTRACTABLE) return CKR_OK;
+  CK_RV rv = gate();
+  return rv != CKR_OK ? rv : real->C_GetAttributeValue(h, o, t, n);
+}
 SHIM(CreateObject, (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o), (h, t, n, o))
 SHIM(WrapKey,
      (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k, CK_OBJECT_HANDLE w, CK_BYTE_PTR out, CK_ULONG_PTR l),
