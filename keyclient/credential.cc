@@ -14,6 +14,7 @@
 #include "crypto/crypto.h"
 #include "crypto/base/hex.h"
 #include "keyclient/base64url.h"
+#include "keyclient/host_path.h"
 #include "keyclient/vault_client.h"
 
 namespace cmkfs::keyclient {
@@ -48,6 +49,14 @@ Result<std::string> read_credential_file(const std::string& path, const char* wh
     ::close(fd);
     return Status::AccessDenied(std::string("the ") + what + " " + path +
                                 " is accessible by group or others; run: chmod 600 " + path);
+  }
+  if (private_only) {  // a secret someone else could replace would sign this host in as them
+    Status owned = check_host_owner(st, path, std::string("the ") + what);
+    if (owned.ok()) owned = check_host_dirs(path, std::string("the ") + what);
+    if (!owned.ok()) {
+      ::close(fd);
+      return owned;
+    }
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   ssize_t n = ::read(fd, out.data(), out.size());

@@ -7,8 +7,8 @@
 // Every answer is checked as kube-apiserver checks it before anything is kept (version "v2",
 // healthz "ok", key ids and ciphertexts of 1 to 1024 bytes, annotation keys that are domain names
 // of two labels or more, 32 KiB of annotations at most), and a Decrypt must give back 32 bytes.
-// The socket must belong to root (or this user) in a directory nobody else may write: the DEK is
-// sent to whoever listens there. Errors: a plugin that is down, slow or unhealthy is an outage
+// The socket must belong to root (or this user), and every directory above it too, unwritable by
+// others (keyclient/host_path.h): the DEK is sent to whoever listens there. Errors: a plugin that is down, slow or unhealthy is an outage
 // (EAGAIN, the offline grace applies), and so is a malformed answer or INVALID_ARGUMENT;
 // PERMISSION_DENIED/UNAUTHENTICATED EACCES, NOT_FOUND ENOKEY, FAILED_PRECONDITION EKEYREJECTED.
 #include <grpcpp/grpcpp.h>
@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "crypto/base/hex.h"
+#include "keyclient/host_path.h"
 #include "keyclient/keyclient.h"
 #include "keyclient/kms2/api.grpc.pb.h"
 
@@ -210,13 +211,9 @@ Status check_socket(const std::string& path) {
   }
   if (!S_ISSOCK(st.st_mode)) return Status::InvalidArgument(path + " is not a socket (links are not followed)");
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) return Status::AccessDenied("the KMS plugin socket " + path + " belongs to another user");
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (::stat(dir.c_str(), &st) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()) ||
-      (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return Status::AccessDenied("the KMS plugin socket's directory " + dir +
-                                " may be written by others, who could put their own plugin there");
-  }
-  return Status::Ok();
+  // Every directory above it the host's: whoever could change one could put their own plugin there.
+  Status dirs = check_host_dirs(path, "the KMS plugin socket");
+  return dirs.code() == ENOENT ? Status(EAGAIN, dirs.message()) : dirs;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "crypto/base/hex.h"
+#include "keyclient/host_path.h"
 #include "keyclient/keyclient.h"
 
 namespace cmkfs::keyclient {
@@ -50,6 +51,13 @@ Result<crypto::SecretBytes> read_key_file(const std::string& path) {
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
     return Status::AccessDenied("local key file " + path + " is accessible by group or others; run: chmod 600 " + path);
+  }
+  // A key someone else could put in its place would be theirs: the next wrap would hand them the DEK.
+  Status owned = check_host_owner(st, path, "local key file");
+  if (owned.ok()) owned = check_host_dirs(path, "local key file");
+  if (!owned.ok()) {
+    ::close(fd);
+    return owned;
   }
   crypto::SecretBytes text(kHeader.size() + 64 + 1);
   ssize_t n = ::read(fd, text.data(), text.size());

@@ -10,18 +10,10 @@
 #include <map>
 #include <mutex>
 
+#include "keyclient/host_path.h"
+
 namespace cmkfs::keyclient {
 namespace {
-
-Status check_owner(const struct stat& st, const std::string& path, const char* what) {
-  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
-    return Status::AccessDenied(std::string(what) + " " + path + " belongs to another user");
-  }
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return Status::AccessDenied(std::string(what) + " " + path + " may be written by group or others");
-  }
-  return Status::Ok();
-}
 
 const char* rv_name(CK_RV rv) {
   switch (rv) {
@@ -103,21 +95,14 @@ Result<CK_FUNCTION_LIST*> load_pkcs11_module(const std::string& path) {
   if (ec) return Status(ENOENT, "PKCS#11 module " + path + " does not exist");
   // Every directory on the way and the file itself root's (or ours) and nobody else's to write;
   // the file is checked and loaded through one descriptor, so it cannot be swapped in between.
-  for (auto dir = std::filesystem::path(real).parent_path();; dir = dir.parent_path()) {
-    struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) return Status(ENOENT, "cannot check " + dir.string());
-    if (!(st.st_mode & S_ISVTX) || (st.st_mode & S_IWOTH) == 0) {
-      CMKFS_RETURN_IF_ERROR(check_owner(st, dir.string(), "the directory of PKCS#11 module"));
-    }
-    if (dir == dir.parent_path()) break;
-  }
+  CMKFS_RETURN_IF_ERROR(check_host_dirs(real, "PKCS#11 module"));
   int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
   if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0) ::close(fd);
     return Status::InvalidArgument("PKCS#11 module " + path + " is not a regular file");
   }
-  if (Status s = check_owner(st, path, "PKCS#11 module"); !s.ok()) {
+  if (Status s = check_host_owner(st, path, "PKCS#11 module"); !s.ok()) {
     ::close(fd);
     return s;
   }

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 
+#include "keyclient/host_path.h"
 #include "keyclient/keyclient.h"
 #include "keyclient/pkcs11_module.h"
 #include "keyclient/pkcs11_uri.h"
@@ -91,6 +92,11 @@ Result<crypto::SecretBytes> read_pin(const std::string& path, PinStamp* stamp) {
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
     ::close(fd);
     return Status::AccessDenied("the PIN file " + path + " belongs to another user");
+  }
+  // Whoever could replace the file could have the token count wrong PINs until it locks.
+  if (Status dirs = check_host_dirs(path, "the PIN file"); !dirs.ok()) {
+    ::close(fd);
+    return dirs;
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);

@@ -74,6 +74,20 @@ TEST_F(BadInputTest, MissingWrongOrExposedKeyFile) {
   EXPECT_EQ(r.rc, fs::kExitKey);
   expect_one_clear_line(r, "chmod 600");
   ::chmod(key.c_str(), 0600);
+  // A key file someone else could have put there is theirs: another user's, or in a directory
+  // others may write.
+  ASSERT_EQ(::chown(key.c_str(), 65534, 65534), 0);
+  r = try_mount();
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "belongs to another user");
+  ASSERT_EQ(::chown(key.c_str(), 0, 0), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  ::chmod(dir.c_str(), 0777);
+  r = try_mount();
+  ::chmod(dir.c_str(), st.st_mode & 07777);
+  EXPECT_EQ(r.rc, fs::kExitKey);
+  expect_one_clear_line(r, "which may be written by group or others");
   mount();  // and with the right key all is well
 }
 

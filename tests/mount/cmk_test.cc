@@ -359,7 +359,15 @@ TEST_F(CmkTest, AStoreMovedToAnotherHostIsBoundThereExplicitly) {
   EXPECT_NE(r.output.find("not bound to this host"), std::string::npos) << r.output;
   stdfs::copy_file(vault_dir + "/ca.pem", dir + "/ca2.pem");
   std::string flags = " --key-encryption-key " + key_url + " --identity " + client_id + " --identity-endpoint " + url +
-                      "/metadata/identity/oauth2/token --vault-ca " + dir + "/ca2.pem";
+                      "/metadata/identity/oauth2/token --vault-ca ";
+  // A CA where anybody could put their own would let them be the vault.
+  stdfs::create_directories(dir + "/open");
+  ::chmod((dir + "/open").c_str(), 0777);
+  stdfs::copy_file(vault_dir + "/ca.pem", dir + "/open/ca.pem");
+  r = run(cmkfs_binary() + " trust " + store + flags + dir + "/open/ca.pem --fingerprint " + fingerprint);
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("which may be written by group or others"), std::string::npos) << r.output;
+  flags += dir + "/ca2.pem";
   r = run(cmkfs_binary() + " trust " + store + flags + " --fingerprint " + std::string(32, '0'));
   EXPECT_EQ(r.rc, 11) << r.output;  // not the store the old host had
   EXPECT_EQ(try_mount().rc, 11);

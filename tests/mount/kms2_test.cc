@@ -176,7 +176,13 @@ TEST_F(Kms2Test, InitRefusesAPluginItCannotTrust) {
   stdfs::create_directories(open_dir);
   ::chmod(open_dir.c_str(), 0777);
   start_plugin(open_dir + "/p.sock");
-  refused("kms2://" + open_dir + "/p.sock", "may be written by others");
+  refused("kms2://" + open_dir + "/p.sock", "may be written by group or others");
+  // And one in a directory of the host's under one anybody may write: that directory could be
+  // renamed away and another put in its place.
+  stdfs::create_directories(open_dir + "/own");
+  ::chmod((open_dir + "/own").c_str(), 0755);
+  start_plugin(open_dir + "/own/p.sock");
+  refused("kms2://" + open_dir + "/own/p.sock", "is in " + open_dir + ", which may be written by group or others");
   stop_plugin();
   start_plugin();
   init_kms();

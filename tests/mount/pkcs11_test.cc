@@ -327,6 +327,9 @@ TEST_F(Pkcs11Test, InitRefusesWhatItCannotTrustWithAClearError) {
   ::chmod(pin_file.c_str(), 0644);
   refused(uri(), "chmod 600");
   ::chmod(pin_file.c_str(), 0600);
+  ::chmod(hsm.c_str(), 0777);  // anybody could put another PIN file there, to lock the token
+  refused(uri(), "which may be written by group or others");
+  ::chmod(hsm.c_str(), 0755);
   write_file(pin_file, "not-the-pin\n");
   refused(uri(), "refused the PIN");
   write_file(pin_file, kPin);
