@@ -432,7 +432,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   session.reset();
   // libfuse reports the signal that ended the loop; SIGTERM and SIGINT are a clean stop.
   bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT;
-  return clean && s.ok() ? kExitOk : kExitError;
+  int code = clean && s.ok() ? kExitOk : kExitError;
+  if (monitor.abandoned()) KeyMonitor::end_process(code);  // everything is flushed; a key call still hangs
+  return code;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -14,6 +15,29 @@ namespace {
 int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
+
+// The provider as the monitor calls it: a call that returns after stop() gave it up never returns
+// to the monitor (its thread sleeps until the process ends), so a late answer cannot change the
+// keys, the status or the superblock while the unmount flushes.
+class AbandonableProvider : public keyclient::KeyProvider {
+ public:
+  AbandonableProvider(std::unique_ptr<keyclient::KeyProvider> inner, const std::atomic<bool>& abandoned)
+      : inner_(std::move(inner)), abandoned_(abandoned) {}
+  Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override { return settle(inner_->wrap(dek)); }
+  Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override { return settle(inner_->unwrap(w)); }
+  Result<std::string> current_key_id() override { return settle(inner_->current_key_id()); }
+  bool revocable() const override { return inner_->revocable(); }
+  Status validate() override { return settle(inner_->validate()); }
+
+ private:
+  template <class T>
+  T settle(T result) {
+    while (abandoned_) std::this_thread::sleep_for(std::chrono::hours(1));
+    return result;
+  }
+  std::unique_ptr<keyclient::KeyProvider> inner_;
+  const std::atomic<bool>& abandoned_;
+};
 
 }  // namespace
 
@@ -55,7 +79,7 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
                        std::string mountpoint, Clock& clock)
     : store_(store),
       keyring_(keyring),
-      provider_(std::move(provider)),
+      provider_(std::make_unique<AbandonableProvider>(std::move(provider), abandoned_)),
       options_(options),
       audit_(audit),
       invalidate_caches_(std::move(invalidate_caches)),
@@ -67,6 +91,16 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
       last_success_(clock.steady()),
       last_rotation_poll_(last_success_) {
   note_settings();
+}
+
+KeyMonitor::~KeyMonitor() {
+  stop();
+  if (abandoned_) end_process(kExitError);  // its thread still runs in this object
+}
+
+void KeyMonitor::end_process(int code) {
+  spdlog::default_logger()->flush();
+  std::_Exit(code);
 }
 
 void KeyMonitor::start() {
@@ -91,12 +125,42 @@ void KeyMonitor::stop() {
   }
   wake_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-  if (thread_.joinable()) thread_.join();  // a provider call that hangs is waited for
+  if (thread_.joinable()) {
+    if (wait_for_run()) {
+      thread_.join();
+    } else {
+      abandoned_ = true;
+      thread_.detach();
+      spdlog::error("the key provider still has not answered; not waiting for it to unmount");
+    }
+  }
   std::error_code ec;
   std::filesystem::remove(status_path_, ec);
 }
 
+bool KeyMonitor::wait_for_run() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return run_done_; })) return true;
+    }
+    std::lock_guard<std::mutex> g(state_mu_);
+    if (in_provider_ > 0 && clock_.steady() - provider_since_ >= kHungAfter * options_.request_timeout) return false;
+  }
+}
+
 void KeyMonitor::run() {
+  struct Done {  // however run() ends
+    KeyMonitor& m;
+    ~Done() {
+      {
+        std::lock_guard<std::mutex> g(m.mu_);
+        m.run_done_ = true;
+      }
+      m.wake_.notify_all();
+    }
+  };
+  Done done{*this};
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, options_.check_interval, [this] { return stopping_ || woken_; });
@@ -177,6 +241,7 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   auto provider = keyclient::make_provider(*settings, sb.store_id,
                                           std::chrono::duration<double>(options_.request_timeout).count());
   if (!provider.ok()) return provider.status();
+  auto guarded = std::make_unique<AbandonableProvider>(std::move(*provider), abandoned_);
   if (sb.dek_generation == store_.super.dek_generation) {
     auto access = keyring_.access();
     if (!access.ok()) return Status::Unavailable("the data key is not installed");
@@ -191,8 +256,8 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
     store_.super = sb;
     store_.kek = *kek;
     store_.binding = *binding;
-    ProviderCall call(*this, **provider);
-    auto unlocked = unlock(store_, **provider, audit_, "data-key rotation");
+    ProviderCall call(*this, *guarded);
+    auto unlocked = unlock(store_, *guarded, audit_, "data-key rotation");
     call.end();
     Status s = unlocked.status();
     if (unlocked.ok()) {
@@ -215,7 +280,7 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   store_.super = sb;
   store_.kek = std::move(*kek);
   store_.binding = std::move(*binding);
-  provider_ = std::move(*provider);
+  provider_ = std::move(guarded);
   return Status::Ok();
 }
 

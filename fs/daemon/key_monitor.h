@@ -12,7 +12,10 @@
 // A provider call that never returns (a PKCS#11 module or plugin that hangs) holds its check, not
 // the grace: a watchdog counts a check running past its deadline as an unreachable vault, and
 // fails the mount closed once the grace since the last good check is over, while the call still
-// hangs. When it answers at last, the check goes on as any other.
+// hangs. When it answers at last, the check goes on as any other. An unmount does not wait for
+// it past that deadline either: stop() gives the check up (abandoned()), and a call that answers
+// after that parks its thread where it is, so nothing it would do races the unmount's flush; the
+// daemon then ends with _exit, since the monitor cannot be destroyed under that thread.
 //
 // Thread-safety: start() and stop() from one thread; check_once() runs on the monitor's own,
 // watch_once() on the watchdog's (or, in tests, both on threads of the test's while neither runs).
@@ -48,10 +51,16 @@ class KeyMonitor {
   KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keyclient::KeyProvider> provider,
              MonitorOptions options, AuditLog& audit, std::function<void()> invalidate_caches, std::string mountpoint,
              Clock& clock = real_clock());
-  ~KeyMonitor() { stop(); }
+  ~KeyMonitor();
 
   void start();  // publishes the status, then checks on its own thread if the key is revocable
+  // Ends the checks: waits for one running, unless its provider call hangs past the watchdog's
+  // deadline; then it is abandoned, and the monitor must never be destroyed (end the process).
   void stop();
+  bool abandoned() const { return abandoned_; }
+  // Ends the process at once, its log flushed: what a daemon whose monitor was abandoned does
+  // when it is done, in place of returning (and destroying the monitor).
+  [[noreturn]] static void end_process(int code);
   void check_once();  // one round, on the caller's thread
   // The watchdog's round: a call to the provider running longer than kHungAfter request timeouts
   // (a vault client's retries, backoff and token requests fit in it) makes the vault unreachable,
@@ -85,6 +94,8 @@ class KeyMonitor {
   class ProviderCall;
   void run();
   void watch();
+  // Until run() has returned (true), or the provider call it is in hangs past the deadline.
+  bool wait_for_run();
   // Moves the state as the check's outcome says; true when it unwrapped the key in use.
   bool apply(Result<Unlocked> unlocked);
   // REQUIRES: state_mu_. The vault did not answer (a check's error, or the watchdog's hung call):
@@ -143,6 +154,8 @@ class KeyMonitor {
   std::condition_variable wake_;
   bool stopping_ = false;
   bool woken_ = false;
+  bool run_done_ = false;
+  std::atomic<bool> abandoned_{false};  // read by every provider call as it returns (AbandonableProvider)
   std::thread thread_;
   std::thread watchdog_;
 };

@@ -188,6 +188,26 @@ TEST_F(Pkcs11Test, AModuleThatHangsFailsClosedWhenTheGraceEndsAndServesWhenItAns
   expect_serving();
 }
 
+// An unmount waits for a hung key check only as long as the watchdog does, then flushes and ends
+// without it: before, the daemon waited for the module forever and the unmount with it.
+TEST_F(Pkcs11Test, AnUnmountDoesNotWaitForAHungModule) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  mount_with_file("--offline-grace 120s --vault-timeout 1s");
+  write_file(at("late"), "written while the module hangs");
+  fault("hang");
+  EXPECT_TRUE(eventually(10, [&] { return show()["liveKeyState"]["state"] == "vault-unreachable"; })) << read_file(log);
+  release();
+  auto r = run("timeout 30 " + cmkfs_binary() + " umount " + mnt);
+  mounted = r.rc != 0;
+  EXPECT_EQ(r.rc, 0) << r.output << read_file(log);
+  EXPECT_NE(read_file(log).find("not waiting for it"), std::string::npos) << read_file(log);
+  fault("");
+  if (mounted) umount();
+  mount();
+  EXPECT_EQ(read_file(at("late")), "written while the module hangs");
+}
+
 TEST_F(Pkcs11Test, WithoutAnIdTheHighestIdIsFollowed) {
   admin("keygen-aes cmk 01");
   init_hsm(uri());
