@@ -1,6 +1,9 @@
 #include "keyclient/web/sessions.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <iterator>
 #include <vector>
@@ -41,12 +44,35 @@ Session* Sessions::find(const std::string& id, int64_t now) {
   return &it->second;
 }
 
-bool Sessions::throttled(const std::string& address, int64_t now) const {
-  auto it = failures_.find(address);
-  return it != failures_.end() && it->second.count >= 5 && now - it->second.first < 60;
+std::string Sessions::client_of(const std::string& address) {
+  in_addr v4;
+  in6_addr v6;
+  if (::inet_pton(AF_INET, address.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127 ? "127.0.0.0/8" : address;
+  }
+  if (::inet_pton(AF_INET6, address.c_str(), &v6) != 1) return address;
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    char text[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &v6.s6_addr[12], text, sizeof text);
+    return client_of(text);
+  }
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return "127.0.0.0/8";  // the same host as 127/8
+  std::memset(&v6.s6_addr[8], 0, 8);
+  char text[INET6_ADDRSTRLEN];
+  ::inet_ntop(AF_INET6, &v6, text, sizeof text);
+  return std::string(text) + "/64";
 }
 
-void Sessions::failed(const std::string& address, int64_t now) {
+bool Sessions::throttled(const std::string& address, int64_t now) const {
+  if (everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
+  auto it = failures_.find(client_of(address));
+  return it != failures_.end() && it->second.count >= kPerClient && now - it->second.first < 60;
+}
+
+void Sessions::failed(const std::string& raw_address, int64_t now) {
+  if (now - everyone_.first >= 60) everyone_ = Failures{0, now};
+  ++everyone_.count;
+  std::string address = client_of(raw_address);
   if (failures_.size() >= kMaxTracked && !failures_.contains(address)) {
     auto oldest = std::min_element(failures_.begin(), failures_.end(),
                                    [](const auto& a, const auto& b) { return a.second.first < b.second.first; });

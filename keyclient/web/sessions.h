@@ -32,11 +32,15 @@ class Sessions {
   Session* find(const std::string& id, int64_t now);
   void close(const std::string& id) { sessions_.erase(id); }
 
-  // Five failed sign-ins from one address within a minute shut it out for that minute. At most
-  // kMaxTracked addresses are remembered (the oldest forgotten first).
+  // Five failed sign-ins from one client within a minute shut it out for that minute; sixty from
+  // anywhere shut everyone out for that minute. A client is an IPv4 address, all of loopback's
+  // 127/8 (one host, however many of its addresses it uses), or an IPv6 /64 (what one host is
+  // given): changing addresses within it gains no guesses. At most kMaxTracked clients are
+  // remembered (the oldest forgotten first).
   bool throttled(const std::string& address, int64_t now) const;
   void failed(const std::string& address, int64_t now);
-  void succeeded(const std::string& address) { failures_.erase(address); }
+  void succeeded(const std::string& address) { failures_.erase(client_of(address)); }
+  static std::string client_of(const std::string& address);
 
  private:
   struct Failures {
@@ -45,6 +49,8 @@ class Sessions {
   };
   std::map<std::string, Session> sessions_;
   static constexpr size_t kMaxTracked = 4096;
+  static constexpr int kPerClient = 5, kEveryone = 60;
+  Failures everyone_;
   std::map<std::string, Failures> failures_;
 };
 

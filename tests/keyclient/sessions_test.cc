@@ -1,0 +1,44 @@
+// Sign-in throttling of the web consoles (keyclient/web/sessions.h): a client that changes its
+// address within what it holds anyway gains no guesses.
+#include "keyclient/web/sessions.h"
+
+#include <gtest/gtest.h>
+
+namespace cmkfs::web {
+namespace {
+
+void fail_from(Sessions& s, const std::vector<std::string>& addresses, int64_t now) {
+  for (const auto& a : addresses) s.failed(a, now);
+}
+
+TEST(SessionsTest, FiveFailuresFromOneClientShutItOutForAMinute) {
+  Sessions s;
+  fail_from(s, {"192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.7"}, 100);
+  EXPECT_FALSE(s.throttled("192.0.2.7", 100));
+  s.failed("192.0.2.7", 100);
+  EXPECT_TRUE(s.throttled("192.0.2.7", 159));
+  EXPECT_FALSE(s.throttled("192.0.2.8", 159));  // another host
+  EXPECT_FALSE(s.throttled("192.0.2.7", 160));
+}
+
+TEST(SessionsTest, LoopbackAndAnIpv6Slash64AreOneClient) {
+  Sessions s;
+  fail_from(s, {"127.0.0.2", "127.0.0.3", "127.1.2.3", "::1", "::ffff:127.0.0.9"}, 100);
+  EXPECT_TRUE(s.throttled("127.0.0.1", 100));
+  EXPECT_TRUE(s.throttled("127.200.0.1", 100));
+  fail_from(s, {"2001:db8::1", "2001:db8::2", "2001:db8::ffff:1", "2001:db8:0:0:1::", "2001:db8::abcd"}, 100);
+  EXPECT_TRUE(s.throttled("2001:db8::99", 100));
+  EXPECT_FALSE(s.throttled("2001:db8:0:1::1", 100));  // the next /64: another host's
+  s.succeeded("::1");
+  EXPECT_FALSE(s.throttled("127.0.0.1", 100));
+}
+
+TEST(SessionsTest, SixtyFailuresFromAnywhereShutEveryoneOutForAMinute) {
+  Sessions s;
+  for (int i = 0; i < 60; ++i) s.failed("198.51.100." + std::to_string(i), 100);
+  EXPECT_TRUE(s.throttled("203.0.113.1", 130));
+  EXPECT_FALSE(s.throttled("203.0.113.1", 160));
+}
+
+}  // namespace
+}  // namespace cmkfs::web
