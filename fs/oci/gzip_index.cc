@@ -126,71 +126,104 @@ Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n) const {
+// An inflater, the compressed bytes it was given, and the last bytes it made.
+struct GzipIndex::Cursor::State {
+  Inflater z;
+  bool ended = false;  // its member's end was reached: the next member has its own point
+  std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
+  uint64_t in_off = 0;  // the compressed offset to read next
+  RecentOutput recent;  // pos(): the decompressed offset of the next byte out
+
+  Status fail(Status s) {  // what it had is lost: the next read starts afresh
+    z.end();
+    return s;
+  }
+};
+
+GzipIndex::Cursor::Cursor() = default;
+GzipIndex::Cursor::~Cursor() = default;
+
+void GzipIndex::Cursor::release() {
+  state_.reset();
+  slot_.release();
+}
+
+Status GzipIndex::start(const ReadAt& read, const Point& p, Cursor::State* st) const {
+  if (st->z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
+  st->ended = false;
+  st->in_off = p.in;
+  st->recent.restart(p.out);
+  if (!p.member) {
+    if (p.bits) {
+      uint8_t byte = 0;
+      size_t got = 0;
+      if (Status s = read(p.in - 1, &byte, 1, &got); !s.ok()) return st->fail(s);
+      if (got != 1) return st->fail(corrupt("the stream ends early"));
+      inflatePrime(&st->z.s, p.bits, byte >> (8 - p.bits));
+    }
+    inflateSetDictionary(&st->z.s, p.window.get(), kWindow);
+  }
+  return Status::Ok();
+}
+
+Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
   *n = 0;
-  std::vector<uint8_t> in(kChunk);
+  if (offset >= size_ || len == 0) return Status::Ok();
+  Cursor::State local;
+  Cursor::State* st = &local;
+  if (cursor != nullptr && !cursor->state_ && cursor->slot_.acquire()) {
+    cursor->state_ = std::make_unique<Cursor::State>();
+    cursor->state_->recent = RecentOutput(DecoderSlot::kRecentBytes);
+  }
+  if (cursor != nullptr && cursor->state_) st = cursor->state_.get();
+  size_t recalled = st->z.live ? st->recent.recall(offset, out, len) : 0;
+  *n += recalled, out += recalled, offset += recalled, len -= recalled;
   std::vector<uint8_t> discard;
   const Point* last_point = nullptr;
   size_t last_n = 0;
   while (len > 0 && offset < size_) {
     // The last point at or before `offset`.
     auto it = std::upper_bound(points_.begin(), points_.end(), offset, [](uint64_t off, const Point& p) { return off < p.out; });
-    if (it == points_.begin()) return corrupt("no access point");
+    if (it == points_.begin()) return st->fail(corrupt("no access point"));
     const Point& p = *std::prev(it);
-    // The same point again with nothing read since: the stream is not the one indexed.
-    if (&p == last_point && *n == last_n) return corrupt("the stream differs from its index");
-    last_point = &p;
-    last_n = *n;
-    Inflater z;
-    if (z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
-    uint64_t in_off = p.in;
-    if (!p.member) {
-      if (p.bits) {
-        uint8_t byte = 0;
-        size_t got = 0;
-        if (Status s = read(p.in - 1, &byte, 1, &got); !s.ok()) return s;
-        if (got != 1) return corrupt("the stream ends early");
-        inflatePrime(&z.s, p.bits, byte >> (8 - p.bits));
-      }
-      inflateSetDictionary(&z.s, p.window.get(), kWindow);
+    // Go on from where the inflater stopped when that is between the point and `offset`.
+    uint64_t at = st->recent.pos();
+    if (!st->z.live || st->ended || at > offset || at < p.out) {
+      // The same point again with nothing read since: the stream is not the one indexed.
+      if (&p == last_point && *n == last_n) return st->fail(corrupt("the stream differs from its index"));
+      last_point = &p;
+      last_n = *n;
+      CMKFS_RETURN_IF_ERROR(start(read, p, st));
     }
-    uint64_t pos = p.out;  // decompressed offset of the next output byte
-    bool member_end = false;
-    while (len > 0 && !member_end) {
-      if (z.s.avail_in == 0) {
+    while (len > 0 && !st->ended) {
+      if (st->z.s.avail_in == 0) {
         size_t got = 0;
-        if (Status s = read(in_off, in.data(), in.size(), &got); !s.ok()) return s;
-        if (got == 0) return corrupt("the stream ends early");
-        in_off += got;
-        z.s.next_in = in.data();
-        z.s.avail_in = static_cast<uInt>(got);
+        if (Status s = read(st->in_off, st->in.data(), st->in.size(), &got); !s.ok()) return st->fail(s);
+        if (got == 0) return st->fail(corrupt("the stream ends early"));
+        st->in_off += got;
+        st->z.s.next_in = st->in.data();
+        st->z.s.avail_in = static_cast<uInt>(got);
       }
       // Inflate into the caller's buffer once at `offset`; before it, into a scratch buffer.
-      uint8_t* dst;
-      size_t room;
+      uint64_t pos = st->recent.pos();
+      uint8_t* dst = out;
+      size_t room = len;
       if (pos < offset) {
         discard.resize(std::min<uint64_t>(offset - pos, 256 << 10));
         dst = discard.data();
         room = discard.size();
-      } else {
-        dst = out + *n;
-        room = len;
       }
-      z.s.next_out = dst;
-      z.s.avail_out = static_cast<uInt>(std::min<size_t>(room, 1u << 30));
-      uInt before = z.s.avail_out;
-      int rc = inflate(&z.s, Z_NO_FLUSH);
-      size_t produced = before - z.s.avail_out;
-      if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR) return corrupt("corrupt stream");
-      if (rc == Z_MEM_ERROR) return Status(ENOMEM, "gzip: out of memory");
-      if (pos >= offset) {
-        *n += produced;
-        len -= produced;
-        offset += produced;
-      }
-      pos += produced;
-      if (rc == Z_STREAM_END) member_end = true;  // the next member has its own point
-      if (rc == Z_BUF_ERROR && z.s.avail_in != 0 && produced == 0) return corrupt("no progress");
+      st->z.s.next_out = dst;
+      st->z.s.avail_out = static_cast<uInt>(std::min<size_t>(room, 1u << 30));
+      uInt before = st->z.s.avail_out;
+      int rc = inflate(&st->z.s, Z_NO_FLUSH);
+      size_t produced = before - st->z.s.avail_out;
+      if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR) return st->fail(corrupt("corrupt stream"));
+      if (rc == Z_MEM_ERROR) return st->fail(Status(ENOMEM, "gzip: out of memory"));
+      st->recent.append(dst, produced);
+      if (pos >= offset) *n += produced, out += produced, len -= produced, offset += produced;
+      if (rc == Z_STREAM_END) st->ended = true;  // the next member has its own point
+      if (rc == Z_BUF_ERROR && st->z.s.avail_in != 0 && produced == 0) return st->fail(corrupt("no progress"));
     }
   }
   return Status::Ok();

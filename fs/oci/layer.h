@@ -14,6 +14,12 @@
 
 namespace cmkfs::oci {
 
+// Where a reader's last read of a compressed layer stopped (the decoder of its kind).
+struct LayerCursor {
+  GzipIndex::Cursor gzip;
+  ZstdIndex::Cursor zstd;
+};
+
 struct LayerIndex {
   std::vector<TarEntry> entries;
   std::optional<GzipIndex> gzip;  // none (nor zstd): the blob is the tar itself
@@ -23,10 +29,10 @@ struct LayerIndex {
   // Reads the blob `digest` once through `read`. EIO when it does not match the digest or is not
   // a tar, plain or compressed with gzip or zstd.
   static Result<std::shared_ptr<LayerIndex>> build(const ReadAt& read, const Digest& digest);
-  // Reads decompressed bytes [offset, offset + len). `cursor` (zstd layers: ZstdIndex::Cursor)
-  // lets a reader's sequential reads go on from where the last stopped.
+  // Reads decompressed bytes [offset, offset + len). `cursor` lets a reader's sequential reads
+  // of a compressed layer go on from where the last stopped.
   Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n,
-              ZstdIndex::Cursor* cursor = nullptr) const;
+              LayerCursor* cursor = nullptr) const;
   size_t memory() const;
 };
 

@@ -3,7 +3,6 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <memory>
 
@@ -66,52 +65,21 @@ Result<ZstdIndex> ZstdIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-namespace {
-std::atomic<size_t> live_cursors{0};  // cursors holding a decoder now, process-wide
-}  // namespace
-
 // A decoder, the compressed bytes it was given but has not used yet, and the last bytes it made.
 struct ZstdIndex::Cursor::State {
   DStream ds;
   std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
   size_t in_pos = 0, in_len = 0;  // in[in_pos, in_len): read, not yet decoded
   uint64_t in_off = 0;            // the compressed offset to read next
-  uint64_t pos = 0;               // the decompressed offset of the next byte out
-  std::vector<uint8_t> recent;    // a ring: decompressed offset x at x % its size
-  uint64_t kept = 0;              // it holds [pos - kept, pos)
-
-  // `k` bytes just decoded at `pos` (before pos moves past them).
-  void remember(const uint8_t* p, size_t k) {
-    if (recent.empty()) return;
-    size_t r = recent.size();
-    uint64_t at = pos;
-    if (k > r) p += k - r, at += k - r, k = r;
-    while (k > 0) {
-      size_t i = static_cast<size_t>(at % r), m = std::min(k, r - i);
-      std::memcpy(recent.data() + i, p, m);
-      p += m, at += m, k -= m;
-    }
-    kept = std::min<uint64_t>(r, kept + (at - pos));
-  }
-  // Copies what it holds of [offset, offset + len) from offset on; returns how much.
-  size_t recall(uint64_t offset, uint8_t* out, size_t len) const {
-    if (!ds || offset >= pos || offset < pos - kept) return 0;
-    size_t r = recent.size(), total = static_cast<size_t>(std::min<uint64_t>(len, pos - offset)), done = 0;
-    while (done < total) {
-      size_t i = static_cast<size_t>((offset + done) % r), m = std::min(total - done, r - i);
-      std::memcpy(out + done, recent.data() + i, m);
-      done += m;
-    }
-    return total;
-  }
+  RecentOutput recent;            // pos(): the decompressed offset of the next byte out
 };
 
 ZstdIndex::Cursor::Cursor() = default;
-ZstdIndex::Cursor::~Cursor() { release(); }
+ZstdIndex::Cursor::~Cursor() = default;
 
 void ZstdIndex::Cursor::release() {
-  if (state_) --live_cursors;
   state_.reset();
+  slot_.release();
 }
 
 Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
@@ -119,14 +87,12 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
   if (offset >= size_ || len == 0) return Status::Ok();
   Cursor::State local;
   Cursor::State* st = &local;
-  if (cursor != nullptr && !cursor->state_ && live_cursors.fetch_add(1) < kMaxCursors) {
+  if (cursor != nullptr && !cursor->state_ && cursor->slot_.acquire()) {
     cursor->state_ = std::make_unique<Cursor::State>();
-    cursor->state_->recent.resize(kCursorRecent);
-  } else if (cursor != nullptr && !cursor->state_) {
-    --live_cursors;  // too many: this reader goes without
+    cursor->state_->recent = RecentOutput(kCursorRecent);
   }
   if (cursor != nullptr && cursor->state_) st = cursor->state_.get();
-  size_t recalled = st->recall(offset, out, len);
+  size_t recalled = st->ds ? st->recent.recall(offset, out, len) : 0;
   *n += recalled, out += recalled, offset += recalled, len -= recalled;
   if (len == 0 || offset >= size_) return Status::Ok();
   auto it = std::upper_bound(frames_.begin(), frames_.end(), offset, [](uint64_t off, const Frame& f) { return off < f.out; });
@@ -134,7 +100,7 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
   const Frame& f = *std::prev(it);
   // Go on from the cursor when it stopped between the frame's start and `offset`; else start
   // the frame afresh (a seek back, another frame, or no cursor).
-  if (!st->ds || st->pos > offset || st->pos < f.out) {
+  if (!st->ds || st->recent.pos() > offset || st->recent.pos() < f.out) {
     if (!st->ds) {
       st->ds.reset(ZSTD_createDStream());
       // Windows past 128 MiB (zstd --long=28 and up) are refused, not allocated per reader.
@@ -144,7 +110,8 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
       }
     }
     if (ZSTD_isError(ZSTD_DCtx_reset(st->ds.get(), ZSTD_reset_session_only))) return corrupt("cannot reset the decoder");
-    st->in_pos = st->in_len = 0, st->in_off = f.in, st->pos = f.out, st->kept = 0;
+    st->in_pos = st->in_len = 0, st->in_off = f.in;
+    st->recent.restart(f.out);
   }
   std::vector<uint8_t> scratch(ZSTD_DStreamOutSize());
   while (len > 0) {
@@ -154,13 +121,14 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
         st->ds.reset();  // what it had is lost with the buffer: the next read starts afresh
         return s;
       }
-      if (got == 0) return st->pos >= size_ ? Status::Ok() : corrupt("the stream ends early");
+      if (got == 0) return st->recent.pos() >= size_ ? Status::Ok() : corrupt("the stream ends early");
       st->in_off += got, st->in_pos = 0, st->in_len = got;
     }
     ZSTD_inBuffer input{st->in.data(), st->in_len, st->in_pos};
     // Into the caller's buffer once at `offset`; before it, into scratch.
-    ZSTD_outBuffer output = st->pos < offset
-                                ? ZSTD_outBuffer{scratch.data(), static_cast<size_t>(std::min<uint64_t>(scratch.size(), offset - st->pos)), 0}
+    uint64_t pos = st->recent.pos();
+    ZSTD_outBuffer output = pos < offset
+                                ? ZSTD_outBuffer{scratch.data(), static_cast<size_t>(std::min<uint64_t>(scratch.size(), offset - pos)), 0}
                                 : ZSTD_outBuffer{out, len, 0};
     size_t rc = ZSTD_decompressStream(st->ds.get(), &output, &input);
     if (ZSTD_isError(rc)) {
@@ -169,9 +137,8 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
     }
     bool progress = input.pos != st->in_pos || output.pos != 0;
     st->in_pos = input.pos;
-    st->remember(static_cast<const uint8_t*>(output.dst), output.pos);
-    if (st->pos >= offset) *n += output.pos, out += output.pos, len -= output.pos;
-    st->pos += output.pos;
+    st->recent.append(static_cast<const uint8_t*>(output.dst), output.pos);
+    if (pos >= offset) *n += output.pos, out += output.pos, len -= output.pos;
     if (!progress && rc != 0) {
       st->ds.reset();
       return corrupt("no progress");

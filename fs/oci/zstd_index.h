@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "fs/oci/decoder_cursor.h"
 #include "fs/oci/gzip_index.h"
 
 namespace cmkfs::oci {
@@ -19,15 +20,13 @@ class ZstdIndex {
   // corrupt or ends early, or when more than `max_output` bytes come out of it.
   static Result<ZstdIndex> build(const ReadAt& read, const Sink& compressed, const Sink& decompressed,
                                  uint64_t max_output = GzipIndex::kDefaultMaxOutput);
-  // A decoder where a reader's last read stopped, with the last kCursorRecent bytes it decoded.
-  // A read within those is copied; one past them, before the next access point, goes on from
-  // there instead of decoding from the frame's start (a file read in requests of 128 KiB near the
-  // end of a one-frame layer of a gigabyte otherwise decodes the layer from its start at every
-  // request; the kernel's readahead sends them out of order, within its window). At most
-  // kMaxCursors hold a decoder at once, process-wide (each up to 128 MiB of window); the others
-  // read as without one. One per reader (an open file); not thread-safe.
-  static constexpr size_t kCursorRecent = 8 << 20;
-  static constexpr size_t kMaxCursors = 16;
+  // A decoder where a reader's last read stopped, with the last bytes it decoded
+  // (fs/oci/decoder_cursor.h). A read within those is copied; one past them, before the next
+  // access point, goes on from there instead of decoding from the frame's start (a file read in
+  // requests of 128 KiB near the end of a one-frame layer of a gigabyte otherwise decodes the
+  // layer from its start at every request). One per reader (an open file); not thread-safe.
+  static constexpr size_t kCursorRecent = DecoderSlot::kRecentBytes;
+  static constexpr size_t kMaxCursors = DecoderSlot::kMaxDecoders;
   class Cursor {
    public:
     Cursor();
@@ -40,6 +39,7 @@ class ZstdIndex {
     friend class ZstdIndex;
     struct State;
     std::unique_ptr<State> state_;
+    DecoderSlot slot_;
   };
 
   // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream. With a

@@ -89,10 +89,10 @@ struct RegistryView::File {
   // A rootfs/ file: its bytes are [offset, offset + size) of the layer's decompressed stream.
   std::shared_ptr<oci::LayerIndex> layer;
   uint64_t offset = 0, size = 0;
-  // Where its last read stopped in a zstd layer; the kernel's reads of one file (the reader's and
-  // its readahead) take turns with it.
+  // Where its last read stopped in a compressed layer; the kernel's reads of one file (the
+  // reader's and its readahead) take turns with it.
   std::mutex cursor_mu;
-  oci::ZstdIndex::Cursor cursor;
+  oci::LayerCursor cursor;
 };
 
 namespace {
@@ -653,7 +653,7 @@ int RegistryView::read(File* f, uint64_t offset, crypto::MutableBytes buf, size_
   if (offset >= f->size) return 0;
   size_t len = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->size - offset));
   std::unique_lock<std::mutex> cursor(f->cursor_mu, std::defer_lock);
-  if (f->layer->zstd) cursor.lock();
+  if (f->layer->zstd || f->layer->gzip) cursor.lock();
   Status s = f->layer->read(blob_reader(fs_, f->handle), f->offset + offset, buf.data(), len, n,
                             cursor.owns_lock() ? &f->cursor : nullptr);
   if (!s.ok()) {

@@ -303,12 +303,56 @@ TEST(ZstdIndexTest, RandomReadsEqualTheWholeInOneFrameAndInMany) {
   EXPECT_EQ((*layer)->entries.size(), 20u);
 }
 
-// A file read in requests of 128 KiB from a layer of one frame, out of order as readahead sends
-// them: with the reader's cursor each request goes on from the last or is copied from what it
-// decoded last (the stream is read about once), and seeks back, forward and into another frame
-// still read the right bytes. Without it, every request decoded from the frame's start: the
-// compressed bytes read grew with the square of the offset. Past kMaxCursors readers at once, a
-// reader goes without a decoder of its own and still reads right.
+// A file read in requests of 128 KiB, out of order as readahead sends them: with the reader's
+// cursor each request goes on from the last or is copied from what it decoded last (the stream is
+// read about once), and seeks back, forward and into another frame or member still read the right
+// bytes. Without it, every request decoded from the access point before it: from a zstd frame's
+// start (the compressed bytes read grew with the square of the offset) or half a gzip span on
+// average. Past kMaxDecoders readers at once, a reader goes without a decoder of its own and
+// still reads right.
+template <class Index>
+void reads_on_from_its_cursor(const Index& index, const Bytes& z, const Bytes& plain) {
+  uint64_t compressed_read = 0;
+  ReadAt counting = [&](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
+    Status s = reader(z)(off, buf, len, n);
+    compressed_read += *n;
+    return s;
+  };
+  typename Index::Cursor cursor;
+  Bytes whole(plain.size());
+  // In requests of 128 KiB, out of order within each 512 KiB, as the kernel's readahead sends them.
+  const uint64_t req = 128 << 10;
+  for (uint64_t window = 0; window < plain.size(); window += 4 * req) {
+    for (uint64_t k : {1, 0, 3, 2}) {
+      uint64_t off = window + k * req;
+      if (off >= plain.size()) continue;
+      size_t n = 0;
+      size_t want = static_cast<size_t>(std::min<uint64_t>(req, plain.size() - off));
+      ASSERT_TRUE(index.read(counting, off, whole.data() + off, want, &n, &cursor).ok());
+      ASSERT_EQ(n, want);
+    }
+  }
+  EXPECT_EQ(whole, plain);
+  EXPECT_LT(compressed_read, 2 * z.size()) << "the stream was decoded again and again";
+  std::mt19937 rng(12);
+  for (int i = 0; i < 30; ++i) {  // seeks, both ways, across frames and members
+    uint64_t off = rng() % plain.size();
+    Bytes out(std::min<size_t>(rng() % 100000 + 1, plain.size() - off));
+    size_t n = 0;
+    ASSERT_TRUE(index.read(reader(z), off, out.data(), out.size(), &n, &cursor).ok());
+    ASSERT_EQ(n, out.size());
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off))) << off;
+  }
+  std::vector<std::unique_ptr<typename Index::Cursor>> readers;
+  for (size_t i = 0; i < DecoderSlot::kMaxDecoders + 2; ++i) {
+    readers.push_back(std::make_unique<typename Index::Cursor>());
+    Bytes out(1000);
+    size_t n = 0;
+    ASSERT_TRUE(index.read(reader(z), 5000 * i, out.data(), out.size(), &n, readers.back().get()).ok());
+    ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(5000 * i))) << i;
+  }
+}
+
 TEST(ZstdIndexTest, ASequentialReaderGoesOnFromItsCursor) {
   Bytes plain = random_tar(20, 150000, 11);
   Bytes one = zstd(plain), many;
@@ -321,47 +365,21 @@ TEST(ZstdIndexTest, ASequentialReaderGoesOnFromItsCursor) {
   for (const Bytes* z : {&one, &many}) {
     auto index = ZstdIndex::build(reader(*z), none, none);
     ASSERT_TRUE(index.ok()) << index.status().message();
-    uint64_t compressed_read = 0;
-    ReadAt counting = [&](uint64_t off, uint8_t* buf, size_t len, size_t* n) {
-      Status s = reader(*z)(off, buf, len, n);
-      compressed_read += *n;
-      return s;
-    };
-    ZstdIndex::Cursor cursor;
-    Bytes whole(plain.size());
-    // In requests of 128 KiB, out of order within each 512 KiB, as the kernel's readahead sends them.
-    const uint64_t req = 128 << 10;
-    for (uint64_t window = 0; window < plain.size(); window += 4 * req) {
-      for (uint64_t k : {1, 0, 3, 2}) {
-        uint64_t off = window + k * req;
-        if (off >= plain.size()) continue;
-        size_t n = 0;
-        size_t want = static_cast<size_t>(std::min<uint64_t>(req, plain.size() - off));
-        ASSERT_TRUE(index->read(counting, off, whole.data() + off, want, &n, &cursor).ok());
-        ASSERT_EQ(n, want);
-      }
-    }
-    EXPECT_EQ(whole, plain);
-    EXPECT_LT(compressed_read, 2 * z->size()) << "the stream was decoded again from the start";
-    std::mt19937 rng(12);
-    for (int i = 0; i < 30; ++i) {  // seeks, both ways, across frames
-      uint64_t off = rng() % plain.size();
-      Bytes out(std::min<size_t>(rng() % 100000 + 1, plain.size() - off));
-      size_t n = 0;
-      ASSERT_TRUE(index->read(reader(*z), off, out.data(), out.size(), &n, &cursor).ok());
-      ASSERT_EQ(n, out.size());
-      ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off))) << off;
-    }
+    reads_on_from_its_cursor(*index, *z, plain);
   }
-  auto index = ZstdIndex::build(reader(one), none, none);
-  ASSERT_TRUE(index.ok());
-  std::vector<std::unique_ptr<ZstdIndex::Cursor>> readers;
-  for (size_t i = 0; i < ZstdIndex::kMaxCursors + 2; ++i) {
-    readers.push_back(std::make_unique<ZstdIndex::Cursor>());
-    Bytes out(1000);
-    size_t n = 0;
-    ASSERT_TRUE(index->read(reader(one), 5000 * i, out.data(), out.size(), &n, readers.back().get()).ok());
-    ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(5000 * i))) << i;
+}
+
+TEST(GzipIndexTest, ASequentialReaderGoesOnFromItsCursor) {
+  Bytes plain = random_tar(20, 150000, 13);
+  size_t half = plain.size() / 2;
+  Bytes one = gzip(plain), two = gzip(Bytes(plain.begin(), plain.begin() + static_cast<long>(half)));
+  Bytes rest = gzip(Bytes(plain.begin() + static_cast<long>(half), plain.end()));
+  two.insert(two.end(), rest.begin(), rest.end());
+  auto none = [](const uint8_t*, size_t) { return Status::Ok(); };
+  for (const Bytes* z : {&one, &two}) {
+    auto index = GzipIndex::build(reader(*z), none, none);
+    ASSERT_TRUE(index.ok()) << index.status().message();
+    reads_on_from_its_cursor(*index, *z, plain);
   }
 }
 
