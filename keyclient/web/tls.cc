@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -16,6 +17,8 @@
 
 namespace cmkfs::web {
 namespace {
+
+const std::string kAllOnes6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
 
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
@@ -33,6 +36,7 @@ bool add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
   return ok;
 }
 
+// `san` is the server's names (subjectAltName); for the CA, what it may name (nameConstraints).
 Result<X509Ptr> make_cert(const crypto::KeyPair& key, const std::string& cn, X509* issuer, const crypto::KeyPair& signer,
                           bool ca, const std::string& san) {
   X509Ptr cert(X509_new());
@@ -50,9 +54,10 @@ Result<X509Ptr> make_cert(const crypto::KeyPair& key, const std::string& cn, X50
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : name);
   X509* iss = issuer != nullptr ? issuer : cert.get();
-  bool ok = ca ? add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE") &&
+  bool ok = ca ? add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
                      add_ext(cert.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign") &&
-                     add_ext(cert.get(), iss, NID_subject_key_identifier, "hash")
+                     add_ext(cert.get(), iss, NID_subject_key_identifier, "hash") &&
+                     add_ext(cert.get(), iss, NID_name_constraints, "critical," + san)
                : add_ext(cert.get(), iss, NID_basic_constraints, "critical,CA:FALSE") &&
                      add_ext(cert.get(), iss, NID_key_usage, "critical,digitalSignature,keyEncipherment") &&
                      add_ext(cert.get(), iss, NID_ext_key_usage, "serverAuth") &&
@@ -74,26 +79,31 @@ Status write_pem(const std::string& path, const std::function<int(FILE*)>& write
 
 Status ensure_tls_files(const std::string& dir, const std::string& host, const std::string& ca_name) {
   namespace stdfs = std::filesystem;
+  std::error_code ec;
+  stdfs::remove(dir + "/ca.key", ec);  // an older version kept it; nothing signs with it
   if (stdfs::exists(dir + "/ca.pem") && stdfs::exists(dir + "/server.pem") && stdfs::exists(dir + "/server.key")) {
     return Status::Ok();
   }
   auto ca_key = crypto::KeyPair::generate_ec("P-256");
   auto srv_key = crypto::KeyPair::generate_ec("P-256");
   if (!ca_key.ok() || !srv_key.ok()) return Status::IOError(EIO, "key generation failed");
-  auto ca = make_cert(*ca_key, ca_name, nullptr, *ca_key, true, "");
-  if (!ca.ok()) return ca.status();
   std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
+  std::string permitted = "permitted;DNS:localhost,permitted;IP:127.0.0.1/255.255.255.255,permitted;IP:::1/" + kAllOnes6;
   if (host != "127.0.0.1" && host != "localhost" && host != "::1" && !host.empty() && host != "0.0.0.0") {
-    bool ip = host.find_first_not_of("0123456789.:") == std::string::npos;
+    in_addr a4;
+    in6_addr a6;
+    bool v6 = ::inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+    bool ip = v6 || ::inet_pton(AF_INET, host.c_str(), &a4) == 1;
     san += std::string(ip ? ",IP:" : ",DNS:") + host;
+    permitted += ",permitted;" + std::string(ip ? "IP:" : "DNS:") + host +
+                 (!ip ? "" : v6 ? "/" + kAllOnes6 : "/255.255.255.255");
   }
+  auto ca = make_cert(*ca_key, ca_name, nullptr, *ca_key, true, permitted);
+  if (!ca.ok()) return ca.status();
   auto srv = make_cert(*srv_key, "localhost", ca->get(), *ca_key, false, san);
   if (!srv.ok()) return srv.status();
   CMKFS_RETURN_IF_ERROR(write_pem(dir + "/ca.pem", [&](FILE* f) { return PEM_write_X509(f, ca->get()); }, 0644));
   CMKFS_RETURN_IF_ERROR(write_pem(dir + "/server.pem", [&](FILE* f) { return PEM_write_X509(f, srv->get()); }, 0644));
-  CMKFS_RETURN_IF_ERROR(write_pem(dir + "/ca.key", [&](FILE* f) {
-    return PEM_write_PrivateKey(f, ca_key->get(), nullptr, nullptr, 0, nullptr, nullptr);
-  }, 0600));
   return write_pem(dir + "/server.key", [&](FILE* f) {
     return PEM_write_PrivateKey(f, srv_key->get(), nullptr, nullptr, 0, nullptr, nullptr);
   }, 0600);
