@@ -203,7 +203,7 @@ int serve_views(const MountOptions& o, OpenStore& st, Filesystem& fs, Keyring& k
   monitor.stop();
   s = fs.shutdown();
   if (s.ok()) spdlog::info("view on {} stopped", o.mountpoint);
-  return s.ok() ? kExitOk : kExitError;
+  return KeyMonitor::finish(monitor, s.ok() ? kExitOk : kExitError);
 }
 
 int serve(const MountOptions& o, const std::string& log_level, Readiness& ready) {
@@ -377,7 +377,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     });
     if (!started.ok()) {
       take_down();
-      return fail(started.status(), kExitUsage);
+      return KeyMonitor::finish(monitor, fail(started.status(), kExitUsage));
     }
     metrics = std::move(*started);
   }
@@ -399,7 +399,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     });
     if (!listening.ok()) {
       take_down();
-      return fail(listening, kExitError);
+      return KeyMonitor::finish(monitor, fail(listening, kExitError));
     }
   }
   ready.report(0, "");
@@ -432,9 +432,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   session.reset();
   // libfuse reports the signal that ended the loop; SIGTERM and SIGINT are a clean stop.
   bool clean = rc == 0 || rc == SIGTERM || rc == SIGINT;
-  int code = clean && s.ok() ? kExitOk : kExitError;
-  if (monitor.abandoned()) KeyMonitor::end_process(code);  // everything is flushed; a key call still hangs
-  return code;
+  return KeyMonitor::finish(monitor, clean && s.ok() ? kExitOk : kExitError);  // everything is flushed
 }
 
 }  // namespace

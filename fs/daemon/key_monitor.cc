@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <type_traits>
 
 #include "crypto/base/hex.h"
 
@@ -16,27 +17,50 @@ int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
-// The provider as the monitor calls it: a call that returns after stop() gave it up never returns
-// to the monitor (its thread sleeps until the process ends), so a late answer cannot change the
-// keys, the status or the superblock while the unmount flushes.
+// The provider as the monitor calls it: the time a call spends in the provider itself is what
+// stop() weighs, and a call that returns (or throws) after stop() gave it up never returns to the
+// monitor (its thread sleeps until the process ends), so a late answer cannot change the keys, the
+// status or the superblock while the unmount flushes. The gate's lock orders the two.
 class AbandonableProvider : public keyclient::KeyProvider {
  public:
-  AbandonableProvider(std::unique_ptr<keyclient::KeyProvider> inner, const std::atomic<bool>& abandoned)
-      : inner_(std::move(inner)), abandoned_(abandoned) {}
-  Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override { return settle(inner_->wrap(dek)); }
-  Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override { return settle(inner_->unwrap(w)); }
-  Result<std::string> current_key_id() override { return settle(inner_->current_key_id()); }
+  AbandonableProvider(std::unique_ptr<keyclient::KeyProvider> inner, KeyMonitor::Gate& gate, Clock& clock)
+      : inner_(std::move(inner)), gate_(gate), clock_(clock) {}
+  Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override {
+    return call([&] { return inner_->wrap(dek); });
+  }
+  Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override {
+    return call([&] { return inner_->unwrap(w); });
+  }
+  Result<std::string> current_key_id() override { return call([&] { return inner_->current_key_id(); }); }
   bool revocable() const override { return inner_->revocable(); }
-  Status validate() override { return settle(inner_->validate()); }
+  Status validate() override { return call([&] { return inner_->validate(); }); }
 
  private:
-  template <class T>
-  T settle(T result) {
-    while (abandoned_) std::this_thread::sleep_for(std::chrono::hours(1));
-    return result;
+  [[noreturn]] static void park() {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+  template <class F>
+  std::invoke_result_t<F> call(F f) {
+    {
+      std::lock_guard<std::mutex> g(gate_.mu);
+      if (gate_.abandoned) park();
+      if (gate_.inside++ == 0) gate_.since = clock_.steady();
+    }
+    struct Leave {
+      AbandonableProvider& p;
+      ~Leave() {
+        std::unique_lock<std::mutex> g(p.gate_.mu);
+        --p.gate_.inside;
+        if (!p.gate_.abandoned) return;
+        g.unlock();
+        park();
+      }
+    } leave{*this};
+    return f();
   }
   std::unique_ptr<keyclient::KeyProvider> inner_;
-  const std::atomic<bool>& abandoned_;
+  KeyMonitor::Gate& gate_;
+  Clock& clock_;
 };
 
 }  // namespace
@@ -79,7 +103,7 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
                        std::string mountpoint, Clock& clock)
     : store_(store),
       keyring_(keyring),
-      provider_(std::make_unique<AbandonableProvider>(std::move(provider), abandoned_)),
+      provider_(std::make_unique<AbandonableProvider>(std::move(provider), gate_, clock)),
       options_(options),
       audit_(audit),
       invalidate_caches_(std::move(invalidate_caches)),
@@ -95,7 +119,7 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
 
 KeyMonitor::~KeyMonitor() {
   stop();
-  if (abandoned_) end_process(kExitError);  // its thread still runs in this object
+  if (abandoned()) end_process(kExitError);  // its thread still runs in this object
 }
 
 void KeyMonitor::end_process(int code) {
@@ -129,7 +153,6 @@ void KeyMonitor::stop() {
     if (wait_for_run()) {
       thread_.join();
     } else {
-      abandoned_ = true;
       thread_.detach();
       spdlog::error("the key provider still has not answered; not waiting for it to unmount");
     }
@@ -144,8 +167,11 @@ bool KeyMonitor::wait_for_run() {
       std::unique_lock<std::mutex> lock(mu_);
       if (wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return run_done_; })) return true;
     }
-    std::lock_guard<std::mutex> g(state_mu_);
-    if (in_provider_ > 0 && clock_.steady() - provider_since_ >= kHungAfter * options_.request_timeout) return false;
+    std::lock_guard<std::mutex> g(gate_.mu);
+    if (gate_.inside > 0 && clock_.steady() - gate_.since >= kHungAfter * options_.request_timeout) {
+      gate_.abandoned = true;  // the call parks when it returns: it can no longer reach the store
+      return false;
+    }
   }
 }
 
@@ -241,7 +267,7 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   auto provider = keyclient::make_provider(*settings, sb.store_id,
                                           std::chrono::duration<double>(options_.request_timeout).count());
   if (!provider.ok()) return provider.status();
-  auto guarded = std::make_unique<AbandonableProvider>(std::move(*provider), abandoned_);
+  auto guarded = std::make_unique<AbandonableProvider>(std::move(*provider), gate_, clock_);
   if (sb.dek_generation == store_.super.dek_generation) {
     auto access = keyring_.access();
     if (!access.ok()) return Status::Unavailable("the data key is not installed");

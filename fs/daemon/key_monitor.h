@@ -57,9 +57,17 @@ class KeyMonitor {
   // Ends the checks: waits for one running, unless its provider call hangs past the watchdog's
   // deadline; then it is abandoned, and the monitor must never be destroyed (end the process).
   void stop();
-  bool abandoned() const { return abandoned_; }
-  // Ends the process at once, its log flushed: what a daemon whose monitor was abandoned does
-  // when it is done, in place of returning (and destroying the monitor).
+  bool abandoned() {
+    std::lock_guard<std::mutex> g(gate_.mu);
+    return gate_.abandoned;
+  }
+  // A daemon's exit code `code` once it is done with a stopped monitor: returned, or, when the
+  // monitor was abandoned, the process ends with it at once (log flushed), since returning would
+  // destroy the monitor under its thread.
+  static int finish(KeyMonitor& m, int code) {
+    if (m.abandoned()) end_process(code);
+    return code;
+  }
   [[noreturn]] static void end_process(int code);
   void check_once();  // one round, on the caller's thread
   // The watchdog's round: a call to the provider running longer than kHungAfter request timeouts
@@ -155,7 +163,18 @@ class KeyMonitor {
   bool stopping_ = false;
   bool woken_ = false;
   bool run_done_ = false;
-  std::atomic<bool> abandoned_{false};  // read by every provider call as it returns (AbandonableProvider)
+
+ public:
+  // The calls inside the provider itself (AbandonableProvider), for stop() to weigh and give up.
+  struct Gate {
+    std::mutex mu;
+    int inside = 0;
+    std::chrono::steady_clock::time_point since;
+    bool abandoned = false;
+  };
+
+ private:
+  Gate gate_;
   std::thread thread_;
   std::thread watchdog_;
 };
