@@ -1,6 +1,4 @@
 // The customer-managed key: the DEK is wrapped with RSA-OAEP-256 by a key in a key vault.
-#include <sys/stat.h>
-
 #include <algorithm>
 
 #include "keyclient/host_path.h"
@@ -96,12 +94,8 @@ Result<std::unique_ptr<KeyProvider>> make_vault_provider(const KekConfig& config
   if (config.identity.empty()) return Status::InvalidArgument("a vault key needs --identity CLIENT_ID or [system]");
   Credential credential{*kind, config.identity, config.identity_endpoint, config.tenant_id, config.credential_file};
   CMKFS_RETURN_IF_ERROR(credential.check());
-  if (!config.vault_ca.empty()) {  // a CA someone else could replace would let them be the vault
-    struct stat st;
-    if (::stat(config.vault_ca.c_str(), &st) != 0) return Status(ENOENT, "the vault CA file " + config.vault_ca + " does not exist");
-    CMKFS_RETURN_IF_ERROR(check_host_owner(st, config.vault_ca, "the vault CA file"));
-    CMKFS_RETURN_IF_ERROR(check_host_dirs(config.vault_ca, "the vault CA file"));
-  }
+  // A CA someone else could replace would let them be the vault.
+  if (!config.vault_ca.empty()) CMKFS_RETURN_IF_ERROR(check_host_file(config.vault_ca, "the vault CA file"));
   auto client = std::make_unique<VaultClient>(make_curl_transport({.ca_file = config.vault_ca, .timeout_seconds = timeout_seconds}),
                                               VaultClientOptions{credential});
   return std::unique_ptr<KeyProvider>(new VaultProvider(std::move(*id), std::move(client)));
