@@ -149,7 +149,7 @@ class Pkcs11Provider : public KeyProvider {
 
   Result<WrappedKey> wrap(const crypto::SecretBytes& dek) override {
     return in_session<WrappedKey>([&]() -> Result<WrappedKey> {
-      auto key = latest();
+      auto key = latest(/*strict=*/false);
       if (!key.ok()) return key.status();
       return wrap_with(*key, dek);
     });
@@ -169,7 +169,7 @@ class Pkcs11Provider : public KeyProvider {
 
   Result<std::string> current_key_id() override {
     return in_session<std::string>([&]() -> Result<std::string> {
-      auto key = latest();
+      auto key = latest(/*strict=*/true);
       if (!key.ok()) return key.status();
       return version_name(*key);
     });
@@ -178,7 +178,7 @@ class Pkcs11Provider : public KeyProvider {
   bool revocable() const override { return true; }
 
   Status validate() override {
-    auto checked = in_session<KeyObject>([&] { return latest(); });
+    auto checked = in_session<KeyObject>([&] { return latest(/*strict=*/true); });
     if (!checked.ok()) return checked.status();
     return prove_round_trip(*this, "the token");
   }
@@ -208,10 +208,12 @@ class Pkcs11Provider : public KeyProvider {
     return pkcs11_status(rv, what);
   }
 
-  // Which login a refused PIN belongs to: the module, the token it chose, and the PIN file.
-  std::string login_name() const {
-    return uri_.module_path + '\n' + uri_.token + '\n' + uri_.manufacturer + '\n' + uri_.serial + '\n' + uri_.model +
-           '\n' + uri_.pin_source;
+  // Which login a refused PIN belongs to: the module, the token it found (whatever the URI calls
+  // it), and the PIN file (the stamp's device and inode).
+  std::string login_name(const CK_TOKEN_INFO& info, const PinStamp& pin) const {
+    return uri_.module_path + '\n' + field(info.manufacturerID) + '\n' + field(info.model) + '\n' +
+           field(info.serialNumber) + '\n' + field(info.label) + '\n' + std::to_string(pin.dev) + ':' +
+           std::to_string(pin.ino);
   }
 
   std::string token_name() const { return uri_.token.empty() ? "the token" : "token " + uri_.token; }
@@ -251,7 +253,7 @@ class Pkcs11Provider : public KeyProvider {
                                 "cannot open a session with " + token_name()));
     PinStamp stamp;
     auto pin = read_pin(uri_.pin_source, &stamp);
-    if (pin.ok() && RefusedPins::instance().refused(login_name(), stamp)) {
+    if (pin.ok() && RefusedPins::instance().refused(login_name(info, stamp), stamp)) {
       pin = Status(EACCES, token_name() + " refused the PIN in " + uri_.pin_source +
                                "; cmkfs tries again when the file changes (each refusal counts towards locking it)");
     }
@@ -263,11 +265,11 @@ class Pkcs11Provider : public KeyProvider {
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
       f_->C_CloseSession(h);
       if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) {
-        RefusedPins::instance().record(login_name(), stamp);
+        RefusedPins::instance().record(login_name(info, stamp), stamp);
       }
       return pkcs11_status(rv, token_name() + " refused the PIN in " + uri_.pin_source);
     }
-    RefusedPins::instance().record(login_name(), std::nullopt);
+    RefusedPins::instance().record(login_name(info, stamp), std::nullopt);
     session_ = h;
     return Status::Ok();
   }
@@ -338,13 +340,13 @@ class Pkcs11Provider : public KeyProvider {
     return true;
   }
 
-  // The key labelled uri_.object that unwraps: with CKA_ID `id`, or the highest CKA_ID.
-  Result<KeyObject> choose(const std::optional<std::vector<uint8_t>>& id) {
+  // The keys labelled uri_.object that unwrap, highest CKA_ID first: the one with CKA_ID `id`, or all.
+  Result<std::vector<KeyObject>> candidates(const std::optional<std::vector<uint8_t>>& id) {
     std::vector<CK_ATTRIBUTE> tmpl{{CKA_LABEL, const_cast<char*>(uri_.object.data()), uri_.object.size()}};
     if (id) tmpl.push_back({CKA_ID, const_cast<uint8_t*>(id->data()), id->size()});
     auto handles = find(tmpl);
     if (!handles.ok()) return handles.status();
-    std::optional<KeyObject> best;
+    std::vector<KeyObject> found;
     for (CK_OBJECT_HANDLE h : *handles) {
       KeyObject k{h, 0, 0, {}};
       auto cls = ulong_attribute(h, CKA_CLASS);
@@ -364,33 +366,54 @@ class Pkcs11Provider : public KeyProvider {
       if (!kid.ok()) return kid.status();
       k.id = std::move(*kid);
       if (k.id.empty()) continue;  // a version is named by its CKA_ID
-      if (!best || id_less(best->id, k.id)) best = std::move(k);
+      found.push_back(std::move(k));
     }
-    if (!best) {
+    std::sort(found.begin(), found.end(), [](const KeyObject& a, const KeyObject& b) { return id_less(b.id, a.id); });
+    if (found.empty()) {
       return Status(ENOKEY, "no private, sensitive, unextractable AES or RSA key labelled '" + uri_.object + "'" +
                                 (id ? " with the id in " + uri_.with_id(*id).str() : std::string()) + " on " +
                                 token_name());
     }
-    return *best;
+    return found;
+  }
+
+  // The key that unwraps: with CKA_ID `id`, or the highest CKA_ID.
+  Result<KeyObject> choose(const std::optional<std::vector<uint8_t>>& id) {
+    auto found = candidates(id);
+    if (!found.ok()) return found.status();
+    return std::move(found->front());
   }
 
   // The key new wraps use: the configured version or, without one, the newest, whose strength is
-  // checked each time (an automatic rotation may bring a version nobody vetted).
-  Result<KeyObject> latest() {
-    auto key = choose(uri_.id);
-    if (!key.ok()) return key;
-    if (key->type == CKK_AES) {
-      auto len = ulong_attribute(key->handle, CKA_VALUE_LEN);
-      if (!len.ok()) return len.status();
-      if (*len != crypto::kKeySize) return Status(EKEYREJECTED, "the token's AES key " + version_name(*key) + " is not 256 bits");
-      return key;
+  // checked each time (an automatic rotation may bring a version nobody vetted). A weak newest
+  // version is an error for the rotation poll and init (`strict`), which report it; a wrap takes
+  // the newest strong one meanwhile, so a data-key rotation still works.
+  Result<KeyObject> latest(bool strict) {
+    auto found = candidates(uri_.id);
+    if (!found.ok()) return found.status();
+    Status first;
+    for (auto& key : *found) {
+      Status s = strong_enough(key);
+      if (s.ok()) return std::move(key);
+      if (s.code() != EKEYREJECTED || strict) return s;
+      if (first.ok()) first = s;
     }
-    auto modulus = bytes_attribute(key->handle, CKA_MODULUS, 2048);
+    return first;
+  }
+
+  Status strong_enough(const KeyObject& key) {
+    if (key.type == CKK_AES) {
+      auto len = ulong_attribute(key.handle, CKA_VALUE_LEN);
+      if (!len.ok()) return len.status();
+      if (*len != crypto::kKeySize) return Status(EKEYREJECTED, "the token's AES key " + version_name(key) + " is not 256 bits");
+      return Status::Ok();
+    }
+    auto modulus = bytes_attribute(key.handle, CKA_MODULUS, 2048);
     if (!modulus.ok()) return modulus.status();
     auto top = std::find_if(modulus->begin(), modulus->end(), [](uint8_t b) { return b != 0; });
     size_t bits = top == modulus->end() ? 0 : size_t(modulus->end() - top - 1) * 8 + std::bit_width(unsigned(*top));
-    if (bits < 2048) return Status(EKEYREJECTED, "the token's RSA key " + version_name(*key) + " has fewer than 2048 bits");
-    return key;
+    if (bits < 2048) return Status(EKEYREJECTED, "the token's RSA key " + version_name(key) + " has fewer than 2048 bits");
+    return Status::Ok();
   }
 
   std::string version_name(const KeyObject& key) const { return uri_.with_id(key.id).str(); }

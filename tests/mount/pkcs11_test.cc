@@ -290,6 +290,14 @@ TEST_F(Pkcs11Test, AWeakNewVersionIsNotFollowed) {
   ASSERT_TRUE(wait_for_text(log, "fewer than 2048 bits", 6)) << read_file(log);
   EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
   EXPECT_EQ(read_file(at("f")), content);
+  // Wrapping goes on with the newest strong version: a data-key rotation still works.
+  auto r = run(cmkfs_binary() + " encryption rotate-data-key " + mnt);
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(eventually(30, [&] { return data_key_rotated_to(2); })) << read_file(log);
+  EXPECT_NE(version().find(";id=%01?"), std::string::npos) << version();
+  release();
+  remount();
+  EXPECT_EQ(read_file(at("f")), content);
 }
 
 // A module that answers CKA_EXTRACTABLE without saying what it is must not make an extractable
