@@ -44,11 +44,12 @@ Session* Sessions::find(const std::string& id, int64_t now) {
   return &it->second;
 }
 
-std::string Sessions::client_of(const std::string& address) {
+std::string Sessions::client_of(const std::string& raw) {
+  std::string address = raw.substr(0, raw.find('%'));  // fe80::1%eth0: the scope is no part of the host
   in_addr v4;
   in6_addr v6;
   if (::inet_pton(AF_INET, address.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127 ? "127.0.0.0/8" : address;
+    return (ntohl(v4.s_addr) >> 24) == 127 ? kLoopback : address;
   }
   if (::inet_pton(AF_INET6, address.c_str(), &v6) != 1) return address;
   if (IN6_IS_ADDR_V4MAPPED(&v6)) {
@@ -56,7 +57,7 @@ std::string Sessions::client_of(const std::string& address) {
     ::inet_ntop(AF_INET, &v6.s6_addr[12], text, sizeof text);
     return client_of(text);
   }
-  if (IN6_IS_ADDR_LOOPBACK(&v6)) return "127.0.0.0/8";  // the same host as 127/8
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return kLoopback;  // the same host as 127/8
   std::memset(&v6.s6_addr[8], 0, 8);
   char text[INET6_ADDRSTRLEN];
   ::inet_ntop(AF_INET6, &v6, text, sizeof text);
@@ -64,15 +65,19 @@ std::string Sessions::client_of(const std::string& address) {
 }
 
 bool Sessions::throttled(const std::string& address, int64_t now) const {
-  if (everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
-  auto it = failures_.find(client_of(address));
+  std::string client = client_of(address);
+  // This host's own admin is never locked out by others: loopback has only its own count.
+  if (client != kLoopback && everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
+  auto it = failures_.find(client);
   return it != failures_.end() && it->second.count >= kPerClient && now - it->second.first < 60;
 }
 
 void Sessions::failed(const std::string& raw_address, int64_t now) {
-  if (now - everyone_.first >= 60) everyone_ = Failures{0, now};
-  ++everyone_.count;
   std::string address = client_of(raw_address);
+  if (address != kLoopback) {
+    if (now - everyone_.first >= 60) everyone_ = Failures{0, now};
+    ++everyone_.count;
+  }
   if (failures_.size() >= kMaxTracked && !failures_.contains(address)) {
     auto oldest = std::min_element(failures_.begin(), failures_.end(),
                                    [](const auto& a, const auto& b) { return a.second.first < b.second.first; });

@@ -33,7 +33,8 @@ class Sessions {
   void close(const std::string& id) { sessions_.erase(id); }
 
   // Five failed sign-ins from one client within a minute shut it out for that minute; sixty from
-  // anywhere shut everyone out for that minute. A client is an IPv4 address, all of loopback's
+  // anywhere else shut everyone but loopback out for that minute (the host's own admin can always
+  // sign in). A client is an IPv4 address, all of loopback's
   // 127/8 (one host, however many of its addresses it uses), or an IPv6 /64 (what one host is
   // given): changing addresses within it gains no guesses. At most kMaxTracked clients are
   // remembered (the oldest forgotten first).
@@ -50,6 +51,7 @@ class Sessions {
   std::map<std::string, Session> sessions_;
   static constexpr size_t kMaxTracked = 4096;
   static constexpr int kPerClient = 5, kEveryone = 60;
+  static constexpr const char* kLoopback = "127.0.0.0/8";
   Failures everyone_;
   std::map<std::string, Failures> failures_;
 };

@@ -33,11 +33,18 @@ TEST(SessionsTest, LoopbackAndAnIpv6Slash64AreOneClient) {
   EXPECT_FALSE(s.throttled("127.0.0.1", 100));
 }
 
-TEST(SessionsTest, SixtyFailuresFromAnywhereShutEveryoneOutForAMinute) {
+TEST(SessionsTest, SixtyFailuresFromAnywhereShutEveryoneButLoopbackOutForAMinute) {
   Sessions s;
   for (int i = 0; i < 60; ++i) s.failed("198.51.100." + std::to_string(i), 100);
   EXPECT_TRUE(s.throttled("203.0.113.1", 130));
+  EXPECT_FALSE(s.throttled("127.0.0.1", 130));  // the host's own admin
   EXPECT_FALSE(s.throttled("203.0.113.1", 160));
+}
+
+TEST(SessionsTest, ALinkLocalAddressesScopeIsNoPartOfItsClient) {
+  Sessions s;
+  fail_from(s, {"fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1", "fe80::4", "fe80::5%2"}, 100);
+  EXPECT_TRUE(s.throttled("fe80::9%eth0", 100));
 }
 
 }  // namespace
