@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include "fs/oci/oci.h"
+
 namespace cmkfs::fs {
 
 Status Views::attach(const std::string& dir, const std::string& registry_root) {
@@ -34,6 +36,7 @@ size_t Views::reap() {
 }
 
 void Views::invalidate() {
+  oci::DecoderCursor::drop_all();  // what the open rootfs/ files decoded last is plaintext
   std::lock_guard<std::mutex> g(mu_);
   for (auto& s : sessions_) s->invalidate();
 }

@@ -1,23 +1,39 @@
 #include "fs/oci/decoder_cursor.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
+#include <set>
 
 namespace cmkfs::oci {
 namespace {
-std::atomic<size_t> held_slots{0};
+
+// The cursors holding a decoder. Lock order: a cursor's, then this; this, then a cursor's only by
+// try_lock (a reader that holds its own asks for a slot here).
+struct Holders {
+  std::mutex mu;
+  std::set<DecoderCursor*> cursors;
+};
+Holders& holders() {
+  static Holders* h = new Holders;  // never destroyed: cursors may outlive statics
+  return *h;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 void RecentOutput::append(const uint8_t* p, size_t k) {
-  size_t r = ring_.size();
+  size_t r = capacity_;
   uint64_t end = pos_ + k;
   if (r > 0) {
     uint64_t at = pos_;
     if (k > r) p += k - r, at += k - r, k = r;
     while (k > 0) {
       size_t i = static_cast<size_t>(at % r), m = std::min(k, r - i);
-      std::memcpy(ring_.data() + i, p, m);
+      std::memcpy(ring_.get() + i, p, m);
       p += m, at += m, k -= m;
     }
   }
@@ -27,25 +43,64 @@ void RecentOutput::append(const uint8_t* p, size_t k) {
 
 size_t RecentOutput::recall(uint64_t offset, uint8_t* out, size_t len) const {
   if (offset >= pos_ || offset < pos_ - kept_) return 0;
-  size_t r = ring_.size(), total = static_cast<size_t>(std::min<uint64_t>(len, pos_ - offset)), done = 0;
+  size_t r = capacity_, total = static_cast<size_t>(std::min<uint64_t>(len, pos_ - offset)), done = 0;
   while (done < total) {
     size_t i = static_cast<size_t>((offset + done) % r), m = std::min(total - done, r - i);
-    std::memcpy(out + done, ring_.data() + i, m);
+    std::memcpy(out + done, ring_.get() + i, m);
     done += m;
   }
   return total;
 }
 
-bool DecoderSlot::acquire() {
-  if (held_) return true;
-  if (held_slots.fetch_add(1) < kMaxDecoders) return held_ = true;
-  --held_slots;
-  return false;
+DecoderCursor::Hold DecoderCursor::lock() {
+  mu_.lock();
+  last_used_ms_ = now_ms();
+  if (drop_.exchange(false)) forget();
+  return Hold(this);
 }
 
-void DecoderSlot::release() {
-  if (held_) --held_slots;
-  held_ = false;
+void DecoderCursor::forget() {
+  state_.reset();
+  std::lock_guard<std::mutex> g(holders().mu);
+  holders().cursors.erase(this);
+}
+
+bool DecoderCursor::take_slot() {
+  Holders& h = holders();
+  std::lock_guard<std::mutex> g(h.mu);
+  if (h.cursors.size() >= kMaxDecoders) {
+    auto idle = std::min_element(h.cursors.begin(), h.cursors.end(), [](DecoderCursor* a, DecoderCursor* b) {
+      return a->last_used_ms_ < b->last_used_ms_;
+    });
+    DecoderCursor* victim = *idle;
+    if (now_ms() - victim->last_used_ms_ < kIdleBeforeTaken.count() || !victim->mu_.try_lock()) return false;
+    victim->state_.reset();
+    h.cursors.erase(victim);
+    victim->mu_.unlock();
+  }
+  h.cursors.insert(this);
+  return true;
+}
+
+void DecoderCursor::release() {
+  std::lock_guard<std::mutex> g(mu_);
+  forget();
+}
+
+void DecoderCursor::drop_all() {
+  Holders& h = holders();
+  std::lock_guard<std::mutex> g(h.mu);
+  for (auto it = h.cursors.begin(); it != h.cursors.end();) {
+    DecoderCursor* c = *it;
+    if (!c->mu_.try_lock()) {  // reading now: it drops its decoder when it next reads or closes
+      c->drop_ = true;
+      ++it;
+      continue;
+    }
+    c->state_.reset();
+    c->mu_.unlock();
+    it = h.cursors.erase(it);
+  }
 }
 
 }  // namespace cmkfs::oci

@@ -1,12 +1,15 @@
 // What the readers of compressed layers keep between reads (fs/oci/gzip_index.h, zstd_index.h):
-// the last bytes their decoder made, and a claim on one of the decoders kept at once. A file read
-// in requests of 128 KiB otherwise decodes from the access point before each request again; the
-// kernel's readahead sends them out of order within its window, which the recent bytes serve.
+// their decoder where the last read stopped, and the last bytes it made. A file read in requests
+// of 128 KiB otherwise decodes from the access point before each request again; the kernel's
+// readahead sends them out of order within its window, which the recent bytes serve.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <memory>
+#include <mutex>
 
 namespace cmkfs::oci {
 
@@ -14,7 +17,8 @@ namespace cmkfs::oci {
 // With no capacity it only counts: pos() still moves.
 class RecentOutput {
  public:
-  explicit RecentOutput(size_t capacity = 0) : ring_(capacity) {}
+  explicit RecentOutput(size_t capacity = 0)
+      : ring_(capacity ? new uint8_t[capacity] : nullptr), capacity_(capacity) {}  // unfilled: pages come as used
   uint64_t pos() const { return pos_; }
   void restart(uint64_t pos) { pos_ = pos, kept_ = 0; }
   // `k` bytes decoded at pos(); pos() moves past them.
@@ -23,25 +27,73 @@ class RecentOutput {
   size_t recall(uint64_t offset, uint8_t* out, size_t len) const;
 
  private:
-  std::vector<uint8_t> ring_;
+  std::unique_ptr<uint8_t[]> ring_;
+  size_t capacity_ = 0;
   uint64_t pos_ = 0, kept_ = 0;  // it holds [pos_ - kept_, pos_)
 };
 
-// A reader's claim on one of kMaxDecoders decoders kept at once, process-wide (each holds up to
-// its window and kRecentBytes); the others decode afresh at every read, as without a cursor.
-class DecoderSlot {
+// A decoder's state, as an index keeps it in a cursor.
+struct DecoderState {
+  virtual ~DecoderState() = default;
+  RecentOutput recent;  // pos(): the decompressed offset of the next byte out
+};
+
+// One reader's place in a compressed stream (an open file's): a decoder where its last read
+// stopped, or none. At most kMaxDecoders cursors hold one at once, process-wide (each up to its
+// window and kRecentBytes); a reader that finds them all held takes the one idle longest, if idle
+// for kIdleBeforeTaken, so open files that no longer read cannot starve the ones that do; else it
+// decodes afresh, as without a cursor. Thread-safe: a read holds the cursor's lock.
+class DecoderCursor {
  public:
   static constexpr size_t kMaxDecoders = 16;
   static constexpr size_t kRecentBytes = 8 << 20;
-  DecoderSlot() = default;
-  ~DecoderSlot() { release(); }
-  DecoderSlot(const DecoderSlot&) = delete;
-  DecoderSlot& operator=(const DecoderSlot&) = delete;
-  bool acquire();  // whether it is held (now, or already)
-  void release();
+  static constexpr std::chrono::milliseconds kIdleBeforeTaken{1000};
+
+  DecoderCursor() = default;
+  ~DecoderCursor() { release(); }
+  DecoderCursor(const DecoderCursor&) = delete;
+  DecoderCursor& operator=(const DecoderCursor&) = delete;
+
+  // The cursor held for one read: its decoder is dropped as the hold ends if drop_all() asked.
+  class Hold {
+   public:
+    explicit Hold(DecoderCursor* c) : c_(c) {}
+    Hold(Hold&& o) noexcept : c_(o.c_) { o.c_ = nullptr; }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    Hold& operator=(Hold&&) = delete;
+    ~Hold() {
+      if (c_ == nullptr) return;
+      if (c_->drop_.exchange(false)) c_->forget();
+      c_->mu_.unlock();
+    }
+
+   private:
+    DecoderCursor* c_;
+  };
+  Hold lock();
+  // The decoder of type S, made (with a ring of kRecentBytes) if there is none and one may be
+  // kept; null otherwise. REQUIRES: lock() held.
+  template <class S>
+  S* state() {
+    if (auto* s = dynamic_cast<S*>(state_.get())) return s;
+    if (!state_ && !take_slot()) return nullptr;
+    auto s = std::make_unique<S>();
+    s->recent = RecentOutput(kRecentBytes);
+    state_ = std::move(s);
+    return static_cast<S*>(state_.get());
+  }
+  void release();  // drops the decoder (the reader is done)
+  // Drops every decoder, at once or as its read ends: what they decoded is plaintext (revocation).
+  static void drop_all();
 
  private:
-  bool held_ = false;
+  bool take_slot();  // REQUIRES: mu_
+  void forget();     // REQUIRES: mu_
+  std::mutex mu_;
+  std::unique_ptr<DecoderState> state_;
+  std::atomic<int64_t> last_used_ms_{0};
+  std::atomic<bool> drop_{false};
 };
 
 }  // namespace cmkfs::oci

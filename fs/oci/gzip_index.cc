@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace cmkfs::oci {
 namespace {
@@ -126,13 +127,14 @@ Result<GzipIndex> GzipIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-// An inflater, the compressed bytes it was given, and the last bytes it made.
-struct GzipIndex::Cursor::State {
+namespace {
+
+// An inflater and the compressed bytes it was given.
+struct GzipState : DecoderState {
   Inflater z;
   bool ended = false;  // its member's end was reached: the next member has its own point
   std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
   uint64_t in_off = 0;  // the compressed offset to read next
-  RecentOutput recent;  // pos(): the decompressed offset of the next byte out
 
   Status fail(Status s) {  // what it had is lost: the next read starts afresh
     z.end();
@@ -140,42 +142,36 @@ struct GzipIndex::Cursor::State {
   }
 };
 
-GzipIndex::Cursor::Cursor() = default;
-GzipIndex::Cursor::~Cursor() = default;
-
-void GzipIndex::Cursor::release() {
-  state_.reset();
-  slot_.release();
-}
-
-Status GzipIndex::start(const ReadAt& read, const Point& p, Cursor::State* st) const {
-  if (st->z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
-  st->ended = false;
-  st->in_off = p.in;
-  st->recent.restart(p.out);
-  if (!p.member) {
-    if (p.bits) {
-      uint8_t byte = 0;
-      size_t got = 0;
-      if (Status s = read(p.in - 1, &byte, 1, &got); !s.ok()) return st->fail(s);
-      if (got != 1) return st->fail(corrupt("the stream ends early"));
-      inflatePrime(&st->z.s, p.bits, byte >> (8 - p.bits));
-    }
-    inflateSetDictionary(&st->z.s, p.window.get(), kWindow);
-  }
-  return Status::Ok();
-}
+}  // namespace
 
 Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
-  Cursor::State local;
-  Cursor::State* st = &local;
-  if (cursor != nullptr && !cursor->state_ && cursor->slot_.acquire()) {
-    cursor->state_ = std::make_unique<Cursor::State>();
-    cursor->state_->recent = RecentOutput(DecoderSlot::kRecentBytes);
+  GzipState local;
+  GzipState* st = &local;
+  std::optional<Cursor::Hold> held;
+  if (cursor != nullptr) {
+    held.emplace(cursor->lock());
+    if (auto* kept = cursor->state<GzipState>()) st = kept;
   }
-  if (cursor != nullptr && cursor->state_) st = cursor->state_.get();
+  // Sets `st` to inflate from `p`.
+  auto start = [&](const Point& p) {
+    if (st->z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");
+    st->ended = false;
+    st->in_off = p.in;
+    st->recent.restart(p.out);
+    if (!p.member) {
+      if (p.bits) {
+        uint8_t byte = 0;
+        size_t got = 0;
+        if (Status s = read(p.in - 1, &byte, 1, &got); !s.ok()) return st->fail(s);
+        if (got != 1) return st->fail(corrupt("the stream ends early"));
+        inflatePrime(&st->z.s, p.bits, byte >> (8 - p.bits));
+      }
+      inflateSetDictionary(&st->z.s, p.window.get(), kWindow);
+    }
+    return Status::Ok();
+  };
   size_t recalled = st->z.live ? st->recent.recall(offset, out, len) : 0;
   *n += recalled, out += recalled, offset += recalled, len -= recalled;
   std::vector<uint8_t> discard;
@@ -193,7 +189,7 @@ Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
       if (&p == last_point && *n == last_n) return st->fail(corrupt("the stream differs from its index"));
       last_point = &p;
       last_n = *n;
-      CMKFS_RETURN_IF_ERROR(start(read, p, st));
+      CMKFS_RETURN_IF_ERROR(start(p));
     }
     while (len > 0 && !st->ended) {
       if (st->z.s.avail_in == 0) {

@@ -33,24 +33,11 @@ class GzipIndex {
   static Result<GzipIndex> build(const ReadAt& read, const Sink& compressed, const Sink& decompressed,
                                  uint64_t span = kDefaultSpan, uint64_t max_output = kDefaultMaxOutput,
                                  size_t max_points = kMaxPoints);
-  // An inflater where a reader's last read stopped, with the last bytes it made
+  // A reader's inflater where its last read stopped, with the last bytes it made
   // (fs/oci/decoder_cursor.h): a read within those is copied, one past them before the next
   // access point goes on from there. Without it, each 128 KiB request inflated on average half a
-  // span it did not return. One per reader (an open file); not thread-safe.
-  class Cursor {
-   public:
-    Cursor();
-    ~Cursor();
-    Cursor(const Cursor&) = delete;
-    Cursor& operator=(const Cursor&) = delete;
-    void release();  // drops the inflater (the reader is done)
-
-   private:
-    friend class GzipIndex;
-    struct State;
-    std::unique_ptr<State> state_;
-    DecoderSlot slot_;
-  };
+  // span it did not return.
+  using Cursor = DecoderCursor;
 
   // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream. With a
   // cursor, from where it stopped when that is nearer, and leaves it where this read stops.
@@ -68,9 +55,6 @@ class GzipIndex {
     bool member = false;   // a gzip member starts at `in`: no window, a header to read
     std::unique_ptr<uint8_t[]> window;  // the 32 KiB of output before `out` (not for members)
   };
-  // Sets `st` to inflate from `p`.
-  Status start(const ReadAt& read, const Point& p, Cursor::State* st) const;
-
   std::vector<Point> points_;
   uint64_t size_ = 0;
 };

@@ -46,9 +46,9 @@ Result<std::shared_ptr<LayerIndex>> LayerIndex::build(const ReadAt& read, const 
 }
 
 Status LayerIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n,
-                        LayerCursor* cursor) const {
-  if (gzip) return gzip->read(read, offset, out, len, n, cursor ? &cursor->gzip : nullptr);
-  if (zstd) return zstd->read(read, offset, out, len, n, cursor ? &cursor->zstd : nullptr);
+                        DecoderCursor* cursor) const {
+  if (gzip) return gzip->read(read, offset, out, len, n, cursor);
+  if (zstd) return zstd->read(read, offset, out, len, n, cursor);
   *n = 0;
   while (len > 0) {
     size_t got = 0;

@@ -14,12 +14,6 @@
 
 namespace cmkfs::oci {
 
-// Where a reader's last read of a compressed layer stopped (the decoder of its kind).
-struct LayerCursor {
-  GzipIndex::Cursor gzip;
-  ZstdIndex::Cursor zstd;
-};
-
 struct LayerIndex {
   std::vector<TarEntry> entries;
   std::optional<GzipIndex> gzip;  // none (nor zstd): the blob is the tar itself
@@ -32,7 +26,7 @@ struct LayerIndex {
   // Reads decompressed bytes [offset, offset + len). `cursor` lets a reader's sequential reads
   // of a compressed layer go on from where the last stopped.
   Status read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n,
-              LayerCursor* cursor = nullptr) const;
+              DecoderCursor* cursor = nullptr) const;
   size_t memory() const;
 };
 

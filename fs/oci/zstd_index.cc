@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace cmkfs::oci {
 namespace {
@@ -65,33 +66,28 @@ Result<ZstdIndex> ZstdIndex::build(const ReadAt& read, const Sink& compressed, c
   return index;
 }
 
-// A decoder, the compressed bytes it was given but has not used yet, and the last bytes it made.
-struct ZstdIndex::Cursor::State {
+namespace {
+
+// A decoder and the compressed bytes it was given but has not used yet.
+struct ZstdState : DecoderState {
   DStream ds;
   std::vector<uint8_t> in = std::vector<uint8_t>(kChunk);
   size_t in_pos = 0, in_len = 0;  // in[in_pos, in_len): read, not yet decoded
   uint64_t in_off = 0;            // the compressed offset to read next
-  RecentOutput recent;            // pos(): the decompressed offset of the next byte out
 };
 
-ZstdIndex::Cursor::Cursor() = default;
-ZstdIndex::Cursor::~Cursor() = default;
-
-void ZstdIndex::Cursor::release() {
-  state_.reset();
-  slot_.release();
-}
+}  // namespace
 
 Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t len, size_t* n, Cursor* cursor) const {
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
-  Cursor::State local;
-  Cursor::State* st = &local;
-  if (cursor != nullptr && !cursor->state_ && cursor->slot_.acquire()) {
-    cursor->state_ = std::make_unique<Cursor::State>();
-    cursor->state_->recent = RecentOutput(kCursorRecent);
+  ZstdState local;
+  ZstdState* st = &local;
+  std::optional<Cursor::Hold> held;
+  if (cursor != nullptr) {
+    held.emplace(cursor->lock());
+    if (auto* kept = cursor->state<ZstdState>()) st = kept;
   }
-  if (cursor != nullptr && cursor->state_) st = cursor->state_.get();
   size_t recalled = st->ds ? st->recent.recall(offset, out, len) : 0;
   *n += recalled, out += recalled, offset += recalled, len -= recalled;
   if (len == 0 || offset >= size_) return Status::Ok();

@@ -20,27 +20,12 @@ class ZstdIndex {
   // corrupt or ends early, or when more than `max_output` bytes come out of it.
   static Result<ZstdIndex> build(const ReadAt& read, const Sink& compressed, const Sink& decompressed,
                                  uint64_t max_output = GzipIndex::kDefaultMaxOutput);
-  // A decoder where a reader's last read stopped, with the last bytes it decoded
+  // A reader's decoder where its last read stopped, with the last bytes it decoded
   // (fs/oci/decoder_cursor.h). A read within those is copied; one past them, before the next
   // access point, goes on from there instead of decoding from the frame's start (a file read in
   // requests of 128 KiB near the end of a one-frame layer of a gigabyte otherwise decodes the
-  // layer from its start at every request). One per reader (an open file); not thread-safe.
-  static constexpr size_t kCursorRecent = DecoderSlot::kRecentBytes;
-  static constexpr size_t kMaxCursors = DecoderSlot::kMaxDecoders;
-  class Cursor {
-   public:
-    Cursor();
-    ~Cursor();
-    Cursor(const Cursor&) = delete;
-    Cursor& operator=(const Cursor&) = delete;
-    void release();  // drops the decoder (the reader is done)
-
-   private:
-    friend class ZstdIndex;
-    struct State;
-    std::unique_ptr<State> state_;
-    DecoderSlot slot_;
-  };
+  // layer from its start at every request).
+  using Cursor = DecoderCursor;
 
   // Reads decompressed bytes [offset, offset + len); fewer at the end of the stream. With a
   // cursor, from where it stopped when that is nearer, and leaves it where this read stops.

@@ -91,8 +91,7 @@ struct RegistryView::File {
   uint64_t offset = 0, size = 0;
   // Where its last read stopped in a compressed layer; the kernel's reads of one file (the
   // reader's and its readahead) take turns with it.
-  std::mutex cursor_mu;
-  oci::LayerCursor cursor;
+  oci::DecoderCursor cursor;
 };
 
 namespace {
@@ -652,10 +651,7 @@ int RegistryView::read(File* f, uint64_t offset, crypto::MutableBytes buf, size_
   *n = 0;
   if (offset >= f->size) return 0;
   size_t len = static_cast<size_t>(std::min<uint64_t>(buf.size(), f->size - offset));
-  std::unique_lock<std::mutex> cursor(f->cursor_mu, std::defer_lock);
-  if (f->layer->zstd || f->layer->gzip) cursor.lock();
-  Status s = f->layer->read(blob_reader(fs_, f->handle), f->offset + offset, buf.data(), len, n,
-                            cursor.owns_lock() ? &f->cursor : nullptr);
+  Status s = f->layer->read(blob_reader(fs_, f->handle), f->offset + offset, buf.data(), len, n, &f->cursor);
   if (!s.ok()) {
     spdlog::error("view: {}", s.message());
     return s.code() == EACCES ? EACCES : EIO;

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
@@ -344,7 +345,7 @@ void reads_on_from_its_cursor(const Index& index, const Bytes& z, const Bytes& p
     ASSERT_TRUE(std::equal(out.begin(), out.end(), plain.begin() + static_cast<long>(off))) << off;
   }
   std::vector<std::unique_ptr<typename Index::Cursor>> readers;
-  for (size_t i = 0; i < DecoderSlot::kMaxDecoders + 2; ++i) {
+  for (size_t i = 0; i < DecoderCursor::kMaxDecoders + 2; ++i) {
     readers.push_back(std::make_unique<typename Index::Cursor>());
     Bytes out(1000);
     size_t n = 0;
@@ -367,6 +368,42 @@ TEST(ZstdIndexTest, ASequentialReaderGoesOnFromItsCursor) {
     ASSERT_TRUE(index.ok()) << index.status().message();
     reads_on_from_its_cursor(*index, *z, plain);
   }
+}
+
+// Open files that no longer read cannot keep the decoders from one that does: once they have been
+// idle a while, the reader takes the one idle longest. And a revocation drops every decoder (what
+// they decoded is plaintext); the readers go on, decoding afresh.
+TEST(ZstdIndexTest, IdleCursorsGiveTheirDecodersUpAndRevocationDropsThemAll) {
+  Bytes plain = random_tar(20, 150000, 17);
+  Bytes one = zstd(plain);
+  auto none = [](const uint8_t*, size_t) { return Status::Ok(); };
+  auto index = ZstdIndex::build(reader(one), none, none);
+  ASSERT_TRUE(index.ok()) << index.status().message();
+  std::vector<std::unique_ptr<DecoderCursor>> idle;
+  for (size_t i = 0; i < DecoderCursor::kMaxDecoders; ++i) {
+    idle.push_back(std::make_unique<DecoderCursor>());
+    Bytes out(1000);
+    size_t n = 0;
+    ASSERT_TRUE(index->read(reader(one), 1000 * i, out.data(), out.size(), &n, idle.back().get()).ok());
+  }
+  std::this_thread::sleep_for(DecoderCursor::kIdleBeforeTaken + std::chrono::milliseconds(200));
+  reads_on_from_its_cursor(*index, one, plain);  // its stream read about once: it had a decoder
+  DecoderCursor cursor;
+  Bytes out(plain.size());
+  size_t n = 0;
+  ASSERT_TRUE(index->read(reader(one), 0, out.data(), 300000, &n, &cursor).ok());
+  DecoderCursor::drop_all();
+  uint64_t compressed_read = 0;
+  ReadAt counting = [&](uint64_t off, uint8_t* buf, size_t len, size_t* got) {
+    Status st = reader(one)(off, buf, len, got);
+    compressed_read += *got;
+    return st;
+  };
+  // Bytes it decoded before: kept, they would be copied from its ring without reading anything.
+  Bytes again(1000);
+  ASSERT_TRUE(index->read(counting, 1000, again.data(), again.size(), &n, &cursor).ok());
+  EXPECT_GT(compressed_read, 0u) << "served from a decoder that should have been dropped";
+  EXPECT_TRUE(std::equal(again.begin(), again.end(), plain.begin() + 1000));
 }
 
 TEST(GzipIndexTest, ASequentialReaderGoesOnFromItsCursor) {
