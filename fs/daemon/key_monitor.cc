@@ -17,47 +17,39 @@ int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
-// The provider as the monitor calls it: the time a call spends in the provider itself is what
-// stop() weighs, and a call that returns (or throws) after stop() gave it up never returns to the
-// monitor (its thread sleeps until the process ends), so a late answer cannot change the keys, the
-// status or the superblock while the unmount flushes. The gate's lock orders the two.
+[[noreturn]] void park() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// The provider as the monitor calls it: every call, and its making and unmaking, inside the gate
+// (KeyMonitor::Gate::Inside).
 class AbandonableProvider : public keyclient::KeyProvider {
  public:
   AbandonableProvider(std::unique_ptr<keyclient::KeyProvider> inner, KeyMonitor::Gate& gate, Clock& clock)
       : inner_(std::move(inner)), gate_(gate), clock_(clock) {}
+  ~AbandonableProvider() override {
+    KeyMonitor::Gate::Inside in(gate_, clock_);  // a module's C_CloseSession may hang too
+    inner_.reset();
+  }
   Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override {
-    return call([&] { return inner_->wrap(dek); });
+    KeyMonitor::Gate::Inside in(gate_, clock_);
+    return inner_->wrap(dek);
   }
   Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override {
-    return call([&] { return inner_->unwrap(w); });
+    KeyMonitor::Gate::Inside in(gate_, clock_);
+    return inner_->unwrap(w);
   }
-  Result<std::string> current_key_id() override { return call([&] { return inner_->current_key_id(); }); }
+  Result<std::string> current_key_id() override {
+    KeyMonitor::Gate::Inside in(gate_, clock_);
+    return inner_->current_key_id();
+  }
   bool revocable() const override { return inner_->revocable(); }
-  Status validate() override { return call([&] { return inner_->validate(); }); }
+  Status validate() override {
+    KeyMonitor::Gate::Inside in(gate_, clock_);
+    return inner_->validate();
+  }
 
  private:
-  [[noreturn]] static void park() {
-    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
-  }
-  template <class F>
-  std::invoke_result_t<F> call(F f) {
-    {
-      std::lock_guard<std::mutex> g(gate_.mu);
-      if (gate_.abandoned) park();
-      if (gate_.inside++ == 0) gate_.since = clock_.steady();
-    }
-    struct Leave {
-      AbandonableProvider& p;
-      ~Leave() {
-        std::unique_lock<std::mutex> g(p.gate_.mu);
-        --p.gate_.inside;
-        if (!p.gate_.abandoned) return;
-        g.unlock();
-        park();
-      }
-    } leave{*this};
-    return f();
-  }
   std::unique_ptr<keyclient::KeyProvider> inner_;
   KeyMonitor::Gate& gate_;
   Clock& clock_;
@@ -115,6 +107,26 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
       last_success_(clock.steady()),
       last_rotation_poll_(last_success_) {
   note_settings();
+}
+
+KeyMonitor::Gate::Inside::Inside(Gate& gate, Clock& clock) : gate_(gate) {
+  bool abandoned;
+  {
+    std::lock_guard<std::mutex> g(gate_.mu);
+    abandoned = gate_.abandoned;
+    if (!abandoned && gate_.inside++ == 0) gate_.since = clock.steady();
+  }
+  if (abandoned) park();
+}
+
+KeyMonitor::Gate::Inside::~Inside() {
+  bool abandoned;
+  {
+    std::lock_guard<std::mutex> g(gate_.mu);
+    --gate_.inside;
+    abandoned = gate_.abandoned;
+  }
+  if (abandoned) park();  // a call stop() gave up: it must not reach the store (also when it throws)
 }
 
 KeyMonitor::~KeyMonitor() {
@@ -264,8 +276,12 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   if (!binding.ok()) return binding.status();
   auto settings = binding->match(*kek);
   if (!settings.ok()) return settings.status();
-  auto provider = keyclient::make_provider(*settings, sb.store_id,
-                                          std::chrono::duration<double>(options_.request_timeout).count());
+  Result<std::unique_ptr<keyclient::KeyProvider>> provider = Status::Unavailable("not made");
+  {
+    Gate::Inside in(gate_, clock_);  // loading a new module (C_Initialize) may hang
+    provider = keyclient::make_provider(*settings, sb.store_id,
+                                        std::chrono::duration<double>(options_.request_timeout).count());
+  }
   if (!provider.ok()) return provider.status();
   auto guarded = std::make_unique<AbandonableProvider>(std::move(*provider), gate_, clock_);
   if (sb.dek_generation == store_.super.dek_generation) {

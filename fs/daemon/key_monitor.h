@@ -98,6 +98,27 @@ class KeyMonitor {
   static constexpr std::array<double, 10> kCheckBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
   const Histogram<kCheckBounds>& check_seconds() const { return check_seconds_; }
 
+  // The time spent inside the provider itself (its calls, and making and unmaking it), which is
+  // what stop() weighs before it gives a check up. A call that returns, or throws, after that
+  // parks its thread for good: the gate's lock orders the decision and the return, so a late
+  // answer cannot change the keys, the status or the superblock while the unmount flushes.
+  struct Gate {
+    std::mutex mu;
+    int inside = 0;
+    std::chrono::steady_clock::time_point since;
+    bool abandoned = false;
+    class Inside {  // one stretch inside the provider
+     public:
+      Inside(Gate& gate, Clock& clock);
+      ~Inside();
+      Inside(const Inside&) = delete;
+      Inside& operator=(const Inside&) = delete;
+
+     private:
+      Gate& gate_;
+    };
+  };
+
  private:
   class ProviderCall;
   void run();
@@ -124,6 +145,7 @@ class KeyMonitor {
 
   OpenStore& store_;
   Keyring& keyring_;
+  Gate gate_;  // before provider_: destroying the provider goes through it
   std::unique_ptr<keyclient::KeyProvider> provider_;
   MonitorOptions options_;
   AuditLog& audit_;
@@ -163,18 +185,6 @@ class KeyMonitor {
   bool stopping_ = false;
   bool woken_ = false;
   bool run_done_ = false;
-
- public:
-  // The calls inside the provider itself (AbandonableProvider), for stop() to weigh and give up.
-  struct Gate {
-    std::mutex mu;
-    int inside = 0;
-    std::chrono::steady_clock::time_point since;
-    bool abandoned = false;
-  };
-
- private:
-  Gate gate_;
   std::thread thread_;
   std::thread watchdog_;
 };
