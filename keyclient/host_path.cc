@@ -82,6 +82,8 @@ Status walk(const std::string& path, const std::string& what, bool last) {
     if (const char* problem = dir_problem(st)) return refused(next.string(), problem);
     at = next;
   }
+  // A file's last name was "." or "..", or a link ending in one: what it names is a directory.
+  if (last) return Status::InvalidArgument(what + " " + path + " is a directory");
   return Status::Ok();
 }
 

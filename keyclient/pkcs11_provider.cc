@@ -368,7 +368,7 @@ class Pkcs11Provider : public KeyProvider {
       if (k.id.empty()) continue;  // a version is named by its CKA_ID
       found.push_back(std::move(k));
     }
-    std::sort(found.begin(), found.end(), [](const KeyObject& a, const KeyObject& b) { return id_less(b.id, a.id); });
+    std::stable_sort(found.begin(), found.end(), [](const KeyObject& a, const KeyObject& b) { return id_less(b.id, a.id); });
     if (found.empty()) {
       return Status(ENOKEY, "no private, sensitive, unextractable AES or RSA key labelled '" + uri_.object + "'" +
                                 (id ? " with the id in " + uri_.with_id(*id).str() : std::string()) + " on " +

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <vector>
 
 namespace cmkfs::oci {
 namespace {
@@ -18,12 +19,22 @@ Holders& holders() {
   return *h;
 }
 
-int64_t now_ms() {
+}  // namespace
+
+int64_t DecoderCursor::now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-}  // namespace
+void RecentOutput::wipe() {
+  // Only what it holds: the rest of the ring was never written (and its pages never touched).
+  for (uint64_t at = pos_ - kept_; at < pos_;) {
+    size_t i = static_cast<size_t>(at % capacity_), m = static_cast<size_t>(std::min<uint64_t>(pos_ - at, capacity_ - i));
+    ::explicit_bzero(ring_.get() + i, m);
+    at += m;
+  }
+  kept_ = 0;
+}
 
 void RecentOutput::append(const uint8_t* p, size_t k) {
   size_t r = capacity_;
@@ -69,11 +80,21 @@ bool DecoderCursor::take_slot() {
   Holders& h = holders();
   std::lock_guard<std::mutex> g(h.mu);
   if (h.cursors.size() >= kMaxDecoders) {
-    auto idle = std::min_element(h.cursors.begin(), h.cursors.end(), [](DecoderCursor* a, DecoderCursor* b) {
-      return a->last_used_ms_ < b->last_used_ms_;
-    });
-    DecoderCursor* victim = *idle;
-    if (now_ms() - victim->last_used_ms_ < kIdleBeforeTaken.count() || !victim->mu_.try_lock()) return false;
+    // The idlest first; one reading now (its lock held) is skipped.
+    std::vector<DecoderCursor*> idle;
+    int64_t now = now_ms();
+    for (DecoderCursor* c : h.cursors) {
+      if (now - c->last_used_ms_ >= kIdleBeforeTaken.count()) idle.push_back(c);
+    }
+    std::sort(idle.begin(), idle.end(), [](DecoderCursor* a, DecoderCursor* b) { return a->last_used_ms_ < b->last_used_ms_; });
+    DecoderCursor* victim = nullptr;
+    for (DecoderCursor* c : idle) {
+      if (c->mu_.try_lock()) {
+        victim = c;
+        break;
+      }
+    }
+    if (victim == nullptr) return false;
     victim->state_.reset();
     h.cursors.erase(victim);
     victim->mu_.unlock();

@@ -25,6 +25,7 @@ class RecentOutput {
   void append(const uint8_t* p, size_t k);
   // Copies what it holds of [offset, offset + len), from offset on; returns how much.
   size_t recall(uint64_t offset, uint8_t* out, size_t len) const;
+  void wipe();  // what it holds is plaintext: zeroed before it is freed
 
  private:
   std::unique_ptr<uint8_t[]> ring_;
@@ -34,7 +35,7 @@ class RecentOutput {
 
 // A decoder's state, as an index keeps it in a cursor.
 struct DecoderState {
-  virtual ~DecoderState() = default;
+  virtual ~DecoderState() { recent.wipe(); }
   RecentOutput recent;  // pos(): the decompressed offset of the next byte out
 };
 
@@ -65,6 +66,7 @@ class DecoderCursor {
     ~Hold() {
       if (c_ == nullptr) return;
       if (c_->drop_.exchange(false)) c_->forget();
+      c_->last_used_ms_ = now_ms();  // idle from the end of its read, not its start
       c_->mu_.unlock();
     }
 
@@ -77,13 +79,14 @@ class DecoderCursor {
   template <class S>
   S* state() {
     if (auto* s = dynamic_cast<S*>(state_.get())) return s;
-    if (!state_ && !take_slot()) return nullptr;
-    auto s = std::make_unique<S>();
+    auto s = std::make_unique<S>();  // first: a failed allocation must not hold a slot
     s->recent = RecentOutput(kRecentBytes);
+    if (!state_ && !take_slot()) return nullptr;
     state_ = std::move(s);
     return static_cast<S*>(state_.get());
   }
   void release();  // drops the decoder (the reader is done)
+  static int64_t now_ms();
   // Drops every decoder, at once or as its read ends: what they decoded is plaintext (revocation).
   static void drop_all();
 

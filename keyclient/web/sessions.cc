@@ -45,7 +45,9 @@ Session* Sessions::find(const std::string& id, int64_t now) {
 }
 
 std::string Sessions::client_of(const std::string& raw) {
-  std::string address = raw.substr(0, raw.find('%'));  // fe80::1%eth0: the scope is no part of the host
+  // fe80::1%eth0: the scope names the link, not the host; each link's /64 is a client of its own.
+  size_t percent = raw.find('%');
+  std::string address = raw.substr(0, percent), scope = percent == std::string::npos ? "" : raw.substr(percent);
   in_addr v4;
   in6_addr v6;
   if (::inet_pton(AF_INET, address.c_str(), &v4) == 1) {
@@ -61,7 +63,7 @@ std::string Sessions::client_of(const std::string& raw) {
   std::memset(&v6.s6_addr[8], 0, 8);
   char text[INET6_ADDRSTRLEN];
   ::inet_ntop(AF_INET6, &v6, text, sizeof text);
-  return std::string(text) + "/64";
+  return std::string(text) + "/64" + scope;
 }
 
 bool Sessions::throttled(const std::string& address, int64_t now) const {

@@ -61,6 +61,7 @@ TEST_F(HostPathTest, TheHostsOwnDirectoriesAndStickyOnesOfTheHostAreTrusted) {
   link("links/rel", "../a/b/key");
   EXPECT_TRUE(check_host_file(dir + "/links/rel", "key").ok());
   EXPECT_TRUE(check_host_dirs(dir + "/a/b/not-yet", "socket").ok());
+  EXPECT_FALSE(check_host_file(dir + "/a/.", "CA").ok());  // a directory, not a file
 }
 
 TEST_F(HostPathTest, AnotherUsersDirectoryStickyDirectoryOrLinkIsRefused) {

@@ -41,10 +41,11 @@ TEST(SessionsTest, SixtyFailuresFromAnywhereShutEveryoneButLoopbackOutForAMinute
   EXPECT_FALSE(s.throttled("203.0.113.1", 160));
 }
 
-TEST(SessionsTest, ALinkLocalAddressesScopeIsNoPartOfItsClient) {
+TEST(SessionsTest, ALinkLocalSlash64IsAClientOnItsOwnLinkOnly) {
   Sessions s;
-  fail_from(s, {"fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth1", "fe80::4", "fe80::5%2"}, 100);
+  fail_from(s, {"fe80::1%eth0", "fe80::2%eth0", "fe80::3%eth0", "fe80::4%eth0", "fe80::5%eth0"}, 100);
   EXPECT_TRUE(s.throttled("fe80::9%eth0", 100));
+  EXPECT_FALSE(s.throttled("fe80::9%eth1", 100));  // another link's neighbour
 }
 
 }  // namespace
