@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <semaphore>
 
 #include "crypto/base/hex.h"
 #include "crypto/crypto.h"
@@ -110,6 +111,14 @@ constexpr size_t kMaxLayerMemory = size_t{512} << 20;
 constexpr size_t kMaxLayers = 256;
 // An image whose layers failed to build is not tried again sooner (a bomb takes minutes each).
 constexpr auto kRetryUnbuildable = std::chrono::seconds(60);
+// Layer indexes built at once, process-wide: each inflates up to 64 GiB and keeps up to 128 MiB
+// of access points while it builds; more than the cores only adds memory, not speed.
+constexpr std::ptrdiff_t kMaxLayerBuilds = 2;
+std::counting_semaphore<kMaxLayerBuilds> layer_builds(kMaxLayerBuilds);
+struct LayerBuildSlot {
+  LayerBuildSlot() { layer_builds.acquire(); }
+  ~LayerBuildSlot() { layer_builds.release(); }
+};
 
 }  // namespace
 
@@ -694,7 +703,11 @@ Result<std::shared_ptr<oci::LayerIndex>> RegistryView::layer_index(const oci::Di
   if (int err = view::walk_from_root(fs_, blob_path(layout, d), &blob); err != 0) return Status(err, "layer " + d.str());
   if (int err = fs_.open(blob.ino(), O_RDONLY, &h); err != 0) return Status(err, "layer " + d.str());
   auto t0 = std::chrono::steady_clock::now();
-  auto index = oci::LayerIndex::build(blob_reader(fs_, h), d);
+  Result<std::shared_ptr<oci::LayerIndex>> index = Status::Unavailable("not built");
+  {
+    LayerBuildSlot slot;
+    index = oci::LayerIndex::build(blob_reader(fs_, h), d);
+  }
   fs_.release(h);
   if (!index.ok()) {
     spdlog::error("view: {}", index.status().message());
