@@ -111,7 +111,8 @@ Result<nlohmann::json> encryption_settings(const std::string& store_dir) {
 Status show_encryption(const std::string& store_dir, std::ostream& out) {
   auto j = encryption_settings(store_dir);
   if (!j.ok()) return j.status();
-  out << j->dump(2) << "\n";
+  // ensure_ascii: a hostile store's strings may hold C1 controls, which dump() leaves raw.
+  out << j->dump(2, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace) << "\n";
   return Status::Ok();
 }
 

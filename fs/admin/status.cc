@@ -8,6 +8,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "crypto/base/printable.h"
 #include "fs/admin/admin.h"
 #include "fs/store/store.h"
 
@@ -35,6 +36,8 @@ int64_t uptime_of(int pid) {
 int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostream& out, std::ostream& err) {
   json rows = json::array();
   for (const auto& m : mounts) {
+    // Paths from the mount table are anybody's names (a user may rename a directory above a
+    // mount): shown escaped below, and dumped with anything not UTF-8 replaced.
     json row = {{"mountpoint", m.mountpoint}, {"store", m.store}, {"kind", m.view ? "view" : "mount"}};
     auto settings = encryption_settings(m.store);
     if (!settings.ok()) {
@@ -48,21 +51,23 @@ int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostrea
     row["keyEncryptionKey"] = kv.value("versionedKeyIdentifier", json()).is_string() ? kv["versionedKeyIdentifier"] : json("local key file");
     if (show.contains("liveKeyState")) {
       const json& live = show["liveKeyState"];
-      row["keyState"] = live.value("state", "");
+      row["keyState"] = live.contains("state") && live["state"].is_string() ? live["state"] : json("unknown");
       if (live.contains("since") && live["since"].is_string()) row["keyStateSince"] = live["since"];  // ISO 8601 already
       if (live.contains("pid") && live["pid"].is_number_integer()) {
         int pid = live["pid"].get<int>();
         row["pid"] = pid;
         if (int64_t up = uptime_of(pid); up >= 0) row["uptimeSeconds"] = up;
       }
-      row["dataKeyGeneration"] = live.value("dataKeyGeneration", 0);
+      if (live.contains("dataKeyGeneration") && live["dataKeyGeneration"].is_number_unsigned()) {
+        row["dataKeyGeneration"] = live["dataKeyGeneration"];
+      }
     } else {
       row["keyState"] = "unknown (no live state published)";
     }
     rows.push_back(row);
   }
   if (as_json) {
-    out << rows.dump(2) << "\n";
+    out << rows.dump(2, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace) << "\n";
     return kExitOk;
   }
   if (rows.empty()) {
@@ -71,12 +76,15 @@ int run_status(const std::vector<StatusEntry>& mounts, bool as_json, std::ostrea
   }
   out << std::left << std::setw(32) << "MOUNTPOINT" << std::setw(6) << "KIND" << std::setw(12) << "KEY" << std::setw(22)
       << "SINCE" << std::setw(8) << "PID" << std::setw(10) << "UPTIME" << "STORE\n";
+  auto text = [](const json& r, const char* key, const char* otherwise) {
+    return printable(r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : otherwise);
+  };
   for (const auto& r : rows) {
     std::string up = r.contains("uptimeSeconds") ? std::to_string(r["uptimeSeconds"].get<int64_t>()) + "s" : "-";
-    out << std::left << std::setw(32) << r.value("mountpoint", "") << std::setw(6) << r.value("kind", "")
-        << std::setw(12) << r.value("keyState", r.value("error", "")) << std::setw(22) << r.value("keyStateSince", "-")
-        << std::setw(8) << (r.contains("pid") ? std::to_string(r["pid"].get<int>()) : "-") << std::setw(10) << up
-        << r.value("store", "") << "\n";
+    out << std::left << std::setw(32) << text(r, "mountpoint", "") << std::setw(6) << text(r, "kind", "")
+        << std::setw(12) << (r.contains("keyState") ? text(r, "keyState", "") : text(r, "error", "")) << std::setw(22)
+        << text(r, "keyStateSince", "-") << std::setw(8) << (r.contains("pid") ? std::to_string(r["pid"].get<int>()) : "-")
+        << std::setw(10) << up << text(r, "store", "") << "\n";
   }
   (void)err;
   return kExitOk;

@@ -1,6 +1,7 @@
 #include "fs/cli/cli.h"
 
 #include "crypto/base/nearest.h"
+#include "crypto/base/printable.h"
 #include "fs/cli/init_template.h"
 #include "fs/cli/manpage.h"
 
@@ -494,7 +495,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
     if (!objects_url.empty()) {
       auto objects = ObjectsConfig::from_url(objects_url);
       if (!objects.ok()) {
-        err << "cmkfs: " << objects.status().message() << "\n";
+        err << "cmkfs: " << printable(objects.status().message()) << "\n";
         return kExitUsage;
       }
       const ObjectsConfig& given = cmd->init.objects;
@@ -503,7 +504,7 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
       if (!given.region.empty()) objects->region = given.region;
       objects->endpoint = given.endpoint, objects->credentials = given.credentials, objects->ca = given.ca;
       if (Status s = objects->check_host_part(); !s.ok()) {
-        err << "cmkfs: " << s.message() << "\n";
+        err << "cmkfs: " << printable(s.message()) << "\n";
         return kExitUsage;
       }
       cmd->init.objects = std::move(*objects);

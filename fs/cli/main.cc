@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "crypto/base/printable.h"
 #include "fs/cli/cli.h"
 
 using namespace cmkfs;
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
   // A key identifier that cannot be one is a usage error, whichever command it came with.
   if (!cmd.vault.key_encryption_key.empty()) {
     if (Status k = check_key_identifier(cmd.vault.key_encryption_key); !k.ok()) {
-      std::cerr << "cmkfs: " << k.message() << "\n";
+      std::cerr << "cmkfs: " << printable(k.message()) << "\n";
       return kExitUsage;
     }
   }
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
       if (cmd.init.kek.customer_managed()) {
         auto kek = customer_kek(cmd.vault);
         if (!kek.ok()) {
-          std::cerr << "cmkfs: " << kek.status().message() << "\n";
+          std::cerr << "cmkfs: " << printable(kek.status().message()) << "\n";
           return kExitUsage;
         }
         cmd.init.kek = std::move(*kek);
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
     case Command::Kind::kUmount:
       s = run_umount(cmd.mountpoint, std::cout);
       if (!s.ok()) {  // not mounted, not cmkfs's, or busy: the mountpoint's trouble (README: 12)
-        std::cerr << "cmkfs: " << s.message() << "\n";
+        std::cerr << "cmkfs: " << printable(s.message()) << "\n";
         return s.code() == EBUSY || s.code() == EINVAL ? kExitMount : exit_code_for(s);
       }
       break;
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
     case Command::Kind::kEncryptionShow:
       s = show_encryption(cmd.store, std::cout);
       if (!s.ok() && (s.code() == ENOENT || s.code() == EINVAL || s.code() == ENOTDIR || s.code() == EIO)) {
-        std::cerr << "cmkfs: " << s.message() << "\n";
+        std::cerr << "cmkfs: " << printable(s.message()) << "\n";
         return kExitNotAStore;
       }
       break;
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
       return kExitUsage;
   }
   if (!s.ok()) {
-    std::cerr << "cmkfs: " << s.message() << "\n";
+    std::cerr << "cmkfs: " << printable(s.message()) << "\n";
     return exit_code_for(s);
   }
   return kExitOk;

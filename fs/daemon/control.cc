@@ -104,9 +104,10 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return sys_error("socket");
   ::unlink(path.c_str());  // a socket left by a daemon that was killed
-  mode_t old = ::umask(0177);
+  // Its directory is root's alone; the mode is set after bind, not through the process-wide umask
+  // (the monitor and the flusher may be creating files meanwhile).
   int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof *addr);
-  ::umask(old);
+  if (rc == 0) rc = ::chmod(path.c_str(), 0600);
   if (rc != 0 || ::listen(fd, 16) != 0) {
     Status s = sys_error("listen on " + path);
     ::close(fd);

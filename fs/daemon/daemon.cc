@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "crypto/base/hex.h"
+#include "crypto/base/printable.h"
 #include "fs/core/filesystem.h"
 #include "fs/daemon/control.h"
 #include "fs/daemon/key_monitor.h"
@@ -43,6 +44,7 @@ Status check_mountpoint(const std::string& mp) {
     return Status(ENOENT, "mountpoint " + mp + " does not exist");
   }
   if (!S_ISDIR(st.st_mode)) return Status(ENOTDIR, "mountpoint " + mp + " is not a directory");
+  CMKFS_RETURN_IF_ERROR(check_mount_target(mp));
   for (const auto& m : current_mounts()) {
     if (m.target == mp) return Status(EBUSY, "mountpoint " + mp + " is busy: " + m.source + " is mounted there");
   }
@@ -100,7 +102,7 @@ int wait_for_daemon(int fd, pid_t child) {
   int code = std::atoi(msg.c_str());
   auto space = msg.find(' ');
   std::string text = space == std::string::npos ? "" : msg.substr(space + 1);
-  if (code != 0) std::cerr << "cmkfs: " << text << "\n";
+  if (code != 0) std::cerr << "cmkfs: " << printable(text) << "\n";
   return code;
 }
 
@@ -439,6 +441,9 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
 
 int run_mount(const MountOptions& in, const std::string& log_level) {
   MountOptions o = in;
+  // Whatever umask it was started with (0 in some containers): its logs, status and audit files
+  // are written by no one else.
+  ::umask(022);
   std::error_code ec;
   // The mount table names mountpoints canonically: "mnt/", "./mnt" or a link to it must compare
   // equal, or a second store would be stacked on a busy mountpoint.

@@ -1,11 +1,11 @@
 #include "fs/daemon/key_monitor.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <type_traits>
 
 #include "crypto/base/hex.h"
@@ -505,11 +505,14 @@ void KeyMonitor::publish_status(bool on_check_thread) {
   }
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(status_path_).parent_path(), ec);
-  {
-    std::ofstream out(status_path_ + ".tmp");
-    out << j.dump() << "\n";
-  }
-  std::filesystem::rename(status_path_ + ".tmp", status_path_, ec);
+  // A new file, never through a link or into one left behind (written as root).
+  std::string tmp = status_path_ + ".tmp", text = j.dump() + "\n";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (written) std::filesystem::rename(tmp, status_path_, ec);
 }
 
 }  // namespace cmkfs::fs

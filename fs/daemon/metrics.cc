@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include <sstream>
@@ -34,12 +35,24 @@ void histogram(std::ostringstream& o, const char* name, const std::string& label
   o << name << "_count{" << labels << "} " << h.count() << "\n";
 }
 
+// A label value as the exposition format spells it: backslash, quote and newline escaped, so a
+// mountpoint or key id cannot end its label and add lines of its own.
+std::string label_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string render_metrics(const MetricsSnapshot& m) {
   std::ostringstream o;
   o.precision(9);
-  std::string mp = "mountpoint=\"" + m.mountpoint + "\"";
+  std::string mp = "mountpoint=\"" + label_value(m.mountpoint) + "\"";
   auto op_label = [&](int i) { return mp + ",op=\"" + OpStats::kNames[i] + "\""; };
   head(o, "cmkfs_fuse_requests_total", "counter", "FUSE requests served, by operation");
   for (int i = 0; i < OpStats::kCount; ++i) {
@@ -92,7 +105,7 @@ std::string render_metrics(const MetricsSnapshot& m) {
   head(o, "cmkfs_data_key_generation", "gauge", "The data-key generation in use");
   o << "cmkfs_data_key_generation{" << mp << "} " << m.checks.data_key_generation << "\n";
   head(o, "cmkfs_key_info", "gauge", "The key-encryption key version wrapping the data key");
-  o << "cmkfs_key_info{" << mp << ",key=\"" << (m.checks.key_version.empty() ? "local" : m.checks.key_version) << "\"} 1\n";
+  o << "cmkfs_key_info{" << mp << ",key=\"" << (m.checks.key_version.empty() ? "local" : label_value(m.checks.key_version)) << "\"} 1\n";
   return o.str();
 }
 
@@ -132,7 +145,11 @@ MetricsServer::~MetricsServer() = default;
 void MetricsServer::answer(int fd) {
   std::string request;
   char buf[1024];
-  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+  // Two seconds for the whole request, not for each byte: one byte every 1.9 s held the endpoint
+  // (served one client at a time) for hours, and the key-state alerts with it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192 &&
+         std::chrono::steady_clock::now() < deadline) {
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     request.append(buf, static_cast<size_t>(n));

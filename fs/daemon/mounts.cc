@@ -106,13 +106,13 @@ Result<Fd> start_umount(const std::string& mp, const std::string& dev) {
     // From the kernel's cached attributes: nothing asked of the daemon, which may be dead. What
     // cannot be checked is unmounted as before.
     struct statx st;
-    if (::statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, 0, &st) == 0 &&
+    if (::statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT | AT_SYMLINK_NOFOLLOW, 0, &st) == 0 &&
         (st.stx_dev_major != major || st.stx_dev_minor != minor)) {
       say(EINVAL);
       _exit(0);
     }
     say(kStarted);
-    say(::umount2(path, 0) == 0 ? 0 : errno);
+    say(::umount2(path, UMOUNT_NOFOLLOW) == 0 ? 0 : errno);
     _exit(0);
   }
   int status = 0;
@@ -174,12 +174,13 @@ std::string serving_mountpoint(const std::string& target) {
 
 Status run_umount(const std::string& mp_arg, std::ostream& out) {
   std::string mp = normalised(mp_arg), store, source, device;
-  bool found = false, view = false;
+  bool found = false, view = false, trusted = false;
   for (const auto& m : current_mounts()) {  // the topmost mount there decides
     if (m.target != mp) continue;
     found = true;
     auto s = served(m, /*any_owner=*/true);
     store = s ? s->store : "", view = s && s->view, source = m.source, device = m.device;
+    trusted = cmkfs_mount_of(m, ::geteuid());  // its source names a store: another user's names anything
   }
   if (!found) return Status(EINVAL, mp + " is not mounted");
   if (store.empty()) return Status(EINVAL, mp + " is not a cmkfs mount");
@@ -190,7 +191,11 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
   if (!unmounting.ok()) return unmounting.status();
   // Opened after the fork: the unmounting process must not hold it. A daemon that holds it (a
   // follower holds none) has flushed and exited once it is free.
-  Fd lock(store_still_mounted ? -1 : ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC));
+  Fd lock(store_still_mounted || !trusted
+             ? -1
+             : ::open(StorePaths::of(store).lock.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat lock_st;
+  if (lock.get() >= 0 && (::fstat(lock.get(), &lock_st) != 0 || !S_ISREG(lock_st.st_mode))) lock.reset();
   bool daemon_holds_lock = lock.get() >= 0 && locked_by_another(lock.get());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   bool started = false, ended = false;
@@ -206,7 +211,7 @@ Status run_umount(const std::string& mp_arg, std::ostream& out) {
   }
   if (ended && !err) {  // the unmounting process died: the table tells, or it never began
     if (started) err = listed(mp, source) ? EIO : 0;
-    else err = ::umount2(mp.c_str(), 0) == 0 ? 0 : errno;
+    else err = ::umount2(mp.c_str(), UMOUNT_NOFOLLOW) == 0 ? 0 : errno;
   }
   if (!err) return Status(ETIMEDOUT, "umount " + mp + " did not return within 120 s");
   if (*err == EBUSY) return Status(EBUSY, mp + " is busy: files are open or a process is using it");

@@ -1,9 +1,13 @@
 #include "fs/fuse/mount_table.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include <fstream>
 #include <sstream>
+
+#include "keyclient/host_path.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -64,6 +68,11 @@ std::string fuse_option_value(std::string_view value) {
     out += c;
   }
   return out;
+}
+
+Status check_mount_target(const std::string& mountpoint) {
+  if (::geteuid() != 0) return Status::Ok();  // fusermount3 checks a user's mountpoint itself
+  return keyclient::check_host_dirs(mountpoint, "the mountpoint");
 }
 
 }  // namespace cmkfs::fs

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "crypto/base/status.h"
+
 namespace cmkfs::fs {
 
 struct MountEntry {
@@ -31,5 +33,10 @@ std::vector<MountEntry> current_mounts();
 // `value` for a libfuse -o list (fsname=VALUE): its commas and backslashes escaped, so that a
 // path holding ",allow_other" names a source instead of adding a mount option.
 std::string fuse_option_value(std::string_view value);
+
+// For a mount made as root on `mountpoint` (canonical): every directory above it, and every link
+// on the way, the host's (keyclient/host_path.h). Another user who could rename one of them could
+// swap a link in after the checks and have the mount land elsewhere (on /etc).
+Status check_mount_target(const std::string& mountpoint);
 
 }  // namespace cmkfs::fs

@@ -182,6 +182,7 @@ fuse_lowlevel_ops make_ops() {
 
 Result<std::unique_ptr<ViewSession>> ViewSession::start(std::unique_ptr<RegistryView> view,
                                                         const std::string& mountpoint, const std::string& source) {
+  CMKFS_RETURN_IF_ERROR(check_mount_target(mountpoint));
   std::unique_ptr<ViewSession> vs(new ViewSession());
   vs->view_ = std::move(view);
   vs->mountpoint_ = mountpoint;
@@ -252,7 +253,7 @@ ViewSession::~ViewSession() {
     bool ended = finished_ || abort_connection();
     bool ours = false;  // still mounted there, by this session
     for (const auto& m : current_mounts()) ours |= m.target == mountpoint_ && m.device == device_;
-    if (ours && ::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH);  // libfuse knows /proc/self/fd/N
+    if (ours && ::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);  // libfuse knows /proc/self/fd/N
     if (!ended) fuse_session_unmount(se_);  // the loop ends once nothing uses the view
     if (loop_.joinable()) loop_.join();
     fuse_session_unmount(se_);  // after the loop: closes the device and frees what mount kept

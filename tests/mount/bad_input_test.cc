@@ -111,6 +111,24 @@ TEST_F(BadInputTest, SuperblockChangedWithoutTheKeyFailsItsMac) {
   expect_one_clear_line(r, "superblock MAC does not match");
 }
 
+// A store's settings are the store writer's words: an escape sequence in one (here OSC 52, which
+// sets the terminal's clipboard) reaches the admin's terminal only escaped.
+TEST_F(BadInputTest, AnEscapeSequenceInTheStoreIsShownEscaped) {
+  init();
+  poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
+    auto j = nlohmann::json::parse(v);
+    j["objects"] = {{"kind", "\x1b]52;c;aGk=\x07\xc2\x9b" "2J"}};
+    v = j.dump();
+  });
+  for (const std::string& command : {" mount " + store + " " + mnt, " encryption show " + store}) {
+    auto r = run(cmkfs_binary() + command);
+    EXPECT_NE(r.rc, 0) << command;
+    EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << command << ": " << r.output;
+    EXPECT_EQ(r.output.find("\xc2\x9b"), std::string::npos) << command << ": " << r.output;  // C1 CSI
+    EXPECT_NE(r.output.find("\\x1b]52"), std::string::npos) << command << ": " << r.output;
+  }
+}
+
 TEST_F(BadInputTest, UnknownFormatVersionIsRefused) {
   init();
   poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
@@ -128,6 +146,13 @@ TEST_F(BadInputTest, MissingOrBusyMountpoint) {
   auto r = run(cmkfs_binary() + " mount " + store + " " + dir + "/nowhere");
   EXPECT_EQ(r.rc, fs::kExitMount);
   expect_one_clear_line(r, "does not exist");
+  // Under a directory others may change, root's mount could be moved onto a link they swap in
+  // (onto /etc) while the key is unwrapped.
+  stdfs::create_directories(dir + "/open/mnt");
+  ::chmod((dir + "/open").c_str(), 0777);
+  r = run(cmkfs_binary() + " mount " + store + " " + dir + "/open/mnt");
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "which may be written by group or others");
   mount();
   stdfs::create_directories(dir + "/other");
   auto s2 = run(cmkfs_binary() + " init " + dir + "/s2 --local-key-file " + dir + "/k2");

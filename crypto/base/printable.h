@@ -1,0 +1,50 @@
+// Text from outside (a store's settings, a plugin's reply, a path in the mount table) as a
+// terminal may be shown it: control characters (C0, DEL, and C1 as UTF-8 encodes them) and bytes
+// that are not UTF-8 as \xNN, so that an escape sequence in a hostile store cannot rewrite the
+// admin's screen or clipboard. Printable ASCII and other UTF-8 pass unchanged.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace cmkfs {
+
+inline std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto escape = [&out](unsigned char c) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += hex;
+  };
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // A whole UTF-8 sequence, not overlong, not a surrogate, not past U+10FFFF, not C1.
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok) {
+      auto c1 = static_cast<unsigned char>(s[i + 1]);
+      if ((c == 0xc2 && c1 < 0xa0) || (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ||
+          (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90)) {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+}  // namespace cmkfs
