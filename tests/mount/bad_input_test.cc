@@ -83,9 +83,12 @@ TEST_F(BadInputTest, MissingWrongOrExposedKeyFile) {
   ASSERT_EQ(::chown(key.c_str(), 0, 0), 0);
   struct stat st;
   ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  std::string elsewhere = dir + "-mnt";  // a mountpoint outside the open directory: it is refused too
+  stdfs::create_directories(elsewhere);
   ::chmod(dir.c_str(), 0777);
-  r = try_mount();
+  r = run(cmkfs_binary() + " mount " + store + " " + elsewhere);
   ::chmod(dir.c_str(), st.st_mode & 07777);
+  stdfs::remove(elsewhere);
   EXPECT_EQ(r.rc, fs::kExitKey);
   expect_one_clear_line(r, "which may be written by group or others");
   mount();  // and with the right key all is well
