@@ -24,6 +24,7 @@
 #include "crypto/chunk_layout.h"
 #include "crypto/base/hex.h"
 #include "crypto/base/id128.h"
+#include "crypto/base/printable.h"
 #include "fs/admin/admin.h"
 #include "fs/admin/offline.h"
 #include "meta/format.h"
@@ -585,14 +586,14 @@ int run_fsck(const std::string& store, const FsckOptions& opts, std::ostream& ou
     }
   }
   if (!report.ok()) {
-    err << "cmkfs: " << report.status().message() << "\n";
+    err << "cmkfs: " << printable(report.status().message()) << "\n";
     return kExitNotAStore;
   }
   const FsckReport& r = *report;
   if (opts.json) {
     auto j = to_json(r, o->store->paths.root);
     j["seconds"] = seconds;
-    out << j.dump(2) << "\n";
+    out << j.dump(2, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace) << "\n";
     return r.problems.empty() ? kExitOk : kExitNotAStore;
   }
   out << "store " << o->store->paths.root << ": " << r.directories << " directories, " << r.files << " files, "
@@ -603,14 +604,15 @@ int run_fsck(const std::string& store, const FsckOptions& opts, std::ostream& ou
                 seconds > 0 ? r.bytes / seconds / 1e6 : 0.0, seconds > 0 ? r.files / seconds : 0.0,
                 r.threads);
   out << rate;
+  // Names in the store are any mount user's: shown escaped.
   for (const auto& p : r.problems) {
-    out << "problem: " << p.text;
-    if (!p.path.empty()) out << "; path " << p.path;
-    if (!p.registry.empty()) out << "; " << p.registry;
+    out << "problem: " << printable(p.text);
+    if (!p.path.empty()) out << "; path " << printable(p.path);
+    if (!p.registry.empty()) out << "; " << printable(p.registry);
     if (p.fix != FsckProblem::Fix::kNone) out << " (fsck --repair fixes this)";
     out << "\n";
   }
-  for (const auto& l : r.leftovers) out << "left by a crash: " << l << "\n";
+  for (const auto& l : r.leftovers) out << "left by a crash: " << printable(l) << "\n";
   if (r.problems.empty()) {
     out << (r.leftovers.empty() ? "clean\n" : "clean but for what a crash left, which the next mount repairs\n");
     return kExitOk;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "crypto/base/json_parse.h"
+#include "crypto/base/printable.h"
 #include "fs/admin/admin.h"
 #include "fs/admin/tree.h"
 #include "fs/store/store.h"
@@ -108,8 +109,9 @@ std::string human_size(uint64_t n) {
 }
 
 void print_human(const json& j, std::ostream& out) {
+  // What an image says (labels, env, platform) is whoever pushed it's: shown escaped.
   auto line = [&](const char* k, const std::string& v) {
-    if (!v.empty()) out << k << std::string(16 - std::string(k).size(), ' ') << v << "\n";
+    if (!v.empty()) out << k << std::string(16 - std::string(k).size(), ' ') << printable(v) << "\n";
   };
   line("Name:", j.value("Name", ""));
   line("Digest:", j.value("Digest", ""));
@@ -129,13 +131,15 @@ void print_human(const json& j, std::ostream& out) {
   if (j.contains("Manifests")) {
     out << "Manifests:\n";
     for (const auto& m : j["Manifests"]) {
-      out << "  " << m.value("Digest", "") << "  " << m.value("Platform", "") << "  " << human_size(m.value("Size", 0)) << "\n";
+      out << "  " << printable(m.value("Digest", "")) << "  " << printable(m.value("Platform", "")) << "  "
+          << human_size(m.value("Size", 0)) << "\n";
     }
   }
   if (j.contains("LayersData")) {
     out << "Layers:\n";
     for (const auto& l : j["LayersData"]) {
-      out << "  " << l.value("Digest", "") << "  " << human_size(l.value("Size", 0)) << "  " << l.value("MIMEType", "");
+      out << "  " << printable(l.value("Digest", "")) << "  " << human_size(l.value("Size", 0)) << "  "
+          << printable(l.value("MIMEType", ""));
       if (l.contains("DataKeyGeneration")) out << "  (data key generation " << l["DataKeyGeneration"] << ")";
       if (l.value("Missing", false)) out << "  (missing)";
       out << "\n";
@@ -196,7 +200,7 @@ int run_inspect_image(const std::string& target, const std::string& mountpoint, 
   }
   std::string kek = tree->protection();
   if (!kek.empty()) j["ProtectedBy"] = kek;
-  if (as_json) out << j.dump(2) << "\n";
+  if (as_json) out << j.dump(2, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace) << "\n";
   else print_human(j, out);
   return kExitOk;
 }

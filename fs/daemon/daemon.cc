@@ -442,8 +442,8 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
 int run_mount(const MountOptions& in, const std::string& log_level) {
   MountOptions o = in;
   // Whatever umask it was started with (0 in some containers): its logs, status and audit files
-  // are written by no one else.
-  ::umask(022);
+  // are written by no one else. Bits are only added: a stricter umask stays.
+  ::umask(::umask(0) | 022);
   std::error_code ec;
   // The mount table names mountpoints canonically: "mnt/", "./mnt" or a link to it must compare
   // equal, or a second store would be stacked on a busy mountpoint.

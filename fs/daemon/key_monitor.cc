@@ -506,10 +506,17 @@ void KeyMonitor::publish_status(bool on_check_thread) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(status_path_).parent_path(), ec);
   // A new file, never through a link or into one left behind (written as root).
-  std::string tmp = status_path_ + ".tmp", text = j.dump() + "\n";
+  // A mountpoint need not be UTF-8: replaced, or dump() would throw.
+  std::string tmp = status_path_ + ".tmp", text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   ::unlink(tmp.c_str());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd < 0) return;
+  if (fd < 0) {  // an old status left standing would tell `cmkfs status` what no longer holds
+    if (!status_write_failed_) spdlog::warn("cannot write the key status to {}: {}", tmp, std::strerror(errno));
+    status_write_failed_ = true;
+    ::unlink(status_path_.c_str());
+    return;
+  }
+  status_write_failed_ = false;
   bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   ::close(fd);
   if (written) std::filesystem::rename(tmp, status_path_, ec);

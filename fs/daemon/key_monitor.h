@@ -169,6 +169,7 @@ class KeyMonitor {
   } shown_;
   std::chrono::steady_clock::time_point last_rotation_poll_;
   std::string rejected_;  // the last superblock refused (reported once)
+  bool status_write_failed_ = false;  // reported once until it works again
 
   std::function<nlohmann::json()> status_extra_;
   std::function<void()> on_new_generation_;

@@ -1,5 +1,6 @@
 #include "fs/fuse/mount_table.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -72,7 +73,18 @@ std::string fuse_option_value(std::string_view value) {
 
 Status check_mount_target(const std::string& mountpoint) {
   if (::geteuid() != 0) return Status::Ok();  // fusermount3 checks a user's mountpoint itself
-  return keyclient::check_host_dirs(mountpoint, "the mountpoint");
+  CMKFS_RETURN_IF_ERROR(keyclient::check_host_dirs(mountpoint, "the mountpoint"));
+  // In a sticky directory (/tmp) the mountpoint's owner may rename it and put a link in its place.
+  struct stat dir, parent;
+  std::string up = mountpoint.substr(0, mountpoint.find_last_of('/'));
+  if (::lstat(mountpoint.c_str(), &dir) != 0 || ::stat(up.empty() ? "/" : up.c_str(), &parent) != 0) {
+    return Status(ENOENT, "cannot check the mountpoint " + mountpoint);
+  }
+  if ((parent.st_mode & S_ISVTX) && dir.st_uid != 0) {
+    return Status::AccessDenied("the mountpoint " + mountpoint + " belongs to another user in a sticky directory, who "
+                                "could swap a link in its place: mount somewhere root owns");
+  }
+  return Status::Ok();
 }
 
 }  // namespace cmkfs::fs

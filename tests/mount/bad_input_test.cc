@@ -156,6 +156,14 @@ TEST_F(BadInputTest, MissingOrBusyMountpoint) {
   r = run(cmkfs_binary() + " mount " + store + " " + dir + "/open/mnt");
   EXPECT_EQ(r.rc, fs::kExitMount);
   expect_one_clear_line(r, "which may be written by group or others");
+  // In a sticky directory, another user's mountpoint: they may rename it and put a link there.
+  std::string sticky = dir + "/sticky";
+  stdfs::create_directories(sticky + "/theirs");
+  ::chmod(sticky.c_str(), 01777);
+  ASSERT_EQ(::chown((sticky + "/theirs").c_str(), 65534, 65534), 0);
+  r = run(cmkfs_binary() + " mount " + store + " " + sticky + "/theirs");
+  EXPECT_EQ(r.rc, fs::kExitMount);
+  expect_one_clear_line(r, "belongs to another user in a sticky directory");
   mount();
   stdfs::create_directories(dir + "/other");
   auto s2 = run(cmkfs_binary() + " init " + dir + "/s2 --local-key-file " + dir + "/k2");
