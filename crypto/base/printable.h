@@ -1,7 +1,8 @@
 // Text from outside (a store's settings, a plugin's reply, a path in the mount table) as a
 // terminal may be shown it: control characters (C0, DEL, and C1 as UTF-8 encodes them) and bytes
 // that are not UTF-8 as \xNN, so that an escape sequence in a hostile store cannot rewrite the
-// admin's screen or clipboard. Printable ASCII and other UTF-8 pass unchanged.
+// admin's screen or clipboard; a backslash as \x5c, so no text can pass for such an escape.
+// Printable ASCII and other UTF-8 pass unchanged.
 #pragma once
 
 #include <cstdio>
@@ -20,7 +21,7 @@ inline std::string printable(std::string_view s) {
   };
   for (size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {  // a backslash too: "\x1b" must not be the store's own text
       out += static_cast<char>(c);
       ++i;
       continue;

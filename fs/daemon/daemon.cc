@@ -212,7 +212,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   bool file_log = false;
   // In the foreground the log is stderr; daemonized, the waiting parent prints the one line.
   auto fail = [&](const Status& s, int code) {
-    if (o.foreground || file_log) spdlog::error("{}", s.message());
+    if (o.foreground || file_log) spdlog::error("{}", printable(s.message()));
     ready.report(code, s.message());
     return code;
   };

@@ -120,15 +120,17 @@ TEST_F(BadInputTest, AnEscapeSequenceInTheStoreIsShownEscaped) {
   init();
   poke_lmdb(store + "/meta", "super", "superblock", [](std::string& v) {
     auto j = nlohmann::json::parse(v);
-    j["objects"] = {{"kind", "\x1b]52;c;aGk=\x07\xc2\x9b" "2J"}};
+    j["objects"] = {{"kind", "\x1b]52;c;aGk=\x07\xc2\x9b" "2J \\x1b"}};  // and text that looks escaped
     v = j.dump();
   });
-  for (const std::string& command : {" mount " + store + " " + mnt, " encryption show " + store}) {
+  for (const std::string& command :
+       {" mount " + store + " " + mnt, " mount --foreground " + store + " " + mnt, " encryption show " + store}) {
     auto r = run(cmkfs_binary() + command);
     EXPECT_NE(r.rc, 0) << command;
     EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << command << ": " << r.output;
     EXPECT_EQ(r.output.find("\xc2\x9b"), std::string::npos) << command << ": " << r.output;  // C1 CSI
     EXPECT_NE(r.output.find("\\x1b]52"), std::string::npos) << command << ": " << r.output;
+    EXPECT_NE(r.output.find("2J \\x5cx1b"), std::string::npos) << command << ": " << r.output;
   }
 }
 
