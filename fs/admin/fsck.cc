@@ -321,21 +321,9 @@ struct ObjectListing {
 constexpr size_t kMaxStrays = 1000;
 constexpr size_t kMaxStrayName = 256;
 
-// `name` as a report shows it: at most kMaxStrayName bytes, anything unprintable as \xNN.
+// `name` as a report keeps it: at most kMaxStrayName bytes (printed escaped, as every name is).
 std::string shown_name(const std::string& name) {
-  std::string out;
-  for (size_t i = 0; i < name.size() && i < kMaxStrayName; ++i) {
-    auto c = static_cast<unsigned char>(name[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    }
-  }
-  if (name.size() > kMaxStrayName) out += "...";
-  return out;
+  return name.size() > kMaxStrayName ? name.substr(0, kMaxStrayName) + "..." : name;
 }
 
 ObjectListing list_objects(ObjectStore& objects) {
