@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace cmkfs::oci {
 
@@ -79,11 +80,25 @@ class DecoderCursor {
   template <class S>
   S* state() {
     if (auto* s = dynamic_cast<S*>(state_.get())) return s;
-    auto s = std::make_unique<S>();  // first: a failed allocation must not hold a slot
-    s->recent = RecentOutput(kRecentBytes);
-    if (!state_ && !take_slot()) return nullptr;
-    state_ = std::move(s);
+    if (!state_ && !take_slot()) return nullptr;  // no allocation for a reader that gets no slot
+    try {
+      auto s = std::make_unique<S>();
+      s->recent = RecentOutput(kRecentBytes);
+      state_ = std::move(s);
+    } catch (...) {
+      forget();  // a failed allocation must not hold a slot
+      throw;
+    }
     return static_cast<S*>(state_.get());
+  }
+  // What an index's read decodes with: the state kept in `cursor` (held in `held` for the read),
+  // or `local` when there is no cursor or no slot for it.
+  template <class S>
+  static S* use(DecoderCursor* cursor, S& local, std::optional<Hold>& held) {
+    if (cursor == nullptr) return &local;
+    held.emplace(cursor->lock());
+    S* kept = cursor->state<S>();
+    return kept != nullptr ? kept : &local;
   }
   void release();  // drops the decoder (the reader is done)
   static int64_t now_ms();

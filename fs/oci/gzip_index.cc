@@ -148,12 +148,8 @@ Status GzipIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
   GzipState local;
-  GzipState* st = &local;
   std::optional<Cursor::Hold> held;
-  if (cursor != nullptr) {
-    held.emplace(cursor->lock());
-    if (auto* kept = cursor->state<GzipState>()) st = kept;
-  }
+  GzipState* st = DecoderCursor::use(cursor, local, held);
   // Sets `st` to inflate from `p`.
   auto start = [&](const Point& p) {
     if (st->z.init(p.member ? kGzip : kRaw) != Z_OK) return Status(ENOMEM, "inflateInit2 failed");

@@ -82,12 +82,8 @@ Status ZstdIndex::read(const ReadAt& read, uint64_t offset, uint8_t* out, size_t
   *n = 0;
   if (offset >= size_ || len == 0) return Status::Ok();
   ZstdState local;
-  ZstdState* st = &local;
   std::optional<Cursor::Hold> held;
-  if (cursor != nullptr) {
-    held.emplace(cursor->lock());
-    if (auto* kept = cursor->state<ZstdState>()) st = kept;
-  }
+  ZstdState* st = DecoderCursor::use(cursor, local, held);
   size_t recalled = st->ds ? st->recent.recall(offset, out, len) : 0;
   *n += recalled, out += recalled, offset += recalled, len -= recalled;
   if (len == 0 || offset >= size_) return Status::Ok();
