@@ -1,7 +1,9 @@
 // Text from outside (a store's settings, a plugin's reply, a path in the mount table) as a
 // terminal may be shown it: control characters (C0, DEL, and C1 as UTF-8 encodes them) and bytes
 // that are not UTF-8 as \xNN, so that an escape sequence in a hostile store cannot rewrite the
-// admin's screen or clipboard; a backslash as \x5c, so no text can pass for such an escape.
+// admin's screen or clipboard; a backslash as \x5c, so no text can pass for such an escape; and
+// the invisible characters that make a terminal show text other than it is (bidirectional
+// overrides and isolates, as in "Trojan Source", and line separators), each byte as \xNN.
 // Printable ASCII and other UTF-8 pass unchanged.
 #pragma once
 
@@ -10,6 +12,12 @@
 #include <string_view>
 
 namespace cmkfs {
+
+// U+061C, U+200E-U+200F, U+2028-U+202E and U+2066-U+2069: marks and embeddings that reorder
+// what follows them, or break a line where none shows.
+inline bool reorders_display(char32_t cp) {
+  return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
 
 inline std::string printable(std::string_view s) {
   std::string out;
@@ -40,6 +48,13 @@ inline std::string printable(std::string_view s) {
     if (!ok) {
       escape(c);
       ++i;
+      continue;
+    }
+    char32_t cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+    if (reorders_display(cp)) {
+      for (size_t k = 0; k < n; ++k) escape(static_cast<unsigned char>(s[i + k]));
+      i += n;
       continue;
     }
     out.append(s.substr(i, n));
