@@ -111,7 +111,7 @@ Status move_to(OpenStore& st, const keyclient::KekConfig& next, std::ostream& ou
                          "(cmkfs encryption show), or finish it with encryption rotate-data-key on the unmounted store");
   }
   const std::string& old_id = unlocked->wrapped.key_id;
-  auto provider = keyclient::make_provider(next, st.super.store_id);
+  auto provider = command_provider(next, st.super.store_id);
   if (!provider.ok()) return provider.status();
   CMKFS_RETURN_IF_ERROR((*provider)->validate());
   CMKFS_RETURN_IF_ERROR(bind_next(st, next));

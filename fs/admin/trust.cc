@@ -85,7 +85,7 @@ Status trust_store(const TrustOptions& o, std::ostream& out) {
                                std::to_string(store.super.dek_generation) +
                                "; give the one `encryption show` printed where it was made (--fingerprint)");
   }
-  auto provider = keyclient::make_provider(settings, store.super.store_id);
+  auto provider = command_provider(settings, store.super.store_id);
   if (!provider.ok()) return provider.status();
   AuditLog audit(default_audit_path(store.super.store_id), to_hex(store.super.store_id));
   auto unlocked = unwrap_with(store, settings, **provider, expected, audit, "trust");

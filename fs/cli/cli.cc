@@ -470,12 +470,21 @@ int parse_args(int argc, const char* const* argv, Command* cmd, std::ostream& ou
   for (auto* sub : {fsck, inspect, cat, exp, enable, rotate, rotate_dek, trust}) {
     sub->add_option("--audit-log", cmd->audit_log, "Key audit log, JSON lines (default /var/log/cmkfs/<store id>.audit.jsonl)");
   }
+  // Every command that reaches the key provider bounds its requests; four times this without an
+  // answer (a PKCS#11 module that hangs) and the command gives up.
+  std::string provider_timeout;
+  for (auto* sub : {init, fsck, inspect, cat, exp, enable, rotate, rotate_dek, trust}) {
+    sub->add_option("--vault-timeout", provider_timeout,
+                    "How long one request to the key provider may take (default 10s); a call unanswered for four "
+                    "times that ends the command");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e, out, err);
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  if (!set_duration(provider_timeout, &cmd->provider_timeout, "--vault-timeout", err)) return kExitUsage;
   if (init->parsed()) {
     cmd->kind = Command::Kind::kInit;
     if (!init_file.empty() &&

@@ -37,6 +37,7 @@ struct Command {
   TrustOptions trust;      // trust (its vault options are in `vault`)
   LocalKeyOptions local;   // encryption rotate-key to another local key
   std::string audit_log;   // the offline commands' key audit log (init and mount have their own)
+  std::chrono::milliseconds provider_timeout{0};  // their key provider's request timeout; 0: the default
   ConsoleOptions console;  // console
   bool set_password = false;  // console --set-password
   std::string password_file;

@@ -245,9 +245,17 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   };
 
   AuditLog audit(o.audit_log.empty() ? default_audit_path(st.super.store_id) : o.audit_log, to_hex(st.super.store_id));
-  auto provider = bound_provider(st, std::chrono::duration<double>(o.monitor.request_timeout).count());
+  // A start whose provider hangs ends with the reason; the key monitor, which the provider goes
+  // to next, bounds its calls its own way.
+  double timeout = std::chrono::duration<double>(o.monitor.request_timeout).count();
+  auto start_watch = command_watchdog(timeout, [&fail](const std::string& why) {
+    fail(Status(ETIMEDOUT, "cannot unlock the store's data key: " + why), kExitKey);
+    spdlog::default_logger()->flush();
+  });
+  auto provider = bound_provider(st, timeout, start_watch);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto unlocked = unlock(st, **provider, audit, "mount");
+  start_watch->stop();
   if (!unlocked.ok()) {
     Status s(unlocked.status().code(), "cannot unlock the store's data key: " + unlocked.status().message());
     return fail(s, unlock_exit_code(s));

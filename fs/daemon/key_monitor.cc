@@ -21,40 +21,6 @@ int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-// The provider as the monitor calls it: every call, and its making and unmaking, inside the gate
-// (KeyMonitor::Gate::Inside).
-class AbandonableProvider : public keyclient::KeyProvider {
- public:
-  AbandonableProvider(std::unique_ptr<keyclient::KeyProvider> inner, KeyMonitor::Gate& gate, Clock& clock)
-      : inner_(std::move(inner)), gate_(gate), clock_(clock) {}
-  ~AbandonableProvider() override {
-    KeyMonitor::Gate::Inside in(gate_, clock_);  // a module's C_CloseSession may hang too
-    inner_.reset();
-  }
-  Result<keyclient::WrappedKey> wrap(const crypto::SecretBytes& dek) override {
-    KeyMonitor::Gate::Inside in(gate_, clock_);
-    return inner_->wrap(dek);
-  }
-  Result<crypto::SecretBytes> unwrap(const keyclient::WrappedKey& w) override {
-    KeyMonitor::Gate::Inside in(gate_, clock_);
-    return inner_->unwrap(w);
-  }
-  Result<std::string> current_key_id() override {
-    KeyMonitor::Gate::Inside in(gate_, clock_);
-    return inner_->current_key_id();
-  }
-  bool revocable() const override { return inner_->revocable(); }
-  Status validate() override {
-    KeyMonitor::Gate::Inside in(gate_, clock_);
-    return inner_->validate();
-  }
-
- private:
-  std::unique_ptr<keyclient::KeyProvider> inner_;
-  KeyMonitor::Gate& gate_;
-  Clock& clock_;
-};
-
 }  // namespace
 
 // Arms the watchdog for its life: calls to a revocable provider, which may not return. Nested
@@ -95,7 +61,8 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
                        std::string mountpoint, Clock& clock)
     : store_(store),
       keyring_(keyring),
-      provider_(std::make_unique<AbandonableProvider>(std::move(provider), gate_, clock)),
+      gate_(std::make_shared<Gate>(clock)),
+      provider_(keyclient::observed(std::move(provider), gate_)),
       options_(options),
       audit_(audit),
       invalidate_caches_(std::move(invalidate_caches)),
@@ -109,24 +76,24 @@ KeyMonitor::KeyMonitor(OpenStore& store, Keyring& keyring, std::unique_ptr<keycl
   note_settings();
 }
 
-KeyMonitor::Gate::Inside::Inside(Gate& gate, Clock& clock) : gate_(gate) {
-  bool abandoned;
+void KeyMonitor::Gate::enter() {
+  bool parked;
   {
-    std::lock_guard<std::mutex> g(gate_.mu);
-    abandoned = gate_.abandoned;
-    if (!abandoned && gate_.inside++ == 0) gate_.since = clock.steady();
+    std::lock_guard<std::mutex> g(mu);
+    parked = abandoned;
+    if (!parked && inside++ == 0) since = clock.steady();
   }
-  if (abandoned) park();
+  if (parked) park();
 }
 
-KeyMonitor::Gate::Inside::~Inside() {
-  bool abandoned;
+void KeyMonitor::Gate::leave() {
+  bool parked;
   {
-    std::lock_guard<std::mutex> g(gate_.mu);
-    --gate_.inside;
-    abandoned = gate_.abandoned;
+    std::lock_guard<std::mutex> g(mu);
+    --inside;
+    parked = abandoned;
   }
-  if (abandoned) park();  // a call stop() gave up: it must not reach the store (also when it throws)
+  if (parked) park();  // a call stop() gave up: it must not reach the store (also when it throws)
 }
 
 KeyMonitor::~KeyMonitor() {
@@ -179,9 +146,9 @@ bool KeyMonitor::wait_for_run() {
       std::unique_lock<std::mutex> lock(mu_);
       if (wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return run_done_; })) return true;
     }
-    std::lock_guard<std::mutex> g(gate_.mu);
-    if (gate_.inside > 0 && clock_.steady() - gate_.since >= kHungAfter * options_.request_timeout) {
-      gate_.abandoned = true;  // the call parks when it returns: it can no longer reach the store
+    std::lock_guard<std::mutex> g(gate_->mu);
+    if (gate_->inside > 0 && clock_.steady() - gate_->since >= kHungAfter * options_.request_timeout) {
+      gate_->abandoned = true;  // the call parks when it returns: it can no longer reach the store
       return false;
     }
   }
@@ -278,12 +245,12 @@ Status KeyMonitor::adopt(const meta::Superblock& sb) {
   if (!settings.ok()) return settings.status();
   Result<std::unique_ptr<keyclient::KeyProvider>> provider = Status::Unavailable("not made");
   {
-    Gate::Inside in(gate_, clock_);  // loading a new module (C_Initialize) may hang
+    keyclient::CallObserver::Inside in(*gate_);  // loading a new module (C_Initialize) may hang
     provider = keyclient::make_provider(*settings, sb.store_id,
                                         std::chrono::duration<double>(options_.request_timeout).count());
   }
   if (!provider.ok()) return provider.status();
-  auto guarded = std::make_unique<AbandonableProvider>(std::move(*provider), gate_, clock_);
+  auto guarded = keyclient::observed(std::move(*provider), gate_);
   if (sb.dek_generation == store_.super.dek_generation) {
     auto access = keyring_.access();
     if (!access.ok()) return Status::Unavailable("the data key is not installed");

@@ -35,6 +35,7 @@
 #include "fs/daemon/clock.h"
 #include "fs/daemon/daemon.h"
 #include "fs/store/store.h"
+#include "keyclient/call_watch.h"
 
 namespace cmkfs::fs {
 
@@ -58,8 +59,8 @@ class KeyMonitor {
   // deadline; then it is abandoned, and the monitor must never be destroyed (end the process).
   void stop();
   bool abandoned() {
-    std::lock_guard<std::mutex> g(gate_.mu);
-    return gate_.abandoned;
+    std::lock_guard<std::mutex> g(gate_->mu);
+    return gate_->abandoned;
   }
   // A daemon's exit code `code` once it is done with a stopped monitor: returned, or, when the
   // monitor was abandoned, the process ends with it at once (log flushed), since returning would
@@ -74,7 +75,7 @@ class KeyMonitor {
   // (a vault client's retries, backoff and token requests fit in it) makes the vault unreachable,
   // and past the offline grace since the last good check fails the mount closed.
   void watch_once();
-  static constexpr int kHungAfter = 4;
+  static constexpr int kHungAfter = kProviderHungAfter;
   KeyState state() const { return state_; }
   // The rekeyer moved everything to the current data-key generation: the monitor forgets the
   // older ones at once (it alone changes the store's key records while mounted).
@@ -102,21 +103,15 @@ class KeyMonitor {
   // what stop() weighs before it gives a check up. A call that returns, or throws, after that
   // parks its thread for good: the gate's lock orders the decision and the return, so a late
   // answer cannot change the keys, the status or the superblock while the unmount flushes.
-  struct Gate {
-    std::mutex mu;
+  struct Gate : keyclient::CallObserver {
+    explicit Gate(Clock& c) : clock(c) {}
+    void enter() override;  // parks the thread if the gate was abandoned
+    void leave() override;  // parks the thread if the gate was abandoned meanwhile
+    Clock& clock;
+    std::mutex mu;  // guards what follows
     int inside = 0;
     std::chrono::steady_clock::time_point since;
     bool abandoned = false;
-    class Inside {  // one stretch inside the provider
-     public:
-      Inside(Gate& gate, Clock& clock);
-      ~Inside();
-      Inside(const Inside&) = delete;
-      Inside& operator=(const Inside&) = delete;
-
-     private:
-      Gate& gate_;
-    };
   };
 
  private:
@@ -145,7 +140,7 @@ class KeyMonitor {
 
   OpenStore& store_;
   Keyring& keyring_;
-  Gate gate_;  // before provider_: destroying the provider goes through it
+  std::shared_ptr<Gate> gate_;  // before provider_: destroying the provider goes through it
   std::unique_ptr<keyclient::KeyProvider> provider_;
   MonitorOptions options_;
   AuditLog& audit_;

@@ -238,7 +238,7 @@ Status init_store(const InitOptions& opts, std::ostream& out) {
       made_key_file = kek.key_file;
     }
   }
-  auto provider = keyclient::make_provider(kek, sb.store_id);
+  auto provider = command_provider(kek, sb.store_id);
   if (!provider.ok()) return provider.status();
   CMKFS_RETURN_IF_ERROR((*provider)->validate());
   auto dek = crypto::random_key();
@@ -462,7 +462,8 @@ Result<std::unique_ptr<OpenStore>> open_store(const std::string& root_arg, bool 
   return s;
 }
 
-Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store, double timeout_seconds) {
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store, double timeout_seconds,
+                                                               std::shared_ptr<keyclient::CallWatchdog> watchdog) {
   if (!store.binding) {
     const Status& e = store.binding_error;
     if (e.code() != ENOENT) return Status(e.code() == EACCES ? EACCES : EUCLEAN, e.message());
@@ -474,7 +475,7 @@ Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& 
   if (!settings.ok()) {
     return Status(EUCLEAN, settings.status().message() + " (if you changed them, bind the store again with cmkfs trust)");
   }
-  return keyclient::make_provider(*settings, store.super.store_id, timeout_seconds);
+  return command_provider(*settings, store.super.store_id, timeout_seconds, std::move(watchdog));
 }
 
 Status bind_next(OpenStore& store, const keyclient::KekConfig& next) {

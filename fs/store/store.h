@@ -17,6 +17,7 @@
 #include "fs/store/host.h"
 #include "fs/store/keyring.h"
 #include "fs/store/object_store.h"
+#include "keyclient/call_watch.h"
 #include "keyclient/keyclient.h"
 #include "meta/meta.h"
 
@@ -34,6 +35,11 @@ enum ExitCode : int {
 
 // Maps the Status of a failed command to its exit code.
 int exit_code_for(const Status& s);
+
+// How long one request to a key provider may take in this process's commands: 10 s unless the
+// command was told otherwise (--vault-timeout).
+double default_provider_timeout();
+void override_default_provider_timeout(double seconds);
 
 struct StorePaths {
   std::string root, meta, objects, lock;
@@ -84,10 +90,27 @@ int open_store_exit_code(const Status& s);
 // (Re)opens the store's LMDB environment after checking its files (store.meta_dir_fd open).
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& store, bool read_only);
 
-// The key provider this host's binding names, once the store's own key settings are found to
-// agree with it: no request ever goes where the host did not say. ENOKEY when the store is not
-// bound to this host; EUCLEAN (tampering) saying what differs.
-Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store, double timeout_seconds = 10);
+// A command's key provider (init, trust, the offline commands, a key change, a daemon's start):
+// every call watched, since a PKCS#11 module runs in the process and its calls cannot be timed
+// out. A call (or making the provider) that has not returned after kProviderHungAfter request
+// timeouts (a vault client's retries and token requests fit in them) ends the process with
+// kExitKey, saying so on stderr, unless `watchdog` says otherwise (command_watchdog). The
+// daemon's key monitor watches its own calls (fs/daemon/key_monitor.h).
+inline constexpr int kProviderHungAfter = 4;
+Result<std::unique_ptr<keyclient::KeyProvider>> command_provider(
+    const keyclient::KekConfig& config, const Id128& store_id, double timeout_seconds = default_provider_timeout(),
+    std::shared_ptr<keyclient::CallWatchdog> watchdog = nullptr);
+// The watchdog of a command's provider: past the bound, `report` gets why, then the process ends
+// with kExitKey (the call still holds its thread and the module).
+std::shared_ptr<keyclient::CallWatchdog> command_watchdog(double timeout_seconds,
+                                                          std::function<void(const std::string& why)> report);
+
+// The key provider this host's binding names (a command's, as above), once the store's own key
+// settings are found to agree with it: no request ever goes where the host did not say. ENOKEY
+// when the store is not bound to this host; EUCLEAN (tampering) saying what differs.
+Result<std::unique_ptr<keyclient::KeyProvider>> bound_provider(const OpenStore& store,
+                                                               double timeout_seconds = default_provider_timeout(),
+                                                               std::shared_ptr<keyclient::CallWatchdog> watchdog = nullptr);
 
 // Unwraps the store's current data key with `provider` (from bound_provider), then checks it
 // against the host's binding before anything else is read: the wrapped key must name the bound

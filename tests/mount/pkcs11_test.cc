@@ -208,6 +208,29 @@ TEST_F(Pkcs11Test, AnUnmountDoesNotWaitForAHungModule) {
   EXPECT_EQ(read_file(at("late")), "written while the module hangs");
 }
 
+// A command, or a mount's start, whose module stops answering gives up after four request
+// timeouts and says why: before, `cmkfs fsck` and `cmkfs mount` waited for the module forever.
+TEST_F(Pkcs11Test, ACommandOrAMountWhoseModuleHangsGivesUpSayingWhy) {
+  admin("keygen-aes cmk 01");
+  init_hsm(uri());
+  fault("hang");
+  for (const std::string& command : {" fsck " + store, " mount " + store + " " + mnt + " --log-file " + log}) {
+    auto started = std::chrono::steady_clock::now();
+    auto r = run("timeout 60 " + cmkfs_binary() + command + " --vault-timeout 1s");
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (r.rc == 0) mounted = true;
+    EXPECT_EQ(r.rc, fs::kExitKey) << command << ": " << r.output;
+    EXPECT_NE(r.output.find("the key provider has not answered in 4 s"), std::string::npos) << r.output;
+    EXPECT_GE(seconds, 3.5) << command;
+    EXPECT_LT(seconds, 30) << command;
+  }
+  EXPECT_NE(read_file(log).find("has not answered"), std::string::npos) << read_file(log);
+  fault("");
+  auto r = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(r.rc, 0) << r.output;
+  mount();
+}
+
 TEST_F(Pkcs11Test, WithoutAnIdTheHighestIdIsFollowed) {
   admin("keygen-aes cmk 01");
   init_hsm(uri());
