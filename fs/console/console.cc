@@ -44,7 +44,10 @@ int run_console(const ConsoleOptions& o, std::ostream& out, std::ostream& err) {
   wo.product = "cmkfs";
   wo.nav = {{"stores", "Stores"}};
   wo.home = "/console/stores";
-  wo.verify = [](const std::string& secret) { return web::check_password_file(password_path(), secret); };
+  wo.verify = [](const std::string& secret) -> std::optional<int64_t> {
+    if (!web::check_password_file(password_path(), secret)) return std::nullopt;
+    return web::Console::kNeverExpires;
+  };
   wo.has_password = [] { return web::has_password_file(password_path()); };
   wo.no_password_hint = "No admin password is set: run <code>cmkfs console --set-password</code> as root.";
   wo.audit = [&audit](const std::string& who, const web::Outcome& what, const nlohmann::json& extra) {

@@ -13,10 +13,13 @@ void add_console_routes(httplib::Server& s, Context& c) {
            {"networking", "Networking"}, {"audit", "Audit log"}};
   o.home = "/console/keys";
   // The password file is read at each sign-in: set-password takes effect without a restart.
-  o.verify = [&c](const std::string& secret) {
-    auto token = verify_token(c.secret, secret, c.resource);
-    return web::check_password_file(console_password_path(c.dir), secret) ||
-           (token && token->principal_id == kAdmin.principal_id);
+  // The CLI's admin token signs in too, for no longer than it lasts (300 s).
+  o.verify = [&c](const std::string& secret) -> std::optional<int64_t> {
+    if (web::check_password_file(console_password_path(c.dir), secret)) return web::Console::kNeverExpires;
+    int64_t expires = 0;
+    auto token = verify_token(c.secret, secret, c.resource, &expires);
+    if (token && token->principal_id == kAdmin.principal_id) return expires;
+    return std::nullopt;
   };
   o.has_password = [&c] { return web::has_password_file(console_password_path(c.dir)); };
   o.no_password_hint = "No admin password is set: run <code>cmkfs-vault admin set-password</code> on the vault's "

@@ -366,7 +366,8 @@ std::string mint_token(const std::string& secret, const Principal& p, int64_t li
   return "cmkv1." + claims + "." + keyclient::base64url_encode(mac);
 }
 
-std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience) {
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience,
+                                      int64_t* expires) {
   if (token.rfind("cmkv1.", 0) != 0) return std::nullopt;
   auto dot = token.find('.', 6);
   if (dot == std::string::npos) return std::nullopt;
@@ -381,6 +382,7 @@ std::optional<Principal> verify_token(const std::string& secret, const std::stri
   json j = json::parse(std::string(raw->begin(), raw->end()), nullptr, false);
   if (!j.is_object() || !j["exp"].is_number_integer() || j["exp"].get<int64_t>() < unix_now()) return std::nullopt;
   if (!j["aud"].is_string() || j["aud"].get<std::string>() != audience) return std::nullopt;
+  if (expires != nullptr) *expires = j["exp"].get<int64_t>();
   return Principal{j.value("name", ""), j.value("appid", ""), j.value("sub", "")};
 }
 

@@ -31,7 +31,9 @@ Status serve(const ServeOptions& options);
 // Bearer tokens: "cmkv1.<claims>.<hmac>", claims = {sub: principal id, appid: client id, aud, exp}.
 // A vault takes only tokens whose audience is its own resource, resource_of(its URL).
 std::string mint_token(const std::string& secret, const Principal& p, int64_t lifetime, const std::string& audience);
-std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience);
+// `expires`, if given, receives the token's expiry (unix seconds).
+std::optional<Principal> verify_token(const std::string& secret, const std::string& token, const std::string& audience,
+                                      int64_t* expires = nullptr);
 // https://HOST:PORT/... -> https://HOST: the resource a vault at that URL names in its challenge.
 std::string resource_of(const std::string& url);
 // DIR/NAME: 32 random bytes as hex, made (mode 0600) on first use. token.secret signs tokens;

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,12 +37,15 @@ struct Outcome {
 
 class Console {
  public:
+  static constexpr int64_t kNeverExpires = INT64_MAX;
   struct Options {
     std::string product;                                   // in the header and titles
     std::vector<std::pair<std::string, std::string>> nav;  // {path under /console/, label}
     std::string home;                                      // where /console and a sign-in lead
-    // Whether `secret` signs the admin in; and whether any password is set (else a hint shows).
-    std::function<bool(const std::string& secret)> verify;
+    // Whether `secret` signs the admin in: nullopt if not, else the unix second it stops being
+    // good (kNeverExpires for a password; a token's expiry), which the session cannot outlive.
+    // And whether any password is set (else a hint shows).
+    std::function<std::optional<int64_t>(const std::string& secret)> verify;
     std::function<bool()> has_password;
     std::string no_password_hint;  // HTML
     // An audit line: `who` "" before sign-in; `extra` has via, clientAddress, and error if any.

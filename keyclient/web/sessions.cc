@@ -19,24 +19,24 @@ std::string random_token() {
 }
 
 
-std::string Sessions::open(const std::string& who, int64_t now) {
+std::string Sessions::open(const std::string& who, int64_t now, int64_t until) {
   // Expired sessions go when a new one comes: the map stays as small as the live ones.
   for (auto it = sessions_.begin(); it != sessions_.end();) {
-    bool dead = now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds;
-    it = dead ? sessions_.erase(it) : std::next(it);
+    it = dead(it->second, now) ? sessions_.erase(it) : std::next(it);
   }
   std::string id = random_token();
   Session& s = sessions_[id];
   s.who = who;
   s.csrf = random_token();
   s.created = s.last_seen = now;
+  s.expires = std::min(until, now + max_seconds);
   return id;
 }
 
 Session* Sessions::find(const std::string& id, int64_t now) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;
-  if (now - it->second.last_seen > idle_seconds || now - it->second.created > max_seconds) {
+  if (dead(it->second, now)) {
     sessions_.erase(it);
     return nullptr;
   }

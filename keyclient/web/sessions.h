@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
 #include <map>
 #include <string>
 
@@ -16,6 +17,7 @@ struct Session {
   std::string who;   // the signed-in admin
   std::string csrf;  // every form must carry it back
   int64_t created = 0, last_seen = 0;
+  int64_t expires = 0;  // unix seconds: max_seconds after created, or sooner if what signed in expires sooner
   // What the last action said, shown once on the next page: kept here, never taken from a link.
   std::string flash;
   bool flash_error = false;
@@ -26,8 +28,9 @@ class Sessions {
   int64_t idle_seconds = 15 * 60;
   int64_t max_seconds = 8 * 3600;
 
-  // A new session for `who`; its id (the cookie's value).
-  std::string open(const std::string& who, int64_t now);
+  // A new session for `who`, ending at `until` at the latest (the expiry of a token used to sign
+  // in: a session outlives nothing it was opened with); its id (the cookie's value).
+  std::string open(const std::string& who, int64_t now, int64_t until = INT64_MAX);
   // The live session with this id (touched), or null: unknown, idle too long or too old.
   Session* find(const std::string& id, int64_t now);
   void close(const std::string& id) { sessions_.erase(id); }
@@ -44,6 +47,7 @@ class Sessions {
   static std::string client_of(const std::string& address);
 
  private:
+  bool dead(const Session& s, int64_t now) const { return now - s.last_seen > idle_seconds || now >= s.expires; }
   struct Failures {
     int count = 0;
     int64_t first = 0;

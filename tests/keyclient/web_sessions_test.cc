@@ -1,5 +1,6 @@
-// Sign-in throttling of the web consoles (keyclient/web/sessions.h): a client that changes its
-// address within what it holds anyway gains no guesses.
+// Sessions and sign-in throttling of the web consoles (keyclient/web/sessions.h): a client that
+// changes its address within what it holds anyway gains no guesses, and a session outlives
+// neither its limits nor the token it was opened with.
 #include "keyclient/web/sessions.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +10,21 @@ namespace {
 
 void fail_from(Sessions& s, const std::vector<std::string>& addresses, int64_t now) {
   for (const auto& a : addresses) s.failed(a, now);
+}
+
+// The vault console takes the CLI's 300-second admin token as a password: before, the session it
+// opened lasted the 8 hours a password's does.
+TEST(SessionsTest, ASessionEndsWithTheTokenItWasOpenedWith) {
+  Sessions s;
+  s.idle_seconds = 24 * 3600;
+  std::string token = s.open("admin", 1000, 1300);
+  std::string password = s.open("admin", 1000);
+  ASSERT_NE(s.find(token, 1299), nullptr);
+  EXPECT_EQ(s.find(token, 1300), nullptr);
+  EXPECT_EQ(s.find(token, 1299), nullptr);  // gone for good
+  ASSERT_NE(s.find(password, 1300), nullptr);
+  ASSERT_NE(s.find(password, 1000 + 4000), nullptr);
+  EXPECT_EQ(s.find(password, 1000 + 8 * 3600), nullptr);  // the absolute limit
 }
 
 TEST(SessionsTest, FiveFailuresFromOneClientShutItOutForAMinute) {
