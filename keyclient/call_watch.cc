@@ -1,5 +1,7 @@
 #include "keyclient/call_watch.h"
 
+#include <system_error>
+
 namespace cmkfs::keyclient {
 namespace {
 
@@ -49,7 +51,12 @@ void CallWatchdog::enter() {
   std::lock_guard<std::mutex> g(mu_);
   if (stopped_) return;
   if (inside_++ == 0) since_ = std::chrono::steady_clock::now();
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  if (!thread_.joinable()) {
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error&) {  // no thread to be had: the call goes unwatched
+    }
+  }
   cv_.notify_all();
 }
 

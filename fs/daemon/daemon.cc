@@ -255,7 +255,11 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   auto provider = bound_provider(st, timeout, start_watch);
   if (!provider.ok()) return fail(provider.status(), kExitKey);
   auto unlocked = unlock(st, **provider, audit, "mount");
-  start_watch->stop();
+  // Watched until the monitor takes it (a failed start's C_CloseSession may hang too).
+  auto hand_over = [&] {
+    start_watch->stop();
+    return std::move(*provider);
+  };
   if (!unlocked.ok()) {
     Status s(unlocked.status().code(), "cannot unlock the store's data key: " + unlocked.status().message());
     return fail(s, unlock_exit_code(s));
@@ -269,7 +273,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   if (!s.ok()) return fail(s, kExitNotAStore);
   Views views(fs, keyring, "cmkfs-view:" + st.paths.root);
   if (o.view_only) {
-    return serve_views(o, st, fs, keyring, views, std::move(*provider), audit, stop_signals, reopen_log, ready);
+    return serve_views(o, st, fs, keyring, views, hand_over(), audit, stop_signals, reopen_log, ready);
   }
   if (o.commit_interval_ms > 0) {
     st.meta->start_group_commit(std::chrono::microseconds(static_cast<int64_t>(o.commit_interval_ms * 1000)));
@@ -337,7 +341,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
     views.invalidate();
   };
   ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes, reopen_log);  // before any other thread starts
-  KeyMonitor monitor(st, keyring, std::move(*provider), o.monitor, audit, invalidate, o.mountpoint);
+  KeyMonitor monitor(st, keyring, hand_over(), o.monitor, audit, invalidate, o.mountpoint);
   auto rekeyer = o.follow ? nullptr : std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   // A follower's change feed: the records a payload names are reloaded, and the kernel forgets

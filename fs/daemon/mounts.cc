@@ -92,27 +92,38 @@ Result<Fd> start_umount(const std::string& mp, const std::string& dev) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Status::IOError(errno, std::string("pipe: ") + std::strerror(errno));
   Fd said(fds[0]), says(fds[1]);  // this process's copy of the write end closes on return
-  const char* path = mp.c_str();
+  // Split before the fork: the child may only make async-signal-safe calls.
+  auto slash = mp.rfind('/');
+  if (slash == std::string::npos || slash + 1 == mp.size()) return Status::IOError(EINVAL, mp + " is not a mountpoint's path");
+  const std::string parent = slash == 0 ? "/" : mp.substr(0, slash), name = mp.substr(slash + 1);
   pid_t child = ::fork();
   if (child < 0) return Status::IOError(errno, std::string("fork: ") + std::strerror(errno));
   if (child == 0) {  // only async-signal-safe calls from here: the caller may have threads
     if (::_Fork() != 0) _exit(0);
     int w = ::fcntl(fds[1], F_DUPFD, 3);
     int null = ::open("/dev/null", O_RDWR);
-    if (w < 0 || null < 0 || ::setsid() < 0 || ::chdir("/") != 0) _exit(1);
+    if (w < 0 || null < 0 || ::setsid() < 0) _exit(1);  // its working directory: set below
     ::dup2(null, 0), ::dup2(null, 1), ::dup2(null, 2);
     if ((w > 3 && ::close_range(3, w - 1, 0) != 0) || ::close_range(w + 1, ~0U, 0) != 0) _exit(1);
     auto say = [w](int v) { (void)!::write(w, &v, sizeof v); };
-    // From the kernel's cached attributes: nothing asked of the daemon, which may be dead. What
-    // cannot be checked is unmounted as before.
+    // The directory above the mountpoint is walked once and made the working directory; the
+    // check and the unmount then name the mountpoint from it, so a directory on the way renamed
+    // and a link put in its place meanwhile (by whoever owns one) cannot have root unmount
+    // another mount. (An open descriptor of the mount itself would make it busy.) The device
+    // comes from the kernel's cached attributes: nothing asked of the daemon, which may be dead.
+    int above = ::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (above < 0 || ::fchdir(above) != 0) {
+      say(errno);
+      _exit(0);
+    }
     struct statx st;
-    if (::statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT | AT_SYMLINK_NOFOLLOW, 0, &st) == 0 &&
+    if (::statx(AT_FDCWD, name.c_str(), AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT | AT_SYMLINK_NOFOLLOW, 0, &st) == 0 &&
         (st.stx_dev_major != major || st.stx_dev_minor != minor)) {
       say(EINVAL);
       _exit(0);
     }
     say(kStarted);
-    say(::umount2(path, UMOUNT_NOFOLLOW) == 0 ? 0 : errno);
+    say(::umount2(name.c_str(), UMOUNT_NOFOLLOW) == 0 ? 0 : errno);
     _exit(0);
   }
   int status = 0;

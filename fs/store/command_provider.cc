@@ -1,6 +1,7 @@
 // A command's key provider, watched: see store.h.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -22,7 +23,7 @@ void override_default_provider_timeout(double seconds) { provider_timeout() = se
 
 std::shared_ptr<keyclient::CallWatchdog> command_watchdog(double timeout_seconds,
                                                           std::function<void(const std::string& why)> report) {
-  double limit = kProviderHungAfter * timeout_seconds;
+  double limit = std::min(kProviderHungAfter * timeout_seconds, 86400.0);  // no overflow in the clock
   char shown[32];
   std::snprintf(shown, sizeof shown, "%g", std::round(limit * 10) / 10);
   std::string why = std::string("the key provider has not answered in ") + shown +
@@ -37,6 +38,10 @@ std::shared_ptr<keyclient::CallWatchdog> command_watchdog(double timeout_seconds
 Result<std::unique_ptr<keyclient::KeyProvider>> command_provider(const keyclient::KekConfig& config,
                                                                  const Id128& store_id, double timeout_seconds,
                                                                  std::shared_ptr<keyclient::CallWatchdog> watchdog) {
+  // A vault client and a KMS plugin's gRPC bound their own requests (their retries and a vault's
+  // Retry-After can take longer than four timeouts, and still answer); a key command has its own
+  // deadline. Only a module's call runs in this process without one.
+  if (config.provider != keyclient::ProviderKind::kPkcs11) return keyclient::make_provider(config, store_id, timeout_seconds);
   if (!watchdog) {
     watchdog = command_watchdog(timeout_seconds, [](const std::string& why) {
       std::string line = "cmkfs: " + why + "\n";

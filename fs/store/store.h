@@ -90,12 +90,13 @@ int open_store_exit_code(const Status& s);
 // (Re)opens the store's LMDB environment after checking its files (store.meta_dir_fd open).
 Result<std::unique_ptr<meta::MetaStore>> open_checked_meta(OpenStore& store, bool read_only);
 
-// A command's key provider (init, trust, the offline commands, a key change, a daemon's start):
-// every call watched, since a PKCS#11 module runs in the process and its calls cannot be timed
-// out. A call (or making the provider) that has not returned after kProviderHungAfter request
-// timeouts (a vault client's retries and token requests fit in them) ends the process with
-// kExitKey, saying so on stderr, unless `watchdog` says otherwise (command_watchdog). The
-// daemon's key monitor watches its own calls (fs/daemon/key_monitor.h).
+// A command's key provider (init, trust, the offline commands, a key change, the console's, a
+// daemon's start). A PKCS#11 module runs in the process and its calls cannot be timed out, so
+// they are watched: one (or making the provider) that has not returned after kProviderHungAfter
+// request timeouts ends the process with kExitKey, saying so on stderr, unless `watchdog` says
+// otherwise (command_watchdog); ending is all that is left, the call holding the module. Other
+// providers bound their own requests. The daemon's key monitor watches its own calls
+// (fs/daemon/key_monitor.h).
 inline constexpr int kProviderHungAfter = 4;
 Result<std::unique_ptr<keyclient::KeyProvider>> command_provider(
     const keyclient::KekConfig& config, const Id128& store_id, double timeout_seconds = default_provider_timeout(),

@@ -205,14 +205,14 @@ void Console::signin_routes() {
     std::optional<int64_t> until = o_.verify(form_value(q, "password"));
     verifying_.fetch_sub(1);
     std::lock_guard<std::mutex> g(mu_);
-    if (!until) {
+    int64_t t = now();
+    if (!until || *until <= t) {  // a token that expired meanwhile signs nobody in
       sessions_.failed(q.remote_addr, now());
       where["error"] = "SignInFailed";
       o_.audit("", Outcome("", "", 401, "signin"), where);
       return redirect(r, "/console/signin?e=wrong");
     }
     sessions_.succeeded(q.remote_addr);
-    int64_t t = now();
     std::string id = sessions_.open("admin", t, *until);
     o_.audit("admin", Outcome("", "", 200, "signin"), where);
     set_cookie(r, session_cookie_, id, std::max<int64_t>(0, std::min(sessions_.max_seconds, *until - t)));

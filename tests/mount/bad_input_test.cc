@@ -1,12 +1,16 @@
 // Every kind of bad input through the real binary: each a clear one-line error and a named exit
 // code, nothing lost.
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
 
+#include <atomic>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "crypto/base/fd.h"
 #include "fs/store/store.h"
 #include "tests/support/lmdb_poke.h"
 #include "tests/support/mount_fixture.h"
@@ -204,6 +208,56 @@ TEST_F(BadInputTest, UmountRefusesAMountStackedOverTheStore) {
   ASSERT_EQ(::umount2(mnt.c_str(), 0), 0) << std::strerror(errno);
   EXPECT_EQ(read_file(at("f")), "under the tmpfs");
   umount();
+}
+
+// `cmkfs umount` as root walks the path to the mountpoint once. Before, it checked the mount's
+// device by the path, then unmounted by the path again: whoever owns a directory on the way could
+// exchange it in between and have root unmount another mount. Raced for real: a thread exchanges
+// the mountpoint's directory with one holding a decoy mount of the same name, as fast as it can,
+// while the unmount runs; the decoy must survive every round.
+TEST_F(BadInputTest, UmountUnmountsWhatItCheckedWhileADirectoryAboveIsExchanged) {
+  init();
+  std::string up = dir + "/up";
+  stdfs::create_directories(up + "/sub/m");
+  stdfs::create_directories(up + "/decoy/m");
+  ASSERT_EQ(::mount("cmkfs-decoy", (up + "/decoy/m").c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  struct stat decoy;
+  ASSERT_EQ(::stat((up + "/decoy/m").c_str(), &decoy), 0);
+  Fd up_fd(::open(up.c_str(), O_RDONLY | O_DIRECTORY));
+  ASSERT_GE(up_fd.get(), 0);
+  auto exchange = [&] { return ::renameat2(up_fd.get(), "sub", up_fd.get(), "decoy", RENAME_EXCHANGE) == 0; };
+  auto swapped = [&] {  // "sub" holds the decoy
+    struct stat st;
+    return ::stat((up + "/sub/m").c_str(), &st) == 0 && st.st_dev == decoy.st_dev;
+  };
+  auto decoy_mounted = [&] { return read_file("/proc/self/mounts").find("cmkfs-decoy ") != std::string::npos; };
+  auto store_mounted = [&] { return read_file("/proc/self/mounts").find("cmkfs:" + store + " ") != std::string::npos; };
+  mnt = up + "/sub/m";
+  int unmounted = 0, exchanges = 0;
+  for (int round = 0; round < 30 && decoy_mounted(); ++round) {
+    mount();
+    std::atomic<bool> stop{false};
+    std::atomic<int> n{0};
+    std::thread swapper([&] {
+      while (!stop.load()) n += exchange();
+    });
+    auto r = run(cmkfs_binary() + " umount " + mnt);
+    stop = true;
+    swapper.join();
+    exchanges += n.load();
+    if (swapped()) {
+      ASSERT_TRUE(exchange());
+    }
+    if (!store_mounted()) ++unmounted;
+    else run(cmkfs_binary() + " umount " + mnt);  // refused: the decoy was what it found there
+    mounted = store_mounted();
+    ASSERT_FALSE(mounted) << r.output;
+  }
+  bool decoy_survived = decoy_mounted();
+  if (decoy_survived) ::umount2((up + "/decoy/m").c_str(), 0);
+  EXPECT_TRUE(decoy_survived) << "root's umount unmounted the decoy";
+  EXPECT_GT(exchanges, 1000) << "the race was never run";
+  EXPECT_GT(unmounted, 0) << "no unmount got past the check while exchanged";
 }
 
 // A real full disk: a 24 MiB tmpfs under the store. With the kernel's writeback cache (the default)
