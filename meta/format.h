@@ -18,9 +18,11 @@ inline constexpr std::string_view kTableDirents = "dirents";  // be64 parent | b
 inline constexpr std::string_view kTableOrphans = "orphans";  // be64 ino -> "" (unlinked, still open)
 // What a crash of the mount can leave behind, for the next one to repair (added in a later
 // release: created on first writable open, read as empty where missing):
-//   'p' | file id (16) -> ""   an object to remove once the metadata that dropped it is durable
-//   'w' | be64 ino     -> ""   a file written since its size was last saved: its object may be
-//                              longer than the saved size says
+//   'p' | file id (16) -> sealed ""   an object to remove once the metadata that dropped it is
+//                                     durable
+//   'w' | be64 ino     -> sealed ""   a file written since its size was last saved: its object
+//                                     may be longer (or, cut, shorter) than the saved size says
+// (sealed as records are, the key as AAD: a note that does not authenticate is never acted on)
 inline constexpr std::string_view kTableRecovery = "recovery";
 inline constexpr std::string_view kSuperKey = "superblock";
 

@@ -134,6 +134,9 @@ class Txn {
   Status add_writing(uint64_t ino);
   Status remove_writing(uint64_t ino);
   Result<std::vector<uint64_t>> writing();
+  // The notes above list only what authenticates. The others (forged, or sealed under a data key
+  // since retired): how many, and with `remove` (a write transaction) deleted.
+  Result<size_t> unauthentic_recovery_notes(bool remove);
 
   Result<Superblock> superblock();
   Status put_superblock(const Superblock& sb);  // REQUIRES: sb sealed by the caller
@@ -181,6 +184,7 @@ class Txn {
   Txn(MetaStore* store, std::unique_ptr<EngineTxn> txn, const crypto::StoreKeys* keys);
   Status need_keys() const;
   Status write_inode(const InodeRecord& rec, Put how);
+  Status add_recovery_note(const std::string& key);
   template <class Fn>
   Status each_recovery(char tag, size_t size, Fn&& fn);
 

@@ -301,26 +301,51 @@ std::string pending_key(const Id128& id) { return "p" + std::string(reinterpret_
 std::string writing_key(uint64_t ino) { return "w" + be64_key(ino); }
 }  // namespace
 
-Status Txn::add_pending_removal(const Id128& file_id) { return txn_->put(Table::kRecovery, pending_key(file_id), ""); }
+// A note is sealed like any record (its key the AAD): what a mount does on one (remove an object,
+// cut a file to what authenticates) is more than a forged one may make it do.
+Status Txn::add_recovery_note(const std::string& key) {
+  CMKFS_RETURN_IF_ERROR(need_keys());
+  auto sealed = seal_record(keys_->meta, kTableRecovery, key, "");
+  if (!sealed.ok()) return sealed.status();
+  return txn_->put(Table::kRecovery, key, *sealed);
+}
+
+Status Txn::add_pending_removal(const Id128& file_id) { return add_recovery_note(pending_key(file_id)); }
 
 Status Txn::remove_pending_removal(const Id128& file_id) {
   return txn_->del(Table::kRecovery, pending_key(file_id), /*missing_ok=*/true);
 }
 
-Status Txn::add_writing(uint64_t ino) { return txn_->put(Table::kRecovery, writing_key(ino), ""); }
+Status Txn::add_writing(uint64_t ino) { return add_recovery_note(writing_key(ino)); }
 
 Status Txn::remove_writing(uint64_t ino) {
   return txn_->del(Table::kRecovery, writing_key(ino), /*missing_ok=*/true);
 }
 
-// Calls fn(key) for each recovery record whose key starts with `tag` and has `size` bytes.
+// Calls fn(key) for each recovery note whose key starts with `tag`, has `size` bytes and
+// authenticates; the others are left to unauthentic_recovery_notes().
 template <class Fn>
 Status Txn::each_recovery(char tag, size_t size, Fn&& fn) {
-  return txn_->scan(Table::kRecovery, std::string(1, tag), [&](std::string_view key, std::string_view) -> Result<bool> {
+  CMKFS_RETURN_IF_ERROR(need_keys());
+  return txn_->scan(Table::kRecovery, std::string(1, tag), [&](std::string_view key, std::string_view value) -> Result<bool> {
     if (key.empty() || key[0] != tag) return false;
-    if (key.size() == size) fn(key.substr(1));
+    if (key.size() == size && open_record(*keys_, kTableRecovery, key, value).ok()) fn(key.substr(1));
     return true;
   });
+}
+
+Result<size_t> Txn::unauthentic_recovery_notes(bool remove) {
+  CMKFS_RETURN_IF_ERROR(need_keys());
+  std::vector<std::string> bad;
+  CMKFS_RETURN_IF_ERROR(txn_->scan(Table::kRecovery, "", [&](std::string_view key, std::string_view value) -> Result<bool> {
+    bool known = (key.size() == 17 && key[0] == 'p') || (key.size() == 9 && key[0] == 'w');
+    if (!known || !open_record(*keys_, kTableRecovery, key, value).ok()) bad.emplace_back(key);
+    return true;
+  }));
+  if (remove) {
+    for (const auto& key : bad) CMKFS_RETURN_IF_ERROR(txn_->del(Table::kRecovery, key, /*missing_ok=*/true));
+  }
+  return bad.size();
 }
 
 Result<std::vector<Id128>> Txn::pending_removals() {

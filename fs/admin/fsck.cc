@@ -54,6 +54,9 @@ struct Tree {
   // remove, objects being created.
   std::set<uint64_t> writing;
   std::set<Id128> pending, created;
+  // Records that do not open, and names of inodes with none: an object no record names may then
+  // be one of theirs, which a record restored from a backup would need.
+  size_t lost_records = 0;
 };
 
 std::string inode_name(uint64_t ino) { return "inode " + std::to_string(ino); }
@@ -68,7 +71,7 @@ void add(FsckReport& r, uint64_t ino, std::string text) {
 // The inode records, each handed to `each` as it loads (a node's address stays put).
 Status load_inodes(meta::Txn& txn, Tree& t, FsckReport& r, const std::function<void(const meta::InodeRecord&)>& each) {
   CMKFS_RETURN_IF_ERROR(txn.for_each_inode([&](uint64_t ino, Result<meta::InodeRecord> rec) {
-    if (!rec.ok()) return add(r, ino, rec.status().message()), true;
+    if (!rec.ok()) return ++t.lost_records, add(r, ino, rec.status().message()), true;
     auto [it, fresh] = t.inodes.try_emplace(ino);
     // Only a hostile database lists a key twice; the first record stays (a checking thread may
     // be reading it).
@@ -91,7 +94,7 @@ Status load_names(meta::Txn& txn, Tree& t, FsckReport& r) {
   Node* dir = nullptr;
   CMKFS_RETURN_IF_ERROR(txn.for_each_entry([&](uint64_t parent, Result<meta::DirEntry> e) {
     ++r.entries;
-    if (!e.ok()) return add(r, parent, e.status().message()), true;
+    if (!e.ok()) return ++t.lost_records, add(r, parent, e.status().message()), true;
     // Made only for a problem: built for every entry, it was a tenth of fsck's time.
     auto where = [&] { return "entry " + std::to_string(e->slot) + " of directory " + std::to_string(parent); };
     if (dir == nullptr || dir_ino != parent) {
@@ -102,6 +105,7 @@ Status load_names(meta::Txn& txn, Tree& t, FsckReport& r) {
     if (dir == nullptr || !S_ISDIR(dir->rec.mode)) add(r, parent, where() + ": the directory is missing");
     auto child = t.inodes.find(e->ino);
     if (child == t.inodes.end()) {
+      ++t.lost_records;
       t.unrecorded_names.try_emplace(e->ino, parent, std::move(e->name));
       return add(r, parent, where() + ": names missing " + inode_name(e->ino)), true;
     }
@@ -354,6 +358,11 @@ void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
       r.leftovers.push_back("object " + to_hex(id) + (t.pending.contains(id) ? " of a deleted file" : " of a create that never committed") +
                             ": the next mount removes it");
     } else {
+      if (t.lost_records > 0) {  // --repair would destroy what a restored record needs
+        add(r, 0, "object " + to_hex(id) + " belongs to no file whose record opens: kept, since " +
+                      std::to_string(t.lost_records) + " records are damaged or missing");
+        continue;
+      }
       add(r, 0, "object " + to_hex(id) + " belongs to no file (leaked)");
       r.problems.back().fix = FsckProblem::Fix::kRemoveObject;
       r.problems.back().object = id;
@@ -458,6 +467,12 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   auto writing = txn->writing();
   if (!writing.ok()) return writing.status();
   tree.writing.insert(writing->begin(), writing->end());
+  auto unauthentic = txn->unauthentic_recovery_notes(/*remove=*/false);
+  if (!unauthentic.ok()) return unauthentic.status();
+  if (*unauthentic > 0) {
+    add(report, 0, std::to_string(*unauthentic) + " crash-recovery notes do not authenticate (tampered, or sealed under a "
+                   "retired data key): a mount ignores and removes them");
+  }
   // The files are checked on every core as their records load, and while the names load.
   FileChecker files(o, tree.writing, progress);
   CMKFS_RETURN_IF_ERROR(load_inodes(*txn, tree, report, [&](const meta::InodeRecord& rec) { files.add(rec); }));

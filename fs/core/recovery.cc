@@ -18,6 +18,7 @@ Status Filesystem::recover(const Keyring::Access& access) {
   auto began = std::chrono::steady_clock::now();
   std::vector<Id128> pending;
   std::vector<uint64_t> writing;
+  size_t unauthentic = 0;
   {
     auto txn = store_.meta->begin(false, &access.store_keys());
     if (!txn.ok()) return txn.status();
@@ -25,8 +26,15 @@ Status Filesystem::recover(const Keyring::Access& access) {
     if (!p.ok()) return p.status();
     auto w = txn->writing();
     if (!w.ok()) return w.status();
+    auto u = txn->unauthentic_recovery_notes(/*remove=*/false);
+    if (!u.ok()) return u.status();
     pending = std::move(*p);
     writing = std::move(*w);
+    unauthentic = *u;
+  }
+  if (unauthentic > 0) {  // never acted on: they go with this recovery
+    spdlog::warn("{} crash-recovery notes in the store do not authenticate (tampered, or sealed under a retired "
+                 "data key): ignored and removed", unauthentic);
   }
   std::vector<CreationLog::Entry> created;
   if (store_.creations) {
@@ -34,7 +42,7 @@ Status Filesystem::recover(const Keyring::Access& access) {
     if (!c.ok()) return c.status();
     created = std::move(*c);
   }
-  if (pending.empty() && writing.empty() && created.empty()) return Status::Ok();
+  if (pending.empty() && writing.empty() && created.empty() && unauthentic == 0) return Status::Ok();
 
   size_t removed = 0, leaked = 0, trimmed = 0;
   std::vector<Id128> done;  // those whose note goes; one a follower still reads waits for it
@@ -82,6 +90,7 @@ Status Filesystem::recover(const Keyring::Access& access) {
     if (!txn.ok()) return txn.status();
     for (const Id128& id : done) CMKFS_RETURN_IF_ERROR(txn->remove_pending_removal(id));
     for (uint64_t ino : writing) CMKFS_RETURN_IF_ERROR(txn->remove_writing(ino));
+    if (unauthentic > 0) CMKFS_RETURN_IF_ERROR(txn->unauthentic_recovery_notes(/*remove=*/true).status());
     CMKFS_RETURN_IF_ERROR(txn->commit());
   }
   CMKFS_RETURN_IF_ERROR(store_.meta->sync());

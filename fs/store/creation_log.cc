@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -82,7 +83,9 @@ Result<std::vector<CreationLog::Entry>> CreationLog::entries() {
     if (fd < 0) continue;
     struct stat st;
     if (::fstat(fd, &st) != 0) return Status::IOError(errno, "reading the creation log");
-    std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
+    // A mount turns files at 1 MiB; one made huge (sparse) by the store's writer is read no
+    // further than any mount could have written (what is past it at worst leaks objects).
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<off_t>(st.st_size, kReadAtMost)));
     if (!buf.empty() && ::pread(fd, buf.data(), buf.size(), 0) != static_cast<ssize_t>(buf.size())) {
       return Status::IOError(errno, "reading the creation log");
     }

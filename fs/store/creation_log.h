@@ -51,6 +51,7 @@ class CreationLog {
  private:
   static constexpr size_t kRecord = 8 + 16;
   static constexpr off_t kTurnAt = 1 << 20;  // ~43,000 creates per file
+  static constexpr off_t kReadAtMost = 64 << 20;
   CreationLog() = default;
 
   std::array<int, 2> fds_{-1, -1};

@@ -351,6 +351,84 @@ TEST_F(AttackTest, ALinkDirectoryExchangedInTmpdirIsNotFollowed) {
   mount();  // the store is intact
 }
 
+// The one file's inode number and object (a store written with nothing else).
+std::pair<uint64_t, std::string> only_file(const std::string& path, const std::string& store) {
+  struct stat st;
+  EXPECT_EQ(::stat(path.c_str(), &st), 0);
+  std::vector<std::string> objects;
+  for (const auto& e : stdfs::recursive_directory_iterator(store + "/objects")) {
+    if (e.is_regular_file()) objects.push_back(e.path());
+  }
+  EXPECT_EQ(objects.size(), 1u);
+  return {st.st_ino, objects.empty() ? "" : objects[0]};
+}
+
+std::string id_bytes(const std::string& object_path) {
+  auto b = from_hex(stdfs::path(object_path).filename().string());
+  return b ? std::string(b->begin(), b->end()) : "";
+}
+
+// What a crash leaves for the next mount to repair is noted in the metadata's recovery table;
+// a note planted there used to be acted on. "This file was being written" had the mount cut a
+// file whose object the attacker had cut to what still authenticates, and seal that size: a
+// truncation made silent (before: EIO). "This object's file was deleted" had it remove a live
+// file's object.
+TEST_F(AttackTest, RecoveryNotesPlantedInTheStoreAreNotActedOn) {
+  init();
+  mount();
+  std::string data(20000, 'd');
+  write_file(at("cut"), data);
+  auto [ino, object] = only_file(at("cut"), store);
+  umount();
+  ::truncate(object.c_str(), 0);
+  put_lmdb(store + "/meta", "recovery", "w" + be64(ino), "");
+  mount();
+  int fd = ::open(at("cut").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[16];
+  errno = 0;
+  EXPECT_EQ(::pread(fd, buf, sizeof buf, 0), -1) << "the file was cut to what its object holds";
+  EXPECT_EQ(errno, EIO);
+  ::close(fd);
+  struct stat st;
+  ASSERT_EQ(::stat(at("cut").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 20000);
+  EXPECT_NE(read_file(log).find("do not authenticate"), std::string::npos) << read_file(log);
+  ::unlink(at("cut").c_str());
+  umount();
+
+  mount();
+  write_file(at("live"), "a live file");
+  auto [ino2, object2] = only_file(at("live"), store);
+  umount();
+  put_lmdb(store + "/meta", "recovery", "p" + id_bytes(object2), "");
+  auto r = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_NE(r.output.find("crash-recovery notes do not authenticate"), std::string::npos) << r.output;
+  mount();
+  EXPECT_TRUE(stdfs::exists(object2)) << "the mount removed a live file's object";
+  EXPECT_EQ(read_file(at("live")), "a live file");
+  umount();
+  r = run(cmkfs_binary() + " fsck " + store);
+  EXPECT_EQ(r.rc, 0) << "the mount removed the planted note: " << r.output;
+  (void)ino2;
+}
+
+// A record changed or deleted reads EIO; its file's object is still whole and still opens under
+// the key. `fsck --repair` counted that object as leaked and deleted it: the damage made
+// permanent, and a record restored from a backup left without its data.
+TEST_F(AttackTest, FsckRepairKeepsTheObjectsOfDamagedRecords) {
+  init();
+  mount();
+  write_file(at("f"), "restore me");
+  auto [ino, object] = only_file(at("f"), store);
+  umount();
+  poke_lmdb(store + "/meta", "inodes", be64(ino), [](std::string& v) { v[v.size() / 2] ^= 1; });
+  auto r = run(cmkfs_binary() + " fsck --repair " + store);
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("kept, since"), std::string::npos) << r.output;
+  EXPECT_TRUE(stdfs::exists(object)) << r.output;
+}
+
 // The store's path goes into the mount's option list (fsname=cmkfs:PATH): a directory named
 // "store,allow_other" added allow_other, without default_permissions, so every user of the host
 // could read every file of the mount whatever its mode.

@@ -31,6 +31,24 @@ inline void poke_lmdb(const std::string& meta_dir, const std::string& table, con
   mdb_env_close(env);
 }
 
+// Puts a raw record (new or not) into a store's table, bypassing sealing.
+inline void put_lmdb(const std::string& meta_dir, const std::string& table, const std::string& key,
+                     const std::string& value) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  mdb_env_set_mapsize(env, uint64_t{256} << 30);
+  ASSERT_EQ(mdb_env_open(env, meta_dir.c_str(), 0, 0600), 0);
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, table.c_str(), MDB_CREATE, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
+  ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
 // A raw LMDB value of a store ("" when absent).
 inline std::string read_lmdb(const std::string& meta_dir, const std::string& table, const std::string& key) {
   std::string out;
