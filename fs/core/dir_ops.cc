@@ -55,7 +55,7 @@ int Filesystem::make_node(uint64_t parent, std::string_view name, meta::InodeRec
     Status s = crypto::random_bytes(rec.file_id);
     if (!s.ok()) return fail(s, "create", parent);
     if (store_.creations) {
-      auto ticket = store_.creations->note(rec.ino, rec.file_id);
+      auto ticket = store_.creations->note(rec.ino, rec.file_id, access.store_keys().name);
       if (!ticket.ok()) return fail(ticket.status(), "create", parent);
       noted = *ticket;
     }

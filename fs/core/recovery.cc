@@ -32,17 +32,18 @@ Status Filesystem::recover(const Keyring::Access& access) {
     writing = std::move(*w);
     unauthentic = *u;
   }
-  if (unauthentic > 0) {  // never acted on: they go with this recovery
-    spdlog::warn("{} crash-recovery notes in the store do not authenticate (tampered, or sealed under a retired "
-                 "data key): ignored and removed", unauthentic);
-  }
   std::vector<CreationLog::Entry> created;
+  size_t forged = 0;  // creation notes
   if (store_.creations) {
-    auto c = store_.creations->entries();
+    auto c = store_.creations->entries(access.store_keys().name, &forged);
     if (!c.ok()) return c.status();
     created = std::move(*c);
   }
-  if (pending.empty() && writing.empty() && created.empty() && unauthentic == 0) return Status::Ok();
+  if (unauthentic + forged > 0) {  // never acted on: they go with this recovery
+    spdlog::warn("{} crash-recovery notes in the store do not authenticate (tampered, or sealed under a retired "
+                 "data key): ignored and removed", unauthentic + forged);
+  }
+  if (pending.empty() && writing.empty() && created.empty() && unauthentic + forged == 0) return Status::Ok();
 
   size_t removed = 0, leaked = 0, trimmed = 0;
   std::vector<Id128> done;  // those whose note goes; one a follower still reads waits for it

@@ -32,7 +32,22 @@ CreationLog::~CreationLog() {
   }
 }
 
-Result<int> CreationLog::note(uint64_t ino, const Id128& file_id) {
+namespace {
+
+// The tag of a record's first 24 bytes. The domain keeps it apart from the name key's other use,
+// a directory entry's home slot (be64 parent | name): no name holds a '/'.
+void tag(const crypto::HmacKey& key, uint8_t* rec) {
+  static constexpr char kDomain[] = "cmkfs/v1/created";
+  uint8_t msg[sizeof kDomain - 1 + 24];
+  std::memcpy(msg, kDomain, sizeof kDomain - 1);
+  std::memcpy(msg + sizeof kDomain - 1, rec, 24);
+  crypto::Mac256 mac = key.mac({msg, sizeof msg});
+  std::memcpy(rec + 24, mac.data(), 16);
+}
+
+}  // namespace
+
+Result<int> CreationLog::note(uint64_t ino, const Id128& file_id, const crypto::HmacKey& name_key) {
   int ticket;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -42,6 +57,7 @@ Result<int> CreationLog::note(uint64_t ino, const Id128& file_id) {
   uint8_t rec[kRecord];
   put_be64(rec, ino);
   std::memcpy(rec + 8, file_id.data(), file_id.size());
+  tag(name_key, rec);
   // O_APPEND: one write(2) of a record is one record, whoever else appends.
   if (::write(fds_[ticket], rec, sizeof rec) != static_cast<ssize_t>(sizeof rec)) {
     int err = errno;
@@ -77,8 +93,9 @@ void CreationLog::maybe_turn(const std::function<void(std::function<void()>)>& w
   retiring_ = true;
 }
 
-Result<std::vector<CreationLog::Entry>> CreationLog::entries() {
+Result<std::vector<CreationLog::Entry>> CreationLog::entries(const crypto::HmacKey& name_key, size_t* unauthentic) {
   std::vector<Entry> out;
+  if (unauthentic != nullptr) *unauthentic = 0;
   for (int fd : fds_) {
     if (fd < 0) continue;
     struct stat st;
@@ -90,6 +107,13 @@ Result<std::vector<CreationLog::Entry>> CreationLog::entries() {
       return Status::IOError(errno, "reading the creation log");
     }
     for (size_t at = 0; at + kRecord <= buf.size(); at += kRecord) {
+      uint8_t expect[kRecord];
+      std::memcpy(expect, buf.data() + at, 24);
+      tag(name_key, expect);
+      if (!crypto::equal_constant_time({expect + 24, 16}, {buf.data() + at + 24, 16})) {
+        if (unauthentic != nullptr) ++*unauthentic;
+        continue;
+      }
       Entry e;
       e.ino = get_be64(buf.data() + at);
       std::memcpy(e.file_id.data(), buf.data() + at + 8, e.file_id.size());

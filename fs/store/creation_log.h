@@ -7,7 +7,9 @@
 // survives; recovery checks each noted object against its inode instead of listing every object.
 // Two files take turns (STORE/meta/created.0 and .1): once the one in use is large, notes go to
 // the other, and the first is emptied when every create it noted has committed and that commit is
-// on disk. Records: be64 inode | 16-byte object id.
+// on disk. Records: be64 inode | 16-byte object id | 16-byte tag, the tag an HMAC under the
+// store's name key (which outlives data-key rotations): recovery removes the object a note names,
+// so a note the store's writer planted must not pass for one.
 //
 // Thread-safety: note() and committed() from any thread.
 #pragma once
@@ -21,6 +23,7 @@
 
 #include "crypto/base/id128.h"
 #include "crypto/base/status.h"
+#include "crypto/crypto.h"
 
 namespace cmkfs::fs {
 
@@ -35,21 +38,22 @@ class CreationLog {
   static Result<std::unique_ptr<CreationLog>> open(int meta_dir_fd, bool writable);
   ~CreationLog();
 
-  // Before the object is created; returns a ticket for committed().
-  Result<int> note(uint64_t ino, const Id128& file_id);
+  // Before the object is created; returns a ticket for committed(). `name_key`: StoreKeys::name.
+  Result<int> note(uint64_t ino, const Id128& file_id, const crypto::HmacKey& name_key);
   // The create that took `ticket` committed (or failed): its note is no longer in flight.
   void committed(int ticket);
   // Switches files when the one in use is large; `when_durable` runs a function once everything
   // committed so far is on disk (meta::MetaStore::when_durable). Call now and then (the flush).
   void maybe_turn(const std::function<void(std::function<void()>)>& when_durable);
 
-  // Every note in both files (a torn last record is skipped).
-  Result<std::vector<Entry>> entries();
+  // Every note in both files whose tag verifies (a torn last record is skipped); how many did
+  // not goes to `unauthentic`.
+  Result<std::vector<Entry>> entries(const crypto::HmacKey& name_key, size_t* unauthentic = nullptr);
   // Empties both: everything noted is known to be safe (after recovery, at a clean unmount).
   Status clear();
 
  private:
-  static constexpr size_t kRecord = 8 + 16;
+  static constexpr size_t kRecord = 8 + 16 + 16;
   static constexpr off_t kTurnAt = 1 << 20;  // ~43,000 creates per file
   static constexpr off_t kReadAtMost = 64 << 20;
   CreationLog() = default;

@@ -372,7 +372,7 @@ std::string id_bytes(const std::string& object_path) {
 // a note planted there used to be acted on. "This file was being written" had the mount cut a
 // file whose object the attacker had cut to what still authenticates, and seal that size: a
 // truncation made silent (before: EIO). "This object's file was deleted" had it remove a live
-// file's object.
+// file's object; so did "this object's create never committed" in the creation log.
 TEST_F(AttackTest, RecoveryNotesPlantedInTheStoreAreNotActedOn) {
   init();
   mount();
@@ -410,6 +410,16 @@ TEST_F(AttackTest, RecoveryNotesPlantedInTheStoreAreNotActedOn) {
   umount();
   r = run(cmkfs_binary() + " fsck " + store);
   EXPECT_EQ(r.rc, 0) << "the mount removed the planted note: " << r.output;
+
+  // The creation log: "inode 999's create never committed; it made this object".
+  std::string note = be64(999) + id_bytes(object2) + std::string(16, 'x');
+  int fd2 = ::open((store + "/meta/created.0").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd2, 0);
+  ASSERT_EQ(::write(fd2, note.data(), note.size()), static_cast<ssize_t>(note.size()));
+  ::close(fd2);
+  mount();
+  EXPECT_TRUE(stdfs::exists(object2)) << "the mount removed a live file's object";
+  EXPECT_EQ(read_file(at("live")), "a live file");
   (void)ino2;
 }
 
