@@ -154,10 +154,12 @@ class Txn {
   // Reseals, under the current meta key, records still sealed under an older one (a data-key
   // rotation): at most `limit` records from `*cursor` on, which it advances. Returns how many were
   // resealed; *cursor is empty once every table has been walked.
+  // The recovery table's notes too, so that none is left under a key the rotation's end forgets
+  // (one that does not authenticate is left alone).
   struct ResealCursor {
-    int table = 0;    // 0 inodes, 1 dirents, 2 done
+    int table = 0;    // 0 inodes, 1 dirents, 2 recovery notes, 3 done
     std::string key;  // the next record's key in that table
-    bool done() const { return table >= 2; }
+    bool done() const { return table >= 3; }
   };
   Result<size_t> reseal_stale(ResealCursor* cursor, size_t limit);
 

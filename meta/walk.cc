@@ -49,7 +49,7 @@ Result<size_t> Txn::reseal_stale(ResealCursor* cursor, size_t limit) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   size_t resealed = 0, seen = 0;
   while (!cursor->done() && seen < limit) {
-    Table t = cursor->table == 0 ? Table::kInodes : Table::kDirents;
+    Table t = cursor->table == 0 ? Table::kInodes : cursor->table == 1 ? Table::kDirents : Table::kRecovery;
     std::string_view table = table_name(t);
     // Collected first, written after: a table is not written while it is walked.
     std::vector<std::pair<std::string, std::string>> stale;
@@ -63,6 +63,7 @@ Result<size_t> Txn::reseal_stale(ResealCursor* cursor, size_t limit) {
       ++seen;
       bool old = false;
       auto plain = open_record(*keys_, table, k, v, &old);
+      if (!plain.ok() && t == Table::kRecovery) return true;  // never acted on, nor resealed
       if (!plain.ok()) return plain.status();
       if (old) stale.emplace_back(std::string(k), std::move(*plain));
       return true;

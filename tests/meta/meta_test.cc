@@ -170,6 +170,44 @@ TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
 
 // PostgreSQL sends writes without waiting for their replies: a delete that finds nothing must
 // still fail its transaction before the COMMIT goes out, and nothing of it land.
+// Crash-recovery notes are sealed: a data-key rotation reseals them with the records, so none is
+// left under the key its end forgets (and then ignored, its repair lost).
+TEST_P(MetaTest, RecoveryNotesOutliveADataKeyRotation) {
+  Id128 id{};
+  id[0] = 7;
+  {
+    Txn t = write();
+    ASSERT_TRUE(t.add_pending_removal(id).ok());
+    ASSERT_TRUE(t.add_writing(42).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  auto dek = crypto::random_key();
+  ASSERT_TRUE(dek.ok());
+  auto rotated = crypto::derive_store_keys(*dek);
+  ASSERT_TRUE(rotated.ok());
+  rotated->older_meta.push_back(std::move(keys.meta));
+  keys = std::move(*rotated);  // the rotation: new records under the new key, old ones open
+  {
+    Txn t = read();
+    EXPECT_EQ(t.pending_removals()->size(), 1u);
+    EXPECT_EQ(*t.unauthentic_recovery_notes(false), 0u);
+  }
+  Txn::ResealCursor cursor;
+  while (!cursor.done()) {
+    Txn t = write();
+    ASSERT_TRUE(t.reseal_stale(&cursor, 1).ok());
+    ASSERT_TRUE(t.commit().ok());
+  }
+  keys.older_meta.clear();  // the rotation's end
+  Txn t = read();
+  auto pending = t.pending_removals();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0], id);
+  EXPECT_EQ(*t.writing(), std::vector<uint64_t>{42});
+  EXPECT_EQ(*t.unauthentic_recovery_notes(false), 0u);
+}
+
 TEST_P(MetaTest, ATransactionWhoseDeleteFindsNothingFailsWhole) {
   {
     auto t = write();
