@@ -306,6 +306,7 @@ std::string writing_key(uint64_t ino) { return "w" + be64_key(ino); }
 Status Txn::add_recovery_note(const std::string& key) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   auto sealed = seal_record(keys_->meta, kTableRecovery, key, "");
+  store_->seals_.fetch_add(1, std::memory_order_relaxed);  // the meta key's nonce budget
   if (!sealed.ok()) return sealed.status();
   return txn_->put(Table::kRecovery, key, *sealed);
 }

@@ -359,8 +359,8 @@ void check_objects(const ObjectListing& l, const Tree& t, FsckReport& r) {
                             ": the next mount removes it");
     } else {
       if (t.lost_records > 0) {  // --repair would destroy what a restored record needs
-        add(r, 0, "object " + to_hex(id) + " belongs to no file whose record opens: kept, since " +
-                      std::to_string(t.lost_records) + " records are damaged or missing");
+        add(r, 0, "object " + to_hex(id) + " belongs to no file whose record opens: kept, since records of the store "
+                      "are damaged or missing");
         continue;
       }
       add(r, 0, "object " + to_hex(id) + " belongs to no file (leaked)");
@@ -472,6 +472,7 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
   if (*unauthentic > 0) {
     add(report, 0, std::to_string(*unauthentic) + " crash-recovery notes do not authenticate (tampered, or sealed under a "
                    "retired data key): a mount ignores and removes them");
+    report.problems.back().fix = FsckProblem::Fix::kDropNotes;
   }
   // The files are checked on every core as their records load, and while the names load.
   FileChecker files(o, tree.writing, progress);
@@ -488,6 +489,7 @@ Result<FsckReport> check_store(OfflineStore& o, const FsckProgress& progress) {
     if (forged > 0) {
       add(report, 0, std::to_string(forged) + " notes of the creation log do not authenticate (tampered?): a mount "
                      "ignores them and empties the log");
+      report.problems.back().fix = FsckProblem::Fix::kDropNotes;
     }
   }
   check_links(tree, report);
@@ -559,6 +561,8 @@ Status repair(OfflineStore& o, const FsckReport& r, std::ostream& out) {
     if (p.fix == FsckProblem::Fix::kRemoveObject) {
       CMKFS_RETURN_IF_ERROR(o.store->objects->remove(p.object));
       out << "repaired: removed leaked object " << to_hex(p.object) << "\n";
+    } else if (p.fix == FsckProblem::Fix::kDropNotes) {
+      out << "repaired: crash-recovery notes that do not authenticate removed (as a mount would)\n";
     } else if (p.fix == FsckProblem::Fix::kTrimObject) {
       auto object = o.store->objects->open(p.object, false);
       if (!object.ok()) return object.status();

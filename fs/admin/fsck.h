@@ -21,7 +21,8 @@ struct FsckProblem {
   std::string path;      // the inode's path from the root, when it has one
   std::string registry;  // inside a registry: "blob sha256:<hex> (repositories ...)", "repository <name>"
   // What --repair may do about it: never anything to authenticated data.
-  enum class Fix { kNone, kRemoveObject, kTrimObject } fix = Fix::kNone;
+  // kDropNotes: crash-recovery notes that do not authenticate, which the mount's recovery removes.
+  enum class Fix { kNone, kRemoveObject, kTrimObject, kDropNotes } fix = Fix::kNone;
   Id128 object{};
   uint64_t length = 0;  // kTrimObject: the length it should have
 };

@@ -54,7 +54,7 @@ class CreationLog {
 
  private:
   static constexpr size_t kRecord = 8 + 16 + 16;
-  static constexpr off_t kTurnAt = 1 << 20;  // ~43,000 creates per file
+  static constexpr off_t kTurnAt = 1 << 20;  // ~26,000 creates per file
   static constexpr off_t kReadAtMost = 64 << 20;
   CreationLog() = default;
 

@@ -168,8 +168,6 @@ TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
   EXPECT_EQ(*read().last_inode(), 7u);
 }
 
-// PostgreSQL sends writes without waiting for their replies: a delete that finds nothing must
-// still fail its transaction before the COMMIT goes out, and nothing of it land.
 // Crash-recovery notes are sealed: a data-key rotation reseals them with the records, so none is
 // left under the key its end forgets (and then ignored, its repair lost).
 TEST_P(MetaTest, RecoveryNotesOutliveADataKeyRotation) {
@@ -208,6 +206,8 @@ TEST_P(MetaTest, RecoveryNotesOutliveADataKeyRotation) {
   EXPECT_EQ(*t.unauthentic_recovery_notes(false), 0u);
 }
 
+// PostgreSQL sends writes without waiting for their replies: a delete that finds nothing must
+// still fail its transaction before the COMMIT goes out, and nothing of it land.
 TEST_P(MetaTest, ATransactionWhoseDeleteFindsNothingFailsWhole) {
   {
     auto t = write();

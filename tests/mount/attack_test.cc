@@ -410,6 +410,9 @@ TEST_F(AttackTest, RecoveryNotesPlantedInTheStoreAreNotActedOn) {
   umount();
   r = run(cmkfs_binary() + " fsck " + store);
   EXPECT_EQ(r.rc, 0) << "the mount removed the planted note: " << r.output;
+  put_lmdb(store + "/meta", "recovery", "w" + be64(ino2), "");
+  r = run(cmkfs_binary() + " fsck --repair " + store);
+  EXPECT_EQ(r.rc, 0) << "fsck --repair removes a planted note as a mount would: " << r.output;
 
   // The creation log: "inode 999's create never committed; it made this object".
   std::string note = be64(999) + id_bytes(object2) + std::string(16, 'x');
