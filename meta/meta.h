@@ -188,7 +188,7 @@ class Txn {
   Status write_inode(const InodeRecord& rec, Put how);
   Status add_recovery_note(const std::string& key);
   template <class Fn>
-  Status each_recovery(char tag, size_t size, Fn&& fn);
+  Status each_recovery(char tag, Fn&& fn);
 
   MetaStore* store_;
   std::unique_ptr<EngineTxn> txn_;

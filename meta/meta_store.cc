@@ -299,6 +299,11 @@ Status Txn::remove_orphan(uint64_t ino) {
 namespace {
 std::string pending_key(const Id128& id) { return "p" + std::string(reinterpret_cast<const char*>(id.data()), id.size()); }
 std::string writing_key(uint64_t ino) { return "w" + be64_key(ino); }
+constexpr size_t kPendingKeySize = 17, kWritingKeySize = 9;
+// Whether `key` has the shape of a note: 'p' | file id, or 'w' | be64 ino.
+bool is_note_key(std::string_view key) {
+  return (key.size() == kPendingKeySize && key[0] == 'p') || (key.size() == kWritingKeySize && key[0] == 'w');
+}
 }  // namespace
 
 // A note is sealed like any record (its key the AAD): what a mount does on one (remove an object,
@@ -323,14 +328,14 @@ Status Txn::remove_writing(uint64_t ino) {
   return txn_->del(Table::kRecovery, writing_key(ino), /*missing_ok=*/true);
 }
 
-// Calls fn(key) for each recovery note whose key starts with `tag`, has `size` bytes and
-// authenticates; the others are left to unauthentic_recovery_notes().
+// Calls fn(key) for each recovery note whose key starts with `tag` and authenticates; the others
+// are left to unauthentic_recovery_notes().
 template <class Fn>
-Status Txn::each_recovery(char tag, size_t size, Fn&& fn) {
+Status Txn::each_recovery(char tag, Fn&& fn) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   return txn_->scan(Table::kRecovery, std::string(1, tag), [&](std::string_view key, std::string_view value) -> Result<bool> {
     if (key.empty() || key[0] != tag) return false;
-    if (key.size() == size && open_record(*keys_, kTableRecovery, key, value).ok()) fn(key.substr(1));
+    if (is_note_key(key) && open_record(*keys_, kTableRecovery, key, value).ok()) fn(key.substr(1));
     return true;
   });
 }
@@ -339,8 +344,7 @@ Result<size_t> Txn::unauthentic_recovery_notes(bool remove) {
   CMKFS_RETURN_IF_ERROR(need_keys());
   std::vector<std::string> bad;
   CMKFS_RETURN_IF_ERROR(txn_->scan(Table::kRecovery, "", [&](std::string_view key, std::string_view value) -> Result<bool> {
-    bool known = (key.size() == 17 && key[0] == 'p') || (key.size() == 9 && key[0] == 'w');
-    if (!known || !open_record(*keys_, kTableRecovery, key, value).ok()) bad.emplace_back(key);
+    if (!is_note_key(key) || !open_record(*keys_, kTableRecovery, key, value).ok()) bad.emplace_back(key);
     return true;
   }));
   if (remove) {
@@ -351,7 +355,7 @@ Result<size_t> Txn::unauthentic_recovery_notes(bool remove) {
 
 Result<std::vector<Id128>> Txn::pending_removals() {
   std::vector<Id128> out;
-  CMKFS_RETURN_IF_ERROR(each_recovery('p', 17, [&](std::string_view k) {
+  CMKFS_RETURN_IF_ERROR(each_recovery('p', [&](std::string_view k) {
     Id128 id{};
     std::copy(k.begin(), k.end(), id.begin());
     out.push_back(id);
@@ -361,7 +365,7 @@ Result<std::vector<Id128>> Txn::pending_removals() {
 
 Result<std::vector<uint64_t>> Txn::writing() {
   std::vector<uint64_t> out;
-  CMKFS_RETURN_IF_ERROR(each_recovery('w', 9, [&](std::string_view k) {
+  CMKFS_RETURN_IF_ERROR(each_recovery('w', [&](std::string_view k) {
     out.push_back(get_be64(reinterpret_cast<const uint8_t*>(k.data())));
   }));
   return out;

@@ -32,20 +32,16 @@ CreationLog::~CreationLog() {
   }
 }
 
-namespace {
-
-// The tag of a record's first 24 bytes. The domain keeps it apart from the name key's other use,
-// a directory entry's home slot (be64 parent | name): no name holds a '/'.
-void tag(const crypto::HmacKey& key, uint8_t* rec) {
+// The domain keeps the tag apart from the name key's other use, a directory entry's home slot
+// (be64 parent | name): no name holds a '/'.
+void CreationLog::tag(const crypto::HmacKey& key, uint8_t* rec) {
   static constexpr char kDomain[] = "cmkfs/v1/created";
-  uint8_t msg[sizeof kDomain - 1 + 24];
+  uint8_t msg[sizeof kDomain - 1 + kBody];
   std::memcpy(msg, kDomain, sizeof kDomain - 1);
-  std::memcpy(msg + sizeof kDomain - 1, rec, 24);
+  std::memcpy(msg + sizeof kDomain - 1, rec, kBody);
   crypto::Mac256 mac = key.mac({msg, sizeof msg});
-  std::memcpy(rec + 24, mac.data(), 16);
+  std::memcpy(rec + kBody, mac.data(), kTag);
 }
-
-}  // namespace
 
 Result<int> CreationLog::note(uint64_t ino, const Id128& file_id, const crypto::HmacKey& name_key) {
   int ticket;
@@ -108,9 +104,9 @@ Result<std::vector<CreationLog::Entry>> CreationLog::entries(const crypto::HmacK
     }
     for (size_t at = 0; at + kRecord <= buf.size(); at += kRecord) {
       uint8_t expect[kRecord];
-      std::memcpy(expect, buf.data() + at, 24);
+      std::memcpy(expect, buf.data() + at, kBody);
       tag(name_key, expect);
-      if (!crypto::equal_constant_time({expect + 24, 16}, {buf.data() + at + 24, 16})) {
+      if (!crypto::equal_constant_time({expect + kBody, kTag}, {buf.data() + at + kBody, kTag})) {
         if (unauthentic != nullptr) ++*unauthentic;
         continue;
       }

@@ -53,7 +53,11 @@ class CreationLog {
   Status clear();
 
  private:
-  static constexpr size_t kRecord = 8 + 16 + 16;
+  static constexpr size_t kBody = 8 + 16;  // be64 inode | object id: what the tag covers
+  static constexpr size_t kTag = 16;
+  static constexpr size_t kRecord = kBody + kTag;
+  // Writes the tag of `rec`'s body after it.
+  static void tag(const crypto::HmacKey& key, uint8_t* rec);
   static constexpr off_t kTurnAt = 1 << 20;  // ~26,000 creates per file
   static constexpr off_t kReadAtMost = 64 << 20;
   CreationLog() = default;

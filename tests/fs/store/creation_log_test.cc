@@ -21,11 +21,25 @@
 namespace cmkfs::fs {
 namespace {
 
+// An empty directory of this test's own, open; removed at the end.
+struct LogDir {
+  explicit LogDir(const std::string& name)
+      : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+    fd = ::open(path.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  }
+  ~LogDir() {
+    if (fd >= 0) ::close(fd);
+    std::filesystem::remove_all(path);
+  }
+  std::string path;
+  int fd = -1;
+};
+
 TEST(CreationLogTest, EmptyingTheRetiredFileWhileACreateHoldsTheBatchDoesNotDeadlock) {
-  std::string dir = std::filesystem::temp_directory_path() / ("creation-log-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  int dir_fd = ::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  LogDir dir("creation-log");
+  int dir_fd = dir.fd;
   ASSERT_GE(dir_fd, 0);
   auto log = CreationLog::open(dir_fd, true);
   ASSERT_TRUE(log.ok()) << log.status().message();
@@ -68,17 +82,13 @@ TEST(CreationLogTest, EmptyingTheRetiredFileWhileACreateHoldsTheBatchDoesNotDead
   ASSERT_TRUE(entries.ok());
   EXPECT_EQ(entries->size(), 1u);  // the retired file was emptied; the new note is in the other
   log->reset();
-  ::close(dir_fd);
-  std::filesystem::remove_all(dir);
 }
 
 // Recovery removes the object a note names: a note the store's writer planted (of a live file's
 // object) is not listed, nor one tagged under another store's key.
 TEST(CreationLogTest, ANotePlantedInTheLogIsNotListed) {
-  std::string dir = std::filesystem::temp_directory_path() / ("creation-log-planted-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  int dir_fd = ::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  LogDir dir("creation-log-planted");
+  int dir_fd = dir.fd;
   ASSERT_GE(dir_fd, 0);
   auto key = crypto::HmacKey::make(crypto::as_bytes(std::string(32, 'k')));
   auto other = crypto::HmacKey::make(crypto::as_bytes(std::string(32, 'o')));
@@ -108,8 +118,6 @@ TEST(CreationLogTest, ANotePlantedInTheLogIsNotListed) {
   EXPECT_EQ((*entries)[0].file_id[0], 1);
   EXPECT_EQ(unauthentic, 2u);
   log->reset();
-  ::close(dir_fd);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
