@@ -27,7 +27,7 @@ int run_console(const ConsoleOptions& o, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   std::string tls_dir = host_config_dir() + "/console";
-  auto bound = web::bind_https(tls_dir, host, port, "cmkfs console local CA", 64 << 10);
+  auto bound = web::bind_https(tls_dir, host, port, "cmkfs console local CA", 64 << 10, "cmkfs console");
   if (!bound.ok()) {
     err << "cmkfs: " << bound.status().message() << "\n";
     return kExitError;

@@ -1,6 +1,5 @@
 #include "keyclient/devvault/server.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <sys/stat.h>
@@ -14,7 +13,6 @@
 #include <iostream>
 #include <mutex>
 #include <set>
-#include <sstream>
 
 #include "crypto/crypto.h"
 #include "crypto/base/hex.h"
@@ -23,6 +21,7 @@
 #include "keyclient/devvault/context.h"
 #include "keyclient/devvault/template.h"
 #include "keyclient/web/https.h"
+#include "keyclient/web/peer.h"
 
 namespace cmkfs::devvault {
 
@@ -45,53 +44,10 @@ void send(Response& res, const Reply& r) {
   if (!r.body.is_null()) res.set_content(safe_dump(r.body), "application/json; charset=utf-8");
 }
 
-namespace {
-
-// An address and port as the kernel's socket tables print them: the address's bytes as stored,
-// one 32-bit word at a time in hex, then the port. nullopt for anything that is not an address.
-std::optional<std::string> proc_net_endpoint(const std::string& addr, int port, bool* v6) {
-  char out[64];
-  in_addr a4{};
-  in6_addr a6{};
-  if (inet_pton(AF_INET, addr.c_str(), &a4) == 1) {
-    *v6 = false;
-    std::snprintf(out, sizeof out, "%08X:%04X", a4.s_addr, port);
-  } else if (inet_pton(AF_INET6, addr.c_str(), &a6) == 1) {
-    *v6 = true;
-    uint32_t w[4];
-    std::memcpy(w, a6.s6_addr, sizeof w);
-    std::snprintf(out, sizeof out, "%08X%08X%08X%08X:%04X", w[0], w[1], w[2], w[3], port);
-  } else {
-    return std::nullopt;
-  }
-  return std::string(out);
-}
-
-}  // namespace
-
-// The uid owning the client end of a loopback TCP connection, from the kernel's socket table:
-// what SO_PEERCRED gives for a unix socket. Only the established connection with exactly these
-// two ends counts (a closed one lingering in TIME_WAIT is listed as root's). nullopt otherwise.
+// The uid owning the client end of a loopback TCP connection (peer.h).
 std::optional<uid_t> loopback_peer_uid(const Request& req) {
-  in_addr a4{};
-  in6_addr a6{};
-  bool loopback = (inet_pton(AF_INET, req.remote_addr.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
-                  (inet_pton(AF_INET6, req.remote_addr.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
-  if (!loopback || req.remote_port <= 0 || req.local_port <= 0) return std::nullopt;
-  bool v6 = false, local_v6 = false;
-  auto client = proc_net_endpoint(req.remote_addr, req.remote_port, &v6);
-  auto server = proc_net_endpoint(req.local_addr, req.local_port, &local_v6);
-  if (!client || !server || v6 != local_v6) return std::nullopt;
-  std::ifstream in(v6 ? "/proc/net/tcp6" : "/proc/net/tcp");
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
-    if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode)) continue;
-    if (local == *client && remote == *server && st == "01" && inode != "0") return static_cast<uid_t>(std::stoul(uid));
-  }
-  return std::nullopt;
+  auto connection = web::connection_of(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
+  return connection ? web::loopback_owner(*connection) : std::nullopt;
 }
 
 // Query parameter `name`, also when the client percent-encoded its name (api%2Dversion).
@@ -416,7 +372,7 @@ httplib::Server::HandlerResponse refuse_oversized(Context& c, const Request& q, 
 
 Status serve(const ServeOptions& o) {
   // Bound before the state is touched: a second `serve` fails here and changes nothing.
-  auto bound = web::bind_https(o.dir, o.host, o.port, "cmkfs-vault local CA", kMaxRequestBytes);
+  auto bound = web::bind_https(o.dir, o.host, o.port, "cmkfs-vault local CA", kMaxRequestBytes, "cmkfs-vault");
   if (!bound.ok()) return bound.status();
   httplib::SSLServer& server = *bound->server;
   int port = bound->port;

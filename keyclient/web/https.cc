@@ -2,18 +2,20 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <charconv>
 #include <filesystem>
 #include <thread>
 
+#include "keyclient/web/connection_limit.h"
 #include "keyclient/web/tls.h"
 
 namespace cmkfs::web {
 
 Result<BoundServer> bind_https(const std::string& dir, const std::string& host, int port, const std::string& ca_name,
-                               size_t max_body) {
+                               size_t max_body, const std::string& name) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError(ec.value(), "cannot create " + dir + ": " + ec.message());
@@ -22,10 +24,13 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
   BoundServer b;
   b.server = std::make_unique<httplib::SSLServer>((dir + "/server.pem").c_str(), (dir + "/server.key").c_str());
   if (!b.server->is_valid()) return Status::IOError(EIO, "cannot load the TLS certificate in " + dir);
-  b.server->set_socket_options([](socket_t sock) {
+  auto listening = std::make_shared<int>(-1);
+  b.server->set_socket_options([listening](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    *listening = sock;
   });
+  limit_connections(*b.server, std::make_shared<ConnectionLimit>(kConnectionsPerClient, name));
   b.server->set_payload_max_length(max_body);
   b.server->set_pre_routing_handler([max_body](const httplib::Request& q, httplib::Response& r) {
     auto refused = unbounded_body(q, max_body);
@@ -42,6 +47,10 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
   if (b.port <= 0) {
     return Status(EADDRINUSE, "cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not an address here)");
   }
+  // httplib listens with a backlog of 5: while its accepting thread waits for a core, a sixth
+  // client's SYN is dropped and its connect stalls a second or more. Listening again on the same
+  // socket only changes the backlog.
+  ::listen(*listening, SOMAXCONN);
   return b;
 }
 

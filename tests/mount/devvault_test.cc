@@ -1,4 +1,8 @@
 // cmkfs-vault's REST API, spoken raw over HTTPS: the Azure Key Vault shapes cmkfs relies on.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include "crypto/asymmetric.h"
 #include "keyclient/base64url.h"
 #include "keyclient/http.h"
@@ -198,6 +202,59 @@ TEST_F(DevVaultTest, ASecondVaultOnABusyPortFailsWithOneLine) {
   EXPECT_NE(r.output.find("cannot listen"), std::string::npos) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_FALSE(stdfs::exists(dir + "/vault2/state.json"));
+}
+
+// Connections that never send a byte (a "slowloris") each held one of the vault's 8 threads for
+// 5 s, and a few hundred queued ahead of a mount's key check kept it waiting minutes. Now a
+// client (here: another local user) holds at most its limit; the rest are shut at once.
+TEST_F(DevVaultTest, IdleConnectionsOfAnotherUserDoNotStarveTheKeyApi) {
+  if (::geteuid() != 0) GTEST_SKIP() << "another local user needs root to make";
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t attacker = ::fork();
+  if (attacker == 0) {
+    if (::setuid(65534) != 0) _exit(1);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    auto open_one = [&] {
+      int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      return pollfd{s, POLLIN, 0};
+    };
+    std::vector<pollfd> held(200);
+    for (auto& p : held) p = open_one();
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    for (;;) {  // every connection the vault ends is opened again, sending nothing
+      ::poll(held.data(), held.size(), 1000);
+      for (auto& p : held) {
+        if (p.revents == 0) continue;
+        ::close(p.fd);
+        p = open_one();
+      }
+    }
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{attacker};
+  char byte;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  // Over 8 s, past the vault's 5 s read timeout: the attacker's admitted connections are closed
+  // and opened again meanwhile. Each call has 5 s to connect (TLS included) and 10 s in all.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);
+    ::sleep(2);
+  }
+  std::string log = read_file(primary.log);
+  EXPECT_NE(log.find("the last from uid 65534 on loopback"), std::string::npos) << log;
 }
 
 TEST_F(DevVaultTest, PrivateKeysAreSealedAtRest) {
