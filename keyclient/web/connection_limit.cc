@@ -82,7 +82,7 @@ void on_handshake(const SSL* tls, int where, int) {
   int fd = SSL_get_fd(ssl);
   auto connection = connection_of(fd);
   if (limit != nullptr && connection) {
-    std::string client = client_name(*connection);
+    std::string client = client_of(*connection).name;
     if ((*limit)->acquire(client)) {
       auto* slot = new Slot{*limit, std::move(client)};
       if (SSL_set_ex_data(ssl, slot_index(), slot) == 1) return;

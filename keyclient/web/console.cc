@@ -184,7 +184,8 @@ void Console::signin_routes() {
     r.set_content(layout("Sign in", "", nullptr, q, body), "text/html; charset=utf-8");
   });
   server_.Post("/console/signin", [this](const Request& q, Response& r) {
-    json where{{"via", "console"}, {"clientAddress", q.remote_addr}};
+    const Client client = client_of(q.remote_addr, q.remote_port, q.local_addr, q.local_port);
+    json where{{"via", "console"}, {"clientAddress", q.remote_addr}, {"client", client.name}};
     auto refuse = [&](const char* code, int status, const std::string& error) {
       where["error"] = error;
       std::lock_guard<std::mutex> g(mu_);
@@ -192,10 +193,12 @@ void Console::signin_routes() {
       redirect(r, std::string("/console/signin?e=") + code);
     };
     if (!same(form_value(q, "csrf"), cookie(q, signin_cookie_))) return refuse("csrf", 403, "CsrfTokenMissing");
+    bool throttled;
     {
       std::lock_guard<std::mutex> g(mu_);
-      if (sessions_.throttled(q.remote_addr, now())) return refuse("throttled", 429, "TooManyRequests");
+      throttled = sessions_.throttled(client, now());
     }
+    if (throttled) return refuse("throttled", 429, "TooManyRequests");  // refuse() takes the lock
     // The password check runs outside the lock (the vault's keys wait on it), and only a few at
     // once: sign-ins cannot stall the key API or exhaust memory.
     if (verifying_.fetch_add(1) >= kMaxVerifying) {
@@ -207,12 +210,12 @@ void Console::signin_routes() {
     std::lock_guard<std::mutex> g(mu_);
     int64_t t = now();
     if (!until || *until <= t) {  // a token that expired meanwhile signs nobody in
-      sessions_.failed(q.remote_addr, now());
+      sessions_.failed(client, now());
       where["error"] = "SignInFailed";
       o_.audit("", Outcome("", "", 401, "signin"), where);
       return redirect(r, "/console/signin?e=wrong");
     }
-    sessions_.succeeded(q.remote_addr);
+    sessions_.succeeded(client);
     std::string id = sessions_.open("admin", t, *until);
     o_.audit("admin", Outcome("", "", 200, "signin"), where);
     set_cookie(r, session_cookie_, id, std::max<int64_t>(0, std::min(sessions_.max_seconds, *until - t)));

@@ -4,6 +4,7 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -28,17 +29,24 @@ void unmap(sockaddr_storage& ss) {
 
 bool is_ip(const sockaddr_storage& ss) { return ss.ss_family == AF_INET || ss.ss_family == AF_INET6; }
 
-std::optional<sockaddr_storage> parse(const std::string& addr, int port) {
+std::optional<sockaddr_storage> parse(const std::string& printed, int port) {
   if (port <= 0 || port > 65535) return std::nullopt;
+  size_t percent = printed.find('%');
+  std::string addr = printed.substr(0, percent);
   sockaddr_storage ss{};
   auto& four = reinterpret_cast<sockaddr_in&>(ss);
   auto& six = reinterpret_cast<sockaddr_in6&>(ss);
-  if (inet_pton(AF_INET, addr.c_str(), &four.sin_addr) == 1) {
+  if (percent == std::string::npos && inet_pton(AF_INET, addr.c_str(), &four.sin_addr) == 1) {
     four.sin_family = AF_INET;
     four.sin_port = htons(static_cast<uint16_t>(port));
   } else if (inet_pton(AF_INET6, addr.c_str(), &six.sin6_addr) == 1) {
     six.sin6_family = AF_INET6;
     six.sin6_port = htons(static_cast<uint16_t>(port));
+    if (percent != std::string::npos) {
+      std::string scope = printed.substr(percent + 1);
+      six.sin6_scope_id = if_nametoindex(scope.c_str());
+      if (six.sin6_scope_id == 0) return std::nullopt;  // a link this host does not have
+    }
   } else {
     return std::nullopt;
   }
@@ -125,20 +133,31 @@ std::optional<uid_t> loopback_owner(const Connection& c) {
   return m->idiag_uid;
 }
 
-std::string client_name(const Connection& c) {
+Client client_of(const Connection& c) {
   if (on_loopback(c)) {
     auto uid = loopback_owner(c);
-    return uid ? "uid " + std::to_string(*uid) + " on loopback" : "loopback";
+    return {uid ? "uid " + std::to_string(*uid) + " on loopback" : "loopback", true};
   }
   char text[INET6_ADDRSTRLEN] = "";
   if (c.client.ss_family == AF_INET) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(c.client).sin_addr, text, sizeof text);
-    return text;
+    return {text};
   }
-  in6_addr prefix = reinterpret_cast<const sockaddr_in6&>(c.client).sin6_addr;
+  const auto& six = reinterpret_cast<const sockaddr_in6&>(c.client);
+  in6_addr prefix = six.sin6_addr;
   std::memset(prefix.s6_addr + 8, 0, 8);
   inet_ntop(AF_INET6, &prefix, text, sizeof text);
-  return std::string(text) + "/64";
+  std::string name = std::string(text) + "/64";
+  if (six.sin6_scope_id != 0) {
+    char link[IF_NAMESIZE] = "";
+    name += "%" + std::string(if_indextoname(six.sin6_scope_id, link) ? link : std::to_string(six.sin6_scope_id));
+  }
+  return {name};
+}
+
+Client client_of(const std::string& client_addr, int client_port, const std::string& server_addr, int server_port) {
+  auto c = connection_of(client_addr, client_port, server_addr, server_port);
+  return c ? client_of(*c) : Client{client_addr};
 }
 
 }  // namespace cmkfs::web

@@ -2,6 +2,7 @@
 // loopback the local user whose socket it is.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -19,7 +20,8 @@ struct Connection {
 
 // The ends of the connected socket `fd`; nullopt when it is not a TCP/IP connection.
 std::optional<Connection> connection_of(int fd);
-// The same from printed addresses and ports (what an httplib request carries).
+// The same from printed addresses and ports (what an httplib request carries: "fe80::1%eth0"
+// names the link).
 std::optional<Connection> connection_of(const std::string& client_addr, int client_port, const std::string& server_addr,
                                         int server_port);
 
@@ -31,9 +33,18 @@ bool on_loopback(const Connection& c);
 // when the connection is not on loopback or the kernel does not know it.
 std::optional<uid_t> loopback_owner(const Connection& c);
 
-// What a connection counts against when one client's connections are limited: on loopback the
-// local user ("uid 1000 on loopback"), an IPv4 client by its address, an IPv6 one by its /64
-// (one host's usual allocation: it can pick any address inside it).
-std::string client_name(const Connection& c);
+// Who a connection counts as when one client's connections or failed sign-ins are limited: on
+// loopback the local user ("uid 1000 on loopback"; "loopback" when the kernel no longer knows
+// the socket), an IPv4 client by its address, an IPv6 one by its /64 (one host's usual
+// allocation: it can pick any address inside it), a link-local one by its /64 on its link
+// ("fe80::/64%eth0": each link's neighbours are others).
+struct Client {
+  std::string name;
+  bool loopback = false;  // a process of this host, through loopback
+};
+Client client_of(const Connection& c);
+// The client of a request, from the addresses httplib read off its connection; one whose
+// addresses do not parse is a client of its own, named by its printed address.
+Client client_of(const std::string& client_addr, int client_port, const std::string& server_addr, int server_port);
 
 }  // namespace cmkfs::web

@@ -1,9 +1,6 @@
 #include "keyclient/web/sessions.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
 #include <iterator>
 #include <vector>
@@ -44,48 +41,23 @@ Session* Sessions::find(const std::string& id, int64_t now) {
   return &it->second;
 }
 
-std::string Sessions::client_of(const std::string& raw) {
-  // fe80::1%eth0: the scope names the link, not the host; each link's /64 is a client of its own.
-  size_t percent = raw.find('%');
-  std::string address = raw.substr(0, percent), scope = percent == std::string::npos ? "" : raw.substr(percent);
-  in_addr v4;
-  in6_addr v6;
-  if (::inet_pton(AF_INET, address.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127 ? kLoopback : address;
-  }
-  if (::inet_pton(AF_INET6, address.c_str(), &v6) != 1) return address;
-  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
-    char text[INET_ADDRSTRLEN];
-    ::inet_ntop(AF_INET, &v6.s6_addr[12], text, sizeof text);
-    return client_of(text);
-  }
-  if (IN6_IS_ADDR_LOOPBACK(&v6)) return kLoopback;  // the same host as 127/8
-  std::memset(&v6.s6_addr[8], 0, 8);
-  char text[INET6_ADDRSTRLEN];
-  ::inet_ntop(AF_INET6, &v6, text, sizeof text);
-  return std::string(text) + "/64" + scope;
-}
-
-bool Sessions::throttled(const std::string& address, int64_t now) const {
-  std::string client = client_of(address);
-  // This host's own admin is never locked out by others: loopback has only its own count.
-  if (client != kLoopback && everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
-  auto it = failures_.find(client);
+bool Sessions::throttled(const Client& client, int64_t now) const {
+  if (!client.loopback && everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
+  auto it = failures_.find(client.name);
   return it != failures_.end() && it->second.count >= kPerClient && now - it->second.first < 60;
 }
 
-void Sessions::failed(const std::string& raw_address, int64_t now) {
-  std::string address = client_of(raw_address);
-  if (address != kLoopback) {
+void Sessions::failed(const Client& client, int64_t now) {
+  if (!client.loopback) {
     if (now - everyone_.first >= 60) everyone_ = Failures{0, now};
     ++everyone_.count;
   }
-  if (failures_.size() >= kMaxTracked && !failures_.contains(address)) {
+  if (failures_.size() >= kMaxTracked && !failures_.contains(client.name)) {
     auto oldest = std::min_element(failures_.begin(), failures_.end(),
                                    [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
     failures_.erase(oldest);
   }
-  Failures& f = failures_[address];
+  Failures& f = failures_[client.name];
   if (now - f.first >= 60) f = Failures{0, now};
   ++f.count;
 }

@@ -1,5 +1,5 @@
 // Who is signed in to a web console: sessions (a random id in a cookie, a CSRF token of their
-// own, an idle and an absolute lifetime) and sign-in throttling per client address.
+// own, an idle and an absolute lifetime) and sign-in throttling per client.
 // Thread-safety: none; the server calls it under its one lock.
 #pragma once
 
@@ -7,6 +7,8 @@
 #include <climits>
 #include <map>
 #include <string>
+
+#include "keyclient/web/peer.h"
 
 namespace cmkfs::web {
 
@@ -35,16 +37,14 @@ class Sessions {
   Session* find(const std::string& id, int64_t now);
   void close(const std::string& id) { sessions_.erase(id); }
 
-  // Five failed sign-ins from one client within a minute shut it out for that minute; sixty from
-  // anywhere else shut everyone but loopback out for that minute (the host's own admin can always
-  // sign in). A client is an IPv4 address, all of loopback's
-  // 127/8 (one host, however many of its addresses it uses), or an IPv6 /64 (what one host is
-  // given): changing addresses within it gains no guesses. At most kMaxTracked clients are
-  // remembered (the oldest forgotten first).
-  bool throttled(const std::string& address, int64_t now) const;
-  void failed(const std::string& address, int64_t now);
-  void succeeded(const std::string& address) { failures_.erase(client_of(address)); }
-  static std::string client_of(const std::string& address);
+  // Five failed sign-ins from one client (peer.h: an address, an IPv6 /64, a local user) within a
+  // minute shut it out for that minute; sixty from anywhere but loopback shut everyone but
+  // loopback out for that minute (the host's own admin can always sign in, and another local
+  // user's guesses count against that user alone). At most kMaxTracked clients are remembered
+  // (the oldest forgotten first).
+  bool throttled(const Client& client, int64_t now) const;
+  void failed(const Client& client, int64_t now);
+  void succeeded(const Client& client) { failures_.erase(client.name); }
 
  private:
   bool dead(const Session& s, int64_t now) const { return now - s.last_seen > idle_seconds || now >= s.expires; }
@@ -55,7 +55,6 @@ class Sessions {
   std::map<std::string, Session> sessions_;
   static constexpr size_t kMaxTracked = 4096;
   static constexpr int kPerClient = 5, kEveryone = 60;
-  static constexpr const char* kLoopback = "127.0.0.0/8";
   Failures everyone_;
   std::map<std::string, Failures> failures_;
 };

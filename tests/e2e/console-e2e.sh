@@ -63,6 +63,18 @@ for url in "$CONSOLE_URL/console/signin" "$VAULT_URL/console/signin"; do
   got=$(head -c 1000000 /dev/zero | gzip -c | code -H 'Content-Encoding: gzip' --data-binary @- "$url")
   [ "$got" = 415 ] || die "a gzip body to $url got $got, not 415"
 done
+# Another local user's wrong passwords shut out that user, not the host's admin (root), whom the
+# browser signs in next: all of loopback was one client, and five guesses by anyone on the host
+# shut the admin out for a minute.
+guess() {  # URL PRODUCT: a wrong password from user nobody; the page it is sent to
+  setpriv --reuid=65534 --regid=65534 --clear-groups curl -sk --max-time 10 -o /dev/null -D - \
+    -b "__Host-$2-signin=x" --data 'csrf=x&password=wrong' "$1/console/signin" | grep -i '^location:'
+}
+for pair in "$CONSOLE_URL cmkfs" "$VAULT_URL cmkfs-vault"; do
+  read -r url product <<<"$pair"
+  for _ in 1 2 3 4 5; do guess "$url" "$product" | grep -q 'e=wrong' || die "a wrong password at $url was not refused as wrong"; done
+  guess "$url" "$product" | grep -q 'e=throttled' || die "the sixth wrong password of a local user at $url was not throttled"
+done
 log "consoles at $VAULT_URL/console and $CONSOLE_URL/console, in $(/usr/bin/chromium --version 2>/dev/null)"
 (cd "$node_dir" && node --test --test-concurrency=1 --test-reporter=spec vault-console.test.mjs store-console.test.mjs)
 # The audit logs saw the consoles' actions with the admin, and the refused form.

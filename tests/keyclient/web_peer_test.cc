@@ -12,7 +12,7 @@
 namespace cmkfs::testing {
 namespace {
 
-using web::client_name;
+using web::client_of;
 using web::connection_of;
 using web::ConnectionLimit;
 
@@ -50,7 +50,8 @@ TEST(WebPeer, ALoopbackClientIsTheUserOwningItsSocket) {
   ASSERT_TRUE(c);
   EXPECT_TRUE(web::on_loopback(*c));
   EXPECT_EQ(web::loopback_owner(*c), ::geteuid());
-  EXPECT_EQ(client_name(*c), "uid " + std::to_string(::geteuid()) + " on loopback");
+  EXPECT_EQ(client_of(*c).name, "uid " + std::to_string(::geteuid()) + " on loopback");
+  EXPECT_TRUE(client_of(*c).loopback);
   ::close(mine);
   ::close(accepted);
 
@@ -73,6 +74,7 @@ TEST(WebPeer, ALoopbackClientIsTheUserOwningItsSocket) {
   auto other = connection_of(theirs);
   ASSERT_TRUE(other);
   EXPECT_EQ(web::loopback_owner(*other), 65534u);
+  EXPECT_EQ(client_of(*other).name, "uid 65534 on loopback");
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   // Its end is gone: the kernel no longer lists an established connection, so nobody owns it.
@@ -82,22 +84,35 @@ TEST(WebPeer, ALoopbackClientIsTheUserOwningItsSocket) {
   ::close(ready[1]);
 }
 
+// A client that changes its address within what it holds anyway is still the same client.
 TEST(WebPeer, ARemoteClientIsItsAddressAndAnIpv6OneItsSlash64) {
+  auto name = [](const std::string& address) { return client_of(address, 40000, "192.0.2.1", 443).name; };
+  auto name6 = [](const std::string& address) { return client_of(address, 40000, "2001:db8::1", 443).name; };
   auto four = connection_of("192.0.2.7", 40000, "192.0.2.1", 443);
   ASSERT_TRUE(four);
   EXPECT_FALSE(web::on_loopback(*four));
   EXPECT_EQ(web::loopback_owner(*four), std::nullopt);
-  EXPECT_EQ(client_name(*four), "192.0.2.7");
-  auto mapped = connection_of("::ffff:192.0.2.7", 40000, "::ffff:192.0.2.1", 443);
-  ASSERT_TRUE(mapped);
-  EXPECT_EQ(client_name(*mapped), "192.0.2.7");  // the same client through a dual-stack socket
-  auto six = connection_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 40000, "2001:db8::1", 443);
-  ASSERT_TRUE(six);
-  EXPECT_EQ(client_name(*six), "2001:db8:1:2::/64");
-  EXPECT_EQ(client_name(*connection_of("2001:db8:1:2::9", 1, "2001:db8::1", 443)), "2001:db8:1:2::/64");
-  EXPECT_FALSE(connection_of("not an address", 1, "127.0.0.1", 443));
+  EXPECT_FALSE(client_of(*four).loopback);
+  EXPECT_EQ(name("192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(client_of("::ffff:192.0.2.7", 40000, "::ffff:192.0.2.1", 443).name, "192.0.2.7");  // through a dual-stack socket
+  EXPECT_EQ(name6("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(name6("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+  EXPECT_EQ(name6("2001:db8:1:3::9"), "2001:db8:1:3::/64");  // the next /64: another host's
+  EXPECT_EQ(name6("fe80::1:2:3:4%lo"), "fe80::/64%lo");      // a link's neighbours, on that link
+  EXPECT_EQ(name6("fe80::1%no-such-link"), "fe80::1%no-such-link");
+  EXPECT_EQ(name("not an address"), "not an address");
   EXPECT_FALSE(connection_of("127.0.0.1", 0, "127.0.0.1", 443));
   EXPECT_FALSE(connection_of("127.0.0.1", 70000, "127.0.0.1", 443));
+}
+
+// A loopback connection the kernel does not list (here: made up) is still loopback's, in one
+// client of its own.
+TEST(WebPeer, LoopbackWithoutAKnownOwnerIsOneLocalClient) {
+  for (const char* address : {"127.0.0.2", "127.200.0.1", "::1"}) {
+    auto c = client_of(address, 40000, std::string(address) == "::1" ? "::1" : "127.0.0.1", 443);
+    EXPECT_EQ(c.name, "loopback") << address;
+    EXPECT_TRUE(c.loopback) << address;
+  }
 }
 
 TEST(WebConnectionLimit, EachClientHoldsAtMostItsLimitAndReleasingFreesASlot) {

@@ -204,6 +204,23 @@ TEST_F(DevVaultTest, ASecondVaultOnABusyPortFailsWithOneLine) {
   EXPECT_FALSE(stdfs::exists(dir + "/vault2/state.json"));
 }
 
+// The console's sixth wrong password within a minute took the vault's one lock twice, and the
+// thread serving it waited on itself forever, holding that lock: the key API never answered again.
+TEST_F(DevVaultTest, AThrottledConsoleSignInLeavesTheKeyApiServing) {
+  auto signin = [&] {
+    keyclient::HttpRequest r{"POST", url + "/console/signin", {}, "csrf=x&password=wrong"};
+    r.headers.push_back({"Cookie", "__Host-cmkfs-vault-signin=x"});
+    r.headers.push_back({"Content-Type", "application/x-www-form-urlencoded"});
+    auto resp = http->send(r);
+    EXPECT_TRUE(resp.ok()) << resp.status().message();
+    return resp.ok() ? resp->headers["location"] : "";
+  };
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(signin(), "/console/signin?e=wrong");
+  EXPECT_EQ(signin(), "/console/signin?e=throttled");
+  EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);
+  EXPECT_EQ(signin(), "/console/signin?e=throttled");
+}
+
 // Connections that never send a byte (a "slowloris") each held one of the vault's 8 threads for
 // 5 s, and a few hundred queued ahead of a mount's key check kept it waiting minutes. Now a
 // client (here: another local user) holds at most its limit; the rest are shut at once.
