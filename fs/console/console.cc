@@ -1,5 +1,7 @@
 #include "fs/console/console.h"
 
+#include <unistd.h>
+
 #include <ostream>
 
 #include "fs/console/pages.h"
@@ -27,7 +29,7 @@ int run_console(const ConsoleOptions& o, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   std::string tls_dir = host_config_dir() + "/console";
-  auto bound = web::bind_https(tls_dir, host, port, "cmkfs console local CA", 64 << 10, "cmkfs console");
+  auto bound = web::bind_https(tls_dir, host, port, "cmkfs console local CA", 64 << 10, "cmkfs console", {0, ::geteuid()});
   if (!bound.ok()) {
     err << "cmkfs: " << bound.status().message() << "\n";
     return kExitError;

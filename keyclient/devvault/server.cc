@@ -372,7 +372,9 @@ httplib::Server::HandlerResponse refuse_oversized(Context& c, const Request& q, 
 
 Status serve(const ServeOptions& o) {
   // Bound before the state is touched: a second `serve` fails here and changes nothing.
-  auto bound = web::bind_https(o.dir, o.host, o.port, "cmkfs-vault local CA", kMaxRequestBytes, "cmkfs-vault");
+  std::set<uid_t> local_users{0, ::geteuid()};  // the users whose processes get tokens and reserved threads
+  local_users.insert(o.token_uids.begin(), o.token_uids.end());
+  auto bound = web::bind_https(o.dir, o.host, o.port, "cmkfs-vault local CA", kMaxRequestBytes, "cmkfs-vault", local_users);
   if (!bound.ok()) return bound.status();
   httplib::SSLServer& server = *bound->server;
   int port = bound->port;
@@ -394,8 +396,7 @@ Status serve(const ServeOptions& o) {
   c.identity_header = *header;
   c.tenant = c.vault->system_identity().principal_id;
   c.resource = resource_of(advertised);
-  c.token_uids = {0, ::geteuid()};
-  c.token_uids.insert(o.token_uids.begin(), o.token_uids.end());
+  c.token_uids = local_users;
   c.token_lifetime = o.token_lifetime;
   c.audit.open(o.dir + "/audit.log", std::ios::app);
   c.vault->set_base_url(advertised);

@@ -9,23 +9,39 @@
 
 namespace cmkfs::web {
 
-bool ConnectionLimit::acquire(const std::string& client) {
-  std::lock_guard<std::mutex> g(mu_);
-  size_t& n = held_[client];
-  if (n < per_client_) {
-    ++n;
-    return true;
+bool ConnectionLimit::acquire(const Client& client) {
+  std::string line;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    const bool is_trusted = trusted(client);
+    size_t& n = held_[client.name];
+    const char* why = nullptr;
+    if (client.local && !client.uid) {
+      why = "a local connection whose owner the kernel does not list";
+    } else if (n >= (is_trusted ? kPerTrustedClient : kPerClient)) {
+      why = "its limit of connections at once";
+    } else if (!is_trusted && untrusted_ >= kServerThreads - kReserved) {
+      why = "the limit of connections of all but this host's trusted users";
+    }
+    if (why == nullptr) {
+      ++n;
+      untrusted_ += !is_trusted;
+      return true;
+    }
+    if (n == 0) held_.erase(client.name);
+    ++refused_;
+    line = refusal_line(client, why);
   }
-  ++refused_;
-  report_refusal(client);
+  if (!line.empty()) std::cerr << line;  // not under the lock: a stalled log must not stall the server
   return false;
 }
 
-void ConnectionLimit::release(const std::string& client) {
+void ConnectionLimit::release(const Client& client) {
   std::lock_guard<std::mutex> g(mu_);
-  auto it = held_.find(client);
+  auto it = held_.find(client.name);
   if (it == held_.end()) return;
   if (--it->second == 0) held_.erase(it);
+  untrusted_ -= !trusted(client) && untrusted_ > 0;
 }
 
 size_t ConnectionLimit::held(const std::string& client) const {
@@ -39,14 +55,15 @@ size_t ConnectionLimit::refused() const {
   return refused_;
 }
 
-void ConnectionLimit::report_refusal(const std::string& client) {
+std::string ConnectionLimit::refusal_line(const Client& client, const char* why) {
   ++unreported_;
   auto now = std::chrono::steady_clock::now();
-  if (last_report_ != std::chrono::steady_clock::time_point{} && now - last_report_ < std::chrono::seconds(10)) return;
-  std::cerr << name_ << ": refused " << unreported_ << " connection(s); the last from " << client << ", which held "
-            << per_client_ << " at once (the limit per client)\n";
+  if (last_report_ != std::chrono::steady_clock::time_point{} && now - last_report_ < std::chrono::seconds(10)) return "";
+  std::string line = name_ + ": refused " + std::to_string(unreported_) + " connection(s) since the last report; the last from " +
+                     client.name + ", for " + why + "\n";
   unreported_ = 0;
   last_report_ = now;
+  return line;
 }
 
 namespace {
@@ -54,17 +71,22 @@ namespace {
 // One counted connection, kept in its SSL object and released when httplib frees that.
 struct Slot {
   std::shared_ptr<ConnectionLimit> limit;
-  std::string client;
+  Client client;
   ~Slot() { limit->release(client); }
 };
 
 void free_slot(void*, void* slot, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<Slot*>(slot); }
+// A copy of the SSL object (SSL_dup; httplib never makes one) holds no count of its own.
+int dup_slot(CRYPTO_EX_DATA*, const CRYPTO_EX_DATA*, void** slot, int, long, void*) {
+  *slot = nullptr;
+  return 1;
+}
 void free_limit(void*, void* limit, CRYPTO_EX_DATA*, int, long, void*) {
   delete static_cast<std::shared_ptr<ConnectionLimit>*>(limit);
 }
 
 int slot_index() {
-  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_slot);
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, dup_slot, free_slot);
   return index;
 }
 int limit_index() {
@@ -82,7 +104,7 @@ void on_handshake(const SSL* tls, int where, int) {
   int fd = SSL_get_fd(ssl);
   auto connection = connection_of(fd);
   if (limit != nullptr && connection) {
-    std::string client = client_of(*connection).name;
+    Client client = client_of(*connection);
     if ((*limit)->acquire(client)) {
       auto* slot = new Slot{*limit, std::move(client)};
       if (SSL_set_ex_data(ssl, slot_index(), slot) == 1) return;

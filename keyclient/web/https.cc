@@ -15,7 +15,7 @@
 namespace cmkfs::web {
 
 Result<BoundServer> bind_https(const std::string& dir, const std::string& host, int port, const std::string& ca_name,
-                               size_t max_body, const std::string& name) {
+                               size_t max_body, const std::string& name, const std::set<uid_t>& trusted) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError(ec.value(), "cannot create " + dir + ": " + ec.message());
@@ -30,7 +30,8 @@ Result<BoundServer> bind_https(const std::string& dir, const std::string& host, 
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     *listening = sock;
   });
-  limit_connections(*b.server, std::make_shared<ConnectionLimit>(kConnectionsPerClient, name));
+  b.limit = std::make_shared<ConnectionLimit>(trusted, name);
+  limit_connections(*b.server, b.limit);
   b.server->set_payload_max_length(max_body);
   b.server->set_pre_routing_handler([max_body](const httplib::Request& q, httplib::Response& r) {
     auto refused = unbounded_body(q, max_body);

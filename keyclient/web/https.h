@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -13,7 +14,10 @@
 
 namespace cmkfs::web {
 
+class ConnectionLimit;
+
 struct BoundServer {
+  std::shared_ptr<ConnectionLimit> limit;  // what each client's connections count against
   std::unique_ptr<httplib::SSLServer> server;
   int port = 0;  // the one bound (a free one when 0 was asked for)
 };
@@ -21,11 +25,11 @@ struct BoundServer {
 // An HTTPS server with the certificate of `dir` (made 0700, ensure_tls_files with `ca_name`),
 // bound to HOST:PORT (0: any free port) with SO_REUSEADDR only: httplib's default SO_REUSEPORT
 // would let a second server share the port. Request bodies are capped at `max_body` bytes, and
-// one that cannot be bounded before it is read is refused (unbounded_body). A client holds at
-// most kConnectionsPerClient connections at once (connection_limit.h); refusals are logged on
-// stderr after `name`. EADDRINUSE when the address cannot be had.
+// one that cannot be bounded before it is read is refused (unbounded_body). Each client's
+// connections are limited (connection_limit.h), with threads kept for the `trusted` local users;
+// refusals are logged on stderr after `name`. EADDRINUSE when the address cannot be had.
 Result<BoundServer> bind_https(const std::string& dir, const std::string& host, int port, const std::string& ca_name,
-                               size_t max_body, const std::string& name);
+                               size_t max_body, const std::string& name, const std::set<uid_t>& trusted);
 
 // Why a request's body cannot be bounded before it is read, with the status to answer; nullopt
 // when it can. httplib (0.11) caps a body only by its Content-Length: one sent chunked, or with

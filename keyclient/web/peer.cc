@@ -72,6 +72,14 @@ void put_end(const sockaddr_storage& ss, __be16* port, __be32* addr) {
   }
 }
 
+bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == reinterpret_cast<const sockaddr_in&>(b).sin_addr.s_addr;
+  }
+  return IN6_ARE_ADDR_EQUAL(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr);
+}
+
 }  // namespace
 
 std::optional<Connection> connection_of(int fd) {
@@ -96,8 +104,8 @@ std::optional<Connection> connection_of(const std::string& client_addr, int clie
 
 bool on_loopback(const Connection& c) { return loopback(c.client) && c.client.ss_family == c.server.ss_family; }
 
-std::optional<uid_t> loopback_owner(const Connection& c) {
-  if (!on_loopback(c)) return std::nullopt;
+std::optional<uid_t> socket_owner(const Connection& c) {
+  if (c.client.ss_family != c.server.ss_family) return std::nullopt;
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -107,10 +115,13 @@ std::optional<uid_t> loopback_owner(const Connection& c) {
   ask.header.nlmsg_flags = NLM_F_REQUEST;  // one socket by its two ends, not a dump of them all
   ask.request.sdiag_family = static_cast<uint8_t>(c.client.ss_family);
   ask.request.sdiag_protocol = IPPROTO_TCP;
-  ask.request.idiag_states = 1u << TCP_ESTABLISHED;
   // The client's own socket: its source is the client's end, its destination ours.
   put_end(c.client, &ask.request.id.idiag_sport, ask.request.id.idiag_src);
   put_end(c.server, &ask.request.id.idiag_dport, ask.request.id.idiag_dst);
+  // A connection within this host arrives on loopback: a socket bound to no device, or to lo,
+  // matches; with 0 here, one bound to lo would not.
+  static const unsigned lo = if_nametoindex("lo");
+  ask.request.id.idiag_if = lo;
   ask.request.id.idiag_cookie[0] = ask.request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 
   int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -133,15 +144,15 @@ std::optional<uid_t> loopback_owner(const Connection& c) {
   return m->idiag_uid;
 }
 
+std::optional<uid_t> loopback_owner(const Connection& c) { return on_loopback(c) ? socket_owner(c) : std::nullopt; }
+
 Client client_of(const Connection& c) {
-  if (on_loopback(c)) {
-    auto uid = loopback_owner(c);
-    return {uid ? "uid " + std::to_string(*uid) + " on loopback" : "loopback", true};
-  }
+  if (auto uid = socket_owner(c)) return Client::user(*uid);
+  if (on_loopback(c) || same_address(c.client, c.server)) return Client::local_unknown();
   char text[INET6_ADDRSTRLEN] = "";
   if (c.client.ss_family == AF_INET) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(c.client).sin_addr, text, sizeof text);
-    return {text};
+    return Client::remote(text);
   }
   const auto& six = reinterpret_cast<const sockaddr_in6&>(c.client);
   in6_addr prefix = six.sin6_addr;
@@ -152,12 +163,12 @@ Client client_of(const Connection& c) {
     char link[IF_NAMESIZE] = "";
     name += "%" + std::string(if_indextoname(six.sin6_scope_id, link) ? link : std::to_string(six.sin6_scope_id));
   }
-  return {name};
+  return Client::remote(name);
 }
 
 Client client_of(const std::string& client_addr, int client_port, const std::string& server_addr, int server_port) {
   auto c = connection_of(client_addr, client_port, server_addr, server_port);
-  return c ? client_of(*c) : Client{client_addr};
+  return c ? client_of(*c) : Client::remote(client_addr);
 }
 
 }  // namespace cmkfs::web

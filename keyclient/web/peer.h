@@ -27,20 +27,29 @@ std::optional<Connection> connection_of(const std::string& client_addr, int clie
 
 bool on_loopback(const Connection& c);
 
-// The uid owning the client end of a loopback connection: what SO_PEERCRED gives for a unix
-// socket, asked of the kernel's socket table for exactly these two ends (sock_diag). Only an
-// established connection counts (one lingering in TIME_WAIT is listed as root's). nullopt
-// when the connection is not on loopback or the kernel does not know it.
+// The uid owning the client end of a connection made on this host: what SO_PEERCRED gives for a
+// unix socket, asked of the kernel's socket table for exactly these two ends (sock_diag). Only
+// an established connection counts (one lingering in TIME_WAIT is listed as root's). nullopt
+// when no socket of this host has those ends (a remote client) or the kernel cannot say.
+std::optional<uid_t> socket_owner(const Connection& c);
+// socket_owner() for a connection on loopback only (the token endpoints' callers).
 std::optional<uid_t> loopback_owner(const Connection& c);
 
-// Who a connection counts as when one client's connections or failed sign-ins are limited: on
-// loopback the local user ("uid 1000 on loopback"; "loopback" when the kernel no longer knows
-// the socket), an IPv4 client by its address, an IPv6 one by its /64 (one host's usual
-// allocation: it can pick any address inside it), a link-local one by its /64 on its link
-// ("fe80::/64%eth0": each link's neighbours are others).
+// Who a connection counts as when one client's connections or failed sign-ins are limited: a
+// process of this host by its user ("local uid 1000", whichever address it came from), an IPv4
+// client by its address, an IPv6 one by its /64 (one host's usual allocation: it can pick any
+// address inside it), a link-local one by its /64 on its link ("fe80::/64%eth0": each link's
+// neighbours are others). A connection on loopback, or from the address it reached, whose
+// socket the kernel does not list (its process closed it, or bound it to another device to
+// hide) is "local, owner unknown".
 struct Client {
   std::string name;
-  bool loopback = false;  // a process of this host, through loopback
+  bool local = false;        // a process of this host
+  std::optional<uid_t> uid;  // a local client's user, when the kernel said
+
+  static Client remote(std::string name) { return {std::move(name), false, std::nullopt}; }
+  static Client user(uid_t uid) { return {"local uid " + std::to_string(uid), true, uid}; }
+  static Client local_unknown() { return {"local, owner unknown", true, std::nullopt}; }
 };
 Client client_of(const Connection& c);
 // The client of a request, from the addresses httplib read off its connection; one whose

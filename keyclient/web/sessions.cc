@@ -42,13 +42,13 @@ Session* Sessions::find(const std::string& id, int64_t now) {
 }
 
 bool Sessions::throttled(const Client& client, int64_t now) const {
-  if (!client.loopback && everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
+  if (!client.local && everyone_.count >= kEveryone && now - everyone_.first < 60) return true;
   auto it = failures_.find(client.name);
   return it != failures_.end() && it->second.count >= kPerClient && now - it->second.first < 60;
 }
 
 void Sessions::failed(const Client& client, int64_t now) {
-  if (!client.loopback) {
+  if (!client.local) {
     if (now - everyone_.first >= 60) everyone_ = Failures{0, now};
     ++everyone_.count;
   }

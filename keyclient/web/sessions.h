@@ -38,10 +38,10 @@ class Sessions {
   void close(const std::string& id) { sessions_.erase(id); }
 
   // Five failed sign-ins from one client (peer.h: an address, an IPv6 /64, a local user) within a
-  // minute shut it out for that minute; sixty from anywhere but loopback shut everyone but
-  // loopback out for that minute (the host's own admin can always sign in, and another local
-  // user's guesses count against that user alone). At most kMaxTracked clients are remembered
-  // (the oldest forgotten first).
+  // minute shut it out for that minute; sixty from clients not of this host shut everyone but
+  // this host's users out for that minute (the host's own admin can always sign in, and another
+  // local user's guesses count against that user alone). At most kMaxTracked clients are
+  // remembered (the oldest forgotten first).
   bool throttled(const Client& client, int64_t now) const;
   void failed(const Client& client, int64_t now);
   void succeeded(const Client& client) { failures_.erase(client.name); }

@@ -2,11 +2,17 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <functional>
+#include <thread>
+
 #include "keyclient/web/connection_limit.h"
+#include "keyclient/web/https.h"
 #include "keyclient/web/peer.h"
 
 namespace cmkfs::testing {
@@ -50,8 +56,8 @@ TEST(WebPeer, ALoopbackClientIsTheUserOwningItsSocket) {
   ASSERT_TRUE(c);
   EXPECT_TRUE(web::on_loopback(*c));
   EXPECT_EQ(web::loopback_owner(*c), ::geteuid());
-  EXPECT_EQ(client_of(*c).name, "uid " + std::to_string(::geteuid()) + " on loopback");
-  EXPECT_TRUE(client_of(*c).loopback);
+  EXPECT_EQ(client_of(*c).name, "local uid " + std::to_string(::geteuid()));
+  EXPECT_TRUE(client_of(*c).local);
   ::close(mine);
   ::close(accepted);
 
@@ -74,7 +80,7 @@ TEST(WebPeer, ALoopbackClientIsTheUserOwningItsSocket) {
   auto other = connection_of(theirs);
   ASSERT_TRUE(other);
   EXPECT_EQ(web::loopback_owner(*other), 65534u);
-  EXPECT_EQ(client_of(*other).name, "uid 65534 on loopback");
+  EXPECT_EQ(client_of(*other).name, "local uid 65534");
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   // Its end is gone: the kernel no longer lists an established connection, so nobody owns it.
@@ -92,7 +98,7 @@ TEST(WebPeer, ARemoteClientIsItsAddressAndAnIpv6OneItsSlash64) {
   ASSERT_TRUE(four);
   EXPECT_FALSE(web::on_loopback(*four));
   EXPECT_EQ(web::loopback_owner(*four), std::nullopt);
-  EXPECT_FALSE(client_of(*four).loopback);
+  EXPECT_FALSE(client_of(*four).local);
   EXPECT_EQ(name("192.0.2.7"), "192.0.2.7");
   EXPECT_EQ(client_of("::ffff:192.0.2.7", 40000, "::ffff:192.0.2.1", 443).name, "192.0.2.7");  // through a dual-stack socket
   EXPECT_EQ(name6("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
@@ -105,33 +111,118 @@ TEST(WebPeer, ARemoteClientIsItsAddressAndAnIpv6OneItsSlash64) {
   EXPECT_FALSE(connection_of("127.0.0.1", 70000, "127.0.0.1", 443));
 }
 
-// A loopback connection the kernel does not list (here: made up) is still loopback's, in one
-// client of its own.
-TEST(WebPeer, LoopbackWithoutAKnownOwnerIsOneLocalClient) {
-  for (const char* address : {"127.0.0.2", "127.200.0.1", "::1"}) {
-    auto c = client_of(address, 40000, std::string(address) == "::1" ? "::1" : "127.0.0.1", 443);
-    EXPECT_EQ(c.name, "loopback") << address;
-    EXPECT_TRUE(c.loopback) << address;
+// A local connection the kernel does not list (here: made up) is local, with no owner.
+TEST(WebPeer, ALocalConnectionWithoutAKnownOwnerHasNoUser) {
+  for (auto [client, server] : {std::pair{"127.0.0.2", "127.0.0.1"}, {"127.200.0.1", "127.0.0.1"}, {"::1", "::1"},
+                                {"192.0.2.1", "192.0.2.1"}}) {
+    auto c = client_of(client, 40000, server, 443);
+    EXPECT_EQ(c.name, "local, owner unknown") << client;
+    EXPECT_TRUE(c.local) << client;
+    EXPECT_FALSE(c.uid) << client;
   }
 }
 
+// A socket bound to the loopback device is still found (with no device named in the lookup, it
+// was not, and its owner could hide).
+TEST(WebPeer, ASocketBoundToLoopbackIsStillItsOwners) {
+  Listener l;
+  int mine = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (::setsockopt(mine, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) != 0) GTEST_SKIP() << "SO_BINDTODEVICE refused";
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(l.port));
+  ASSERT_EQ(::connect(mine, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  int accepted = ::accept(l.fd, nullptr, nullptr);
+  auto c = connection_of(accepted);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(client_of(*c).uid, ::geteuid());
+  ::close(mine);
+  ::close(accepted);
+}
+
+using web::Client;
+Client user(uid_t uid) { return Client::user(uid); }
+Client remote(const std::string& address) { return Client::remote(address); }
+
 TEST(WebConnectionLimit, EachClientHoldsAtMostItsLimitAndReleasingFreesASlot) {
-  ConnectionLimit limit(2, "test");
-  EXPECT_TRUE(limit.acquire("a"));
-  EXPECT_TRUE(limit.acquire("a"));
-  EXPECT_FALSE(limit.acquire("a"));
-  EXPECT_TRUE(limit.acquire("b"));  // another client's slots are its own
-  EXPECT_EQ(limit.held("a"), 2u);
+  ConnectionLimit limit({0}, "test");
+  for (size_t i = 0; i < web::kPerClient; ++i) EXPECT_TRUE(limit.acquire(user(1000)));
+  EXPECT_FALSE(limit.acquire(user(1000)));
+  EXPECT_TRUE(limit.acquire(user(1001)));  // another client's slots are its own
+  EXPECT_EQ(limit.held("local uid 1000"), web::kPerClient);
   EXPECT_EQ(limit.refused(), 1u);
-  limit.release("a");
-  EXPECT_TRUE(limit.acquire("a"));
-  limit.release("a");
-  limit.release("a");
-  limit.release("a");  // more releases than acquires change nothing
-  EXPECT_EQ(limit.held("a"), 0u);
-  EXPECT_TRUE(limit.acquire("a"));
-  EXPECT_TRUE(limit.acquire("a"));
-  EXPECT_FALSE(limit.acquire("a"));
+  limit.release(user(1000));
+  EXPECT_TRUE(limit.acquire(user(1000)));
+  for (size_t i = 0; i < web::kPerClient + 3; ++i) limit.release(user(1000));  // more releases than acquires change nothing
+  EXPECT_EQ(limit.held("local uid 1000"), 0u);
+  for (size_t i = 0; i < web::kPerTrustedClient; ++i) EXPECT_TRUE(limit.acquire(user(0)));  // root: every mount
+  EXPECT_FALSE(limit.acquire(user(0)));
+}
+
+// However many other clients hold their fill, the trusted local users keep threads of their own.
+TEST(WebConnectionLimit, OtherClientsTogetherLeaveTheTrustedUsersTheirThreads) {
+  ConnectionLimit limit({0}, "test");
+  size_t admitted = 0;
+  for (int host = 0; host < 20; ++host) {
+    for (size_t i = 0; i < web::kPerClient; ++i) admitted += limit.acquire(remote("192.0.2." + std::to_string(host)));
+  }
+  EXPECT_EQ(admitted, web::kServerThreads - web::kReserved);
+  EXPECT_FALSE(limit.acquire(user(1000)));  // a local user who is not trusted shares the rest
+  for (size_t i = 0; i < web::kReserved; ++i) EXPECT_TRUE(limit.acquire(user(0)));
+  limit.release(remote("192.0.2.0"));
+  EXPECT_TRUE(limit.acquire(user(1000)));
+}
+
+TEST(WebConnectionLimit, ALocalConnectionWithoutAKnownOwnerIsRefused) {
+  ConnectionLimit limit({0}, "test");
+  EXPECT_FALSE(limit.acquire(Client::local_unknown()));
+  EXPECT_EQ(limit.refused(), 1u);
+}
+
+// The limit on a real server: counted from the handshake's start, before a byte is read, and
+// released when the connection ends.
+TEST(WebConnectionLimit, AServerShutsTheConnectionPastTheLimitAtOnceAndReleasesEachAtItsEnd) {
+  char dir_template[] = "/tmp/cmkfs-web-limit-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string dir = dir_template;
+  auto bound = web::bind_https(dir, "127.0.0.1", 0, "test CA", 1024, "test", {});  // nobody trusted
+  ASSERT_TRUE(bound.ok()) << bound.status().message();
+  bound->server->Get("/", [](const httplib::Request&, httplib::Response& r) { r.set_content("ok", "text/plain"); });
+  std::thread serving([&] { bound->server->listen_after_bind(); });
+  const std::string me = "local uid " + std::to_string(::geteuid());
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 1000 && !done(); ++i) ::usleep(10000);
+    return done();
+  };
+
+  Listener unused;  // for connect(): the same code, another port
+  unused.port = bound->port;
+  std::vector<int> idle;
+  for (size_t i = 0; i <= web::kPerClient; ++i) idle.push_back(unused.connect());
+  EXPECT_TRUE(wait_for([&] { return bound->limit->refused() == 1; }));
+  EXPECT_EQ(bound->limit->held(me), web::kPerClient);
+  size_t shut = 0;  // the one refused reads the end of the stream; the others nothing yet
+  for (int fd : idle) {
+    pollfd p{fd, POLLIN, 0};
+    char byte;
+    shut += ::poll(&p, 1, 0) == 1 && ::recv(fd, &byte, 1, MSG_DONTWAIT) == 0;
+  }
+  EXPECT_EQ(shut, 1u);
+  for (int fd : idle) ::close(fd);
+  EXPECT_TRUE(wait_for([&] { return bound->limit->held(me) == 0; }));
+
+  httplib::SSLClient client("127.0.0.1", bound->port);
+  client.enable_server_certificate_verification(false);
+  auto reply = client.Get("/");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->body, "ok");
+  client.stop();
+  EXPECT_TRUE(wait_for([&] { return bound->limit->held(me) == 0; }));
+
+  bound->server->stop();
+  serving.join();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 namespace cmkfs::web {
 namespace {
 
-Client remote(const std::string& name) { return {name, false}; }
-Client local(const std::string& name) { return {name, true}; }
+Client remote(const std::string& name) { return Client::remote(name); }
+Client local(uid_t uid) { return Client::user(uid); }
 
 void fail_from(Sessions& s, const Client& client, int times, int64_t now) {
   for (int i = 0; i < times; ++i) s.failed(client, now);
@@ -48,18 +48,18 @@ TEST(SessionsTest, FiveFailuresFromOneClientShutItOutForAMinute) {
 // own admin out of the console for a minute, again and again.
 TEST(SessionsTest, AnotherLocalUsersGuessesDoNotShutTheHostsAdminOut) {
   Sessions s;
-  fail_from(s, local("uid 65534 on loopback"), 5, 100);
-  EXPECT_TRUE(s.throttled(local("uid 65534 on loopback"), 100));
-  EXPECT_FALSE(s.throttled(local("uid 0 on loopback"), 100));
+  fail_from(s, local(65534), 5, 100);
+  EXPECT_TRUE(s.throttled(local(65534), 100));
+  EXPECT_FALSE(s.throttled(local(0), 100));
 }
 
 TEST(SessionsTest, SixtyFailuresFromAnywhereShutEveryoneButLoopbackOutForAMinute) {
   Sessions s;
   for (int i = 0; i < 60; ++i) s.failed(remote("198.51.100." + std::to_string(i)), 100);
   EXPECT_TRUE(s.throttled(remote("203.0.113.1"), 130));
-  EXPECT_FALSE(s.throttled(local("uid 0 on loopback"), 130));  // the host's own admin
+  EXPECT_FALSE(s.throttled(local(0), 130));  // the host's own admin
   EXPECT_FALSE(s.throttled(remote("203.0.113.1"), 160));
-  for (int i = 0; i < 60; ++i) s.failed(local("uid " + std::to_string(i) + " on loopback"), 200);
+  for (int i = 0; i < 60; ++i) s.failed(local(static_cast<uid_t>(i)), 200);
   EXPECT_FALSE(s.throttled(remote("203.0.113.1"), 200));  // local users' guesses shut nobody else out
 }
 
