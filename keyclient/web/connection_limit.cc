@@ -16,9 +16,7 @@ bool ConnectionLimit::acquire(const Client& client) {
     const bool is_trusted = trusted(client);
     size_t& n = held_[client.name];
     const char* why = nullptr;
-    if (client.local && !client.uid) {
-      why = "a local connection whose owner the kernel does not list";
-    } else if (n >= (is_trusted ? kPerTrustedClient : kPerClient)) {
+    if (n >= (is_trusted ? kPerTrustedClient : kPerClient)) {
       why = "its limit of connections at once";
     } else if (!is_trusted && untrusted_ >= kServerThreads - kReserved) {
       why = "the limit of connections of all but this host's trusted users";

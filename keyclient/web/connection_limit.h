@@ -12,8 +12,8 @@
 // - all clients but the trusted local users (root, the server's own user: the mounts and the
 //   commands of this host) hold kServerThreads - kReserved together, so no number of other
 //   clients, however slowly each sends, can take the threads the trusted ones need;
-// - a local connection whose owner the kernel does not list is refused: hiding it (binding the
-//   socket to another device) would otherwise make it a client of its own.
+// - local connections whose owner the kernel does not list are one client, not trusted: hiding
+//   a socket's owner gains one share of kPerClient for all who hide, not one per address.
 // A client that sends its request slowly still holds its thread (httplib's timeout is per read,
 // not per request), within these limits.
 #pragma once

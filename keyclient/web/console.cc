@@ -138,8 +138,9 @@ void Console::page(const std::string& pattern, const std::string& nav, const std
 
 void Console::action(const std::string& pattern, Action action) {
   server_.Post(pattern, [this, action](const Request& q, Response& r) {
+    const Client client = client_of(q.remote_addr, q.remote_port, q.local_addr, q.local_port);
     std::lock_guard<std::mutex> g(mu_);
-    json where{{"via", "console"}, {"clientAddress", q.remote_addr}};
+    json where{{"via", "console"}, {"clientAddress", q.remote_addr}, {"client", client.name}};
     Session* session = sessions_.find(cookie(q, session_cookie_), now());
     if (session == nullptr) {
       where["error"] = "SessionExpired";

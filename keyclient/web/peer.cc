@@ -7,9 +7,13 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <ifaddrs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <iostream>
+#include <mutex>
 
 namespace cmkfs::web {
 namespace {
@@ -72,12 +76,32 @@ void put_end(const sockaddr_storage& ss, __be16* port, __be32* addr) {
   }
 }
 
-bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
-  if (a.ss_family != b.ss_family) return false;
-  if (a.ss_family == AF_INET) {
-    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == reinterpret_cast<const sockaddr_in&>(b).sin_addr.s_addr;
+bool same_address(const sockaddr* a, const sockaddr_storage& b) {
+  if (a == nullptr || a->sa_family != b.ss_family) return false;
+  if (a->sa_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(a)->sin_addr.s_addr == reinterpret_cast<const sockaddr_in&>(b).sin_addr.s_addr;
   }
-  return IN6_ARE_ADDR_EQUAL(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr);
+  return IN6_ARE_ADDR_EQUAL(&reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr, &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr);
+}
+
+// Whether `ss` is an address of this host's interfaces (asked each time: addresses come and go).
+bool this_hosts(const sockaddr_storage& ss) {
+  if (loopback(ss)) return true;
+  ifaddrs* all = nullptr;
+  if (::getifaddrs(&all) != 0) return false;
+  bool found = false;
+  for (ifaddrs* i = all; i != nullptr && !found; i = i->ifa_next) found = same_address(i->ifa_addr, ss);
+  ::freeifaddrs(all);
+  return found;
+}
+
+// Said once: without sock_diag every local client is "local, owner unknown", trusted by nobody.
+void report_unavailable(int error) {
+  static std::once_flag once;
+  std::call_once(once, [error] {
+    std::cerr << "cannot ask the kernel who owns a connection (sock_diag: " << std::strerror(error)
+              << "): local clients are told apart by address only, and none is trusted\n";
+  });
 }
 
 }  // namespace
@@ -125,7 +149,10 @@ std::optional<uid_t> socket_owner(const Connection& c) {
   ask.request.id.idiag_cookie[0] = ask.request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 
   int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (nl < 0) return std::nullopt;
+  if (nl < 0) {
+    report_unavailable(errno);
+    return std::nullopt;
+  }
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   alignas(nlmsghdr) char reply[1024];
@@ -135,10 +162,16 @@ std::optional<uid_t> socket_owner(const Connection& c) {
   }
   ::close(nl);
   const auto* h = reinterpret_cast<const nlmsghdr*>(reply);
-  if (got < 0 || !NLMSG_OK(h, static_cast<size_t>(got)) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-      h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
-    return std::nullopt;  // NLMSG_ERROR: no such connection
+  if (got < 0 || !NLMSG_OK(h, static_cast<size_t>(got))) {
+    report_unavailable(got < 0 ? errno : EPROTO);
+    return std::nullopt;
   }
+  if (h->nlmsg_type == NLMSG_ERROR && h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
+    int error = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+    if (error != ENOENT) report_unavailable(error);  // ENOENT: no such connection
+    return std::nullopt;
+  }
+  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return std::nullopt;
   const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
   if (m->idiag_state != TCP_ESTABLISHED || m->idiag_inode == 0) return std::nullopt;
   return m->idiag_uid;
@@ -148,7 +181,7 @@ std::optional<uid_t> loopback_owner(const Connection& c) { return on_loopback(c)
 
 Client client_of(const Connection& c) {
   if (auto uid = socket_owner(c)) return Client::user(*uid);
-  if (on_loopback(c) || same_address(c.client, c.server)) return Client::local_unknown();
+  if (this_hosts(c.client)) return Client::local_unknown();
   char text[INET6_ADDRSTRLEN] = "";
   if (c.client.ss_family == AF_INET) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(c.client).sin_addr, text, sizeof text);

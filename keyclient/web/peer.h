@@ -39,9 +39,10 @@ std::optional<uid_t> loopback_owner(const Connection& c);
 // process of this host by its user ("local uid 1000", whichever address it came from), an IPv4
 // client by its address, an IPv6 one by its /64 (one host's usual allocation: it can pick any
 // address inside it), a link-local one by its /64 on its link ("fe80::/64%eth0": each link's
-// neighbours are others). A connection on loopback, or from the address it reached, whose
-// socket the kernel does not list (its process closed it, or bound it to another device to
-// hide) is "local, owner unknown".
+// neighbours are others). A connection from one of this host's addresses whose socket the kernel
+// does not list (its process closed it, bound it to another device to hide, reached us through
+// a port redirection; or this host cannot be asked) is "local, owner unknown": one client, however
+// many addresses the host has, and trusted by nobody.
 struct Client {
   std::string name;
   bool local = false;        // a process of this host
