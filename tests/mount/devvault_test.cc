@@ -271,9 +271,15 @@ TEST_F(DevVaultTest, IdleConnectionsOfAnotherUserDoNotStarveTheKeyApi) {
   ASSERT_EQ(::read(ready[0], &byte, 1), 1);
   ::close(ready[0]);
   // Over 8 s, past the vault's 5 s read timeout: the attacker's admitted connections are closed
-  // and opened again meanwhile. Each call has 5 s to connect (TLS included) and 10 s in all.
+  // and opened again meanwhile. Each call has 5 s to connect (TLS included) and 10 s in all. A
+  // user who is not trusted (uid 65533) is served too: from the threads the attacker cannot
+  // fill alone, not from root's.
+  const std::string as_another_user = "setpriv --reuid=65533 --regid=65533 --clear-groups curl -sk --max-time 10 -o /dev/null "
+                                      "-w '%{http_code}' -H 'Authorization: Bearer " + token + "' '" + url +
+                                      "/keys/cmk?api-version=7.4'";
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(call("GET", "/keys/cmk?api-version=7.4").status, 200);
+    EXPECT_EQ(run(as_another_user).output, "200");
     ::sleep(2);
   }
   EXPECT_EQ(::waitpid(attacker, nullptr, WNOHANG), 0) << "the attacker stopped: the test proved nothing";
