@@ -84,13 +84,17 @@ bool Keyring::holds(uint32_t generation, const crypto::SecretBytes& dek) const {
 }
 
 void Keyring::revoke() {
-  std::unique_lock<std::shared_mutex> g(gate_);
-  available_ = false;
-  deks_.clear();  // SecretBytes and HmacKey wipe on destruction
-  name_key_.wipe();
-  store_keys_.wipe();
-  std::lock_guard<std::mutex> c(cache_mu_);
-  file_keys_.clear();  // no Access is alive, so these are the last references
+  ++revoking_;
+  {
+    std::unique_lock<std::shared_mutex> g(gate_);
+    available_ = false;
+    deks_.clear();  // SecretBytes and HmacKey wipe on destruction
+    name_key_.wipe();
+    store_keys_.wipe();
+    std::lock_guard<std::mutex> c(cache_mu_);
+    file_keys_.clear();  // no Access that entered is alive, so these are the last references
+  }
+  --revoking_;
 }
 
 }  // namespace cmkfs::fs

@@ -3,10 +3,14 @@
 // Every operation that uses a key holds a Keyring::Access (a shared lock) for its whole length.
 // revoke() takes the lock exclusively: when it returns, no operation is using a key and every key
 // (data key, store keys, cached file keys) has been zeroised. install() opens the gate again.
+// While a revocation waits for the operations inside, new ones are refused without entering:
+// glibc's shared_mutex lets readers in ahead of a waiting writer, so operations that kept
+// overlapping (a registry serving pulls) held a revocation off for as long as they came.
 //
 // Thread-safety: all members are safe to call concurrently.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,15 +29,17 @@ class Keyring {
 
   class Access {
    public:
-    bool ok() const { return ring_->available_; }  // false: answer EACCES
-    const crypto::StoreKeys& store_keys() const { return ring_->store_keys_; }
+    bool ok() const { return lock_.owns_lock() && ring_->available_; }  // false: answer EACCES
+    const crypto::StoreKeys& store_keys() const { return ring_->store_keys_; }  // REQUIRES: ok()
     uint32_t generation() const { return ring_->generation_; }  // the generation new files use
     // The key of one file: derived on first use, then cached (bounded).
     Result<FileKey> file_key(const Id128& file_id, uint32_t generation) const;
 
    private:
     friend class Keyring;
-    explicit Access(Keyring* ring) : lock_(ring->gate_), ring_(ring) {}
+    explicit Access(Keyring* ring) : ring_(ring) {
+      if (ring->revoking_ == 0) lock_ = std::shared_lock<std::shared_mutex>(ring->gate_);
+    }
     std::shared_lock<std::shared_mutex> lock_;
     Keyring* ring_;
   };
@@ -62,8 +68,9 @@ class Keyring {
   static constexpr size_t kMaxCachedFileKeys = 4096;
 
   mutable std::shared_mutex gate_;
-  bool available_ = false;  // guarded by gate_
-  uint32_t generation_ = 0;
+  std::atomic<int> revoking_{0};  // revocations waiting for the gate: no new Access enters
+  bool available_ = false;        // guarded by gate_
+  std::atomic<uint32_t> generation_{0};  // written under gate_; read by Access::generation() without it
   struct DataKey {
     crypto::SecretBytes dek;
     crypto::FileKeyDeriver files;  // its files' keys
