@@ -295,8 +295,18 @@ void UringTransport::Impl::serve(unsigned cpu, bool always_pinned, unsigned slot
   io_uring ring;
   io_uring_params params{};
   params.flags = IORING_SETUP_SQE128;
+  // start() waits for every worker to be counted here, whether its queue registered or not: a
+  // worker that returned uncounted left start() and the INIT reply waiting forever.
+  auto counted = [this] {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      ++registered;
+    }
+    registered_cv.notify_all();
+  };
   if (int rc = io_uring_queue_init_params(2 * slots, &ring, &params); rc < 0) {
-    spdlog::error("io_uring setup failed: {}", std::strerror(-rc));
+    spdlog::error("io_uring setup failed: {}; requests go through /dev/fuse", std::strerror(-rc));
+    counted();
     return;
   }
   std::vector<std::unique_ptr<Slot>> slot;
@@ -305,11 +315,7 @@ void UringTransport::Impl::serve(unsigned cpu, bool always_pinned, unsigned slot
     slot.push_back(std::make_unique<Slot>(payload));
     ok = slot.back()->buf != nullptr && submit(&ring, *slot.back(), i, kCmdRegister, cpu);
   }
-  {
-    std::lock_guard<std::mutex> g(mu);
-    ++registered;
-  }
-  registered_cv.notify_all();
+  counted();
   while (ok && !stopping.load()) {
     io_uring_cqe* cqe = nullptr;
     int rc = always_pinned ? poll_cqe(&ring, &cqe) : -EAGAIN;
