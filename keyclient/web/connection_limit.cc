@@ -39,7 +39,7 @@ void ConnectionLimit::release(const Client& client) {
   auto it = held_.find(client.name);
   if (it == held_.end()) return;
   if (--it->second == 0) held_.erase(it);
-  untrusted_ -= !trusted(client) && untrusted_ > 0;
+  if (!trusted(client) && untrusted_ > 0) --untrusted_;
 }
 
 size_t ConnectionLimit::held(const std::string& client) const {

@@ -100,7 +100,7 @@ void report_unavailable(int error) {
   static std::once_flag once;
   std::call_once(once, [error] {
     std::cerr << "cannot ask the kernel who owns a connection (sock_diag: " << std::strerror(error)
-              << "): local clients are told apart by address only, and none is trusted\n";
+              << "): every local client is one, \"local, owner unknown\", and none is trusted\n";
   });
 }
 
