@@ -336,23 +336,23 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   }
   spdlog::info("mounted store {} on {}", st.paths.root, o.mountpoint);
   // Revocation must also empty the kernel's caches; this runs on the monitor's thread.
-  auto invalidate = [&fs, se, &views] {
-    for (uint64_t ino : fs.known_inodes()) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+  CacheInvalidator invalidations(se);
+  auto invalidate = [&fs, &invalidations, &views] {
+    for (uint64_t ino : fs.known_inodes()) invalidations.inode(ino);
     views.invalidate();
   };
-  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes, reopen_log);  // before any other thread starts
+  // Before any other thread starts.
+  ShutdownOnSignal shutdown(se, o.mountpoint, &bridge.writes, &invalidations, reopen_log);
   KeyMonitor monitor(st, keyring, hand_over(), o.monitor, audit, invalidate, o.mountpoint);
   auto rekeyer = o.follow ? nullptr : std::make_unique<Rekeyer>(fs, keyring, monitor);
   monitor.set_status_extra([&rekeyer] { return rekeyer ? rekeyer->status() : nlohmann::json::object(); });
   // A follower's change feed: the records a payload names are reloaded, and the kernel forgets
   // what it cached of them (attributes, pages, names). Never called from a request handler.
-  auto apply_feed = [&fs, se](std::string_view payload) {
+  auto apply_feed = [&fs, &invalidations](std::string_view payload) {
     auto changes = fs.apply_changes(payload);
     if (!changes.ok()) return changes.status();
-    for (uint64_t ino : changes->inodes) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
-    for (const auto& [parent, name] : changes->entries) {
-      fuse_lowlevel_notify_inval_entry(se, parent, name.data(), name.size());
-    }
+    for (uint64_t ino : changes->inodes) invalidations.inode(ino);
+    for (const auto& [parent, name] : changes->entries) invalidations.entry(parent, name);
     return Status::Ok();
   };
   if (o.follow) {
@@ -425,6 +425,7 @@ int serve(const MountOptions& o, const std::string& log_level, Readiness& ready)
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   shutdown.finish();  // a stop signal from now on cannot reach the session; the flush below runs
+  invalidations.close();  // the loop ended with the connection (an unmount): none waits now
   notifier.stopping();
   st.meta->stop_listening();  // before the session goes: the feed invalidates through it
   metrics.reset();

@@ -30,9 +30,9 @@ void on_wake_signal(int) {}  // only interrupts the loop thread's wait
 }  // namespace
 
 ShutdownOnSignal::ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes,
-                                   std::function<void()> on_hangup)
+                                   CacheInvalidator* invalidations, std::function<void()> on_hangup)
     : se_(se), on_hangup_(std::move(on_hangup)), mountpoint_(std::move(mountpoint)), writes_(writes),
-      loop_thread_(pthread_self()) {
+      invalidations_(invalidations), loop_thread_(pthread_self()) {
   g_event_fd = ::eventfd(0, EFD_CLOEXEC);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: the loop thread's wait must see EINTR
@@ -94,6 +94,7 @@ void ShutdownOnSignal::watch() {
     }
     ::close(fd);
   }
+  invalidations_->close();  // while the loop still answers the requests they may wait for
   fuse_session_exit(se_);
   pthread_kill(loop_thread_, SIGUSR2);  // interrupts the loop's wait so it sees the exit
 }

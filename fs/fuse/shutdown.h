@@ -14,15 +14,18 @@
 #include <string>
 #include <thread>
 
+#include "fs/fuse/cache_invalidator.h"
+
 namespace cmkfs::fs {
 
 class ShutdownOnSignal {
  public:
   // REQUIRES: called on the thread that will run the session loop, before any other thread
   // starts (they inherit the blocked signals).
-  // `writes` counts the WRITE requests served: the stop waits until they cease.
+  // `writes` counts the WRITE requests served: the stop waits until they cease. `invalidations`
+  // are closed before the loop ends.
   ShutdownOnSignal(fuse_session* se, std::string mountpoint, const std::atomic<uint64_t>* writes,
-                   std::function<void()> on_hangup);
+                   CacheInvalidator* invalidations, std::function<void()> on_hangup);
   ~ShutdownOnSignal();  // finish(), then restores the default handlers
 
   // Once the session loop has ended: the watcher ends and no later signal reaches the session
@@ -38,6 +41,7 @@ class ShutdownOnSignal {
   std::function<void()> on_hangup_;
   std::string mountpoint_;
   const std::atomic<uint64_t>* writes_;
+  CacheInvalidator* invalidations_;
   pthread_t loop_thread_;
   std::thread watcher_;
 };

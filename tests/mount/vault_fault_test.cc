@@ -3,6 +3,9 @@
 // middle of a reply, truncated and garbage replies, throttling, 5xx. The mount serves inside the
 // grace, fails closed after it and recovers when the vault does; no file request waits on the
 // vault; every transition is in the audit log.
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+
 #include <chrono>
 
 #include "tests/support/lifecycle.h"
@@ -123,6 +126,67 @@ TEST_F(VaultFaultTest, ResetsTruncationGarbageThrottlingAndServerErrorsAreOutage
     EXPECT_TRUE(eventually(10, [&] { return state() == "available"; })) << m << "\n" << read_file(log);
   }
   EXPECT_EQ(read_file(dir + "/audit.jsonl").find("\"event\":\"revoke\""), std::string::npos);
+}
+
+// A revocation the vault answers while the mount is stopping. Its invalidation of the kernel's
+// caches waits for every cached page of a file, and so for a page whose READ came in after the
+// session loop had ended: nobody answers that READ, so the invalidation waited forever, and the
+// stop, which joins the key monitor before it unmounts, with it.
+TEST_F(VaultFaultTest, ARevocationAnsweredDuringAStopDoesNotHangIt) {
+  auto r = run(cmkfs_binary() + " init " + store + flags());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  mount("--key-check-interval 300ms --vault-timeout 30s --offline-grace 1h --no-io-uring");
+  const size_t size = 1 << 20;
+  write_file(at("f"), std::string(size, 'x'));
+  {  // its pages leave the page cache, so the reader's first touch sends a READ
+    int fd = ::open(at("f").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fsync(fd), 0);
+    ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    ASSERT_NE(p, MAP_FAILED);
+    unsigned char resident = 1;
+    ASSERT_EQ(::mincore(p, 4096, &resident), 0);
+    ::munmap(p, size);
+    ::close(fd);
+    ASSERT_EQ(resident & 1, 0) << "the file's first page is still cached";
+  }
+  pid_t daemon = daemon_pid(store);
+  ASSERT_GT(daemon, 0);
+  struct stat mounted_dev;
+  ASSERT_EQ(::stat(mnt.c_str(), &mounted_dev), 0);
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t reader = ::fork();
+  if (reader == 0) {  // maps the file now, touches it when told: the fault locks the page for its READ
+    ::close(go[1]);
+    int fd = ::open(at("f").c_str(), O_RDONLY);
+    void* p = fd < 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    char c;
+    if (p == MAP_FAILED || ::read(go[0], &c, 1) != 1) _exit(2);
+    _exit(static_cast<volatile char*>(p)[0] == 'x' ? 0 : 1);
+  }
+  ::close(go[0]);
+  ASSERT_GT(reader, 0);
+  ::usleep(300000);  // it has mapped the file
+  set_mode("latency 5");
+  ::usleep(600000);  // a key check now waits in the proxy; the vault will answer it "disabled"
+  vault_json("key disable --name cmk");
+  ASSERT_EQ(::kill(daemon, SIGTERM), 0);
+  mounted = false;
+  EXPECT_TRUE(wait_for_text(log, "signal received", 5)) << read_file(log);
+  ::usleep(1000000);  // the session loop has ended
+  EXPECT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+  bool gone = wait_gone(daemon, 20);
+  EXPECT_TRUE(gone) << "the stop hung\n" << read_file(log);
+  EXPECT_NE(read_file(log).find("key access lost"), std::string::npos) << read_file(log);
+  if (!gone) {  // a daemon thread waits in the kernel for a page: only aborting the connection frees it
+    write_file("/sys/fs/fuse/connections/" + std::to_string(minor(mounted_dev.st_dev)) + "/abort", "1");
+    ::kill(daemon, SIGKILL);
+  }
+  ::kill(reader, SIGKILL);
+  ::waitpid(reader, nullptr, 0);
 }
 
 }  // namespace
