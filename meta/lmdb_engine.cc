@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "meta/batcher.h"
 #include "meta/engine.h"
@@ -77,6 +79,7 @@ class LmdbTxn final : public EngineTxn {
 
  private:
   void release_batch();
+  void release_own_writer();
   Result<MDB_dbi> dbi(Table t) const;
 
   LmdbEngine* engine_;
@@ -135,6 +138,8 @@ class LmdbEngine final : public Engine {
   MDB_env* env_ = nullptr;
   std::unique_ptr<Batcher> batcher_;  // with group commit
   std::mutex own_writer_mu_;          // without: held by a write from its begin to its commit's end
+  // The thread that took own_writer_mu_: a second write begun on it is refused, not a hang.
+  std::atomic<std::thread::id> own_writer_thread_{};
   std::mutex reserve_mu_;
   uint64_t reserved_end_ = 0;  // guarded by reserve_mu_
   MDB_dbi dbis_[kTableCount] = {};
@@ -215,10 +220,16 @@ Result<std::unique_ptr<EngineTxn>> LmdbEngine::begin(bool write) {
   // LMDB serializes writers itself, but lets the next one in at its commit, before the caller
   // applied what it committed in memory (Txn::commit): held until then.
   std::unique_lock<std::mutex> own_writer;
-  if (write) own_writer = std::unique_lock<std::mutex>(own_writer_mu_);
+  if (write) {
+    if (own_writer_thread_.load() == std::this_thread::get_id()) {
+      return Status(EDEADLK, "a write transaction inside another transaction");
+    }
+    own_writer = std::unique_lock<std::mutex>(own_writer_mu_);
+  }
   MDB_txn* txn = nullptr;
   CMKFS_RETURN_IF_ERROR(lmdb_status(mdb_txn_begin(env_, nullptr, write ? 0 : MDB_RDONLY, &txn), "begin"));
   auto t = std::make_unique<LmdbTxn>(this, txn, Kind::kOwn);
+  if (write) own_writer_thread_ = std::this_thread::get_id();
   t->own_writer = std::move(own_writer);
   return std::unique_ptr<EngineTxn>(std::move(t));
 }
@@ -252,7 +263,14 @@ Status LmdbEngine::reserve_space(uint64_t bytes) {
 LmdbTxn::~LmdbTxn() {
   // An aborted nested transaction leaves its batch as it was.
   if (txn_ != nullptr && (kind_ == Kind::kOwn || kind_ == Kind::kBatchWrite)) mdb_txn_abort(txn_);
+  release_own_writer();
   release_batch();
+}
+
+void LmdbTxn::release_own_writer() {
+  if (!own_writer.owns_lock()) return;
+  engine_->own_writer_thread_ = std::thread::id();
+  own_writer.unlock();
 }
 
 void LmdbTxn::release_batch() {
@@ -269,7 +287,7 @@ Status LmdbTxn::commit(const std::function<void()>& applied) {
     case Kind::kOwn: {  // without group commit (offline tools, --commit-interval 0)
       Status s = lmdb_status(mdb_txn_commit(t), "commit");
       if (s.ok() && applied) applied();
-      if (own_writer.owns_lock()) own_writer.unlock();
+      release_own_writer();
       return s;
     }
     case Kind::kBatchWrite: {

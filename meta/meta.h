@@ -177,7 +177,8 @@ class Txn {
   // `applied` runs once the commit succeeded, before another write transaction of this process
   // can begin: the caller's in-memory copy of what it wrote changes there, so that the next
   // writer never reads it older than the store (a flush would write the old copy back over this
-  // commit). It must not begin a transaction.
+  // commit). It must not begin a transaction: a write begun there is refused (EDEADLK), and so
+  // is a read on PostgreSQL.
   Status commit(const std::function<void()>& applied = {});
 
  private:

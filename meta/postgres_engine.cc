@@ -267,6 +267,7 @@ struct HeldTxn {
   PGconn* conn = nullptr;
   Pipe* pipe = nullptr;  // null: the writer's read, each statement on its own
   std::vector<std::function<void()>>* on_commit = nullptr;  // null for a read
+  bool applying = false;  // in a commit's `applied`, still holding the turn: no transaction begins
 };
 thread_local HeldTxn held;
 
@@ -496,7 +497,11 @@ class PostgresTxn final : public EngineTxn {
     Status s = own_pipe_ ? end_transaction() : Status::Ok();
     end_connection(/*roll_back=*/!s.ok());
     if (commit_unknown_) s = engine_->settle_lost_commit(s);
-    if (s.ok() && applied) applied();
+    if (s.ok() && applied) {
+      held = {.engine = engine_, .applying = true};
+      applied();
+      held = {};
+    }
     turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
     for (auto& fn : on_commit_) fn();
@@ -605,6 +610,7 @@ void PostgresEngine::give_back(PGconn* c) {
 
 Result<std::unique_ptr<EngineTxn>> PostgresEngine::begin(bool write) {
   if (held.engine == this) {
+    if (held.applying) return Status(EDEADLK, "a transaction begun while a commit is applied");
     if (write) return Status(EDEADLK, "a write transaction inside another transaction");
     return std::unique_ptr<EngineTxn>(new PostgresTxn(this, held));
   }

@@ -168,6 +168,38 @@ TEST_P(MetaTest, InodeRoundTripsThroughSealing) {
   EXPECT_EQ(*read().last_inode(), 7u);
 }
 
+// A write begun on a thread that already holds one would wait for itself: refused instead, on
+// either engine, with or without group commit (GroupCommitTest has the batched case).
+TEST_P(MetaTest, AWriteBegunInsideAWriteOnOneThreadIsRefused) {
+  {
+    auto t = write();
+    ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+    EXPECT_EQ(store->begin(true, &keys).status().code(), EDEADLK);
+    ASSERT_TRUE(t.commit().ok());
+  }
+  EXPECT_TRUE(try_put_inode(6).ok());  // once committed, the thread writes again
+  {
+    auto dropped = write();  // an abort lets go too
+  }
+  EXPECT_TRUE(try_put_inode(7).ok());
+  EXPECT_TRUE(read().get_inode(5).ok());
+}
+
+// `applied` runs before the next write may begin; a write begun in it waited for itself.
+TEST_P(MetaTest, ATransactionBegunWhileACommitIsAppliedIsRefused) {
+  auto t = write();
+  ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
+  int write_code = 0, read_code = 0;
+  ASSERT_TRUE(t.commit([&] {
+                 write_code = store->begin(true, &keys).status().code();
+                 read_code = store->begin(false, &keys).status().code();
+               }).ok());
+  EXPECT_EQ(write_code, EDEADLK);
+  // LMDB reads beside its one writer; PostgreSQL runs one transaction at a time.
+  EXPECT_EQ(read_code, GetParam() == "postgres" ? EDEADLK : 0);
+  EXPECT_TRUE(try_put_inode(6).ok());
+}
+
 // Crash-recovery notes are sealed: a data-key rotation reseals them with the records, so none is
 // left under the key its end forgets (and then ignored, its repair lost).
 TEST_P(MetaTest, RecoveryNotesOutliveADataKeyRotation) {
