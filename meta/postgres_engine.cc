@@ -499,8 +499,10 @@ class PostgresTxn final : public EngineTxn {
     if (commit_unknown_) s = engine_->settle_lost_commit(s);
     if (s.ok() && applied) {
       held = {.engine = engine_, .applying = true};
+      struct Reset {
+        ~Reset() { held = {}; }  // also when `applied` throws
+      } reset;
       applied();
-      held = {};
     }
     turn_ = {};  // the next transaction may start; what waited on this one runs outside it
     if (!s.ok()) return s;
@@ -660,7 +662,8 @@ Status PostgresEngine::create() {
 // A commit that waits for the WAL's flush waits for every commit before it (the WAL is one
 // sequence): an empty transaction given an id is enough.
 Status PostgresEngine::sync() {
-  if (held.engine == this) return Status(EDEADLK, "sync inside a transaction");
+  // In a commit's `applied` the transaction has ended: a flush on another connection can run.
+  if (held.engine == this && !held.applying) return Status(EDEADLK, "sync inside a transaction");
   if (read_only_) return Status::Ok();
   auto c = take();
   if (!c.ok()) return c.status();

@@ -190,11 +190,14 @@ TEST_P(MetaTest, ATransactionBegunWhileACommitIsAppliedIsRefused) {
   auto t = write();
   ASSERT_TRUE(t.put_inode(sample_inode(5)).ok());
   int write_code = 0, read_code = 0;
+  bool durable_ran = false;
   ASSERT_TRUE(t.commit([&] {
                  write_code = store->begin(true, &keys).status().code();
                  read_code = store->begin(false, &keys).status().code();
+                 store->when_durable([&] { durable_ran = true; });  // still flushes, then runs
                }).ok());
   EXPECT_EQ(write_code, EDEADLK);
+  EXPECT_TRUE(durable_ran);
   // LMDB reads beside its one writer; PostgreSQL runs one transaction at a time.
   EXPECT_EQ(read_code, GetParam() == "postgres" ? EDEADLK : 0);
   EXPECT_TRUE(try_put_inode(6).ok());
