@@ -217,8 +217,7 @@ void add_console_pages(web::Console& console, const ConsoleOptions& o) {
   console.page("/console/store", "stores", "Store", [&o](const web::Session& s, const Request& q) {
     return store_page(o, s, q);
   });
-  // The forms: each runs what `cmkfs encryption ...` runs, on a store the console knows. Each
-  // waits on the key provider (up to its timeouts): on a turn of its own, so the pages do not.
+  // The forms: each runs what `cmkfs encryption ...` runs, on a store the console knows.
   using Run = std::function<Status(const std::string& store, const Request& q, std::ostream& out)>;
   auto form = [&](const std::string& path, const std::string& op, Run run, const std::string& done) {
     console.action(path, [&o, op, run, done](const web::Session&, const Request& q) {
@@ -232,7 +231,7 @@ void add_console_pages(web::Console& console, const ConsoleOptions& o) {
       override_default_audit_path("");
       std::string msg = s.ok() ? done : s.message();
       return web::Outcome(store_link(k->store), msg, s.ok() ? 200 : 400, op, k->store);
-    }, web::Console::Turn::kOwnTurn);
+    });
   };
   form("/console/store/change-key", "rotate-key", [](const std::string& store, const Request& q, std::ostream& out) {
     return rotate_key(store, key_options(q), LocalKeyOptions{}, out);

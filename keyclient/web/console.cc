@@ -136,10 +136,10 @@ void Console::page(const std::string& pattern, const std::string& nav, const std
   });
 }
 
-void Console::action(const std::string& pattern, Action action, Turn turn) {
-  server_.Post(pattern, [this, action, turn](const Request& q, Response& r) {
+void Console::action(const std::string& pattern, Action action) {
+  server_.Post(pattern, [this, action](const Request& q, Response& r) {
     const Client client = client_of(q.remote_addr, q.remote_port, q.local_addr, q.local_port);
-    std::unique_lock<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> g(mu_);
     json where{{"via", "console"}, {"clientAddress", q.remote_addr}, {"client", client.name}};
     Session* session = sessions_.find(cookie(q, session_cookie_), now());
     if (session == nullptr) {
@@ -160,8 +160,7 @@ void Console::action(const std::string& pattern, Action action, Turn turn) {
       return;
     }
     std::string id = cookie(q, session_cookie_);
-    Outcome o = turn == Turn::kUnderMu ? action(*session, q)  // may end the session (sign-out)
-                                       : run_on_own_turn(action, Session(*session), q, lock);
+    Outcome o = action(*session, q);  // may end the session (sign-out)
     o_.audit(who, o, where);
     if (Session* still = sessions_.find(id, now()); still != nullptr) {
       still->flash = o.message;
@@ -169,17 +168,6 @@ void Console::action(const std::string& pattern, Action action, Turn turn) {
     }
     redirect(r, o.next.empty() ? o_.home : o.next);
   });
-}
-
-Outcome Console::run_on_own_turn(const Action& action, const Session& session, const Request& q,
-                                 std::unique_lock<std::mutex>& lock) {
-  lock.unlock();
-  Outcome o = [&] {
-    std::lock_guard<std::mutex> one_at_a_time(actions_mu_);
-    return action(session, q);
-  }();
-  lock.lock();
-  return o;
 }
 
 void Console::signin_routes() {

@@ -5,9 +5,7 @@
 // on a page), no scripts (a CSP forbids them), no caching, no framing, and an audit callback for
 // every sign-in and every action. The pages are the caller's.
 //
-// Thread-safety: every handler runs under `mu`, which the caller's pages share with their data,
-// except an action registered as kOwnTurn (one that waits on the network): those run one at a
-// time, on a turn of their own, and the pages and sign-ins go on meanwhile.
+// Thread-safety: every handler runs under `mu`, which the caller's pages share with their data.
 #pragma once
 
 #include <httplib.h>
@@ -65,21 +63,16 @@ class Console {
   void page(const std::string& pattern, const std::string& nav, const std::string& title, Page page);
   // POST `pattern`: refused without a live session or without its CSRF token; otherwise runs
   // the action, audits it and redirects (303) to outcome.next with its message.
-  enum class Turn { kUnderMu, kOwnTurn };
-  void action(const std::string& pattern, Action action, Turn turn = Turn::kUnderMu);
+  void action(const std::string& pattern, Action action);
 
  private:
   // The page; `s`'s flash is shown once (then cleared).
   std::string layout(const std::string& title, const std::string& nav, Session* s, const httplib::Request& q,
                      const std::string& body) const;
   void signin_routes();
-  // Runs `action` with `lock` (on mu_) released, one such action at a time; relocks.
-  Outcome run_on_own_turn(const Action& action, const Session& session, const httplib::Request& q,
-                          std::unique_lock<std::mutex>& lock);
 
   httplib::Server& server_;
   std::mutex& mu_;
-  std::mutex actions_mu_;  // the turn of kOwnTurn actions; never taken while holding mu_
   Options o_;
   const std::string session_cookie_, signin_cookie_;  // named per product: two consoles on one host
   Sessions sessions_;
